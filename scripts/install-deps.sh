@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs, from Debian packages, everything mayfly needs to build, test,
+# fuzz, benchmark and run its demo. Idempotent: when every package is already
+# present it only checks and returns (well under a second).
+#
+#   scripts/install-deps.sh          install what is missing (needs root)
+#   scripts/install-deps.sh --check  exit 1 if anything is missing
+set -euo pipefail
+
+PACKAGES=(
+    build-essential make pkg-config git ca-certificates
+    libwolfssl-dev          # X.509, keys, CSRs, ECDSA, TLS 1.3 (client)
+    libjansson-dev          # JSON
+    libmicrohttpd-dev       # HTTP servers (CA API, admin, Workload API)
+    libgnutls28-dev         # TLS backend of libmicrohttpd (CA API)
+    libsqlite3-dev sqlite3  # registry and agent state
+    libnghttp2-dev          # HTTP/2 for the gRPC Workload API
+    libprotobuf-c-dev protobuf-c-compiler  # protobuf for the gRPC Workload API
+    libcmocka-dev           # unit tests
+    openssl                 # interop tests and the demo's s_server/s_client
+    clang libclang-rt-14-dev  # libFuzzer harnesses
+    python3 python3-grpcio python3-grpc-tools  # gRPC interop tests
+    libfaketime             # clock-jump fault tests
+    procps psmisc util-linux  # ps, kill, setpriv/runuser in tests
+    curl                    # Workload API over a Unix socket in tests and demo
+    valgrind                # make valgrind
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        missing+=("$p")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+if [ "${1:-}" = "--check" ]; then
+    echo "missing packages: ${missing[*]}" >&2
+    exit 1
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        SUDO=sudo
+    else
+        echo "install-deps: need root to install: ${missing[*]}" >&2
+        exit 1
+    fi
+fi
+
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
