@@ -1,6 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mf_log: text or JSON lines on stderr, one write(2) per line. See mf_log.h.
+ *
+ * Invariant: whatever the caller passes, each call writes exactly one line,
+ * ending in its only '\n', and in JSON format that line is one valid JSON
+ * object. Untrusted text is escaped (text: control bytes, backslash and, in
+ * quoted values, '"' become \xNN; JSON: the RFC 8259 escapes, with invalid
+ * UTF-8 replaced by U+FFFD), and a line that would pass LINE_MAX_BYTES is cut
+ * inside a string, marked "...", and still closed properly.
  */
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -17,6 +24,11 @@ static _Atomic int log_format = MF_LOG_TEXT;
 static _Atomic int log_fd = 2;
 
 #define LINE_MAX_BYTES 8192
+/* Escaped text stops this many bytes short of the cap, which leaves room for
+ * the "..." mark, the punctuation that closes the pair being written, and the
+ * line's end ("\"}\n"). */
+#define LINE_RESERVE 32
+#define TEXT_STOP    (LINE_MAX_BYTES - LINE_RESERVE)
 
 /* A log line that does not fit is cut short, never failed. */
 #define IGNORE(x)                                                                                  \
@@ -50,6 +62,7 @@ bool mf_log_enabled(enum mf_log_level level)
 mf_res mf_log_level_parse(const char *s, enum mf_log_level *out)
 {
     MF_ENSURE_REF(s);
+    MF_ENSURE_REF(out);
     for (int i = 0; i < 4; i++) {
         if (strcmp(s, level_names[i]) == 0) {
             *out = (enum mf_log_level)i;
@@ -67,6 +80,7 @@ mf_res mf_log_level_parse(const char *s, enum mf_log_level *out)
 mf_res mf_log_format_parse(const char *s, enum mf_log_format *out)
 {
     MF_ENSURE_REF(s);
+    MF_ENSURE_REF(out);
     if (strcmp(s, "text") == 0) {
         *out = MF_LOG_TEXT;
         return MF_RES_OK;
@@ -78,23 +92,92 @@ mf_res mf_log_format_parse(const char *s, enum mf_log_format *out)
     MF_BAIL_MSG(MF_ERR_USAGE_ARG, "log format must be text or json, not '%.32s'", s);
 }
 
-/* Appends s escaped for the current format. In text, control bytes and
- * backslash become \xNN so that one log call is always one line. */
-static void put_escaped(struct mf_buf *b, const char *s, bool json)
+/* Length of the well-formed UTF-8 sequence at p (1-4), or 0 when the bytes
+ * there are not one (stray continuation, overlong form, surrogate, past
+ * U+10FFFF, or cut short by the NUL). p[0] >= 0x80. */
+static size_t utf8_len(const unsigned char *p)
 {
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        mf_res r;
-        if (json && (*p == '"' || *p == '\\')) {
-            r = mf_buf_printf(b, "\\%c", *p);
-        } else if (*p < 0x20 || *p == 0x7f || (!json && *p == '\\')) {
-            r = json ? mf_buf_printf(b, "\\u%04x", *p) : mf_buf_printf(b, "\\x%02x", *p);
-        } else {
-            r = mf_buf_append_u8(b, *p);
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0) {
+            lo = 0xa0; /* no overlong forms */
+        } else if (c == 0xed) {
+            hi = 0x9f; /* no UTF-16 surrogates */
         }
-        if (!mf_ok(r)) {
-            return;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0) {
+            lo = 0x90;
+        } else if (c == 0xf4) {
+            hi = 0x8f; /* nothing past U+10FFFF */
+        }
+    } else {
+        return 0;
+    }
+    if (p[1] < lo || p[1] > hi) {
+        return 0;
+    }
+    for (size_t i = 2; i < n; i++) {
+        if (p[i] < 0x80 || p[i] > 0xbf) {
+            return 0;
         }
     }
+    return n;
+}
+
+/* Appends s escaped for the line's format; see the invariant at the top. In
+ * text, control bytes, DEL and backslash become \xNN so that one log call is
+ * always one line, and with quoted set '"' does too, so that a value cannot
+ * close its quotes and forge a key=value pair. Stops before the line passes
+ * TEXT_STOP and then appends "..." (the reserve guarantees the room); returns
+ * false when it stopped early. */
+static bool put_escaped(struct mf_buf *b, const char *s, bool json, bool quoted)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        char esc[8];
+        const void *src = esc;
+        size_t n;
+        size_t adv = 1;
+        if (json && (*p == '"' || *p == '\\')) {
+            esc[0] = '\\';
+            esc[1] = (char)*p;
+            n = 2;
+        } else if (json && *p < 0x20) {
+            n = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p);
+        } else if (json && *p >= 0x80) {
+            adv = utf8_len(p);
+            if (adv == 0) {
+                memcpy(esc, "\\ufffd", 6);
+                n = 6;
+                adv = 1;
+            } else {
+                src = p;
+                n = adv;
+            }
+        } else if (!json && (*p < 0x20 || *p == 0x7f || *p == '\\' || (quoted && *p == '"'))) {
+            n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+        } else {
+            src = p;
+            n = 1;
+        }
+        if (b->len + n > TEXT_STOP || !mf_ok(mf_buf_append(b, src, n))) {
+            IGNORE(mf_buf_append_str(b, "..."));
+            return false;
+        }
+        p += adv;
+    }
+    /* An empty string adds nothing, but the line may already be full. */
+    if (b->len > TEXT_STOP) {
+        IGNORE(mf_buf_append_str(b, "..."));
+        return false;
+    }
+    return true;
 }
 
 static void put_prefix(struct mf_buf *b, enum mf_log_level level, const char *func, bool json)
@@ -108,13 +191,18 @@ static void put_prefix(struct mf_buf *b, enum mf_log_level level, const char *fu
                    tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                    now.tv_nsec / 1000000);
     const char *lvl = level_names[(int)level & 3];
-    mf_res r;
-    if (json) {
-        r = mf_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"func\":\"%s\"", ts, lvl, func);
-    } else {
-        r = mf_buf_printf(b, "%s %s %s: ", ts, lvl, func);
+    if (func == NULL) {
+        func = "?";
     }
-    (void)r;
+    if (json) {
+        IGNORE(mf_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"func\":\"", ts, lvl));
+        (void)put_escaped(b, func, true, false);
+        IGNORE(mf_buf_append_u8(b, '"'));
+    } else {
+        IGNORE(mf_buf_printf(b, "%s %s ", ts, lvl));
+        (void)put_escaped(b, func, false, false);
+        IGNORE(mf_buf_append_str(b, ": "));
+    }
 }
 
 static void emit(struct mf_buf *b)
@@ -128,30 +216,33 @@ static void emit(struct mf_buf *b)
 }
 
 static void vwrite(enum mf_log_level level, const char *func, const char *suffix,
+                   const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+
+static void vwrite(enum mf_log_level level, const char *func, const char *suffix,
                    const char *fmt, va_list ap)
 {
+    /* The macros check the level first; direct calls are filtered here. */
+    if (!mf_log_enabled(level)) {
+        return;
+    }
     bool json = atomic_load(&log_format) == MF_LOG_JSON;
-    struct mf_buf b, msg;
+    /* A message longer than a line is cut here and marked by put_escaped,
+     * rather than replaced: its start is usually what matters. */
+    char text[LINE_MAX_BYTES];
+    if (vsnprintf(text, sizeof(text), fmt, ap) < 0) {
+        (void)snprintf(text, sizeof(text), "(unformattable log message)");
+    }
+    struct mf_buf b;
     mf_buf_init(&b, LINE_MAX_BYTES, 0);
-    mf_buf_init(&msg, LINE_MAX_BYTES, 0);
     put_prefix(&b, level, func, json);
-    if (!mf_ok(mf_buf_vprintf(&msg, fmt, ap))) {
-        mf_buf_reset(&msg);
-        IGNORE(mf_buf_append_str(&msg, "(log message too long)"));
-    }
-    if (suffix != NULL) {
-        IGNORE(mf_buf_append_str(&msg, suffix));
-    }
     if (json) {
         IGNORE(mf_buf_append_str(&b, ",\"msg\":\""));
-        put_escaped(&b, mf_buf_cstr(&msg), true);
-        IGNORE(mf_buf_append_str(&b, "\"}\n"));
-    } else {
-        put_escaped(&b, mf_buf_cstr(&msg), false);
-        IGNORE(mf_buf_append_u8(&b, '\n'));
     }
+    if (put_escaped(&b, text, json, false) && suffix != NULL) {
+        (void)put_escaped(&b, suffix, json, false);
+    }
+    IGNORE(mf_buf_append_str(&b, json ? "\"}\n" : "\n"));
     emit(&b);
-    mf_buf_cleanup(&msg);
     mf_buf_cleanup(&b);
 }
 
@@ -187,16 +278,22 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
     struct mf_buf b;
     mf_buf_init(&b, LINE_MAX_BYTES, 0);
     put_prefix(&b, level, func, json);
+    if (msg == NULL) {
+        msg = "";
+    }
+    bool room;
     if (json) {
         IGNORE(mf_buf_append_str(&b, ",\"msg\":\""));
-        put_escaped(&b, msg, true);
+        room = put_escaped(&b, msg, true, false);
         IGNORE(mf_buf_append_u8(&b, '"'));
     } else {
-        put_escaped(&b, msg, false);
+        room = put_escaped(&b, msg, false, false);
     }
     va_list ap;
     va_start(ap, msg);
-    for (;;) {
+    /* Once the line is full, the remaining pairs are dropped whole: the pair
+     * being written is closed, so the line stays well-formed. */
+    while (room) {
         const char *k = va_arg(ap, const char *);
         if (k == NULL) {
             break;
@@ -207,18 +304,21 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
         }
         if (json) {
             IGNORE(mf_buf_append_str(&b, ",\""));
-            put_escaped(&b, k, true);
+            room = put_escaped(&b, k, true, false);
             IGNORE(mf_buf_append_str(&b, "\":\""));
-            put_escaped(&b, v, true);
+            room = room && put_escaped(&b, v, true, false);
             IGNORE(mf_buf_append_u8(&b, '"'));
         } else {
-            IGNORE(mf_buf_printf(&b, " %s=", k));
-            /* Values with spaces are quoted so lines stay machine-splittable. */
+            IGNORE(mf_buf_append_u8(&b, ' '));
+            room = put_escaped(&b, k, false, true);
+            IGNORE(mf_buf_append_u8(&b, '='));
+            /* Values with spaces are quoted so lines stay machine-splittable;
+             * put_escaped turns any '"' inside into \x22. */
             bool quote = v[0] == '\0' || strpbrk(v, " \"=") != NULL;
             if (quote) {
                 IGNORE(mf_buf_append_u8(&b, '"'));
             }
-            put_escaped(&b, v, false);
+            room = room && put_escaped(&b, v, false, true);
             if (quote) {
                 IGNORE(mf_buf_append_u8(&b, '"'));
             }

@@ -125,7 +125,8 @@ mf_res mf_strdup_max(const char *s, size_t max, char **out)
     MF_ENSURE_REF(out);
     *out = NULL;
     MF_ENSURE_REF(s);
-    size_t n = strnlen(s, max + 1);
+    /* max + 1 would wrap to 0 for SIZE_MAX and silently return "". */
+    size_t n = strnlen(s, max == SIZE_MAX ? max : max + 1);
     MF_ENSURE(n <= max, MF_ERR_PROTO_TOO_LARGE);
     char *p = malloc(n + 1);
     MF_TRY_PTR(p, MF_ERR_NOMEM);

@@ -10,8 +10,8 @@
  *                                               zeros, <= 4294967294
  *   unix:user, unix:group    a POSIX-portable name: [A-Za-z0-9._-], 1-32
  *                            bytes, not starting with '-'
- *   unix:path                absolute path, no NUL, no "//", "/./", "/../",
- *                            at most 4096 bytes
+ *   unix:path                absolute path, no NUL, no "//", "/./", "/../"
+ *                            (nor a final "/." or "/.."), at most 4096 bytes
  *   unix:sha256              64 lowercase hex digits
  * Canonical text form is the same "type:key:value" string.
  *
@@ -62,7 +62,9 @@ MF_WUR mf_res mf_selector_parse(const char *s, size_t len, struct mf_selector *o
 MF_WUR mf_res mf_selector_make(enum mf_sel_kind kind, const char *value, struct mf_selector *out);
 
 /* Writes the canonical "type:key:value" text into out (cap bytes, at least
- * MF_SELECTOR_STR_MAX is always enough). */
+ * MF_SELECTOR_STR_MAX is always enough). A smaller buffer that cannot hold
+ * it is MF_ERR_USAGE_ARG and leaves out as ""; a selector with no value is
+ * MF_ERR_STATE. */
 MF_WUR mf_res mf_selector_format(const struct mf_selector *sel, char *out, size_t cap);
 
 /* "unix:uid" for MF_SEL_UNIX_UID, etc. */

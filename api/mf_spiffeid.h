@@ -48,7 +48,9 @@ MF_WUR mf_res mf_spiffeid_parse_cstr(const char *s, struct mf_spiffe_id *out);
 MF_WUR mf_res mf_td_parse(const char *s, size_t len, char out[MF_TD_MAX + 1]);
 
 /* Builds and validates "spiffe://" + td + path; path is "" or starts with
- * "/". */
+ * "/". td is read as by mf_td_parse (bare name or trust domain ID). A path
+ * that does not start with '/' is MF_ERR_ID_PATH_CHAR; a result over 2048
+ * bytes is MF_ERR_ID_TOO_LONG (A14: never generated). */
 MF_WUR mf_res mf_spiffeid_from_parts(const char *td, const char *path, struct mf_spiffe_id *out);
 
 /* True when the ID has no path (it names a trust domain). */
@@ -60,10 +62,12 @@ void mf_spiffeid_td(const struct mf_spiffe_id *id, char out[MF_TD_MAX + 1]);
 /* The path part ("" when there is none). Borrowed from id. */
 const char *mf_spiffeid_path(const struct mf_spiffe_id *id);
 
-/* True when id belongs to trust domain td (bare name). */
+/* True when id belongs to trust domain td (bare name): exact byte equality,
+ * never a suffix match. False for a zeroed ID or a NULL td. */
 bool mf_spiffeid_member_of(const struct mf_spiffe_id *id, const char *td);
 
-/* Byte equality. */
+/* Byte equality. A zeroed (never successfully parsed) ID equals nothing, not
+ * even another zeroed ID. */
 bool mf_spiffeid_eq(const struct mf_spiffe_id *a, const struct mf_spiffe_id *b);
 
 #endif /* MF_SPIFFEID_H */

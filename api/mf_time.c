@@ -3,6 +3,7 @@
  * mf_time: clocks, durations and timestamps. See mf_time.h.
  */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -18,7 +19,9 @@ static int64_t real_clock(void)
     return (int64_t)ts.tv_sec;
 }
 
-static int64_t (*_Atomic clock_fn)(void) = NULL;
+/* No initializer: static storage starts as a null pointer, and clang refuses
+ * NULL (a void *) for an _Atomic function pointer under -Wpedantic. */
+static int64_t (*_Atomic clock_fn)(void);
 
 /* see mf_time.h */
 int64_t mf_now(void)
@@ -160,29 +163,48 @@ static int digits(const char *p, int n, int *out)
     return 0;
 }
 
+static bool leap_year(int y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && leap_year(y) ? 29 : days[m - 1];
+}
+
 /* see mf_time.h */
 mf_res mf_time_parse(const char *s, int64_t *out)
 {
     MF_ENSURE_REF(s);
     MF_ENSURE_REF(out);
     size_t n = strnlen(s, 64);
-    MF_ENSURE(n >= 20 && n < 64, MF_ERR_PROTO);
+    MF_ENSURE_MSG(n >= 20 && n < 64, MF_ERR_PROTO, "timestamp '%.32s' is not YYYY-MM-DDThh:mm:ssZ",
+                  s);
     int Y, M, D, h, m, sec;
-    MF_ENSURE(digits(s, 4, &Y) == 0 && s[4] == '-' && digits(s + 5, 2, &M) == 0 &&
-                  s[7] == '-' && digits(s + 8, 2, &D) == 0 && s[10] == 'T' &&
-                  digits(s + 11, 2, &h) == 0 && s[13] == ':' && digits(s + 14, 2, &m) == 0 &&
-                  s[16] == ':' && digits(s + 17, 2, &sec) == 0,
-              MF_ERR_PROTO);
+    MF_ENSURE_MSG(digits(s, 4, &Y) == 0 && s[4] == '-' && digits(s + 5, 2, &M) == 0 &&
+                      s[7] == '-' && digits(s + 8, 2, &D) == 0 && s[10] == 'T' &&
+                      digits(s + 11, 2, &h) == 0 && s[13] == ':' && digits(s + 14, 2, &m) == 0 &&
+                      s[16] == ':' && digits(s + 17, 2, &sec) == 0,
+                  MF_ERR_PROTO, "timestamp '%.32s' is not YYYY-MM-DDThh:mm:ssZ", s);
     const char *p = s + 19;
     if (*p == '.') {
+        /* RFC 3339 time-secfrac is "." 1*DIGIT: a bare dot is refused. */
         p++;
+        const char *frac = p;
         while (*p >= '0' && *p <= '9') {
             p++;
         }
+        MF_ENSURE_MSG(p != frac, MF_ERR_PROTO, "timestamp '%.32s' has an empty fraction", s);
     }
-    MF_ENSURE(p[0] == 'Z' && p[1] == '\0', MF_ERR_PROTO);
-    MF_ENSURE(M >= 1 && M <= 12 && D >= 1 && D <= 31 && h <= 23 && m <= 59 && sec <= 60,
-              MF_ERR_PROTO);
+    MF_ENSURE_MSG(p[0] == 'Z' && p[1] == '\0', MF_ERR_PROTO,
+                  "timestamp '%.32s' must end in Z (UTC)", s);
+    /* Refuse impossible dates rather than let timegm roll 02-31 into March.
+     * Second 60 is RFC 3339's leap second; it reads as the next second. */
+    MF_ENSURE_MSG(M >= 1 && M <= 12 && D >= 1 && D <= days_in_month(Y, M) && h <= 23 && m <= 59 &&
+                      sec <= 60,
+                  MF_ERR_PROTO, "timestamp '%.32s' is not a valid date and time", s);
     struct tm tm;
     memset(&tm, 0, sizeof(tm));
     tm.tm_year = Y - 1900;

@@ -30,7 +30,7 @@ void mf_time_set_clock(int64_t (*fn)(void));
  * 10 years. */
 MF_WUR mf_res mf_duration_parse(const char *s, int64_t *out);
 
-/* Writes a duration in the shortest exact form ("1h", "90s", "1h30m"). */
+/* Writes a duration as hours, minutes and seconds ("1h", "1m30s", "168h"). */
 void mf_duration_format(int64_t secs, char *out, size_t cap);
 
 /* "2026-11-22T18:42:00Z" */
