@@ -48,6 +48,7 @@ CA_SRC    := $(wildcard ca/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
+EXAMPLE_SRC := $(wildcard examples/*.c)
 
 API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o)
 CA_OBJ    := $(CA_SRC:%.c=$(BUILD)/%.o)
@@ -59,9 +60,10 @@ LIB       := $(BUILD)/libmayfly.a
 BINS      := $(if $(CA_SRC),$(BINDIR)/mayfly-ca) $(if $(AGENT_SRC),$(BINDIR)/mayfly-agent)
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+EXAMPLE_BINS := $(EXAMPLE_SRC:examples/%.c=$(BINDIR)/%)
 
 .PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps
-all: $(LIB) $(BINS) $(TOOL_BINS)
+all: $(LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS)
 	@if [ "$(BUILD)" = build/rel ]; then cp $(LIB) libmayfly.a; fi
 
 lib: $(LIB)
@@ -84,6 +86,11 @@ $(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(LIB) $(LDLIBS)
 
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Example workloads built on libmayfly (the demo's mTLS client and server).
+$(BINDIR)/%: $(BUILD)/examples/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
@@ -137,7 +144,7 @@ analyze:
 	scan-build --status-bugs $(MAKE) BUILD=build/analyze BINDIR=build/analyze/bin all
 
 format:
-	clang-format -i api/*.[ch] ca/*.[ch] agent/*.[ch] tests/unit/*.c tests/fuzz/*.c
+	clang-format -i api/*.[ch] ca/*.[ch] agent/*.[ch] examples/*.c tests/unit/*.c tests/fuzz/*.c
 
 deps:
 	scripts/install-deps.sh

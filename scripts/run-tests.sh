@@ -53,6 +53,7 @@ done
 
 for t in tests/integration/*.sh; do
     [ -f "$t" ] || continue
+    case "$t" in */lib.sh | *_lib.sh) continue ;; esac
     name=$(basename "$t" .sh)
     want "$name" "$@" || continue
     out="$log_dir/$name.log"
