@@ -17,6 +17,26 @@
  *   PEM             the X.509 authorities only.
  *   JWT JWKS        plain JWKS of the JWT keys (D14), for the Workload API.
  *   bundle map      {"trust_domains":{"<td>":<bundle>,...}} (D13).
+ *
+ * Decoding choices where the spec leaves room (a refusal's detail
+ * names keys[i] and the member):
+ *   - a "jwt-svid" key without kid refuses the whole bundle (D11 is a MUST;
+ *     go-spiffe refuses it too, so both sides agree on what is trusted);
+ *     so do a duplicate kid (D12) and a kid that is not 1..MF_KID_MAX
+ *     printable ASCII bytes.
+ *   - an "x509-svid" key whose x5c is missing or empty is skipped (D10); a
+ *     kid on it is ignored; its crv/x/y must describe the x5c[0]
+ *     certificate's key (RFC 7517 4.7), else MF_ERR_CRYPTO_MISMATCH.
+ *   - keys we cannot use are skipped like unknown ones: kty other than EC
+ *     (RSA, OKP...) and curves other than P-256/P-384, for both uses (the
+ *     X.509 code handles only those). A key carrying "d" (a private key)
+ *     refuses the bundle.
+ *   - a missing kty, and any member of the wrong JSON type, refuse it.
+ *   - spiffe_sequence and spiffe_refresh_hint must be integers in
+ *     0..INT64_MAX (jansson holds integers as int64); the encoder refuses a
+ *     sequence above INT64_MAX with MF_ERR_USAGE_ARG.
+ *   - input over MF_MAX_BUNDLE bytes, or more than MF_BUNDLE_KEYS_MAX keys of
+ *     one kind, is MF_ERR_PROTO_TOO_LARGE.
  */
 #ifndef MF_BUNDLE_H
 #define MF_BUNDLE_H
@@ -58,7 +78,9 @@ MF_WUR mf_res mf_bundle_copy(const struct mf_bundle *b, struct mf_bundle **out);
 /* Adds a reference to cert as an X.509 authority (ignored if the same
  * certificate is already present). */
 MF_WUR mf_res mf_bundle_add_x509(struct mf_bundle *b, struct mf_cert *cert);
-/* Adds a JWT authority; takes ownership of key; refuses a duplicate kid. */
+/* Adds a JWT authority; takes ownership of key, also on failure (the key is
+ * freed then); refuses a duplicate kid (MF_ERR_POLICY_DUPLICATE) and a kid
+ * that is not 1..MF_KID_MAX printable ASCII bytes (MF_ERR_USAGE_ARG). */
 MF_WUR mf_res mf_bundle_add_jwt(struct mf_bundle *b, const char *kid, struct mf_pubkey *key);
 /* Byte-equal content (authorities, not sequence/hint). */
 bool mf_bundle_same_keys(const struct mf_bundle *a, const struct mf_bundle *b);
@@ -69,7 +91,15 @@ MF_WUR mf_res mf_bundle_from_jwks(const char *td, const char *json, size_t len,
 MF_WUR mf_res mf_bundle_to_pem(const struct mf_bundle *b, struct mf_buf *out);
 MF_WUR mf_res mf_bundle_from_pem(const char *td, const char *pem, size_t len,
                                  struct mf_bundle **out);
+/* Encodes the JWT authorities as a plain JWKS (D14): kty, kid, crv, x, y
+ * per key; no use, no spiffe_* members. */
 MF_WUR mf_res mf_bundle_jwt_jwks(const struct mf_bundle *b, struct mf_buf *out);
+/* Decodes a plain JWT JWKS (D14, the Workload API form) into a bundle for td
+ * holding only JWT authorities: keys with no "use" or "jwt-svid" are JWT
+ * keys and must have a kid (as go-spiffe requires); keys with another use
+ * are skipped; spiffe_* members are ignored. */
+MF_WUR mf_res mf_bundle_from_jwt_jwks(const char *td, const char *json, size_t len,
+                                      struct mf_bundle **out);
 
 /* A set of bundles, at most one per trust domain. */
 struct mf_bundle_set {
@@ -83,7 +113,14 @@ void mf_bundle_set_cleanup(struct mf_bundle_set *s);
 MF_WUR mf_res mf_bundle_set_put(struct mf_bundle_set *s, struct mf_bundle *b);
 /* The bundle of trust domain td (bare name), or NULL. Borrowed. */
 const struct mf_bundle *mf_bundle_set_find(const struct mf_bundle_set *s, const char *td);
+/* Encodes the set as a bundle map (D13); the inner bundles carry no
+ * spiffe_refresh_hint. */
 MF_WUR mf_res mf_bundle_set_to_map(const struct mf_bundle_set *s, struct mf_buf *out);
+/* Decodes a bundle map (at most MF_MAX_BUNDLE bytes). out is initialised
+ * here (it must not hold bundles) and filled only on success. trust_domains
+ * is required and may be empty; its keys must be bare trust domain names,
+ * and a duplicate is refused. Inner refresh hints are dropped (D13: map
+ * refresh must not depend on them). */
 MF_WUR mf_res mf_bundle_set_from_map(const char *json, size_t len, struct mf_bundle_set *out);
 
 /* Verifies an X509-SVID chain (leaf first) as a relying party: picks the
