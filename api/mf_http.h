@@ -47,6 +47,12 @@ MF_WUR mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_cli
 /* The server's verified SPIFFE ID (TLS connections only). Borrowed. */
 const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c);
 
+/* True when another request may be sent on c: no exchange failed midway,
+ * the server did not say "Connection: close" (or end a body by closing),
+ * and no stream is open. A connection that is not reusable refuses further
+ * requests with MF_ERR_STATE; reconnect instead. */
+bool mf_http_reusable(const struct mf_http_conn *c);
+
 struct mf_http_resp {
     int status;
     struct mf_buf body;
@@ -60,7 +66,12 @@ void mf_http_resp_cleanup(struct mf_http_resp *r);
 /* Sends one request and reads the whole response. headers is a
  * NULL-terminated list of "Name: value" lines, or NULL; Host, Content-Length
  * and Content-Type (application/json when body is set) are added. Keeps the
- * connection open for reuse when the server allows it. */
+ * connection open for reuse when the server allows it.
+ * Errors: MF_ERR_IO_EOF when the server closed before answering (a stale
+ * keep-alive connection: reconnect and retry), MF_ERR_PROTO_TRUNCATED when it
+ * closed in the middle of the response, MF_ERR_PROTO_HTTP for malformed
+ * HTTP, MF_ERR_PROTO_TOO_LARGE over a cap, MF_ERR_IO_TIMEOUT. resp->status
+ * is valid on success only. */
 MF_WUR mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *path,
                               const char *const *headers, const void *body, size_t body_len,
                               int timeout_ms, struct mf_http_resp *resp);
@@ -68,8 +79,13 @@ MF_WUR mf_res mf_http_request(struct mf_http_conn *c, const char *method, const 
 /* Streaming responses (the Workload API's watch): sends the request and
  * reads the status line and headers; resp->status is set, resp->body stays
  * empty. Then each mf_http_stream_line call returns the next
- * newline-terminated line of the body (without the newline) in line, or
- * MF_ERR_IO_EOF at the end of the body, or MF_ERR_IO_TIMEOUT. */
+ * newline-terminated line of the body (without the newline, and without a
+ * CR before it) in line, or MF_ERR_IO_EOF at the end of the body, or
+ * MF_ERR_IO_TIMEOUT (nothing is lost: call again to resume).
+ * A body that ends inside a line is MF_ERR_PROTO_TRUNCATED; a line over
+ * max_line bytes is MF_ERR_PROTO_TOO_LARGE.
+ * A non-2xx answer is not a stream: stream_begin then reads its body into
+ * resp->body (under resp's cap) and stream_line returns MF_ERR_IO_EOF. */
 MF_WUR mf_res mf_http_stream_begin(struct mf_http_conn *c, const char *method, const char *path,
                                    const char *const *headers, int timeout_ms,
                                    struct mf_http_resp *resp);
