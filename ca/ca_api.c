@@ -1,0 +1,935 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ca_api: the agent-facing HTTPS API (see ca_api.h, docs/api.md).
+ *
+ * MHD runs one thread per connection, so a long-polling sync request blocks
+ * only its own thread on ctx->ch_cond; the connection limit bounds the
+ * threads. Every endpoint but /v1/attest authenticates the caller on the
+ * first handler call (before any body is read) and again when the body is
+ * in: its chain must verify against the CA's current bundle (mf_svid_verify,
+ * so expiry is checked), its ID must be an agent ID of our trust domain, and
+ * the registry must know it and not have banned it.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
+
+#include "api/mf_httpd.h"
+#include "api/mf_json.h"
+#include "api/mf_log.h"
+#include "api/mf_mem.h"
+#include "api/mf_time.h"
+#include "ca/ca_api.h"
+#include "ca/ca_policy.h"
+#include "ca/ca_wire.h"
+
+#define SRV_GENS      8   /* server credentials kept alive (see cert_cb) */
+#define SRV_CHAIN_MAX 4
+#define SYNC_WAIT_DEFAULT 30
+#define SYNC_WAIT_MAX 60
+#define TLS13_ONLY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+
+struct srv_cred {
+    gnutls_pcert_st pcert[SRV_CHAIN_MAX];
+    unsigned n;
+    gnutls_privkey_t key;
+};
+
+struct ca_api {
+    struct ca_ctx *ctx;
+    struct MHD_Daemon *d;
+    int fd;
+    char addr[300];
+    pthread_mutex_t mu;           /* protects gens, cur, renew_at */
+    struct srv_cred gens[SRV_GENS];
+    int cur;                      /* index of the newest credential, -1 before the first */
+    int64_t renew_at;
+    char *trust_pem;              /* bundle PEM handed to MHD_OPTION_HTTPS_MEM_TRUST */
+};
+
+/* GnuTLS's retrieve callback carries no user pointer, so the one API
+ * instance of the process is reachable here. Set before MHD starts, cleared
+ * after it stops. */
+static struct ca_api *g_api;
+
+static void cred_clear(struct srv_cred *c)
+{
+    for (unsigned i = 0; i < c->n; i++) {
+        gnutls_pcert_deinit(&c->pcert[i]);
+    }
+    if (c->key != NULL) {
+        gnutls_privkey_deinit(c->key);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
+/* Called by GnuTLS in every handshake. The returned structures stay owned
+ * by us: a superseded credential is kept for SRV_GENS renewals (several
+ * SVID lifetimes) before it is freed, far longer than any handshake. */
+static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                   const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                   gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *privkey)
+{
+    (void)s;
+    (void)req_ca_rdn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct ca_api *api = g_api;
+    if (api == NULL) {
+        return -1;
+    }
+    pthread_mutex_lock(&api->mu);
+    int cur = api->cur;
+    if (cur < 0) {
+        pthread_mutex_unlock(&api->mu);
+        return -1;
+    }
+    *pcert = api->gens[cur].pcert;
+    *pcert_length = api->gens[cur].n;
+    *privkey = api->gens[cur].key;
+    pthread_mutex_unlock(&api->mu);
+    return 0;
+}
+
+/* Issues a fresh server SVID and makes it the one handed out. */
+static mf_res renew_server(struct ca_api *api, int64_t now)
+{
+    mf_res rc;
+    struct mf_key *key = NULL;
+    struct mf_pubkey *pub = NULL;
+    struct mf_certs chain;
+    struct mf_buf der;
+    struct srv_cred c;
+    memset(&c, 0, sizeof(c));
+    mf_certs_init(&chain);
+    mf_buf_init(&der, 8192, MF_BUF_SECRET);
+    struct mf_spiffe_id id;
+    MF_TRY_OUT(mf_spiffeid_from_parts(api->ctx->cfg.trust_domain, CA_SERVER_PATH, &id));
+    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
+    MF_TRY_OUT(mf_key_public(key, &pub));
+    struct ca_leaf_req req = {
+        .id = &id, .pubkey = pub, .ttl = api->ctx->cfg.svid_ttl, .agent = "-"};
+    MF_TRY_OUT(ca_issue_leaf(api->ctx->keys, &req, now, &chain));
+    MF_ENSURE_OUT(chain.n > 0 && chain.n <= SRV_CHAIN_MAX, MF_ERR_STATE);
+    for (size_t i = 0; i < chain.n; i++) {
+        size_t len = 0;
+        const uint8_t *d = mf_cert_der(chain.v[i], &len);
+        gnutls_datum_t dt = {.data = (unsigned char *)(uintptr_t)d, .size = (unsigned)len};
+        MF_ENSURE_OUT(gnutls_pcert_import_x509_raw(&c.pcert[i], &dt, GNUTLS_X509_FMT_DER, 0) == 0,
+                      MF_ERR_CRYPTO);
+        c.n++;
+    }
+    MF_TRY_OUT(mf_key_to_der(key, &der));
+    MF_ENSURE_OUT(gnutls_privkey_init(&c.key) == 0, MF_ERR_CRYPTO);
+    gnutls_datum_t kd = {.data = der.data, .size = (unsigned)der.len};
+    MF_ENSURE_OUT_MSG(gnutls_privkey_import_x509_raw(c.key, &kd, GNUTLS_X509_FMT_DER, NULL, 0) ==
+                          0,
+                      MF_ERR_CRYPTO_KEY, "GnuTLS refused the server key");
+    int64_t nb = mf_cert_not_before(chain.v[0]), na = mf_cert_not_after(chain.v[0]);
+    pthread_mutex_lock(&api->mu);
+    int next = (api->cur + 1) % SRV_GENS;
+    cred_clear(&api->gens[next]);
+    api->gens[next] = c;
+    memset(&c, 0, sizeof(c));
+    api->cur = next;
+    /* Half of the life that remains from now: NotBefore is backdated (B28)
+     * and NotAfter may be capped by the CA's own expiry, so nb + (na-nb)/2
+     * could already be past for short TTLs. */
+    (void)nb;
+    api->renew_at = now + (na - now) / 2;
+    pthread_mutex_unlock(&api->mu);
+    rc = MF_RES_OK;
+out:
+    cred_clear(&c);
+    mf_buf_cleanup(&der);
+    mf_certs_cleanup(&chain);
+    mf_pubkey_free(pub);
+    mf_key_free(key);
+    return rc;
+}
+
+mf_res ca_api_maintain(struct ca_api *api, int64_t now)
+{
+    MF_ENSURE_REF(api);
+    pthread_mutex_lock(&api->mu);
+    bool due = api->cur < 0 || now >= api->renew_at;
+    pthread_mutex_unlock(&api->mu);
+    if (!due) {
+        return MF_RES_OK;
+    }
+    return renew_server(api, now);
+}
+
+/* ---- replies --------------------------------------------------------------- */
+
+static enum MHD_Result reply_limit(struct MHD_Connection *conn, const struct ca_admit *why)
+{
+    char body[256], ra[16];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"message\":\"%s\"}",
+                     why->status == 429 ? "rate_limited" : "unavailable",
+                     why->status == 429 ? "agent rate limit reached" : "signing capacity busy");
+    snprintf(ra, sizeof(ra), "%d", why->retry_after > 0 ? why->retry_after : 1);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+    enum MHD_Result ret = MHD_queue_response(conn, why->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* Maps auth failures to 401/403 as docs/api.md says. */
+static enum MHD_Result reply_auth(struct MHD_Connection *conn, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    if (r.err == MF_ERR_AUTH_BANNED || mf_err_category(r.err) == MF_CAT_POLICY) {
+        return mf_httpd_reply_error(conn, 403, "permission_denied", "%s", msg);
+    }
+    return mf_httpd_reply_error(conn, 401, "unauthenticated", "%s", msg);
+}
+
+static void peer_ip(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", "?");
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci == NULL || ci->client_addr == NULL) {
+        return;
+    }
+    socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                             : sizeof(struct sockaddr_in);
+    char host[NI_MAXHOST];
+    if (getnameinfo(ci->client_addr, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0 &&
+        cap > 0) {
+        size_t n = strnlen(host, cap - 1);
+        memcpy(out, host, n);
+        out[n] = '\0';
+    }
+}
+
+/* ---- authentication ---------------------------------------------------------- */
+
+static mf_res authenticate(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                           struct mf_spiffe_id *agent)
+{
+    mf_res rc;
+    struct mf_certs chain;
+    struct mf_bundle_set set;
+    mf_bundle_set_init(&set);
+    struct mf_bundle *b = ca_keys_bundle(ctx->keys);
+    rc = mf_httpd_peer_chain(conn, &chain);
+    if (!mf_ok(rc)) {
+        mf_bundle_free(b);
+        mf_bundle_set_cleanup(&set);
+        return rc;
+    }
+    MF_ENSURE_OUT(b != NULL, MF_ERR_STATE);
+    MF_TRY_OUT(mf_bundle_set_put(&set, b));
+    MF_TRY_OUT(mf_svid_verify(&chain, &set, mf_now(), agent));
+    MF_ENSURE_OUT_MSG(ca_policy_is_agent_id(agent, ctx->cfg.trust_domain), MF_ERR_POLICY_DENIED,
+                      "%s is not an agent ID", agent->str);
+    struct ca_agent a;
+    rc = ca_store_agent_get(ctx->store, agent->str, &a);
+    if (rc.err == MF_ERR_POLICY_NOT_FOUND) {
+        MF_TRY_OUT(ca_policy_agent_access(NULL, agent->str));
+    }
+    MF_TRY_OUT(rc);
+    MF_TRY_OUT(ca_policy_agent_access(&a, agent->str));
+    rc = MF_RES_OK;
+out:
+    mf_certs_cleanup(&chain);
+    mf_bundle_set_cleanup(&set);
+    mf_bundle_free(b);
+    return rc;
+}
+
+/* ---- CSR helpers --------------------------------------------------------------- */
+
+static mf_res decode_csr(const char *b64, struct mf_csr **out)
+{
+    mf_res rc;
+    struct mf_buf der;
+    mf_buf_init(&der, MF_MAX_CSR, 0);
+    MF_ENSURE_OUT_MSG(strlen(b64) <= (MF_MAX_CSR / 3 + 1) * 4, MF_ERR_PROTO_TOO_LARGE,
+                      "CSR is over %u bytes", MF_MAX_CSR);
+    MF_TRY_OUT(mf_b64_decode(b64, strlen(b64), &der));
+    MF_TRY_OUT(mf_csr_verify(der.data, der.len, out));
+    rc = MF_RES_OK;
+out:
+    mf_buf_cleanup(&der);
+    return rc;
+}
+
+/* {"spiffe_id","x509_svid":[...],"bundle":{...}} */
+static enum MHD_Result reply_svid(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                                  const char *id, const struct mf_certs *chain)
+{
+    json_t *arr = NULL, *bj = NULL;
+    struct mf_bundle *b = ca_keys_bundle(ctx->keys);
+    mf_res r = ca_certs_to_json(chain, &arr);
+    if (mf_ok(r)) {
+        r = b ? ca_bundle_to_json(b, &bj)
+              : mf_err_raise(MF_ERR_STATE, __FILE__, __LINE__, __func__, "no bundle");
+    }
+    mf_bundle_free(b);
+    if (!mf_ok(r)) {
+        json_decref(arr);
+        return mf_httpd_reply_res(conn, r);
+    }
+    return mf_httpd_reply_json(
+        conn, 200, json_pack("{s:s,s:o,s:o}", "spiffe_id", id, "x509_svid", arr, "bundle", bj));
+}
+
+/* ---- endpoints ------------------------------------------------------------------- */
+
+static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                                 const struct mf_httpd_req *req)
+{
+    static const char *const keys[] = {"join_token", "csr", NULL};
+    json_t *body = NULL;
+    struct mf_csr *csr = NULL;
+    struct mf_certs chain;
+    mf_certs_init(&chain);
+    const char *token = NULL, *csr_b64 = NULL;
+    char agent_id[MF_SPIFFE_ID_MAX + 1] = "";
+    char ip[64], akey[80];
+    uint8_t hash[32];
+    bool admitted = false;
+    struct ca_admit why = {0};
+    enum MHD_Result ret;
+    peer_ip(conn, ip, sizeof(ip));
+    snprintf(akey, sizeof(akey), "attest:%s", ip);
+
+    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_BODY_PREAUTH,
+                             &body);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(body, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(body, "join_token", true, 256, &token);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(body, "csr", true, MF_MAX_BODY_PREAUTH, &csr_b64);
+    }
+    /* Check the CSR before spending the token, so a broken CSR does not
+     * cost the operator a token. */
+    if (mf_ok(r)) {
+        r = decode_csr(csr_b64, &csr);
+    }
+    if (mf_ok(r)) {
+        r = ca_issue_admit(ctx->issuer, akey, mf_mono_ms(), &why);
+        admitted = mf_ok(r);
+    }
+    if (mf_ok(r)) {
+        r = mf_sha256((const uint8_t *)token, strlen(token), hash);
+    }
+    /* Every check that can refuse runs before the token is spent, so that a
+     * refused attestation leaves the token as it was. */
+    if (mf_ok(r)) {
+        r = ca_store_token_peek(ctx->store, hash, mf_now(), agent_id);
+    }
+    if (mf_ok(r)) {
+        r = ca_policy_attest_csr(agent_id, mf_csr_spiffe_id(csr));
+    }
+    struct ca_agent existing;
+    if (mf_ok(r) && mf_ok(ca_store_agent_get(ctx->store, agent_id, &existing))) {
+        r = ca_policy_agent_access(&existing, agent_id);
+    }
+    if (mf_ok(r)) {
+        /* atomic check-and-spend: of two racing uses, one wins */
+        char spent_for[MF_SPIFFE_ID_MAX + 1];
+        r = ca_store_token_consume(ctx->store, hash, mf_now(), spent_for);
+        if (mf_ok(r) && strcmp(spent_for, agent_id) != 0) {
+            r = mf_err_raise(MF_ERR_AUTH_TOKEN, __FILE__, __LINE__, __func__, "token changed");
+        }
+    }
+    struct mf_spiffe_id id;
+    if (mf_ok(r)) {
+        r = mf_spiffeid_parse_cstr(agent_id, &id);
+    }
+    int64_t now = mf_now();
+    if (mf_ok(r)) {
+        struct ca_leaf_req lr = {
+            .id = &id, .pubkey = mf_csr_pubkey(csr), .ttl = ctx->cfg.svid_ttl, .agent = agent_id};
+        r = ca_issue_leaf(ctx->keys, &lr, now, &chain);
+    } else if (why.status == 0) {
+        ca_issue_log_denied(agent_id[0] ? agent_id : "-", ip, r);
+    }
+    if (mf_ok(r)) {
+        char serial[MF_SERIAL_HEX_MAX];
+        mf_cert_serial_hex(chain.v[0], serial);
+        r = ca_store_agent_issued(ctx->store, agent_id, serial, mf_cert_not_after(chain.v[0]), now,
+                                  true);
+        if (mf_ok(r)) {
+            mf_log_event(MF_LOG_INFO, __func__, "agent attested", "spiffe_id", agent_id, "peer",
+                         ip, NULL);
+            ca_ctx_changed(ctx);
+        }
+    }
+    if (admitted) {
+        ca_issue_release(ctx->issuer);
+    }
+    if (why.status != 0) {
+        ret = reply_limit(conn, &why);
+    } else if (mf_ok(r)) {
+        ret = reply_svid(ctx, conn, agent_id, &chain);
+    } else if (r.err == MF_ERR_AUTH_TOKEN || r.err == MF_ERR_AUTH_BANNED) {
+        ret = reply_auth(conn, r);
+    } else {
+        ret = mf_httpd_reply_res(conn, r);
+    }
+    mf_wipe(hash, sizeof(hash));
+    mf_csr_free(csr);
+    mf_certs_cleanup(&chain);
+    json_decref(body);
+    return ret;
+}
+
+static enum MHD_Result do_renew(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                                const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
+{
+    static const char *const keys[] = {"csr", NULL};
+    json_t *body = NULL;
+    struct mf_csr *csr = NULL;
+    struct mf_certs chain;
+    mf_certs_init(&chain);
+    const char *csr_b64 = NULL;
+    struct ca_admit why = {0};
+    bool admitted = false;
+    enum MHD_Result ret;
+    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_BODY, &body);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(body, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(body, "csr", true, MF_MAX_BODY, &csr_b64);
+    }
+    if (mf_ok(r)) {
+        r = decode_csr(csr_b64, &csr);
+    }
+    if (mf_ok(r)) {
+        r = ca_policy_renew_csr(agent->str, mf_csr_spiffe_id(csr));
+    }
+    if (mf_ok(r)) {
+        r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
+        admitted = mf_ok(r);
+    }
+    int64_t now = mf_now();
+    if (mf_ok(r)) {
+        struct ca_leaf_req lr = {
+            .id = agent, .pubkey = mf_csr_pubkey(csr), .ttl = ctx->cfg.svid_ttl, .agent = agent->str};
+        r = ca_issue_leaf(ctx->keys, &lr, now, &chain);
+    } else {
+        ca_issue_log_denied(agent->str, agent->str, r);
+    }
+    if (mf_ok(r)) {
+        char serial[MF_SERIAL_HEX_MAX];
+        mf_cert_serial_hex(chain.v[0], serial);
+        /* refuses (without writing) if the agent was banned meanwhile */
+        r = ca_store_agent_issued(ctx->store, agent->str, serial, mf_cert_not_after(chain.v[0]),
+                                  now, false);
+    }
+    if (admitted) {
+        ca_issue_release(ctx->issuer);
+    }
+    if (why.status != 0) {
+        ret = reply_limit(conn, &why);
+    } else if (mf_ok(r)) {
+        ret = reply_svid(ctx, conn, agent->str, &chain);
+    } else if (mf_err_category(r.err) == MF_CAT_AUTH) {
+        ret = reply_auth(conn, r);
+    } else {
+        ret = mf_httpd_reply_res(conn, r);
+    }
+    mf_csr_free(csr);
+    mf_certs_cleanup(&chain);
+    json_decref(body);
+    return ret;
+}
+
+/* The agent's view: its entries and the bundle, with a revision that is a
+ * digest of exactly that content, so it changes iff the view changes. */
+static mf_res build_view(struct ca_ctx *ctx, const char *agent, json_t **out, char rev[33])
+{
+    mf_res rc;
+    struct ca_entry *v = NULL;
+    size_t n = 0;
+    struct mf_bundle *b = ca_keys_bundle(ctx->keys);
+    json_t *o = NULL, *arr = NULL, *bj = NULL;
+    char *text = NULL;
+    *out = NULL;
+    MF_ENSURE_OUT(b != NULL, MF_ERR_STATE);
+    MF_TRY_OUT(ca_store_entry_list(ctx->store, agent, &v, &n));
+    arr = json_array();
+    MF_ENSURE_OUT(arr != NULL, MF_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = NULL;
+        MF_TRY_OUT(ca_entry_to_json(&v[i], &e));
+        MF_ENSURE_OUT(json_array_append_new(arr, e) == 0, MF_ERR_NOMEM);
+    }
+    MF_TRY_OUT(ca_bundle_to_json(b, &bj));
+    o = json_pack("{s:o,s:o}", "entries", arr, "bundle", bj);
+    arr = NULL;
+    bj = NULL;
+    MF_ENSURE_OUT(o != NULL, MF_ERR_NOMEM);
+    text = json_dumps(o, JSON_COMPACT);
+    MF_ENSURE_OUT(text != NULL, MF_ERR_NOMEM);
+    uint8_t h[32];
+    MF_TRY_OUT(mf_sha256((const uint8_t *)text, strlen(text), h));
+    mf_hex(h, 16, rev);
+    MF_ENSURE_OUT(json_object_set_new(o, "revision", json_string(rev)) == 0, MF_ERR_NOMEM);
+    *out = o;
+    o = NULL;
+    rc = MF_RES_OK;
+out:
+    free(text);
+    json_decref(o);
+    json_decref(arr);
+    json_decref(bj);
+    ca_entries_free(v, n);
+    mf_bundle_free(b);
+    return rc;
+}
+
+static enum MHD_Result do_sync(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                               const struct mf_spiffe_id *agent)
+{
+    const char *have = mf_httpd_query(conn, "revision");
+    const char *ws = mf_httpd_query(conn, "wait");
+    int64_t wait = SYNC_WAIT_DEFAULT;
+    if (ws != NULL) {
+        mf_res r = mf_duration_parse(ws, &wait);
+        if (!mf_ok(r) || wait > SYNC_WAIT_MAX) {
+            return mf_httpd_reply_error(conn, 400, "invalid_argument",
+                                        "wait must be 0..%d seconds", SYNC_WAIT_MAX);
+        }
+    }
+    mf_res seen = ca_store_agent_seen(ctx->store, agent->str, mf_now());
+    if (!mf_ok(seen)) {
+        mf_log_warn_r(seen, "cannot record last_seen of %s", agent->str);
+    }
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += wait;
+    for (;;) {
+        pthread_mutex_lock(&ctx->ch_mu);
+        uint64_t gen = ctx->gen;
+        pthread_mutex_unlock(&ctx->ch_mu);
+
+        json_t *view = NULL;
+        char rev[33];
+        mf_res r = build_view(ctx, agent->str, &view, rev);
+        if (!mf_ok(r)) {
+            return mf_httpd_reply_res(conn, r);
+        }
+        if (have == NULL || strcmp(have, rev) != 0) {
+            return mf_httpd_reply_json(conn, 200, view);
+        }
+        json_decref(view);
+
+        /* Unchanged: wait for the next change or the deadline. */
+        bool timed_out = false, stopping = false;
+        pthread_mutex_lock(&ctx->ch_mu);
+        while (ctx->gen == gen && !ctx->stopping) {
+            if (pthread_cond_timedwait(&ctx->ch_cond, &ctx->ch_mu, &deadline) == ETIMEDOUT) {
+                timed_out = true;
+                break;
+            }
+        }
+        stopping = ctx->stopping;
+        pthread_mutex_unlock(&ctx->ch_mu);
+        if (stopping) {
+            return mf_httpd_reply_error(conn, 503, "unavailable", "server is shutting down");
+        }
+        if (timed_out) {
+            return mf_httpd_reply_buf(conn, 204, "application/json", "", 0);
+        }
+        /* A change may have been a ban: check the caller again. */
+        struct ca_agent a;
+        r = ca_store_agent_get(ctx->store, agent->str, &a);
+        if (!mf_ok(r) || !mf_ok(ca_policy_agent_access(&a, agent->str))) {
+            return reply_auth(conn, mf_err_raise(MF_ERR_AUTH_BANNED, __FILE__, __LINE__,
+                                                 __func__, "agent %s is banned or evicted",
+                                                 agent->str));
+        }
+    }
+}
+
+static json_t *item_error(const char *entry_id, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    const char *code = "invalid_argument";
+    switch (mf_err_category(r.err)) {
+    case MF_CAT_POLICY:
+        code = r.err == MF_ERR_POLICY_NOT_FOUND ? "not_found" : "permission_denied";
+        break;
+    case MF_CAT_INTERNAL:
+    case MF_CAT_IO:
+        code = "internal";
+        break;
+    default:
+        break;
+    }
+    return json_pack("{s:s,s:s,s:s}", "entry_id", entry_id ? entry_id : "", "error", code,
+                     "message", msg);
+}
+
+static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                               const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
+{
+    static const char *const keys[] = {"requests", NULL};
+    static const char *const item_keys[] = {"entry_id", "csr", NULL};
+    json_t *body = NULL, *results = NULL;
+    const json_t *reqs = NULL;
+    struct ca_entry *entries = NULL;
+    size_t n_entries = 0;
+    struct ca_admit why = {0};
+    bool admitted = false;
+    enum MHD_Result ret;
+    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_SIGN_BODY, &body);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(body, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_array(body, "requests", true, MF_MAX_BATCH, &reqs);
+    }
+    if (mf_ok(r) && json_array_size(reqs) == 0) {
+        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                         "requests must hold 1..%u items", MF_MAX_BATCH);
+    }
+    /* Validate the shape of every item before doing any work, so that a
+     * malformed batch is refused as a whole. */
+    for (size_t i = 0; mf_ok(r) && i < json_array_size(reqs); i++) {
+        const json_t *it = json_array_get(reqs, i);
+        const char *s = NULL;
+        if (!json_is_object(it)) {
+            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                             "requests[%zu] must be an object", i);
+            break;
+        }
+        r = mf_json_only_keys(it, item_keys);
+        if (mf_ok(r)) {
+            r = mf_json_str(it, "entry_id", true, CA_ENTRY_ID_LEN, &s);
+        }
+        if (mf_ok(r)) {
+            r = mf_json_str(it, "csr", true, MF_MAX_CSR * 2, &s);
+        }
+    }
+    if (mf_ok(r)) {
+        r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
+        admitted = mf_ok(r);
+    }
+    if (mf_ok(r)) {
+        r = ca_store_entry_list(ctx->store, agent->str, &entries, &n_entries);
+    }
+    if (mf_ok(r)) {
+        results = json_array();
+        if (results == NULL) {
+            r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+        }
+    }
+    int64_t now = mf_now();
+    for (size_t i = 0; mf_ok(r) && i < json_array_size(reqs); i++) {
+        const json_t *it = json_array_get(reqs, i);
+        const char *eid = json_string_value(json_object_get(it, "entry_id"));
+        const char *csr_b64 = json_string_value(json_object_get(it, "csr"));
+        const struct ca_entry *e = NULL;
+        for (size_t k = 0; k < n_entries; k++) {
+            if (strcmp(entries[k].id, eid) == 0) {
+                e = &entries[k];
+                break;
+            }
+        }
+        struct mf_csr *csr = NULL;
+        struct mf_certs chain;
+        mf_certs_init(&chain);
+        mf_res ir = MF_RES_OK;
+        struct mf_spiffe_id sid;
+        if (e == NULL) {
+            /* Either no such entry or one parented to another agent: the
+             * caller learns nothing about entries that are not its own. */
+            ir = mf_err_raise(MF_ERR_POLICY_NOT_PARENT, __FILE__, __LINE__, __func__,
+                              "agent %s is not the parent of an entry %s", agent->str, eid);
+        }
+        if (mf_ok(ir)) {
+            ir = decode_csr(csr_b64, &csr);
+        }
+        if (mf_ok(ir)) {
+            ir = ca_policy_sign(agent->str, e, mf_csr_spiffe_id(csr));
+        }
+        if (mf_ok(ir)) {
+            ir = mf_spiffeid_parse_cstr(e->spiffe_id, &sid);
+        }
+        if (mf_ok(ir)) {
+            struct ca_leaf_req lr = {
+                .id = &sid,
+                .pubkey = mf_csr_pubkey(csr),
+                .ttl = ca_policy_entry_ttl(e, ctx->cfg.svid_ttl),
+                .dns_names = (const char *const *)e->dns_names,
+                .n_dns = e->n_dns,
+                .agent = agent->str,
+            };
+            ir = ca_issue_leaf(ctx->keys, &lr, now, &chain);
+        } else {
+            const struct mf_spiffe_id *cid = csr ? mf_csr_spiffe_id(csr) : NULL;
+            ca_issue_log_denied(e ? e->spiffe_id : (cid ? cid->str : "-"), agent->str, ir);
+        }
+        json_t *res = NULL;
+        if (mf_ok(ir)) {
+            json_t *arr = NULL;
+            ir = ca_certs_to_json(&chain, &arr);
+            if (mf_ok(ir)) {
+                char exp[MF_RFC3339_LEN];
+                mf_time_format(mf_cert_not_after(chain.v[0]), exp);
+                res = json_pack("{s:s,s:s,s:o,s:s}", "entry_id", eid, "spiffe_id", e->spiffe_id,
+                                "x509_svid", arr, "expires_at", exp);
+            }
+        }
+        if (!mf_ok(ir)) {
+            res = item_error(eid, ir);
+        }
+        if (res == NULL || json_array_append_new(results, res) != 0) {
+            r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+        }
+        mf_csr_free(csr);
+        mf_certs_cleanup(&chain);
+    }
+    if (admitted) {
+        ca_issue_release(ctx->issuer);
+    }
+    if (why.status != 0) {
+        ret = reply_limit(conn, &why);
+    } else if (mf_ok(r)) {
+        ret = mf_httpd_reply_json(conn, 200, json_pack("{s:o}", "results", results));
+        results = NULL;
+    } else {
+        ret = mf_httpd_reply_res(conn, r);
+    }
+    json_decref(results);
+    ca_entries_free(entries, n_entries);
+    json_decref(body);
+    return ret;
+}
+
+static size_t body_cap(const char *url)
+{
+    if (strcmp(url, "/v1/attest") == 0) {
+        return MF_MAX_BODY_PREAUTH;
+    }
+    if (strcmp(url, "/v1/sign") == 0) {
+        return MF_MAX_SIGN_BODY;
+    }
+    return MF_MAX_BODY;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_size, void **con_cls)
+{
+    (void)version;
+    struct ca_ctx *ctx = cls;
+    bool attest = strcmp(url, "/v1/attest") == 0;
+    bool known = attest || strcmp(url, "/v1/renew") == 0 || strcmp(url, "/v1/sync") == 0 ||
+                 strcmp(url, "/v1/sign") == 0;
+    struct mf_spiffe_id agent;
+    if (*con_cls == NULL && known && !attest) {
+        /* Authenticate before reading any body. */
+        mf_res r = authenticate(ctx, conn, &agent);
+        if (!mf_ok(r)) {
+            ca_issue_log_denied("-", "-", r);
+            return reply_auth(conn, r);
+        }
+    }
+    struct mf_httpd_req *req = NULL;
+    enum MHD_Result result;
+    if (!mf_httpd_body(conn, con_cls, upload_data, upload_size, body_cap(url), &req, &result)) {
+        return result;
+    }
+    if (!known) {
+        return mf_httpd_reply_error(conn, 404, "not_found", "no such endpoint");
+    }
+    bool want_get = strcmp(url, "/v1/sync") == 0;
+    if (strcmp(method, want_get ? "GET" : "POST") != 0) {
+        return mf_httpd_reply_error(conn, 405, "invalid_argument", "use %s",
+                                    want_get ? "GET" : "POST");
+    }
+    if (attest) {
+        return do_attest(ctx, conn, req);
+    }
+    mf_res r = authenticate(ctx, conn, &agent);
+    if (!mf_ok(r)) {
+        ca_issue_log_denied("-", "-", r);
+        return reply_auth(conn, r);
+    }
+    if (strcmp(url, "/v1/renew") == 0) {
+        return do_renew(ctx, conn, req, &agent);
+    }
+    if (want_get) {
+        return do_sync(ctx, conn, &agent);
+    }
+    return do_sign(ctx, conn, req, &agent);
+}
+
+/* wolfSSL (built with FP_ECC, as Debian's is) keeps a fixed-point ECC cache
+ * per thread that is freed only by wc_ecc_fp_free() on that thread. With
+ * one thread per connection every verify or sign would leak that cache
+ * when the thread ends (LeakSanitizer saw ~3 KB per point). mf_x509 has no
+ * per-thread cleanup call yet, so the CA calls the wolfSSL function itself
+ * here, declared by hand to keep wolfSSL headers behind mf_x509's wall.
+ * Remove once mf_x509 offers mf_x509_thread_cleanup(). */
+int wc_ecc_fp_free(void);
+
+/* Runs on the connection's own thread (thread-per-connection mode) when a
+ * request ends: release the body, then this thread's ECC cache. (MHD's
+ * connection-closed notification was tried first; it does not run on the
+ * connection thread, so the cache leaked.) Dropping the cache per request
+ * costs a little speed on keep-alive connections; the CA's hot path is
+ * signing with one key, which does not use it. */
+static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    mf_httpd_completed(cls, conn, con_cls, toe);
+    (void)wc_ecc_fp_free();
+}
+
+/* ---- start / stop ----------------------------------------------------------------- */
+
+static mf_res listen_tcp(const char *host_port, int *fd_out, char *addr, size_t cap)
+{
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0', MF_ERR_USAGE_ARG,
+                  "--listen '%s' is not HOST:PORT", host_port);
+    size_t hl = (size_t)(colon - host_port);
+    MF_ENSURE(hl < sizeof(host), MF_ERR_USAGE_ARG);
+    memcpy(host, host_port, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gr = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    MF_ENSURE_MSG(gr == 0, MF_ERR_USAGE_ARG, "--listen %s: %s", host_port, gai_strerror(gr));
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        MF_BAIL_MSG(MF_ERR_IO, "socket: %s", strerror(errno));
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 512) != 0) {
+        int e = errno;
+        close(fd);
+        freeaddrinfo(res);
+        MF_BAIL_MSG(MF_ERR_IO, "cannot listen on %s: %s", host_port, strerror(e));
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char h[NI_MAXHOST], p[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+        snprintf(addr, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+    } else {
+        snprintf(addr, cap, "%s", host_port);
+    }
+    *fd_out = fd;
+    return MF_RES_OK;
+}
+
+mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
+{
+    mf_res rc;
+    MF_ENSURE_REF(ctx);
+    *out = NULL;
+    MF_ENSURE(g_api == NULL, MF_ERR_STATE);
+    struct mf_buf pem;
+    mf_buf_init(&pem, MF_MAX_BUNDLE, 0);
+    struct ca_api *api = calloc(1, sizeof(*api));
+    MF_TRY_PTR(api, MF_ERR_NOMEM);
+    api->ctx = ctx;
+    api->fd = -1;
+    api->cur = -1;
+    pthread_mutex_init(&api->mu, NULL);
+    MF_TRY_OUT(renew_server(api, mf_now()));
+    struct mf_bundle *b = ca_keys_bundle(ctx->keys);
+    MF_ENSURE_OUT(b != NULL, MF_ERR_STATE);
+    rc = mf_bundle_to_pem(b, &pem);
+    mf_bundle_free(b);
+    MF_TRY_OUT(rc);
+    /* MEM_TRUST is what makes MHD ask for a client certificate (see
+     * mf_httpd.h); it verifies nothing, so it need not track rotation:
+     * authenticate() checks every chain against the live bundle. */
+    api->trust_pem = strdup(mf_buf_cstr(&pem));
+    MF_ENSURE_OUT(api->trust_pem != NULL, MF_ERR_NOMEM);
+    MF_TRY_OUT(listen_tcp(ctx->cfg.listen, &api->fd, api->addr, sizeof(api->addr)));
+    g_api = api;
+    api->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS, 0, NULL,
+        NULL, handle, ctx, MHD_OPTION_LISTEN_SOCKET, api->fd, MHD_OPTION_HTTPS_CERT_CALLBACK,
+        cert_cb, MHD_OPTION_HTTPS_MEM_TRUST, api->trust_pem, MHD_OPTION_HTTPS_PRIORITIES,
+        TLS13_ONLY, MHD_OPTION_CONNECTION_LIMIT, ctx->cfg.max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(SYNC_WAIT_MAX + 30),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_END);
+    if (api->d == NULL) {
+        g_api = NULL;
+        MF_BAIL_OUT(MF_ERR_IO, "cannot start the agent API on %s", ctx->cfg.listen);
+    }
+    api->fd = -1; /* owned by MHD now */
+    *out = api;
+    api = NULL;
+    rc = MF_RES_OK;
+out:
+    mf_buf_cleanup(&pem);
+    ca_api_stop(api);
+    return rc;
+}
+
+const char *ca_api_address(const struct ca_api *api)
+{
+    return api ? api->addr : "";
+}
+
+void ca_api_stop(struct ca_api *api)
+{
+    if (api == NULL) {
+        return;
+    }
+    if (api->d != NULL) {
+        MHD_stop_daemon(api->d);
+    }
+    if (api->fd >= 0) {
+        close(api->fd);
+    }
+    if (g_api == api) {
+        g_api = NULL;
+    }
+    for (int i = 0; i < SRV_GENS; i++) {
+        cred_clear(&api->gens[i]);
+    }
+    free(api->trust_pem);
+    pthread_mutex_destroy(&api->mu);
+    free(api);
+}

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ca_config: the settings of `mayfly-ca run`, from flags and an optional
+ * config file.
+ *
+ * Every flag "--foo-bar VALUE" has the config-file key "foo_bar". The file is
+ * plain "key = value" lines; blank lines and lines starting with '#' are
+ * ignored, and an unknown key is refused (a typo must not silently fall back
+ * to a default). Flags win over the file: the file is applied first, then
+ * every flag.
+ */
+#ifndef CA_CONFIG_H
+#define CA_CONFIG_H
+
+#include <limits.h>
+#include <stdint.h>
+
+#include "api/mf_err.h"
+#include "api/mf_log.h"
+#include "api/mf_spiffeid.h"
+
+#define CA_DEFAULT_SVID_TTL  3600
+#define CA_DEFAULT_CA_TTL    86400
+#define CA_DEFAULT_TOKEN_TTL 600
+
+struct ca_config {
+    char data_dir[PATH_MAX];
+    char trust_domain[MF_TD_MAX + 1]; /* bare name */
+    char listen[256];                 /* host:port */
+    char admin_socket[108];           /* sun_path size */
+    int64_t svid_ttl;                 /* default leaf TTL (agents, server, entries) */
+    int64_t ca_ttl;                   /* lifetime of each CA signing key */
+    int64_t token_ttl;                /* default join-token TTL */
+    char upstream_ca_cert[PATH_MAX];  /* "" unless running as an intermediate */
+    char upstream_ca_key[PATH_MAX];
+    enum mf_log_level log_level;
+    enum mf_log_format log_format;
+    unsigned max_signing;      /* concurrent signing requests (capacity, 503 beyond) */
+    unsigned agent_rate;       /* signing requests per second per agent (429 beyond) */
+    unsigned agent_burst;      /* bucket depth per agent */
+    unsigned max_connections;  /* agent API connections */
+};
+
+/* Fills c with the defaults (trust domain example.org, listen 127.0.0.1:8081). */
+void ca_config_defaults(struct ca_config *c);
+
+/* Sets one option by its config-file key (value is text as on the command
+ * line). MF_ERR_USAGE_ARG for an unknown key or a bad value, with a detail. */
+MF_WUR mf_res ca_config_set(struct ca_config *c, const char *key, const char *value);
+
+/* Applies a "key = value" file. */
+MF_WUR mf_res ca_config_load_file(struct ca_config *c, const char *path);
+
+/* Parses the flags of `run` (argv[0] is the first flag): --config first,
+ * then every other flag over it. */
+MF_WUR mf_res ca_config_parse_args(struct ca_config *c, int argc, char **argv);
+
+/* Refuses settings that cannot work together, with a detail that says what to
+ * change: a missing data dir, a --svid-ttl that does not fit in the CA key's
+ * activation window (see ca_keys.h), half of an upstream pair. */
+MF_WUR mf_res ca_config_validate(const struct ca_config *c);
+
+#endif /* CA_CONFIG_H */

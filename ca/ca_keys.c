@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ca_keys: CA key journal and rotation (see ca_keys.h for the schedule).
+ *
+ * Crash safety: a new key is first written to its own file (temp file,
+ * fsync, rename, fsync of the directory), and only then recorded in the
+ * store; a crash in between leaves an unused file and nothing else. State
+ * changes of one rotation step go into a single store transaction. A
+ * retired key's file is deleted at once: it will never sign again, and a key
+ * that is gone cannot leak.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api/mf_log.h"
+#include "api/mf_mem.h"
+#include "api/mf_time.h"
+#include "ca/ca_keys.h"
+#include "ca/ca_store.h"
+
+#define KEY_FILE_MAX (16u * 1024u)
+
+const char *ca_key_state_name(enum ca_key_state s)
+{
+    switch (s) {
+    case CA_KEY_PREPARED:
+        return "prepared";
+    case CA_KEY_ACTIVE:
+        return "active";
+    case CA_KEY_RETIRED:
+        return "retired";
+    default:
+        return "unknown";
+    }
+}
+
+int64_t ca_keys_max_leaf_ttl(int64_t ca_ttl)
+{
+    return ca_ttl / 6;
+}
+
+bool ca_keys_ttl_fits(int64_t svid_ttl, int64_t ca_ttl, char *why, size_t cap)
+{
+    int64_t max = ca_keys_max_leaf_ttl(ca_ttl);
+    if (svid_ttl > 0 && svid_ttl <= max && max > 0) {
+        if (cap > 0) {
+            why[0] = '\0';
+        }
+        return true;
+    }
+    char a[32], b[32], c[32], d[32];
+    mf_duration_format(svid_ttl, a, sizeof(a));
+    mf_duration_format(ca_ttl, b, sizeof(b));
+    mf_duration_format(max > 0 ? max : 0, c, sizeof(c));
+    mf_duration_format(svid_ttl * 6, d, sizeof(d));
+    snprintf(why, cap,
+             "--svid-ttl %s does not fit --ca-ttl %s: a CA key signs until 5/6 of its life, so "
+             "leaves may last at most 1/6 of it (%s); lower --svid-ttl to %s or raise --ca-ttl "
+             "to %s",
+             a, b, c, c, d);
+    return false;
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+void ca_keys_plan(int64_t now, const struct ca_key_rec *recs, size_t n, struct ca_plan *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->activate = -1;
+    out->retire = -1;
+    out->next_event = INT64_MAX;
+    int active = -1, prepared = -1;
+    for (size_t i = 0; i < n && i < CA_KEYS_MAX; i++) {
+        if (recs[i].state == CA_KEY_ACTIVE &&
+            (active < 0 || recs[i].not_before > recs[active].not_before)) {
+            active = (int)i;
+        }
+        if (recs[i].state == CA_KEY_PREPARED &&
+            (prepared < 0 || recs[i].not_before > recs[prepared].not_before)) {
+            prepared = (int)i;
+        }
+    }
+    bool active_ok = active >= 0 && now < recs[active].not_after;
+    bool prepared_ok = prepared >= 0 && now < recs[prepared].not_after;
+
+    if (!active_ok) {
+        /* No key may sign: promote the prepared one or make a new one. */
+        if (prepared_ok) {
+            out->activate = prepared;
+        } else {
+            out->create_active = true;
+        }
+        out->retire = active;
+    } else {
+        const struct ca_key_rec *a = &recs[active];
+        int64_t life = a->not_after - a->not_before;
+        int64_t t_prepare = a->not_before + life / 2;
+        int64_t t_activate = a->not_before + (life * 5) / 6;
+        if (prepared < 0) {
+            if (now >= t_prepare) {
+                out->prepare = true;
+            } else {
+                out->next_event = min64(out->next_event, t_prepare);
+            }
+        } else if (prepared_ok) {
+            if (now >= t_activate) {
+                out->activate = prepared;
+                out->retire = active;
+            } else {
+                out->next_event = min64(out->next_event, t_activate);
+            }
+        }
+        out->next_event = min64(out->next_event, a->not_after);
+    }
+    for (size_t i = 0; i < n && i < CA_KEYS_MAX; i++) {
+        bool expired = now >= recs[i].not_after;
+        bool drop = (recs[i].state == CA_KEY_RETIRED && expired) ||
+                    (recs[i].state == CA_KEY_PREPARED && expired && (int)i != out->activate);
+        if (drop) {
+            out->drop[out->n_drop++] = (int)i;
+        } else if (recs[i].state == CA_KEY_RETIRED || recs[i].state == CA_KEY_PREPARED) {
+            out->next_event = min64(out->next_event, recs[i].not_after);
+        }
+    }
+}
+
+/* ---- runtime ------------------------------------------------------------------ */
+
+struct key_slot {
+    struct ca_key_rec rec;
+    struct mf_cert *cert;
+    struct mf_key *key; /* NULL once retired */
+};
+
+struct ca_keys {
+    pthread_mutex_t mu;             /* protects every field below */
+    const struct ca_config *cfg;    /* borrowed, immutable */
+    struct ca_store *store;         /* borrowed; thread-safe itself */
+    struct mf_spiffe_id td_id;
+    struct key_slot slots[CA_KEYS_MAX];
+    size_t n;
+    struct ca_signer *signer;       /* the active key, or NULL */
+    struct mf_bundle *bundle;       /* published bundle */
+    int64_t next_event;
+    struct mf_cert *up_cert;        /* upstream mode: the issuer of our keys */
+    struct mf_key *up_key;
+    struct mf_certs up_roots;       /* upstream mode: the bundle */
+};
+
+void ca_signer_release(struct ca_signer *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    if (__atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+        return;
+    }
+    mf_cert_free(s->cert);
+    mf_key_free(s->key);
+    mf_certs_cleanup(&s->chain);
+    free(s);
+}
+
+static mf_res key_path(const struct ca_config *cfg, const char *id, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%s/keys/%s.key", cfg->data_dir, id);
+    MF_ENSURE(n > 0 && (size_t)n < cap, MF_ERR_USAGE_ARG);
+    return MF_RES_OK;
+}
+
+/* Reads a PEM key file, refusing one that group or others may read, or
+ * that is not a regular file owned by us. */
+static mf_res read_key_file(const char *path, struct mf_key **out)
+{
+    mf_res rc;
+    struct mf_buf text;
+    mf_buf_init(&text, KEY_FILE_MAX, MF_BUF_SECRET);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    MF_ENSURE_OUT_MSG(fd >= 0, errno == ELOOP ? MF_ERR_IO_SYMLINK : MF_ERR_IO_NOT_FOUND,
+                      "cannot open key file %s: %s", path, strerror(errno));
+    struct stat sb;
+    MF_ENSURE_OUT(fstat(fd, &sb) == 0, MF_ERR_IO);
+    MF_ENSURE_OUT_MSG(S_ISREG(sb.st_mode), MF_ERR_IO_PERM, "key file %s is not a regular file",
+                      path);
+    MF_ENSURE_OUT_MSG((sb.st_mode & 077) == 0, MF_ERR_IO_PERM,
+                      "key file %s is readable by group or others (mode %03o); refusing to "
+                      "start: chmod 600 it (and consider the key exposed)",
+                      path, (unsigned)(sb.st_mode & 0777));
+    MF_ENSURE_OUT_MSG(sb.st_uid == geteuid(), MF_ERR_IO_PERM, "key file %s is not owned by us",
+                      path);
+    uint8_t chunk[4096];
+    for (;;) {
+        ssize_t got = read(fd, chunk, sizeof(chunk));
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        MF_ENSURE_OUT(got >= 0, MF_ERR_IO);
+        if (got == 0) {
+            break;
+        }
+        rc = mf_buf_append(&text, chunk, (size_t)got);
+        mf_wipe(chunk, sizeof(chunk));
+        MF_TRY_OUT(rc);
+    }
+    MF_TRY_OUT(mf_key_from_pem(mf_buf_cstr(&text), text.len, out));
+    rc = MF_RES_OK;
+out:
+    mf_wipe(chunk, sizeof(chunk));
+    if (fd >= 0) {
+        close(fd);
+    }
+    mf_buf_cleanup(&text);
+    return rc;
+}
+
+static mf_res fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    MF_ENSURE_MSG(fd >= 0, MF_ERR_IO, "cannot open %s: %s", dir, strerror(errno));
+    int r = fsync(fd);
+    close(fd);
+    MF_ENSURE_MSG(r == 0, MF_ERR_IO, "fsync %s: %s", dir, strerror(errno));
+    return MF_RES_OK;
+}
+
+static mf_res write_key_file(const struct ca_config *cfg, const char *id, const struct mf_key *key)
+{
+    mf_res rc;
+    char dir[4096], path[4096], tmp[4200];
+    struct mf_buf pem;
+    mf_buf_init(&pem, KEY_FILE_MAX, MF_BUF_SECRET);
+    int fd = -1;
+    int n = snprintf(dir, sizeof(dir), "%s/keys", cfg->data_dir);
+    MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(dir), MF_ERR_USAGE_ARG);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        MF_BAIL_OUT(MF_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    }
+    MF_TRY_OUT(key_path(cfg, id, path, sizeof(path)));
+    n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(tmp), MF_ERR_USAGE_ARG);
+    MF_TRY_OUT(mf_key_to_pem(key, &pem));
+    (void)unlink(tmp);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    MF_ENSURE_OUT_MSG(fd >= 0, MF_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
+    size_t off = 0;
+    while (off < pem.len) {
+        ssize_t w = write(fd, pem.data + off, pem.len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        MF_ENSURE_OUT_MSG(w > 0, errno == ENOSPC ? MF_ERR_IO_NOSPACE : MF_ERR_IO,
+                          "write %s: %s", tmp, strerror(errno));
+        off += (size_t)w;
+    }
+    MF_ENSURE_OUT_MSG(fsync(fd) == 0, MF_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
+    close(fd);
+    fd = -1;
+    MF_ENSURE_OUT_MSG(rename(tmp, path) == 0, MF_ERR_IO, "rename %s: %s", tmp, strerror(errno));
+    MF_TRY_OUT(fsync_dir(dir));
+    rc = MF_RES_OK;
+out:
+    if (fd >= 0) {
+        close(fd);
+        (void)unlink(tmp);
+    }
+    mf_buf_cleanup(&pem);
+    return rc;
+}
+
+static void remove_key_file(const struct ca_config *cfg, const char *id)
+{
+    char path[4096];
+    if (mf_ok(key_path(cfg, id, path, sizeof(path)))) {
+        (void)unlink(path);
+    }
+}
+
+/* Rebuilds the signer and the bundle from the slots; bumps the bundle's
+ * spiffe_sequence when its keys changed. Caller holds k->mu. */
+static mf_res publish(struct ca_keys *k, bool *changed)
+{
+    mf_res rc;
+    struct mf_bundle *b = NULL;
+    struct ca_signer *sg = NULL;
+    MF_TRY_OUT(mf_bundle_new(k->cfg->trust_domain, &b));
+    if (k->up_cert != NULL) {
+        for (size_t i = 0; i < k->up_roots.n; i++) {
+            MF_TRY_OUT(mf_bundle_add_x509(b, k->up_roots.v[i]));
+        }
+    } else {
+        for (size_t i = 0; i < k->n; i++) {
+            MF_TRY_OUT(mf_bundle_add_x509(b, k->slots[i].cert));
+        }
+    }
+    /* spiffe_sequence goes up whenever the set of authorities changes, and
+     * survives restarts: a digest of the authorities is kept next to it. */
+    int64_t seq = 0, prev_fp = 0, fp = 0;
+    MF_TRY_OUT(ca_store_meta_get(k->store, "bundle_sequence", &seq));
+    MF_TRY_OUT(ca_store_meta_get(k->store, "bundle_keys", &prev_fp));
+    for (size_t i = 0; i < b->x509.n; i++) {
+        size_t len = 0;
+        const uint8_t *der = mf_cert_der(b->x509.v[i], &len);
+        uint8_t h[32];
+        MF_TRY_OUT(mf_sha256(der, len, h));
+        int64_t part = 0;
+        memcpy(&part, h, sizeof(part));
+        fp ^= part;
+    }
+    if (seq == 0 || fp != prev_fp) {
+        seq++;
+        MF_TRY_OUT(ca_store_begin(k->store));
+        rc = ca_store_meta_set(k->store, "bundle_sequence", seq);
+        if (mf_ok(rc)) {
+            rc = ca_store_meta_set(k->store, "bundle_keys", fp);
+        }
+        if (!mf_ok(rc)) {
+            ca_store_rollback(k->store);
+            goto out;
+        }
+        MF_TRY_OUT(ca_store_commit(k->store));
+        *changed = true;
+    } else if (k->bundle == NULL) {
+        *changed = true;
+    }
+    b->sequence = (uint64_t)seq;
+
+    int active = -1;
+    for (size_t i = 0; i < k->n; i++) {
+        if (k->slots[i].rec.state == CA_KEY_ACTIVE && k->slots[i].key != NULL) {
+            active = (int)i;
+        }
+    }
+    if (active >= 0 && (k->signer == NULL || strcmp(k->signer->id, k->slots[active].rec.id))) {
+        sg = calloc(1, sizeof(*sg));
+        MF_ENSURE_OUT(sg != NULL, MF_ERR_NOMEM);
+        sg->refs = 1;
+        mf_certs_init(&sg->chain);
+        memcpy(sg->id, k->slots[active].rec.id, sizeof(sg->id));
+        sg->cert = mf_cert_ref(k->slots[active].cert);
+        /* The signer owns the key; the slot keeps a pointer only while
+         * active (it is dropped on retirement). */
+        sg->key = k->slots[active].key;
+        k->slots[active].key = NULL;
+        if (k->up_cert != NULL) {
+            MF_TRY_OUT(mf_certs_push(&sg->chain, k->slots[active].cert));
+        }
+        ca_signer_release(k->signer);
+        k->signer = sg;
+        sg = NULL;
+    }
+    mf_bundle_free(k->bundle);
+    k->bundle = b;
+    b = NULL;
+    rc = MF_RES_OK;
+out:
+    mf_bundle_free(b);
+    ca_signer_release(sg);
+    return rc;
+}
+
+static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
+{
+    mf_res rc;
+    struct mf_key *key = NULL;
+    struct mf_pubkey *pub = NULL;
+    struct mf_cert *cert = NULL;
+    MF_ENSURE(k->n < CA_KEYS_MAX, MF_ERR_STATE);
+    uint8_t rnd[8];
+    char id[CA_KEY_ID_LEN];
+    MF_TRY_OUT(mf_random(rnd, sizeof(rnd)));
+    mf_hex(rnd, sizeof(rnd), id);
+    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
+    if (k->up_cert != NULL) {
+        MF_TRY_OUT(mf_key_public(key, &pub));
+        struct mf_issue_req req = {
+            .id = &k->td_id,
+            .subject_key = pub,
+            .now = now,
+            .ttl = k->cfg->ca_ttl,
+            .is_ca = true,
+        };
+        MF_TRY_OUT(mf_x509_issue(&req, k->up_cert, k->up_key, &cert));
+    } else {
+        MF_TRY_OUT(mf_x509_self_signed(&k->td_id, key, now, k->cfg->ca_ttl, &cert));
+    }
+    MF_TRY_OUT(write_key_file(k->cfg, id, key));
+    struct ca_key_rec rec;
+    memset(&rec, 0, sizeof(rec));
+    memcpy(rec.id, id, sizeof(id));
+    rec.state = state;
+    rec.not_before = mf_cert_not_before(cert);
+    rec.not_after = mf_cert_not_after(cert);
+    size_t len = 0;
+    const uint8_t *der = mf_cert_der(cert, &len);
+    rc = ca_store_key_put(k->store, &rec, der, len);
+    if (!mf_ok(rc)) {
+        remove_key_file(k->cfg, id);
+        goto out;
+    }
+    struct key_slot *s = &k->slots[k->n++];
+    s->rec = rec;
+    s->cert = cert;
+    s->key = key;
+    cert = NULL;
+    key = NULL;
+    char fp[MF_FINGERPRINT_LEN], na[MF_RFC3339_LEN];
+    mf_cert_fingerprint(s->cert, fp);
+    mf_time_format(rec.not_after, na);
+    mf_log_event(MF_LOG_INFO, __func__, "ca key created", "id", id, "state",
+                 ca_key_state_name(state), "not_after", na, "fingerprint", fp, NULL);
+    rc = MF_RES_OK;
+out:
+    mf_key_free(key);
+    mf_pubkey_free(pub);
+    mf_cert_free(cert);
+    return rc;
+}
+
+static void slot_clear(struct key_slot *s)
+{
+    mf_cert_free(s->cert);
+    mf_key_free(s->key);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Applies one plan; caller holds k->mu. *acted is set when anything moved. */
+static mf_res apply_plan(struct ca_keys *k, int64_t now, bool *acted)
+{
+    struct ca_key_rec recs[CA_KEYS_MAX];
+    for (size_t i = 0; i < k->n; i++) {
+        recs[i] = k->slots[i].rec;
+    }
+    struct ca_plan p;
+    ca_keys_plan(now, recs, k->n, &p);
+    k->next_event = p.next_event;
+    *acted = false;
+
+    if (p.retire >= 0 || p.activate >= 0) {
+        MF_TRY(ca_store_begin(k->store));
+        mf_res r = MF_RES_OK;
+        if (p.retire >= 0) {
+            r = ca_store_key_set_state(k->store, recs[p.retire].id, CA_KEY_RETIRED);
+        }
+        if (mf_ok(r) && p.activate >= 0) {
+            r = ca_store_key_set_state(k->store, recs[p.activate].id, CA_KEY_ACTIVE);
+        }
+        if (!mf_ok(r)) {
+            ca_store_rollback(k->store);
+            return r;
+        }
+        MF_TRY(ca_store_commit(k->store));
+        if (p.retire >= 0) {
+            struct key_slot *s = &k->slots[p.retire];
+            s->rec.state = CA_KEY_RETIRED;
+            mf_key_free(s->key);
+            s->key = NULL;
+            remove_key_file(k->cfg, s->rec.id);
+            mf_log_event(MF_LOG_INFO, __func__, "ca key retired", "id", s->rec.id, NULL);
+        }
+        if (p.activate >= 0) {
+            k->slots[p.activate].rec.state = CA_KEY_ACTIVE;
+            mf_log_event(MF_LOG_INFO, __func__, "ca key activated", "id",
+                         k->slots[p.activate].rec.id, NULL);
+        }
+        *acted = true;
+    }
+    /* Drop from the highest index so the lower ones stay valid. */
+    for (size_t d = p.n_drop; d > 0; d--) {
+        int i = p.drop[d - 1];
+        MF_TRY(ca_store_key_delete(k->store, recs[i].id));
+        remove_key_file(k->cfg, recs[i].id);
+        mf_log_event(MF_LOG_INFO, __func__, "ca key dropped from bundle", "id", recs[i].id, NULL);
+        size_t idx = 0;
+        for (; idx < k->n; idx++) {
+            if (strcmp(k->slots[idx].rec.id, recs[i].id) == 0) {
+                break;
+            }
+        }
+        if (idx < k->n) {
+            slot_clear(&k->slots[idx]);
+            memmove(&k->slots[idx], &k->slots[idx + 1], (k->n - idx - 1) * sizeof(k->slots[0]));
+            k->n--;
+            memset(&k->slots[k->n], 0, sizeof(k->slots[0]));
+        }
+        *acted = true;
+    }
+    if (p.create_active) {
+        MF_TRY(make_key(k, now, CA_KEY_ACTIVE));
+        *acted = true;
+    } else if (p.prepare) {
+        MF_TRY(make_key(k, now, CA_KEY_PREPARED));
+        *acted = true;
+    }
+    return MF_RES_OK;
+}
+
+mf_res ca_keys_tick(struct ca_keys *k, int64_t now, bool *changed)
+{
+    MF_ENSURE_REF(k);
+    *changed = false;
+    pthread_mutex_lock(&k->mu);
+    mf_res rc = MF_RES_OK;
+    bool any = false;
+    /* A long outage may need several steps (retire, drop, create). */
+    for (int i = 0; i < 6; i++) {
+        bool acted = false;
+        rc = apply_plan(k, now, &acted);
+        if (!mf_ok(rc) || !acted) {
+            break;
+        }
+        any = true;
+    }
+    if (mf_ok(rc) && (any || k->bundle == NULL)) {
+        rc = publish(k, changed);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return rc;
+}
+
+int64_t ca_keys_next_event(struct ca_keys *k)
+{
+    pthread_mutex_lock(&k->mu);
+    int64_t t = k->next_event;
+    pthread_mutex_unlock(&k->mu);
+    return t;
+}
+
+mf_res ca_keys_signer(struct ca_keys *k, struct ca_signer **out)
+{
+    MF_ENSURE_REF(k);
+    *out = NULL;
+    pthread_mutex_lock(&k->mu);
+    struct ca_signer *s = k->signer;
+    if (s != NULL) {
+        __atomic_add_fetch(&s->refs, 1, __ATOMIC_ACQ_REL);
+    }
+    pthread_mutex_unlock(&k->mu);
+    MF_ENSURE_MSG(s != NULL, MF_ERR_STATE, "no active CA key");
+    *out = s;
+    return MF_RES_OK;
+}
+
+struct mf_bundle *ca_keys_bundle(struct ca_keys *k)
+{
+    pthread_mutex_lock(&k->mu);
+    struct mf_bundle *b = k->bundle ? mf_bundle_ref(k->bundle) : NULL;
+    pthread_mutex_unlock(&k->mu);
+    return b;
+}
+
+mf_res ca_keys_describe(struct ca_keys *k, json_t **out)
+{
+    MF_ENSURE_REF(k);
+    *out = NULL;
+    json_t *o = json_object();
+    json_t *arr = json_array();
+    if (o == NULL || arr == NULL) {
+        json_decref(o);
+        json_decref(arr);
+        MF_BAIL(MF_ERR_NOMEM);
+    }
+    json_object_set_new(o, "authorities", arr);
+    pthread_mutex_lock(&k->mu);
+    for (size_t i = 0; i < k->n; i++) {
+        const struct key_slot *s = &k->slots[i];
+        char serial[MF_SERIAL_HEX_MAX], fp[MF_FINGERPRINT_LEN], nb[MF_RFC3339_LEN],
+            na[MF_RFC3339_LEN];
+        mf_cert_serial_hex(s->cert, serial);
+        mf_cert_fingerprint(s->cert, fp);
+        mf_time_format(s->rec.not_before, nb);
+        mf_time_format(s->rec.not_after, na);
+        json_t *a = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", s->rec.id, "state",
+                              ca_key_state_name(s->rec.state), "serial", serial, "not_before", nb,
+                              "not_after", na, "fingerprint", fp);
+        if (a != NULL) {
+            json_array_append_new(arr, a);
+        }
+    }
+    json_object_set_new(o, "spiffe_sequence",
+                        json_integer(k->bundle ? (json_int_t)k->bundle->sequence : 0));
+    json_object_set_new(o, "upstream", json_boolean(k->up_cert != NULL));
+    pthread_mutex_unlock(&k->mu);
+    *out = o;
+    return MF_RES_OK;
+}
+
+static mf_res load_upstream(struct ca_keys *k)
+{
+    mf_res rc;
+    struct mf_buf text;
+    mf_buf_init(&text, MF_MAX_BUNDLE, 0);
+    FILE *f = fopen(k->cfg->upstream_ca_cert, "re");
+    MF_ENSURE_OUT_MSG(f != NULL, MF_ERR_IO_NOT_FOUND, "cannot open %s: %s",
+                      k->cfg->upstream_ca_cert, strerror(errno));
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        MF_TRY_OUT(mf_buf_append(&text, chunk, got));
+    }
+    mf_certs_init(&k->up_roots);
+    MF_TRY_OUT(mf_certs_from_pem(mf_buf_cstr(&text), text.len, &k->up_roots));
+    /* The first certificate signs our keys; the file's certificates are the
+     * bundle (normally just that root). */
+    k->up_cert = mf_cert_ref(k->up_roots.v[0]);
+    MF_ENSURE_OUT_MSG(mf_cert_is_ca(k->up_cert), MF_ERR_POLICY_CONFIG,
+                      "%s: the first certificate is not a CA", k->cfg->upstream_ca_cert);
+    MF_TRY_OUT(read_key_file(k->cfg->upstream_ca_key, &k->up_key));
+    MF_ENSURE_OUT_MSG(mf_cert_matches_key(k->up_cert, k->up_key), MF_ERR_CRYPTO_MISMATCH,
+                      "%s does not match %s", k->cfg->upstream_ca_key, k->cfg->upstream_ca_cert);
+    rc = MF_RES_OK;
+out:
+    if (f != NULL) {
+        fclose(f);
+    }
+    mf_buf_cleanup(&text);
+    return rc;
+}
+
+mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct ca_keys **out)
+{
+    mf_res rc;
+    MF_ENSURE_REF(cfg);
+    MF_ENSURE_REF(store);
+    *out = NULL;
+    uint8_t *ders[CA_KEYS_MAX] = {0};
+    size_t lens[CA_KEYS_MAX] = {0};
+    struct ca_key_rec recs[CA_KEYS_MAX];
+    size_t n = 0;
+    struct ca_keys *k = calloc(1, sizeof(*k));
+    MF_TRY_PTR(k, MF_ERR_NOMEM);
+    pthread_mutex_init(&k->mu, NULL);
+    mf_certs_init(&k->up_roots);
+    k->cfg = cfg;
+    k->store = store;
+    k->next_event = INT64_MAX;
+    MF_TRY_OUT(mf_spiffeid_from_parts(cfg->trust_domain, "", &k->td_id));
+    if (cfg->upstream_ca_cert[0] != '\0') {
+        MF_TRY_OUT(load_upstream(k));
+    }
+    MF_TRY_OUT(ca_store_key_list(store, recs, ders, lens, &n));
+    for (size_t i = 0; i < n; i++) {
+        struct key_slot *s = &k->slots[k->n];
+        s->rec = recs[i];
+        MF_TRY_OUT(mf_cert_from_der(ders[i], lens[i], &s->cert));
+        k->n++;
+        if (recs[i].state != CA_KEY_RETIRED) {
+            char path[4096];
+            MF_TRY_OUT(key_path(cfg, recs[i].id, path, sizeof(path)));
+            MF_TRY_OUT(read_key_file(path, &s->key));
+            MF_ENSURE_OUT_MSG(mf_cert_matches_key(s->cert, s->key), MF_ERR_CRYPTO_MISMATCH,
+                              "key file %s does not match its certificate", path);
+        }
+    }
+    bool changed = false;
+    MF_TRY_OUT(ca_keys_tick(k, mf_now(), &changed));
+    *out = k;
+    k = NULL;
+    rc = MF_RES_OK;
+out:
+    for (size_t i = 0; i < n; i++) {
+        free(ders[i]);
+    }
+    ca_keys_free(k);
+    return rc;
+}
+
+void ca_keys_free(struct ca_keys *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < k->n; i++) {
+        slot_clear(&k->slots[i]);
+    }
+    ca_signer_release(k->signer);
+    mf_bundle_free(k->bundle);
+    mf_cert_free(k->up_cert);
+    mf_key_free(k->up_key);
+    mf_certs_cleanup(&k->up_roots);
+    pthread_mutex_destroy(&k->mu);
+    free(k);
+}

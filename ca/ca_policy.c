@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ca_policy: pure authorization and validation decisions (see ca_policy.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/mf_selector.h"
+#include "ca/ca_policy.h"
+
+bool ca_policy_is_agent_id(const struct mf_spiffe_id *id, const char *td)
+{
+    if (id == NULL || td == NULL || !mf_spiffeid_member_of(id, td)) {
+        return false;
+    }
+    const char *path = mf_spiffeid_path(id);
+    size_t pl = strlen(CA_AGENT_PATH);
+    if (strncmp(path, CA_AGENT_PATH, pl) != 0) {
+        return false;
+    }
+    const char *name = path + pl;
+    /* exactly one further segment, non-empty (the parser already refused
+     * empty segments and trailing slashes) */
+    return name[0] != '\0' && strchr(name, '/') == NULL;
+}
+
+static mf_res parse_in_td(const char *td, const char *what, const char *s,
+                          struct mf_spiffe_id *out)
+{
+    MF_ENSURE_MSG(s != NULL && s[0] != '\0', MF_ERR_ID_EMPTY, "%s is required", what);
+    mf_res r = mf_spiffeid_parse_cstr(s, out);
+    if (!mf_ok(r)) {
+        char d[256];
+        snprintf(d, sizeof(d), "%s", mf_err_detail());
+        MF_BAIL_MSG(r.err, "%s '%s': %s", what, s, d[0] ? d : mf_err_str(r.err));
+    }
+    MF_ENSURE_MSG(mf_spiffeid_member_of(out, td), MF_ERR_ID_WRONG_TD,
+                  "%s '%s' is outside trust domain %s", what, s, td);
+    MF_ENSURE_MSG(!mf_spiffeid_is_td(out), MF_ERR_ID_NO_PATH, "%s '%s' has no path", what, s);
+    return MF_RES_OK;
+}
+
+mf_res ca_policy_agent_id(const char *td, const char *s, struct mf_spiffe_id *out)
+{
+    MF_ENSURE_REF(td);
+    MF_ENSURE_REF(out);
+    MF_TRY(parse_in_td(td, "agent ID", s, out));
+    MF_ENSURE_MSG(ca_policy_is_agent_id(out, td), MF_ERR_POLICY_DENIED,
+                  "agent ID '%s' must be spiffe://%s" CA_AGENT_PATH "<name>", s, td);
+    return MF_RES_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* RFC 1123 host names, with an optional leading "*." wildcard label. */
+static bool dns_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > CA_DNS_NAME_MAX) {
+        return false;
+    }
+    if (strncmp(s, "*.", 2) == 0) {
+        s += 2;
+    }
+    size_t label = 0;
+    char prev = '.';
+    for (const char *p = s;; p++) {
+        char c = *p;
+        if (c == '.' || c == '\0') {
+            if (label == 0 || label > 63 || prev == '-') {
+                return false;
+            }
+            if (c == '\0') {
+                return true;
+            }
+            label = 0;
+            prev = c;
+            continue;
+        }
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!alnum && !(c == '-' && label > 0)) {
+            return false;
+        }
+        label++;
+        prev = c;
+    }
+}
+
+mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e)
+{
+    MF_ENSURE_REF(td);
+    MF_ENSURE_REF(e);
+    struct mf_spiffe_id id, parent;
+    MF_TRY(parse_in_td(td, "SPIFFE ID", e->spiffe_id, &id));
+    MF_ENSURE_MSG(strncmp(mf_spiffeid_path(&id), CA_RESERVED_PATH, strlen(CA_RESERVED_PATH)) != 0,
+                  MF_ERR_POLICY_DENIED,
+                  "SPIFFE ID '%s' is under the reserved path " CA_RESERVED_PATH, e->spiffe_id);
+    MF_TRY(parse_in_td(td, "parent ID", e->parent_id, &parent));
+    MF_ENSURE_MSG(ca_policy_is_agent_id(&parent, td), MF_ERR_POLICY_DENIED,
+                  "parent ID '%s' must be an agent ID spiffe://%s" CA_AGENT_PATH "<name>",
+                  e->parent_id, td);
+
+    MF_ENSURE_MSG(e->n_selectors > 0, MF_ERR_PROTO_SELECTOR,
+                  "an entry needs at least one selector");
+    MF_ENSURE_MSG(e->n_selectors <= MF_SELECTORS_MAX, MF_ERR_PROTO_SELECTOR,
+                  "an entry has at most %d selectors", MF_SELECTORS_MAX);
+    for (size_t i = 0; i < e->n_selectors; i++) {
+        struct mf_selector sel = {0};
+        const char *s = e->selectors[i];
+        MF_ENSURE_REF(s);
+        mf_res r = mf_selector_parse(s, strlen(s), &sel);
+        if (!mf_ok(r)) {
+            char d[256];
+            snprintf(d, sizeof(d), "%s", mf_err_detail());
+            MF_BAIL_MSG(MF_ERR_PROTO_SELECTOR, "selector '%s': %s", s,
+                        d[0] ? d : mf_err_str(r.err));
+        }
+        char canon[MF_SELECTOR_STR_MAX];
+        r = mf_selector_format(&sel, canon, sizeof(canon));
+        mf_selector_cleanup(&sel);
+        MF_TRY(r);
+        char *c = strdup(canon);
+        MF_TRY_PTR(c, MF_ERR_NOMEM);
+        free(e->selectors[i]);
+        e->selectors[i] = c;
+    }
+    qsort(e->selectors, e->n_selectors, sizeof(char *), cmp_str);
+    for (size_t i = 1; i < e->n_selectors; i++) {
+        MF_ENSURE_MSG(strcmp(e->selectors[i - 1], e->selectors[i]) != 0, MF_ERR_PROTO_SELECTOR,
+                      "selector '%s' is given twice", e->selectors[i]);
+    }
+    MF_ENSURE_MSG(e->ttl >= 0 && e->ttl <= max_ttl, MF_ERR_USAGE_ARG,
+                  "ttl %lld s is out of range: at most %lld s (1/6 of the CA key lifetime)",
+                  (long long)e->ttl, (long long)max_ttl);
+    MF_ENSURE_MSG(e->n_dns <= CA_DNS_MAX, MF_ERR_USAGE_ARG, "at most %d DNS names", CA_DNS_MAX);
+    for (size_t i = 0; i < e->n_dns; i++) {
+        MF_ENSURE_MSG(e->dns_names[i] != NULL && dns_name_ok(e->dns_names[i]), MF_ERR_USAGE_ARG,
+                      "DNS name '%s' is not a valid host name",
+                      e->dns_names[i] ? e->dns_names[i] : "");
+    }
+    if (e->hint != NULL) {
+        size_t n = strlen(e->hint);
+        MF_ENSURE_MSG(n <= CA_HINT_MAX, MF_ERR_USAGE_ARG, "hint is longer than %d bytes",
+                      CA_HINT_MAX);
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)e->hint[i];
+            MF_ENSURE_MSG(c >= 0x20 && c < 0x7f, MF_ERR_USAGE_ARG,
+                          "hint must be printable ASCII");
+        }
+    }
+    return MF_RES_OK;
+}
+
+mf_res ca_policy_agent_access(const struct ca_agent *a, const char *agent_id)
+{
+    MF_ENSURE_MSG(a != NULL, MF_ERR_AUTH_BANNED, "agent %s is not attested (evicted or unknown)",
+                  agent_id ? agent_id : "?");
+    MF_ENSURE_MSG(!a->banned, MF_ERR_AUTH_BANNED, "agent %s is banned", a->spiffe_id);
+    return MF_RES_OK;
+}
+
+mf_res ca_policy_attest_csr(const char *token_agent_id, const struct mf_spiffe_id *csr_id)
+{
+    MF_ENSURE_REF(token_agent_id);
+    if (csr_id != NULL) {
+        MF_ENSURE_MSG(strcmp(csr_id->str, token_agent_id) == 0, MF_ERR_POLICY_DENIED,
+                      "CSR asks for %s but the join token is for %s", csr_id->str,
+                      token_agent_id);
+    }
+    return MF_RES_OK;
+}
+
+mf_res ca_policy_renew_csr(const char *agent_id, const struct mf_spiffe_id *csr_id)
+{
+    MF_ENSURE_REF(agent_id);
+    if (csr_id != NULL) {
+        MF_ENSURE_MSG(strcmp(csr_id->str, agent_id) == 0, MF_ERR_POLICY_DENIED,
+                      "CSR asks for %s but the caller is %s", csr_id->str, agent_id);
+    }
+    return MF_RES_OK;
+}
+
+mf_res ca_policy_sign(const char *agent_id, const struct ca_entry *e,
+                      const struct mf_spiffe_id *csr_id)
+{
+    MF_ENSURE_REF(agent_id);
+    MF_ENSURE_REF(e);
+    MF_ENSURE_MSG(e->parent_id != NULL && strcmp(e->parent_id, agent_id) == 0,
+                  MF_ERR_POLICY_NOT_PARENT, "agent %s is not the parent of entry %s", agent_id,
+                  e->id);
+    MF_ENSURE_MSG(csr_id != NULL, MF_ERR_POLICY_DENIED, "CSR has no URI SAN; it must carry %s",
+                  e->spiffe_id);
+    MF_ENSURE_MSG(strcmp(csr_id->str, e->spiffe_id) == 0, MF_ERR_POLICY_DENIED,
+                  "CSR asks for %s but entry %s is for %s", csr_id->str, e->id, e->spiffe_id);
+    return MF_RES_OK;
+}
+
+int64_t ca_policy_entry_ttl(const struct ca_entry *e, int64_t default_ttl)
+{
+    return (e != NULL && e->ttl > 0) ? e->ttl : default_ttl;
+}
+
+const char *ca_policy_reason(mf_res r)
+{
+    switch (r.err) {
+    case MF_OK:
+        return "ok";
+    case MF_ERR_POLICY_NOT_PARENT:
+        return "not_parent";
+    case MF_ERR_POLICY_NOT_FOUND:
+        return "no_entry";
+    case MF_ERR_POLICY_DENIED:
+        return "denied";
+    case MF_ERR_POLICY_LIMIT:
+        return "limit";
+    case MF_ERR_AUTH_BANNED:
+        return "banned_or_evicted";
+    case MF_ERR_AUTH_TOKEN:
+        return "bad_token";
+    case MF_ERR_AUTH_UNTRUSTED:
+    case MF_ERR_AUTH_EXPIRED:
+    case MF_ERR_AUTH_MISSING:
+    case MF_ERR_AUTH_SVID:
+        return "unauthenticated";
+    default:
+        switch (mf_err_category(r.err)) {
+        case MF_CAT_PROTO:
+            return "bad_request";
+        case MF_CAT_CRYPTO:
+            return "bad_csr";
+        default:
+            return "error";
+        }
+    }
+}

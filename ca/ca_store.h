@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * ca_store: the CA's registry in SQLite.
+ *
+ * One database file "<data_dir>/mayfly-ca.db" (0600, in a 0700 directory)
+ * holds registration entries, attested agents (with their ban state), join
+ * tokens (only the SHA-256 of each), the CA key journal and a few counters.
+ *
+ * Durability: journal_mode=WAL with synchronous=FULL. Every write is one
+ * transaction, and a caller is told "done" only after COMMIT returned, which
+ * with FULL means the WAL was fsync'd: an acknowledged write survives kill -9
+ * and power loss alike. (NORMAL would survive kill -9 too, since the WAL
+ * sits in the page cache, but could lose the last commits on power loss;
+ * the CA writes little, so the fsync per write is cheap.)
+ *
+ * The schema is versioned in schema_version; ca_store_open applies every
+ * missing migration in one transaction, and refuses a database from a newer
+ * mayfly.
+ *
+ * Thread-safe: one connection guarded by one mutex; each call is atomic.
+ */
+#ifndef CA_STORE_H
+#define CA_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/mf_err.h"
+#include "ca/ca_keys.h"
+
+#define CA_ENTRY_ID_LEN  33 /* 16 random bytes as hex, plus NUL */
+#define CA_HINT_MAX      256
+#define CA_DNS_MAX       16
+#define CA_DNS_NAME_MAX  253
+
+/* A registration entry. Strings are heap-allocated and owned. selectors are
+ * canonical "type:key:value" strings, sorted and unique. */
+struct ca_entry {
+    char id[CA_ENTRY_ID_LEN];
+    char *spiffe_id;
+    char *parent_id;
+    char **selectors;
+    size_t n_selectors;
+    int64_t ttl; /* seconds; 0 = the CA's default */
+    char **dns_names;
+    size_t n_dns;
+    char *hint; /* NULL when none */
+    int64_t revision;
+    int64_t created_at;
+};
+
+void ca_entry_cleanup(struct ca_entry *e);
+void ca_entries_free(struct ca_entry *v, size_t n);
+MF_WUR mf_res ca_entry_copy(const struct ca_entry *src, struct ca_entry *dst);
+
+struct ca_agent {
+    char spiffe_id[MF_SPIFFE_ID_MAX + 1];
+    char serial[MF_SERIAL_HEX_MAX];
+    int64_t expires_at;
+    int64_t attested_at;
+    int64_t last_seen;
+    bool banned;
+};
+
+struct ca_store;
+
+MF_WUR mf_res ca_store_open(const char *data_dir, struct ca_store **out);
+void ca_store_close(struct ca_store *st);
+
+/* The registry revision: goes up with every change of entries or agents. */
+int64_t ca_store_revision(struct ca_store *st);
+
+/* ---- entries ------------------------------------------------------------- */
+
+/* Inserts e (already validated), giving it a fresh random id and revision,
+ * which are written back into e. MF_ERR_POLICY_DUPLICATE when an entry with
+ * the same SPIFFE ID, parent and selectors exists. */
+MF_WUR mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e);
+/* Replaces selectors, ttl, dns_names and hint of the entry e->id. */
+MF_WUR mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e);
+MF_WUR mf_res ca_store_entry_delete(struct ca_store *st, const char *id);
+MF_WUR mf_res ca_store_entry_get(struct ca_store *st, const char *id, struct ca_entry *out);
+/* Every entry (parent_id NULL) or the entries of one parent, by id. */
+MF_WUR mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id,
+                                  struct ca_entry **out, size_t *n_out);
+
+/* ---- join tokens ---------------------------------------------------------- */
+
+MF_WUR mf_res ca_store_token_add(struct ca_store *st, const uint8_t hash[32],
+                                 const char *spiffe_id, int64_t expires_at);
+/* Atomically checks and spends a token: MF_ERR_AUTH_TOKEN when it is unknown,
+ * already used or expired at now. On success writes its agent ID. Expired
+ * and used tokens are purged on the way. */
+MF_WUR mf_res ca_store_token_consume(struct ca_store *st, const uint8_t hash[32], int64_t now,
+                                     char spiffe_id_out[MF_SPIFFE_ID_MAX + 1]);
+
+/* Looks a token up without spending it (so that a request refused for
+ * another reason does not burn it): its agent ID, or MF_ERR_AUTH_TOKEN.
+ * ca_store_token_consume must still be called to use it. */
+MF_WUR mf_res ca_store_token_peek(struct ca_store *st, const uint8_t hash[32], int64_t now,
+                                  char spiffe_id_out[MF_SPIFFE_ID_MAX + 1]);
+
+/* ---- agents --------------------------------------------------------------- */
+
+/* Records a (re-)attestation or renewal: serial and expiry of its new SVID.
+ * With attest, attested_at is set too; refuses a banned agent
+ * (MF_ERR_AUTH_BANNED) without writing. */
+MF_WUR mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id,
+                                    const char *serial, int64_t expires_at, int64_t now,
+                                    bool attest);
+MF_WUR mf_res ca_store_agent_get(struct ca_store *st, const char *spiffe_id, struct ca_agent *out);
+MF_WUR mf_res ca_store_agent_list(struct ca_store *st, struct ca_agent **out, size_t *n_out);
+MF_WUR mf_res ca_store_agent_ban(struct ca_store *st, const char *spiffe_id);
+/* Deletes the agent: it must attest again with a new token. */
+MF_WUR mf_res ca_store_agent_evict(struct ca_store *st, const char *spiffe_id);
+MF_WUR mf_res ca_store_agent_seen(struct ca_store *st, const char *spiffe_id, int64_t now);
+
+/* ---- CA key journal --------------------------------------------------------- */
+
+MF_WUR mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec,
+                               const uint8_t *cert_der, size_t cert_len);
+MF_WUR mf_res ca_store_key_set_state(struct ca_store *st, const char *id, enum ca_key_state s);
+MF_WUR mf_res ca_store_key_delete(struct ca_store *st, const char *id);
+/* Up to CA_KEYS_MAX records, oldest first; ders[i] is a malloc'd copy of
+ * the certificate DER of recs[i] (caller frees each). */
+MF_WUR mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders,
+                                size_t *lens, size_t *n_out);
+
+/* One transaction for a rotation step (several key changes at once). */
+MF_WUR mf_res ca_store_begin(struct ca_store *st);
+MF_WUR mf_res ca_store_commit(struct ca_store *st);
+void ca_store_rollback(struct ca_store *st);
+
+/* Counters in the meta table (bundle sequence). */
+MF_WUR mf_res ca_store_meta_get(struct ca_store *st, const char *key, int64_t *out);
+MF_WUR mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v);
+
+#endif /* CA_STORE_H */

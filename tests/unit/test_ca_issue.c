@@ -1,0 +1,76 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for admission control (ca_issue_admit): the per-agent token
+ * bucket (429) and the signing capacity (503), both with Retry-After.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "ca/ca_issue.h"
+
+static void test_ca_issue_admit_rate_limited(void **state)
+{
+    (void)state;
+    struct ca_issuer *is = NULL;
+    assert_true(mf_ok(ca_issuer_new(4, 2, 3, &is)));
+    struct ca_admit why;
+    int64_t t = 1000000;
+    for (int i = 0; i < 3; i++) { /* the burst */
+        assert_true(mf_ok(ca_issue_admit(is, "agent-a", t, &why)));
+        ca_issue_release(is);
+    }
+    mf_res r = ca_issue_admit(is, "agent-a", t, &why);
+    assert_int_equal(r.err, MF_ERR_POLICY_LIMIT);
+    assert_int_equal(why.status, 429);
+    assert_true(why.retry_after >= 1);
+    /* another agent has its own bucket */
+    assert_true(mf_ok(ca_issue_admit(is, "agent-b", t, &why)));
+    ca_issue_release(is);
+    /* refill: 2 per second, so half a second buys one request */
+    assert_true(mf_ok(ca_issue_admit(is, "agent-a", t + 500, &why)));
+    ca_issue_release(is);
+    assert_int_equal(ca_issue_admit(is, "agent-a", t + 500, &why).err, MF_ERR_POLICY_LIMIT);
+    ca_issuer_free(is);
+}
+
+static void test_ca_issue_admit_capacity_busy(void **state)
+{
+    (void)state;
+    struct ca_issuer *is = NULL;
+    assert_true(mf_ok(ca_issuer_new(1, 1000, 1000, &is)));
+    struct ca_admit why;
+    assert_true(mf_ok(ca_issue_admit(is, "a", 0, &why)));
+    /* the only slot is taken: the second caller waits briefly, then 503 */
+    mf_res r = ca_issue_admit(is, "b", 0, &why);
+    assert_int_equal(r.err, MF_ERR_POLICY_LIMIT);
+    assert_int_equal(why.status, 503);
+    assert_int_equal(why.retry_after, 1);
+    ca_issue_release(is);
+    assert_true(mf_ok(ca_issue_admit(is, "b", 0, &why)));
+    ca_issue_release(is);
+    ca_issuer_free(is);
+}
+
+static void test_ca_issue_admit_bad_args_refused(void **state)
+{
+    (void)state;
+    struct ca_issuer *is = NULL;
+    assert_false(mf_ok(ca_issuer_new(0, 1, 1, &is)));
+    assert_false(mf_ok(ca_issuer_new(1, 0, 1, &is)));
+    ca_issuer_free(NULL);
+    ca_issue_release(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ca_issue_admit_rate_limited),
+        cmocka_unit_test(test_ca_issue_admit_capacity_busy),
+        cmocka_unit_test(test_ca_issue_admit_bad_args_refused),
+    };
+    return cmocka_run_group_tests_name("ca_issue", tests, NULL, NULL);
+}

@@ -1,0 +1,241 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for the CA's pure decisions: registry validation
+ * (ca_policy_entry_check, ca_entry_from_json) and authorization
+ * (agent access, attestation and renewal CSRs, workload signing).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "api/mf_json.h"
+#include "api/mf_selector.h"
+#include "ca/ca_policy.h"
+#include "ca/ca_wire.h"
+
+#define TD "example.org"
+#define AGENT "spiffe://example.org/mayfly/agent/n1"
+
+/* An entry built from literals (heap copies, as the store makes them). */
+static void mk(struct ca_entry *e, const char *id, const char *parent, const char **sels,
+               size_t n)
+{
+    memset(e, 0, sizeof(*e));
+    e->spiffe_id = strdup(id);
+    e->parent_id = strdup(parent);
+    e->n_selectors = n;
+    e->selectors = n ? calloc(n, sizeof(char *)) : NULL;
+    for (size_t i = 0; i < n; i++) {
+        e->selectors[i] = strdup(sels[i]);
+    }
+}
+
+static enum mf_err check(const char *id, const char *parent, const char **sels, size_t n,
+                         int64_t ttl)
+{
+    struct ca_entry e;
+    mk(&e, id, parent, sels, n);
+    e.ttl = ttl;
+    mf_res r = ca_policy_entry_check(TD, 14400, &e);
+    ca_entry_cleanup(&e);
+    return r.err;
+}
+
+static void test_ca_policy_entry_check_valid_ok(void **state)
+{
+    (void)state;
+    const char *sels[] = {"unix:uid:1000", "unix:path:/usr/bin/web"};
+    struct ca_entry e;
+    mk(&e, "spiffe://example.org/web", AGENT, sels, 2);
+    assert_true(mf_ok(ca_policy_entry_check(TD, 14400, &e)));
+    /* canonical order */
+    assert_string_equal(e.selectors[0], "unix:path:/usr/bin/web");
+    assert_string_equal(e.selectors[1], "unix:uid:1000");
+    ca_entry_cleanup(&e);
+}
+
+static void test_ca_policy_entry_check_bad_ids_refused(void **state)
+{
+    (void)state;
+    const char *sels[] = {"unix:uid:1"};
+    assert_int_equal(check("spiffe://example.org/a/../b", AGENT, sels, 1, 0),
+                     MF_ERR_ID_DOT_SEGMENT);
+    assert_int_equal(check("spiffe://other.org/web", AGENT, sels, 1, 0), MF_ERR_ID_WRONG_TD);
+    assert_int_equal(check("spiffe://example.org", AGENT, sels, 1, 0), MF_ERR_ID_NO_PATH);
+    assert_int_equal(check("", AGENT, sels, 1, 0), MF_ERR_ID_EMPTY);
+    assert_int_equal(check("http://example.org/x", AGENT, sels, 1, 0), MF_ERR_ID_SCHEME);
+    assert_int_equal(check("spiffe://example.org/mayfly/server", AGENT, sels, 1, 0),
+                     MF_ERR_POLICY_DENIED);
+    /* parents must be agent IDs of our trust domain */
+    assert_int_equal(check("spiffe://example.org/w", "spiffe://example.org/web", sels, 1, 0),
+                     MF_ERR_POLICY_DENIED);
+    assert_int_equal(
+        check("spiffe://example.org/w", "spiffe://example.org/mayfly/agent/a/b", sels, 1, 0),
+        MF_ERR_POLICY_DENIED);
+    assert_int_equal(
+        check("spiffe://example.org/w", "spiffe://other.org/mayfly/agent/n1", sels, 1, 0),
+        MF_ERR_ID_WRONG_TD);
+}
+
+static void test_ca_policy_entry_check_selectors_refused(void **state)
+{
+    (void)state;
+    const char *unknown[] = {"k8s:ns:default"};
+    const char *badval[] = {"unix:uid:-1"};
+    const char *dup[] = {"unix:uid:1", "unix:uid:1"};
+    assert_int_equal(check("spiffe://example.org/w", AGENT, NULL, 0, 0), MF_ERR_PROTO_SELECTOR);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, unknown, 1, 0),
+                     MF_ERR_PROTO_SELECTOR);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, badval, 1, 0), MF_ERR_PROTO_SELECTOR);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, dup, 2, 0), MF_ERR_PROTO_SELECTOR);
+    /* cap and cap + 1 */
+    const char *many[MF_SELECTORS_MAX + 1];
+    char buf[MF_SELECTORS_MAX + 1][32];
+    for (int i = 0; i <= MF_SELECTORS_MAX; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "unix:uid:%d", i + 1);
+        many[i] = buf[i];
+    }
+    assert_int_equal(check("spiffe://example.org/w", AGENT, many, MF_SELECTORS_MAX, 0), MF_OK);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, many, MF_SELECTORS_MAX + 1, 0),
+                     MF_ERR_PROTO_SELECTOR);
+}
+
+static void test_ca_policy_entry_check_ttl_dns_hint(void **state)
+{
+    (void)state;
+    const char *sels[] = {"unix:uid:1"};
+    assert_int_equal(check("spiffe://example.org/w", AGENT, sels, 1, 14400), MF_OK);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, sels, 1, 14401), MF_ERR_USAGE_ARG);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, sels, 1, -1), MF_ERR_USAGE_ARG);
+    struct ca_entry e;
+    mk(&e, "spiffe://example.org/w", AGENT, sels, 1);
+    e.dns_names = calloc(1, sizeof(char *));
+    e.dns_names[0] = strdup("bad_name.example");
+    e.n_dns = 1;
+    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    free(e.dns_names[0]);
+    e.dns_names[0] = strdup("web.example.org");
+    assert_true(mf_ok(ca_policy_entry_check(TD, 14400, &e)));
+    e.hint = strdup("line\nbreak");
+    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    ca_entry_cleanup(&e);
+}
+
+static void test_ca_entry_from_json_strict(void **state)
+{
+    (void)state;
+    const char *ok = "{\"spiffe_id\":\"spiffe://example.org/w\",\"parent_id\":\"" AGENT
+                     "\",\"selectors\":[\"unix:uid:1\"],\"ttl\":60}";
+    const char *unknown = "{\"spiffe_id\":\"spiffe://example.org/w\",\"parent_id\":\"" AGENT
+                          "\",\"selectors\":[\"unix:uid:1\"],\"extra\":1}";
+    const char *wrong_type = "{\"spiffe_id\":\"spiffe://example.org/w\",\"parent_id\":\"" AGENT
+                             "\",\"selectors\":\"unix:uid:1\"}";
+    const char *dup = "{\"spiffe_id\":\"a\",\"spiffe_id\":\"b\"}";
+    const char *nul = "{\"spiffe_id\":\"spiffe://example.org/w\\u0000x\",\"parent_id\":\"" AGENT
+                      "\",\"selectors\":[\"unix:uid:1\"]}";
+    json_t *j = NULL;
+    struct ca_entry e;
+    memset(&e, 0, sizeof(e));
+    assert_true(mf_ok(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j)));
+    assert_true(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
+    assert_int_equal(e.ttl, 60);
+    assert_int_equal(e.n_selectors, 1);
+    json_decref(j);
+    /* a patch may not change the IDs */
+    assert_true(mf_ok(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j)));
+    assert_false(mf_ok(ca_entry_from_json(j, true, &e, NULL)));
+    json_decref(j);
+    ca_entry_cleanup(&e);
+
+    assert_true(mf_ok(mf_json_parse(unknown, strlen(unknown), MF_MAX_BODY, &j)));
+    assert_false(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
+    json_decref(j);
+    ca_entry_cleanup(&e);
+    assert_true(mf_ok(mf_json_parse(wrong_type, strlen(wrong_type), MF_MAX_BODY, &j)));
+    assert_false(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
+    json_decref(j);
+    ca_entry_cleanup(&e);
+    assert_false(mf_ok(mf_json_parse(dup, strlen(dup), MF_MAX_BODY, &j)));
+    j = NULL;
+    if (mf_ok(mf_json_parse(nul, strlen(nul), MF_MAX_BODY, &j))) {
+        assert_false(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
+        json_decref(j);
+    }
+    ca_entry_cleanup(&e);
+}
+
+static void test_ca_policy_agent_id_rules(void **state)
+{
+    (void)state;
+    struct mf_spiffe_id id;
+    assert_true(mf_ok(ca_policy_agent_id(TD, AGENT, &id)));
+    assert_true(ca_policy_is_agent_id(&id, TD));
+    assert_false(ca_policy_is_agent_id(&id, "other.org"));
+    assert_false(mf_ok(ca_policy_agent_id(TD, "spiffe://example.org/mayfly/agent", &id)));
+    assert_false(mf_ok(ca_policy_agent_id(TD, "spiffe://example.org/mayfly/agent/a/b", &id)));
+    assert_false(mf_ok(ca_policy_agent_id(TD, "spiffe://example.org/web", &id)));
+    assert_false(mf_ok(ca_policy_agent_id(TD, "spiffe://other.org/mayfly/agent/a", &id)));
+}
+
+static void test_ca_policy_agent_access_decisions(void **state)
+{
+    (void)state;
+    struct ca_agent a;
+    memset(&a, 0, sizeof(a));
+    snprintf(a.spiffe_id, sizeof(a.spiffe_id), "%s", AGENT);
+    assert_true(mf_ok(ca_policy_agent_access(&a, AGENT)));
+    a.banned = true;
+    assert_int_equal(ca_policy_agent_access(&a, AGENT).err, MF_ERR_AUTH_BANNED);
+    /* evicted (no record) */
+    assert_int_equal(ca_policy_agent_access(NULL, AGENT).err, MF_ERR_AUTH_BANNED);
+}
+
+static void test_ca_policy_sign_decisions(void **state)
+{
+    (void)state;
+    const char *sels[] = {"unix:uid:1"};
+    struct ca_entry e;
+    mk(&e, "spiffe://example.org/web", AGENT, sels, 1);
+    snprintf(e.id, sizeof(e.id), "%s", "e1");
+    struct mf_spiffe_id web, db, ag;
+    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/web", &web)));
+    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/db", &db)));
+    assert_true(mf_ok(mf_spiffeid_parse_cstr(AGENT, &ag)));
+    assert_true(mf_ok(ca_policy_sign(AGENT, &e, &web)));
+    assert_int_equal(ca_policy_sign("spiffe://example.org/mayfly/agent/n2", &e, &web).err,
+                     MF_ERR_POLICY_NOT_PARENT);
+    assert_int_equal(ca_policy_sign(AGENT, &e, &db).err, MF_ERR_POLICY_DENIED);
+    assert_int_equal(ca_policy_sign(AGENT, &e, NULL).err, MF_ERR_POLICY_DENIED);
+    assert_int_equal(ca_policy_entry_ttl(&e, 3600), 3600);
+    e.ttl = 60;
+    assert_int_equal(ca_policy_entry_ttl(&e, 3600), 60);
+    /* attestation and renewal CSRs: no SAN, or exactly the agent's ID */
+    assert_true(mf_ok(ca_policy_attest_csr(AGENT, NULL)));
+    assert_true(mf_ok(ca_policy_attest_csr(AGENT, &ag)));
+    assert_int_equal(ca_policy_attest_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
+    assert_true(mf_ok(ca_policy_renew_csr(AGENT, &ag)));
+    assert_int_equal(ca_policy_renew_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
+    assert_string_equal(ca_policy_reason(ca_policy_sign("x", &e, &web)), "not_parent");
+    ca_entry_cleanup(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ca_policy_entry_check_valid_ok),
+        cmocka_unit_test(test_ca_policy_entry_check_bad_ids_refused),
+        cmocka_unit_test(test_ca_policy_entry_check_selectors_refused),
+        cmocka_unit_test(test_ca_policy_entry_check_ttl_dns_hint),
+        cmocka_unit_test(test_ca_entry_from_json_strict),
+        cmocka_unit_test(test_ca_policy_agent_id_rules),
+        cmocka_unit_test(test_ca_policy_agent_access_decisions),
+        cmocka_unit_test(test_ca_policy_sign_decisions),
+    };
+    return cmocka_run_group_tests_name("ca_policy", tests, NULL, NULL);
+}

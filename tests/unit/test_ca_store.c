@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for the registry (ca_store) in a temp dir: entries with
+ * duplicate refusal, join tokens (single use, expiry, only hashes stored),
+ * agents (ban, evict), the key journal, and reopening (schema kept).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "ca/ca_store.h"
+
+#define AGENT "spiffe://example.org/mayfly/agent/n1"
+
+static char dir[64];
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/test_ca_store.XXXXXX");
+    return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void fill(struct ca_entry *e, const char *id, const char *sel)
+{
+    memset(e, 0, sizeof(*e));
+    e->spiffe_id = strdup(id);
+    e->parent_id = strdup(AGENT);
+    e->selectors = calloc(1, sizeof(char *));
+    e->selectors[0] = strdup(sel);
+    e->n_selectors = 1;
+}
+
+static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    assert_true(mf_ok(ca_store_open(dir, &st)));
+    struct stat sb;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/mayfly-ca.db", dir);
+    assert_int_equal(stat(path, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+
+    struct ca_entry e, dup, got;
+    fill(&e, "spiffe://example.org/web", "unix:uid:1");
+    e.hint = strdup("h");
+    int64_t rev0 = ca_store_revision(st);
+    assert_true(mf_ok(ca_store_entry_create(st, &e)));
+    assert_int_equal(strlen(e.id), 32);
+    assert_true(ca_store_revision(st) > rev0);
+    fill(&dup, "spiffe://example.org/web", "unix:uid:1");
+    assert_int_equal(ca_store_entry_create(st, &dup).err, MF_ERR_POLICY_DUPLICATE);
+    ca_entry_cleanup(&dup);
+
+    assert_true(mf_ok(ca_store_entry_get(st, e.id, &got)));
+    assert_string_equal(got.spiffe_id, "spiffe://example.org/web");
+    assert_string_equal(got.selectors[0], "unix:uid:1");
+    assert_string_equal(got.hint, "h");
+    ca_entry_cleanup(&got);
+
+    struct ca_entry *v = NULL;
+    size_t n = 0;
+    assert_true(mf_ok(ca_store_entry_list(st, AGENT, &v, &n)));
+    assert_int_equal(n, 1);
+    ca_entries_free(v, n);
+    assert_true(mf_ok(ca_store_entry_list(st, "spiffe://example.org/mayfly/agent/x", &v, &n)));
+    assert_int_equal(n, 0);
+    ca_entries_free(v, n);
+
+    e.ttl = 60;
+    assert_true(mf_ok(ca_store_entry_update(st, &e)));
+    assert_true(mf_ok(ca_store_entry_delete(st, e.id)));
+    assert_int_equal(ca_store_entry_delete(st, e.id).err, MF_ERR_POLICY_NOT_FOUND);
+    assert_int_equal(ca_store_entry_get(st, e.id, &got).err, MF_ERR_POLICY_NOT_FOUND);
+    ca_entry_cleanup(&e);
+    ca_store_close(st);
+}
+
+static void test_ca_store_token_single_use_and_expiry(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    assert_true(mf_ok(ca_store_open(dir, &st)));
+    uint8_t h1[32], h2[32], h3[32];
+    memset(h1, 1, sizeof(h1));
+    memset(h2, 2, sizeof(h2));
+    memset(h3, 3, sizeof(h3));
+    char id[MF_SPIFFE_ID_MAX + 1];
+    assert_true(mf_ok(ca_store_token_add(st, h1, AGENT, 1000)));
+    assert_true(mf_ok(ca_store_token_add(st, h2, AGENT, 1000)));
+    /* peek does not spend */
+    assert_true(mf_ok(ca_store_token_peek(st, h1, 999, id)));
+    assert_true(mf_ok(ca_store_token_peek(st, h1, 999, id)));
+    assert_true(mf_ok(ca_store_token_consume(st, h1, 999, id)));
+    assert_string_equal(id, AGENT);
+    assert_int_equal(ca_store_token_consume(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
+    assert_int_equal(ca_store_token_peek(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
+    /* expiry is exclusive: at expires_at it is gone */
+    assert_int_equal(ca_store_token_peek(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
+    assert_int_equal(ca_store_token_consume(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
+    assert_int_equal(ca_store_token_consume(st, h3, 0, id).err, MF_ERR_AUTH_TOKEN);
+    assert_string_equal(id, "");
+    ca_store_close(st);
+}
+
+static void test_ca_store_agents_ban_evict(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    assert_true(mf_ok(ca_store_open(dir, &st)));
+    struct ca_agent a;
+    /* renew of an unknown agent is refused */
+    assert_int_equal(ca_store_agent_issued(st, AGENT, "01", 100, 50, false).err,
+                     MF_ERR_POLICY_NOT_FOUND);
+    assert_true(mf_ok(ca_store_agent_issued(st, AGENT, "01", 100, 50, true)));
+    assert_true(mf_ok(ca_store_agent_issued(st, AGENT, "02", 200, 60, false)));
+    assert_true(mf_ok(ca_store_agent_get(st, AGENT, &a)));
+    assert_string_equal(a.serial, "02");
+    assert_int_equal(a.attested_at, 50);
+    assert_false(a.banned);
+    assert_true(mf_ok(ca_store_agent_ban(st, AGENT)));
+    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, false).err,
+                     MF_ERR_AUTH_BANNED);
+    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, true).err,
+                     MF_ERR_AUTH_BANNED);
+    assert_true(mf_ok(ca_store_agent_get(st, AGENT, &a)));
+    assert_string_equal(a.serial, "02"); /* the refusal changed nothing */
+    assert_true(a.banned);
+    assert_true(mf_ok(ca_store_agent_evict(st, AGENT)));
+    assert_int_equal(ca_store_agent_get(st, AGENT, &a).err, MF_ERR_POLICY_NOT_FOUND);
+    assert_int_equal(ca_store_agent_ban(st, AGENT).err, MF_ERR_POLICY_NOT_FOUND);
+    ca_store_close(st);
+}
+
+static void test_ca_store_key_journal_survives_reopen(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    assert_true(mf_ok(ca_store_open(dir, &st)));
+    struct ca_key_rec r = {.id = "0011223344556677", .state = CA_KEY_PREPARED,
+                           .not_before = 10, .not_after = 20};
+    const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    assert_true(mf_ok(ca_store_key_put(st, &r, der, sizeof(der))));
+    assert_true(mf_ok(ca_store_key_set_state(st, r.id, CA_KEY_ACTIVE)));
+    assert_true(mf_ok(ca_store_meta_set(st, "bundle_sequence", 7)));
+    ca_store_close(st);
+
+    assert_true(mf_ok(ca_store_open(dir, &st))); /* migrations are idempotent */
+    struct ca_key_rec recs[CA_KEYS_MAX];
+    uint8_t *ders[CA_KEYS_MAX] = {0};
+    size_t lens[CA_KEYS_MAX], n = 0;
+    assert_true(mf_ok(ca_store_key_list(st, recs, ders, lens, &n)));
+    assert_int_equal(n, 1);
+    assert_int_equal(recs[0].state, CA_KEY_ACTIVE);
+    assert_int_equal(lens[0], sizeof(der));
+    assert_memory_equal(ders[0], der, sizeof(der));
+    free(ders[0]);
+    int64_t seq = 0;
+    assert_true(mf_ok(ca_store_meta_get(st, "bundle_sequence", &seq)));
+    assert_int_equal(seq, 7);
+    assert_true(mf_ok(ca_store_key_delete(st, r.id)));
+    ca_store_close(st);
+}
+
+static void test_ca_store_open_refuses_open_dir(void **state)
+{
+    (void)state;
+    char sub[128];
+    snprintf(sub, sizeof(sub), "%s/loose", dir);
+    assert_int_equal(mkdir(sub, 0755), 0);
+    assert_int_equal(chmod(sub, 0755), 0);
+    struct ca_store *st = NULL;
+    assert_int_equal(ca_store_open(sub, &st).err, MF_ERR_IO_PERM);
+    assert_null(st);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_ca_store_entries_roundtrip_and_duplicate, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_token_single_use_and_expiry, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_agents_ban_evict, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_key_journal_survives_reopen, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_open_refuses_open_dir, setup, teardown),
+    };
+    return cmocka_run_group_tests_name("ca_store", tests, NULL, NULL);
+}
