@@ -1,0 +1,445 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_attest: SO_PEERCRED plus /proc, read through a pinned process.
+ * See agent_attest.h for the order of checks and why each is there.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+
+#include "agent/agent_attest.h"
+#include "api/mf_buf.h"
+#include "api/mf_log.h"
+#include "api/mf_mem.h"
+#include "api/mf_x509.h"
+
+#define PROC_FILE_MAX (64u * 1024u) /* /proc/<pid>/status with many groups */
+#define SELS_MAX      (8u + 65536u)  /* fixed selectors plus NGROUPS_MAX */
+
+/* see agent_attest.h */
+mf_res agent_attestor_init(struct agent_attestor *a, uint64_t hash_max)
+{
+    MF_ENSURE_REF(a);
+    memset(a, 0, sizeof(*a));
+    MF_ENSURE(pthread_mutex_init(&a->mu, NULL) == 0, MF_ERR_INTERNAL);
+    a->hash_max = hash_max;
+    return MF_RES_OK;
+}
+
+/* see agent_attest.h */
+void agent_attestor_cleanup(struct agent_attestor *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    pthread_mutex_destroy(&a->mu);
+    memset(a, 0, sizeof(*a));
+}
+
+/* see agent_attest.h */
+void agent_workload_cleanup(struct agent_workload *w)
+{
+    if (w == NULL) {
+        return;
+    }
+    mf_selectors_free(w->sels, w->n_sels);
+    memset(w, 0, sizeof(*w));
+}
+
+/* see agent_attest.h */
+uint64_t agent_attest_boot_ticks(void)
+{
+    struct timespec ts;
+    long hz = sysconf(_SC_CLK_TCK);
+    if (hz <= 0 || clock_gettime(CLOCK_BOOTTIME, &ts) != 0) {
+        return 0;
+    }
+    /* floor, as the kernel does for starttime, so that a process started in
+     * the same tick as the connection still passes */
+    return (uint64_t)ts.tv_sec * (uint64_t)hz +
+           (uint64_t)ts.tv_nsec / (1000000000ull / (uint64_t)hz);
+}
+
+/* Strict unsigned decimal of exactly len bytes. */
+static mf_res parse_u64(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t v = 0;
+    MF_ENSURE(len > 0 && len <= 20, MF_ERR_IO);
+    for (size_t i = 0; i < len; i++) {
+        MF_ENSURE(s[i] >= '0' && s[i] <= '9', MF_ERR_IO);
+        MF_ENSURE(!__builtin_mul_overflow(v, 10u, &v), MF_ERR_IO);
+        MF_ENSURE(!__builtin_add_overflow(v, (uint64_t)(s[i] - '0'), &v), MF_ERR_IO);
+    }
+    *out = v;
+    return MF_RES_OK;
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_parse_starttime(const char *stat, size_t len, uint64_t *out)
+{
+    MF_ENSURE_REF(stat);
+    MF_ENSURE_REF(out);
+    *out = 0;
+    /* "pid (comm) state ppid ...": comm may contain ") ", so the fields
+     * start after the last ')' */
+    size_t i = len;
+    while (i > 0 && stat[i - 1] != ')') {
+        i--;
+    }
+    MF_ENSURE_MSG(i > 0, MF_ERR_IO, "no ')' in /proc stat");
+    /* field 3 is the first after ") "; we want field 22 */
+    int field = 2;
+    size_t p = i;
+    while (p < len) {
+        while (p < len && stat[p] == ' ') {
+            p++;
+        }
+        size_t start = p;
+        while (p < len && stat[p] != ' ' && stat[p] != '\n') {
+            p++;
+        }
+        if (p == start) {
+            break;
+        }
+        field++;
+        if (field == 22) {
+            return parse_u64(stat + start, p - start, out);
+        }
+    }
+    MF_BAIL_MSG(MF_ERR_IO, "/proc stat has fewer than 22 fields");
+}
+
+/* Reads a whole /proc file relative to dirfd. */
+static mf_res read_at(int dirfd, const char *name, struct mf_buf *out)
+{
+    mf_res rc;
+    char chunk[4096];
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        MF_BAIL_MSG(errno == ESRCH || errno == ENOENT ? MF_ERR_AUTH : MF_ERR_IO,
+                    "open /proc/<pid>/%s: %s", name, strerror(errno));
+    }
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        MF_ENSURE_OUT_MSG(n >= 0, errno == ESRCH ? MF_ERR_AUTH : MF_ERR_IO,
+                          "read /proc/<pid>/%s: %s", name, strerror(errno));
+        if (n == 0) {
+            break;
+        }
+        MF_TRY_OUT(mf_buf_append(out, chunk, (size_t)n));
+    }
+    rc = MF_RES_OK;
+out:
+    close(fd);
+    return rc;
+}
+
+/* Finds the line "key:\t..." in a status text and returns its value part. */
+static const char *status_line(const char *text, const char *key, size_t *len)
+{
+    size_t klen = strlen(key);
+    const char *p = text;
+    while (p != NULL && *p != '\0') {
+        const char *nl = strchr(p, '\n');
+        size_t l = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (l > klen && memcmp(p, key, klen) == 0 && p[klen] == ':') {
+            *len = l - klen - 1;
+            return p + klen + 1;
+        }
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* The n-th (0-based) whitespace-separated number in s[0..len). */
+static mf_res nth_number(const char *s, size_t len, int n, uint64_t *out)
+{
+    size_t p = 0;
+    for (int k = 0;; k++) {
+        while (p < len && (s[p] == ' ' || s[p] == '\t')) {
+            p++;
+        }
+        size_t start = p;
+        while (p < len && s[p] != ' ' && s[p] != '\t') {
+            p++;
+        }
+        MF_ENSURE(p > start, MF_ERR_IO);
+        if (k == n) {
+            return parse_u64(s + start, p - start, out);
+        }
+    }
+}
+
+struct sel_list {
+    struct mf_selector *v;
+    size_t n;
+    size_t cap;
+};
+
+static mf_res sel_add(struct sel_list *l, enum mf_sel_kind kind, const char *value)
+{
+    struct mf_selector s = {0};
+    mf_res r = mf_selector_make(kind, value, &s);
+    if (!mf_ok(r)) {
+        /* a name the selector grammar cannot express (say, a user name with
+         * '@') simply yields no selector: entries cannot name it either */
+        mf_log_debug("no %s selector for this workload", mf_selector_kind_name(kind));
+        return MF_RES_OK;
+    }
+    if (l->n == l->cap) {
+        size_t ncap = l->cap == 0 ? 16 : l->cap * 2;
+        size_t bytes;
+        if (ncap > SELS_MAX || !mf_mul_size(ncap, sizeof(*l->v), &bytes)) {
+            mf_selector_cleanup(&s);
+            MF_BAIL(MF_ERR_OVERFLOW);
+        }
+        struct mf_selector *nv = realloc(l->v, bytes);
+        if (nv == NULL) {
+            mf_selector_cleanup(&s);
+            MF_BAIL(MF_ERR_NOMEM);
+        }
+        l->v = nv;
+        l->cap = ncap;
+    }
+    l->v[l->n++] = s;
+    return MF_RES_OK;
+}
+
+static mf_res sel_add_u64(struct sel_list *l, enum mf_sel_kind kind, uint64_t v)
+{
+    char num[24];
+    int n = snprintf(num, sizeof(num), "%llu", (unsigned long long)v);
+    MF_ENSURE(n > 0 && (size_t)n < sizeof(num), MF_ERR_INTERNAL);
+    return sel_add(l, kind, num);
+}
+
+static mf_res add_names(struct sel_list *l, uid_t uid, gid_t gid)
+{
+    mf_res rc;
+    long sz = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t bufsz = sz > 0 && sz < 1024 * 1024 ? (size_t)sz : 16384;
+    char *buf = malloc(bufsz);
+    MF_TRY_PTR(buf, MF_ERR_NOMEM);
+    struct passwd pw, *pwp = NULL;
+    if (getpwuid_r(uid, &pw, buf, bufsz, &pwp) == 0 && pwp != NULL) {
+        MF_TRY_OUT(sel_add(l, MF_SEL_UNIX_USER, pwp->pw_name));
+    }
+    struct group gr, *grp = NULL;
+    if (getgrgid_r(gid, &gr, buf, bufsz, &grp) == 0 && grp != NULL) {
+        MF_TRY_OUT(sel_add(l, MF_SEL_UNIX_GROUP, grp->gr_name));
+    }
+    rc = MF_RES_OK;
+out:
+    free(buf);
+    return rc;
+}
+
+/* Digest of the executable open at fd, through the cache. Sets *have to
+ * false (and succeeds) when the file is over the size limit. */
+static mf_res exe_digest(struct agent_attestor *a, int fd, uint8_t out[32], bool *have)
+{
+    mf_res rc;
+    struct stat st;
+    *have = false;
+    MF_ENSURE(fstat(fd, &st) == 0, MF_ERR_IO);
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0 || (uint64_t)st.st_size > a->hash_max) {
+        return MF_RES_OK;
+    }
+    int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+
+    pthread_mutex_lock(&a->mu);
+    for (size_t i = 0; i < AGENT_DIGEST_SLOTS; i++) {
+        struct agent_digest_slot *s = &a->slots[i];
+        if (s->used != 0 && s->dev == st.st_dev && s->ino == st.st_ino &&
+            s->size == st.st_size && s->mtime_ns == mtime_ns) {
+            s->used = ++a->clock;
+            memcpy(out, s->digest, 32);
+            pthread_mutex_unlock(&a->mu);
+            *have = true;
+            return MF_RES_OK;
+        }
+    }
+    pthread_mutex_unlock(&a->mu);
+
+    /* a file rewritten in place keeps dev/ino but changes size or mtime;
+     * hashing a map of it and caching by the fstat taken above is safe: a
+     * change during hashing alters the mtime, so the next lookup misses */
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    MF_ENSURE(map != MAP_FAILED, MF_ERR_IO);
+    rc = mf_sha256(map, (size_t)st.st_size, out);
+    munmap(map, (size_t)st.st_size);
+    MF_TRY(rc);
+
+    pthread_mutex_lock(&a->mu);
+    struct agent_digest_slot *victim = &a->slots[0];
+    for (size_t i = 0; i < AGENT_DIGEST_SLOTS; i++) {
+        if (a->slots[i].used < victim->used) {
+            victim = &a->slots[i];
+        }
+    }
+    victim->dev = st.st_dev;
+    victim->ino = st.st_ino;
+    victim->size = st.st_size;
+    victim->mtime_ns = mtime_ns;
+    victim->used = ++a->clock;
+    memcpy(victim->digest, out, 32);
+    a->hashes++;
+    pthread_mutex_unlock(&a->mu);
+    *have = true;
+    return MF_RES_OK;
+}
+
+static int cmp_sel(const void *x, const void *y)
+{
+    return mf_selector_cmp(x, y);
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
+                        uint64_t connect_ticks, struct agent_workload *out)
+{
+    mf_res rc;
+    int pidfd = -1, dirfd = -1, exefd = -1;
+    struct mf_buf stat1, stat2, status;
+    struct sel_list l = {0};
+    uint64_t start1 = 0, start2 = 0, v = 0;
+    char dir[64];
+
+    MF_ENSURE_REF(a);
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    MF_ENSURE(pid > 0, MF_ERR_AUTH);
+    mf_buf_init(&stat1, PROC_FILE_MAX, 0);
+    mf_buf_init(&stat2, PROC_FILE_MAX, 0);
+    mf_buf_init(&status, PROC_FILE_MAX, 0);
+
+    /* 1. pin the process. Without pidfds (kernels before 5.3) we fall back
+     * to the open /proc/<pid> directory plus the start-time checks below. */
+    pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0 && errno != ENOSYS) {
+        MF_BAIL_OUT(MF_ERR_AUTH, "pid %d is gone: %s", (int)pid, strerror(errno));
+    }
+    int n = snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+    MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(dir), MF_ERR_INTERNAL);
+    dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    MF_ENSURE_OUT_MSG(dirfd >= 0, MF_ERR_AUTH, "open %s: %s", dir, strerror(errno));
+
+    /* 2. the start time: the process must be older than the connection */
+    MF_TRY_OUT(read_at(dirfd, "stat", &stat1));
+    MF_TRY_OUT(agent_attest_parse_starttime(mf_buf_cstr(&stat1), stat1.len, &start1));
+    MF_ENSURE_OUT_MSG(connect_ticks == 0 || start1 <= connect_ticks, MF_ERR_AUTH,
+                      "pid %d started after the connection (recycled pid)", (int)pid);
+
+    /* 3. credentials, which must still be the ones the socket reported */
+    MF_TRY_OUT(read_at(dirfd, "status", &status));
+    size_t len = 0;
+    const char *line = status_line(mf_buf_cstr(&status), "Uid", &len);
+    MF_ENSURE_OUT(line != NULL, MF_ERR_IO);
+    MF_TRY_OUT(nth_number(line, len, 1, &v));
+    MF_ENSURE_OUT_MSG(v == (uint64_t)uid, MF_ERR_AUTH, "pid %d changed its uid", (int)pid);
+    line = status_line(mf_buf_cstr(&status), "Gid", &len);
+    MF_ENSURE_OUT(line != NULL, MF_ERR_IO);
+    MF_TRY_OUT(nth_number(line, len, 1, &v));
+    MF_ENSURE_OUT_MSG(v == (uint64_t)gid, MF_ERR_AUTH, "pid %d changed its gid", (int)pid);
+
+    MF_TRY_OUT(sel_add_u64(&l, MF_SEL_UNIX_UID, uid));
+    MF_TRY_OUT(sel_add_u64(&l, MF_SEL_UNIX_GID, gid));
+    MF_TRY_OUT(add_names(&l, uid, gid));
+    line = status_line(mf_buf_cstr(&status), "Groups", &len);
+    if (line != NULL) {
+        for (int k = 0;; k++) {
+            mf_res r = nth_number(line, len, k, &v);
+            if (!mf_ok(r)) {
+                break; /* end of the list */
+            }
+            MF_TRY_OUT(sel_add_u64(&l, MF_SEL_UNIX_SUPPLEMENTARY_GID, v));
+        }
+    }
+
+    /* 4. the executable: path and digest. An agent without the right to
+     * look at another user's exe (not root) just yields fewer selectors. */
+    char path[PATH_MAX];
+    ssize_t pl = readlinkat(dirfd, "exe", path, sizeof(path) - 1);
+    if (pl > 0) {
+        path[pl] = '\0';
+        static const char deleted[] = " (deleted)";
+        size_t dl = sizeof(deleted) - 1;
+        if (!((size_t)pl > dl && memcmp(path + pl - (ssize_t)dl, deleted, dl) == 0)) {
+            MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_PATH, path));
+        }
+    }
+    exefd = openat(dirfd, "exe", O_RDONLY | O_CLOEXEC);
+    if (exefd >= 0) {
+        uint8_t digest[32];
+        bool have = false;
+        MF_TRY_OUT(exe_digest(a, exefd, digest, &have));
+        if (have) {
+            char hex[65];
+            mf_hex(digest, sizeof(digest), hex);
+            MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_SHA256, hex));
+        }
+    }
+
+    /* 5. still the same process? The pidfd names one process for its whole
+     * life; if it is alive the pid was not reused, so /proc/<pid> (opened
+     * after the pidfd) was that process. The start time guards kernels
+     * without pidfds. */
+    if (pidfd >= 0) {
+        MF_ENSURE_OUT_MSG(syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0, MF_ERR_AUTH,
+                          "pid %d exited during attestation", (int)pid);
+    }
+    MF_TRY_OUT(read_at(dirfd, "stat", &stat2));
+    MF_TRY_OUT(agent_attest_parse_starttime(mf_buf_cstr(&stat2), stat2.len, &start2));
+    MF_ENSURE_OUT_MSG(start1 == start2, MF_ERR_AUTH, "pid %d was recycled", (int)pid);
+
+    /* sorted and without duplicates, so that callers can compare sets */
+    if (l.n > 1) {
+        qsort(l.v, l.n, sizeof(*l.v), cmp_sel);
+        size_t w = 1;
+        for (size_t i = 1; i < l.n; i++) {
+            if (mf_selector_cmp(&l.v[i], &l.v[w - 1]) == 0) {
+                mf_selector_cleanup(&l.v[i]);
+            } else {
+                l.v[w++] = l.v[i];
+            }
+        }
+        l.n = w;
+    }
+    out->pid = pid;
+    out->uid = uid;
+    out->gid = gid;
+    out->sels = l.v;
+    out->n_sels = l.n;
+    l.v = NULL;
+    l.n = 0;
+    rc = MF_RES_OK;
+out:
+    mf_selectors_free(l.v, l.n);
+    if (exefd >= 0) {
+        close(exefd);
+    }
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    if (pidfd >= 0) {
+        close(pidfd);
+    }
+    mf_buf_cleanup(&stat1);
+    mf_buf_cleanup(&stat2);
+    mf_buf_cleanup(&status);
+    return rc;
+}

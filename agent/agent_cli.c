@@ -1,0 +1,366 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_cli: fetch, watch and healthcheck. See agent_cli.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "agent/agent_cache.h"
+#include "agent/agent_cli.h"
+#include "api/mf_http.h"
+#include "api/mf_json.h"
+#include "api/mf_log.h"
+#include "api/mf_mem.h"
+
+#define TIMEOUT_MS     5000
+#define DOC_MAX        (8u * 1024u * 1024u)
+#define SOCK_PATH_MAX  108
+
+static const char *const hdrs[] = {"workload.spiffe.io: true", NULL};
+
+struct cli_opts {
+    const char *socket;
+    const char *write_dir;
+    const char *exec_cmd;
+    const char *signal_name;
+    const char *pid_file;
+};
+
+static void print_err(const char *what, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
+}
+
+static int parse_opts(int argc, char **argv, struct cli_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    for (int i = 0; i < argc; i++) {
+        const char **dst = NULL;
+        if (strcmp(argv[i], "--socket") == 0) {
+            dst = &o->socket;
+        } else if (strcmp(argv[i], "--write") == 0) {
+            dst = &o->write_dir;
+        } else if (strcmp(argv[i], "--exec") == 0) {
+            dst = &o->exec_cmd;
+        } else if (strcmp(argv[i], "--signal") == 0) {
+            dst = &o->signal_name;
+        } else if (strcmp(argv[i], "--pid-file") == 0) {
+            dst = &o->pid_file;
+        } else {
+            fprintf(stderr, "mayfly-agent: unknown option %s\n", argv[i]);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "mayfly-agent: %s needs a value\n", argv[i]);
+            return -1;
+        }
+        *dst = argv[++i];
+    }
+    return 0;
+}
+
+static mf_res socket_path(const struct cli_opts *o, char path[SOCK_PATH_MAX])
+{
+    if (o->socket != NULL) {
+        return mf_endpoint_parse(o->socket, true, path, SOCK_PATH_MAX);
+    }
+    const char *env = getenv("SPIFFE_ENDPOINT_SOCKET");
+    MF_ENSURE_MSG(env != NULL, MF_ERR_USAGE_ARG,
+                  "no --socket and SPIFFE_ENDPOINT_SOCKET is not set");
+    return mf_endpoint_parse(env, false, path, SOCK_PATH_MAX);
+}
+
+/* Opens DIR for writing files into, refusing a symlink. */
+static mf_res open_out_dir(const char *dir, int *fd)
+{
+    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (*fd < 0) {
+        MF_BAIL_MSG(errno == ELOOP || errno == ENOTDIR ? MF_ERR_IO_SYMLINK : MF_ERR_IO,
+                    "%s: %s", dir, errno == ELOOP ? "is a symbolic link" : strerror(errno));
+    }
+    return MF_RES_OK;
+}
+
+/* Writes the files for one /v1/x509 document. Keys first, so a reader who
+ * sees a new certificate never pairs it with an old key for longer than
+ * the two renames take; bundle last. */
+static mf_res write_files(const char *dir, const json_t *doc)
+{
+    mf_res rc;
+    int dfd = -1;
+    const json_t *svids = NULL;
+    char name[64];
+    MF_TRY(mf_json_array(doc, "svids", true, 1000, &svids));
+    MF_ENSURE_MSG(json_array_size(svids) > 0, MF_ERR_PROTO_JSON, "no SVIDs in the answer");
+    MF_TRY(open_out_dir(dir, &dfd));
+    for (size_t i = 0; i < json_array_size(svids); i++) {
+        const json_t *s = json_array_get(svids, i);
+        const char *cert = NULL, *key = NULL, *bundle = NULL;
+        MF_TRY_OUT(mf_json_str(s, "x509_svid", true, DOC_MAX, &cert));
+        MF_TRY_OUT(mf_json_str(s, "x509_svid_key", true, DOC_MAX, &key));
+        MF_TRY_OUT(mf_json_str(s, "bundle", true, DOC_MAX, &bundle));
+        snprintf(name, sizeof(name), "svid.%zu.key", i);
+        MF_TRY_OUT(agent_file_write_atomic(dfd, name, key, strlen(key), 0600, true));
+        snprintf(name, sizeof(name), "svid.%zu.pem", i);
+        MF_TRY_OUT(agent_file_write_atomic(dfd, name, cert, strlen(cert), 0644, true));
+        if (i == 0) {
+            MF_TRY_OUT(agent_file_write_atomic(dfd, "bundle.0.pem", bundle, strlen(bundle), 0644,
+                                               true));
+        }
+    }
+    rc = MF_RES_OK;
+out:
+    close(dfd);
+    return rc;
+}
+
+static void print_doc(const json_t *doc)
+{
+    const json_t *svids = json_object_get(doc, "svids");
+    for (size_t i = 0; i < json_array_size(svids); i++) {
+        const json_t *s = json_array_get(svids, i);
+        const char *id = json_string_value(json_object_get(s, "spiffe_id"));
+        const char *exp = json_string_value(json_object_get(s, "expires_at"));
+        const char *hint = json_string_value(json_object_get(s, "hint"));
+        printf("svid %zu: spiffe_id=%s expires_at=%s%s%s\n", i, id != NULL ? id : "?",
+               exp != NULL ? exp : "?", hint != NULL && hint[0] != '\0' ? " hint=" : "",
+               hint != NULL ? hint : "");
+    }
+    fflush(stdout);
+}
+
+/* Wipes and frees a document's text (it holds private keys). */
+static void wipe_buf(struct mf_buf *b)
+{
+    if (b->data != NULL) {
+        mf_wipe(b->data, b->len);
+    }
+}
+
+static int explain_status(const struct mf_http_resp *resp)
+{
+    fprintf(stderr, "mayfly-agent: the agent answered %d: %.*s\n", resp->status,
+            (int)(resp->body.len > 300 ? 300 : resp->body.len), mf_buf_cstr(&resp->body));
+    return 1;
+}
+
+/* see agent_cli.h */
+int agent_cli_fetch(int argc, char **argv)
+{
+    struct cli_opts o;
+    char path[SOCK_PATH_MAX];
+    struct mf_http_conn *c = NULL;
+    struct mf_http_resp resp;
+    json_t *doc = NULL;
+    int status = 1;
+    mf_res r;
+
+    if (argc < 1 || strcmp(argv[0], "x509") != 0) {
+        fprintf(stderr, "usage: mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n");
+        return 2;
+    }
+    if (parse_opts(argc - 1, argv + 1, &o) != 0 || o.exec_cmd != NULL || o.pid_file != NULL) {
+        return 2;
+    }
+    mf_http_resp_init(&resp, DOC_MAX);
+    r = socket_path(&o, path);
+    if (mf_ok(r)) {
+        r = mf_http_connect_unix(path, TIMEOUT_MS, &c);
+    }
+    if (mf_ok(r)) {
+        r = mf_http_request(c, "GET", "/v1/x509", hdrs, NULL, 0, TIMEOUT_MS, &resp);
+    }
+    if (!mf_ok(r)) {
+        print_err("fetch", r);
+        goto out;
+    }
+    if (resp.status != 200) {
+        status = explain_status(&resp);
+        goto out;
+    }
+    r = mf_json_parse(mf_buf_cstr(&resp.body), resp.body.len, DOC_MAX, &doc);
+    if (mf_ok(r) && o.write_dir != NULL) {
+        r = write_files(o.write_dir, doc);
+    }
+    if (!mf_ok(r)) {
+        print_err("fetch", r);
+        goto out;
+    }
+    print_doc(doc);
+    status = 0;
+out:
+    json_decref(doc);
+    wipe_buf(&resp.body);
+    mf_http_resp_cleanup(&resp);
+    mf_http_close(c);
+    return status;
+}
+
+/* see agent_cli.h */
+int agent_cli_healthcheck(int argc, char **argv)
+{
+    struct cli_opts o;
+    char path[SOCK_PATH_MAX];
+    struct mf_http_conn *c = NULL;
+    struct mf_http_resp resp;
+    int status = 1;
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    mf_http_resp_init(&resp, 4096);
+    mf_res r = socket_path(&o, path);
+    if (mf_ok(r)) {
+        r = mf_http_connect_unix(path, TIMEOUT_MS, &c);
+    }
+    if (mf_ok(r)) {
+        r = mf_http_request(c, "GET", "/health", hdrs, NULL, 0, TIMEOUT_MS, &resp);
+    }
+    if (!mf_ok(r)) {
+        print_err("healthcheck", r);
+    } else if (resp.status != 200) {
+        status = explain_status(&resp);
+    } else {
+        printf("agent is healthy\n");
+        status = 0;
+    }
+    mf_http_resp_cleanup(&resp);
+    mf_http_close(c);
+    return status;
+}
+
+static int signal_number(const char *s)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } sigs[] = {{"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"USR1", SIGUSR1},
+                {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"CONT", SIGCONT}};
+    if (strncmp(s, "SIG", 3) == 0) {
+        s += 3;
+    }
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (strcmp(s, sigs[i].name) == 0) {
+            return sigs[i].sig;
+        }
+    }
+    return -1;
+}
+
+/* Runs the reload action after the files were rewritten. */
+static void reload(const struct cli_opts *o, int sig)
+{
+    if (o->exec_cmd != NULL) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl("/bin/sh", "sh", "-c", o->exec_cmd, (char *)NULL);
+            _exit(127);
+        }
+        int st = 0;
+        if (pid > 0 && waitpid(pid, &st, 0) == pid && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
+            fprintf(stderr, "mayfly-agent: --exec command failed (status %d)\n", st);
+        }
+    } else if (o->pid_file != NULL) {
+        struct mf_buf text;
+        mf_buf_init(&text, 64, 0);
+        mf_res r = agent_file_read(AT_FDCWD, o->pid_file, &text);
+        long pid = 0;
+        if (mf_ok(r)) {
+            char *end = NULL;
+            errno = 0;
+            pid = strtol(mf_buf_cstr(&text), &end, 10);
+            if (errno != 0 || end == mf_buf_cstr(&text) || (*end != '\0' && *end != '\n')) {
+                pid = 0;
+            }
+        }
+        mf_buf_cleanup(&text);
+        if (pid <= 1 || kill((pid_t)pid, sig) != 0) {
+            fprintf(stderr, "mayfly-agent: cannot signal the process in %s\n", o->pid_file);
+        }
+    }
+}
+
+/* see agent_cli.h */
+int agent_cli_watch(int argc, char **argv)
+{
+    struct cli_opts o;
+    char path[SOCK_PATH_MAX];
+    int sig = 0;
+    unsigned failures = 0;
+
+    if (parse_opts(argc, argv, &o) != 0) {
+        return 2;
+    }
+    if (o.write_dir == NULL || (o.exec_cmd != NULL && o.signal_name != NULL) ||
+        ((o.signal_name != NULL) != (o.pid_file != NULL))) {
+        fprintf(stderr, "usage: mayfly-agent watch --write DIR [--exec CMD | --signal SIG "
+                        "--pid-file F] [--socket PATH]\n");
+        return 2;
+    }
+    if (o.signal_name != NULL && (sig = signal_number(o.signal_name)) < 0) {
+        fprintf(stderr, "mayfly-agent: unknown signal %s\n", o.signal_name);
+        return 2;
+    }
+    mf_res r = socket_path(&o, path);
+    if (!mf_ok(r)) {
+        print_err("watch", r);
+        return 2;
+    }
+    for (;;) {
+        struct mf_http_conn *c = NULL;
+        struct mf_http_resp resp;
+        struct mf_buf line;
+        mf_http_resp_init(&resp, 64 * 1024);
+        mf_buf_init(&line, DOC_MAX, MF_BUF_SECRET);
+        r = mf_http_connect_unix(path, TIMEOUT_MS, &c);
+        if (mf_ok(r)) {
+            r = mf_http_stream_begin(c, "GET", "/v1/x509?watch=true", hdrs, TIMEOUT_MS, &resp);
+        }
+        if (mf_ok(r) && resp.status != 200) {
+            (void)explain_status(&resp);
+        }
+        while (mf_ok(r) && resp.status == 200) {
+            mf_buf_reset(&line);
+            /* quiet for an SVID's whole half-life is normal: long timeout */
+            r = mf_http_stream_line(c, DOC_MAX, 24 * 3600 * 1000, &line);
+            if (!mf_ok(r) || line.len == 0) {
+                continue;
+            }
+            json_t *doc = NULL;
+            mf_res pr = mf_json_parse(mf_buf_cstr(&line), line.len, DOC_MAX, &doc);
+            if (mf_ok(pr) && json_object_get(doc, "error") != NULL) {
+                fprintf(stderr, "mayfly-agent: identity withdrawn: %s\n", mf_buf_cstr(&line));
+                json_decref(doc);
+                break;
+            }
+            if (mf_ok(pr)) {
+                pr = write_files(o.write_dir, doc);
+            }
+            if (mf_ok(pr)) {
+                print_doc(doc);
+                reload(&o, sig);
+                failures = 0;
+            } else {
+                print_err("watch", pr);
+            }
+            json_decref(doc);
+        }
+        if (!mf_ok(r)) {
+            print_err("watch", r);
+        }
+        mf_buf_cleanup(&line);
+        mf_http_resp_cleanup(&resp);
+        mf_http_close(c);
+        /* E17/E19: reconnect, backing off linearly up to 30 s */
+        failures++;
+        sleep(failures < 30 ? failures : 30);
+    }
+}

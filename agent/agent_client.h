@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_client: the agent's side of the agent-to-CA protocol (docs/api.md):
+ * attest, renew, long-poll sync and batch sign, over one TLS 1.3
+ * connection that is reused while it lasts.
+ *
+ * Every connection checks before sending anything that the server chains to
+ * the current trust bundle and presents exactly spiffe://<td>/mayfly/server
+ * (mf_http_connect_tls with expect_server_id). After attestation the agent's
+ * own SVID is the client certificate.
+ *
+ * Responses come from an authenticated CA, so unknown members are tolerated
+ * (a newer CA may add some); known members are type- and size-checked, and
+ * every SVID received is verified against the bundle and its key before use.
+ *
+ * Not thread-safe: owned by the worker thread.
+ */
+#ifndef AGENT_CLIENT_H
+#define AGENT_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "api/mf_bundle.h"
+#include "api/mf_err.h"
+#include "api/mf_http.h"
+#include "api/mf_spiffeid.h"
+#include "api/mf_x509.h"
+
+#define AGENT_SYNC_WAIT_MAX 30 /* seconds of long poll per request */
+
+struct agent_client {
+    char server[256];                      /* host:port */
+    char td[MF_TD_MAX + 1];
+    char server_id[MF_SPIFFE_ID_MAX + 1];  /* spiffe://<td>/mayfly/server */
+    struct mf_bundle_set trust;            /* what the server must chain to */
+    const struct mf_key *key;              /* agent key (borrowed), or NULL */
+    const struct mf_certs *chain;          /* agent SVID (borrowed), or NULL */
+    struct mf_http_conn *conn;             /* open connection, or NULL */
+    int retry_after;                       /* last Retry-After seen, or -1 */
+};
+
+MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *server, const char *td,
+                                struct mf_bundle *trust);
+void agent_client_cleanup(struct agent_client *cl);
+/* Replaces the trust bundle (adds a reference) and drops the connection. */
+MF_WUR mf_res agent_client_set_trust(struct agent_client *cl, struct mf_bundle *b);
+/* Sets the client identity (borrowed until the next call) and drops the
+ * connection so the next request presents it. */
+void agent_client_set_identity(struct agent_client *cl, const struct mf_key *key,
+                               const struct mf_certs *chain);
+void agent_client_disconnect(struct agent_client *cl);
+
+/* POST /v1/attest with a CSR made from key (no SAN). On success, chain holds
+ * the verified agent SVID and *bundle the CA's bundle (a new reference). */
+MF_WUR mf_res agent_client_attest(struct agent_client *cl, const char *token,
+                                  const struct mf_key *key, struct mf_certs *chain,
+                                  struct mf_bundle **bundle);
+/* POST /v1/renew for agent_id with a CSR made from new_key. */
+MF_WUR mf_res agent_client_renew(struct agent_client *cl, const char *agent_id,
+                                 const struct mf_key *new_key, struct mf_certs *chain,
+                                 struct mf_bundle **bundle);
+
+/* GET /v1/sync. *out is the parsed 200 body, or NULL for 204. */
+MF_WUR mf_res agent_client_sync(struct agent_client *cl, const char *revision, int wait_s,
+                                json_t **out);
+
+/* POST /v1/sign with body {"requests":[...]}; *out is the parsed reply. */
+MF_WUR mf_res agent_client_sign(struct agent_client *cl, const json_t *requests, json_t **out);
+
+/* Decodes an array of base64 DER certificates into chain (appended). */
+MF_WUR mf_res agent_chain_from_b64(const json_t *arr, struct mf_certs *chain);
+
+/* Decodes a SPIFFE bundle JSON object of trust domain td. */
+MF_WUR mf_res agent_bundle_from_json(const char *td, const json_t *obj, struct mf_bundle **out);
+
+#endif /* AGENT_CLIENT_H */

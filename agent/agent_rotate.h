@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_rotate: when to renew an SVID, and how long to wait after a failure.
+ *
+ * Pure functions of their arguments and the clock hook (mf_now_ms), so that
+ * tests drive them on an injected clock (mf_time_set_clock).
+ *
+ * Renewal instant: drawn ONCE per SVID, uniformly in [lo_pct, hi_pct] of the
+ * certificate's validity window (NotBefore..NotAfter), 45-55 % by default.
+ * Drawing once (and not on every check, as SPIRE does) spreads the renewals
+ * of many SVIDs issued together evenly over the window instead of bunching
+ * them near its start.
+ *
+ * Backoff: capped exponential with "equal jitter": the n-th retry waits a
+ * uniform time in [d/2, d] where d = min(cap, base * 2^n). The floor of d/2
+ * keeps a failing CA from being hammered; the jitter keeps many agents
+ * from retrying in lock step after a partition heals.
+ *
+ * Servability: an SVID is served only while now < NotAfter; a retry is
+ * never scheduled later than the point where it would be pointless.
+ */
+#ifndef AGENT_ROTATE_H
+#define AGENT_ROTATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api/mf_err.h"
+
+#define AGENT_ROTATE_LO_DEFAULT      45
+#define AGENT_ROTATE_HI_DEFAULT      55
+#define AGENT_BACKOFF_BASE_MS_DEFAULT 500
+#define AGENT_BACKOFF_CAP_MS_DEFAULT  30000
+
+struct agent_rotate_cfg {
+    unsigned lo_pct;        /* 1..99, <= hi_pct */
+    unsigned hi_pct;        /* 1..99 */
+    int64_t backoff_base_ms; /* > 0 */
+    int64_t backoff_cap_ms;  /* >= base */
+};
+
+/* Fills cfg with the defaults above. */
+void agent_rotate_cfg_default(struct agent_rotate_cfg *cfg);
+
+/* Refuses percentages outside 1..99 or lo > hi, and base/cap out of order. */
+MF_WUR mf_res agent_rotate_cfg_check(const struct agent_rotate_cfg *cfg);
+
+/* Draws the renewal instant (ms since the epoch) of an SVID valid from
+ * not_before to not_after (seconds since the epoch). */
+MF_WUR mf_res agent_rotate_draw(const struct agent_rotate_cfg *cfg, int64_t not_before,
+                                int64_t not_after, int64_t *renew_at_ms);
+
+/* True once the renewal instant has come (by the clock hook). */
+bool agent_rotate_due(int64_t renew_at_ms);
+
+/* True while an SVID that expires at not_after (seconds) may be served. */
+bool agent_svid_servable(int64_t not_after);
+
+/* The wait (ms) before retry number attempt (0 = first retry). */
+MF_WUR mf_res agent_backoff_delay(const struct agent_rotate_cfg *cfg, unsigned attempt,
+                                  int64_t *delay_ms);
+
+#endif /* AGENT_ROTATE_H */

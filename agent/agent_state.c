@@ -1,0 +1,350 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_state: immutable refcounted snapshots and their JSON rendering.
+ * See agent_state.h.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "agent/agent_rotate.h"
+#include "agent/agent_state.h"
+#include "api/mf_mem.h"
+#include "api/mf_time.h"
+
+/* see agent_state.h */
+mf_res agent_snap_new(const char *td, struct agent_snap **out)
+{
+    MF_ENSURE_REF(td);
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    struct agent_snap *s = calloc(1, sizeof(*s));
+    MF_TRY_PTR(s, MF_ERR_NOMEM);
+    int n = snprintf(s->td_id, sizeof(s->td_id), "spiffe://%s", td);
+    if (n <= 0 || (size_t)n >= sizeof(s->td_id)) {
+        free(s);
+        MF_BAIL(MF_ERR_USAGE_ARG);
+    }
+    mf_buf_init(&s->bundle_pem, MF_MAX_BUNDLE, 0);
+    s->refs = 1;
+    *out = s;
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+struct agent_snap *agent_snap_ref(struct agent_snap *s)
+{
+    if (s != NULL) {
+        __atomic_add_fetch(&s->refs, 1, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
+static void snap_svid_cleanup(struct agent_snap_svid *v)
+{
+    free(v->spiffe_id);
+    free(v->hint);
+    mf_selectors_free(v->sels, v->n_sels);
+    mf_buf_cleanup(&v->chain_pem);
+    mf_buf_cleanup(&v->key_pem);
+    memset(v, 0, sizeof(*v));
+}
+
+/* see agent_state.h */
+void agent_snap_unref(struct agent_snap *s)
+{
+    if (s == NULL || __atomic_sub_fetch(&s->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+        return;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        snap_svid_cleanup(&s->svids[i]);
+    }
+    free(s->svids);
+    mf_buf_cleanup(&s->bundle_pem);
+    free(s);
+}
+
+/* see agent_state.h */
+mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *hint,
+                      const struct mf_selector *sels, size_t n_sels, const struct mf_certs *chain,
+                      const struct mf_key *key, int64_t not_after)
+{
+    mf_res rc;
+    struct agent_snap_svid v;
+    MF_ENSURE_REF(s);
+    MF_ENSURE_REF(spiffe_id);
+    memset(&v, 0, sizeof(v));
+    mf_buf_init(&v.chain_pem, MF_MAX_BUNDLE, 0);
+    mf_buf_init(&v.key_pem, MF_MAX_CERT, MF_BUF_SECRET);
+    if (s->n == s->cap) {
+        size_t ncap = s->cap == 0 ? 8 : s->cap * 2;
+        size_t bytes;
+        MF_ENSURE_OUT(mf_mul_size(ncap, sizeof(*s->svids), &bytes), MF_ERR_OVERFLOW);
+        struct agent_snap_svid *nv = realloc(s->svids, bytes);
+        MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
+        s->svids = nv;
+        s->cap = ncap;
+    }
+    v.spiffe_id = strdup(spiffe_id);
+    v.hint = strdup(hint != NULL ? hint : "");
+    MF_ENSURE_OUT(v.spiffe_id != NULL && v.hint != NULL, MF_ERR_NOMEM);
+    if (n_sels > 0) {
+        v.sels = calloc(n_sels, sizeof(*v.sels));
+        MF_ENSURE_OUT(v.sels != NULL, MF_ERR_NOMEM);
+        for (size_t i = 0; i < n_sels; i++) {
+            MF_TRY_OUT(mf_selector_copy(&sels[i], &v.sels[i]));
+            v.n_sels++;
+        }
+    }
+    MF_TRY_OUT(mf_certs_to_pem(chain, &v.chain_pem));
+    MF_TRY_OUT(mf_key_to_pem(key, &v.key_pem));
+    v.not_after = not_after;
+    s->svids[s->n++] = v;
+    memset(&v, 0, sizeof(v));
+    rc = MF_RES_OK;
+out:
+    snap_svid_cleanup(&v);
+    return rc;
+}
+
+static bool svid_for(const struct agent_snap_svid *v, const struct mf_selector *have,
+                     size_t n_have)
+{
+    return mf_selectors_match(v->sels, v->n_sels, have, n_have) &&
+           agent_svid_servable(v->not_after);
+}
+
+/* Hints are unique within one response (SPIFFE.md E21): a later SVID whose
+ * non-empty hint repeats an earlier one's is left out. */
+static bool hint_taken(const struct agent_snap *s, size_t upto, const struct mf_selector *have,
+                       size_t n_have)
+{
+    const char *h = s->svids[upto].hint;
+    if (h[0] == '\0') {
+        return false;
+    }
+    for (size_t i = 0; i < upto; i++) {
+        if (strcmp(s->svids[i].hint, h) == 0 && svid_for(&s->svids[i], have, n_have)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* see agent_state.h */
+size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *have, size_t n_have)
+{
+    size_t n = 0;
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        if (svid_for(&s->svids[i], have, n_have) && !hint_taken(s, i, have, n_have)) {
+            n++;
+        }
+    }
+    return n;
+}
+
+/* see agent_state.h */
+mf_res agent_json_str(struct mf_buf *out, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    MF_TRY(mf_buf_append_u8(out, '"'));
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            MF_TRY(mf_buf_append_u8(out, '\\'));
+            MF_TRY(mf_buf_append_u8(out, *p));
+        } else if (*p == '\n') {
+            MF_TRY(mf_buf_append(out, "\\n", 2));
+        } else if (*p < 0x20 || *p == 0x7f) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            MF_TRY(mf_buf_append(out, esc, sizeof(esc)));
+        } else {
+            MF_TRY(mf_buf_append_u8(out, *p));
+        }
+    }
+    return mf_buf_append_u8(out, '"');
+}
+
+/* see agent_state.h */
+mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_selector *have,
+                              size_t n_have, struct mf_buf *out, size_t *count)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE_REF(count);
+    MF_ENSURE(out->flags & MF_BUF_SECRET, MF_ERR_USAGE_ARG);
+    *count = 0;
+    if (s == NULL) {
+        return MF_RES_OK;
+    }
+    size_t start = out->len;
+    size_t n = 0;
+    char when[MF_RFC3339_LEN];
+    mf_res rc = mf_buf_append_str(out, "{\"svids\":[");
+    for (size_t i = 0; mf_ok(rc) && i < s->n; i++) {
+        const struct agent_snap_svid *v = &s->svids[i];
+        if (!svid_for(v, have, n_have) || hint_taken(s, i, have, n_have)) {
+            continue;
+        }
+        mf_time_format(v->not_after, when);
+        if (n > 0) {
+            rc = mf_buf_append_u8(out, ',');
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_str(out, "{\"spiffe_id\":");
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, v->spiffe_id);
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_str(out, ",\"x509_svid\":");
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, mf_buf_cstr(&v->chain_pem));
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_str(out, ",\"x509_svid_key\":");
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, mf_buf_cstr(&v->key_pem));
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_str(out, ",\"bundle\":");
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, mf_buf_cstr(&s->bundle_pem));
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_printf(out, ",\"expires_at\":\"%s\",\"hint\":", when);
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, v->hint);
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_u8(out, '}');
+        }
+        n++;
+    }
+    if (mf_ok(rc)) {
+        rc = mf_buf_append_str(out, "],\"federated_bundles\":{}}");
+    }
+    if (!mf_ok(rc) || n == 0) {
+        /* nothing half-written stays behind (the buffer is secret, so the
+         * dropped bytes are wiped by the next reset or cleanup) */
+        mf_wipe(out->data != NULL ? out->data + start : NULL, out->len - start);
+        out->len = start;
+        if (out->data != NULL) {
+            out->data[start] = '\0';
+        }
+        return rc;
+    }
+    *count = n;
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out)
+{
+    MF_ENSURE_REF(s);
+    MF_TRY(mf_buf_append_str(out, "{\"bundles\":{"));
+    MF_TRY(agent_json_str(out, s->td_id));
+    MF_TRY(mf_buf_append_u8(out, ':'));
+    MF_TRY(agent_json_str(out, mf_buf_cstr(&s->bundle_pem)));
+    return mf_buf_append_str(out, "}}");
+}
+
+/* ---- publication -------------------------------------------------------- */
+
+/* see agent_state.h */
+mf_res agent_state_init(struct agent_state *st)
+{
+    pthread_condattr_t ca;
+    MF_ENSURE_REF(st);
+    memset(st, 0, sizeof(*st));
+    MF_ENSURE(pthread_mutex_init(&st->mu, NULL) == 0, MF_ERR_INTERNAL);
+    /* waits are timed on the monotonic clock: wall-clock jumps (and the
+     * test clock hook) must not stall or spin the watch streams */
+    MF_ENSURE(pthread_condattr_init(&ca) == 0, MF_ERR_INTERNAL);
+    (void)pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int r = pthread_cond_init(&st->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    MF_ENSURE(r == 0, MF_ERR_INTERNAL);
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+void agent_state_cleanup(struct agent_state *st)
+{
+    if (st == NULL) {
+        return;
+    }
+    agent_snap_unref(st->cur);
+    pthread_cond_destroy(&st->cv);
+    pthread_mutex_destroy(&st->mu);
+    memset(st, 0, sizeof(*st));
+}
+
+/* see agent_state.h */
+void agent_state_publish(struct agent_state *st, struct agent_snap *snap)
+{
+    pthread_mutex_lock(&st->mu);
+    struct agent_snap *old = st->cur;
+    st->version++;
+    snap->version = st->version;
+    st->cur = snap;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    agent_snap_unref(old);
+}
+
+/* see agent_state.h */
+struct agent_snap *agent_state_get(struct agent_state *st, uint64_t *version)
+{
+    pthread_mutex_lock(&st->mu);
+    struct agent_snap *s = agent_snap_ref(st->cur);
+    if (version != NULL) {
+        *version = st->version;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}
+
+/* see agent_state.h */
+bool agent_state_wait(struct agent_state *st, uint64_t seen, int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&st->mu);
+    while (st->version == seen && !st->stopping) {
+        if (pthread_cond_timedwait(&st->cv, &st->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool changed = st->version != seen;
+    pthread_mutex_unlock(&st->mu);
+    return changed;
+}
+
+/* see agent_state.h */
+void agent_state_stop(struct agent_state *st)
+{
+    pthread_mutex_lock(&st->mu);
+    st->stopping = true;
+    pthread_cond_broadcast(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+}
+
+/* see agent_state.h */
+bool agent_state_stopping(struct agent_state *st)
+{
+    pthread_mutex_lock(&st->mu);
+    bool s = st->stopping;
+    pthread_mutex_unlock(&st->mu);
+    return s;
+}

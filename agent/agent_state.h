@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_state: what the Workload API serves, as immutable snapshots.
+ *
+ * The worker thread builds a complete snapshot (every entry's selectors,
+ * SVID chain and key as PEM, the bundle) and publishes it; request threads
+ * take a reference under the lock and then read it without any lock. A
+ * snapshot is never changed after publication, and it is freed (its key
+ * PEMs wiped) when the last reference goes. Each publication bumps a version
+ * counter and wakes the watch streams waiting on the condition variable.
+ *
+ * Rendering filters at the moment of the request: only SVIDs whose entry's
+ * selectors are all among the workload's, and that have not expired, are
+ * written, so an SVID that expires while the CA is unreachable disappears
+ * even before the worker publishes again.
+ */
+#ifndef AGENT_STATE_H
+#define AGENT_STATE_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/mf_buf.h"
+#include "api/mf_err.h"
+#include "api/mf_selector.h"
+#include "api/mf_spiffeid.h"
+#include "api/mf_x509.h"
+
+#define AGENT_RENDER_MAX (8u * 1024u * 1024u) /* one /v1/x509 document */
+
+struct agent_snap_svid {
+    char *spiffe_id;
+    char *hint;                /* "" when none */
+    struct mf_selector *sels;
+    size_t n_sels;
+    struct mf_buf chain_pem;   /* leaf first */
+    struct mf_buf key_pem;     /* PKCS#8, MF_BUF_SECRET */
+    int64_t not_after;         /* seconds */
+};
+
+struct agent_snap {
+    int refs;                  /* atomic */
+    uint64_t version;          /* set by publish */
+    char td_id[MF_SPIFFE_ID_MAX + 1]; /* "spiffe://<td>" */
+    struct mf_buf bundle_pem;  /* own trust domain's X.509 authorities */
+    struct agent_snap_svid *svids;
+    size_t n;
+    size_t cap;
+};
+
+/* A new empty snapshot with one reference, for trust domain td (bare). */
+MF_WUR mf_res agent_snap_new(const char *td, struct agent_snap **out);
+struct agent_snap *agent_snap_ref(struct agent_snap *s);
+void agent_snap_unref(struct agent_snap *s); /* NULL is a no-op */
+
+/* Adds one SVID (copies everything; the key is written as PEM into secret
+ * storage). */
+MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *hint,
+                             const struct mf_selector *sels, size_t n_sels,
+                             const struct mf_certs *chain, const struct mf_key *key,
+                             int64_t not_after);
+
+/* Number of SVIDs that a workload with selectors have[0..n_have) may get
+ * now. */
+size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *have,
+                        size_t n_have);
+
+/* The GET /v1/x509 document (DESIGN.md) for the workload, appended to out
+ * (which must be MF_BUF_SECRET: it holds keys). *count is the number of
+ * SVIDs written; with 0 the caller answers 403 and out is left empty. */
+MF_WUR mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_selector *have,
+                                     size_t n_have, struct mf_buf *out, size_t *count);
+
+/* {"bundles":{"spiffe://td":"PEM"}} */
+MF_WUR mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out);
+
+/* Appends s as a JSON string literal (quotes and escapes included). */
+MF_WUR mf_res agent_json_str(struct mf_buf *out, const char *s);
+
+struct agent_state {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct agent_snap *cur; /* protected by mu; NULL before the first */
+    uint64_t version;       /* protected by mu */
+    bool stopping;          /* protected by mu */
+};
+
+MF_WUR mf_res agent_state_init(struct agent_state *st);
+void agent_state_cleanup(struct agent_state *st);
+/* Takes ownership of snap, makes it current and wakes every waiter. */
+void agent_state_publish(struct agent_state *st, struct agent_snap *snap);
+/* A reference to the current snapshot (or NULL), and its version. */
+struct agent_snap *agent_state_get(struct agent_state *st, uint64_t *version);
+/* Waits until the version differs from seen, the state is stopping, or
+ * timeout_ms passes. Returns true when the version changed. */
+bool agent_state_wait(struct agent_state *st, uint64_t seen, int timeout_ms);
+/* Wakes every waiter for good (shutdown). */
+void agent_state_stop(struct agent_state *st);
+bool agent_state_stopping(struct agent_state *st);
+
+#endif /* AGENT_STATE_H */

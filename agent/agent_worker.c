@@ -1,0 +1,728 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_worker: the CA-facing loop. See agent_worker.h.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
+
+#include "agent/agent_rotate.h"
+#include "agent/agent_worker.h"
+#include "api/mf_json.h"
+#include "api/mf_log.h"
+#include "api/mf_mem.h"
+#include "api/mf_time.h"
+
+#define ATTEST_TRIES     8
+#define MIN_WAKE_MS      100
+#define MAX_IDLE_MS      (AGENT_SYNC_WAIT_MAX * 1000)
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+static bool stopping(struct agent_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool s = w->stop;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+/* Sleeps up to ms, returning early on shutdown. */
+static void nap(struct agent_worker *w, int64_t ms)
+{
+    if (ms <= 0) {
+        return;
+    }
+    struct pollfd p = {.fd = w->wake_fd, .events = POLLIN};
+    (void)poll(&p, 1, (int)min64(ms, 60000));
+}
+
+/* ---- trust and identity -------------------------------------------------- */
+
+/* The trust domain: --trust-domain, or the URI SAN of the first authority in
+ * the trust bundle file (a CA certificate names spiffe://<td>). */
+static mf_res bundle_file(const struct agent_config *cfg, char td[MF_TD_MAX + 1],
+                          struct mf_bundle **out)
+{
+    mf_res rc;
+    struct mf_buf text;
+    struct mf_certs cs;
+    int fd = AT_FDCWD;
+    *out = NULL;
+    mf_certs_init(&cs);
+    mf_buf_init(&text, MF_MAX_BUNDLE, 0);
+    MF_TRY_OUT(agent_file_read(fd, cfg->trust_bundle, &text));
+    if (cfg->trust_domain != NULL) {
+        MF_TRY_OUT(mf_td_parse(cfg->trust_domain, strlen(cfg->trust_domain), td));
+    } else {
+        MF_TRY_OUT(mf_certs_from_pem(mf_buf_cstr(&text), text.len, &cs));
+        const struct mf_spiffe_id *id = mf_cert_spiffe_id(cs.v[0]);
+        MF_ENSURE_OUT_MSG(id != NULL, MF_ERR_USAGE_ARG,
+                          "cannot tell the trust domain from %s; pass --trust-domain",
+                          cfg->trust_bundle);
+        mf_spiffeid_td(id, td);
+    }
+    MF_TRY_OUT(mf_bundle_from_pem(td, mf_buf_cstr(&text), text.len, out));
+    rc = MF_RES_OK;
+out:
+    mf_certs_cleanup(&cs);
+    mf_buf_cleanup(&text);
+    return rc;
+}
+
+/* Installs a new agent identity (takes key and the chain's contents). */
+static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key,
+                                 struct mf_certs *chain)
+{
+    int64_t renew = 0;
+    const struct mf_cert *leaf = chain->v[0];
+    mf_res r = agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf),
+                                 &renew);
+    if (!mf_ok(r)) {
+        mf_key_free(key);
+        mf_certs_cleanup(chain);
+        return r;
+    }
+    r = agent_cache_save_agent(&w->cache, key, chain, renew);
+    if (!mf_ok(r)) {
+        /* still usable in memory; a restart would need a new token */
+        mf_log_err_r(r, "cannot save the agent identity");
+    }
+    const struct mf_spiffe_id *id = mf_cert_spiffe_id(leaf);
+    if (id != NULL) {
+        w->agent_id = *id;
+    }
+    mf_key_free(w->agent_key);
+    mf_certs_cleanup(&w->agent_chain);
+    w->agent_key = key;
+    w->agent_chain = *chain;
+    mf_certs_init(chain);
+    w->agent_renew_at_ms = renew;
+    w->agent_attempts = 0;
+    w->agent_retry_at_ms = 0;
+    agent_client_set_identity(&w->client, w->agent_key, &w->agent_chain);
+    char when[MF_RFC3339_LEN];
+    mf_time_format(mf_cert_not_after(w->agent_chain.v[0]), when);
+    mf_log_event(MF_LOG_INFO, __func__, "agent identity", "spiffe_id", w->agent_id.str,
+                 "not_after", when, NULL);
+    return MF_RES_OK;
+}
+
+/* A bundle from the CA: keep it if it differs from what we have. Returns
+ * whether it changed. */
+static mf_res take_bundle(struct agent_worker *w, struct mf_bundle *b, bool *changed)
+{
+    *changed = false;
+    if (w->cache.bundle != NULL && mf_bundle_same_keys(w->cache.bundle, b)) {
+        return MF_RES_OK;
+    }
+    MF_TRY(agent_cache_set_bundle(&w->cache, b));
+    MF_TRY(agent_client_set_trust(&w->client, b));
+    *changed = true;
+    mf_log_info("trust bundle updated (%zu authorities)", b->x509.n);
+    return MF_RES_OK;
+}
+
+static mf_res attest(struct agent_worker *w)
+{
+    mf_res rc;
+    struct mf_key *key = NULL;
+    struct mf_certs chain;
+    struct mf_bundle *b = NULL;
+    bool changed = false;
+    mf_certs_init(&chain);
+    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
+    for (unsigned i = 0;; i++) {
+        rc = agent_client_attest(&w->client, w->cfg->join_token, key, &chain, &b);
+        if (mf_ok(rc)) {
+            break;
+        }
+        /* a refused token will not get better; an unreachable CA might */
+        if (mf_err_category(rc.err) != MF_CAT_IO || i + 1 >= ATTEST_TRIES || stopping(w)) {
+            goto out;
+        }
+        int64_t d = 0;
+        MF_TRY_OUT(agent_backoff_delay(&w->cfg->rot, i, &d));
+        mf_log_warn_r(rc, "attestation failed; retrying in %lld ms", (long long)d);
+        nap(w, d);
+    }
+    MF_TRY_OUT(take_bundle(w, b, &changed));
+    rc = set_agent_identity(w, key, &chain);
+    key = NULL;
+    MF_TRY_OUT(rc);
+    rc = MF_RES_OK;
+out:
+    mf_key_free(key);
+    mf_certs_cleanup(&chain);
+    mf_bundle_free(b);
+    return rc;
+}
+
+static mf_res renew_agent(struct agent_worker *w)
+{
+    mf_res rc;
+    struct mf_key *key = NULL;
+    struct mf_certs chain;
+    struct mf_bundle *b = NULL;
+    bool changed = false;
+    mf_certs_init(&chain);
+    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
+    MF_TRY_OUT(agent_client_renew(&w->client, w->agent_id.str, key, &chain, &b));
+    MF_TRY_OUT(take_bundle(w, b, &changed));
+    rc = set_agent_identity(w, key, &chain);
+    key = NULL;
+    MF_TRY_OUT(rc);
+    if (changed) {
+        MF_TRY_OUT(agent_worker_publish(w));
+    }
+    rc = MF_RES_OK;
+out:
+    mf_key_free(key);
+    mf_certs_cleanup(&chain);
+    mf_bundle_free(b);
+    return rc;
+}
+
+/* ---- publication --------------------------------------------------------- */
+
+/* see agent_worker.h */
+mf_res agent_worker_publish(struct agent_worker *w)
+{
+    mf_res rc;
+    struct agent_snap *s = NULL;
+    int64_t next = INT64_MAX;
+    MF_TRY(agent_snap_new(w->td, &s));
+    if (w->cache.bundle != NULL) {
+        MF_TRY_OUT(mf_bundle_to_pem(w->cache.bundle, &s->bundle_pem));
+    }
+    for (size_t i = 0; i < w->cache.n; i++) {
+        const struct agent_rec *r = &w->cache.v[i];
+        if (r->key == NULL || r->chain.n == 0 || !agent_svid_servable(r->not_after)) {
+            continue;
+        }
+        MF_TRY_OUT(agent_snap_add(s, r->entry.spiffe_id, r->entry.hint, r->entry.sels,
+                                  r->entry.n_sels, &r->chain, r->key, r->not_after));
+        next = min64(next, r->not_after * 1000);
+    }
+    w->next_expiry_ms = next;
+    agent_state_publish(w->state, s);
+    s = NULL;
+    rc = MF_RES_OK;
+out:
+    agent_snap_unref(s);
+    return rc;
+}
+
+/* ---- sync ---------------------------------------------------------------- */
+
+/* Applies a 200 answer of /v1/sync. *changed says whether workloads could
+ * see a difference. */
+static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *changed)
+{
+    mf_res rc;
+    const char *rev = NULL;
+    const json_t *entries = NULL, *bobj = NULL;
+    struct mf_bundle *b = NULL;
+    struct agent_entry e = {0};
+    bool bchanged = false;
+
+    *changed = false;
+    MF_TRY(mf_json_str(obj, "revision", true, 1024, &rev));
+    MF_TRY(mf_json_array(obj, "entries", true, 1000000, &entries));
+    MF_TRY(mf_json_object(obj, "bundle", false, &bobj));
+    if (bobj != NULL) {
+        MF_TRY(agent_bundle_from_json(w->td, bobj, &b));
+        rc = take_bundle(w, b, &bchanged);
+        mf_bundle_free(b);
+        MF_TRY(rc);
+        *changed = *changed || bchanged;
+    }
+
+    for (size_t i = 0; i < w->cache.n; i++) {
+        w->cache.v[i].seen = false;
+    }
+    for (size_t i = 0; i < json_array_size(entries); i++) {
+        mf_res r = agent_entry_from_json(json_array_get(entries, i), &e);
+        if (!mf_ok(r)) {
+            /* one bad entry must not stop the others */
+            mf_log_warn_r(r, "skipping entry %zu of the sync answer", i);
+            continue;
+        }
+        struct agent_rec *rec = agent_cache_find(&w->cache, e.id);
+        if (rec == NULL) {
+            MF_TRY_OUT(agent_cache_add(&w->cache, &e, &rec));
+            rec->seen = true;
+            mf_log_event(MF_LOG_INFO, __func__, "entry added", "entry_id", rec->entry.id,
+                         "spiffe_id", rec->entry.spiffe_id, NULL);
+            continue;
+        }
+        rec->seen = true;
+        if (json_equal(rec->entry.raw, e.raw)) {
+            agent_entry_cleanup(&e);
+            continue;
+        }
+        if (agent_entry_needs_resign(&rec->entry, &e)) {
+            rec->renew_at_ms = 0; /* due now */
+            rec->attempts = 0;
+            rec->retry_at_ms = 0;
+        }
+        agent_entry_cleanup(&rec->entry);
+        rec->entry = e;
+        memset(&e, 0, sizeof(e));
+        *changed = true;
+        if (rec->key != NULL) {
+            mf_res r2 = agent_cache_store(&w->cache, rec);
+            if (!mf_ok(r2)) {
+                mf_log_warn_r(r2, "cannot persist entry %s", rec->entry.id);
+            }
+        }
+    }
+    for (size_t i = w->cache.n; i > 0; i--) {
+        if (!w->cache.v[i - 1].seen) {
+            mf_log_event(MF_LOG_INFO, __func__, "entry removed", "entry_id",
+                         w->cache.v[i - 1].entry.id, "spiffe_id",
+                         w->cache.v[i - 1].entry.spiffe_id, NULL);
+            agent_cache_remove(&w->cache, i - 1);
+            *changed = true;
+        }
+    }
+    char *nrev = strdup(rev);
+    MF_ENSURE_OUT(nrev != NULL, MF_ERR_NOMEM);
+    free(w->revision);
+    w->revision = nrev;
+    rc = MF_RES_OK;
+out:
+    agent_entry_cleanup(&e);
+    return rc;
+}
+
+/* ---- signing ------------------------------------------------------------- */
+
+static bool rec_due(const struct agent_rec *r, int64_t now)
+{
+    if (r->retry_at_ms > now) {
+        return false;
+    }
+    return r->key == NULL || now >= r->renew_at_ms;
+}
+
+static void rec_failed(struct agent_worker *w, struct agent_rec *r, mf_res why)
+{
+    int64_t d = 0;
+    if (!mf_ok(agent_backoff_delay(&w->cfg->rot, r->attempts, &d))) {
+        d = w->cfg->rot.backoff_cap_ms;
+    }
+    r->attempts++;
+    r->retry_at_ms = mf_now_ms() + d;
+    mf_log_warn_r(why, "signing %s failed (attempt %u); next try in %lld ms", r->entry.spiffe_id,
+                  r->attempts, (long long)d);
+}
+
+/* Installs one successful result for rec, whose new key is *key. */
+static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const json_t *res,
+                          struct mf_key **key)
+{
+    mf_res rc;
+    const json_t *arr = NULL;
+    struct mf_certs chain;
+    struct mf_spiffe_id got;
+    mf_certs_init(&chain);
+    MF_TRY_OUT(mf_json_array(res, "x509_svid", true, 8, &arr));
+    MF_TRY_OUT(agent_chain_from_b64(arr, &chain));
+    /* E27: never hand a workload an SVID that a relying party would refuse */
+    MF_TRY_OUT(mf_svid_verify(&chain, &w->client.trust, mf_now(), &got));
+    MF_ENSURE_OUT_MSG(strcmp(got.str, rec->entry.spiffe_id) == 0, MF_ERR_AUTH_SVID,
+                      "CA signed %s for entry %s", got.str, rec->entry.spiffe_id);
+    MF_ENSURE_OUT(mf_cert_matches_key(chain.v[0], *key), MF_ERR_CRYPTO_MISMATCH);
+    const struct mf_cert *leaf = chain.v[0];
+    int64_t renew = 0;
+    MF_TRY_OUT(agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf),
+                                 &renew));
+    mf_key_free(rec->key);
+    mf_certs_cleanup(&rec->chain);
+    rec->key = *key;
+    *key = NULL;
+    rec->chain = chain;
+    mf_certs_init(&chain);
+    rec->not_after = mf_cert_not_after(rec->chain.v[0]);
+    rec->renew_at_ms = renew;
+    rec->attempts = 0;
+    rec->retry_at_ms = 0;
+    mf_res r = agent_cache_store(&w->cache, rec);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "cannot persist the SVID of %s", rec->entry.spiffe_id);
+    }
+    char serial[MF_SERIAL_HEX_MAX], when[MF_RFC3339_LEN], at[MF_RFC3339_LEN];
+    mf_cert_serial_hex(rec->chain.v[0], serial);
+    mf_time_format(rec->not_after, when);
+    mf_time_format(renew / 1000, at);
+    mf_log_event(MF_LOG_INFO, __func__, "svid issued", "spiffe_id", rec->entry.spiffe_id,
+                 "serial", serial, "not_after", when, "renew_at", at, NULL);
+    rc = MF_RES_OK;
+out:
+    mf_certs_cleanup(&chain);
+    return rc;
+}
+
+/* Signs up to MF_MAX_BATCH due records in one request. *did says whether any
+ * SVID changed. Returns an error only when the request as a whole failed. */
+static mf_res sign_due(struct agent_worker *w, bool *did)
+{
+    mf_res rc;
+    size_t idx[MF_MAX_BATCH];
+    struct mf_key *keys[MF_MAX_BATCH];
+    size_t n = 0;
+    json_t *reqs = NULL, *reply = NULL;
+    struct mf_buf der, b64;
+    int64_t now = mf_now_ms();
+
+    *did = false;
+    memset(keys, 0, sizeof(keys));
+    mf_buf_init(&der, MF_MAX_CSR, 0);
+    mf_buf_init(&b64, 2 * MF_MAX_CSR, 0);
+    reqs = json_array();
+    MF_ENSURE_OUT(reqs != NULL, MF_ERR_NOMEM);
+    for (size_t i = 0; i < w->cache.n && n < MF_MAX_BATCH; i++) {
+        struct agent_rec *r = &w->cache.v[i];
+        if (!rec_due(r, now)) {
+            continue;
+        }
+        /* a fresh key for every SVID: a rotated SVID never reuses a key */
+        MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &keys[n]));
+        mf_buf_reset(&der);
+        mf_buf_reset(&b64);
+        MF_TRY_OUT(mf_csr_create(keys[n], r->entry.spiffe_id, &der));
+        MF_TRY_OUT(mf_b64_encode(der.data, der.len, &b64));
+        json_t *one = json_pack("{s:s,s:s}", "entry_id", r->entry.id, "csr", mf_buf_cstr(&b64));
+        MF_ENSURE_OUT(one != NULL && json_array_append_new(reqs, one) == 0, MF_ERR_NOMEM);
+        idx[n++] = i;
+    }
+    if (n == 0) {
+        rc = MF_RES_OK;
+        goto out;
+    }
+    rc = agent_client_sign(&w->client, reqs, &reply);
+    if (!mf_ok(rc)) {
+        for (size_t k = 0; k < n; k++) {
+            rec_failed(w, &w->cache.v[idx[k]], rc);
+        }
+        goto out;
+    }
+    const json_t *results = NULL;
+    MF_TRY_OUT(mf_json_array(reply, "results", true, MF_MAX_BATCH, &results));
+    for (size_t k = 0; k < n; k++) {
+        struct agent_rec *r = &w->cache.v[idx[k]];
+        const json_t *res = NULL;
+        /* results come in request order; still match by entry_id */
+        for (size_t j = 0; j < json_array_size(results); j++) {
+            const json_t *c = json_array_get(results, j);
+            const char *eid = NULL;
+            if (mf_ok(mf_json_str(c, "entry_id", true, AGENT_ENTRY_ID_MAX, &eid)) &&
+                strcmp(eid, r->entry.id) == 0) {
+                res = c;
+                break;
+            }
+        }
+        const char *err = NULL, *msg = NULL;
+        if (res == NULL) {
+            rec_failed(w, r, mf_err_raise(MF_ERR_PROTO, __FILE__, __LINE__, __func__,
+                                          "no result for entry %s", r->entry.id));
+            continue;
+        }
+        if (mf_ok(mf_json_str(res, "error", false, 64, &err)) && err != NULL) {
+            if (!mf_ok(mf_json_str(res, "message", false, 512, &msg))) {
+                msg = NULL;
+            }
+            rec_failed(w, r, mf_err_raise(MF_ERR_POLICY, __FILE__, __LINE__, __func__,
+                                          "CA refused: %s: %s", err, msg != NULL ? msg : ""));
+            continue;
+        }
+        mf_res tr = take_result(w, r, res, &keys[k]);
+        if (!mf_ok(tr)) {
+            rec_failed(w, r, tr);
+            continue;
+        }
+        *did = true;
+    }
+    rc = MF_RES_OK;
+out:
+    for (size_t k = 0; k < MF_MAX_BATCH; k++) {
+        mf_key_free(keys[k]);
+    }
+    json_decref(reqs);
+    json_decref(reply);
+    mf_buf_cleanup(&der);
+    mf_buf_cleanup(&b64);
+    return rc;
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+/* The earliest instant (ms) at which the loop has something to do. */
+static int64_t next_event(struct agent_worker *w)
+{
+    int64_t t = w->next_expiry_ms;
+    if (w->agent_key != NULL) {
+        t = min64(t, w->agent_retry_at_ms > w->agent_renew_at_ms ? w->agent_retry_at_ms
+                                                                 : w->agent_renew_at_ms);
+    }
+    for (size_t i = 0; i < w->cache.n; i++) {
+        const struct agent_rec *r = &w->cache.v[i];
+        int64_t due = r->key == NULL ? 0 : r->renew_at_ms;
+        t = min64(t, r->retry_at_ms > due ? r->retry_at_ms : due);
+    }
+    return t;
+}
+
+static void ca_failed(struct agent_worker *w, mf_res why)
+{
+    int64_t d = 0;
+    if (w->client.retry_after > 0) {
+        d = (int64_t)w->client.retry_after * 1000;
+    } else if (!mf_ok(agent_backoff_delay(&w->cfg->rot, w->ca_attempts, &d))) {
+        d = w->cfg->rot.backoff_cap_ms;
+    }
+    w->ca_attempts++;
+    w->ca_retry_at_ms = mf_now_ms() + d;
+    mf_log_warn_r(why, "CA unavailable (attempt %u); retrying in %lld ms", w->ca_attempts,
+                  (long long)d);
+}
+
+static void mark_synced(struct agent_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    if (!w->synced) {
+        w->synced = true;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void *worker_main(void *arg)
+{
+    struct agent_worker *w = arg;
+    while (!stopping(w)) {
+        int64_t now = mf_now_ms();
+        bool publish = false;
+        mf_res r;
+
+        if (now >= w->next_expiry_ms) {
+            publish = true; /* an SVID expired: take it away from workloads */
+        }
+        if (now < w->ca_retry_at_ms) {
+            if (publish && !mf_ok(agent_worker_publish(w))) {
+                mf_log_err("cannot publish");
+            }
+            nap(w, min64(w->ca_retry_at_ms, next_event(w)) - now);
+            continue;
+        }
+        if (w->agent_key != NULL && now >= w->agent_renew_at_ms && now >= w->agent_retry_at_ms) {
+            r = renew_agent(w);
+            if (!mf_ok(r)) {
+                int64_t d = 0;
+                if (!mf_ok(agent_backoff_delay(&w->cfg->rot, w->agent_attempts, &d))) {
+                    d = w->cfg->rot.backoff_cap_ms;
+                }
+                w->agent_attempts++;
+                w->agent_retry_at_ms = mf_now_ms() + d;
+                mf_log_warn_r(r, "agent SVID renewal failed (attempt %u)", w->agent_attempts);
+            }
+        }
+
+        /* long poll: the CA answers at once when our revision is stale */
+        int64_t wait_ms = next_event(w) - mf_now_ms();
+        /* rounded up: a zero wait would turn into a busy loop of 204s */
+        int wait_s = (int)(wait_ms <= 0 ? 0 : min64((wait_ms + 999) / 1000, AGENT_SYNC_WAIT_MAX));
+        json_t *obj = NULL;
+        if (wait_ms > 0 || w->revision == NULL || !w->synced) {
+            r = agent_client_sync(&w->client, w->revision, w->revision == NULL ? 0 : wait_s,
+                                  &obj);
+            if (!mf_ok(r)) {
+                ca_failed(w, r);
+                if (publish && !mf_ok(agent_worker_publish(w))) {
+                    mf_log_err("cannot publish");
+                }
+                continue;
+            }
+            if (obj != NULL) {
+                bool changed = false;
+                r = apply_sync(w, obj, &changed);
+                json_decref(obj);
+                if (!mf_ok(r)) {
+                    ca_failed(w, r);
+                    continue;
+                }
+                publish = publish || changed;
+            }
+        }
+        bool did = false;
+        r = sign_due(w, &did);
+        if (!mf_ok(r)) {
+            ca_failed(w, r);
+        } else {
+            if (w->ca_attempts > 0) {
+                mf_log_info("CA reachable again");
+            }
+            w->ca_attempts = 0;
+            w->ca_retry_at_ms = 0;
+            mark_synced(w);
+        }
+        if ((publish || did) && !mf_ok(agent_worker_publish(w))) {
+            mf_log_err("cannot publish");
+        }
+        /* a sign round that failed per entry must not spin: the loop waits
+         * in the next long poll until the earliest retry instant */
+    }
+    return NULL;
+}
+
+/* see agent_worker.h */
+mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
+                         struct agent_state *state)
+{
+    mf_res rc;
+    struct mf_bundle *file_b = NULL, *trust = NULL;
+    struct mf_key *key = NULL;
+    struct mf_certs chain;
+    int64_t renew = 0;
+
+    MF_ENSURE_REF(w);
+    memset(w, 0, sizeof(*w));
+    mf_certs_init(&w->agent_chain);
+    mf_certs_init(&chain);
+    w->cfg = cfg;
+    w->state = state;
+    w->wake_fd = -1;
+    w->cache.dirfd = -1;
+    w->cache.svids_fd = -1;
+    w->next_expiry_ms = INT64_MAX;
+    MF_ENSURE(pthread_mutex_init(&w->mu, NULL) == 0, MF_ERR_INTERNAL);
+    MF_ENSURE(pthread_cond_init(&w->cv, NULL) == 0, MF_ERR_INTERNAL);
+    w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    MF_ENSURE(w->wake_fd >= 0, MF_ERR_IO);
+
+    MF_TRY_OUT(agent_cache_open(cfg->data_dir, &w->cache));
+    MF_TRY_OUT(bundle_file(cfg, w->td, &file_b));
+    MF_TRY_OUT(agent_cache_load(&w->cache, w->td));
+    /* trust what the CA last told us plus what the operator gave us now */
+    if (w->cache.bundle != NULL) {
+        MF_TRY_OUT(mf_bundle_copy(w->cache.bundle, &trust));
+        for (size_t i = 0; i < file_b->x509.n; i++) {
+            MF_TRY_OUT(mf_bundle_add_x509(trust, file_b->x509.v[i]));
+        }
+    } else {
+        trust = mf_bundle_ref(file_b);
+        w->cache.bundle = mf_bundle_ref(file_b);
+    }
+    MF_TRY_OUT(agent_client_init(&w->client, cfg->server, w->td, trust));
+
+    rc = agent_cache_load_agent(&w->cache, &key, &chain, &renew);
+    if (mf_ok(rc) && agent_svid_servable(mf_cert_not_after(chain.v[0])) &&
+        mf_cert_spiffe_id(chain.v[0]) != NULL) {
+        w->agent_id = *mf_cert_spiffe_id(chain.v[0]);
+        w->agent_key = key;
+        key = NULL;
+        w->agent_chain = chain;
+        mf_certs_init(&chain);
+        w->agent_renew_at_ms = renew;
+        agent_client_set_identity(&w->client, w->agent_key, &w->agent_chain);
+        mf_log_info("reusing the agent identity %s from %s", w->agent_id.str, cfg->data_dir);
+    } else {
+        if (!mf_ok(rc) && rc.err != MF_ERR_IO_NOT_FOUND) {
+            mf_log_warn_r(rc, "ignoring the saved agent identity");
+        }
+        MF_ENSURE_OUT_MSG(cfg->join_token != NULL, MF_ERR_USAGE_ARG,
+                          "no valid agent identity in %s: --join-token is needed",
+                          cfg->data_dir);
+        MF_TRY_OUT(attest(w));
+    }
+    MF_TRY_OUT(agent_worker_publish(w));
+    rc = MF_RES_OK;
+out:
+    mf_key_free(key);
+    mf_certs_cleanup(&chain);
+    mf_bundle_free(file_b);
+    mf_bundle_free(trust);
+    return rc;
+}
+
+/* see agent_worker.h */
+mf_res agent_worker_start(struct agent_worker *w)
+{
+    MF_ENSURE(pthread_create(&w->thread, NULL, worker_main, w) == 0, MF_ERR_INTERNAL);
+    w->started = true;
+    return MF_RES_OK;
+}
+
+/* see agent_worker.h */
+bool agent_worker_wait_synced(struct agent_worker *w, int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while (!w->synced && !w->stop) {
+        if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    bool s = w->synced;
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+/* see agent_worker.h */
+void agent_worker_stop(struct agent_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    uint64_t one = 1;
+    if (w->wake_fd >= 0) {
+        (void)!write(w->wake_fd, &one, sizeof(one));
+    }
+    if (w->started) {
+        /* a long poll in flight ends within its own deadline; do not make
+         * shutdown wait for it (every file on disk is already consistent) */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 2;
+        if (pthread_timedjoin_np(w->thread, NULL, &ts) == 0) {
+            w->started = false;
+        }
+    }
+}
+
+/* see agent_worker.h */
+void agent_worker_cleanup(struct agent_worker *w)
+{
+    if (w == NULL || w->started) {
+        /* the thread still runs: leave its memory alone, exit will do */
+        return;
+    }
+    agent_client_cleanup(&w->client);
+    agent_cache_close(&w->cache);
+    mf_key_free(w->agent_key);
+    mf_certs_cleanup(&w->agent_chain);
+    free(w->revision);
+    if (w->wake_fd >= 0) {
+        close(w->wake_fd);
+    }
+    pthread_cond_destroy(&w->cv);
+    pthread_mutex_destroy(&w->mu);
+    memset(w, 0, sizeof(*w));
+}

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * agent_worker: the agent's one thread that talks to the CA.
+ *
+ * It owns the cache, the agent identity and the CA connection, and loops:
+ * renew the agent SVID when its drawn instant comes; sign (in batches) every
+ * entry that has no SVID, whose SVID reached its renewal instant, or whose
+ * entry changed; long-poll /v1/sync for entry and bundle changes, with a wait
+ * no longer than the time to the next scheduled event; publish a new
+ * snapshot whenever what workloads see changes (including an SVID expiring).
+ * A failure (CA down, refused renewals) backs off with capped exponential
+ * jitter per SVID and for the connection; nothing already valid is dropped
+ * until it expires.
+ */
+#ifndef AGENT_WORKER_H
+#define AGENT_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "agent/agent_cache.h"
+#include "agent/agent_client.h"
+#include "agent/agent_config.h"
+#include "agent/agent_state.h"
+#include "api/mf_err.h"
+#include "api/mf_spiffeid.h"
+
+struct agent_worker {
+    const struct agent_config *cfg;
+    struct agent_state *state;       /* where snapshots are published */
+    struct agent_cache cache;
+    struct agent_client client;
+    char td[MF_TD_MAX + 1];
+    struct mf_spiffe_id agent_id;
+    struct mf_key *agent_key;
+    struct mf_certs agent_chain;
+    int64_t agent_renew_at_ms;
+    unsigned agent_attempts;
+    int64_t agent_retry_at_ms;
+    char *revision;                  /* last sync revision, or NULL */
+    unsigned ca_attempts;
+    int64_t ca_retry_at_ms;
+    int64_t next_expiry_ms;          /* earliest NotAfter published */
+    int wake_fd;                     /* eventfd: shutdown */
+    bool stop;                       /* protected by mu */
+    bool synced;                     /* protected by mu: first sync done */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool started;
+};
+
+/* Opens the data dir, loads the cached identity and SVIDs, attests with the
+ * join token when there is no usable identity, and publishes the first
+ * snapshot (from the cache). Does not start the thread. */
+MF_WUR mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
+                                struct agent_state *state);
+MF_WUR mf_res agent_worker_start(struct agent_worker *w);
+/* Waits up to timeout_ms for the first successful sync round. */
+bool agent_worker_wait_synced(struct agent_worker *w, int timeout_ms);
+void agent_worker_stop(struct agent_worker *w);
+void agent_worker_cleanup(struct agent_worker *w);
+
+/* Publishes a snapshot of the cache now (also used by tests). */
+MF_WUR mf_res agent_worker_publish(struct agent_worker *w);
+
+#endif /* AGENT_WORKER_H */

@@ -1,0 +1,318 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for agent_cache (persistence: a record written, the cache
+ * closed and opened again, gives back the same entry, key and SVID with
+ * mode 0600; an expired one is dropped; a corrupt file is skipped; symlinks
+ * are refused) and for agent_state (selector matching: an entry matches
+ * only when all its selectors are the workload's; expired SVIDs and
+ * duplicate hints are not served; no match renders nothing).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "agent/agent_cache.h"
+#include "agent/agent_state.h"
+#include "api/mf_json.h"
+#include "api/mf_time.h"
+
+struct fixture {
+    char dir[64];
+    struct mf_key *ca_key;
+    struct mf_cert *ca;
+};
+
+static int64_t fake_now;
+static int64_t fake_clock(void)
+{
+    return fake_now;
+}
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    struct mf_spiffe_id td;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/mayfly-agent-test.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &f->ca_key)));
+    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org", &td)));
+    assert_true(mf_ok(mf_x509_self_signed(&td, f->ca_key, mf_now(), 3600, &f->ca)));
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    char cmd[128];
+    mf_time_set_clock(NULL);
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    mf_key_free(f->ca_key);
+    mf_cert_free(f->ca);
+    free(f);
+    return 0;
+}
+
+/* A leaf for id, with its key. */
+static void issue(struct fixture *f, const char *id, int64_t now, int64_t ttl,
+                  struct mf_key **key, struct mf_certs *chain)
+{
+    struct mf_spiffe_id sid;
+    struct mf_pubkey *pub = NULL;
+    struct mf_cert *leaf = NULL;
+    assert_true(mf_ok(mf_spiffeid_parse_cstr(id, &sid)));
+    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, key)));
+    assert_true(mf_ok(mf_key_public(*key, &pub)));
+    struct mf_issue_req req = {.id = &sid, .subject_key = pub, .now = now, .ttl = ttl};
+    assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &leaf)));
+    mf_certs_init(chain);
+    assert_true(mf_ok(mf_certs_push(chain, leaf)));
+    mf_cert_free(leaf);
+    mf_pubkey_free(pub);
+}
+
+static void entry(const char *json, struct agent_entry *e)
+{
+    json_t *obj = NULL;
+    assert_true(mf_ok(mf_json_parse(json, strlen(json), 4096, &obj)));
+    assert_true(mf_ok(agent_entry_from_json(obj, e)));
+    json_decref(obj);
+}
+
+static void test_agent_cache_store_reload_ok(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_cache c;
+    struct agent_entry e;
+    struct agent_rec *r = NULL;
+    struct mf_key *key = NULL;
+    struct mf_certs chain;
+    issue(f, "spiffe://example.org/web", mf_now(), 600, &key, &chain);
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    entry("{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"parent_id\":"
+          "\"spiffe://example.org/mayfly/agent/n\",\"selectors\":[\"unix:uid:1000\"],"
+          "\"ttl\":600,\"hint\":\"web\",\"revision\":3,\"future_member\":true}",
+          &e);
+    assert_true(mf_ok(agent_cache_add(&c, &e, &r)));
+    r->key = key;
+    r->chain = chain;
+    r->not_after = mf_cert_not_after(chain.v[0]);
+    r->renew_at_ms = 1234567;
+    assert_true(mf_ok(agent_cache_store(&c, r)));
+    agent_cache_close(&c);
+
+    /* the file is private */
+    char path[256];
+    struct stat st;
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    assert_int_equal(c.n, 1);
+    r = agent_cache_find(&c, "e1");
+    assert_non_null(r);
+    assert_string_equal(r->entry.spiffe_id, "spiffe://example.org/web");
+    assert_string_equal(r->entry.hint, "web");
+    assert_int_equal(r->entry.n_sels, 1);
+    assert_int_equal(r->renew_at_ms, 1234567);
+    assert_true(mf_cert_matches_key(r->chain.v[0], r->key));
+    snprintf(path, sizeof(path), "%s/svids", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    agent_cache_remove(&c, 0);
+    assert_int_equal(c.n, 0);
+    agent_cache_close(&c);
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    assert_int_equal(c.n, 0); /* removal reached the disk */
+    agent_cache_close(&c);
+}
+
+static void test_agent_cache_expired_dropped_corrupt_skipped(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_cache c;
+    struct agent_entry e;
+    struct agent_rec *r = NULL;
+    struct mf_key *key = NULL;
+    struct mf_certs chain;
+    issue(f, "spiffe://example.org/old", mf_now(), 60, &key, &chain);
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    entry("{\"id\":\"e2\",\"spiffe_id\":\"spiffe://example.org/old\",\"selectors\":"
+          "[\"unix:uid:0\"]}",
+          &e);
+    assert_true(mf_ok(agent_cache_add(&c, &e, &r)));
+    int64_t na = mf_cert_not_after(chain.v[0]);
+    r->key = key;
+    r->chain = chain; /* moved into the cache */
+    assert_true(mf_ok(agent_cache_store(&c, r)));
+    /* a corrupt file beside it */
+    assert_true(mf_ok(agent_file_write_atomic(c.svids_fd, "junk.svid", "{}\nxx", 5, 0600, false)));
+    agent_cache_close(&c);
+
+    mf_time_set_clock(fake_clock);
+    fake_now = na + 1;
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    assert_int_equal(c.n, 0);
+    agent_cache_close(&c);
+}
+
+static void test_agent_file_write_atomic_symlink_refused(void **state)
+{
+    struct fixture *f = *state;
+    int dfd = open(f->dir, O_RDONLY | O_DIRECTORY);
+    assert_true(dfd >= 0);
+    assert_int_equal(symlinkat("/etc/passwd", dfd, "svid.0.key"), 0);
+    assert_int_equal(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true).err,
+                     MF_ERR_IO_SYMLINK);
+    assert_int_equal(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true).err,
+                     MF_ERR_USAGE_ARG);
+    assert_true(mf_ok(agent_file_write_atomic(dfd, "ok.pem", "hello", 5, 0600, true)));
+    struct stat st;
+    assert_int_equal(fstatat(dfd, "ok.pem", &st, 0), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 5);
+    close(dfd);
+}
+
+static void sels(const char *const *texts, size_t n, struct mf_selector *out)
+{
+    for (size_t i = 0; i < n; i++) {
+        assert_true(mf_ok(mf_selector_parse(texts[i], strlen(texts[i]), &out[i])));
+    }
+}
+
+static void test_agent_snap_match_all_selectors_ok(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_snap *s = NULL;
+    struct mf_key *k1 = NULL, *k2 = NULL, *k3 = NULL;
+    struct mf_certs c1, c2, c3;
+    struct mf_selector want1[2], want2[1], want3[1], have_a[3], have_b[1];
+    const char *w1[] = {"unix:uid:1000", "unix:gid:1000"};
+    const char *w2[] = {"unix:uid:1001"};
+    const char *w3[] = {"unix:uid:1000"};
+    const char *ha[] = {"unix:gid:1000", "unix:uid:1000", "unix:user:alice"};
+    const char *hb[] = {"unix:uid:1000"};
+    sels(w1, 2, want1);
+    sels(w2, 1, want2);
+    sels(w3, 1, want3);
+    sels(ha, 3, have_a);
+    sels(hb, 1, have_b);
+    int64_t now = mf_now();
+    issue(f, "spiffe://example.org/a", now, 600, &k1, &c1);
+    issue(f, "spiffe://example.org/b", now, 600, &k2, &c2);
+    issue(f, "spiffe://example.org/a2", now, 600, &k3, &c3);
+    assert_true(mf_ok(agent_snap_new("example.org", &s)));
+    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/a", "main", want1, 2, &c1, k1,
+                                     mf_cert_not_after(c1.v[0]))));
+    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/b", "", want2, 1, &c2, k2,
+                                     mf_cert_not_after(c2.v[0]))));
+    /* same hint as the first: left out when both match */
+    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/a2", "main", want3, 1, &c3, k3,
+                                     mf_cert_not_after(c3.v[0]))));
+
+    /* workload A has uid and gid: gets /a (default, first); /a2 has a dup hint */
+    assert_int_equal(agent_snap_count(s, have_a, 3), 1);
+    struct mf_buf out;
+    size_t count = 0;
+    mf_buf_init(&out, AGENT_RENDER_MAX, MF_BUF_SECRET);
+    assert_true(mf_ok(agent_snap_render_x509(s, have_a, 3, &out, &count)));
+    assert_int_equal(count, 1);
+    json_t *doc = NULL;
+    assert_true(mf_ok(mf_json_parse(mf_buf_cstr(&out), out.len, AGENT_RENDER_MAX, &doc)));
+    const json_t *arr = json_object_get(doc, "svids");
+    assert_int_equal(json_array_size(arr), 1);
+    const json_t *v = json_array_get(arr, 0);
+    assert_string_equal(json_string_value(json_object_get(v, "spiffe_id")),
+                        "spiffe://example.org/a");
+    assert_non_null(strstr(json_string_value(json_object_get(v, "x509_svid_key")),
+                           "BEGIN PRIVATE KEY"));
+    assert_non_null(strstr(json_string_value(json_object_get(v, "x509_svid")),
+                           "BEGIN CERTIFICATE"));
+    assert_non_null(json_object_get(v, "expires_at"));
+    assert_non_null(json_object_get(doc, "federated_bundles"));
+    json_decref(doc);
+
+    /* workload B has only the uid: the two-selector entry does not match,
+     * /a2 does (its hint is now unique) */
+    mf_buf_reset(&out);
+    assert_true(mf_ok(agent_snap_render_x509(s, have_b, 1, &out, &count)));
+    assert_int_equal(count, 1);
+    assert_non_null(strstr(mf_buf_cstr(&out), "spiffe://example.org/a2"));
+
+    /* nobody: nothing rendered, no key material */
+    mf_buf_reset(&out);
+    assert_true(mf_ok(agent_snap_render_x509(s, want2, 0, &out, &count)));
+    assert_int_equal(count, 0);
+    assert_int_equal(out.len, 0);
+
+    /* expired: not served */
+    mf_time_set_clock(fake_clock);
+    fake_now = mf_cert_not_after(c1.v[0]);
+    assert_int_equal(agent_snap_count(s, have_a, 3), 0);
+    mf_time_set_clock(NULL);
+
+    mf_buf_cleanup(&out);
+    agent_snap_unref(s);
+    mf_key_free(k1);
+    mf_key_free(k2);
+    mf_key_free(k3);
+    mf_certs_cleanup(&c1);
+    mf_certs_cleanup(&c2);
+    mf_certs_cleanup(&c3);
+    for (size_t i = 0; i < 2; i++) {
+        mf_selector_cleanup(&want1[i]);
+    }
+    mf_selector_cleanup(&want2[0]);
+    mf_selector_cleanup(&want3[0]);
+    for (size_t i = 0; i < 3; i++) {
+        mf_selector_cleanup(&have_a[i]);
+    }
+    mf_selector_cleanup(&have_b[0]);
+}
+
+static void test_agent_entry_from_json_bad_refused(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"k8s:ns:x\"]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"http://example.org/x\",\"selectors\":[\"unix:uid:1\"]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[1]}",
+        "{\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"],"
+        "\"ttl\":-5}",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        json_t *obj = NULL;
+        struct agent_entry e;
+        assert_true(mf_ok(mf_json_parse(bad[i], strlen(bad[i]), 4096, &obj)));
+        assert_false(mf_ok(agent_entry_from_json(obj, &e)));
+        assert_null(e.id);
+        json_decref(obj);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_agent_cache_store_reload_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_cache_expired_dropped_corrupt_skipped, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_agent_file_write_atomic_symlink_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
+        cmocka_unit_test(test_agent_entry_from_json_bad_refused),
+    };
+    return cmocka_run_group_tests_name("agent_cache", tests, NULL, NULL);
+}
