@@ -12,7 +12,7 @@
 # ca/ca_x.c joins mayfly-ca, a new tests/unit/test_x.c becomes a test.
 
 CC      ?= cc
-PKGS    := wolfssl jansson libmicrohttpd sqlite3 gnutls
+PKGS    := wolfssl jansson libmicrohttpd sqlite3 gnutls libnghttp2 libprotobuf-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -50,7 +50,14 @@ UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
 
-API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o)
+# protobuf-c messages, generated at build time from api/proto/*.proto into
+# $(BUILD)/gen and compiled into libmayfly (#include "workload.pb-c.h").
+PROTO_SRC := $(wildcard api/proto/*.proto)
+PROTO_C   := $(PROTO_SRC:api/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
+PROTO_OBJ := $(PROTO_C:%.c=%.o)
+CFLAGS    += -I$(BUILD)/gen
+
+API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o) $(PROTO_OBJ)
 CA_OBJ    := $(CA_SRC:%.c=$(BUILD)/%.o)
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
 CA_LIB_OBJ    := $(filter-out $(BUILD)/ca/ca_main.o,$(CA_OBJ))
@@ -71,6 +78,17 @@ lib: $(LIB)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: api/proto/%.proto
+	@mkdir -p $(dir $@)
+	protoc-c --c_out=$(BUILD)/gen -Iapi/proto $<
+
+# generated code is not held to our warning set
+$(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
+	$(CC) $(BASE) $(OPT) -I$(BUILD)/gen -c $< -o $@
+
+# every object may include generated headers
+$(API_SRC:%.c=$(BUILD)/%.o) $(CA_OBJ) $(AGENT_OBJ): | $(PROTO_C)
 
 $(LIB): $(API_OBJ)
 	@mkdir -p $(dir $@)
@@ -126,10 +144,24 @@ FUZZ_CFLAGS := $(BASE) -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
 FUZZ_SECONDS ?= 60
 build/fuzz/api/%.o: api/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -c $< -o $@
-build/fuzz/%: tests/fuzz/%.c $(API_SRC:%.c=build/fuzz/%.o)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+FUZZ_PROTO_OBJ := $(PROTO_SRC:api/proto/%.proto=build/fuzz/gen/%.pb-c.o)
+build/fuzz/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(API_SRC:%.c=build/fuzz/%.o) $(PKG_LIBS) -lpthread -lm
+	clang $(BASE) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -I$(BUILD)/gen -c $< -o $@
+build/fuzz/api/%.o: | $(PROTO_C)
+# fuzz_ca_*.c and fuzz_agent_*.c also link that daemon's modules
+build/fuzz/ca/%.o build/fuzz/agent/%.o: | $(PROTO_C)
+build/fuzz/ca/%.o: ca/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+build/fuzz/agent/%.o: agent/%.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+fuzz_extra = $(if $(filter fuzz_ca_%,$(1)),$(CA_LIB_OBJ:$(BUILD)/%=build/fuzz/%),$(if $(filter fuzz_agent_%,$(1)),$(AGENT_LIB_OBJ:$(BUILD)/%=build/fuzz/%)))
+build/fuzz/%: tests/fuzz/%.c $(API_SRC:%.c=build/fuzz/%.o) $(FUZZ_PROTO_OBJ) $$(call fuzz_extra,$$*)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -fsanitize=fuzzer -o $@ $< $(call fuzz_extra,$*) $(API_SRC:%.c=build/fuzz/%.o) $(FUZZ_PROTO_OBJ) $(PKG_LIBS) -lpthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BINS)
