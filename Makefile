@@ -128,6 +128,7 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call unit_extra,$$*) $(LIB)
 unit: $(UNIT_BINS)
 
 test: all $(UNIT_BINS)
+	@scripts/check-banned.sh
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) scripts/run-tests.sh $(TESTS)
 
 check:
