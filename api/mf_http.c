@@ -99,6 +99,10 @@ struct mf_http_conn {
     uint64_t left;      /* LENGTH: body bytes to go; CHUNKED: chunk bytes to go */
     size_t trailer_len; /* bytes of trailers seen */
     struct mf_buf pend; /* streaming: decoded body bytes not yet returned */
+    /* Where transport reads land before decoding. Held here rather than on
+     * the stack so it is wiped at close: Workload API responses carry
+     * private keys. */
+    uint8_t scratch[READ_CHUNK];
 };
 
 /* ---- deadlines and raw I/O ----------------------------------------------- */
@@ -302,8 +306,9 @@ static mf_res conn_new(int fd, struct mf_http_conn **out)
     struct mf_http_conn *c = calloc(1, sizeof(*c));
     MF_TRY_PTR(c, MF_ERR_NOMEM);
     c->fd = fd;
-    mf_buf_init(&c->in, IN_MAX, 0);
-    mf_buf_init(&c->pend, SIZE_MAX, 0);
+    /* Secret: these hold response bytes, which may include private keys. */
+    mf_buf_init(&c->in, IN_MAX, MF_BUF_SECRET);
+    mf_buf_init(&c->pend, SIZE_MAX, MF_BUF_SECRET);
     *out = c;
     return MF_RES_OK;
 }
@@ -603,6 +608,7 @@ void mf_http_close(struct mf_http_conn *c)
     }
     mf_buf_cleanup(&c->in);
     mf_buf_cleanup(&c->pend);
+    mf_wipe(c->scratch, sizeof(c->scratch));
     free(c);
 }
 
@@ -612,7 +618,8 @@ void mf_http_close(struct mf_http_conn *c)
 void mf_http_resp_init(struct mf_http_resp *r, size_t max_body)
 {
     r->status = 0;
-    mf_buf_init(&r->body, max_body, 0);
+    /* Response bodies may hold private keys (Workload API): wiped on free. */
+    mf_buf_init(&r->body, max_body, MF_BUF_SECRET);
     r->content_type[0] = '\0';
     r->retry_after = -1;
 }
@@ -1153,10 +1160,10 @@ out:
 /* Reads the rest of the body into resp->body (under its cap). */
 static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
 {
-    uint8_t tmp[8192];
+    uint8_t *tmp = c->scratch;
     for (;;) {
         size_t got = 0;
-        mf_res r = body_read(c, tmp, sizeof(tmp), &got);
+        mf_res r = body_read(c, tmp, sizeof(c->scratch), &got);
         if (r.err == MF_ERR_IO_EOF) {
             return MF_RES_OK;
         }
@@ -1227,7 +1234,7 @@ mf_res mf_http_stream_line(struct mf_http_conn *c, size_t max_line, int timeout_
         return (mf_res){MF_ERR_IO_EOF}; /* the stream has ended (or never began) */
     }
     MF_TRY(set_deadline(c, timeout_ms));
-    uint8_t tmp[READ_CHUNK];
+    uint8_t *tmp = c->scratch;
     for (;;) {
         const uint8_t *nl = c->pend.len > 0 ? memchr(c->pend.data, '\n', c->pend.len) : NULL;
         if (nl != NULL) {
@@ -1249,7 +1256,7 @@ mf_res mf_http_stream_line(struct mf_http_conn *c, size_t max_line, int timeout_
             break;
         }
         size_t got = 0;
-        mf_res r = body_read(c, tmp, sizeof(tmp), &got);
+        mf_res r = body_read(c, tmp, sizeof(c->scratch), &got);
         if (r.err == MF_ERR_IO_EOF) {
             c->streaming = false;
             if (c->pend.len > 0) {
