@@ -5,6 +5,7 @@
 #   make check      the same tests built with AddressSanitizer + UBSan
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench      the benchmarks (writes docs/benchmarks.md)
+#   make demo       a CA, an agent and two workloads doing mTLS
 #   make analyze    scan-build over the whole tree
 #   make format     clang-format over every source file
 #
@@ -69,7 +70,7 @@ UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 EXAMPLE_BINS := $(EXAMPLE_SRC:examples/%.c=$(BINDIR)/%)
 
-.PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps
+.PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps demo
 all: $(LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS)
 	@if [ "$(BUILD)" = build/rel ]; then cp $(LIB) libmayfly.a; fi
 
@@ -170,8 +171,13 @@ fuzz: $(FUZZ_BINS)
 fuzz-smoke: $(FUZZ_BINS)
 	@FUZZ_SECONDS=10 scripts/run-fuzz.sh $(FUZZ_BINS)
 
+# scripts/bench.sh builds bench/*.c itself (one of them twice: against the
+# distro wolfSSL and, with WOLFSSL_SP=1, against the SP build).
 bench: all
 	scripts/bench.sh
+
+demo:
+	scripts/demo.sh $(DEMO_ARGS)
 
 analyze:
 	scan-build --status-bugs $(MAKE) BUILD=build/analyze BINDIR=build/analyze/bin all

@@ -16,6 +16,7 @@
 #include "agent/agent_cli.h"
 #include "api/mf_http.h"
 #include "api/mf_json.h"
+#include "api/mf_jwt.h"
 #include "api/mf_log.h"
 #include "api/mf_mem.h"
 
@@ -31,7 +32,17 @@ struct cli_opts {
     const char *exec_cmd;
     const char *signal_name;
     const char *pid_file;
+    const char *aud[MF_JWT_AUD_MAX]; /* --audience, repeatable (JWT) */
+    size_t n_aud;
+    const char *spiffe_id;           /* --spiffe-id (fetch jwt) */
+    const char *svid;                /* --svid (validate jwt) */
 };
+
+/* True when options of the JWT commands were given to another command. */
+static bool has_jwt_opts(const struct cli_opts *o)
+{
+    return o->n_aud > 0 || o->spiffe_id != NULL || o->svid != NULL;
+}
 
 static void print_err(const char *what, mf_res r)
 {
@@ -55,6 +66,16 @@ static int parse_opts(int argc, char **argv, struct cli_opts *o)
             dst = &o->signal_name;
         } else if (strcmp(argv[i], "--pid-file") == 0) {
             dst = &o->pid_file;
+        } else if (strcmp(argv[i], "--spiffe-id") == 0) {
+            dst = &o->spiffe_id;
+        } else if (strcmp(argv[i], "--svid") == 0) {
+            dst = &o->svid;
+        } else if (strcmp(argv[i], "--audience") == 0) {
+            if (o->n_aud == MF_JWT_AUD_MAX) {
+                fprintf(stderr, "mayfly-agent: at most %d --audience\n", MF_JWT_AUD_MAX);
+                return -1;
+            }
+            dst = &o->aud[o->n_aud++];
         } else {
             fprintf(stderr, "mayfly-agent: unknown option %s\n", argv[i]);
             return -1;
@@ -90,6 +111,18 @@ static mf_res open_out_dir(const char *dir, int *fd)
     return MF_RES_OK;
 }
 
+/* A name in DIR that --write may replace: absent or a regular file. */
+static mf_res writable_name(int dfd, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        return MF_RES_OK;
+    }
+    MF_ENSURE_MSG(!S_ISLNK(st.st_mode), MF_ERR_IO_SYMLINK, "%s is a symbolic link", name);
+    MF_ENSURE_MSG(S_ISREG(st.st_mode), MF_ERR_IO_PERM, "%s is not a regular file", name);
+    return MF_RES_OK;
+}
+
 /* Writes the files for one /v1/x509 document. Keys first, so a reader who
  * sees a new certificate never pairs it with an old key for longer than
  * the two renames take; bundle last. */
@@ -102,6 +135,21 @@ static mf_res write_files(const char *dir, const json_t *doc)
     MF_TRY(mf_json_array(doc, "svids", true, 1000, &svids));
     MF_ENSURE_MSG(json_array_size(svids) > 0, MF_ERR_PROTO_JSON, "no SVIDs in the answer");
     MF_TRY(open_out_dir(dir, &dfd));
+    /* Everything is checked before anything is written, so that a refusal
+     * (a malformed member, a planted symlink) leaves DIR as it was, without
+     * a new key beside an old certificate (attack_local.sh). */
+    for (size_t i = 0; i < json_array_size(svids); i++) {
+        const json_t *s = json_array_get(svids, i);
+        const char *v = NULL;
+        MF_TRY_OUT(mf_json_str(s, "x509_svid", true, DOC_MAX, &v));
+        MF_TRY_OUT(mf_json_str(s, "x509_svid_key", true, DOC_MAX, &v));
+        MF_TRY_OUT(mf_json_str(s, "bundle", true, DOC_MAX, &v));
+        snprintf(name, sizeof(name), "svid.%zu.key", i);
+        MF_TRY_OUT(writable_name(dfd, name));
+        snprintf(name, sizeof(name), "svid.%zu.pem", i);
+        MF_TRY_OUT(writable_name(dfd, name));
+    }
+    MF_TRY_OUT(writable_name(dfd, "bundle.0.pem"));
     for (size_t i = 0; i < json_array_size(svids); i++) {
         const json_t *s = json_array_get(svids, i);
         const char *cert = NULL, *key = NULL, *bundle = NULL;
@@ -153,6 +201,146 @@ static int explain_status(const struct mf_http_resp *resp)
     return 1;
 }
 
+/* ---- JWT-SVIDs ---------------------------------------------------------------- */
+
+/* Appends v percent-encoded for a query string. */
+static mf_res append_query(struct mf_buf *b, const char *v)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
+            MF_TRY(mf_buf_append_u8(b, *p));
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            MF_TRY(mf_buf_append(b, e, 3));
+        }
+    }
+    return MF_RES_OK;
+}
+
+/* One exchange with the agent; *doc is the parsed 200 body. Returns the
+ * exit status (0, or 1 with one line on stderr). */
+static int jwt_call(const struct cli_opts *o, const char *what, const char *method,
+                    const char *path, const struct mf_buf *body, json_t **doc)
+{
+    char sock[SOCK_PATH_MAX];
+    struct mf_http_conn *c = NULL;
+    struct mf_http_resp resp;
+    int status = 1;
+    *doc = NULL;
+    mf_http_resp_init(&resp, DOC_MAX);
+    mf_res r = socket_path(o, sock);
+    if (mf_ok(r)) {
+        r = mf_http_connect_unix(sock, TIMEOUT_MS, &c);
+    }
+    if (mf_ok(r)) {
+        r = mf_http_request(c, method, path, hdrs, body != NULL ? body->data : NULL,
+                            body != NULL ? body->len : 0, TIMEOUT_MS, &resp);
+    }
+    if (mf_ok(r) && resp.status == 200) {
+        r = mf_json_parse(mf_buf_cstr(&resp.body), resp.body.len, DOC_MAX, doc);
+        status = mf_ok(r) ? 0 : 1;
+    }
+    if (!mf_ok(r)) {
+        print_err(what, r);
+    } else if (resp.status != 200) {
+        status = explain_status(&resp);
+    }
+    /* tokens are bearer credentials */
+    wipe_buf(&resp.body);
+    mf_http_resp_cleanup(&resp);
+    mf_http_close(c);
+    return status;
+}
+
+/* fetch jwt: one token per line on stdout (scripts take it from there), a
+ * description of each on stderr. */
+static int fetch_jwt(int argc, char **argv)
+{
+    struct cli_opts o;
+    struct mf_buf path;
+    json_t *doc = NULL;
+    if (parse_opts(argc, argv, &o) != 0 || o.write_dir != NULL || o.exec_cmd != NULL ||
+        o.signal_name != NULL || o.pid_file != NULL || o.svid != NULL || o.n_aud == 0) {
+        fprintf(stderr, "usage: mayfly-agent fetch jwt --audience A [--audience B]... "
+                        "[--spiffe-id ID] [--socket PATH]\n");
+        return 2;
+    }
+    mf_buf_init(&path, 64 * 1024, 0);
+    mf_res r = mf_buf_append_str(&path, "/v1/jwt?");
+    for (size_t i = 0; mf_ok(r) && i < o.n_aud; i++) {
+        r = mf_buf_append_str(&path, i > 0 ? "&audience=" : "audience=");
+        if (mf_ok(r)) {
+            r = append_query(&path, o.aud[i]);
+        }
+    }
+    if (mf_ok(r) && o.spiffe_id != NULL) {
+        r = mf_buf_append_str(&path, "&spiffe_id=");
+        if (mf_ok(r)) {
+            r = append_query(&path, o.spiffe_id);
+        }
+    }
+    if (!mf_ok(r)) {
+        print_err("fetch jwt", r);
+        mf_buf_cleanup(&path);
+        return 2;
+    }
+    int status = jwt_call(&o, "fetch jwt", "GET", mf_buf_cstr(&path), NULL, &doc);
+    mf_buf_cleanup(&path);
+    const json_t *svids = json_object_get(doc, "svids");
+    for (size_t i = 0; status == 0 && i < json_array_size(svids); i++) {
+        const json_t *v = json_array_get(svids, i);
+        const char *id = json_string_value(json_object_get(v, "spiffe_id"));
+        const char *tok = json_string_value(json_object_get(v, "svid"));
+        const char *exp = json_string_value(json_object_get(v, "expires_at"));
+        fprintf(stderr, "svid %zu: spiffe_id=%s expires_at=%s\n", i, id != NULL ? id : "?",
+                exp != NULL ? exp : "?");
+        printf("%s\n", tok != NULL ? tok : "");
+    }
+    fflush(stdout);
+    json_decref(doc);
+    return status;
+}
+
+/* see agent_cli.h */
+int agent_cli_validate(int argc, char **argv)
+{
+    struct cli_opts o;
+    struct mf_buf body;
+    json_t *req = NULL, *doc = NULL;
+    if (argc < 1 || strcmp(argv[0], "jwt") != 0 || parse_opts(argc - 1, argv + 1, &o) != 0 ||
+        o.n_aud != 1 || o.svid == NULL || o.spiffe_id != NULL || o.write_dir != NULL ||
+        o.exec_cmd != NULL || o.signal_name != NULL || o.pid_file != NULL) {
+        fprintf(stderr, "usage: mayfly-agent validate jwt --audience A --svid TOKEN "
+                        "[--socket PATH]\n");
+        return 2;
+    }
+    mf_buf_init(&body, MF_JWT_MAX + 4096, MF_BUF_SECRET);
+    req = json_pack("{s:s,s:s}", "audience", o.aud[0], "svid", o.svid);
+    mf_res r = req != NULL ? mf_json_dump(req, &body)
+                           : mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
+                                          "audience and svid must be UTF-8");
+    json_decref(req);
+    int status = 2;
+    if (!mf_ok(r)) {
+        print_err("validate jwt", r);
+    } else {
+        status = jwt_call(&o, "validate jwt", "POST", "/v1/jwt/validate", &body, &doc);
+    }
+    if (status == 0) {
+        const char *id = json_string_value(json_object_get(doc, "spiffe_id"));
+        char *claims = json_dumps(json_object_get(doc, "claims"), JSON_COMPACT | JSON_SORT_KEYS);
+        printf("valid: spiffe_id=%s\nclaims: %s\n", id != NULL ? id : "?",
+               claims != NULL ? claims : "{}");
+        fflush(stdout);
+        free(claims);
+    }
+    json_decref(doc);
+    mf_buf_cleanup(&body);
+    return status;
+}
+
 /* see agent_cli.h */
 int agent_cli_fetch(int argc, char **argv)
 {
@@ -164,11 +352,17 @@ int agent_cli_fetch(int argc, char **argv)
     int status = 1;
     mf_res r;
 
+    if (argc >= 1 && strcmp(argv[0], "jwt") == 0) {
+        return fetch_jwt(argc - 1, argv + 1);
+    }
     if (argc < 1 || strcmp(argv[0], "x509") != 0) {
-        fprintf(stderr, "usage: mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n");
+        fprintf(stderr, "usage: mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n"
+                        "       mayfly-agent fetch jwt --audience A [--audience B]... "
+                        "[--spiffe-id ID] [--socket PATH]\n");
         return 2;
     }
-    if (parse_opts(argc - 1, argv + 1, &o) != 0 || o.exec_cmd != NULL || o.pid_file != NULL) {
+    if (parse_opts(argc - 1, argv + 1, &o) != 0 || o.exec_cmd != NULL || o.pid_file != NULL ||
+        has_jwt_opts(&o)) {
         return 2;
     }
     mf_http_resp_init(&resp, DOC_MAX);
@@ -296,7 +490,7 @@ int agent_cli_watch(int argc, char **argv)
     int sig = 0;
     unsigned failures = 0;
 
-    if (parse_opts(argc, argv, &o) != 0) {
+    if (parse_opts(argc, argv, &o) != 0 || has_jwt_opts(&o)) {
         return 2;
     }
     if (o.write_dir == NULL || (o.exec_cmd != NULL && o.signal_name != NULL) ||

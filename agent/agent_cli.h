@@ -5,6 +5,13 @@
  *
  *   fetch x509 [--write DIR]   print the SVIDs; write svid.N.pem, svid.N.key
  *                              (0600) and bundle.0.pem
+ *   fetch jwt --audience A [--audience B]... [--spiffe-id ID]
+ *                              print one JWT-SVID per line on stdout (one for
+ *                              each identity, or for ID), a line about each
+ *                              on stderr
+ *   validate jwt --audience A --svid TOKEN
+ *                              exit 0 and print the SPIFFE ID and claims when
+ *                              the agent finds TOKEN valid for A, else 1
  *   watch --write DIR [--exec CMD | --signal SIG --pid-file F]
  *                              rewrite the files on every change, then run
  *                              CMD (sh -c) or signal the process in F
@@ -19,6 +26,7 @@
 #define AGENT_CLI_H
 
 int agent_cli_fetch(int argc, char **argv);
+int agent_cli_validate(int argc, char **argv);
 int agent_cli_watch(int argc, char **argv);
 int agent_cli_healthcheck(int argc, char **argv);
 

@@ -30,6 +30,7 @@ mf_res agent_client_init(struct agent_client *cl, const char *server, const char
     memset(cl, 0, sizeof(*cl));
     mf_bundle_set_init(&cl->trust);
     cl->retry_after = -1;
+    cl->cancel_fd = -1;
     int n = snprintf(cl->server, sizeof(cl->server), "%s", server);
     MF_ENSURE(n > 0 && (size_t)n < sizeof(cl->server), MF_ERR_USAGE_ARG);
     n = snprintf(cl->td, sizeof(cl->td), "%s", td);
@@ -79,16 +80,22 @@ void agent_client_set_identity(struct agent_client *cl, const struct mf_key *key
 
 static mf_res ensure_conn(struct agent_client *cl, bool with_identity)
 {
-    if (cl->conn != NULL) {
+    if (cl->conn != NULL && mf_http_reusable(cl->conn)) {
         return MF_RES_OK;
     }
+    /* a connection the CA closed (it answered a refusal with "Connection:
+     * close", or restarted) would fail the next request for nothing and
+     * cost a whole backoff step (fault_ca_outage.sh) */
+    agent_client_disconnect(cl);
     struct mf_tls_client_cfg cfg = {
         .chain = with_identity ? cl->chain : NULL,
         .key = with_identity ? cl->key : NULL,
         .trust = &cl->trust,
         .expect_server_id = cl->server_id,
     };
-    return mf_http_connect_tls(cl->server, &cfg, CONNECT_TIMEOUT_MS, &cl->conn);
+    MF_TRY(mf_http_connect_tls(cl->server, &cfg, CONNECT_TIMEOUT_MS, &cl->conn));
+    mf_http_set_cancel_fd(cl->conn, cl->cancel_fd);
+    return MF_RES_OK;
 }
 
 /* Maps a non-2xx status to an error, with the CA's message as detail. */
@@ -384,6 +391,41 @@ mf_res agent_client_sign(struct agent_client *cl, const json_t *requests, json_t
     rc = MF_RES_OK;
 out:
     json_decref(obj);
+    mf_buf_cleanup(&body);
+    return rc;
+}
+
+/* see agent_client.h */
+mf_res agent_client_jwt(struct agent_client *cl, const char *spiffe_id, const char *const *aud,
+                        size_t n_aud, char **token)
+{
+    mf_res rc;
+    struct mf_buf body;
+    int status = 0;
+    json_t *obj = NULL, *arr = NULL, *reply = NULL;
+    const char *tok = NULL;
+    MF_ENSURE_REF(token);
+    *token = NULL;
+    mf_buf_init(&body, MF_MAX_BODY, 0);
+    arr = json_array();
+    MF_ENSURE_OUT(arr != NULL, MF_ERR_NOMEM);
+    for (size_t i = 0; i < n_aud; i++) {
+        MF_ENSURE_OUT(json_array_append_new(arr, json_string(aud[i])) == 0, MF_ERR_USAGE_ARG);
+    }
+    obj = json_pack("{s:s,s:O}", "spiffe_id", spiffe_id, "audience", arr);
+    MF_ENSURE_OUT(obj != NULL, MF_ERR_NOMEM);
+    MF_TRY_OUT(mf_json_dump(obj, &body));
+    MF_TRY_OUT(call(cl, true, "POST", "/v1/jwt", &body, CALL_TIMEOUT_MS, MF_MAX_BODY, &status,
+                    &reply));
+    MF_ENSURE_OUT(reply != NULL, MF_ERR_PROTO_HTTP);
+    MF_TRY_OUT(mf_json_str(reply, "token", true, MF_MAX_BODY, &tok));
+    *token = strdup(tok);
+    MF_ENSURE_OUT(*token != NULL, MF_ERR_NOMEM);
+    rc = MF_RES_OK;
+out:
+    json_decref(obj);
+    json_decref(arr);
+    json_decref(reply);
     mf_buf_cleanup(&body);
     return rc;
 }

@@ -40,6 +40,7 @@ struct agent_client {
     const struct mf_certs *chain;          /* agent SVID (borrowed), or NULL */
     struct mf_http_conn *conn;             /* open connection, or NULL */
     int retry_after;                       /* last Retry-After seen, or -1 */
+    int cancel_fd;                         /* readable = abandon requests (-1: none) */
 };
 
 MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *server, const char *td,
@@ -69,6 +70,12 @@ MF_WUR mf_res agent_client_sync(struct agent_client *cl, const char *revision, i
 
 /* POST /v1/sign with body {"requests":[...]}; *out is the parsed reply. */
 MF_WUR mf_res agent_client_sign(struct agent_client *cl, const json_t *requests, json_t **out);
+
+/* POST /v1/jwt: a JWT-SVID for spiffe_id (an entry parented to this agent)
+ * with audiences aud[0..n_aud). *token is the compact token as the CA sent
+ * it (caller frees); the caller validates it. */
+MF_WUR mf_res agent_client_jwt(struct agent_client *cl, const char *spiffe_id,
+                               const char *const *aud, size_t n_aud, char **token);
 
 /* Decodes an array of base64 DER certificates into chain (appended). */
 MF_WUR mf_res agent_chain_from_b64(const json_t *arr, struct mf_certs *chain);

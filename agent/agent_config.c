@@ -7,6 +7,7 @@
 
 #include "agent/agent_attest.h"
 #include "agent/agent_config.h"
+#include "agent/agent_metrics.h"
 #include "api/mf_json.h"
 #include "api/mf_time.h"
 
@@ -37,6 +38,8 @@ static const struct opt opts[] = {
     O("max-watches", OPT_UINT, max_watches),
     O("connection-timeout", OPT_UINT, conn_timeout_s),
     O("hash-max-bytes", OPT_UINT, hash_max),
+    O("metrics-listen", OPT_STR, metrics_listen),
+    O("expiry-warning", OPT_DUR_MS, expiry_warning_ms),
 };
 
 static mf_res parse_uint(const char *s, uint64_t max, uint64_t *out)
@@ -144,6 +147,7 @@ mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg)
     cfg->max_watches = 96;
     cfg->conn_timeout_s = 10;
     cfg->hash_max = AGENT_HASH_MAX_DEFAULT;
+    cfg->expiry_warning_ms = AGENT_EXPIRY_WARNING_MS_DEFAULT;
 
     /* the file first, so that flags override it */
     for (int i = 0; i + 1 < argc; i++) {

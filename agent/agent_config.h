@@ -29,6 +29,8 @@ struct agent_config {
     unsigned max_watches;     /* of which watch streams */
     unsigned conn_timeout_s;  /* idle limit before a request is complete */
     uint64_t hash_max;        /* executables hashed for unix:sha256 up to this */
+    const char *metrics_listen; /* host:port of /live /ready /metrics; NULL = off */
+    int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */
     json_t *file;             /* the config file (owns its strings) */
 };
 

@@ -3,9 +3,11 @@
  * mayfly-agent: subcommand parsing and wiring, nothing else.
  *
  *   run          the node agent (agent_config.h for the options)
- *   fetch x509   \
- *   watch         > workload subcommands (agent_cli.h)
- *   healthcheck  /
+ *   fetch x509    \
+ *   fetch jwt      |
+ *   validate jwt    > workload subcommands (agent_cli.h)
+ *   watch          |
+ *   healthcheck   /
  *
  * `run` order: harden the process, set the umask, block signals before any
  * thread exists (they are read from a signalfd), attest or reload the
@@ -23,6 +25,8 @@
 #include "agent/agent_attest.h"
 #include "agent/agent_cli.h"
 #include "agent/agent_config.h"
+#include "agent/agent_jwt.h"
+#include "agent/agent_metrics.h"
 #include "agent/agent_sock.h"
 #include "agent/agent_state.h"
 #include "agent/agent_worker.h"
@@ -38,7 +42,10 @@ static void usage(void)
             "                        [--join-token TOKEN] --socket PATH [--config FILE]\n"
             "                        [--trust-domain TD] [--renew-window 45-55]\n"
             "                        [--log-level L] [--log-format text|json]\n"
+            "                        [--metrics-listen HOST:PORT] [--expiry-warning DUR]\n"
             "       mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n"
+            "       mayfly-agent fetch jwt --audience A [--audience B]... [--spiffe-id ID]\n"
+            "       mayfly-agent validate jwt --audience A --svid TOKEN [--socket PATH]\n"
             "       mayfly-agent watch --write DIR [--exec CMD | --signal SIG --pid-file F]\n"
             "       mayfly-agent healthcheck [--socket PATH]\n");
 }
@@ -57,6 +64,7 @@ static int run(int argc, char **argv)
     struct agent_state state;
     struct agent_worker worker;
     struct agent_sock sock;
+    struct agent_jwt *jwt = NULL;
     sigset_t set;
     int sfd = -1, status = 1;
     bool att_ok = false, state_ok = false, worker_ok = false, sock_ok = false;
@@ -86,6 +94,11 @@ static int run(int argc, char **argv)
         goto out;
     }
 
+    r = agent_metrics_start(&cfg);
+    if (!mf_ok(r)) {
+        fail("metrics", r);
+        goto out;
+    }
     r = agent_attestor_init(&att, cfg.hash_max);
     att_ok = mf_ok(r);
     if (mf_ok(r)) {
@@ -103,6 +116,12 @@ static int run(int argc, char **argv)
         fail("start", r);
         goto out;
     }
+    /* JWT-SVIDs are fetched on demand, over a CA connection of their own */
+    r = agent_jwt_new(cfg.server, worker.td, &state, &jwt);
+    if (!mf_ok(r)) {
+        fail("start", r);
+        goto out;
+    }
     if (!agent_worker_wait_synced(&worker, FIRST_SYNC_WAIT_MS)) {
         mf_log_warn("CA not reached yet; serving the cached SVIDs meanwhile");
     }
@@ -111,6 +130,7 @@ static int run(int argc, char **argv)
         .max_conns = cfg.max_conns,
         .max_watches = cfg.max_watches,
         .conn_timeout_s = cfg.conn_timeout_s,
+        .jwt = jwt,
     };
     r = agent_sock_start(&sock, &scfg, &state, &att);
     if (!mf_ok(r)) {
@@ -121,6 +141,7 @@ static int run(int argc, char **argv)
     fprintf(stderr, "mayfly-agent ready socket=%s spiffe_id=%s\n", cfg.socket,
             worker.agent_id.str);
     fflush(stderr);
+    agent_metrics_ready();
 
     for (;;) {
         struct signalfd_siginfo si;
@@ -135,6 +156,7 @@ static int run(int argc, char **argv)
     }
     status = 0;
 out:
+    agent_metrics_stop();
     if (state_ok) {
         agent_state_stop(&state);
     }
@@ -142,6 +164,7 @@ out:
         agent_sock_stop(&sock);
         (void)unlink(cfg.socket);
     }
+    agent_jwt_free(jwt);
     if (worker_ok) {
         agent_worker_stop(&worker);
         agent_worker_cleanup(&worker);
@@ -171,6 +194,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "fetch") == 0) {
         return agent_cli_fetch(argc - 2, argv + 2);
+    }
+    if (strcmp(cmd, "validate") == 0) {
+        return agent_cli_validate(argc - 2, argv + 2);
     }
     if (strcmp(cmd, "watch") == 0) {
         return agent_cli_watch(argc - 2, argv + 2);

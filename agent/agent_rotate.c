@@ -35,6 +35,16 @@ mf_res agent_rotate_draw(const struct agent_rotate_cfg *cfg, int64_t not_before,
     MF_TRY(agent_rotate_cfg_check(cfg));
     MF_ENSURE_MSG(not_after > not_before && not_before >= 0, MF_ERR_USAGE_ARG,
                   "empty validity window");
+    /* The CA backdates NotBefore by 10 s (clock-skew cushion), so for a
+     * fresh SVID the window counts from now: with NotBefore a 6 s SVID had
+     * its 45-55 % instant already behind it on arrival and was re-signed
+     * in a loop (tests/integration/fault_agent_kill9.sh saw some 60
+     * signings a second). An SVID that is not current (tests) keeps
+     * NotBefore. */
+    int64_t now = mf_now();
+    if (now > not_before && now < not_after) {
+        not_before = now;
+    }
     /* in ms so that short test TTLs (seconds) still get a real spread; the
      * window is at most 10 years, so none of this can overflow int64 */
     int64_t life_ms = (not_after - not_before) * 1000;

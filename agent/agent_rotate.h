@@ -6,7 +6,10 @@
  * tests drive them on an injected clock (mf_time_set_clock).
  *
  * Renewal instant: drawn ONCE per SVID, uniformly in [lo_pct, hi_pct] of the
- * certificate's validity window (NotBefore..NotAfter), 45-55 % by default.
+ * certificate's validity window, 45-55 % by default. The window starts at
+ * NotBefore, or at the moment of drawing when that lies inside the validity
+ * (the CA backdates NotBefore by 10 s, which would otherwise put the instant
+ * of a short-lived SVID behind it on arrival).
  * Drawing once (and not on every check, as SPIRE does) spreads the renewals
  * of many SVIDs issued together evenly over the window instead of bunching
  * them near its start.

@@ -1,21 +1,31 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * agent_sock: Workload API over libmicrohttpd. See agent_sock.h.
+ * agent_sock: the Workload API socket: the accept thread that tells HTTP/2
+ * from HTTP/1.1, and the JSON API over libmicrohttpd. See agent_sock.h.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <microhttpd.h>
 
+#include "agent/agent_grpc.h"
+#include "agent/agent_metrics.h"
 #include "agent/agent_sock.h"
 #include "api/mf_httpd.h"
+#include "api/mf_json.h"
 #include "api/mf_log.h"
 #include "api/mf_mem.h"
+#include "api/mf_time.h"
 #include "api/mf_x509.h"
 
-#define REQ_BODY_MAX    1024u
+#define REQ_BODY_MAX    (MF_JWT_MAX + 2048u) /* POST /v1/jwt/validate; others have none */
 #define CONN_MEMORY_MAX (64u * 1024u)
 #define WATCH_TICK_MS   1000
 
@@ -24,18 +34,57 @@ struct conn_ctx {
     uint64_t accept_ticks;
 };
 
+/* The accept time of a connection handed to MHD, keyed by its fd until
+ * MHD reports it started (on MHD's own thread). */
+static void ticks_put(struct agent_sock *s, int fd, uint64_t ticks)
+{
+    pthread_mutex_lock(&s->ticks_mu);
+    size_t slot = (size_t)fd % AGENT_SOCK_TICKS_SLOTS;
+    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
+        if (s->ticks[i].fd == fd || s->ticks[i].fd < 0) {
+            slot = i;
+            break;
+        }
+    }
+    s->ticks[slot].fd = fd;
+    s->ticks[slot].ticks = ticks;
+    pthread_mutex_unlock(&s->ticks_mu);
+}
+
+/* The accept time recorded for fd (forgotten now), or the current time
+ * when none was: later than the accept, so still a valid upper bound for
+ * the recycled-pid check, only a looser one. */
+static uint64_t ticks_take(struct agent_sock *s, int fd)
+{
+    uint64_t t = 0;
+    pthread_mutex_lock(&s->ticks_mu);
+    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
+        if (s->ticks[i].fd == fd) {
+            t = s->ticks[i].ticks;
+            s->ticks[i].fd = -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->ticks_mu);
+    return t != 0 ? t : agent_attest_boot_ticks();
+}
+
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode toe)
 {
-    (void)cls;
-    (void)conn;
+    struct agent_sock *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        __atomic_add_fetch(&s->mhd_open, 1, __ATOMIC_RELAXED);
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_ctx *c = calloc(1, sizeof(*c));
         if (c != NULL) {
-            c->accept_ticks = agent_attest_boot_ticks();
+            c->accept_ticks =
+                ci != NULL ? ticks_take(s, (int)ci->connect_fd) : agent_attest_boot_ticks();
         }
         *socket_context = c;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+        __atomic_sub_fetch(&s->mhd_open, 1, __ATOMIC_RELAXED);
         free(*socket_context);
         *socket_context = NULL;
     }
@@ -87,6 +136,7 @@ static void log_denial(const struct agent_workload *w, const char *path, const c
     char pid[16], uid[16];
     snprintf(pid, sizeof(pid), "%d", (int)w->pid);
     snprintf(uid, sizeof(uid), "%u", (unsigned)w->uid);
+    agent_metrics_denied(reason);
     mf_log_event(MF_LOG_INFO, __func__, "workload denied", "path", path, "pid", pid, "uid", uid,
                  "reason", reason, NULL);
 }
@@ -209,6 +259,141 @@ static enum MHD_Result start_watch(struct agent_sock *s, struct MHD_Connection *
     return ret;
 }
 
+/* ---- JWT-SVIDs ----------------------------------------------------------- */
+
+struct aud_list {
+    const char *v[MF_JWT_AUD_MAX];
+    size_t n;
+    bool too_many;
+};
+
+static enum MHD_Result collect_audience(void *cls, enum MHD_ValueKind kind, const char *key,
+                                        const char *value)
+{
+    struct aud_list *a = cls;
+    (void)kind;
+    if (key != NULL && strcmp(key, "audience") == 0) {
+        if (a->n == MF_JWT_AUD_MAX) {
+            a->too_many = true;
+            return MHD_NO;
+        }
+        a->v[a->n++] = value != NULL ? value : "";
+    }
+    return MHD_YES;
+}
+
+/* Maps a JWT failure to the JSON API's statuses (docs/api.md). */
+static enum MHD_Result reply_jwt_error(struct MHD_Connection *conn, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    switch (mf_err_category(r.err)) {
+    case MF_CAT_USAGE:
+    case MF_CAT_PROTO:
+        return mf_httpd_reply_error(conn, 400, "invalid_argument", "%s", msg);
+    case MF_CAT_POLICY:
+        return mf_httpd_reply_error(conn, 403, "permission_denied", "%s", msg);
+    default:
+        return mf_httpd_reply_error(conn, 503, "unavailable", "%s", msg);
+    }
+}
+
+/* GET /v1/jwt?audience=A[&audience=B...][&spiffe_id=ID] */
+static enum MHD_Result do_jwt(struct agent_sock *s, struct MHD_Connection *conn,
+                              const struct agent_snap *snap, const struct agent_workload *w)
+{
+    struct aud_list a;
+    memset(&a, 0, sizeof(a));
+    (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_audience, &a);
+    if (a.too_many) {
+        return mf_httpd_reply_error(conn, 400, "invalid_argument", "at most %d audiences",
+                                    MF_JWT_AUD_MAX);
+    }
+    if (s->jwt == NULL) {
+        return mf_httpd_reply_error(conn, 503, "unavailable", "JWT-SVIDs are not served");
+    }
+    struct agent_jwt_svid *v = NULL;
+    size_t n = 0;
+    mf_res r = agent_jwt_fetch(s->jwt, snap, w->sels, w->n_sels,
+                               mf_httpd_query(conn, "spiffe_id"), a.v, a.n, &v, &n);
+    if (!mf_ok(r)) {
+        if (mf_err_category(r.err) == MF_CAT_POLICY) {
+            log_denial(w, "/v1/jwt", "no matching identity");
+        }
+        return reply_jwt_error(conn, r);
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        char when[MF_RFC3339_LEN];
+        mf_time_format(v[i].expires_at, when);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "spiffe_id", v[i].spiffe_id, "svid",
+                              v[i].token, "hint", v[i].hint, "expires_at", when);
+        if (o == NULL || json_array_append_new(arr, o) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    agent_jwt_svids_free(v, n);
+    if (arr == NULL) {
+        return MHD_NO;
+    }
+    return mf_httpd_reply_json(conn, 200, json_pack("{s:o}", "svids", arr));
+}
+
+/* GET /v1/jwt/bundles: the JWT authorities as plain JWKS (D14). */
+static enum MHD_Result do_jwt_bundles(struct MHD_Connection *conn, const struct agent_snap *snap)
+{
+    struct mf_buf text;
+    json_t *jwks = NULL;
+    mf_buf_init(&text, MF_MAX_BUNDLE, 0);
+    mf_res r = snap->bundle != NULL ? mf_bundle_jwt_jwks(snap->bundle, &text)
+                                    : mf_buf_append_str(&text, "{\"keys\":[]}");
+    if (mf_ok(r)) {
+        r = mf_json_parse(mf_buf_cstr(&text), text.len, MF_MAX_BUNDLE, &jwks);
+    }
+    mf_buf_cleanup(&text);
+    if (!mf_ok(r)) {
+        return mf_httpd_reply_res(conn, r);
+    }
+    return mf_httpd_reply_json(conn, 200, json_pack("{s:{s:o}}", "bundles", snap->td_id, jwks));
+}
+
+/* POST /v1/jwt/validate {"audience","svid"}. Needs no identity, as the
+ * gRPC ValidateJWTSVID. */
+static enum MHD_Result do_jwt_validate(struct agent_sock *s, struct MHD_Connection *conn,
+                                       const struct mf_httpd_req *req)
+{
+    static const char *const keys[] = {"audience", "svid", NULL};
+    json_t *body = NULL;
+    const char *aud = NULL, *svid = NULL;
+    struct mf_jwt jw;
+    memset(&jw, 0, sizeof(jw));
+    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, REQ_BODY_MAX, &body);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(body, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(body, "audience", true, MF_JWT_AUD_LEN_MAX, &aud);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(body, "svid", true, MF_JWT_MAX, &svid);
+    }
+    if (mf_ok(r)) {
+        struct agent_snap *snap = agent_state_get(s->state, NULL);
+        r = agent_jwt_validate(snap, aud, svid, strlen(svid), &jw);
+        agent_snap_unref(snap);
+    }
+    json_decref(body);
+    if (!mf_ok(r)) {
+        char msg[512];
+        mf_err_format(r, msg, sizeof(msg));
+        return mf_httpd_reply_error(conn, 400, "invalid_argument", "%s", msg);
+    }
+    json_t *out = json_pack("{s:s,s:O}", "spiffe_id", jw.sub.str, "claims", jw.claims);
+    mf_jwt_cleanup(&jw);
+    return mf_httpd_reply_json(conn, 200, out);
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -224,12 +409,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!mf_httpd_body(conn, con_cls, upload_data, upload_size, REQ_BODY_MAX, &req, &ret)) {
         return ret;
     }
-    if (strcmp(method, "GET") != 0) {
-        return mf_httpd_reply_error(conn, 405, "invalid_argument", "only GET is served here");
+    bool is_validate = strcmp(url, "/v1/jwt/validate") == 0;
+    if (strcmp(method, is_validate ? "POST" : "GET") != 0) {
+        return mf_httpd_reply_error(conn, 405, "invalid_argument", "use %s here",
+                                    is_validate ? "POST" : "GET");
     }
     /* SPIFFE.md E5/E6: exactly "true" */
     const char *h = mf_httpd_header(conn, "workload.spiffe.io");
     if (h == NULL || strcmp(h, "true") != 0) {
+        agent_metrics_denied("missing security header");
         return mf_httpd_reply_error(conn, 400, "invalid_argument",
                                     "security header missing from request");
     }
@@ -240,17 +428,24 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return mf_httpd_reply_json(conn, ready ? 200 : 503,
                                    json_pack("{s:s}", "status", ready ? "ok" : "starting"));
     }
+    if (is_validate) {
+        return do_jwt_validate(s, conn, req);
+    }
     bool is_x509 = strcmp(url, "/v1/x509") == 0;
     bool is_bundles = strcmp(url, "/v1/bundles") == 0;
-    if (!is_x509 && !is_bundles) {
+    bool is_jwt = strcmp(url, "/v1/jwt") == 0;
+    bool is_jwt_bundles = strcmp(url, "/v1/jwt/bundles") == 0;
+    if (!is_x509 && !is_bundles && !is_jwt && !is_jwt_bundles) {
         return mf_httpd_reply_error(conn, 404, "not_found", "no such endpoint");
     }
 
+    uint64_t t0 = agent_metrics_clock();
     mf_res r = attest_conn(s, conn, &w);
     if (!mf_ok(r)) {
         char msg[256];
         mf_err_format(r, msg, sizeof(msg));
         mf_log_info("attestation failed: %s", msg);
+        agent_metrics_denied("attestation failed");
         return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
     }
     struct agent_snap *snap = agent_state_get(s->state, NULL);
@@ -260,6 +455,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         log_denial(&w, url, "no matching entry");
         agent_workload_cleanup(&w);
         return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
+    }
+    if (is_jwt || is_jwt_bundles) {
+        ret = is_jwt ? do_jwt(s, conn, snap, &w) : do_jwt_bundles(conn, snap);
+        agent_snap_unref(snap);
+        agent_workload_cleanup(&w);
+        return ret;
     }
     if (is_x509) {
         const char *watch = mf_httpd_query(conn, "watch");
@@ -290,43 +491,241 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
     }
     agent_workload_cleanup(&w);
+    agent_metrics_fetch_done(t0);
     return reply_secret(conn, MHD_HTTP_OK, b);
+}
+
+/* ---- accepting ----------------------------------------------------------- */
+
+/* RFC 9113 3.4: what every HTTP/2 client sends first. */
+#define H2_PREFACE     "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#define H2_PREFACE_LEN 24
+#define H2_DECIDE      3 /* "PRI": no HTTP/1.1 method starts so (PROPFIND is "PRO") */
+#define PEEK_RETRY_MS  10
+
+enum kind { KIND_WAIT, KIND_WAIT_MORE, KIND_HTTP1, KIND_HTTP2, KIND_CLOSE };
+
+struct pending {
+    int fd;
+    uint64_t ticks;
+    int64_t deadline_ms;
+    bool short_wait;        /* a partial preface: look again shortly */
+    struct sockaddr_un addr;
+    socklen_t addr_len;
+};
+
+/* Which protocol the connection speaks, from the bytes it sent so far
+ * (peeked: they stay in the socket for whoever serves it). */
+static enum kind classify(int fd)
+{
+    char b[H2_PREFACE_LEN];
+    ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) {
+        return KIND_CLOSE;
+    }
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? KIND_WAIT : KIND_CLOSE;
+    }
+    if (memcmp(b, H2_PREFACE, (size_t)n) != 0) {
+        return KIND_HTTP1;
+    }
+    return n >= H2_DECIDE ? KIND_HTTP2 : KIND_WAIT_MORE;
+}
+
+static void hand_over(struct agent_sock *s, struct pending *p, enum kind k)
+{
+    if (k == KIND_HTTP2) {
+        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->ticks);
+        if (!mf_ok(r)) {
+            mf_log_warn_r(r, "gRPC connection refused");
+        }
+        return;
+    }
+    ticks_put(s, p->fd, p->ticks);
+    /* MHD closes the fd itself when it cannot take it */
+    if (MHD_add_connection(s->daemon, p->fd, (const struct sockaddr *)&p->addr, p->addr_len) !=
+        MHD_YES) {
+        (void)ticks_take(s, p->fd);
+        mf_log_warn("the JSON API could not take a connection");
+    }
+}
+
+static unsigned open_conns(struct agent_sock *s, size_t n_pending)
+{
+    return (unsigned)n_pending + (unsigned)__atomic_load_n(&s->mhd_open, __ATOMIC_RELAXED) +
+           agent_grpc_conns(s->grpc);
+}
+
+/* Accepts, classifies and hands over, until the wake fd fires. */
+static void *accept_main(void *arg)
+{
+    struct agent_sock *s = arg;
+    size_t cap = s->max_conns, np = 0;
+    struct pending *pend = calloc(cap, sizeof(*pend));
+    struct pollfd *pf = calloc(cap + 2, sizeof(*pf));
+    int64_t last_full_log = 0;
+    if (pend == NULL || pf == NULL) {
+        mf_log_err("the Workload API cannot accept: out of memory");
+        free(pend);
+        free(pf);
+        return NULL;
+    }
+    for (;;) {
+        int64_t now = mf_mono_ms();
+        int64_t timeout = -1;
+        pf[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
+        pf[1] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
+        for (size_t i = 0; i < np; i++) {
+            pf[2 + i] = (struct pollfd){.fd = pend[i].fd,
+                                        .events = pend[i].short_wait ? 0 : POLLIN};
+            int64_t t = pend[i].short_wait ? PEEK_RETRY_MS : pend[i].deadline_ms - now;
+            if (timeout < 0 || t < timeout) {
+                timeout = t < 0 ? 0 : t;
+            }
+        }
+        int pr = poll(pf, (nfds_t)(np + 2), (int)timeout);
+        if (pr < 0 && errno != EINTR) {
+            mf_log_err("poll on the Workload API socket: %s", strerror(errno));
+            break;
+        }
+        if (pf[1].revents & POLLIN) {
+            break;
+        }
+        now = mf_mono_ms();
+        for (size_t i = np; i > 0; i--) {
+            struct pending *p = &pend[i - 1];
+            short ev = pf[2 + i - 1].revents;
+            enum kind k = KIND_WAIT;
+            if (p->short_wait || (ev & (POLLIN | POLLHUP | POLLERR))) {
+                k = classify(p->fd);
+            }
+            p->short_wait = k == KIND_WAIT_MORE;
+            if ((k == KIND_WAIT || k == KIND_WAIT_MORE) && now >= p->deadline_ms) {
+                k = KIND_CLOSE; /* sent nothing useful in time */
+            }
+            if (k == KIND_WAIT || k == KIND_WAIT_MORE) {
+                continue;
+            }
+            if (k == KIND_CLOSE) {
+                close(p->fd);
+            } else {
+                hand_over(s, p, k);
+            }
+            pend[i - 1] = pend[--np];
+        }
+        while (pf[0].revents & POLLIN) {
+            struct pending p;
+            memset(&p, 0, sizeof(p));
+            p.addr_len = sizeof(p.addr);
+            p.fd = accept4(s->listen_fd, (struct sockaddr *)&p.addr, &p.addr_len,
+                           SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (p.fd < 0) {
+                break; /* EAGAIN, or a client that went away */
+            }
+            p.ticks = agent_attest_boot_ticks();
+            if (np == cap || open_conns(s, np) >= s->max_conns) {
+                close(p.fd);
+                if (now - last_full_log > 1000) {
+                    mf_log_warn("Workload API connection limit (%u) reached", s->max_conns);
+                    last_full_log = now;
+                }
+                continue;
+            }
+            p.deadline_ms = now + (int64_t)s->conn_timeout_s * 1000;
+            pend[np++] = p;
+        }
+    }
+    for (size_t i = 0; i < np; i++) {
+        close(pend[i].fd);
+    }
+    free(pend);
+    free(pf);
+    return NULL;
 }
 
 /* see agent_sock.h */
 mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
                         struct agent_state *state, struct agent_attestor *att)
 {
-    int fd = -1;
+    mf_res rc;
     MF_ENSURE_REF(s);
     MF_ENSURE_REF(cfg);
     memset(s, 0, sizeof(*s));
     s->state = state;
     s->att = att;
+    s->jwt = cfg->jwt;
     s->max_watches = cfg->max_watches;
+    s->max_conns = cfg->max_conns;
+    s->conn_timeout_s = cfg->conn_timeout_s;
+    s->listen_fd = -1;
+    s->wake_fd = -1;
+    pthread_mutex_init(&s->ticks_mu, NULL);
+    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
+        s->ticks[i].fd = -1;
+    }
+    struct agent_grpc_cfg gcfg = {
+        .state = state,
+        .att = att,
+        .jwt = cfg->jwt,
+        .long_lived = &s->watches,
+        .max_long_lived = cfg->max_watches,
+        .conn_timeout_s = cfg->conn_timeout_s,
+    };
+    MF_TRY_OUT(agent_grpc_new(&gcfg, &s->grpc));
+    s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    MF_ENSURE_OUT(s->wake_fd >= 0, MF_ERR_IO);
     /* 0666: any local process may ask; attestation decides what it gets */
-    MF_TRY(mf_httpd_listen_unix(cfg->path, 0666, 128, &fd));
+    MF_TRY_OUT(mf_httpd_listen_unix(cfg->path, 0666, 128, &s->listen_fd));
+    int fl = fcntl(s->listen_fd, F_GETFL);
+    MF_ENSURE_OUT(fl >= 0 && fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) == 0, MF_ERR_IO);
+    /* the accept thread hands HTTP/1.1 connections over: MHD listens on
+     * nothing itself */
     s->daemon = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-            MHD_USE_ITC,
-        0, NULL, NULL, handle, s, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY_MAX,
-        MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        notify_conn, NULL, MHD_OPTION_END);
-    if (s->daemon == NULL) {
-        close(fd);
-        MF_BAIL_MSG(MF_ERR_IO, "cannot start the Workload API server on %s", cfg->path);
+            MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET,
+        0, NULL, NULL, handle, s, MHD_OPTION_CONNECTION_LIMIT, cfg->max_conns,
+        MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+        (size_t)CONN_MEMORY_MAX, MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL,
+        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_END);
+    MF_ENSURE_OUT_MSG(s->daemon != NULL, MF_ERR_IO, "cannot start the Workload API server on %s",
+                      cfg->path);
+    MF_ENSURE_OUT_MSG(pthread_create(&s->acceptor, NULL, accept_main, s) == 0, MF_ERR_INTERNAL,
+                      "cannot start the Workload API accept thread");
+    s->acceptor_started = true;
+    rc = MF_RES_OK;
+out:
+    if (!mf_ok(rc)) {
+        agent_sock_stop(s);
     }
-    return MF_RES_OK;
+    return rc;
 }
 
 /* see agent_sock.h */
 void agent_sock_stop(struct agent_sock *s)
 {
-    if (s == NULL || s->daemon == NULL) {
+    if (s == NULL || s->state == NULL) {
         return;
     }
-    MHD_stop_daemon(s->daemon);
-    s->daemon = NULL;
+    if (s->acceptor_started) {
+        uint64_t one = 1;
+        (void)!write(s->wake_fd, &one, sizeof(one));
+        pthread_join(s->acceptor, NULL);
+        s->acceptor_started = false;
+    }
+    agent_grpc_free(s->grpc);
+    s->grpc = NULL;
+    if (s->daemon != NULL) {
+        MHD_stop_daemon(s->daemon);
+        s->daemon = NULL;
+    }
+    if (s->listen_fd >= 0) {
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
+    if (s->wake_fd >= 0) {
+        close(s->wake_fd);
+        s->wake_fd = -1;
+    }
+    pthread_mutex_destroy(&s->ticks_mu);
+    s->state = NULL;
 }

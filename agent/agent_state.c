@@ -49,6 +49,8 @@ static void snap_svid_cleanup(struct agent_snap_svid *v)
     mf_selectors_free(v->sels, v->n_sels);
     mf_buf_cleanup(&v->chain_pem);
     mf_buf_cleanup(&v->key_pem);
+    mf_buf_cleanup(&v->chain_der);
+    mf_buf_cleanup(&v->key_der);
     memset(v, 0, sizeof(*v));
 }
 
@@ -63,6 +65,7 @@ void agent_snap_unref(struct agent_snap *s)
     }
     free(s->svids);
     mf_buf_cleanup(&s->bundle_pem);
+    mf_bundle_free(s->bundle);
     free(s);
 }
 
@@ -78,6 +81,8 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
     memset(&v, 0, sizeof(v));
     mf_buf_init(&v.chain_pem, MF_MAX_BUNDLE, 0);
     mf_buf_init(&v.key_pem, MF_MAX_CERT, MF_BUF_SECRET);
+    mf_buf_init(&v.chain_der, MF_MAX_BUNDLE, 0);
+    mf_buf_init(&v.key_der, MF_MAX_CERT, MF_BUF_SECRET);
     if (s->n == s->cap) {
         size_t ncap = s->cap == 0 ? 8 : s->cap * 2;
         size_t bytes;
@@ -100,6 +105,8 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
     }
     MF_TRY_OUT(mf_certs_to_pem(chain, &v.chain_pem));
     MF_TRY_OUT(mf_key_to_pem(key, &v.key_pem));
+    MF_TRY_OUT(mf_certs_to_der_concat(chain, &v.chain_der));
+    MF_TRY_OUT(mf_key_to_der(key, &v.key_der));
     v.not_after = not_after;
     s->svids[s->n++] = v;
     memset(&v, 0, sizeof(v));
@@ -134,11 +141,19 @@ static bool hint_taken(const struct agent_snap *s, size_t upto, const struct mf_
 }
 
 /* see agent_state.h */
+bool agent_snap_visible(const struct agent_snap *s, size_t i, const struct mf_selector *have,
+                        size_t n_have)
+{
+    return s != NULL && i < s->n && svid_for(&s->svids[i], have, n_have) &&
+           !hint_taken(s, i, have, n_have);
+}
+
+/* see agent_state.h */
 size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *have, size_t n_have)
 {
     size_t n = 0;
     for (size_t i = 0; s != NULL && i < s->n; i++) {
-        if (svid_for(&s->svids[i], have, n_have) && !hint_taken(s, i, have, n_have)) {
+        if (agent_snap_visible(s, i, have, n_have)) {
             n++;
         }
     }
@@ -183,7 +198,7 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
     mf_res rc = mf_buf_append_str(out, "{\"svids\":[");
     for (size_t i = 0; mf_ok(rc) && i < s->n; i++) {
         const struct agent_snap_svid *v = &s->svids[i];
-        if (!svid_for(v, have, n_have) || hint_taken(s, i, have, n_have)) {
+        if (!agent_snap_visible(s, i, have, n_have)) {
             continue;
         }
         mf_time_format(v->not_after, when);
@@ -261,6 +276,7 @@ mf_res agent_state_init(struct agent_state *st)
     pthread_condattr_t ca;
     MF_ENSURE_REF(st);
     memset(st, 0, sizeof(*st));
+    mf_certs_init(&st->id_chain);
     MF_ENSURE(pthread_mutex_init(&st->mu, NULL) == 0, MF_ERR_INTERNAL);
     /* waits are timed on the monotonic clock: wall-clock jumps (and the
      * test clock hook) must not stall or spin the watch streams */
@@ -279,6 +295,9 @@ void agent_state_cleanup(struct agent_state *st)
         return;
     }
     agent_snap_unref(st->cur);
+    mf_key_free(st->id_key);
+    mf_certs_cleanup(&st->id_chain);
+    mf_bundle_free(st->id_trust);
     pthread_cond_destroy(&st->cv);
     pthread_mutex_destroy(&st->mu);
     memset(st, 0, sizeof(*st));
@@ -347,4 +366,95 @@ bool agent_state_stopping(struct agent_state *st)
     bool s = st->stopping;
     pthread_mutex_unlock(&st->mu);
     return s;
+}
+
+/* A private key copied through its PKCS#8 DER (keys are not refcounted). */
+static mf_res key_dup(const struct mf_key *key, struct mf_key **out)
+{
+    struct mf_buf der;
+    mf_buf_init(&der, MF_MAX_CERT, MF_BUF_SECRET);
+    mf_res r = mf_key_to_der(key, &der);
+    if (mf_ok(r)) {
+        r = mf_key_from_der(der.data, der.len, out);
+    }
+    mf_buf_cleanup(&der);
+    return r;
+}
+
+static mf_res certs_dup(const struct mf_certs *src, struct mf_certs *dst)
+{
+    mf_certs_init(dst);
+    for (size_t i = 0; i < src->n; i++) {
+        mf_res r = mf_certs_push(dst, src->v[i]);
+        if (!mf_ok(r)) {
+            mf_certs_cleanup(dst);
+            return r;
+        }
+    }
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+mf_res agent_state_set_identity(struct agent_state *st, const struct mf_key *key,
+                                const struct mf_certs *chain, struct mf_bundle *trust)
+{
+    struct mf_key *k = NULL;
+    struct mf_certs cs;
+    MF_ENSURE_REF(st);
+    mf_certs_init(&cs);
+    if (key != NULL) {
+        MF_ENSURE_REF(chain);
+        MF_TRY(key_dup(key, &k));
+        mf_res r = certs_dup(chain, &cs);
+        if (!mf_ok(r)) {
+            mf_key_free(k);
+            return r;
+        }
+    }
+    pthread_mutex_lock(&st->mu);
+    if (k != NULL) {
+        mf_key_free(st->id_key);
+        mf_certs_cleanup(&st->id_chain);
+        st->id_key = k;
+        st->id_chain = cs;
+    }
+    if (trust != NULL) {
+        mf_bundle_free(st->id_trust);
+        st->id_trust = mf_bundle_ref(trust);
+    }
+    st->id_gen++;
+    pthread_mutex_unlock(&st->mu);
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen, struct mf_key **key,
+                                 struct mf_certs *chain, struct mf_bundle **trust)
+{
+    mf_res r;
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(gen);
+    *key = NULL;
+    *trust = NULL;
+    mf_certs_init(chain);
+    pthread_mutex_lock(&st->mu);
+    if (st->id_gen == *gen || st->id_key == NULL) {
+        pthread_mutex_unlock(&st->mu);
+        return mf_err_raise(MF_ERR_IO_NOT_FOUND, __FILE__, __LINE__, __func__,
+                            "no new agent identity");
+    }
+    r = key_dup(st->id_key, key);
+    if (mf_ok(r)) {
+        r = certs_dup(&st->id_chain, chain);
+    }
+    if (mf_ok(r)) {
+        *trust = mf_bundle_ref(st->id_trust);
+        *gen = st->id_gen;
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (!mf_ok(r)) {
+        mf_key_free(*key);
+        *key = NULL;
+    }
+    return r;
 }

@@ -3,7 +3,8 @@
  * agent_state: what the Workload API serves, as immutable snapshots.
  *
  * The worker thread builds a complete snapshot (every entry's selectors,
- * SVID chain and key as PEM, the bundle) and publishes it; request threads
+ * SVID chain and key as PEM for the JSON API and as DER for the gRPC API,
+ * the bundle) and publishes it; request threads
  * take a reference under the lock and then read it without any lock. A
  * snapshot is never changed after publication, and it is freed (its key
  * PEMs wiped) when the last reference goes. Each publication bumps a version
@@ -23,6 +24,7 @@
 #include <stdint.h>
 
 #include "api/mf_buf.h"
+#include "api/mf_bundle.h"
 #include "api/mf_err.h"
 #include "api/mf_selector.h"
 #include "api/mf_spiffeid.h"
@@ -37,6 +39,8 @@ struct agent_snap_svid {
     size_t n_sels;
     struct mf_buf chain_pem;   /* leaf first */
     struct mf_buf key_pem;     /* PKCS#8, MF_BUF_SECRET */
+    struct mf_buf chain_der;   /* the same chain, concatenated DER (gRPC) */
+    struct mf_buf key_der;     /* the same key, PKCS#8 DER, MF_BUF_SECRET (gRPC) */
     int64_t not_after;         /* seconds */
 };
 
@@ -45,6 +49,7 @@ struct agent_snap {
     uint64_t version;          /* set by publish */
     char td_id[MF_SPIFFE_ID_MAX + 1]; /* "spiffe://<td>" */
     struct mf_buf bundle_pem;  /* own trust domain's X.509 authorities */
+    struct mf_bundle *bundle;  /* the same bundle (X.509 and JWT authorities), or NULL */
     struct agent_snap_svid *svids;
     size_t n;
     size_t cap;
@@ -61,6 +66,13 @@ MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const 
                              const struct mf_selector *sels, size_t n_sels,
                              const struct mf_certs *chain, const struct mf_key *key,
                              int64_t not_after);
+
+/* True when SVID i of s goes to a workload with selectors have[0..n_have)
+ * now: its entry's selectors are all present, it has not expired, and no
+ * earlier visible SVID has the same non-empty hint (SPIFFE.md E21). Every
+ * renderer (JSON, gRPC, JWT) filters with this one rule. */
+bool agent_snap_visible(const struct agent_snap *s, size_t i, const struct mf_selector *have,
+                        size_t n_have);
 
 /* Number of SVIDs that a workload with selectors have[0..n_have) may get
  * now. */
@@ -85,6 +97,13 @@ struct agent_state {
     struct agent_snap *cur; /* protected by mu; NULL before the first */
     uint64_t version;       /* protected by mu */
     bool stopping;          /* protected by mu */
+    /* The agent's own identity and the CA trust, for request threads that
+     * must call the CA themselves (JWT-SVIDs, agent_jwt.h): the worker sets
+     * them, readers take copies. All protected by mu. */
+    struct mf_key *id_key;
+    struct mf_certs id_chain;
+    struct mf_bundle *id_trust;
+    uint64_t id_gen;        /* bumped on every change; 0 = none yet */
 };
 
 MF_WUR mf_res agent_state_init(struct agent_state *st);
@@ -96,6 +115,19 @@ struct agent_snap *agent_state_get(struct agent_state *st, uint64_t *version);
 /* Waits until the version differs from seen, the state is stopping, or
  * timeout_ms passes. Returns true when the version changed. */
 bool agent_state_wait(struct agent_state *st, uint64_t seen, int timeout_ms);
+/* Publishes the agent identity: copies key and adds references to the
+ * chain's certificates and to trust. key (with chain) or trust may be NULL to
+ * keep the current one. */
+MF_WUR mf_res agent_state_set_identity(struct agent_state *st, const struct mf_key *key,
+                                       const struct mf_certs *chain, struct mf_bundle *trust);
+/* Copies of the identity when its generation differs from *gen (which is
+ * updated): *key (caller frees), chain (initialised here, caller cleans
+ * up) and *trust (a reference). Returns MF_ERR_IO_NOT_FOUND, with nothing
+ * set, when the generation is unchanged or no identity was published. */
+MF_WUR mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen,
+                                        struct mf_key **key, struct mf_certs *chain,
+                                        struct mf_bundle **trust);
+
 /* Wakes every waiter for good (shutdown). */
 void agent_state_stop(struct agent_state *st);
 bool agent_state_stopping(struct agent_state *st);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <sys/eventfd.h>
 
+#include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
 #include "agent/agent_worker.h"
 #include "api/mf_json.h"
@@ -109,6 +110,10 @@ static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key,
     w->agent_attempts = 0;
     w->agent_retry_at_ms = 0;
     agent_client_set_identity(&w->client, w->agent_key, &w->agent_chain);
+    r = agent_state_set_identity(w->state, w->agent_key, &w->agent_chain, NULL);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "cannot share the agent identity (JWT-SVIDs will fail)");
+    }
     char when[MF_RFC3339_LEN];
     mf_time_format(mf_cert_not_after(w->agent_chain.v[0]), when);
     mf_log_event(MF_LOG_INFO, __func__, "agent identity", "spiffe_id", w->agent_id.str,
@@ -126,6 +131,7 @@ static mf_res take_bundle(struct agent_worker *w, struct mf_bundle *b, bool *cha
     }
     MF_TRY(agent_cache_set_bundle(&w->cache, b));
     MF_TRY(agent_client_set_trust(&w->client, b));
+    MF_TRY(agent_state_set_identity(w->state, NULL, NULL, b));
     *changed = true;
     mf_log_info("trust bundle updated (%zu authorities)", b->x509.n);
     return MF_RES_OK;
@@ -176,6 +182,7 @@ static mf_res renew_agent(struct agent_worker *w)
     mf_certs_init(&chain);
     MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
     MF_TRY_OUT(agent_client_renew(&w->client, w->agent_id.str, key, &chain, &b));
+    agent_metrics_agent_renewed(w->agent_renew_at_ms);
     MF_TRY_OUT(take_bundle(w, b, &changed));
     rc = set_agent_identity(w, key, &chain);
     key = NULL;
@@ -202,6 +209,7 @@ mf_res agent_worker_publish(struct agent_worker *w)
     MF_TRY(agent_snap_new(w->td, &s));
     if (w->cache.bundle != NULL) {
         MF_TRY_OUT(mf_bundle_to_pem(w->cache.bundle, &s->bundle_pem));
+        s->bundle = mf_bundle_ref(w->cache.bundle);
     }
     for (size_t i = 0; i < w->cache.n; i++) {
         const struct agent_rec *r = &w->cache.v[i];
@@ -213,6 +221,7 @@ mf_res agent_worker_publish(struct agent_worker *w)
         next = min64(next, r->not_after * 1000);
     }
     w->next_expiry_ms = next;
+    agent_metrics_published(w);
     agent_state_publish(w->state, s);
     s = NULL;
     rc = MF_RES_OK;
@@ -321,6 +330,7 @@ static void rec_failed(struct agent_worker *w, struct agent_rec *r, mf_res why)
         d = w->cfg->rot.backoff_cap_ms;
     }
     r->attempts++;
+    agent_metrics_sign_failed();
     r->retry_at_ms = mf_now_ms() + d;
     mf_log_warn_r(why, "signing %s failed (attempt %u); next try in %lld ms", r->entry.spiffe_id,
                   r->attempts, (long long)d);
@@ -346,6 +356,7 @@ static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const j
     int64_t renew = 0;
     MF_TRY_OUT(agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf),
                                  &renew));
+    agent_metrics_svid_signed(rec->key != NULL ? rec->renew_at_ms : 0);
     mf_key_free(rec->key);
     mf_certs_cleanup(&rec->chain);
     rec->key = *key;
@@ -491,6 +502,7 @@ static void ca_failed(struct agent_worker *w, mf_res why)
         d = w->cfg->rot.backoff_cap_ms;
     }
     w->ca_attempts++;
+    agent_metrics_ca_failed();
     w->ca_retry_at_ms = mf_now_ms() + d;
     mf_log_warn_r(why, "CA unavailable (attempt %u); retrying in %lld ms", w->ca_attempts,
                   (long long)d);
@@ -512,6 +524,7 @@ static void *worker_main(void *arg)
     while (!stopping(w)) {
         int64_t now = mf_now_ms();
         bool publish = false;
+        agent_metrics_check_expiry(w, now);
         mf_res r;
 
         if (now >= w->next_expiry_ms) {
@@ -534,6 +547,16 @@ static void *worker_main(void *arg)
                 w->agent_attempts++;
                 w->agent_retry_at_ms = mf_now_ms() + d;
                 mf_log_warn_r(r, "agent SVID renewal failed (attempt %u)", w->agent_attempts);
+                if (w->agent_chain.n > 0 &&
+                    !agent_svid_servable(mf_cert_not_after(w->agent_chain.v[0]))) {
+                    /* by design (docs/security.md): an expired agent SVID is
+                     * never renewed, so only a new join token helps */
+                    char when[MF_RFC3339_LEN];
+                    mf_time_format(mf_cert_not_after(w->agent_chain.v[0]), when);
+                    mf_log_err("the agent SVID expired at %s and the CA does not renew an "
+                               "expired one: restart the agent with a new --join-token",
+                               when);
+                }
             }
         }
 
@@ -623,6 +646,9 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
         w->cache.bundle = mf_bundle_ref(file_b);
     }
     MF_TRY_OUT(agent_client_init(&w->client, cfg->server, w->td, trust));
+    /* stopping writes wake_fd: that also abandons a long poll in flight */
+    w->client.cancel_fd = w->wake_fd;
+    MF_TRY_OUT(agent_state_set_identity(state, NULL, NULL, trust));
 
     rc = agent_cache_load_agent(&w->cache, &key, &chain, &renew);
     if (mf_ok(rc) && agent_svid_servable(mf_cert_not_after(chain.v[0])) &&
@@ -634,6 +660,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
         mf_certs_init(&chain);
         w->agent_renew_at_ms = renew;
         agent_client_set_identity(&w->client, w->agent_key, &w->agent_chain);
+        MF_TRY_OUT(agent_state_set_identity(state, w->agent_key, &w->agent_chain, NULL));
         mf_log_info("reusing the agent identity %s from %s", w->agent_id.str, cfg->data_dir);
     } else {
         if (!mf_ok(rc) && rc.err != MF_ERR_IO_NOT_FOUND) {
@@ -696,11 +723,13 @@ void agent_worker_stop(struct agent_worker *w)
         (void)!write(w->wake_fd, &one, sizeof(one));
     }
     if (w->started) {
-        /* a long poll in flight ends within its own deadline; do not make
-         * shutdown wait for it (every file on disk is already consistent) */
+        /* wake_fd also cancels any request in flight (agent_client's
+         * cancel_fd), so the thread ends promptly; only a TLS handshake in
+         * progress runs to its own timeout. Do not wait longer than that:
+         * every file on disk is already consistent. */
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 2;
+        ts.tv_sec += 12;
         if (pthread_timedjoin_np(w->thread, NULL, &ts) == 0) {
             w->started = false;
         }

@@ -103,6 +103,7 @@ struct mf_http_conn {
      * the stack so it is wiped at close: Workload API responses carry
      * private keys. */
     uint8_t scratch[READ_CHUNK];
+    int cancel_fd; /* see mf_http_set_cancel_fd, or -1 */
 };
 
 /* ---- deadlines and raw I/O ----------------------------------------------- */
@@ -114,17 +115,24 @@ static mf_res set_deadline(struct mf_http_conn *c, int timeout_ms)
     return MF_RES_OK;
 }
 
-/* Waits until fd is ready for events or the deadline passes. */
-static mf_res wait_fd(int fd, short events, int64_t deadline)
+/* Waits until fd is ready for events or the deadline passes. When
+ * cancel_fd is >= 0 and becomes readable, the wait ends at once with
+ * MF_ERR_IO_TIMEOUT ("cancelled"): a daemon stopping can interrupt a long
+ * poll instead of waiting out its deadline. */
+static mf_res wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
 {
     for (;;) {
         int64_t left = deadline - mf_mono_ms();
         if (left < 0) {
             left = 0;
         }
-        struct pollfd pfd = {.fd = fd, .events = events, .revents = 0};
-        int n = poll(&pfd, 1, left > INT_MAX ? INT_MAX : (int)left);
+        struct pollfd pfd[2] = {
+            {.fd = fd, .events = events, .revents = 0},
+            {.fd = cancel_fd, .events = POLLIN, .revents = 0},
+        };
+        int n = poll(pfd, cancel_fd >= 0 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
         if (n > 0) {
+            MF_ENSURE_MSG(pfd[1].revents == 0, MF_ERR_IO_TIMEOUT, "cancelled");
             /* errors and hang-ups are reported by the read or write that
              * follows */
             return MF_RES_OK;
@@ -198,9 +206,9 @@ static mf_res tls_retry(struct mf_http_conn *c, int ret, const char *what)
     int e = wolfSSL_get_error(c->ssl, ret);
     switch (e) {
     case WOLFSSL_ERROR_WANT_READ:
-        return wait_fd(c->fd, POLLIN, c->deadline);
+        return wait_fd(c->fd, POLLIN, c->deadline, c->cancel_fd);
     case WOLFSSL_ERROR_WANT_WRITE:
-        return wait_fd(c->fd, POLLOUT, c->deadline);
+        return wait_fd(c->fd, POLLOUT, c->deadline, c->cancel_fd);
     case WOLFSSL_ERROR_ZERO_RETURN:
         /* close_notify: an orderly end */
         MF_BAIL_MSG(MF_ERR_IO_EOF, "TLS peer closed the connection");
@@ -245,7 +253,7 @@ static mf_res raw_read(struct mf_http_conn *c, uint8_t *p, size_t cap, size_t *g
             continue;
         }
         MF_ENSURE_MSG(errno == EAGAIN, MF_ERR_IO, "recv: %s", strerror(errno));
-        MF_TRY(wait_fd(c->fd, POLLIN, c->deadline));
+        MF_TRY(wait_fd(c->fd, POLLIN, c->deadline, c->cancel_fd));
     }
 }
 
@@ -278,7 +286,7 @@ static mf_res raw_write_all(struct mf_http_conn *c, const uint8_t *p, size_t n)
             MF_BAIL_MSG(MF_ERR_IO_EOF, "peer closed the connection while we wrote");
         }
         MF_ENSURE_MSG(errno == EAGAIN, MF_ERR_IO, "send: %s", strerror(errno));
-        MF_TRY(wait_fd(c->fd, POLLOUT, c->deadline));
+        MF_TRY(wait_fd(c->fd, POLLOUT, c->deadline, c->cancel_fd));
     }
     return MF_RES_OK;
 }
@@ -306,6 +314,7 @@ static mf_res conn_new(int fd, struct mf_http_conn **out)
     struct mf_http_conn *c = calloc(1, sizeof(*c));
     MF_TRY_PTR(c, MF_ERR_NOMEM);
     c->fd = fd;
+    c->cancel_fd = -1;
     /* Secret: these hold response bytes, which may include private keys. */
     mf_buf_init(&c->in, IN_MAX, MF_BUF_SECRET);
     mf_buf_init(&c->pend, SIZE_MAX, MF_BUF_SECRET);
@@ -316,7 +325,7 @@ static mf_res conn_new(int fd, struct mf_http_conn **out)
 /* Finishes a non-blocking connect() that returned EINPROGRESS. */
 static mf_res connect_wait(int fd, int64_t deadline)
 {
-    MF_TRY(wait_fd(fd, POLLOUT, deadline));
+    MF_TRY(wait_fd(fd, POLLOUT, deadline, -1));
     int err = 0;
     socklen_t len = sizeof(err);
     MF_ENSURE_MSG(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0, MF_ERR_IO,
@@ -585,6 +594,14 @@ const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c)
 bool mf_http_reusable(const struct mf_http_conn *c)
 {
     return c != NULL && !c->broken && !c->in_exchange;
+}
+
+/* see mf_http.h */
+void mf_http_set_cancel_fd(struct mf_http_conn *c, int fd)
+{
+    if (c != NULL) {
+        c->cancel_fd = fd;
+    }
 }
 
 /* see mf_http.h */

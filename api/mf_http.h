@@ -92,6 +92,13 @@ MF_WUR mf_res mf_http_stream_begin(struct mf_http_conn *c, const char *method, c
 MF_WUR mf_res mf_http_stream_line(struct mf_http_conn *c, size_t max_line, int timeout_ms,
                                   struct mf_buf *line);
 
+/* From now on, every wait of this connection also watches fd (e.g. an
+ * eventfd a stopping daemon writes to): once fd is readable, the call in
+ * progress and every later one fail at once with MF_ERR_IO_TIMEOUT and the
+ * detail "cancelled". fd is borrowed and must outlive the connection; -1
+ * turns this off. The TLS handshake in mf_http_connect_tls is not covered. */
+void mf_http_set_cancel_fd(struct mf_http_conn *c, int fd);
+
 void mf_http_close(struct mf_http_conn *c); /* NULL is a no-op */
 
 /* Parses a Workload API endpoint address (SPIFFE.md E7-E9): "unix:///path"

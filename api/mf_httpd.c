@@ -390,6 +390,15 @@ static struct res_map map_res(enum mf_err e)
 enum MHD_Result mf_httpd_reply_res(struct MHD_Connection *conn, mf_res r)
 {
     struct res_map m = map_res(r.err);
+    if (r.err == MF_ERR_IO_NOSPACE) {
+        /* a full disk or a file size limit: every write is one transaction,
+         * so nothing was written; the operator needs to know that it is
+         * the disk, not a bug (tests/integration/fault_disk_full.sh) */
+        mf_log_err_r(r, "request refused");
+        return mf_httpd_reply_error(conn, MHD_HTTP_INSUFFICIENT_STORAGE, "unavailable",
+                                    "the server's disk is full: nothing was written; retry "
+                                    "once space is freed");
+    }
     if (m.status == MHD_HTTP_INTERNAL_SERVER_ERROR) {
         /* the detail of a server fault is for the log, not the peer */
         mf_log_err_r(r, "request failed");

@@ -12,9 +12,11 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "api/mf_buf.h"
 #include "api/mf_log.h"
@@ -22,6 +24,8 @@
 static _Atomic int log_level = MF_LOG_INFO;
 static _Atomic int log_format = MF_LOG_TEXT;
 static _Atomic int log_fd = 2;
+/* stderr is systemd's journal: text lines carry "<N>" instead of a time */
+static _Atomic int log_journal = 0;
 
 #define LINE_MAX_BYTES 8192
 /* Escaped text stops this many bytes short of the cap, which leaves room for
@@ -39,11 +43,29 @@ static _Atomic int log_fd = 2;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
+/* True when fd 2 is the stream systemd connected to the journal: it sets
+ * JOURNAL_STREAM to "DEV:INODE" of that stream (systemd.exec(5)); comparing
+ * with fstat(2) keeps a variable inherited by a child whose stderr was
+ * redirected elsewhere from changing its format. */
+static bool stderr_is_journal(void)
+{
+    const char *e = getenv("JOURNAL_STREAM");
+    struct stat st;
+    if (e == NULL || fstat(2, &st) != 0) {
+        return false;
+    }
+    char want[64];
+    (void)snprintf(want, sizeof(want), "%llu:%llu", (unsigned long long)st.st_dev,
+                   (unsigned long long)st.st_ino);
+    return strcmp(e, want) == 0;
+}
+
 /* see mf_log.h */
 void mf_log_setup(enum mf_log_level level, enum mf_log_format format)
 {
     atomic_store(&log_level, (int)level);
     atomic_store(&log_format, (int)format);
+    atomic_store(&log_journal, stderr_is_journal() ? 1 : 0);
 }
 
 /* see mf_log.h */
@@ -198,6 +220,13 @@ static void put_prefix(struct mf_buf *b, enum mf_log_level level, const char *fu
         IGNORE(mf_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"func\":\"", ts, lvl));
         (void)put_escaped(b, func, true, false);
         IGNORE(mf_buf_append_u8(b, '"'));
+    } else if (atomic_load(&log_journal)) {
+        /* sd-daemon(3) priority prefix (err 3, warning 4, info 6, debug 7);
+         * the journal stamps the time itself */
+        static const int prio[] = {3, 4, 6, 7};
+        IGNORE(mf_buf_printf(b, "<%d>%s ", prio[(int)level & 3], lvl));
+        (void)put_escaped(b, func, false, false);
+        IGNORE(mf_buf_append_str(b, ": "));
     } else {
         IGNORE(mf_buf_printf(b, "%s %s ", ts, lvl));
         (void)put_escaped(b, func, false, false);

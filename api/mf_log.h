@@ -12,6 +12,11 @@
  *   "2026-11-22T18:00:00Z info issue: issued spiffe_id=spiffe://td/x serial=..."
  * and in JSON format every pair is its own member. Never pass secrets.
  *
+ * Under systemd (stderr is the journal stream named by $JOURNAL_STREAM,
+ * checked by mf_log_setup), text lines start with the sd-daemon priority
+ * prefix "<N>" instead of the timestamp: journald records the time and the
+ * priority itself. JSON lines are unchanged.
+ *
  * Thread-safe: each line is written with a single write(2).
  */
 #ifndef MF_LOG_H

@@ -39,30 +39,80 @@ static enum MHD_Result reply_entry(struct MHD_Connection *conn, unsigned status,
     return mf_httpd_reply_json(conn, status, o);
 }
 
-static mf_res parse_body(const struct mf_httpd_req *req, json_t **out)
+/* ---- request bodies (pure: no I/O, see ca_admin.h) -------------------------- */
+
+/* see ca_admin.h */
+mf_res ca_admin_parse_entry(const void *body, size_t len, const char *td, int64_t max_ttl,
+                            bool patch, struct ca_entry *e)
 {
-    return mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_BODY, out);
+    json_t *doc = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, &doc);
+    if (mf_ok(r)) {
+        r = ca_entry_from_json(doc, patch, e, NULL);
+    }
+    if (mf_ok(r)) {
+        r = ca_policy_entry_check(td, max_ttl, e);
+    }
+    json_decref(doc);
+    return r;
+}
+
+/* see ca_admin.h */
+mf_res ca_admin_parse_token(const void *body, size_t len, const char *td,
+                            struct mf_spiffe_id *id, int64_t *ttl)
+{
+    static const char *const keys[] = {"spiffe_id", "ttl", NULL};
+    json_t *doc = NULL;
+    const char *sid = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, &doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_int(doc, "ttl", false, 1, TOKEN_TTL_MAX, ttl);
+    }
+    if (mf_ok(r)) {
+        r = ca_policy_agent_id(td, sid, id);
+    }
+    json_decref(doc);
+    return r;
+}
+
+/* see ca_admin.h */
+mf_res ca_admin_parse_agent_op(const void *body, size_t len, const char *td,
+                               struct mf_spiffe_id *id)
+{
+    static const char *const keys[] = {"spiffe_id", NULL};
+    json_t *doc = NULL;
+    const char *sid = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, &doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
+    }
+    if (mf_ok(r)) {
+        r = ca_policy_agent_id(td, sid, id);
+    }
+    json_decref(doc);
+    return r;
 }
 
 static enum MHD_Result entry_create(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                     const struct mf_httpd_req *req)
 {
-    json_t *body = NULL;
     struct ca_entry e;
     memset(&e, 0, sizeof(e));
-    mf_res r = parse_body(req, &body);
-    if (mf_ok(r)) {
-        r = ca_entry_from_json(body, false, &e, NULL);
-    }
-    if (mf_ok(r)) {
-        r = ca_policy_entry_check(ctx->cfg.trust_domain, ca_keys_max_leaf_ttl(ctx->cfg.ca_ttl),
-                                  &e);
-    }
+    mf_res r = ca_admin_parse_entry(req->body.data, req->body.len, ctx->cfg.trust_domain,
+                                    ca_keys_max_leaf_ttl(ctx->cfg.ca_ttl), false, &e);
     if (mf_ok(r)) {
         e.created_at = mf_now();
         r = ca_store_entry_create(ctx->store, &e);
     }
-    json_decref(body);
     enum MHD_Result ret;
     if (mf_ok(r)) {
         mf_log_event(MF_LOG_INFO, __func__, "entry created", "id", e.id, "spiffe_id",
@@ -79,25 +129,16 @@ static enum MHD_Result entry_create(struct ca_ctx *ctx, struct MHD_Connection *c
 static enum MHD_Result entry_update(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                     const struct mf_httpd_req *req, const char *id)
 {
-    json_t *body = NULL;
     struct ca_entry e;
     memset(&e, 0, sizeof(e));
-    unsigned mask = 0;
     mf_res r = ca_store_entry_get(ctx->store, id, &e);
     if (mf_ok(r)) {
-        r = parse_body(req, &body);
-    }
-    if (mf_ok(r)) {
-        r = ca_entry_from_json(body, true, &e, &mask);
-    }
-    if (mf_ok(r)) {
-        r = ca_policy_entry_check(ctx->cfg.trust_domain, ca_keys_max_leaf_ttl(ctx->cfg.ca_ttl),
-                                  &e);
+        r = ca_admin_parse_entry(req->body.data, req->body.len, ctx->cfg.trust_domain,
+                                 ca_keys_max_leaf_ttl(ctx->cfg.ca_ttl), true, &e);
     }
     if (mf_ok(r)) {
         r = ca_store_entry_update(ctx->store, &e);
     }
-    json_decref(body);
     enum MHD_Result ret;
     if (mf_ok(r)) {
         mf_log_event(MF_LOG_INFO, __func__, "entry updated", "id", e.id, "spiffe_id",
@@ -133,27 +174,13 @@ static enum MHD_Result entry_list(struct ca_ctx *ctx, struct MHD_Connection *con
 static enum MHD_Result token_create(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                     const struct mf_httpd_req *req)
 {
-    json_t *body = NULL;
-    static const char *const keys[] = {"spiffe_id", "ttl", NULL};
     uint8_t raw[TOKEN_BYTES], hash[32];
     char token[2 * TOKEN_BYTES + 1];
-    const char *sid = NULL;
     int64_t ttl = ctx->cfg.token_ttl;
     struct mf_spiffe_id id;
     enum MHD_Result ret;
-    mf_res r = parse_body(req, &body);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(body, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(body, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_int(body, "ttl", false, 1, TOKEN_TTL_MAX, &ttl);
-    }
-    if (mf_ok(r)) {
-        r = ca_policy_agent_id(ctx->cfg.trust_domain, sid, &id);
-    }
+    mf_res r = ca_admin_parse_token(req->body.data, req->body.len, ctx->cfg.trust_domain, &id,
+                                    &ttl);
     if (mf_ok(r)) {
         r = mf_random(raw, sizeof(raw));
     }
@@ -180,7 +207,6 @@ static enum MHD_Result token_create(struct ca_ctx *ctx, struct MHD_Connection *c
     }
     mf_wipe(raw, sizeof(raw));
     mf_wipe(token, sizeof(token));
-    json_decref(body);
     return ret;
 }
 
@@ -207,8 +233,6 @@ static enum MHD_Result agent_list(struct ca_ctx *ctx, struct MHD_Connection *con
 static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                 const struct mf_httpd_req *req, const char *op)
 {
-    json_t *body = NULL;
-    static const char *const keys[] = {"spiffe_id", NULL};
     const char *sid = NULL;
     struct mf_spiffe_id id;
     struct ca_agent a;
@@ -219,17 +243,11 @@ static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
             r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
                              "spiffe_id query parameter is required");
         }
+        if (mf_ok(r)) {
+            r = ca_policy_agent_id(ctx->cfg.trust_domain, sid, &id);
+        }
     } else {
-        r = parse_body(req, &body);
-        if (mf_ok(r)) {
-            r = mf_json_only_keys(body, keys);
-        }
-        if (mf_ok(r)) {
-            r = mf_json_str(body, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
-        }
-    }
-    if (mf_ok(r)) {
-        r = ca_policy_agent_id(ctx->cfg.trust_domain, sid, &id);
+        r = ca_admin_parse_agent_op(req->body.data, req->body.len, ctx->cfg.trust_domain, &id);
     }
     if (mf_ok(r) && strcmp(op, "ban") == 0) {
         r = ca_store_agent_ban(ctx->store, id.str);
@@ -239,7 +257,6 @@ static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (mf_ok(r) && strcmp(op, "evict") != 0) {
         r = ca_store_agent_get(ctx->store, id.str, &a);
     }
-    json_decref(body);
     if (!mf_ok(r)) {
         return mf_httpd_reply_res(conn, r);
     }

@@ -25,6 +25,7 @@
 
 #include "api/mf_httpd.h"
 #include "api/mf_json.h"
+#include "api/mf_jwt.h"
 #include "api/mf_log.h"
 #include "api/mf_mem.h"
 #include "api/mf_time.h"
@@ -49,10 +50,11 @@ struct ca_api {
     struct MHD_Daemon *d;
     int fd;
     char addr[300];
-    pthread_mutex_t mu;           /* protects gens, cur, renew_at */
+    pthread_mutex_t mu;           /* protects gens, cur, renew_at, not_before */
     struct srv_cred gens[SRV_GENS];
     int cur;                      /* index of the newest credential, -1 before the first */
     int64_t renew_at;
+    int64_t not_before;           /* of the newest credential */
     char *trust_pem;              /* bundle PEM handed to MHD_OPTION_HTTPS_MEM_TRUST */
 };
 
@@ -145,7 +147,7 @@ static mf_res renew_server(struct ca_api *api, int64_t now)
     /* Half of the life that remains from now: NotBefore is backdated (B28)
      * and NotAfter may be capped by the CA's own expiry, so nb + (na-nb)/2
      * could already be past for short TTLs. */
-    (void)nb;
+    api->not_before = nb;
     api->renew_at = now + (na - now) / 2;
     pthread_mutex_unlock(&api->mu);
     rc = MF_RES_OK;
@@ -162,7 +164,11 @@ mf_res ca_api_maintain(struct ca_api *api, int64_t now)
 {
     MF_ENSURE_REF(api);
     pthread_mutex_lock(&api->mu);
-    bool due = api->cur < 0 || now >= api->renew_at;
+    /* also when the clock stepped back past the SVID's NotBefore (made
+     * while it ran ahead): peers would refuse it until then, and renew_at,
+     * set on that clock, could be hours away (tests/integration/
+     * fault_clock.sh) */
+    bool due = api->cur < 0 || now >= api->renew_at || now < api->not_before;
     pthread_mutex_unlock(&api->mu);
     if (!due) {
         return MF_RES_OK;
@@ -267,11 +273,154 @@ static mf_res decode_csr(const char *b64, struct mf_csr **out)
     MF_ENSURE_OUT_MSG(strlen(b64) <= (MF_MAX_CSR / 3 + 1) * 4, MF_ERR_PROTO_TOO_LARGE,
                       "CSR is over %u bytes", MF_MAX_CSR);
     MF_TRY_OUT(mf_b64_decode(b64, strlen(b64), &der));
-    MF_TRY_OUT(mf_csr_verify(der.data, der.len, out));
+    rc = mf_csr_verify(der.data, der.len, out);
+    if (mf_err_category(rc.err) == MF_CAT_AUTH) {
+        /* a CSR that could never make an SVID (two URI SANs...) is a bad
+         * request (400), not a failed authentication of the caller (401) */
+        char why[400];
+        snprintf(why, sizeof(why), "%s", mf_err_detail());
+        rc = mf_err_raise(MF_ERR_PROTO, __FILE__, __LINE__, __func__, "%s", why);
+    }
+    MF_TRY_OUT(rc);
     rc = MF_RES_OK;
 out:
     mf_buf_cleanup(&der);
     return rc;
+}
+
+/* ---- request bodies (pure: no I/O, see ca_api.h) ---------------------------- */
+
+/* see ca_api.h */
+mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
+                           struct mf_csr **csr)
+{
+    static const char *const keys[] = {"join_token", "csr", NULL};
+    const char *csr_b64 = NULL;
+    *doc = NULL;
+    *token = NULL;
+    *csr = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY_PREAUTH, doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(*doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(*doc, "join_token", true, 256, token);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY_PREAUTH, &csr_b64);
+    }
+    if (mf_ok(r)) {
+        r = decode_csr(csr_b64, csr);
+    }
+    return r;
+}
+
+/* see ca_api.h */
+mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc, struct mf_csr **csr)
+{
+    static const char *const keys[] = {"csr", NULL};
+    const char *csr_b64 = NULL;
+    *doc = NULL;
+    *csr = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(*doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY, &csr_b64);
+    }
+    if (mf_ok(r)) {
+        r = decode_csr(csr_b64, csr);
+    }
+    return r;
+}
+
+/* see ca_api.h */
+mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc, const json_t **reqs)
+{
+    static const char *const keys[] = {"requests", NULL};
+    static const char *const item_keys[] = {"entry_id", "csr", NULL};
+    *doc = NULL;
+    *reqs = NULL;
+    mf_res r = mf_json_parse(body, len, MF_MAX_SIGN_BODY, doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(*doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_array(*doc, "requests", true, MF_MAX_BATCH, reqs);
+    }
+    if (mf_ok(r) && json_array_size(*reqs) == 0) {
+        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                         "requests must hold 1..%u items", MF_MAX_BATCH);
+    }
+    /* Validate the shape of every item before doing any work, so that a
+     * malformed batch is refused as a whole. */
+    for (size_t i = 0; mf_ok(r) && i < json_array_size(*reqs); i++) {
+        const json_t *it = json_array_get(*reqs, i);
+        const char *s = NULL;
+        if (!json_is_object(it)) {
+            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                             "requests[%zu] must be an object", i);
+            break;
+        }
+        r = mf_json_only_keys(it, item_keys);
+        if (mf_ok(r)) {
+            r = mf_json_str(it, "entry_id", true, CA_ENTRY_ID_LEN, &s);
+        }
+        if (mf_ok(r)) {
+            r = mf_json_str(it, "csr", true, MF_MAX_CSR * 2, &s);
+        }
+    }
+    return r;
+}
+
+/* see ca_api.h */
+mf_res ca_api_decode_csr(const char *b64, struct mf_csr **out)
+{
+    MF_ENSURE_REF(b64);
+    *out = NULL;
+    return decode_csr(b64, out);
+}
+
+/* see ca_api.h */
+mf_res ca_api_parse_jwt(const void *body, size_t len, json_t **doc, const char **spiffe_id,
+                        const char **aud, size_t *n_aud)
+{
+    static const char *const keys[] = {"spiffe_id", "audience", NULL};
+    const json_t *arr = NULL;
+    struct mf_spiffe_id id;
+    *doc = NULL;
+    *spiffe_id = NULL;
+    *n_aud = 0;
+    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, doc);
+    if (mf_ok(r)) {
+        r = mf_json_only_keys(*doc, keys);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_str(*doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, spiffe_id);
+    }
+    if (mf_ok(r)) {
+        r = mf_spiffeid_parse_cstr(*spiffe_id, &id);
+    }
+    if (mf_ok(r)) {
+        r = mf_json_array(*doc, "audience", true, MF_JWT_AUD_MAX, &arr);
+    }
+    if (mf_ok(r) && json_array_size(arr) == 0) {
+        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                         "audience must hold 1..%d strings", MF_JWT_AUD_MAX);
+    }
+    for (size_t i = 0; mf_ok(r) && i < json_array_size(arr); i++) {
+        const json_t *a = json_array_get(arr, i);
+        if (!json_is_string(a) || json_string_length(a) == 0 ||
+            json_string_length(a) > MF_JWT_AUD_LEN_MAX) {
+            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
+                             "audience[%zu] must be a string of 1..%d bytes", i,
+                             MF_JWT_AUD_LEN_MAX);
+            break;
+        }
+        aud[(*n_aud)++] = json_string_value(a);
+    }
+    return r;
 }
 
 /* {"spiffe_id","x509_svid":[...],"bundle":{...}} */
@@ -299,12 +448,11 @@ static enum MHD_Result reply_svid(struct ca_ctx *ctx, struct MHD_Connection *con
 static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                  const struct mf_httpd_req *req)
 {
-    static const char *const keys[] = {"join_token", "csr", NULL};
     json_t *body = NULL;
     struct mf_csr *csr = NULL;
     struct mf_certs chain;
     mf_certs_init(&chain);
-    const char *token = NULL, *csr_b64 = NULL;
+    const char *token = NULL;
     char agent_id[MF_SPIFFE_ID_MAX + 1] = "";
     char ip[64], akey[80];
     uint8_t hash[32];
@@ -314,22 +462,9 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
     peer_ip(conn, ip, sizeof(ip));
     snprintf(akey, sizeof(akey), "attest:%s", ip);
 
-    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_BODY_PREAUTH,
-                             &body);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(body, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(body, "join_token", true, 256, &token);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(body, "csr", true, MF_MAX_BODY_PREAUTH, &csr_b64);
-    }
-    /* Check the CSR before spending the token, so a broken CSR does not
-     * cost the operator a token. */
-    if (mf_ok(r)) {
-        r = decode_csr(csr_b64, &csr);
-    }
+    /* The CSR is checked before the token is spent, so a broken CSR does
+     * not cost the operator a token. */
+    mf_res r = ca_api_parse_attest(req->body.data, req->body.len, &body, &token, &csr);
     if (mf_ok(r)) {
         r = ca_issue_admit(ctx->issuer, akey, mf_mono_ms(), &why);
         admitted = mf_ok(r);
@@ -402,25 +537,14 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
 static enum MHD_Result do_renew(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                 const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
 {
-    static const char *const keys[] = {"csr", NULL};
     json_t *body = NULL;
     struct mf_csr *csr = NULL;
     struct mf_certs chain;
     mf_certs_init(&chain);
-    const char *csr_b64 = NULL;
     struct ca_admit why = {0};
     bool admitted = false;
     enum MHD_Result ret;
-    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_BODY, &body);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(body, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(body, "csr", true, MF_MAX_BODY, &csr_b64);
-    }
-    if (mf_ok(r)) {
-        r = decode_csr(csr_b64, &csr);
-    }
+    mf_res r = ca_api_parse_renew(req->body.data, req->body.len, &body, &csr);
     if (mf_ok(r)) {
         r = ca_policy_renew_csr(agent->str, mf_csr_spiffe_id(csr));
     }
@@ -592,8 +716,6 @@ static json_t *item_error(const char *entry_id, mf_res r)
 static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
 {
-    static const char *const keys[] = {"requests", NULL};
-    static const char *const item_keys[] = {"entry_id", "csr", NULL};
     json_t *body = NULL, *results = NULL;
     const json_t *reqs = NULL;
     struct ca_entry *entries = NULL;
@@ -601,35 +723,8 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     struct ca_admit why = {0};
     bool admitted = false;
     enum MHD_Result ret;
-    mf_res r = mf_json_parse((const char *)req->body.data, req->body.len, MF_MAX_SIGN_BODY, &body);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(body, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_array(body, "requests", true, MF_MAX_BATCH, &reqs);
-    }
-    if (mf_ok(r) && json_array_size(reqs) == 0) {
-        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                         "requests must hold 1..%u items", MF_MAX_BATCH);
-    }
-    /* Validate the shape of every item before doing any work, so that a
-     * malformed batch is refused as a whole. */
-    for (size_t i = 0; mf_ok(r) && i < json_array_size(reqs); i++) {
-        const json_t *it = json_array_get(reqs, i);
-        const char *s = NULL;
-        if (!json_is_object(it)) {
-            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                             "requests[%zu] must be an object", i);
-            break;
-        }
-        r = mf_json_only_keys(it, item_keys);
-        if (mf_ok(r)) {
-            r = mf_json_str(it, "entry_id", true, CA_ENTRY_ID_LEN, &s);
-        }
-        if (mf_ok(r)) {
-            r = mf_json_str(it, "csr", true, MF_MAX_CSR * 2, &s);
-        }
-    }
+    /* every item's shape is checked first: a malformed batch fails whole */
+    mf_res r = ca_api_parse_sign(req->body.data, req->body.len, &body, &reqs);
     if (mf_ok(r)) {
         r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
         admitted = mf_ok(r);
@@ -726,6 +821,68 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     return ret;
 }
 
+/* POST /v1/jwt: a JWT-SVID for an entry parented to the caller. */
+static enum MHD_Result do_jwt(struct ca_ctx *ctx, struct MHD_Connection *conn,
+                              const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
+{
+    json_t *doc = NULL;
+    const char *sid = NULL;
+    const char *aud[MF_JWT_AUD_MAX];
+    size_t n_aud = 0, n_entries = 0;
+    struct ca_entry *entries = NULL;
+    struct ca_admit why = {0};
+    bool admitted = false;
+    int64_t exp = 0;
+    enum MHD_Result ret;
+    struct mf_buf tok;
+    /* a bearer token: wiped once sent */
+    mf_buf_init(&tok, MF_JWT_MAX, MF_BUF_SECRET);
+    mf_res r = ca_api_parse_jwt(req->body.data, req->body.len, &doc, &sid, aud, &n_aud);
+    if (mf_ok(r)) {
+        r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
+        admitted = mf_ok(r);
+    }
+    if (mf_ok(r)) {
+        r = ca_store_entry_list(ctx->store, agent->str, &entries, &n_entries);
+    }
+    if (mf_ok(r)) {
+        bool parent = false;
+        for (size_t i = 0; i < n_entries && !parent; i++) {
+            parent = strcmp(entries[i].spiffe_id, sid) == 0;
+        }
+        if (!parent) {
+            /* as for /v1/sign: nothing about other agents' entries leaks */
+            r = mf_err_raise(MF_ERR_POLICY_NOT_PARENT, __FILE__, __LINE__, __func__,
+                             "agent %s is not the parent of an entry for %s", agent->str, sid);
+        }
+    }
+    if (mf_ok(r)) {
+        int64_t ttl = ctx->cfg.svid_ttl < CA_JWT_TTL ? ctx->cfg.svid_ttl : CA_JWT_TTL;
+        r = ca_keys_sign_jwt(ctx->keys, sid, aud, n_aud, mf_now(), ttl, &tok, &exp);
+    }
+    if (admitted) {
+        ca_issue_release(ctx->issuer);
+    }
+    char when[MF_RFC3339_LEN];
+    mf_time_format(exp, when);
+    if (why.status != 0) {
+        ret = reply_limit(conn, &why);
+    } else if (mf_ok(r)) {
+        mf_log_event(MF_LOG_INFO, __func__, "jwt-svid issued", "spiffe_id", sid, "agent",
+                     agent->str, "not_after", when, NULL);
+        ret = mf_httpd_reply_json(conn, 200,
+                                  json_pack("{s:s,s:s,s:s}", "spiffe_id", sid, "token",
+                                            mf_buf_cstr(&tok), "expires_at", when));
+    } else {
+        ca_issue_log_denied(sid != NULL ? sid : "-", agent->str, r);
+        ret = mf_httpd_reply_res(conn, r);
+    }
+    ca_entries_free(entries, n_entries);
+    json_decref(doc);
+    mf_buf_cleanup(&tok);
+    return ret;
+}
+
 static size_t body_cap(const char *url)
 {
     if (strcmp(url, "/v1/attest") == 0) {
@@ -745,7 +902,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     struct ca_ctx *ctx = cls;
     bool attest = strcmp(url, "/v1/attest") == 0;
     bool known = attest || strcmp(url, "/v1/renew") == 0 || strcmp(url, "/v1/sync") == 0 ||
-                 strcmp(url, "/v1/sign") == 0;
+                 strcmp(url, "/v1/sign") == 0 || strcmp(url, "/v1/jwt") == 0;
     struct mf_spiffe_id agent;
     if (*con_cls == NULL && known && !attest) {
         /* Authenticate before reading any body. */
@@ -781,6 +938,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (want_get) {
         return do_sync(ctx, conn, &agent);
+    }
+    if (strcmp(url, "/v1/jwt") == 0) {
+        return do_jwt(ctx, conn, req, &agent);
     }
     return do_sign(ctx, conn, req, &agent);
 }

@@ -11,9 +11,13 @@
 #ifndef CA_API_H
 #define CA_API_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "api/mf_err.h"
+#include "api/mf_x509.h"
 #include "ca/ca.h"
 
 MF_WUR mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out);
@@ -22,5 +26,27 @@ MF_WUR mf_res ca_api_maintain(struct ca_api *api, int64_t now);
 /* The actual listening address ("127.0.0.1:PORT"), for the ready line. */
 const char *ca_api_address(const struct ca_api *api);
 void ca_api_stop(struct ca_api *api);
+
+/* The request bodies of the agent API, parsed strictly (docs/api.md) and
+ * without any I/O, exactly as the handlers do; the fuzz harnesses call
+ * them too (tests/fuzz/fuzz_ca_*.c). len bytes need not be NUL-terminated.
+ * *doc (freed by the caller with json_decref, also on failure) owns the
+ * strings returned; *csr (attest, renew) is a verified CSR, freed by the
+ * caller with mf_csr_free. sign checks the shape of every item (objects of
+ * exactly entry_id and csr strings, 1..MF_MAX_BATCH of them); the CSRs of
+ * a batch are decoded one by one later with ca_api_decode_csr. */
+MF_WUR mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
+                                  struct mf_csr **csr);
+MF_WUR mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc,
+                                 struct mf_csr **csr);
+MF_WUR mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc,
+                                const json_t **reqs);
+/* A CSR as sent inside JSON (base64 DER), size-checked then verified. */
+MF_WUR mf_res ca_api_decode_csr(const char *b64, struct mf_csr **out);
+/* POST /v1/jwt: {"spiffe_id":"<ID>","audience":["A",...]}, exactly those
+ * members; 1..MF_JWT_AUD_MAX audiences of 1..MF_JWT_AUD_LEN_MAX bytes;
+ * aud must have room for MF_JWT_AUD_MAX pointers (into *doc). */
+MF_WUR mf_res ca_api_parse_jwt(const void *body, size_t len, json_t **doc, const char **spiffe_id,
+                               const char **aud, size_t *n_aud);
 
 #endif /* CA_API_H */

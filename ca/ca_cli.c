@@ -43,6 +43,7 @@ void ca_cli_usage(void)
           "                [--upstream-ca-cert FILE --upstream-ca-key FILE] [--config FILE]\n"
           "                [--max-signing N] [--agent-rate N] [--agent-burst N]\n"
           "                [--max-connections N] [--log-level L] [--log-format text|json]\n"
+          "                [--metrics-listen HOST:PORT]\n"
           "  mayfly-ca entry create --spiffe-id ID --parent-id AGENT_ID --selector T:K:V...\n"
           "                         [--ttl DUR] [--dns-name N]... [--hint H]\n"
           "  mayfly-ca entry list | show ID | delete ID\n"

@@ -126,6 +126,11 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     if (strcmp(key, "max_connections") == 0) {
         return set_uint(&c->max_connections, key, value, 4, 65536);
     }
+    if (strcmp(key, "metrics_listen") == 0) {
+        MF_ENSURE_MSG(strrchr(value, ':') != NULL, MF_ERR_USAGE_ARG,
+                      "metrics_listen: '%s' is not HOST:PORT", value);
+        return set_str(c->metrics_listen, sizeof(c->metrics_listen), key, value);
+    }
     MF_BAIL_MSG(MF_ERR_USAGE_ARG, "unknown option '%s'", key);
 }
 
@@ -223,7 +228,7 @@ mf_res ca_config_parse_args(struct ca_config *c, int argc, char **argv)
             MF_TRY(ca_config_load_file(c, argv[i + 1]));
         }
     }
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc; i += 2) {
         char key[64];
         MF_TRY(flag_key(argv[i], key, sizeof(key)));
         MF_ENSURE_MSG(i + 1 < argc, MF_ERR_USAGE_ARG, "%s needs a value", argv[i]);
@@ -239,7 +244,6 @@ mf_res ca_config_parse_args(struct ca_config *c, int argc, char **argv)
                 return r;
             }
         }
-        i++;
     }
     return MF_RES_OK;
 }

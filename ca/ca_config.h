@@ -39,6 +39,7 @@ struct ca_config {
     unsigned agent_rate;       /* signing requests per second per agent (429 beyond) */
     unsigned agent_burst;      /* bucket depth per agent */
     unsigned max_connections;  /* agent API connections */
+    char metrics_listen[256];  /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
 };
 
 /* Fills c with the defaults (trust domain example.org, listen 127.0.0.1:8081). */

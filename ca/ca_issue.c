@@ -17,6 +17,7 @@
 #include "api/mf_log.h"
 #include "api/mf_time.h"
 #include "ca/ca_issue.h"
+#include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 
 #define BUCKETS     4096
@@ -125,6 +126,7 @@ mf_res ca_issue_admit(struct ca_issuer *is, const char *key, int64_t now_ms, str
         pthread_mutex_unlock(&is->mu);
         why->status = 429;
         why->retry_after = (int)wait + 1;
+        ca_metrics_denied("rate_limited");
         MF_BAIL_MSG(MF_ERR_POLICY_LIMIT, "rate limit for %s reached; retry in %d s", key,
                     why->retry_after);
     }
@@ -145,6 +147,7 @@ mf_res ca_issue_admit(struct ca_issuer *is, const char *key, int64_t now_ms, str
         pthread_mutex_unlock(&is->mu);
         why->status = 503;
         why->retry_after = 1;
+        ca_metrics_denied("capacity");
         MF_BAIL_MSG(MF_ERR_POLICY_LIMIT, "signing capacity is busy; retry in 1 s");
     }
     /* Charge the bucket only for admitted work. */
@@ -171,6 +174,7 @@ void ca_issue_log_denied(const char *spiffe_id, const char *agent, mf_res r)
 {
     char msg[512];
     mf_err_format(r, msg, sizeof(msg));
+    ca_metrics_denied(ca_policy_reason(r));
     mf_log_event(MF_LOG_INFO, __func__, "denied", "spiffe_id", spiffe_id ? spiffe_id : "-",
                  "agent", agent ? agent : "-", "reason", ca_policy_reason(r), "detail", msg, NULL);
 }
@@ -186,6 +190,7 @@ mf_res ca_issue_leaf(struct ca_keys *keys, const struct ca_leaf_req *req, int64_
     struct mf_cert *leaf = NULL;
     struct mf_certs chain;
     mf_certs_init(&chain);
+    uint64_t t0 = ca_metrics_clock();
     MF_TRY_OUT(ca_keys_signer(keys, &sg));
     struct mf_issue_req ir = {
         .id = req->id,
@@ -206,6 +211,7 @@ mf_res ca_issue_leaf(struct ca_keys *keys, const struct ca_leaf_req *req, int64_
     mf_time_format(mf_cert_not_after(leaf), na);
     mf_log_event(MF_LOG_INFO, __func__, "issued", "spiffe_id", req->id->str, "serial", serial,
                  "not_after", na, "agent", req->agent ? req->agent : "-", "ca_key", sg->id, NULL);
+    ca_metrics_issued(req, t0);
     *chain_out = chain;
     mf_certs_init(&chain);
     rc = MF_RES_OK;

@@ -8,6 +8,13 @@
  * changes of one rotation step go into a single store transaction. A
  * retired key's file is deleted at once: it will never sign again, and a key
  * that is gone cannot leak.
+ *
+ * JWT keys follow the same steps: each CA key generation has its own
+ * JWT-SVID signing key (ES256, kid = the generation's id) in
+ * "<id>.jwt.key", with its public half in "<id>.jwt.pub" so that a retired
+ * generation's JWT key stays in the bundle (and JWT-SVIDs it signed stay
+ * verifiable) after its private half was deleted. Both are written before
+ * the generation is recorded in the store.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "api/mf_jwt.h"
 #include "api/mf_log.h"
 #include "api/mf_mem.h"
 #include "api/mf_time.h"
@@ -138,7 +146,9 @@ void ca_keys_plan(int64_t now, const struct ca_key_rec *recs, size_t n, struct c
 struct key_slot {
     struct ca_key_rec rec;
     struct mf_cert *cert;
-    struct mf_key *key; /* NULL once retired */
+    struct mf_key *key;         /* NULL once retired (or moved to the signer) */
+    struct mf_key *jwt_key;     /* the same, for the JWT-SVID key */
+    struct mf_pubkey *jwt_pub;  /* NULL for a generation made before JWT keys */
 };
 
 struct ca_keys {
@@ -166,13 +176,16 @@ void ca_signer_release(struct ca_signer *s)
     }
     mf_cert_free(s->cert);
     mf_key_free(s->key);
+    mf_key_free(s->jwt_key);
     mf_certs_cleanup(&s->chain);
     free(s);
 }
 
-static mf_res key_path(const struct ca_config *cfg, const char *id, char *out, size_t cap)
+/* suffix: ".key" (CA key), ".jwt.key" and ".jwt.pub" (JWT key) */
+static mf_res key_path(const struct ca_config *cfg, const char *id, const char *suffix, char *out,
+                       size_t cap)
 {
-    int n = snprintf(out, cap, "%s/keys/%s.key", cfg->data_dir, id);
+    int n = snprintf(out, cap, "%s/keys/%s%s", cfg->data_dir, id, suffix);
     MF_ENSURE(n > 0 && (size_t)n < cap, MF_ERR_USAGE_ARG);
     return MF_RES_OK;
 }
@@ -232,28 +245,28 @@ static mf_res fsync_dir(const char *dir)
     return MF_RES_OK;
 }
 
-static mf_res write_key_file(const struct ca_config *cfg, const char *id, const struct mf_key *key)
+/* Writes pem (a key or public key PEM, wiped by the caller) to
+ * <data_dir>/keys/<id><suffix>, 0600, atomically and durably. */
+static mf_res write_pem_file(const struct ca_config *cfg, const char *id, const char *suffix,
+                             const struct mf_buf *pem)
 {
     mf_res rc;
     char dir[4096], path[4096], tmp[4200];
-    struct mf_buf pem;
-    mf_buf_init(&pem, KEY_FILE_MAX, MF_BUF_SECRET);
     int fd = -1;
     int n = snprintf(dir, sizeof(dir), "%s/keys", cfg->data_dir);
     MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(dir), MF_ERR_USAGE_ARG);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         MF_BAIL_OUT(MF_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
     }
-    MF_TRY_OUT(key_path(cfg, id, path, sizeof(path)));
+    MF_TRY_OUT(key_path(cfg, id, suffix, path, sizeof(path)));
     n = snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(tmp), MF_ERR_USAGE_ARG);
-    MF_TRY_OUT(mf_key_to_pem(key, &pem));
     (void)unlink(tmp);
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     MF_ENSURE_OUT_MSG(fd >= 0, MF_ERR_IO, "cannot create %s: %s", tmp, strerror(errno));
     size_t off = 0;
-    while (off < pem.len) {
-        ssize_t w = write(fd, pem.data + off, pem.len - off);
+    while (off < pem->len) {
+        ssize_t w = write(fd, pem->data + off, pem->len - off);
         if (w < 0 && errno == EINTR) {
             continue;
         }
@@ -272,16 +285,114 @@ out:
         close(fd);
         (void)unlink(tmp);
     }
+    return rc;
+}
+
+static mf_res write_key_file(const struct ca_config *cfg, const char *id, const char *suffix,
+                             const struct mf_key *key)
+{
+    struct mf_buf pem;
+    mf_buf_init(&pem, KEY_FILE_MAX, MF_BUF_SECRET);
+    mf_res r = mf_key_to_pem(key, &pem);
+    if (mf_ok(r)) {
+        r = write_pem_file(cfg, id, suffix, &pem);
+    }
+    mf_buf_cleanup(&pem);
+    return r;
+}
+
+static void remove_key_file(const struct ca_config *cfg, const char *id, const char *suffix)
+{
+    char path[4096];
+    if (mf_ok(key_path(cfg, id, suffix, path, sizeof(path)))) {
+        (void)unlink(path);
+    }
+}
+
+/* Every file of generation id: the CA key and both halves of its JWT key. */
+static void remove_generation_files(const struct ca_config *cfg, const char *id)
+{
+    remove_key_file(cfg, id, ".key");
+    remove_key_file(cfg, id, ".jwt.key");
+    remove_key_file(cfg, id, ".jwt.pub");
+}
+
+/* A new JWT-SVID key for generation id, written as "<id>.jwt.key" and
+ * "<id>.jwt.pub" before anything refers to it. */
+static mf_res jwt_key_create(const struct ca_config *cfg, const char *id, struct mf_key **key,
+                             struct mf_pubkey **pub)
+{
+    mf_res rc;
+    struct mf_buf der, pem;
+    *key = NULL;
+    *pub = NULL;
+    mf_buf_init(&der, KEY_FILE_MAX, 0);
+    mf_buf_init(&pem, KEY_FILE_MAX, 0);
+    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, key));
+    MF_TRY_OUT(mf_key_public(*key, pub));
+    MF_TRY_OUT(mf_pubkey_to_der(*pub, &der));
+    MF_TRY_OUT(mf_pem_encode("PUBLIC KEY", der.data, der.len, &pem));
+    MF_TRY_OUT(write_key_file(cfg, id, ".jwt.key", *key));
+    MF_TRY_OUT(write_pem_file(cfg, id, ".jwt.pub", &pem));
+    rc = MF_RES_OK;
+out:
+    if (!mf_ok(rc)) {
+        mf_key_free(*key);
+        mf_pubkey_free(*pub);
+        *key = NULL;
+        *pub = NULL;
+        remove_key_file(cfg, id, ".jwt.key");
+    }
+    mf_buf_cleanup(&der);
     mf_buf_cleanup(&pem);
     return rc;
 }
 
-static void remove_key_file(const struct ca_config *cfg, const char *id)
+/* Reads "<id>.jwt.pub" (MF_ERR_IO_NOT_FOUND when the generation predates
+ * JWT keys). */
+static mf_res read_jwt_pub(const struct ca_config *cfg, const char *id, struct mf_pubkey **out)
 {
-    char path[4096];
-    if (mf_ok(key_path(cfg, id, path, sizeof(path)))) {
-        (void)unlink(path);
+    mf_res rc;
+    char path[4096], label[32];
+    struct mf_buf text, der;
+    *out = NULL;
+    mf_buf_init(&text, KEY_FILE_MAX, 0);
+    mf_buf_init(&der, KEY_FILE_MAX, 0);
+    MF_TRY_OUT(key_path(cfg, id, ".jwt.pub", path, sizeof(path)));
+    FILE *f = fopen(path, "re");
+    MF_ENSURE_OUT_MSG(f != NULL, MF_ERR_IO_NOT_FOUND, "cannot open %s", path);
+    char chunk[1024];
+    size_t got;
+    rc = MF_RES_OK;
+    while (mf_ok(rc) && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        rc = mf_buf_append(&text, chunk, got);
     }
+    fclose(f);
+    MF_TRY_OUT(rc);
+    struct mf_cur cur;
+    mf_cur_init(&cur, text.data, text.len);
+    MF_TRY_OUT(mf_pem_next(&cur, label, sizeof(label), &der));
+    MF_ENSURE_OUT_MSG(strcmp(label, "PUBLIC KEY") == 0, MF_ERR_PROTO_PEM, "%s: not a PUBLIC KEY",
+                      path);
+    MF_TRY_OUT(mf_pubkey_from_der(der.data, der.len, out));
+    rc = MF_RES_OK;
+out:
+    mf_buf_cleanup(&text);
+    mf_buf_cleanup(&der);
+    return rc;
+}
+
+/* A new, independent copy of a public key (keys are not refcounted). */
+static mf_res pubkey_dup(const struct mf_pubkey *pk, struct mf_pubkey **out)
+{
+    struct mf_buf der;
+    mf_buf_init(&der, KEY_FILE_MAX, 0);
+    mf_res r = mf_pubkey_to_der(pk, &der);
+    if (mf_ok(r)) {
+        r = mf_pubkey_from_der(der.data, der.len, out);
+    }
+    mf_buf_cleanup(&der);
+    return r;
 }
 
 /* Rebuilds the signer and the bundle from the slots; bumps the bundle's
@@ -301,6 +412,15 @@ static mf_res publish(struct ca_keys *k, bool *changed)
             MF_TRY_OUT(mf_bundle_add_x509(b, k->slots[i].cert));
         }
     }
+    /* every generation's JWT key, kid = its id ("use":"jwt-svid") */
+    for (size_t i = 0; i < k->n; i++) {
+        struct mf_pubkey *pk = NULL;
+        if (k->slots[i].jwt_pub == NULL) {
+            continue;
+        }
+        MF_TRY_OUT(pubkey_dup(k->slots[i].jwt_pub, &pk));
+        MF_TRY_OUT(mf_bundle_add_jwt(b, k->slots[i].rec.id, pk));
+    }
     /* spiffe_sequence goes up whenever the set of authorities changes, and
      * survives restarts: a digest of the authorities is kept next to it. */
     int64_t seq = 0, prev_fp = 0, fp = 0;
@@ -313,6 +433,20 @@ static mf_res publish(struct ca_keys *k, bool *changed)
         MF_TRY_OUT(mf_sha256(der, len, h));
         int64_t part = 0;
         memcpy(&part, h, sizeof(part));
+        fp ^= part;
+    }
+    for (size_t i = 0; i < b->n_jwt; i++) {
+        struct mf_buf der;
+        uint8_t h[32];
+        mf_buf_init(&der, KEY_FILE_MAX, 0);
+        rc = mf_pubkey_to_der(b->jwt[i].key, &der);
+        if (mf_ok(rc)) {
+            rc = mf_sha256(der.data, der.len, h);
+        }
+        mf_buf_cleanup(&der);
+        MF_TRY_OUT(rc);
+        int64_t part = 0;
+        memcpy(&part, h + 8, sizeof(part));
         fp ^= part;
     }
     if (seq == 0 || fp != prev_fp) {
@@ -350,6 +484,8 @@ static mf_res publish(struct ca_keys *k, bool *changed)
          * active (it is dropped on retirement). */
         sg->key = k->slots[active].key;
         k->slots[active].key = NULL;
+        sg->jwt_key = k->slots[active].jwt_key;
+        k->slots[active].jwt_key = NULL;
         if (k->up_cert != NULL) {
             MF_TRY_OUT(mf_certs_push(&sg->chain, k->slots[active].cert));
         }
@@ -370,8 +506,8 @@ out:
 static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
 {
     mf_res rc;
-    struct mf_key *key = NULL;
-    struct mf_pubkey *pub = NULL;
+    struct mf_key *key = NULL, *jwt_key = NULL;
+    struct mf_pubkey *pub = NULL, *jwt_pub = NULL;
     struct mf_cert *cert = NULL;
     MF_ENSURE(k->n < CA_KEYS_MAX, MF_ERR_STATE);
     uint8_t rnd[8];
@@ -392,7 +528,12 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
     } else {
         MF_TRY_OUT(mf_x509_self_signed(&k->td_id, key, now, k->cfg->ca_ttl, &cert));
     }
-    MF_TRY_OUT(write_key_file(k->cfg, id, key));
+    MF_TRY_OUT(write_key_file(k->cfg, id, ".key", key));
+    rc = jwt_key_create(k->cfg, id, &jwt_key, &jwt_pub);
+    if (!mf_ok(rc)) {
+        remove_key_file(k->cfg, id, ".key");
+        goto out;
+    }
     struct ca_key_rec rec;
     memset(&rec, 0, sizeof(rec));
     memcpy(rec.id, id, sizeof(id));
@@ -403,15 +544,19 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
     const uint8_t *der = mf_cert_der(cert, &len);
     rc = ca_store_key_put(k->store, &rec, der, len);
     if (!mf_ok(rc)) {
-        remove_key_file(k->cfg, id);
+        remove_generation_files(k->cfg, id);
         goto out;
     }
     struct key_slot *s = &k->slots[k->n++];
     s->rec = rec;
     s->cert = cert;
     s->key = key;
+    s->jwt_key = jwt_key;
+    s->jwt_pub = jwt_pub;
     cert = NULL;
     key = NULL;
+    jwt_key = NULL;
+    jwt_pub = NULL;
     char fp[MF_FINGERPRINT_LEN], na[MF_RFC3339_LEN];
     mf_cert_fingerprint(s->cert, fp);
     mf_time_format(rec.not_after, na);
@@ -420,7 +565,9 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
     rc = MF_RES_OK;
 out:
     mf_key_free(key);
+    mf_key_free(jwt_key);
     mf_pubkey_free(pub);
+    mf_pubkey_free(jwt_pub);
     mf_cert_free(cert);
     return rc;
 }
@@ -429,6 +576,8 @@ static void slot_clear(struct key_slot *s)
 {
     mf_cert_free(s->cert);
     mf_key_free(s->key);
+    mf_key_free(s->jwt_key);
+    mf_pubkey_free(s->jwt_pub);
     memset(s, 0, sizeof(*s));
 }
 
@@ -463,7 +612,11 @@ static mf_res apply_plan(struct ca_keys *k, int64_t now, bool *acted)
             s->rec.state = CA_KEY_RETIRED;
             mf_key_free(s->key);
             s->key = NULL;
-            remove_key_file(k->cfg, s->rec.id);
+            mf_key_free(s->jwt_key);
+            s->jwt_key = NULL;
+            /* the JWT key's public half stays: tokens it signed live on */
+            remove_key_file(k->cfg, s->rec.id, ".key");
+            remove_key_file(k->cfg, s->rec.id, ".jwt.key");
             mf_log_event(MF_LOG_INFO, __func__, "ca key retired", "id", s->rec.id, NULL);
         }
         if (p.activate >= 0) {
@@ -477,7 +630,7 @@ static mf_res apply_plan(struct ca_keys *k, int64_t now, bool *acted)
     for (size_t d = p.n_drop; d > 0; d--) {
         int i = p.drop[d - 1];
         MF_TRY(ca_store_key_delete(k->store, recs[i].id));
-        remove_key_file(k->cfg, recs[i].id);
+        remove_generation_files(k->cfg, recs[i].id);
         mf_log_event(MF_LOG_INFO, __func__, "ca key dropped from bundle", "id", recs[i].id, NULL);
         size_t idx = 0;
         for (; idx < k->n; idx++) {
@@ -547,6 +700,33 @@ mf_res ca_keys_signer(struct ca_keys *k, struct ca_signer **out)
     MF_ENSURE_MSG(s != NULL, MF_ERR_STATE, "no active CA key");
     *out = s;
     return MF_RES_OK;
+}
+
+mf_res ca_keys_sign_jwt(struct ca_keys *k, const char *sub, const char *const *aud, size_t n_aud,
+                        int64_t now, int64_t ttl, struct mf_buf *out, int64_t *exp_out)
+{
+    struct ca_signer *sg = NULL;
+    MF_ENSURE_REF(exp_out);
+    MF_ENSURE_MSG(ttl > 0, MF_ERR_USAGE_ARG, "JWT-SVID TTL must be positive");
+    MF_TRY(ca_keys_signer(k, &sg));
+    if (sg->jwt_key == NULL) {
+        ca_signer_release(sg);
+        MF_BAIL_MSG(MF_ERR_STATE, "the active CA key has no JWT key");
+    }
+    /* like a leaf, a token never outlives the generation that signed it:
+     * its public key leaves the bundle at that NotAfter */
+    int64_t exp = now + ttl;
+    if (exp > mf_cert_not_after(sg->cert)) {
+        exp = mf_cert_not_after(sg->cert);
+    }
+    struct mf_jwt_claims_req req = {
+        .sub = sub, .aud = aud, .n_aud = n_aud, .iat = now, .exp = exp};
+    mf_res r = mf_jwt_sign(sg->jwt_key, sg->id, &req, out);
+    ca_signer_release(sg);
+    if (mf_ok(r)) {
+        *exp_out = exp;
+    }
+    return r;
 }
 
 struct mf_bundle *ca_keys_bundle(struct ca_keys *k)
@@ -625,6 +805,34 @@ out:
     return rc;
 }
 
+/* Loads a generation's JWT key. A generation made before JWT keys existed
+ * gets one now unless it is retired (it signs nothing any more). */
+static mf_res load_jwt_key(struct ca_keys *k, struct key_slot *s)
+{
+    mf_res r = read_jwt_pub(k->cfg, s->rec.id, &s->jwt_pub);
+    if (r.err == MF_ERR_IO_NOT_FOUND) {
+        if (s->rec.state == CA_KEY_RETIRED) {
+            return MF_RES_OK;
+        }
+        MF_TRY(jwt_key_create(k->cfg, s->rec.id, &s->jwt_key, &s->jwt_pub));
+        mf_log_event(MF_LOG_INFO, __func__, "jwt key created", "id", s->rec.id, NULL);
+        return MF_RES_OK;
+    }
+    MF_TRY(r);
+    if (s->rec.state == CA_KEY_RETIRED) {
+        return MF_RES_OK;
+    }
+    char path[4096];
+    struct mf_pubkey *pk = NULL;
+    MF_TRY(key_path(k->cfg, s->rec.id, ".jwt.key", path, sizeof(path)));
+    MF_TRY(read_key_file(path, &s->jwt_key));
+    MF_TRY(mf_key_public(s->jwt_key, &pk));
+    bool same = mf_pubkey_eq(pk, s->jwt_pub);
+    mf_pubkey_free(pk);
+    MF_ENSURE_MSG(same, MF_ERR_CRYPTO_MISMATCH, "%s does not match its .jwt.pub", path);
+    return MF_RES_OK;
+}
+
 mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct ca_keys **out)
 {
     mf_res rc;
@@ -654,11 +862,12 @@ mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct 
         k->n++;
         if (recs[i].state != CA_KEY_RETIRED) {
             char path[4096];
-            MF_TRY_OUT(key_path(cfg, recs[i].id, path, sizeof(path)));
+            MF_TRY_OUT(key_path(cfg, recs[i].id, ".key", path, sizeof(path)));
             MF_TRY_OUT(read_key_file(path, &s->key));
             MF_ENSURE_OUT_MSG(mf_cert_matches_key(s->cert, s->key), MF_ERR_CRYPTO_MISMATCH,
                               "key file %s does not match its certificate", path);
         }
+        MF_TRY_OUT(load_jwt_key(k, s));
     }
     bool changed = false;
     MF_TRY_OUT(ca_keys_tick(k, mf_now(), &changed));

@@ -20,6 +20,12 @@
  * NotAfter, L/6 later. So a leaf TTL fits only when ttl <= L/6; anything
  * longer would be silently shortened, and is refused at start instead.
  *
+ * JWT-SVID keys ride on the same schedule: every generation has its own
+ * EC P-256 JWT key (ES256) whose kid is the generation's id; it is
+ * published in the bundle ("use":"jwt-svid") from the moment the
+ * generation is prepared, signs while the generation is active, and leaves
+ * the bundle with it. A JWT-SVID never outlives its generation either.
+ *
  * ca_keys_plan() is a pure function of (now, records) so that the schedule
  * can be tested on an injected clock. struct ca_keys applies the plan: it
  * owns the loaded keys, the signer in use and the published bundle, all
@@ -40,6 +46,7 @@
 #include "ca/ca_config.h"
 
 #define CA_KEY_ID_LEN 17 /* 8 random bytes as hex, plus NUL */
+#define CA_JWT_TTL    300 /* seconds: the default JWT-SVID lifetime (SPIRE's) */
 #define CA_KEYS_MAX   8  /* records kept at once (in practice 2 or 3) */
 
 enum ca_key_state {
@@ -92,6 +99,7 @@ struct ca_signer {
     char id[CA_KEY_ID_LEN];
     struct mf_cert *cert;
     struct mf_key *key;
+    struct mf_key *jwt_key;  /* JWT-SVID key of the same generation (kid = id), or NULL */
     struct mf_certs chain; /* certificates sent after the leaf */
 };
 
@@ -113,6 +121,14 @@ int64_t ca_keys_next_event(struct ca_keys *k);
 
 /* A new reference to the current signer. */
 MF_WUR mf_res ca_keys_signer(struct ca_keys *k, struct ca_signer **out);
+
+/* Signs a JWT-SVID for sub (a SPIFFE ID; the caller has checked that it
+ * may) with audiences aud[0..n_aud), issued at now, expiring at
+ * min(now + ttl, the active generation's NotAfter), with the active
+ * generation's JWT key. Appends the token to out; *exp_out is its exp. */
+MF_WUR mf_res ca_keys_sign_jwt(struct ca_keys *k, const char *sub, const char *const *aud,
+                               size_t n_aud, int64_t now, int64_t ttl, struct mf_buf *out,
+                               int64_t *exp_out);
 
 /* A new reference to the published bundle (caller frees). */
 struct mf_bundle *ca_keys_bundle(struct ca_keys *k);

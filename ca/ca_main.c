@@ -27,6 +27,7 @@
 #include "ca/ca_admin.h"
 #include "ca/ca_api.h"
 #include "ca/ca_cli.h"
+#include "ca/ca_metrics.h"
 
 #define TICK_MS 200
 
@@ -78,6 +79,11 @@ static int run(int argc, char **argv)
     pthread_cond_init(&ctx.ch_cond, &ca);
     pthread_condattr_destroy(&ca);
     mf_x509_global_init();
+    r = ca_metrics_start(&ctx);
+    if (!mf_ok(r)) {
+        rc = fail("cannot start the metrics server", r);
+        goto out;
+    }
 
     r = ca_store_open(ctx.cfg.data_dir, &ctx.store);
     if (!mf_ok(r)) {
@@ -108,6 +114,7 @@ static int run(int argc, char **argv)
     fprintf(stderr, "mayfly-ca ready listen=%s admin=%s trust_domain=%s\n",
             ca_api_address(ctx.api), ctx.cfg.admin_socket, ctx.cfg.trust_domain);
     fflush(stderr);
+    ca_metrics_ready();
 
     for (;;) {
         struct pollfd pfd = {.fd = sfd, .events = POLLIN};
@@ -138,6 +145,7 @@ static int run(int argc, char **argv)
     }
     rc = 0;
 out:
+    ca_metrics_stop();
     pthread_mutex_lock(&ctx.ch_mu);
     ctx.stopping = true;
     pthread_cond_broadcast(&ctx.ch_cond);

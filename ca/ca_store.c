@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,20 @@ static mf_res db_fail(struct ca_store *st, int rc, const char *what)
         MF_BAIL_MSG(MF_ERR_POLICY_DUPLICATE, "%s: already exists", what);
     case SQLITE_FULL:
         MF_BAIL_MSG(MF_ERR_IO_NOSPACE, "%s: %s", what, msg);
+    case SQLITE_IOERR: {
+        /* A file size limit (RLIMIT_FSIZE: EFBIG) or a disk that filled in
+         * the middle of a write (ENOSPC) means "no space", not a broken
+         * disk. SQLite keeps the errno only until its next system call, so
+         * a finite file size limit counts as the cause too. */
+        int e = st->db != NULL ? sqlite3_system_errno(st->db) : 0;
+        struct rlimit fl;
+        bool limited = getrlimit(RLIMIT_FSIZE, &fl) == 0 && fl.rlim_cur != RLIM_INFINITY;
+        if (e == ENOSPC || e == EFBIG || limited) {
+            MF_BAIL_MSG(MF_ERR_IO_NOSPACE, "%s: %s (%s)", what, msg,
+                        e == ENOSPC ? "disk full" : "file size limit reached");
+        }
+        MF_BAIL_MSG(MF_ERR_IO, "%s: %s", what, msg);
+    }
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
         MF_BAIL_MSG(MF_ERR_IO_TIMEOUT, "%s: %s", what, msg);

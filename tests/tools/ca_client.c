@@ -8,6 +8,13 @@
  *   ca_client sync   --server H:P --bundle PEM --dir DIR [--revision R] [--wait S]
  *   ca_client sign   --server H:P --bundle PEM --dir DIR --entry ID --spiffe-id ID
  *                    [--count N] [--out FILE]
+ *   ca_client raw    --server H:P --bundle PEM --dir DIR --path P [--method M]
+ *                    [--body-file F] [--anon 1]
+ *
+ * For the attack tests: --csr-file F (attest, renew, sign) sends the DER
+ * CSR in F instead of a fresh one (every item of a sign batch); raw sends
+ * the bytes of F (or nothing) to path P as they are, with the agent's
+ * certificate unless --anon 1.
  *
  * DIR holds the agent's key (agent.key) and SVID chain (agent.pem). The
  * first line of stdout is "status=N", then the response body. Exit status:
@@ -28,8 +35,9 @@
 
 struct args {
     const char *server, *bundle, *dir, *token, *csr_id, *revision, *wait, *entry, *spiffe_id,
-        *out, *td;
+        *out, *td, *csr_file, *body_file, *path, *method;
     int count;
+    bool anon;
 };
 
 static int die(const char *what, mf_res r)
@@ -106,13 +114,21 @@ static mf_res connect_ca(const struct args *a, bool mtls, struct mf_certs *chain
     return mf_http_connect_tls(a->server, &cfg, 10000, out);
 }
 
+static const char *g_csr_file; /* --csr-file: a DER CSR to send as it is */
+
 /* A fresh key and a CSR for id (or none); the CSR as base64. */
 static mf_res make_csr(const char *id, struct mf_key **key, struct mf_buf *b64)
 {
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     MF_TRY(mf_key_generate(MF_KEY_EC_P256, key));
-    mf_res r = mf_csr_create(*key, id, &der);
+    mf_res r;
+    if (g_csr_file != NULL) {
+        mf_buf_cleanup(&der);
+        r = read_file(g_csr_file, 1u << 20, &der);
+    } else {
+        r = mf_csr_create(*key, id, &der);
+    }
     if (mf_ok(r)) {
         r = mf_b64_encode(der.data, der.len, b64);
     }
@@ -178,6 +194,11 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--out")) a.out = v;
         else if (!strcmp(k, "--td")) a.td = v;
         else if (!strcmp(k, "--count")) a.count = (int)strtol(v, NULL, 10);
+        else if (!strcmp(k, "--csr-file")) a.csr_file = v;
+        else if (!strcmp(k, "--body-file")) a.body_file = v;
+        else if (!strcmp(k, "--path")) a.path = v;
+        else if (!strcmp(k, "--method")) a.method = v;
+        else if (!strcmp(k, "--anon")) a.anon = !strcmp(v, "1");
         else {
             fprintf(stderr, "ca_client: unknown option %s\n", k);
             return 2;
@@ -187,7 +208,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "ca_client: --server, --bundle and --dir are required\n");
         return 2;
     }
+    g_csr_file = a.csr_file;
     bool attest = !strcmp(cmd, "attest");
+    bool anon = attest || (!strcmp(cmd, "raw") && a.anon);
     struct mf_certs chain;
     mf_certs_init(&chain);
     struct mf_key *akey = NULL, *nkey = NULL;
@@ -196,11 +219,12 @@ int main(int argc, char **argv)
     struct mf_http_conn *c = NULL;
     struct mf_http_resp resp;
     mf_http_resp_init(&resp, 8u * 1024u * 1024u);
-    struct mf_buf csr;
+    struct mf_buf csr, raw_body;
     mf_buf_init(&csr, 4u * 1024u * 1024u, 0);
+    mf_buf_init(&raw_body, 0, 0);
     json_t *req = NULL;
     int rc = 2;
-    mf_res r = connect_ca(&a, !attest, &chain, &akey, &set, &c);
+    mf_res r = connect_ca(&a, !anon, &chain, &akey, &set, &c);
     if (!mf_ok(r)) {
         rc = die("connect", r);
         goto out;
@@ -238,12 +262,27 @@ int main(int argc, char **argv)
         }
         req = json_pack("{s:o}", "requests", arr);
         snprintf(path, sizeof(path), "/v1/sign");
+    } else if (!strcmp(cmd, "raw") && a.path != NULL && strlen(a.path) < sizeof(path)) {
+        method = a.method != NULL ? a.method : "POST";
+        snprintf(path, sizeof(path), "%s", a.path);
+        if (a.body_file != NULL) {
+            mf_buf_cleanup(&raw_body);
+            r = read_file(a.body_file, 64u * 1024u * 1024u, &raw_body);
+            if (!mf_ok(r)) {
+                rc = die("body", r);
+                goto out;
+            }
+        }
     } else {
         fprintf(stderr, "ca_client: unknown command %s\n", cmd);
         goto out;
     }
     char *text = req ? json_dumps(req, JSON_COMPACT) : NULL;
-    r = mf_http_request(c, method, path, NULL, text, text ? strlen(text) : 0, 90000, &resp);
+    if (raw_body.len > 0 || a.body_file != NULL) {
+        r = mf_http_request(c, method, path, NULL, raw_body.data, raw_body.len, 90000, &resp);
+    } else {
+        r = mf_http_request(c, method, path, NULL, text, text ? strlen(text) : 0, 90000, &resp);
+    }
     free(text);
     if (!mf_ok(r)) {
         rc = die("request", r);
@@ -298,6 +337,7 @@ int main(int argc, char **argv)
 out:
     json_decref(req);
     mf_buf_cleanup(&csr);
+    mf_buf_cleanup(&raw_body);
     mf_http_resp_cleanup(&resp);
     mf_http_close(c);
     mf_bundle_set_cleanup(&set);

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libFuzzer harness for the CA's config file ("key = value" lines):
+ * arbitrary bytes in an in-memory file (memfd) through ca_config_load_file,
+ * then ca_config_validate. Every string the file can set must stay
+ * NUL-terminated within its field.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+#include "api/mf_log.h"
+#include "ca/ca_config.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static int quiet;
+    if (!quiet) {
+        mf_log_setup(MF_LOG_ERR, MF_LOG_TEXT);
+        quiet = 1;
+    }
+    int fd = memfd_create("fuzz_ca_config", MFD_CLOEXEC);
+    if (fd < 0) {
+        return 0;
+    }
+    if (size > 0 && write(fd, data, size) != (ssize_t)size) {
+        close(fd);
+        return 0;
+    }
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    struct ca_config c;
+    ca_config_defaults(&c);
+    if (mf_ok(ca_config_load_file(&c, path))) {
+        if (memchr(c.data_dir, '\0', sizeof(c.data_dir)) == NULL ||
+            memchr(c.trust_domain, '\0', sizeof(c.trust_domain)) == NULL ||
+            memchr(c.listen, '\0', sizeof(c.listen)) == NULL ||
+            memchr(c.admin_socket, '\0', sizeof(c.admin_socket)) == NULL ||
+            memchr(c.upstream_ca_cert, '\0', sizeof(c.upstream_ca_cert)) == NULL ||
+            memchr(c.upstream_ca_key, '\0', sizeof(c.upstream_ca_key)) == NULL) {
+            __builtin_trap();
+        }
+        (void)ca_config_validate(&c);
+    }
+    close(fd);
+    return 0;
+}
