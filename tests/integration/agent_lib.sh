@@ -6,6 +6,24 @@
 AL_PIDS=()
 AL_T=""
 
+# Valgrind (make valgrind, MAYFLY_VALGRIND=1): the CA and the agent started
+# here run under memcheck, each reporting into $AL_T/vg-<pid>.log; with -q a
+# report holds errors only ("==pid==" lines), and al_cleanup fails the test
+# on any. Waits scale by AL_SCALE.
+AL_WRAP=()
+AL_SCALE=1
+if [ "${MAYFLY_VALGRIND:-0}" = 1 ]; then
+    AL_SCALE=10
+fi
+al_wrap() {
+    if [ "${MAYFLY_VALGRIND:-0}" = 1 ]; then
+        AL_WRAP=(valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite
+            --errors-for-leak-kinds=definite
+            --suppressions="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/valgrind.supp"
+            --log-file="$AL_T/vg-%p.log")
+    fi
+}
+
 al_fail() { echo "FAIL: $*" >&2; exit 1; }
 al_note() { echo "note: $*"; }
 
@@ -24,6 +42,13 @@ al_cleanup() {
     for p in "${AL_PIDS[@]}"; do
         wait "$p" 2>/dev/null || true
     done
+    if [ -n "$AL_T" ]; then
+        for f in "$AL_T"/vg-*.log; do
+            [ -s "$f" ] && grep -q '^==[0-9]*==' "$f" || continue # "--pid--": notes
+            echo "FAIL: valgrind report in $f"; grep '^==[0-9]*==' "$f" | head -60
+            [ "$rc" -ne 0 ] || rc=1
+        done
+    fi
     if [ "$rc" -ne 0 ] && [ -n "$AL_T" ]; then
         for f in "$AL_T"/*.log; do
             [ -f "$f" ] || continue
@@ -50,13 +75,14 @@ al_wait_log() {
 
 # al_start_ca NAME (uses AL_PORT, AL_ADMIN, AL_SVID_TTL)
 al_start_ca() {
-    "$MAYFLY_BIN/mayfly-ca" run --data-dir "$AL_T/ca" --trust-domain example.org \
+    al_wrap
+    "${AL_WRAP[@]}" "$MAYFLY_BIN/mayfly-ca" run --data-dir "$AL_T/ca" --trust-domain example.org \
         --listen "127.0.0.1:$AL_PORT" --admin-socket "$AL_ADMIN" \
         --svid-ttl "${AL_SVID_TTL:-20s}" --ca-ttl 10m >>"$AL_T/ca.log" 2>&1 &
     AL_CA_PID=$!
     AL_PIDS+=("$AL_CA_PID")
     local i
-    for ((i = 0; i < 100; i++)); do
+    for ((i = 0; i < 100 * AL_SCALE; i++)); do
         [ -S "$AL_ADMIN" ] && "$MAYFLY_BIN/mayfly-ca" healthcheck --admin-socket "$AL_ADMIN" \
             >/dev/null 2>&1 && return 0
         sleep 0.1
@@ -73,12 +99,13 @@ al_stop_pid() {
 al_start_agent() {
     local before
     before=$(grep -c 'mayfly-agent ready' "$AL_T/agent.log" 2>/dev/null || true)
-    "$MAYFLY_BIN/mayfly-agent" run --data-dir "$AL_T/agent" --server "127.0.0.1:$AL_PORT" \
+    al_wrap
+    "${AL_WRAP[@]}" "$MAYFLY_BIN/mayfly-agent" run --data-dir "$AL_T/agent" --server "127.0.0.1:$AL_PORT" \
         --trust-bundle "$AL_T/bundle.pem" --socket "$AL_SOCK" "$@" >>"$AL_T/agent.log" 2>&1 &
     AL_AGENT_PID=$!
     AL_PIDS+=("$AL_AGENT_PID")
     local i
-    for ((i = 0; i < 150; i++)); do
+    for ((i = 0; i < 150 * AL_SCALE; i++)); do
         local now
         now=$(grep -c 'mayfly-agent ready' "$AL_T/agent.log" 2>/dev/null || true)
         [ "${now:-0}" -gt "${before:-0}" ] && return 0
