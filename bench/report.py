@@ -227,7 +227,7 @@ def main():
     P(f'| duration | {el.get("elapsed_s", "?")} s |')
     P('')
     P('**Read these numbers with the machine in mind.** It has two cores, shared by the server '
-      'under test, its load generator and, during this run, other engineers\' builds and tests. '
+      'under test, its load generator and, during this run, other builds and tests running on the same machine. '
       'Absolute rates move by 20-30 % from one run to the next; the ratios against baselines '
       'measured in the same run move much less. Where a load generator and a server share the two '
       'cores, each table also gives the server\'s own CPU time per operation (from '

@@ -945,28 +945,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     return do_sign(ctx, conn, req, &agent);
 }
 
-/* wolfSSL (built with FP_ECC, as Debian's is) keeps a fixed-point ECC cache
- * per thread that is freed only by wc_ecc_fp_free() on that thread. With
- * one thread per connection every verify or sign would leak that cache
- * when the thread ends (LeakSanitizer saw ~3 KB per point). mf_x509 has no
- * per-thread cleanup call yet, so the CA calls the wolfSSL function itself
- * here, declared by hand to keep wolfSSL headers behind mf_x509's wall.
- * Remove once mf_x509 offers mf_x509_thread_cleanup(). */
-int wc_ecc_fp_free(void);
-
-/* Runs on the connection's own thread (thread-per-connection mode) when a
- * request ends: release the body, then this thread's ECC cache. (MHD's
- * connection-closed notification was tried first; it does not run on the
- * connection thread, so the cache leaked.) Dropping the cache per request
- * costs a little speed on keep-alive connections; the CA's hot path is
- * signing with one key, which does not use it. */
-static void request_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
-                              enum MHD_RequestTerminationCode toe)
-{
-    mf_httpd_completed(cls, conn, con_cls, toe);
-    (void)wc_ecc_fp_free();
-}
-
 /* ---- start / stop ----------------------------------------------------------------- */
 
 static mf_res listen_tcp(const char *host_port, int *fd_out, char *addr, size_t cap)
@@ -1052,7 +1030,7 @@ mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
         TLS13_ONLY, MHD_OPTION_CONNECTION_LIMIT, ctx->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(SYNC_WAIT_MAX + 30),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED, request_completed, NULL, MHD_OPTION_END);
+        (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_END);
     if (api->d == NULL) {
         g_api = NULL;
         MF_BAIL_OUT(MF_ERR_IO, "cannot start the agent API on %s", ctx->cfg.listen);
