@@ -316,17 +316,24 @@ int main(int argc, char **argv)
             if (json_object_get(v, "error") != NULL) {
                 rc = 1;
             } else if (i == 0 && a.out != NULL) {
-                const char *s = json_string_value(json_array_get(json_object_get(v, "x509_svid"), 0));
+                /* the whole chain, leaf first (intermediate mode adds one) */
                 struct mf_buf der, pem;
                 mf_buf_init(&der, MF_MAX_CERT, 0);
-                mf_buf_init(&pem, MF_MAX_CERT * 2, 0);
-                if (s && mf_ok(mf_b64_decode(s, strlen(s), &der)) &&
-                    mf_ok(mf_pem_encode("CERTIFICATE", der.data, der.len, &pem))) {
-                    FILE *f = fopen(a.out, "we");
-                    if (f) {
-                        fwrite(pem.data, 1, pem.len, f);
-                        fclose(f);
-                    }
+                mf_buf_init(&pem, MF_MAX_CERT * 8, 0);
+                size_t k;
+                const json_t *cj;
+                bool ok = true;
+                json_array_foreach(json_object_get(v, "x509_svid"), k, cj)
+                {
+                    const char *s = json_string_value(cj);
+                    mf_buf_reset(&der);
+                    ok = ok && s != NULL && mf_ok(mf_b64_decode(s, strlen(s), &der)) &&
+                         mf_ok(mf_pem_encode("CERTIFICATE", der.data, der.len, &pem));
+                }
+                FILE *f = ok ? fopen(a.out, "we") : NULL;
+                if (f) {
+                    fwrite(pem.data, 1, pem.len, f);
+                    fclose(f);
                 }
                 mf_buf_cleanup(&der);
                 mf_buf_cleanup(&pem);
