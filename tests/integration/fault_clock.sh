@@ -21,8 +21,10 @@ AG=spiffe://example.org/mayfly/agent/n1
 # faked NAME: the daemons started next read their clock offset from $T/NAME.ft
 faked() {
     echo "+0" >"$T/$1.ft"
+    # (under ASan the preload comes before the sanitizer's runtime)
     MAYFLY_WRAP=(env LD_PRELOAD="$FT" FAKETIME_TIMESTAMP_FILE="$T/$1.ft" FAKETIME_NO_CACHE=1
-        FAKETIME_DONT_FAKE_MONOTONIC=1)
+        FAKETIME_DONT_FAKE_MONOTONIC=1
+        ASAN_OPTIONS="verify_asan_link_order=0:${ASAN_OPTIONS:-detect_leaks=1}")
 }
 vg_wrap() { :; } # keep MAYFLY_WRAP as set by faked (start_ca/start_agent call vg_wrap)
 jump() { echo "$2" >"$T/$1.ft"; }

@@ -12,6 +12,8 @@
 #                                   fails the test after SECS (scaled)
 #   registry_digest CA              a digest of entries and agents, to show
 #                                   that a refused request changed nothing
+#   sanitized                       true when the daemons are built with ASan
+#                                   (`make check`): memory bounds do not apply
 #
 # Every daemon runs under $MAYFLY_WRAP (valgrind with MAYFLY_VALGRIND=1).
 
@@ -90,4 +92,8 @@ registry_digest() {
         "$CA_BIN" agent list --admin-socket "${!sock_var}" --json |
             sed 's/"last_seen": *"[^"]*"//g'
     } | sha256sum | cut -c1-16
+}
+
+sanitized() {
+    ldd "$CA_BIN" 2>/dev/null | grep -q libasan
 }
