@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -419,4 +420,57 @@ const char *mf_httpd_header(struct MHD_Connection *conn, const char *name)
 const char *mf_httpd_query(struct MHD_Connection *conn, const char *name)
 {
     return MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+/* see mf_httpd.h */
+mf_res mf_httpd_listen_tcp(const char *host_port, int backlog, int *fd_out, char *addr,
+                           size_t cap)
+{
+    MF_ENSURE_REF(host_port);
+    MF_ENSURE_REF(fd_out);
+    char host[256];
+    const char *colon = strrchr(host_port, ':');
+    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0', MF_ERR_USAGE_ARG,
+                  "'%s' is not HOST:PORT", host_port);
+    size_t hl = (size_t)(colon - host_port);
+    MF_ENSURE(hl < sizeof(host), MF_ERR_USAGE_ARG);
+    memcpy(host, host_port, hl);
+    host[hl] = '\0';
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
+        memmove(host, host + 1, hl - 2);
+        host[hl - 2] = '\0';
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    int gr = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
+    MF_ENSURE_MSG(gr == 0, MF_ERR_USAGE_ARG, "%s: %s", host_port, gai_strerror(gr));
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(res);
+        MF_BAIL_MSG(MF_ERR_IO, "socket: %s", strerror(errno));
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+        int e = errno;
+        close(fd);
+        freeaddrinfo(res);
+        MF_BAIL_MSG(MF_ERR_IO, "cannot listen on %s: %s", host_port, strerror(e));
+    }
+    freeaddrinfo(res);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char h[NI_MAXHOST], p[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+        snprintf(addr, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
+    } else {
+        snprintf(addr, cap, "%s", host_port);
+    }
+    *fd_out = fd;
+    return MF_RES_OK;
 }

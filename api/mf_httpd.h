@@ -46,6 +46,12 @@
  * Pass the fd to MHD with MHD_OPTION_LISTEN_SOCKET; MHD closes it on stop. */
 MF_WUR mf_res mf_httpd_listen_unix(const char *path, mode_t mode, int backlog, int *fd_out);
 
+/* Binds and listens on TCP "host:port" ("[::1]:8081" for IPv6; an empty
+ * host means every address; port 0 picks a free one). Writes the bound
+ * address, port resolved, to addr (cap bytes) for logs and ready lines. */
+MF_WUR mf_res mf_httpd_listen_tcp(const char *host_port, int backlog, int *fd_out, char *addr,
+                                  size_t cap);
+
 /* SO_PEERCRED of the connection's socket (pid, uid, gid at connect time).
  * MF_ERR_AUTH_MISSING when the connection is not on a Unix socket. */
 MF_WUR mf_res mf_httpd_peer_cred(struct MHD_Connection *conn, struct ucred *out);

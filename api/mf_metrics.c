@@ -577,56 +577,6 @@ static enum MHD_Result serve(void *cls, struct MHD_Connection *conn, const char 
 
 /* Binds and listens on a numeric HOST:PORT; the bound address goes to
  * addr. */
-static mf_res listen_tcp(const char *host_port, int *fd_out, char *addr, size_t cap)
-{
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0' && (size_t)(colon - host_port) < sizeof(host),
-                  MF_ERR_USAGE_ARG, "metrics address '%s' is not HOST:PORT", host_port);
-    size_t hl = (size_t)(colon - host_port);
-    memcpy(host, host_port, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
-    int gr = getaddrinfo(host, colon + 1, &hints, &res);
-    MF_ENSURE_MSG(gr == 0, MF_ERR_USAGE_ARG, "metrics address '%s': %s (a numeric host is needed)",
-                  host_port, gai_strerror(gr));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        int e = errno;
-        freeaddrinfo(res);
-        MF_BAIL_MSG(MF_ERR_IO, "socket: %s", strerror(e));
-    }
-    int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 16) != 0) {
-        int e = errno;
-        close(fd);
-        freeaddrinfo(res);
-        MF_BAIL_MSG(MF_ERR_IO, "cannot listen on %s for metrics: %s", host_port, strerror(e));
-    }
-    freeaddrinfo(res);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char h[NI_MAXHOST], p[NI_MAXSERV];
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
-                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
-        snprintf(addr, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-    } else {
-        snprintf(addr, cap, "%s", host_port);
-    }
-    *fd_out = fd;
-    return MF_RES_OK;
-}
-
 /* see mf_metrics.h */
 mf_res mf_metrics_serve(struct mf_metrics *m, const char *host_port, bool (*ready)(void *arg),
                         void *arg, struct mf_metrics_server **out)
@@ -642,7 +592,7 @@ mf_res mf_metrics_serve(struct mf_metrics *m, const char *host_port, bool (*read
     s->m = m;
     s->ready = ready;
     s->arg = arg;
-    MF_TRY_OUT(listen_tcp(host_port, &fd, s->addr, sizeof(s->addr)));
+    MF_TRY_OUT(mf_httpd_listen_tcp(host_port, 16, &fd, s->addr, sizeof(s->addr)));
     s->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC, 0, NULL,
                             NULL, serve, s, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_LIMIT, SRV_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -947,55 +947,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- start / stop ----------------------------------------------------------------- */
 
-static mf_res listen_tcp(const char *host_port, int *fd_out, char *addr, size_t cap)
-{
-    char host[256];
-    const char *colon = strrchr(host_port, ':');
-    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0', MF_ERR_USAGE_ARG,
-                  "--listen '%s' is not HOST:PORT", host_port);
-    size_t hl = (size_t)(colon - host_port);
-    MF_ENSURE(hl < sizeof(host), MF_ERR_USAGE_ARG);
-    memcpy(host, host_port, hl);
-    host[hl] = '\0';
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = '\0';
-    }
-    struct addrinfo hints, *res = NULL;
-    memset(&hints, 0, sizeof(hints));
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gr = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &res);
-    MF_ENSURE_MSG(gr == 0, MF_ERR_USAGE_ARG, "--listen %s: %s", host_port, gai_strerror(gr));
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        freeaddrinfo(res);
-        MF_BAIL_MSG(MF_ERR_IO, "socket: %s", strerror(errno));
-    }
-    int one = 1;
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 512) != 0) {
-        int e = errno;
-        close(fd);
-        freeaddrinfo(res);
-        MF_BAIL_MSG(MF_ERR_IO, "cannot listen on %s: %s", host_port, strerror(e));
-    }
-    freeaddrinfo(res);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char h[NI_MAXHOST], p[NI_MAXSERV];
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0 &&
-        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
-                    NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
-        snprintf(addr, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-    } else {
-        snprintf(addr, cap, "%s", host_port);
-    }
-    *fd_out = fd;
-    return MF_RES_OK;
-}
-
 mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
 {
     mf_res rc;
@@ -1021,7 +972,7 @@ mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
      * authenticate() checks every chain against the live bundle. */
     api->trust_pem = strdup(mf_buf_cstr(&pem));
     MF_ENSURE_OUT(api->trust_pem != NULL, MF_ERR_NOMEM);
-    MF_TRY_OUT(listen_tcp(ctx->cfg.listen, &api->fd, api->addr, sizeof(api->addr)));
+    MF_TRY_OUT(mf_httpd_listen_tcp(ctx->cfg.listen, 512, &api->fd, api->addr, sizeof(api->addr)));
     g_api = api;
     api->d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS, 0, NULL,
