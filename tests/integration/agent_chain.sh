@@ -7,8 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source ./agent_lib.sh
 : "${MAYFLY_BIN:?}"
-command -v setpriv >/dev/null || { echo "note: setpriv missing, skipped"; exit 0; }
-[ "$(id -u)" = 0 ] || { echo "note: needs root for the other-uid workload, skipped"; exit 0; }
+command -v setpriv >/dev/null || skip "setpriv missing"
+[ "$(id -u)" = 0 ] || skip "needs root for the other-uid workload"
 
 al_setup
 AL_PORT=$(al_pick_port)

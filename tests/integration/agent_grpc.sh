@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 source ./agent_lib.sh
 : "${MAYFLY_BIN:?}"
-command -v setpriv >/dev/null || { echo "note: setpriv missing, skipped"; exit 0; }
-[ "$(id -u)" = 0 ] || { echo "note: needs root for the other-uid workload, skipped"; exit 0; }
+command -v setpriv >/dev/null || skip "setpriv missing"
+[ "$(id -u)" = 0 ] || skip "needs root for the other-uid workload"
 
 # Debian's packages live with the system python, which a pyenv or venv
 # python3 earlier in PATH does not see.
@@ -22,7 +22,7 @@ PY=""
 for p in /usr/bin/python3 python3; do
     if "$p" -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then PY=$p; break; fi
 done
-[ -n "$PY" ] || { echo "note: python3-grpcio/python3-grpc-tools missing, skipped"; exit 0; }
+[ -n "$PY" ] || skip "python3-grpcio/python3-grpc-tools missing"
 
 al_setup
 AL_PORT=$(al_pick_port)

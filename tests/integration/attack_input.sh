@@ -17,7 +17,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fault_lib.sh"
 make_tmp
-command -v python3 >/dev/null || { echo "note: python3 missing, skipped"; exit 0; }
+command -v python3 >/dev/null || skip "python3 missing"
 start_ca a "$T/ca"
 LOG_ON_FAIL="$T/ca/ca.log"
 AG=spiffe://example.org/mayfly/agent/n1

@@ -14,7 +14,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null ||
-    { echo "note: needs root and setpriv for the other-uid cases, skipped"; exit 0; }
+    skip "needs root and setpriv for the other-uid cases"
 chmod 755 "$T" # uid 65534 must reach the sockets
 start_ca a "$T/ca"
 LOG_ON_FAIL="$T/ca/ca.log"

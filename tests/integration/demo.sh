@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${MAYFLY_BIN:?}"
-[ "$(id -u)" = 0 ] || { echo "note: the demo runs workloads as other uids and needs root, skipped"; exit 0; }
-command -v setpriv >/dev/null || { echo "note: setpriv missing, skipped"; exit 0; }
+# exit 77: skipped (scripts/run-tests.sh)
+[ "$(id -u)" = 0 ] || { echo "skip: the demo runs workloads as other uids and needs root"; exit 77; }
+command -v setpriv >/dev/null || { echo "skip: setpriv missing"; exit 77; }
 
 out=$(mktemp /tmp/mayfly-demo-test.XXXXXX)
 trap 'rm -f "$out"' EXIT

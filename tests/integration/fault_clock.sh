@@ -15,8 +15,8 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 FT=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
-[ -f "$FT" ] || { echo "note: libfaketime (Debian faketime) missing, skipped"; exit 0; }
-[ "$MAYFLY_TIME_SCALE" = 1 ] || { echo "note: not under valgrind (LD_PRELOAD), skipped"; exit 0; }
+[ -f "$FT" ] || skip "libfaketime (Debian faketime) missing"
+[ "$MAYFLY_TIME_SCALE" = 1 ] || skip "not under valgrind (LD_PRELOAD)"
 AG=spiffe://example.org/mayfly/agent/n1
 # faked NAME: the daemons started next read their clock offset from $T/NAME.ft
 faked() {

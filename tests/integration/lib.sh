@@ -9,6 +9,8 @@
 #   wait_for_socket PATH [S] waits until a Unix socket exists
 #   wait_for_log FILE RE [S] waits until FILE has a line matching RE
 #   die MSG                  fails the test with MSG
+#   skip MSG                 ends the test as skipped (exit 77): it cannot run
+#                            here; counted apart, and a failure under CI=true
 #
 # Binaries come from $MAYFLY_BIN (bin/), tools from $MAYFLY_BUILD/tools.
 
@@ -48,6 +50,11 @@ die() {
         tail -n 30 "$LOG_ON_FAIL" >&2
     fi
     exit 1
+}
+
+skip() {
+    echo "skip: $*"
+    exit 77
 }
 
 cleanup() {

@@ -5,6 +5,7 @@
 # RSS stays bounded, admission control engages (429 or 503, always with
 # Retry-After), every agent gets through once it honours Retry-After, and
 # the CA is healthy afterwards.
+# mayfly-test: serial (a load test: it wants the machine to itself)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/fault_lib.sh"
