@@ -11,7 +11,7 @@
 # the CLI still answering on the same socket.
 set -euo pipefail
 cd "$(dirname "$0")"
-source ./agent_lib.sh
+source ./lib.sh
 : "${MAYFLY_BIN:?}"
 command -v setpriv >/dev/null || skip "setpriv missing"
 [ "$(id -u)" = 0 ] || skip "needs root for the other-uid workload"
@@ -24,67 +24,67 @@ for p in /usr/bin/python3 python3; do
 done
 [ -n "$PY" ] || skip "python3-grpcio/python3-grpc-tools missing"
 
-al_setup
-AL_PORT=$(al_pick_port)
-AL_ADMIN="$AL_T/admin.sock"
-AL_SOCK="$AL_T/run/agent.sock"
-AL_SVID_TTL=20s
+make_tmp
+chmod 0755 "$T" # the other-uid workload must reach the agent's socket
+ADMIN="$T/ca/admin.sock"
+SOCK="$T/n1/agent.sock"
+# the CA, first on a port of its own, then again on the same one
+ca_up() { start_ca a "$T/ca" ${CA_ADDR_a:+--listen "$CA_ADDR_a"} --svid-ttl 20s --ca-ttl 10m; }
 CA=("$MAYFLY_BIN/mayfly-ca")
 AGENT_ID=spiffe://example.org/mayfly/agent/node1
 APP=spiffe://example.org/grpc-app
 CHECK="$(cd ../grpc && pwd)/workload_check.py"
 
-mkdir -m 0755 "$AL_T/gen"
-"$PY" -m grpc_tools.protoc -I../../api/proto --python_out="$AL_T/gen" \
-    --grpc_python_out="$AL_T/gen" ../../api/proto/workload.proto
-chmod -R a+rX "$AL_T/gen"
-export MAYFLY_GRPC_GEN="$AL_T/gen" SPIFFE_ENDPOINT_SOCKET="unix://$AL_SOCK"
-export MAYFLY_CA_KEYS="$AL_T/ca/keys" MAYFLY_CA="${CA[0]}" MAYFLY_ADMIN="$AL_ADMIN"
+mkdir -m 0755 "$T/gen"
+"$PY" -m grpc_tools.protoc -I../../api/proto --python_out="$T/gen" \
+    --grpc_python_out="$T/gen" ../../api/proto/workload.proto
+chmod -R a+rX "$T/gen"
+export MAYFLY_GRPC_GEN="$T/gen" SPIFFE_ENDPOINT_SOCKET="unix://$SOCK"
+export MAYFLY_CA_KEYS="$T/ca/data/keys" MAYFLY_CA="${CA[0]}" MAYFLY_ADMIN="$ADMIN"
 export MAYFLY_PARENT="$AGENT_ID"
-check() { "$PY" "$CHECK" "$@" || al_fail "check $1"; }
+check() { "$PY" "$CHECK" "$@" || die "check $1"; }
 
-al_start_ca
-"${CA[@]}" bundle show --admin-socket "$AL_ADMIN" --format pem >"$AL_T/bundle.pem"
-TOKEN=$("${CA[@]}" token generate --admin-socket "$AL_ADMIN" --spiffe-id "$AGENT_ID")
-"${CA[@]}" entry create --admin-socket "$AL_ADMIN" --spiffe-id "$APP" \
+ca_up
+TOKEN=$("${CA[@]}" token generate --admin-socket "$ADMIN" --spiffe-id "$AGENT_ID")
+"${CA[@]}" entry create --admin-socket "$ADMIN" --spiffe-id "$APP" \
     --parent-id "$AGENT_ID" --selector unix:uid:0 >/dev/null
 # the CA publishes a JWT key next to its X.509 authority
-"${CA[@]}" bundle show --admin-socket "$AL_ADMIN" --format spiffe |
+"${CA[@]}" bundle show --admin-socket "$ADMIN" --format spiffe |
     "$PY" -c 'import json,sys; k=json.load(sys.stdin)["keys"]; j=[x for x in k if x["use"]=="jwt-svid"]; assert j and all(x.get("kid") for x in j), k' ||
-    al_fail "no jwt-svid key with a kid in the CA bundle"
+    die "no jwt-svid key with a kid in the CA bundle"
 
-al_start_agent --join-token "$TOKEN"
-al_wait_fetch root "$APP" 5
+start_agent n1 "$T/n1" a --join-token "$TOKEN"
+wait_until 5 fetch_has root "$SOCK" "$APP"
 
 # 1. X.509 over gRPC, on the socket the JSON API uses too
 check x509 "$APP"
 check x509-bundles
 check no-header
-setpriv --reuid=65534 --regid=65534 --clear-groups env MAYFLY_GRPC_GEN="$AL_T/gen" \
+setpriv --reuid=65534 --regid=65534 --clear-groups env MAYFLY_GRPC_GEN="$T/gen" \
     SPIFFE_ENDPOINT_SOCKET="$SPIFFE_ENDPOINT_SOCKET" "$PY" "$CHECK" denied ||
-    al_fail "check denied"
-al_fetch root | grep -q "$APP" || al_fail "the JSON API stopped answering on the socket"
+    die "check denied"
+fetch_as root "$SOCK" | grep -q "$APP" || die "the JSON API stopped answering on the socket"
 
 # 2. JWT-SVIDs end to end
 check jwt-bundles
 check jwt "$APP"
-tok=$("$MAYFLY_BIN/mayfly-agent" fetch jwt --audience cli-aud --socket "$AL_SOCK" 2>/dev/null)
-[ -n "$tok" ] || al_fail "fetch jwt printed no token"
-"$MAYFLY_BIN/mayfly-agent" validate jwt --audience cli-aud --svid "$tok" --socket "$AL_SOCK" |
-    grep -q "spiffe_id=$APP" || al_fail "validate jwt refused the agent's own token"
+tok=$("$MAYFLY_BIN/mayfly-agent" fetch jwt --audience cli-aud --socket "$SOCK" 2>/dev/null)
+[ -n "$tok" ] || die "fetch jwt printed no token"
+"$MAYFLY_BIN/mayfly-agent" validate jwt --audience cli-aud --svid "$tok" --socket "$SOCK" |
+    grep -q "spiffe_id=$APP" || die "validate jwt refused the agent's own token"
 if "$MAYFLY_BIN/mayfly-agent" validate jwt --audience other --svid "$tok" \
-    --socket "$AL_SOCK" >/dev/null 2>&1; then al_fail "validate jwt took a wrong audience"; fi
+    --socket "$SOCK" >/dev/null 2>&1; then die "validate jwt took a wrong audience"; fi
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'workload.spiffe.io: true' \
-    --unix-socket "$AL_SOCK" http://x/v1/jwt || true)
-[ "$code" = 400 ] || al_fail "GET /v1/jwt without audience: $code, want 400"
-curl -sf -H 'workload.spiffe.io: true' --unix-socket "$AL_SOCK" http://x/v1/jwt/bundles |
-    grep -q '"kid"' || al_fail "GET /v1/jwt/bundles"
+    --unix-socket "$SOCK" http://x/v1/jwt || true)
+[ "$code" = 400 ] || die "GET /v1/jwt without audience: $code, want 400"
+curl -sf -H 'workload.spiffe.io: true' --unix-socket "$SOCK" http://x/v1/jwt/bundles |
+    grep -q '"kid"' || die "GET /v1/jwt/bundles"
 
 # the CA's JWT endpoint itself, with another TLS stack, as this agent; an
 # entry parented to another agent is refused like a missing one
-"${CA[@]}" entry create --admin-socket "$AL_ADMIN" --spiffe-id spiffe://example.org/elsewhere \
+"${CA[@]}" entry create --admin-socket "$ADMIN" --spiffe-id spiffe://example.org/elsewhere \
     --parent-id spiffe://example.org/mayfly/agent/node2 --selector unix:uid:0 >/dev/null
-check ca-jwt "127.0.0.1:$AL_PORT" "$AL_T/bundle.pem" "$AL_T/agent/agent.svid" "$APP" \
+check ca-jwt "$CA_ADDR_a" "$T/n1/bundle.pem" "$T/n1/data/agent.svid" "$APP" \
     spiffe://example.org/elsewhere
 
 # 3. a stream sees a rotation (20 s SVIDs renew at about 10 s); JWT-SVIDs,
@@ -94,12 +94,12 @@ check jwt-renew "$APP"
 
 # 4. many streams at once; clients that never read cost bounded memory
 check many-streams 200
-check slow-readers "$AL_AGENT_PID" "$APP" 8 16 100
+check slow-readers "$AGENT_PID_n1" "$APP" 8 16 100
 check x509 "$APP"
 
 # a clean shutdown with streams open; under `make check` any sanitizer
 # report (leaks are reported at exit) fails the test
-"$PY" - "$AL_SOCK" <<'PY' &
+"$PY" - "$SOCK" <<'PY' &
 import sys, time, grpc
 sys.path.insert(0, __import__("os").environ["MAYFLY_GRPC_GEN"])
 import workload_pb2 as pb, workload_pb2_grpc as rpc
@@ -111,18 +111,18 @@ for it in its:
 time.sleep(30)
 PY
 held=$!
-AL_PIDS+=("$held")
+track_pid "$held"
 sleep 1
 # the CA first: the agent's worker then leaves its long poll at once and
 # shuts down fully (from inside a 30 s long poll it is abandoned, and a
 # sanitizer would report everything it owns)
-al_stop_pid "$AL_CA_PID"
+stop_pid "$CA_PID_a"
 sleep 1
-al_stop_pid "$AL_AGENT_PID"
+stop_pid "$AGENT_PID_n1"
 kill "$held" 2>/dev/null || true
-grep -q 'shutting down' "$AL_T/agent.log" || al_fail "the agent did not shut down cleanly"
-if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$AL_T"/*.log; then
-    grep -E -A20 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$AL_T"/*.log | head -40
-    al_fail "sanitizer report"
+grep -q 'shutting down' "$T/n1/agent.log" || die "the agent did not shut down cleanly"
+if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*/*.log; then
+    grep -E -A20 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$T"/*/*.log | head -40
+    die "sanitizer report"
 fi
 echo "ok"

@@ -10,7 +10,6 @@
 #         domain (a second CA), a certificate that is not an agent ID.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 start_ca a "$T/ca" --agent-rate 1000 --agent-burst 1000
 start_ca e "$T/ca_e" --svid-ttl 2s --ca-ttl 2m # for the expired agent SVID

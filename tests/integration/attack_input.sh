@@ -15,7 +15,6 @@
 #     header.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 command -v python3 >/dev/null || skip "python3 missing"
 start_ca a "$T/ca"

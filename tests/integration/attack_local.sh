@@ -11,7 +11,6 @@
 # forced: tests/unit/test_agent_regress.c.)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null ||
     skip "needs root and setpriv for the other-uid cases"

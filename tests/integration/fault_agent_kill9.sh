@@ -7,7 +7,6 @@
 # stopped; with the CA back it renews again.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 port=$(pick_port)
 start_ca a "$T/ca" --listen "127.0.0.1:$port" --svid-ttl 1m

@@ -7,7 +7,6 @@
 # reaches its workload again); signing works again.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 port=$(pick_port)
 start_ca a "$T/ca" --listen "127.0.0.1:$port" --agent-rate 1000 --agent-burst 1000

@@ -10,7 +10,6 @@
 #     says so and what to do, and a restart with a new join token recovers.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 AG=spiffe://example.org/mayfly/agent/n1
 pa=$(pick_port)

@@ -12,7 +12,6 @@
 #         (renewals resume). Nothing expired is ever served.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 FT=/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1
 [ -f "$FT" ] || skip "libfaketime (Debian faketime) missing"

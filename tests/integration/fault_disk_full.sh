@@ -9,7 +9,6 @@
 # `PRAGMA integrity_check` is ok.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 command -v prlimit >/dev/null || skip "prlimit missing"
 trap '' XFSZ # inherited by the CA: a write past the limit fails with EFBIG

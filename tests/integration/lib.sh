@@ -3,14 +3,32 @@
 #
 #   make_tmp                 sets T to a temp dir removed (and its processes
 #                            killed) on exit; call it directly, not in $(...)
-#   port=$(pick_port)        a free TCP port on 127.0.0.1
-#   start_ca NAME DIR [ARGS] starts mayfly-ca in DIR, waits for its ready line;
+#   port=$(pick_port)        a free TCP port on 127.0.0.1, reserved for this test
+#   start_ca NAME DIR [ARGS] starts mayfly-ca in DIR (on a port of its own
+#                            unless --listen is given), waits for its ready line;
 #                            sets CA_PID_<NAME>, CA_ADDR_<NAME>, CA_SOCK_<NAME>
 #   wait_for_socket PATH [S] waits until a Unix socket exists
 #   wait_for_log FILE RE [S] waits until FILE has a line matching RE
 #   die MSG                  fails the test with MSG
 #   skip MSG                 ends the test as skipped (exit 77): it cannot run
 #                            here; counted apart, and a failure under CI=true
+#
+#   fetch_has WHO SOCK PAT          a fetch as WHO prints PAT
+#   fetch_denied WHO SOCK           a fetch as WHO is refused
+#
+#   start_agent NAME DIR CA [ARGS]  mayfly-agent with data in DIR/data, socket
+#                                   DIR/agent.sock, log DIR/agent.log, against
+#                                   CA (a start_ca name); waits for its ready
+#                                   line; sets AGENT_PID_<NAME>, AGENT_SOCK_<NAME>
+#   fresh_token CA AGENT_ID         a join token, on stdout
+#   add_entry CA ID PARENT SEL [..] creates an entry, prints its id
+#   fetch_as WHO SOCK [ARGS]        `mayfly-agent fetch x509` as root or nobody
+#   wait_until SECS CMD...          polls CMD every 0.1 s until it succeeds;
+#                                   fails the test after SECS (scaled)
+#   registry_digest CA              a digest of entries and agents, to show
+#                                   that a refused request changed nothing
+#   sanitized                       true when the daemons are built with ASan
+#                                   (`make check`): memory bounds do not apply
 #
 # Binaries come from $MAYFLY_BIN (bin/), tools from $MAYFLY_BUILD/tools.
 
@@ -93,6 +111,7 @@ cleanup() {
         done
         rm -rf "$_LIB_TMP"
     fi
+    free_ports
     if [ "$bad" = 1 ] && [ "$rc" = 0 ]; then
         exit 1
     fi
@@ -110,16 +129,37 @@ track_pid() {
     _LIB_PIDS+=("$1")
 }
 
+# A free TCP port on 127.0.0.1, for a server that must keep its port across
+# a restart (a daemon that binds port 0 reports its address instead; see
+# start_ca). Ports come from below the kernel's ephemeral range, so they
+# never meet a port-0 bind, and each is reserved with an atomic mkdir, so
+# that tests running in parallel never pick the same one; cleanup frees it.
+_LIB_PORT_DIR=/tmp/mayfly-test-ports
 pick_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return 0
+    local p i owner lo=20000 hi=32000
+    mkdir -p "$_LIB_PORT_DIR"
+    for i in $(seq 1 200); do
+        p=$((lo + RANDOM % (hi - lo)))
+        if ! mkdir "$_LIB_PORT_DIR/$p" 2>/dev/null; then
+            # reserved: take it over only if its test is gone
+            owner=$(cat "$_LIB_PORT_DIR/$p/owner" 2>/dev/null || echo 1)
+            kill -0 "$owner" 2>/dev/null && continue
         fi
+        echo $$ >"$_LIB_PORT_DIR/$p/owner"
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
+        echo "$p"
+        return 0
     done
     die "no free port found"
+}
+
+# Frees the ports this test reserved.
+free_ports() {
+    local d
+    for d in "$_LIB_PORT_DIR"/*; do
+        [ "$(cat "$d/owner" 2>/dev/null)" = $$ ] && rm -rf "$d"
+    done
+    return 0
 }
 
 wait_for_socket() {
@@ -146,9 +186,8 @@ start_ca() {
     local name=$1 dir=$2
     shift 2
     mkdir -p "$dir"
-    local port
-    port=$(pick_port)
-    local listen=(--listen "127.0.0.1:$port")
+    # port 0: the kernel picks a free port and the ready line reports it
+    local listen=(--listen "127.0.0.1:0")
     local a
     for a in "$@"; do [ "$a" = --listen ] && listen=(); done
     : >"$dir/ca.log"
@@ -194,4 +233,95 @@ expect_fail() {
     fi
     [ -n "$err" ] || die "$desc: failed without a message"
     echo "ok (refused): $desc: $err"
+}
+
+# ---- agents, workloads and the registry ------------------------------------
+
+AGENT_BIN="$MAYFLY_BIN/mayfly-agent"
+
+start_agent() {
+    local name=$1 dir=$2 ca=$3
+    shift 3
+    mkdir -p "$dir"
+    local addr_var="CA_ADDR_$ca" sock_var="CA_SOCK_$ca"
+    local before
+    before=$(grep -c '^mayfly-agent ready' "$dir/agent.log" 2>/dev/null || true)
+    if [ ! -f "$dir/bundle.pem" ]; then
+        "$CA_BIN" bundle show --admin-socket "${!sock_var}" >"$dir/bundle.pem"
+    fi
+    vg_wrap "$dir"
+    "${MAYFLY_WRAP[@]}" "$AGENT_BIN" run --data-dir "$dir/data" --server "${!addr_var}" \
+        --trust-bundle "$dir/bundle.pem" --socket "$dir/agent.sock" "$@" \
+        >>"$dir/agent.log" 2>&1 &
+    local pid=$!
+    track_pid "$pid"
+    local i now
+    for i in $(seq 1 $((200 * MAYFLY_TIME_SCALE))); do
+        now=$(grep -c '^mayfly-agent ready' "$dir/agent.log" 2>/dev/null || true)
+        [ "${now:-0}" -gt "${before:-0}" ] && break
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 20 "$dir/agent.log" >&2
+            die "mayfly-agent $name exited during start"
+        fi
+        sleep 0.05
+    done
+    [ "${now:-0}" -gt "${before:-0}" ] || die "mayfly-agent $name not ready"
+    printf -v "AGENT_PID_$name" '%s' "$pid"
+    printf -v "AGENT_SOCK_$name" '%s' "$dir/agent.sock"
+}
+
+fresh_token() {
+    local sock_var="CA_SOCK_$1"
+    "$CA_BIN" token generate --admin-socket "${!sock_var}" --spiffe-id "$2"
+}
+
+add_entry() {
+    local sock_var="CA_SOCK_$1" id=$2 parent=$3
+    shift 3
+    local sels=() s
+    for s in "$@"; do sels+=(--selector "$s"); done
+    "$CA_BIN" entry create --admin-socket "${!sock_var}" --spiffe-id "$id" --parent-id "$parent" \
+        "${sels[@]}"
+}
+
+fetch_as() {
+    local who=$1 sock=$2
+    shift 2
+    if [ "$who" = nobody ]; then
+        setpriv --reuid=65534 --regid=65534 --clear-groups \
+            "$AGENT_BIN" fetch x509 --socket "$sock" "$@"
+    else
+        "$AGENT_BIN" fetch x509 --socket "$sock" "$@"
+    fi
+}
+
+wait_until() {
+    local secs=$1 i
+    shift
+    for i in $(seq 1 $((secs * 10 * MAYFLY_TIME_SCALE))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    die "condition not met within ${secs}s: $*"
+}
+
+registry_digest() {
+    local sock_var="CA_SOCK_$1"
+    {
+        "$CA_BIN" entry list --admin-socket "${!sock_var}" --json
+        "$CA_BIN" agent list --admin-socket "${!sock_var}" --json |
+            sed 's/"last_seen": *"[^"]*"//g'
+    } | sha256sum | cut -c1-16
+}
+
+sanitized() {
+    ldd "$CA_BIN" 2>/dev/null | grep -q libasan
+}
+
+fetch_has() {
+    fetch_as "$1" "$2" 2>/dev/null | grep -q -- "$3"
+}
+
+fetch_denied() {
+    ! fetch_as "$1" "$2" >/dev/null 2>&1
 }

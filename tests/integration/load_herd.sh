@@ -8,7 +8,6 @@
 # mayfly-test: serial (a load test: it wants the machine to itself)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 ulimit -n 4096 2>/dev/null || true
 AGENTS=200

@@ -7,7 +7,6 @@
 # mayfly-test: serial (a load test: it wants the machine to itself)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 # one descriptor per connection on both sides, plus room
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
