@@ -147,8 +147,14 @@ void mf_err_format(mf_res r, char *out, size_t cap);
  * you will print, so that a stale one is never shown). */
 void mf_err_clear(void);
 
-#define MF_BAIL(e) return mf_err_raise((e), __FILE__, __LINE__, __func__, NULL)
-#define MF_BAIL_MSG(e, ...) return mf_err_raise((e), __FILE__, __LINE__, __func__, __VA_ARGS__)
+/* The expression forms: an mf_res holding e, with the site (and a detail)
+ * recorded, for a value to assign or pass on rather than return at once:
+ *   rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE, "entry %s exists", id); */
+#define MF_RAISE(e)         mf_err_raise((e), __FILE__, __LINE__, __func__, NULL)
+#define MF_RAISE_MSG(e, ...) mf_err_raise((e), __FILE__, __LINE__, __func__, __VA_ARGS__)
+
+#define MF_BAIL(e)          return MF_RAISE(e)
+#define MF_BAIL_MSG(e, ...) return MF_RAISE_MSG((e), __VA_ARGS__)
 
 #define MF_TRY(x)                                                                                  \
     do {                                                                                           \

@@ -1,36 +1,32 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * ca_store: the registry in SQLite (see ca_store.h for durability and
- * threading).
+ * ca_store: the registry (see ca_store.h for durability and threading),
+ * written once over the SQL engine interface of ca_db.h.
  *
  * All SQL uses bound parameters; no value is ever pasted into SQL text.
  * The mutex is recursive so that ca_store_begin/commit can wrap several
  * calls from one thread in a single transaction.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <jansson.h>
-#include <sqlite3.h>
 
 #include "api/mf_json.h"
 #include "api/mf_mem.h"
 #include "api/mf_spiffeid.h"
 #include "api/mf_x509.h"
+#include "ca/ca_db.h"
 #include "ca/ca_store.h"
 
 #define DB_NAME "mayfly-ca.db"
-#define BUSY_TIMEOUT_MS 5000
 
 struct ca_store {
-    sqlite3 *db;             /* protected by mu */
+    struct ca_db *db;        /* protected by mu */
     pthread_mutex_t mu;      /* recursive; serialises every use of db */
     int64_t revision;        /* protected by mu; mirrors meta 'revision' */
     int tx_depth;            /* protected by mu; >0 inside ca_store_begin */
@@ -82,56 +78,35 @@ static void unlock(struct ca_store *st)
     pthread_mutex_unlock(&st->mu);
 }
 
-static mf_res db_fail(struct ca_store *st, int rc, const char *what)
+/* Runs one statement; the caller holds the lock. */
+static mf_res run(struct ca_store *st, const char *what, const char *sql,
+                  const struct ca_db_val *args, size_t n_args, ca_db_row_fn fn, void *cls,
+                  uint64_t *changes)
 {
-    const char *msg = st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
-    switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT:
-        MF_BAIL_MSG(MF_ERR_POLICY_DUPLICATE, "%s: already exists", what);
-    case SQLITE_FULL:
-        MF_BAIL_MSG(MF_ERR_IO_NOSPACE, "%s: %s", what, msg);
-    case SQLITE_IOERR: {
-        /* A file size limit (RLIMIT_FSIZE: EFBIG) or a disk that filled in
-         * the middle of a write (ENOSPC) means "no space", not a broken
-         * disk. SQLite keeps the errno only until its next system call, so
-         * a finite file size limit counts as the cause too. */
-        int e = st->db != NULL ? sqlite3_system_errno(st->db) : 0;
-        struct rlimit fl;
-        bool limited = getrlimit(RLIMIT_FSIZE, &fl) == 0 && fl.rlim_cur != RLIM_INFINITY;
-        if (e == ENOSPC || e == EFBIG || limited) {
-            MF_BAIL_MSG(MF_ERR_IO_NOSPACE, "%s: %s (%s)", what, msg,
-                        e == ENOSPC ? "disk full" : "file size limit reached");
-        }
-        MF_BAIL_MSG(MF_ERR_IO, "%s: %s", what, msg);
-    }
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        MF_BAIL_MSG(MF_ERR_IO_TIMEOUT, "%s: %s", what, msg);
-    case SQLITE_NOMEM:
-        MF_BAIL(MF_ERR_NOMEM);
-    default:
-        MF_BAIL_MSG(MF_ERR_IO, "%s: %s", what, msg);
-    }
+    return st->db->ops->exec(st->db, what, sql, args, n_args, fn, cls, changes);
 }
 
-static mf_res exec(struct ca_store *st, const char *sql)
+/* The parameter list of a statement, written inline:
+ * run(st, "entry", sql, ARGS(ca_db_text(id)), fn, cls, NULL) */
+#define ARGS(...)                                                                                  \
+    (const struct ca_db_val[]){__VA_ARGS__},                                                      \
+        sizeof((const struct ca_db_val[]){__VA_ARGS__}) / sizeof(struct ca_db_val)
+
+/* Runs one statement under the lock. */
+static mf_res run_locked(struct ca_store *st, const char *what, const char *sql,
+                         const struct ca_db_val *args, size_t n_args, ca_db_row_fn fn,
+                         void *cls, uint64_t *changes)
 {
-    char *err = NULL;
-    int rc = sqlite3_exec(st->db, sql, NULL, NULL, &err);
-    if (rc != SQLITE_OK) {
-        sqlite3_free(err);
-        return db_fail(st, rc, "sqlite");
-    }
-    return MF_RES_OK;
+    lock(st);
+    mf_res r = run(st, what, sql, args, n_args, fn, cls, changes);
+    unlock(st);
+    return r;
 }
 
-static mf_res prep(struct ca_store *st, const char *sql, sqlite3_stmt **out)
+/* Row callbacks shared by several queries. */
+static mf_res get_int(void *cls, const struct ca_db_row *row)
 {
-    int rc = sqlite3_prepare_v2(st->db, sql, -1, out, NULL);
-    if (rc != SQLITE_OK) {
-        *out = NULL;
-        return db_fail(st, rc, "prepare");
-    }
+    *(int64_t *)cls = ca_db_col_int(row, 0);
     return MF_RES_OK;
 }
 
@@ -142,9 +117,7 @@ mf_res ca_store_begin(struct ca_store *st)
     MF_ENSURE_REF(st);
     lock(st);
     if (st->tx_depth == 0) {
-        /* IMMEDIATE takes the write lock now, so a read-then-write sequence
-         * (token spend) cannot interleave with another writer. */
-        mf_res r = exec(st, "BEGIN IMMEDIATE");
+        mf_res r = st->db->ops->begin(st->db);
         if (!mf_ok(r)) {
             unlock(st);
             return r;
@@ -159,12 +132,7 @@ mf_res ca_store_commit(struct ca_store *st)
     MF_ENSURE_REF(st);
     mf_res r = MF_RES_OK;
     if (--st->tx_depth == 0) {
-        r = exec(st, "COMMIT");
-        if (!mf_ok(r)) {
-            char *err = NULL;
-            (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, &err);
-            sqlite3_free(err);
-        }
+        r = st->db->ops->commit(st->db);
     }
     unlock(st);
     return r;
@@ -176,9 +144,7 @@ void ca_store_rollback(struct ca_store *st)
         return;
     }
     if (--st->tx_depth == 0) {
-        char *err = NULL;
-        (void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, &err);
-        sqlite3_free(err);
+        st->db->ops->rollback(st->db);
     }
     unlock(st);
 }
@@ -187,35 +153,17 @@ void ca_store_rollback(struct ca_store *st)
 
 static mf_res meta_get_locked(struct ca_store *st, const char *key, int64_t *out)
 {
-    sqlite3_stmt *s = NULL;
     *out = 0;
-    MF_TRY(prep(st, "SELECT value FROM meta WHERE key = ?", &s));
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *out = sqlite3_column_int64(s, 0);
-    } else if (rc != SQLITE_DONE) {
-        sqlite3_finalize(s);
-        return db_fail(st, rc, "meta");
-    }
-    sqlite3_finalize(s);
-    return MF_RES_OK;
+    return run(st, "meta", "SELECT value FROM meta WHERE key = $1", ARGS(ca_db_text(key)),
+               get_int, out, NULL);
 }
 
 static mf_res meta_set_locked(struct ca_store *st, const char *key, int64_t v)
 {
-    sqlite3_stmt *s = NULL;
-    MF_TRY(prep(st, "INSERT INTO meta (key, value) VALUES (?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                &s));
-    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, v);
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE) {
-        return db_fail(st, rc, "meta");
-    }
-    return MF_RES_OK;
+    return run(st, "meta",
+               "INSERT INTO meta (key, value) VALUES ($1, $2) "
+               "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+               ARGS(ca_db_text(key), ca_db_int(v)), NULL, NULL, NULL);
 }
 
 mf_res ca_store_meta_get(struct ca_store *st, const char *key, int64_t *out)
@@ -237,7 +185,7 @@ mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v)
 }
 
 /* Inside a transaction: the next registry revision. st->revision is only
- * moved once the transaction commits (see bump_commit). */
+ * moved once the transaction commits (see write_commit). */
 static mf_res bump_revision(struct ca_store *st, int64_t *rev)
 {
     int64_t cur = 0;
@@ -254,39 +202,43 @@ int64_t ca_store_revision(struct ca_store *st)
     return r;
 }
 
+/* Commits a write that bumped the revision to rev, then publishes rev to
+ * readers. */
+static mf_res write_commit(struct ca_store *st, int64_t rev)
+{
+    MF_TRY(ca_store_commit(st));
+    lock(st);
+    if (rev > st->revision) {
+        st->revision = rev;
+    }
+    unlock(st);
+    return MF_RES_OK;
+}
+
 /* ---- open / migrate ------------------------------------------------------- */
 
 static mf_res migrate(struct ca_store *st)
 {
     mf_res rc;
-    sqlite3_stmt *s = NULL;
-    int version = 0;
-    MF_TRY(exec(st, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    int64_t version = 0;
+    MF_TRY(st->db->ops->script(
+        st->db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
     MF_TRY(ca_store_begin(st));
-    MF_TRY_OUT(prep(st, "SELECT MAX(version) FROM schema_version", &s));
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        version = sqlite3_column_int(s, 0);
-    }
-    sqlite3_finalize(s);
-    s = NULL;
+    MF_TRY_OUT(run(st, "schema", "SELECT MAX(version) FROM schema_version", NULL, 0, get_int,
+                   &version, NULL));
     MF_ENSURE_OUT_MSG(version <= SCHEMA_VERSION, MF_ERR_STATE,
-                      "database schema version %d is newer than this mayfly-ca (%d)", version,
-                      SCHEMA_VERSION);
-    for (int v = version; v < SCHEMA_VERSION; v++) {
-        MF_TRY_OUT(exec(st, migrations[v]));
+                      "database schema version %lld is newer than this mayfly-ca (%d)",
+                      (long long)version, SCHEMA_VERSION);
+    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
+        MF_TRY_OUT(st->db->ops->script(st->db, migrations[v]));
     }
     if (version < SCHEMA_VERSION) {
-        MF_TRY_OUT(exec(st, "DELETE FROM schema_version"));
-        MF_TRY_OUT(prep(st, "INSERT INTO schema_version (version) VALUES (?)", &s));
-        sqlite3_bind_int(s, 1, SCHEMA_VERSION);
-        int r = sqlite3_step(s);
-        MF_ENSURE_OUT(r == SQLITE_DONE, MF_ERR_IO);
+        MF_TRY_OUT(run(st, "schema", "DELETE FROM schema_version", NULL, 0, NULL, NULL, NULL));
+        MF_TRY_OUT(run(st, "schema", "INSERT INTO schema_version (version) VALUES ($1)",
+                       ARGS(ca_db_int(SCHEMA_VERSION)), NULL, NULL, NULL));
     }
-    rc = ca_store_commit(st);
-    sqlite3_finalize(s);
-    return rc;
+    return ca_store_commit(st);
 out:
-    sqlite3_finalize(s);
     ca_store_rollback(st);
     return rc;
 }
@@ -318,23 +270,7 @@ mf_res ca_store_open(const char *data_dir, struct ca_store **out)
                       data_dir, (unsigned)(sb.st_mode & 0777));
     int n = snprintf(path, sizeof(path), "%s/%s", data_dir, DB_NAME);
     MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(path), MF_ERR_USAGE_ARG);
-
-    /* Create the file 0600 ourselves, before SQLite does with its own mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    MF_ENSURE_OUT_MSG(fd >= 0, MF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    close(fd);
-
-    int r = sqlite3_open_v2(path, &st->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                            NULL);
-    if (r != SQLITE_OK) {
-        rc = db_fail(st, r, "open database");
-        goto out;
-    }
-    sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
-    MF_TRY_OUT(exec(st, "PRAGMA journal_mode = WAL"));
-    MF_TRY_OUT(exec(st, "PRAGMA synchronous = FULL"));
-    MF_TRY_OUT(exec(st, "PRAGMA foreign_keys = ON"));
+    MF_TRY_OUT(ca_db_sqlite_open(path, &st->db));
     MF_TRY_OUT(migrate(st));
     lock(st);
     rc = meta_get_locked(st, "revision", &st->revision);
@@ -354,7 +290,7 @@ void ca_store_close(struct ca_store *st)
         return;
     }
     if (st->db != NULL) {
-        sqlite3_close_v2(st->db);
+        st->db->ops->close(st->db);
     }
     pthread_mutex_destroy(&st->mu);
     free(st);
@@ -491,25 +427,24 @@ static mf_res json_to_strs(const char *text, char ***out, size_t *n_out)
     return MF_RES_OK;
 }
 
-static mf_res row_to_entry(sqlite3_stmt *s, struct ca_entry *e)
+static mf_res row_to_entry(const struct ca_db_row *row, struct ca_entry *e)
 {
     mf_res rc;
     memset(e, 0, sizeof(*e));
-    const char *id = (const char *)sqlite3_column_text(s, 0);
-    snprintf(e->id, sizeof(e->id), "%s", id ? id : "");
-    e->spiffe_id = strdup((const char *)sqlite3_column_text(s, 1));
-    e->parent_id = strdup((const char *)sqlite3_column_text(s, 2));
+    snprintf(e->id, sizeof(e->id), "%s", ca_db_col_text(row, 0));
+    e->spiffe_id = strdup(ca_db_col_text(row, 1));
+    e->parent_id = strdup(ca_db_col_text(row, 2));
     MF_ENSURE_OUT(e->spiffe_id != NULL && e->parent_id != NULL, MF_ERR_NOMEM);
-    MF_TRY_OUT(json_to_strs((const char *)sqlite3_column_text(s, 3), &e->selectors,
-                            &e->n_selectors));
-    e->ttl = sqlite3_column_int64(s, 4);
-    MF_TRY_OUT(json_to_strs((const char *)sqlite3_column_text(s, 5), &e->dns_names, &e->n_dns));
-    if (sqlite3_column_type(s, 6) != SQLITE_NULL) {
-        e->hint = strdup((const char *)sqlite3_column_text(s, 6));
+    MF_TRY_OUT(json_to_strs(ca_db_col_text(row, 3), &e->selectors, &e->n_selectors));
+    e->ttl = ca_db_col_int(row, 4);
+    MF_TRY_OUT(json_to_strs(ca_db_col_text(row, 5), &e->dns_names, &e->n_dns));
+    const char *hint = ca_db_col_text_or_null(row, 6);
+    if (hint != NULL) {
+        e->hint = strdup(hint);
         MF_ENSURE_OUT(e->hint != NULL, MF_ERR_NOMEM);
     }
-    e->revision = sqlite3_column_int64(s, 7);
-    e->created_at = sqlite3_column_int64(s, 8);
+    e->revision = ca_db_col_int(row, 7);
+    e->created_at = ca_db_col_int(row, 8);
     return MF_RES_OK;
 out:
     ca_entry_cleanup(e);
@@ -517,16 +452,33 @@ out:
 }
 
 #define ENTRY_COLS "id, spiffe_id, parent_id, selectors, ttl, dns_names, hint, revision, created_at"
+/* The revision just taken by bump_revision, inside the same transaction. */
+#define CUR_REVISION "(SELECT value FROM meta WHERE key = 'revision')"
 
-static void finish_revision(struct ca_store *st, int64_t rev)
+/* A write that moves the registry revision, in one transaction: bump, the
+ * statement, commit, publish. With must_change, a statement that changed
+ * no row is MF_ERR_POLICY_NOT_FOUND ("no <what> <key>"). On success *rev
+ * (may be NULL) is the new revision. */
+static mf_res write_rev(struct ca_store *st, const char *what, const char *key, bool must_change,
+                        const char *sql, const struct ca_db_val *args, size_t n_args,
+                        int64_t *rev)
 {
-    /* After a successful commit (which released the lock): publish the new
-     * revision to readers. */
-    lock(st);
-    if (rev > st->revision) {
-        st->revision = rev;
+    mf_res rc;
+    int64_t r = 0;
+    uint64_t changed = 0;
+    MF_TRY(ca_store_begin(st));
+    MF_TRY_OUT(bump_revision(st, &r));
+    MF_TRY_OUT(run(st, what, sql, args, n_args, NULL, NULL, &changed));
+    MF_ENSURE_OUT_MSG(!must_change || changed > 0, MF_ERR_POLICY_NOT_FOUND, "no %s %s", what,
+                      key);
+    MF_TRY(write_commit(st, r));
+    if (rev != NULL) {
+        *rev = r;
     }
-    unlock(st);
+    return MF_RES_OK;
+out:
+    ca_store_rollback(st);
+    return rc;
 }
 
 mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
@@ -535,53 +487,24 @@ mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(e);
     char *sels = NULL, *dns = NULL;
-    sqlite3_stmt *s = NULL;
     uint8_t rnd[16];
-    int64_t rev = 0;
-    bool in_tx = false;
     MF_TRY_OUT(mf_random(rnd, sizeof(rnd)));
     mf_hex(rnd, sizeof(rnd), e->id);
     MF_TRY_OUT(strs_to_json(e->selectors, e->n_selectors, &sels));
     MF_TRY_OUT(strs_to_json(e->dns_names, e->n_dns, &dns));
-    MF_TRY_OUT(ca_store_begin(st));
-    in_tx = true;
-    MF_TRY_OUT(bump_revision(st, &rev));
-    MF_TRY_OUT(prep(st, "INSERT INTO entries (" ENTRY_COLS ") VALUES (?,?,?,?,?,?,?,?,?)", &s));
-    e->revision = rev;
-    sqlite3_bind_text(s, 1, e->id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, e->spiffe_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 3, e->parent_id, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s, 4, sels, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 5, e->ttl);
-    sqlite3_bind_text(s, 6, dns, -1, SQLITE_STATIC);
-    if (e->hint != NULL) {
-        sqlite3_bind_text(s, 7, e->hint, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(s, 7);
+    rc = write_rev(st, "entry", e->id, false,
+                   "INSERT INTO entries (" ENTRY_COLS ") "
+                   "VALUES ($1, $2, $3, $4, $5, $6, $7, " CUR_REVISION ", $8)",
+                   ARGS(ca_db_text(e->id), ca_db_text(e->spiffe_id), ca_db_text(e->parent_id),
+                        ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns),
+                        ca_db_text(e->hint), ca_db_int(e->created_at)),
+                   &e->revision);
+    if (rc.err == MF_ERR_POLICY_DUPLICATE) {
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
+                          "an entry for %s with parent %s and the same selectors exists",
+                          e->spiffe_id, e->parent_id);
     }
-    sqlite3_bind_int64(s, 8, rev);
-    sqlite3_bind_int64(s, 9, e->created_at);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "entry");
-        if (rc.err == MF_ERR_POLICY_DUPLICATE) {
-            rc = mf_err_raise(MF_ERR_POLICY_DUPLICATE, __FILE__, __LINE__, __func__,
-                              "an entry for %s with parent %s and the same selectors exists",
-                              e->spiffe_id, e->parent_id);
-        }
-        goto out;
-    }
-    sqlite3_finalize(s);
-    s = NULL;
-    in_tx = false;
-    MF_TRY_OUT(ca_store_commit(st));
-    finish_revision(st, rev);
-    rc = MF_RES_OK;
 out:
-    sqlite3_finalize(s);
-    if (in_tx) {
-        ca_store_rollback(st);
-    }
     free(sels);
     free(dns);
     return rc;
@@ -593,82 +516,22 @@ mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e)
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(e);
     char *sels = NULL, *dns = NULL;
-    sqlite3_stmt *s = NULL;
-    int64_t rev = 0;
-    bool in_tx = false;
     MF_TRY_OUT(strs_to_json(e->selectors, e->n_selectors, &sels));
     MF_TRY_OUT(strs_to_json(e->dns_names, e->n_dns, &dns));
-    MF_TRY_OUT(ca_store_begin(st));
-    in_tx = true;
-    MF_TRY_OUT(bump_revision(st, &rev));
-    MF_TRY_OUT(prep(st,
-                    "UPDATE entries SET selectors = ?, ttl = ?, dns_names = ?, hint = ?, "
-                    "revision = ? WHERE id = ?",
-                    &s));
-    sqlite3_bind_text(s, 1, sels, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, e->ttl);
-    sqlite3_bind_text(s, 3, dns, -1, SQLITE_STATIC);
-    if (e->hint != NULL) {
-        sqlite3_bind_text(s, 4, e->hint, -1, SQLITE_STATIC);
-    } else {
-        sqlite3_bind_null(s, 4);
+    rc = write_rev(st, "entry", e->id, true,
+                   "UPDATE entries SET selectors = $1, ttl = $2, dns_names = $3, hint = $4, "
+                   "revision = " CUR_REVISION " WHERE id = $5",
+                   ARGS(ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns),
+                        ca_db_text(e->hint), ca_db_text(e->id)),
+                   &e->revision);
+    if (rc.err == MF_ERR_POLICY_DUPLICATE) {
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
+                          "another entry for %s with the same parent and selectors exists",
+                          e->spiffe_id);
     }
-    sqlite3_bind_int64(s, 5, rev);
-    sqlite3_bind_text(s, 6, e->id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "entry");
-        if (rc.err == MF_ERR_POLICY_DUPLICATE) {
-            rc = mf_err_raise(MF_ERR_POLICY_DUPLICATE, __FILE__, __LINE__, __func__,
-                              "another entry for %s with the same parent and selectors exists",
-                              e->spiffe_id);
-        }
-        goto out;
-    }
-    MF_ENSURE_OUT_MSG(sqlite3_changes(st->db) == 1, MF_ERR_POLICY_NOT_FOUND, "no entry %s",
-                      e->id);
-    e->revision = rev;
-    sqlite3_finalize(s);
-    s = NULL;
-    in_tx = false;
-    MF_TRY_OUT(ca_store_commit(st));
-    finish_revision(st, rev);
-    rc = MF_RES_OK;
 out:
-    sqlite3_finalize(s);
-    if (in_tx) {
-        ca_store_rollback(st);
-    }
     free(sels);
     free(dns);
-    return rc;
-}
-
-/* Runs a one-parameter write that bumps the revision; not_found when no row
- * changed. */
-static mf_res write_one(struct ca_store *st, const char *sql, const char *arg, const char *what)
-{
-    mf_res rc;
-    sqlite3_stmt *s = NULL;
-    int64_t rev = 0;
-    MF_TRY(ca_store_begin(st));
-    MF_TRY_OUT(bump_revision(st, &rev));
-    MF_TRY_OUT(prep(st, sql, &s));
-    sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, what);
-        goto out;
-    }
-    MF_ENSURE_OUT_MSG(sqlite3_changes(st->db) >= 1, MF_ERR_POLICY_NOT_FOUND, "no %s %s", what,
-                      arg);
-    sqlite3_finalize(s);
-    MF_TRY(ca_store_commit(st));
-    finish_revision(st, rev);
-    return MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    ca_store_rollback(st);
     return rc;
 }
 
@@ -676,84 +539,68 @@ mf_res ca_store_entry_delete(struct ca_store *st, const char *id)
 {
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(id);
-    return write_one(st, "DELETE FROM entries WHERE id = ?", id, "entry");
+    return write_rev(st, "entry", id, true, "DELETE FROM entries WHERE id = $1",
+                     ARGS(ca_db_text(id)), NULL);
+}
+
+/* Collects entries into a ca_db_vec of struct ca_entry. */
+static mf_res collect_entry(void *cls, const struct ca_db_row *row)
+{
+    struct ca_db_vec *vec = cls;
+    struct ca_entry *e = ca_db_vec_push(vec);
+    MF_TRY_PTR(e, MF_ERR_NOMEM);
+    mf_res r = row_to_entry(row, e);
+    if (!mf_ok(r)) {
+        vec->n--;
+    }
+    return r;
 }
 
 mf_res ca_store_entry_get(struct ca_store *st, const char *id, struct ca_entry *out)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(id);
     MF_ENSURE_REF(out);
     memset(out, 0, sizeof(*out));
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "SELECT " ENTRY_COLS " FROM entries WHERE id = ?", &s));
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r == SQLITE_DONE) {
-        MF_BAIL_OUT(MF_ERR_POLICY_NOT_FOUND, "no entry %s", id);
+    struct ca_db_vec vec = {.size = sizeof(struct ca_entry)};
+    mf_res rc = run_locked(st, "entry", "SELECT " ENTRY_COLS " FROM entries WHERE id = $1",
+                           ARGS(ca_db_text(id)), collect_entry, &vec, NULL);
+    if (mf_ok(rc) && vec.n == 0) {
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "no entry %s", id);
     }
-    if (r != SQLITE_ROW) {
-        rc = db_fail(st, r, "entry");
-        goto out;
+    if (mf_ok(rc)) {
+        *out = *(struct ca_entry *)vec.v;
+        vec.n = 0;
     }
-    MF_TRY_OUT(row_to_entry(s, out));
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
+    ca_entries_free(vec.v, vec.n);
     return rc;
 }
 
 mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id, struct ca_entry **out,
                            size_t *n_out)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(out);
     MF_ENSURE_REF(n_out);
     *out = NULL;
     *n_out = 0;
-    struct ca_entry *v = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *s = NULL;
-    lock(st);
+    struct ca_db_vec vec = {.size = sizeof(struct ca_entry)};
+    mf_res rc;
     if (parent_id != NULL) {
-        MF_TRY_OUT(prep(st, "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = ? ORDER BY id",
-                        &s));
-        sqlite3_bind_text(s, 1, parent_id, -1, SQLITE_STATIC);
+        rc = run_locked(st, "entries",
+                        "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = $1 ORDER BY id",
+                        ARGS(ca_db_text(parent_id)), collect_entry, &vec, NULL);
     } else {
-        MF_TRY_OUT(prep(st, "SELECT " ENTRY_COLS " FROM entries ORDER BY id", &s));
+        rc = run_locked(st, "entries", "SELECT " ENTRY_COLS " FROM entries ORDER BY id", NULL, 0,
+                        collect_entry, &vec, NULL);
     }
-    for (;;) {
-        int r = sqlite3_step(s);
-        if (r == SQLITE_DONE) {
-            break;
-        }
-        if (r != SQLITE_ROW) {
-            rc = db_fail(st, r, "entries");
-            goto out;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct ca_entry *nv = realloc(v, ncap * sizeof(*nv));
-            MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
-            v = nv;
-            cap = ncap;
-        }
-        MF_TRY_OUT(row_to_entry(s, &v[n]));
-        n++;
+    if (!mf_ok(rc)) {
+        ca_entries_free(vec.v, vec.n);
+        return rc;
     }
-    *out = v;
-    *n_out = n;
-    v = NULL;
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    ca_entries_free(v, n);
-    return rc;
+    *out = vec.v;
+    *n_out = vec.n;
+    return MF_RES_OK;
 }
 
 /* ---- join tokens ----------------------------------------------------------- */
@@ -761,25 +608,43 @@ out:
 mf_res ca_store_token_add(struct ca_store *st, const uint8_t hash[32], const char *spiffe_id,
                           int64_t expires_at)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "INSERT INTO join_tokens (hash, spiffe_id, expires_at) VALUES (?,?,?)",
-                    &s));
-    sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
-    sqlite3_bind_text(s, 2, spiffe_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 3, expires_at);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "token");
-        goto out;
+    return run_locked(st, "token",
+                      "INSERT INTO join_tokens (hash, spiffe_id, expires_at) VALUES ($1, $2, $3)",
+                      ARGS(ca_db_blob(hash, 32), ca_db_text(spiffe_id), ca_db_int(expires_at)),
+                      NULL, NULL, NULL);
+}
+
+/* What a token lookup found. */
+struct token_row {
+    const uint8_t *hash; /* the hash looked up */
+    bool found, expired;
+    int64_t now;
+    char spiffe_id[MF_SPIFFE_ID_MAX + 1];
+};
+
+/* Row: hash, spiffe_id, expires_at. */
+static mf_res token_found(void *cls, const struct ca_db_row *row)
+{
+    struct token_row *t = cls;
+    size_t len = 0;
+    const void *h = ca_db_col_blob(row, 0, &len);
+    /* The lookup was by hash already; compare again in constant time so
+     * that no code path depends on a byte-wise early exit. */
+    if (h != NULL && len == 32 && mf_ct_eq(h, t->hash, 32)) {
+        t->found = true;
+        snprintf(t->spiffe_id, sizeof(t->spiffe_id), "%s", ca_db_col_text(row, 1));
+        t->expired = ca_db_col_int(row, 2) <= t->now;
     }
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    return MF_RES_OK;
+}
+
+static mf_res token_verdict(const struct token_row *t, char spiffe_id_out[MF_SPIFFE_ID_MAX + 1])
+{
+    MF_ENSURE_MSG(t->found, MF_ERR_AUTH_TOKEN, "join token unknown or already used");
+    MF_ENSURE_MSG(!t->expired, MF_ERR_AUTH_TOKEN, "join token expired");
+    memcpy(spiffe_id_out, t->spiffe_id, sizeof(t->spiffe_id));
+    return MF_RES_OK;
 }
 
 mf_res ca_store_token_consume(struct ca_store *st, const uint8_t hash[32], int64_t now,
@@ -788,47 +653,19 @@ mf_res ca_store_token_consume(struct ca_store *st, const uint8_t hash[32], int64
     mf_res rc;
     MF_ENSURE_REF(st);
     spiffe_id_out[0] = '\0';
-    sqlite3_stmt *s = NULL;
-    bool found = false, expired = false;
-    char id[MF_SPIFFE_ID_MAX + 1] = "";
+    struct token_row t = {.hash = hash, .now = now};
     MF_TRY(ca_store_begin(st));
-    MF_TRY_OUT(prep(st, "SELECT hash, spiffe_id, expires_at FROM join_tokens WHERE hash = ?", &s));
-    sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r == SQLITE_ROW) {
-        const void *h = sqlite3_column_blob(s, 0);
-        /* The lookup was by hash already; compare again in constant time so
-         * that no code path depends on a byte-wise early exit. */
-        if (h != NULL && sqlite3_column_bytes(s, 0) == 32 && mf_ct_eq(h, hash, 32)) {
-            found = true;
-            snprintf(id, sizeof(id), "%s", (const char *)sqlite3_column_text(s, 1));
-            expired = sqlite3_column_int64(s, 2) <= now;
-        }
-    } else if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "token");
-        goto out;
-    }
-    sqlite3_finalize(s);
-    s = NULL;
-    /* Spend it (single use) and purge every expired token in the same
-     * transaction: a second attempt finds nothing. */
-    MF_TRY_OUT(prep(st, "DELETE FROM join_tokens WHERE hash = ? OR expires_at <= ?", &s));
-    sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, now);
-    r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "token");
-        goto out;
-    }
-    sqlite3_finalize(s);
-    s = NULL;
+    /* Spend it (single use: the row is gone when this returns it, so a
+     * concurrent spend finds nothing), then purge every expired token in
+     * the same transaction. */
+    MF_TRY_OUT(run(st, "token",
+                   "DELETE FROM join_tokens WHERE hash = $1 RETURNING hash, spiffe_id, expires_at",
+                   ARGS(ca_db_blob(hash, 32)), token_found, &t, NULL));
+    MF_TRY_OUT(run(st, "token", "DELETE FROM join_tokens WHERE expires_at <= $1",
+                   ARGS(ca_db_int(now)), NULL, NULL, NULL));
     MF_TRY(ca_store_commit(st));
-    MF_ENSURE_MSG(found, MF_ERR_AUTH_TOKEN, "join token unknown or already used");
-    MF_ENSURE_MSG(!expired, MF_ERR_AUTH_TOKEN, "join token expired");
-    memcpy(spiffe_id_out, id, sizeof(id));
-    return MF_RES_OK;
+    return token_verdict(&t, spiffe_id_out);
 out:
-    sqlite3_finalize(s);
     ca_store_rollback(st);
     return rc;
 }
@@ -836,61 +673,46 @@ out:
 mf_res ca_store_token_peek(struct ca_store *st, const uint8_t hash[32], int64_t now,
                            char spiffe_id_out[MF_SPIFFE_ID_MAX + 1])
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     spiffe_id_out[0] = '\0';
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "SELECT hash, spiffe_id, expires_at FROM join_tokens WHERE hash = ?", &s));
-    sqlite3_bind_blob(s, 1, hash, 32, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_ROW && r != SQLITE_DONE) {
-        rc = db_fail(st, r, "token");
-        goto out;
-    }
-    const void *h = r == SQLITE_ROW ? sqlite3_column_blob(s, 0) : NULL;
-    MF_ENSURE_OUT_MSG(h != NULL && sqlite3_column_bytes(s, 0) == 32 && mf_ct_eq(h, hash, 32),
-                      MF_ERR_AUTH_TOKEN, "join token unknown or already used");
-    MF_ENSURE_OUT_MSG(sqlite3_column_int64(s, 2) > now, MF_ERR_AUTH_TOKEN, "join token expired");
-    snprintf(spiffe_id_out, MF_SPIFFE_ID_MAX + 1, "%s", (const char *)sqlite3_column_text(s, 1));
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    struct token_row t = {.hash = hash, .now = now};
+    MF_TRY(run_locked(st, "token",
+                      "SELECT hash, spiffe_id, expires_at FROM join_tokens WHERE hash = $1",
+                      ARGS(ca_db_blob(hash, 32)), token_found, &t, NULL));
+    return token_verdict(&t, spiffe_id_out);
 }
 
 /* ---- agents ------------------------------------------------------------------ */
 
-static void row_to_agent(sqlite3_stmt *s, struct ca_agent *a)
-{
-    memset(a, 0, sizeof(*a));
-    snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", (const char *)sqlite3_column_text(s, 0));
-    snprintf(a->serial, sizeof(a->serial), "%s", (const char *)sqlite3_column_text(s, 1));
-    a->expires_at = sqlite3_column_int64(s, 2);
-    a->attested_at = sqlite3_column_int64(s, 3);
-    a->last_seen = sqlite3_column_int64(s, 4);
-    a->banned = sqlite3_column_int(s, 5) != 0;
-}
-
 #define AGENT_COLS "spiffe_id, serial, expires_at, attested_at, last_seen, banned"
+
+/* Collects agents into a ca_db_vec of struct ca_agent. */
+static mf_res collect_agent(void *cls, const struct ca_db_row *row)
+{
+    struct ca_agent *a = ca_db_vec_push(cls);
+    MF_TRY_PTR(a, MF_ERR_NOMEM);
+    snprintf(a->spiffe_id, sizeof(a->spiffe_id), "%s", ca_db_col_text(row, 0));
+    snprintf(a->serial, sizeof(a->serial), "%s", ca_db_col_text(row, 1));
+    a->expires_at = ca_db_col_int(row, 2);
+    a->attested_at = ca_db_col_int(row, 3);
+    a->last_seen = ca_db_col_int(row, 4);
+    a->banned = ca_db_col_int(row, 5) != 0;
+    return MF_RES_OK;
+}
 
 static mf_res agent_get_locked(struct ca_store *st, const char *id, struct ca_agent *out)
 {
-    sqlite3_stmt *s = NULL;
-    MF_TRY(prep(st, "SELECT " AGENT_COLS " FROM agents WHERE spiffe_id = ?", &s));
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r == SQLITE_ROW) {
-        row_to_agent(s, out);
-        sqlite3_finalize(s);
-        return MF_RES_OK;
+    struct ca_db_vec vec = {.size = sizeof(struct ca_agent)};
+    mf_res rc = run(st, "agent", "SELECT " AGENT_COLS " FROM agents WHERE spiffe_id = $1",
+                    ARGS(ca_db_text(id)), collect_agent, &vec, NULL);
+    if (mf_ok(rc) && vec.n == 0) {
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "no agent %s", id);
     }
-    sqlite3_finalize(s);
-    if (r == SQLITE_DONE) {
-        MF_BAIL_MSG(MF_ERR_POLICY_NOT_FOUND, "no agent %s", id);
+    if (mf_ok(rc)) {
+        *out = *(struct ca_agent *)vec.v;
     }
-    return db_fail(st, r, "agent");
+    free(vec.v);
+    return rc;
 }
 
 mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id, const char *serial,
@@ -898,7 +720,6 @@ mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id, const c
 {
     mf_res rc;
     MF_ENSURE_REF(st);
-    sqlite3_stmt *s = NULL;
     struct ca_agent a;
     int64_t rev = 0;
     MF_TRY(ca_store_begin(st));
@@ -910,39 +731,24 @@ mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id, const c
     }
     MF_TRY_OUT(bump_revision(st, &rev));
     if (attest) {
-        MF_TRY_OUT(prep(st,
-                        "INSERT INTO agents (" AGENT_COLS ") VALUES (?,?,?,?,?,0) "
-                        "ON CONFLICT (spiffe_id) DO UPDATE SET serial = excluded.serial, "
-                        "expires_at = excluded.expires_at, attested_at = excluded.attested_at, "
-                        "last_seen = excluded.last_seen",
-                        &s));
-        sqlite3_bind_text(s, 1, spiffe_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(s, 2, serial, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, expires_at);
-        sqlite3_bind_int64(s, 4, now);
-        sqlite3_bind_int64(s, 5, now);
+        MF_TRY_OUT(run(st, "agent",
+                       "INSERT INTO agents (" AGENT_COLS ") VALUES ($1, $2, $3, $4, $4, 0) "
+                       "ON CONFLICT (spiffe_id) DO UPDATE SET serial = excluded.serial, "
+                       "expires_at = excluded.expires_at, attested_at = excluded.attested_at, "
+                       "last_seen = excluded.last_seen",
+                       ARGS(ca_db_text(spiffe_id), ca_db_text(serial), ca_db_int(expires_at),
+                            ca_db_int(now)),
+                       NULL, NULL, NULL));
     } else {
-        MF_TRY_OUT(prep(st,
-                        "UPDATE agents SET serial = ?, expires_at = ?, last_seen = ? "
-                        "WHERE spiffe_id = ? AND banned = 0",
-                        &s));
-        sqlite3_bind_text(s, 1, serial, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 2, expires_at);
-        sqlite3_bind_int64(s, 3, now);
-        sqlite3_bind_text(s, 4, spiffe_id, -1, SQLITE_STATIC);
+        MF_TRY_OUT(run(st, "agent",
+                       "UPDATE agents SET serial = $1, expires_at = $2, last_seen = $3 "
+                       "WHERE spiffe_id = $4 AND banned = 0",
+                       ARGS(ca_db_text(serial), ca_db_int(expires_at), ca_db_int(now),
+                            ca_db_text(spiffe_id)),
+                       NULL, NULL, NULL));
     }
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "agent");
-        goto out;
-    }
-    sqlite3_finalize(s);
-    s = NULL;
-    MF_TRY(ca_store_commit(st));
-    finish_revision(st, rev);
-    return MF_RES_OK;
+    return write_commit(st, rev);
 out:
-    sqlite3_finalize(s);
     ca_store_rollback(st);
     return rc;
 }
@@ -960,77 +766,43 @@ mf_res ca_store_agent_get(struct ca_store *st, const char *spiffe_id, struct ca_
 
 mf_res ca_store_agent_list(struct ca_store *st, struct ca_agent **out, size_t *n_out)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     *out = NULL;
     *n_out = 0;
-    struct ca_agent *v = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "SELECT " AGENT_COLS " FROM agents ORDER BY spiffe_id", &s));
-    for (;;) {
-        int r = sqlite3_step(s);
-        if (r == SQLITE_DONE) {
-            break;
-        }
-        if (r != SQLITE_ROW) {
-            rc = db_fail(st, r, "agents");
-            goto out;
-        }
-        if (n == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct ca_agent *nv = realloc(v, ncap * sizeof(*nv));
-            MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
-            v = nv;
-            cap = ncap;
-        }
-        row_to_agent(s, &v[n++]);
+    struct ca_db_vec vec = {.size = sizeof(struct ca_agent)};
+    mf_res rc = run_locked(st, "agents", "SELECT " AGENT_COLS " FROM agents ORDER BY spiffe_id",
+                           NULL, 0, collect_agent, &vec, NULL);
+    if (!mf_ok(rc)) {
+        free(vec.v);
+        return rc;
     }
-    *out = v;
-    *n_out = n;
-    v = NULL;
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    free(v);
-    return rc;
+    *out = vec.v;
+    *n_out = vec.n;
+    return MF_RES_OK;
 }
 
 mf_res ca_store_agent_ban(struct ca_store *st, const char *spiffe_id)
 {
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(spiffe_id);
-    return write_one(st, "UPDATE agents SET banned = 1 WHERE spiffe_id = ?", spiffe_id, "agent");
+    return write_rev(st, "agent", spiffe_id, true,
+                     "UPDATE agents SET banned = 1 WHERE spiffe_id = $1",
+                     ARGS(ca_db_text(spiffe_id)), NULL);
 }
 
 mf_res ca_store_agent_evict(struct ca_store *st, const char *spiffe_id)
 {
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(spiffe_id);
-    return write_one(st, "DELETE FROM agents WHERE spiffe_id = ?", spiffe_id, "agent");
+    return write_rev(st, "agent", spiffe_id, true, "DELETE FROM agents WHERE spiffe_id = $1",
+                     ARGS(ca_db_text(spiffe_id)), NULL);
 }
 
 mf_res ca_store_agent_seen(struct ca_store *st, const char *spiffe_id, int64_t now)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "UPDATE agents SET last_seen = ? WHERE spiffe_id = ?", &s));
-    sqlite3_bind_int64(s, 1, now);
-    sqlite3_bind_text(s, 2, spiffe_id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "agent");
-        goto out;
-    }
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    return run_locked(st, "agent", "UPDATE agents SET last_seen = $1 WHERE spiffe_id = $2",
+                      ARGS(ca_db_int(now), ca_db_text(spiffe_id)), NULL, NULL, NULL);
 }
 
 /* ---- CA key journal ------------------------------------------------------------ */
@@ -1038,125 +810,82 @@ out:
 mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec,
                         const uint8_t *cert_der, size_t cert_len)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(rec);
     MF_ENSURE(cert_len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st,
-                    "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
-                    "VALUES (?,?,?,?,?)",
-                    &s));
-    sqlite3_bind_text(s, 1, rec->id, -1, SQLITE_STATIC);
-    sqlite3_bind_int(s, 2, (int)rec->state);
-    sqlite3_bind_int64(s, 3, rec->not_before);
-    sqlite3_bind_int64(s, 4, rec->not_after);
-    sqlite3_bind_blob(s, 5, cert_der, (int)cert_len, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "ca key");
-        goto out;
-    }
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    return run_locked(st, "ca key",
+                      "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
+                      "VALUES ($1, $2, $3, $4, $5)",
+                      ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
+                           ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len)),
+                      NULL, NULL, NULL);
 }
 
 mf_res ca_store_key_set_state(struct ca_store *st, const char *id, enum ca_key_state state)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "UPDATE ca_keys SET state = ? WHERE id = ?", &s));
-    sqlite3_bind_int(s, 1, (int)state);
-    sqlite3_bind_text(s, 2, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "ca key");
-        goto out;
-    }
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    return run_locked(st, "ca key", "UPDATE ca_keys SET state = $1 WHERE id = $2",
+                      ARGS(ca_db_int(state), ca_db_text(id)), NULL, NULL, NULL);
 }
 
 mf_res ca_store_key_delete(struct ca_store *st, const char *id)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st, "DELETE FROM ca_keys WHERE id = ?", &s));
-    sqlite3_bind_text(s, 1, id, -1, SQLITE_STATIC);
-    int r = sqlite3_step(s);
-    if (r != SQLITE_DONE) {
-        rc = db_fail(st, r, "ca key");
-        goto out;
-    }
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
-    return rc;
+    return run_locked(st, "ca key", "DELETE FROM ca_keys WHERE id = $1", ARGS(ca_db_text(id)),
+                      NULL, NULL, NULL);
+}
+
+/* Where ca_store_key_list puts its rows. */
+struct key_rows {
+    struct ca_key_rec *recs;
+    uint8_t **ders;
+    size_t *lens;
+    size_t n;
+};
+
+/* Row: id, state, not_before, not_after, cert. */
+static mf_res collect_key(void *cls, const struct ca_db_row *row)
+{
+    struct key_rows *k = cls;
+    MF_ENSURE_MSG(k->n < CA_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys in the journal",
+                  CA_KEYS_MAX);
+    struct ca_key_rec *rec = &k->recs[k->n];
+    memset(rec, 0, sizeof(*rec));
+    snprintf(rec->id, sizeof(rec->id), "%s", ca_db_col_text(row, 0));
+    int64_t state = ca_db_col_int(row, 1);
+    MF_ENSURE_MSG(state >= CA_KEY_PREPARED && state <= CA_KEY_RETIRED, MF_ERR_STATE,
+                  "CA key %s has unknown state %lld", rec->id, (long long)state);
+    rec->state = (enum ca_key_state)state;
+    rec->not_before = ca_db_col_int(row, 2);
+    rec->not_after = ca_db_col_int(row, 3);
+    size_t len = 0;
+    const void *blob = ca_db_col_blob(row, 4, &len);
+    MF_ENSURE(blob != NULL, MF_ERR_STATE);
+    k->ders[k->n] = malloc(len);
+    MF_TRY_PTR(k->ders[k->n], MF_ERR_NOMEM);
+    memcpy(k->ders[k->n], blob, len);
+    k->lens[k->n] = len;
+    k->n++;
+    return MF_RES_OK;
 }
 
 mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders,
                          size_t *lens, size_t *n_out)
 {
-    mf_res rc;
     MF_ENSURE_REF(st);
     *n_out = 0;
-    size_t n = 0;
-    sqlite3_stmt *s = NULL;
-    lock(st);
-    MF_TRY_OUT(prep(st,
-                    "SELECT id, state, not_before, not_after, cert FROM ca_keys "
-                    "ORDER BY not_before, id",
-                    &s));
-    for (;;) {
-        int r = sqlite3_step(s);
-        if (r == SQLITE_DONE) {
-            break;
-        }
-        if (r != SQLITE_ROW) {
-            rc = db_fail(st, r, "ca keys");
-            goto out;
-        }
-        MF_ENSURE_OUT_MSG(n < CA_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys in the journal",
-                          CA_KEYS_MAX);
-        memset(&recs[n], 0, sizeof(recs[n]));
-        snprintf(recs[n].id, sizeof(recs[n].id), "%s", (const char *)sqlite3_column_text(s, 0));
-        int state = sqlite3_column_int(s, 1);
-        MF_ENSURE_OUT_MSG(state >= CA_KEY_PREPARED && state <= CA_KEY_RETIRED, MF_ERR_STATE,
-                          "CA key %s has unknown state %d", recs[n].id, state);
-        recs[n].state = (enum ca_key_state)state;
-        recs[n].not_before = sqlite3_column_int64(s, 2);
-        recs[n].not_after = sqlite3_column_int64(s, 3);
-        int len = sqlite3_column_bytes(s, 4);
-        const void *blob = sqlite3_column_blob(s, 4);
-        MF_ENSURE_OUT(len > 0 && blob != NULL, MF_ERR_STATE);
-        ders[n] = malloc((size_t)len);
-        MF_ENSURE_OUT(ders[n] != NULL, MF_ERR_NOMEM);
-        memcpy(ders[n], blob, (size_t)len);
-        lens[n] = (size_t)len;
-        n++;
-    }
-    *n_out = n;
-    rc = MF_RES_OK;
-out:
-    sqlite3_finalize(s);
-    unlock(st);
+    struct key_rows k = {.recs = recs, .ders = ders, .lens = lens};
+    mf_res rc = run_locked(st, "ca keys",
+                           "SELECT id, state, not_before, not_after, cert FROM ca_keys "
+                           "ORDER BY not_before, id",
+                           NULL, 0, collect_key, &k, NULL);
     if (!mf_ok(rc)) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < k.n; i++) {
             free(ders[i]);
             ders[i] = NULL;
         }
+        return rc;
     }
-    return rc;
+    *n_out = k.n;
+    return MF_RES_OK;
 }
