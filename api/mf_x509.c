@@ -42,9 +42,12 @@ static const uint8_t oid_aki[3] = {0x55, 0x1d, 0x23};
 /* DER of the extension values we write */
 static const uint8_t bc_leaf[2] = {MF_DER_SEQUENCE, 0x00}; /* cA FALSE */
 static const uint8_t bc_ca[5] = {MF_DER_SEQUENCE, 0x03, MF_DER_BOOLEAN, 0x01, 0xff};
-/* keyUsage bits 0, 2, 4 (digitalSignature, keyEncipherment, keyAgreement):
- * 10101000, 3 unused bits. Bits 5, 6 (keyCertSign, cRLSign): 0000011, 1. */
-static const uint8_t ku_leaf[4] = {MF_DER_BIT_STRING, 0x02, 0x03, 0xa8};
+/* keyUsage bit 0 (digitalSignature) alone: 1, 7 unused bits. Our leaf keys
+ * are EC, which sign (TLS 1.3 CertificateVerify) and never encipher keys:
+ * keyEncipherment is an RSA usage (RFC 8813 section 3), and keyAgreement
+ * (static ECDH) is not something a leaf does either. Bits 5, 6 (keyCertSign,
+ * cRLSign): 0000011, 1 unused bit. */
+static const uint8_t ku_leaf[4] = {MF_DER_BIT_STRING, 0x02, 0x07, 0x80};
 static const uint8_t ku_ca[4] = {MF_DER_BIT_STRING, 0x02, 0x01, 0x06};
 /* SEQUENCE { id-kp-serverAuth, id-kp-clientAuth } */
 static const uint8_t eku_leaf[22] = {

@@ -10,7 +10,9 @@
  * Certificates issued here follow SPIFFE.md section B:
  *   leaf (B1-B11, B27-B30): exactly one URI SAN = the SPIFFE ID (with a path),
  *     optional DNS SANs, basicConstraints cA=FALSE critical, keyUsage critical
- *     digitalSignature|keyEncipherment|keyAgreement, EKU serverAuth+clientAuth,
+ *     digitalSignature only (EC keys never encipher: RFC 8813 section 3; the
+ *     verifier still accepts B8's keyEncipherment/keyAgreement from other
+ *     issuers), EKU serverAuth+clientAuth,
  *     SKI and AKI, a random serial in 1..2^128-1, NotBefore = now - 10 s,
  *     NotAfter = min(now + ttl, issuer NotAfter).
  *   signing (B12-B19): URI SAN = spiffe://<td> (no path), basicConstraints

@@ -295,7 +295,9 @@ static struct mf_cert *craft(const struct craft *c)
     return cert;
 }
 
-/* A valid leaf template under the fixture CA. */
+/* A valid leaf template under the fixture CA. Its keyUsage is SPIRE-like,
+ * with keyEncipherment: we no longer issue that (RFC 8813), but B8 allows
+ * it, so the verifier still accepts it from other issuers. */
 static struct craft leaf_template(const struct fx *f)
 {
     struct craft c = {
@@ -393,7 +395,7 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_int_equal(x->n_dns, 2);
     assert_true(x->has_bc && x->bc_critical && !x->is_ca);
     assert_true(x->has_ku && x->ku_critical);
-    assert_int_equal(x->ku, MF_KU_DIGITAL_SIGNATURE | MF_KU_KEY_ENCIPHERMENT | MF_KU_KEY_AGREEMENT);
+    assert_int_equal(x->ku, MF_KU_DIGITAL_SIGNATURE); /* RFC 8813: no keyEncipherment */
     assert_true(x->has_eku && x->eku_server && x->eku_client && !x->eku_any);
     assert_int_equal(leaf->serial_len, 16);
     assert_true(leaf->serial[0] != 0 && (leaf->serial[0] & 0x80) == 0);
@@ -411,9 +413,8 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_false(dc->isCA);
     assert_true(dc->extBasicConstSet && dc->extBasicConstCrit); /* B5 */
     assert_true(dc->extKeyUsageSet && dc->extKeyUsageCrit);     /* B6 */
-    assert_int_equal(dc->extKeyUsage,
-                     KEYUSE_DIGITAL_SIG | KEYUSE_KEY_ENCIPHER | KEYUSE_KEY_AGREE); /* B7-B9 */
-    assert_true(dc->extExtKeyUsageSet && !dc->extExtKeyUsageCrit);                 /* B10 */
+    assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);         /* B7-B9 */
+    assert_true(dc->extExtKeyUsageSet && !dc->extExtKeyUsageCrit); /* B10 */
     assert_int_equal(dc->extExtKeyUsage, EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_CLIENT_AUTH);
     assert_true(dc->extSubjAltNameSet && !dc->extSubjAltNameCrit); /* B4: subject not empty */
     assert_int_equal(count_alt(dc, ASN_URI_TYPE, LEAF_ID), 1);     /* B1 */
@@ -445,6 +446,37 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, &id)));
     assert_string_equal(id.str, LEAF_ID);
     mf_cert_free(leaf);
+}
+
+/* RFC 8813 section 3: an EC key signs (digitalSignature) and may agree keys
+ * (keyAgreement), but never enciphers keys (keyEncipherment is an RSA
+ * usage, and certificate linters flag it on EC keys). Leaves on both curves
+ * carry digitalSignature alone; each checked by our reader and wolfSSL's. */
+static void test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok(void **state)
+{
+    struct fx *f = *state;
+    const enum mf_key_type types[] = {MF_KEY_EC_P256, MF_KEY_EC_P384};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct mf_key *k = NULL;
+        struct mf_pubkey *pk = NULL;
+        struct mf_cert *leaf = NULL;
+        assert_true(mf_ok(mf_key_generate(types[i], &k)));
+        assert_true(mf_ok(mf_key_public(k, &pk)));
+        struct mf_spiffe_id id = parse_id(LEAF_ID);
+        struct mf_issue_req req = {.id = &id, .subject_key = pk, .now = f->now, .ttl = 600};
+        assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &leaf)));
+        assert_true(leaf->ext.has_ku && leaf->ext.ku_critical);
+        assert_false(leaf->ext.ku & MF_KU_KEY_ENCIPHERMENT);
+        assert_false(leaf->ext.ku & MF_KU_DATA_ENCIPHERMENT);
+        assert_int_equal(leaf->ext.ku, MF_KU_DIGITAL_SIGNATURE);
+        struct DecodedCert *dc = wolf_parse(leaf);
+        assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);
+        wolf_free(dc);
+        assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, NULL)));
+        mf_cert_free(leaf);
+        mf_pubkey_free(pk);
+        mf_key_free(k);
+    }
 }
 
 static void test_mf_x509_issue_serials_unique_positive_ok(void **state)
@@ -1255,6 +1287,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_x509_self_signed_profile_ok),
         cmocka_unit_test(test_mf_x509_issue_leaf_profile_ok),
+        cmocka_unit_test(test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok),
         cmocka_unit_test(test_mf_x509_issue_serials_unique_positive_ok),
         cmocka_unit_test(test_mf_x509_issue_not_after_capped_ok),
         cmocka_unit_test(test_mf_x509_issue_bad_requests_refused),
