@@ -1282,6 +1282,71 @@ static void test_mf_cert_from_der_malformed_refused(void **state)
     free(buf);
 }
 
+/* X.690 10.1: a DER length takes the fewest octets, so a length below 128
+ * is always the one-octet short form; 81 xx with xx < 0x80 is BER, not DER,
+ * and would give one certificate two encodings (two fingerprints). */
+static void test_mf_der_next_long_form_short_fits_refused(void **state)
+{
+    struct fx *f = *state;
+    struct mf_cur c;
+    struct mf_der d;
+    /* OCTET STRING of 5 bytes: short form accepted, 81 05 refused */
+    static const uint8_t short_ok[7] = {MF_DER_OCTET, 0x05, 1, 2, 3, 4, 5};
+    static const uint8_t long_bad[8] = {MF_DER_OCTET, 0x81, 0x05, 1, 2, 3, 4, 5};
+    mf_cur_init(&c, short_ok, sizeof(short_ok));
+    assert_true(mf_ok(mf_der_next(&c, &d)));
+    assert_int_equal(d.len, 5);
+    mf_cur_init(&c, long_bad, sizeof(long_bad));
+    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    assert_non_null(strstr(mf_err_detail(), "non-minimal length"));
+    assert_int_equal(c.off, 0); /* a failed read does not move the cursor */
+    /* the edges: 81 7f refused, 81 80 is the shortest long form, accepted */
+    uint8_t buf[3 + 0x80];
+    memset(buf, 0, sizeof(buf));
+    buf[0] = MF_DER_OCTET;
+    buf[1] = 0x81;
+    buf[2] = 0x7f;
+    mf_cur_init(&c, buf, 3 + 0x7f);
+    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    buf[2] = 0x80;
+    mf_cur_init(&c, buf, sizeof(buf));
+    assert_true(mf_ok(mf_der_next(&c, &d)));
+    assert_int_equal(d.len, 0x80);
+
+    /* in a whole certificate: the version [0] a0 03 -> a0 81 03, with the
+     * Certificate and TBSCertificate lengths (30 82 hi lo) grown by one */
+    size_t len;
+    const uint8_t *der = mf_cert_der(f->ca, &len);
+    assert_true(der[0] == 0x30 && der[1] == 0x82 && der[4] == 0x30 && der[5] == 0x82);
+    assert_true(der[8] == 0xa0 && der[9] == 0x03);
+    uint8_t *b = malloc(len + 1);
+    assert_non_null(b);
+    size_t outer = ((size_t)der[2] << 8 | der[3]) + 1;
+    size_t tbs = ((size_t)der[6] << 8 | der[7]) + 1;
+    memcpy(b, der, 8);
+    b[2] = (uint8_t)(outer >> 8);
+    b[3] = (uint8_t)outer;
+    b[6] = (uint8_t)(tbs >> 8);
+    b[7] = (uint8_t)tbs;
+    b[8] = 0xa0;
+    b[9] = 0x81;
+    b[10] = 0x03;
+    memcpy(b + 11, der + 10, len - 10);
+    struct mf_cert *cert = NULL;
+    assert_int_equal(mf_cert_from_der(b, len + 1, &cert).err, MF_ERR_PROTO_DER);
+    assert_null(cert);
+    /* the same bytes with a0 03 again parse: only the length form was wrong */
+    b[9] = 0x03;
+    memmove(b + 10, b + 11, len - 10);
+    b[2] = der[2];
+    b[3] = der[3];
+    b[6] = der[6];
+    b[7] = der[7];
+    assert_true(mf_ok(mf_cert_from_der(b, len, &cert)));
+    mf_cert_free(cert);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1304,6 +1369,7 @@ int main(void)
         cmocka_unit_test(test_mf_cert_refcount_and_lists_ok),
         cmocka_unit_test(test_mf_certs_from_pem_malformed_refused),
         cmocka_unit_test(test_mf_cert_from_der_malformed_refused),
+        cmocka_unit_test(test_mf_der_next_long_form_short_fits_refused),
     };
     return cmocka_run_group_tests_name("mf_x509", tests, setup, teardown);
 }
