@@ -22,6 +22,7 @@ const uint8_t mf_oid_p256[8] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
 const uint8_t mf_oid_p384[5] = {0x2b, 0x81, 0x04, 0x00, 0x22};
 const uint8_t mf_oid_san[3] = {0x55, 0x1d, 0x11};
 const uint8_t mf_oid_basic_constraints[3] = {0x55, 0x1d, 0x13};
+const uint8_t mf_oid_name_constraints[3] = {0x55, 0x1d, 0x1e};
 const uint8_t mf_oid_extension_request[9] = {0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x0e};
 
 static const uint8_t oid_key_usage[3] = {0x55, 0x1d, 0x0f};
@@ -485,6 +486,62 @@ static mf_res parse_san(const struct mf_der *v, struct mf_exts *x)
         }
     }
     x->has_san = true;
+    x->san = seq.p;
+    x->san_len = seq.len;
+    return MF_RES_OK;
+}
+
+/* GeneralSubtrees ::= SEQUENCE SIZE (1..MAX) OF GeneralSubtree
+ * GeneralSubtree ::= SEQUENCE { base GeneralName,
+ *     minimum [0] BaseDistance DEFAULT 0, maximum [1] BaseDistance OPTIONAL }
+ * (the [0]/[1] of NameConstraints, IMPLICIT, so d is the SEQUENCE OF) */
+static mf_res parse_subtrees(const struct mf_der *d, struct mf_exts *x)
+{
+    struct mf_cur c, t;
+    struct mf_der st, base, rest;
+    mf_der_open(d, &c);
+    MF_ENSURE_MSG(mf_cur_remaining(&c) > 0, MF_ERR_PROTO_DER, "empty GeneralSubtrees");
+    while (mf_cur_remaining(&c) > 0) {
+        MF_TRY(mf_der_get(&c, MF_DER_SEQUENCE, &st));
+        mf_der_open(&st, &t);
+        MF_TRY(mf_der_next(&t, &base));
+        /* RFC 5280 4.2.1.10: minimum MUST be zero (so, in DER, absent) and
+         * maximum MUST be absent; a URI base is the only form we enforce */
+        if (base.tag != 0x86 || mf_cur_remaining(&t) > 0) {
+            x->nc_unsupported = true;
+        }
+        while (mf_cur_remaining(&t) > 0) {
+            MF_TRY(mf_der_next(&t, &rest));
+        }
+    }
+    return MF_RES_OK;
+}
+
+static mf_res parse_nc(const struct mf_der *v, struct mf_exts *x)
+{
+    /* NameConstraints ::= SEQUENCE {
+     *     permittedSubtrees [0] GeneralSubtrees OPTIONAL,
+     *     excludedSubtrees [1] GeneralSubtrees OPTIONAL }
+     * RFC 5280 4.2.1.10: never an empty sequence. */
+    struct mf_cur c, s;
+    struct mf_der seq, d;
+    mf_cur_init(&c, v->p, v->len);
+    MF_TRY(mf_der_get(&c, MF_DER_SEQUENCE, &seq));
+    MF_TRY(mf_der_end(&c, "nameConstraints"));
+    mf_der_open(&seq, &s);
+    MF_ENSURE_MSG(mf_cur_remaining(&s) > 0, MF_ERR_PROTO_DER, "empty nameConstraints");
+    if (mf_der_peek(&s, 0xa0)) {
+        MF_TRY(mf_der_next(&s, &d));
+        MF_TRY(parse_subtrees(&d, x));
+    }
+    if (mf_der_peek(&s, 0xa1)) {
+        MF_TRY(mf_der_next(&s, &d));
+        MF_TRY(parse_subtrees(&d, x));
+    }
+    MF_TRY(mf_der_end(&s, "nameConstraints"));
+    x->has_nc = true;
+    x->nc = seq.p;
+    x->nc_len = seq.len;
     return MF_RES_OK;
 }
 
@@ -570,10 +627,19 @@ mf_res mf_exts_parse(const struct mf_der *d, struct mf_exts *out)
             MF_TRY(parse_eku(&val, out));
         } else if (mf_der_oid_is(&oid, mf_oid_san, sizeof(mf_oid_san))) {
             MF_TRY(parse_san(&val, out));
+            out->san_critical = critical;
+        } else if (mf_der_oid_is(&oid, mf_oid_name_constraints,
+                                 sizeof(mf_oid_name_constraints))) {
+            MF_TRY(parse_nc(&val, out));
         } else if (mf_der_oid_is(&oid, oid_ski, sizeof(oid_ski))) {
             MF_TRY(parse_ski(&val, out));
+            /* RFC 5280 4.2.1.2: conforming CAs mark it non-critical; we
+             * read it as a path-building hint only, so a critical one asks
+             * for processing we do not do (OpenSSL refuses it likewise) */
+            out->unknown_critical |= critical;
         } else if (mf_der_oid_is(&oid, oid_aki, sizeof(oid_aki))) {
             MF_TRY(parse_aki(&val, out));
+            out->unknown_critical |= critical; /* 4.2.1.1: as for the SKI */
         } else if (critical) {
             /* Refused by the verifier (B20); kept parseable so that a
              * bundle can still be shown and inspected. */

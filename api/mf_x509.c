@@ -13,12 +13,19 @@
  * means the issuer Name matches the issuer's subject byte for byte, the key
  * identifiers agree when both are present, and the signature verifies under
  * the issuer's key. Each issuer on the path must be a CA with keyCertSign,
- * valid at `now`, and allow the path length below it.
+ * valid at `now`, and allow the path length below it. On top of that the
+ * verifier applies every RFC 5280 profile rule that `openssl verify
+ * -x509_strict` applies (tests/integration/verify_differential.sh holds it to
+ * that: it must refuse whatever OpenSSL refuses), and the SPIFFE rules, which
+ * are stricter still. Name constraints are enforced, critical or not, for
+ * URI subtrees; a CA constraining any other name form is refused, since an
+ * ignored constraint would make us laxer than the CA asked.
  */
 #include "api/mf_x509.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api/mf_mem.h"
 #include "api/mf_x509_int.h"
@@ -35,9 +42,12 @@ static const uint8_t oid_aki[3] = {0x55, 0x1d, 0x23};
 /* DER of the extension values we write */
 static const uint8_t bc_leaf[2] = {MF_DER_SEQUENCE, 0x00}; /* cA FALSE */
 static const uint8_t bc_ca[5] = {MF_DER_SEQUENCE, 0x03, MF_DER_BOOLEAN, 0x01, 0xff};
-/* keyUsage bits 0, 2, 4 (digitalSignature, keyEncipherment, keyAgreement):
- * 10101000, 3 unused bits. Bits 5, 6 (keyCertSign, cRLSign): 0000011, 1. */
-static const uint8_t ku_leaf[4] = {MF_DER_BIT_STRING, 0x02, 0x03, 0xa8};
+/* keyUsage bit 0 (digitalSignature) alone: 1, 7 unused bits. Our leaf keys
+ * are EC, which sign (TLS 1.3 CertificateVerify) and never encipher keys:
+ * keyEncipherment is an RSA usage (RFC 8813 section 3), and keyAgreement
+ * (static ECDH) is not something a leaf does either. Bits 5, 6 (keyCertSign,
+ * cRLSign): 0000011, 1 unused bit. */
+static const uint8_t ku_leaf[4] = {MF_DER_BIT_STRING, 0x02, 0x07, 0x80};
 static const uint8_t ku_ca[4] = {MF_DER_BIT_STRING, 0x02, 0x01, 0x06};
 /* SEQUENCE { id-kp-serverAuth, id-kp-clientAuth } */
 static const uint8_t eku_leaf[22] = {
@@ -314,6 +324,12 @@ mf_res mf_x509_issue(const struct mf_issue_req *req, const struct mf_cert *issue
 
 /* ---- verification --------------------------------------------------------- */
 
+/* An empty Name is the DER SEQUENCE {} (30 00): no RDN at all. */
+static bool name_empty(size_t name_tlv_len)
+{
+    return name_tlv_len <= 2;
+}
+
 static mf_res check_leaf(const struct mf_cert *leaf)
 {
     const struct mf_exts *x = &leaf->ext;
@@ -329,10 +345,16 @@ static mf_res check_leaf(const struct mf_cert *leaf)
                   "leaf has keyCertSign or cRLSign (B22)");
     MF_ENSURE_MSG(x->ku & MF_KU_DIGITAL_SIGNATURE, MF_ERR_AUTH_SVID,
                   "leaf keyUsage lacks digitalSignature (B7)");
+    /* B4, RFC 5280 4.1.2.6: an empty subject is named by the SAN alone,
+     * which must then be critical */
+    MF_ENSURE_MSG(!name_empty(leaf->subject_len) || x->san_critical, MF_ERR_AUTH_SVID,
+                  "leaf has an empty subject and a non-critical subjectAltName (B4)");
     return MF_RES_OK;
 }
 
-static mf_res check_time(const struct mf_cert *c, size_t pos, int64_t now)
+/* The rules for every certificate of a path, leaf to authority (B20 and
+ * the RFC 5280 profile that `openssl verify -x509_strict` enforces). */
+static mf_res check_cert(const struct mf_cert *c, size_t pos, int64_t now)
 {
     MF_ENSURE_MSG(now >= c->not_before, MF_ERR_AUTH_EXPIRED,
                   "certificate %zu of the path is not yet valid", pos);
@@ -340,6 +362,62 @@ static mf_res check_time(const struct mf_cert *c, size_t pos, int64_t now)
                   "certificate %zu of the path has expired", pos);
     MF_ENSURE_MSG(!c->ext.unknown_critical, MF_ERR_AUTH_UNTRUSTED,
                   "certificate %zu of the path has an unsupported critical extension (B20)", pos);
+    /* 4.1.2.4: the issuer field MUST contain a non-empty Name */
+    MF_ENSURE_MSG(!name_empty(c->issuer_len), MF_ERR_AUTH_UNTRUSTED,
+                  "certificate %zu of the path has an empty issuer name", pos);
+    /* 4.2.1.9: pathLenConstraint only with cA=TRUE */
+    MF_ENSURE_MSG(!c->ext.has_pathlen || c->ext.is_ca, MF_ERR_AUTH_UNTRUSTED,
+                  "certificate %zu of the path has a pathLenConstraint but cA=FALSE", pos);
+    return MF_RES_OK;
+}
+
+/* A certificate issued by the next one on the path (the leaf or an
+ * intermediate, never the authority). 4.2.1.1: the authorityKeyIdentifier
+ * keyIdentifier MUST be present except in self-signed certificates. */
+static mf_res check_subject(const struct mf_cert *c, size_t pos, int64_t now)
+{
+    MF_TRY(check_cert(c, pos, now));
+    MF_ENSURE_MSG(c->ext.aki_len > 0, MF_ERR_AUTH_UNTRUSTED,
+                  "certificate %zu of the path has no authorityKeyIdentifier keyIdentifier", pos);
+    return MF_RES_OK;
+}
+
+/* The next URI of a GeneralNames slice (SAN contents), or false at its end. */
+static bool next_uri(struct mf_cur *names, const uint8_t **uri, size_t *len)
+{
+    struct mf_der d;
+    while (mf_cur_remaining(names) > 0 && mf_ok(mf_der_next(names, &d))) {
+        if (d.tag == 0x86) {
+            *uri = d.p;
+            *len = d.len;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* B15: a signing certificate's SPIFFE ID names the trust domain only
+ * (spiffe://td, no path, not even "/"). Other URI schemes are left alone:
+ * upstream intermediates are not SVIDs (B24). */
+static mf_res check_ca_ids(const struct mf_cert *c, size_t pos)
+{
+    static const char scheme[] = "spiffe:";
+    struct mf_cur names;
+    const uint8_t *uri;
+    size_t len;
+    mf_cur_init(&names, c->ext.san, c->ext.san_len);
+    while (next_uri(&names, &uri, &len)) {
+        if (len < sizeof(scheme) - 1 ||
+            strncasecmp((const char *)uri, scheme, sizeof(scheme) - 1) != 0) {
+            continue;
+        }
+        struct mf_spiffe_id id;
+        bool ok = mf_ok(mf_spiffeid_parse((const char *)uri, len, &id)) && mf_spiffeid_is_td(&id);
+        MF_ENSURE_MSG(ok, MF_ERR_AUTH_UNTRUSTED,
+                      "CA certificate %zu of the path has a SPIFFE ID with a path or not valid "
+                      "(B15)",
+                      pos);
+    }
     return MF_RES_OK;
 }
 
@@ -372,7 +450,127 @@ static mf_res check_issuer(const struct mf_cert *issuer, size_t pos, size_t belo
                   MF_ERR_AUTH_UNTRUSTED,
                   "issuer of certificate %zu has pathLenConstraint %lld, path has %zu below it",
                   pos, (long long)issuer->ext.pathlen, below);
-    MF_TRY(check_time(issuer, pos + 1, now));
+    /* 4.2.1.9: CAs MUST mark basicConstraints critical (B12) */
+    MF_ENSURE_MSG(issuer->ext.bc_critical, MF_ERR_AUTH_UNTRUSTED,
+                  "issuer of certificate %zu has a non-critical basicConstraints", pos);
+    /* 4.1.2.6: a CA's subject MUST be a non-empty Name */
+    MF_ENSURE_MSG(!name_empty(issuer->subject_len), MF_ERR_AUTH_UNTRUSTED,
+                  "issuer of certificate %zu has an empty subject name", pos);
+    /* 4.2.1.2: CA certificates MUST carry a subjectKeyIdentifier */
+    MF_ENSURE_MSG(issuer->ext.ski_len > 0, MF_ERR_AUTH_UNTRUSTED,
+                  "issuer of certificate %zu has no subjectKeyIdentifier", pos);
+    MF_ENSURE_MSG(!issuer->ext.nc_unsupported, MF_ERR_AUTH_UNTRUSTED,
+                  "issuer of certificate %zu has name constraints other than URI host "
+                  "subtrees, which we do not enforce",
+                  pos);
+    MF_TRY(check_ca_ids(issuer, pos + 1));
+    MF_TRY(check_cert(issuer, pos + 1, now));
+    return MF_RES_OK;
+}
+
+/* The host of a URI ("scheme://host[:port][/...]"), or false when it has
+ * none (RFC 3986 3.2.2; userinfo is refused rather than skipped). */
+static bool uri_host(const uint8_t *uri, size_t len, const uint8_t **host, size_t *hlen)
+{
+    const uint8_t *sep = memmem(uri, len, "://", 3);
+    if (sep == NULL) {
+        return false;
+    }
+    const uint8_t *h = sep + 3;
+    const uint8_t *end = uri + len;
+    const uint8_t *e = h;
+    while (e < end && *e != '/' && *e != ':' && *e != '?' && *e != '#') {
+        if (*e == '@') {
+            return false;
+        }
+        e++;
+    }
+    *host = h;
+    *hlen = (size_t)(e - h);
+    return *hlen > 0;
+}
+
+/* RFC 5280 4.2.1.10 for URIs: the constraint applies to the host; "host"
+ * matches that host only, ".domain" any host below domain (not domain
+ * itself). Case-insensitive, as host names are. */
+static bool uri_host_matches(const uint8_t *host, size_t hlen, const uint8_t *base, size_t blen)
+{
+    if (blen == 0) {
+        return false;
+    }
+    if (base[0] == '.') {
+        return hlen > blen &&
+               strncasecmp((const char *)host + hlen - blen, (const char *)base, blen) == 0;
+    }
+    return hlen == blen && strncasecmp((const char *)host, (const char *)base, blen) == 0;
+}
+
+/* Does any URI subtree of a GeneralSubtrees SEQUENCE OF (contents, already
+ * checked by the parser) match host? Sets *any when it has a URI subtree. */
+static bool subtrees_match(const struct mf_der *trees, const uint8_t *host, size_t hlen,
+                           bool *any)
+{
+    struct mf_cur c, t;
+    struct mf_der st, base;
+    bool hit = false;
+    mf_der_open(trees, &c);
+    while (mf_cur_remaining(&c) > 0 && mf_ok(mf_der_next(&c, &st))) {
+        mf_der_open(&st, &t);
+        if (!mf_ok(mf_der_next(&t, &base)) || base.tag != 0x86) {
+            continue;
+        }
+        *any = true;
+        hit = hit || uri_host_matches(host, hlen, base.p, base.len);
+    }
+    return hit;
+}
+
+/* RFC 5280 6.1.3 (b), (c) for URI names: every URI SAN of every certificate
+ * below a CA with nameConstraints (critical or not) lies in one of its
+ * permitted URI subtrees, if it has any, and in none of its excluded ones.
+ * path[0] is the leaf, path[n-1] the authority; an authority's constraints
+ * apply too, as OpenSSL applies them. Self-issued intermediates are not
+ * exempted (6.1.4 (b) would allow it): stricter, never laxer. */
+static mf_res check_name_constraints(const struct mf_cert *const *path, size_t n)
+{
+    for (size_t j = 1; j < n; j++) {
+        const struct mf_exts *nc = &path[j]->ext;
+        if (!nc->has_nc) {
+            continue;
+        }
+        struct mf_der permitted = {0}, excluded = {0};
+        struct mf_cur s;
+        mf_cur_init(&s, nc->nc, nc->nc_len);
+        if (mf_der_peek(&s, 0xa0)) {
+            MF_TRY(mf_der_next(&s, &permitted));
+        }
+        if (mf_der_peek(&s, 0xa1)) {
+            MF_TRY(mf_der_next(&s, &excluded));
+        }
+        for (size_t i = 0; i < j; i++) {
+            struct mf_cur names;
+            const uint8_t *uri, *host;
+            size_t len, hlen;
+            mf_cur_init(&names, path[i]->ext.san, path[i]->ext.san_len);
+            while (next_uri(&names, &uri, &len)) {
+                bool any_p = false, any_e = false;
+                MF_ENSURE_MSG(uri_host(uri, len, &host, &hlen), MF_ERR_AUTH_UNTRUSTED,
+                              "certificate %zu of the path has a URI without a host under "
+                              "the name constraints of certificate %zu",
+                              i, j);
+                bool in_p = subtrees_match(&permitted, host, hlen, &any_p);
+                bool in_e = subtrees_match(&excluded, host, hlen, &any_e);
+                MF_ENSURE_MSG(!any_p || in_p, MF_ERR_AUTH_UNTRUSTED,
+                              "a URI of certificate %zu of the path is outside the permitted "
+                              "subtrees of certificate %zu (RFC 5280 4.2.1.10)",
+                              i, j);
+                MF_ENSURE_MSG(!in_e, MF_ERR_AUTH_UNTRUSTED,
+                              "a URI of certificate %zu of the path is in an excluded subtree "
+                              "of certificate %zu (RFC 5280 4.2.1.10)",
+                              i, j);
+            }
+        }
+    }
     return MF_RES_OK;
 }
 
@@ -395,11 +593,13 @@ mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs 
     MF_TRY(check_leaf(leaf));
 
     bool used[MAX_CHAIN] = {false};
+    const struct mf_cert *path[MAX_CHAIN + 1]; /* leaf, intermediates, authority */
     const struct mf_cert *cur = leaf;
     size_t below = 0; /* intermediates between the next issuer and the leaf */
     for (size_t pos = 0;; pos++) {
         mf_res last = {MF_OK};
-        MF_TRY(check_time(cur, pos, now));
+        path[pos] = cur;
+        MF_TRY(check_subject(cur, pos, now));
         /* an authority ends the path */
         for (size_t i = 0; i < authorities->n; i++) {
             const struct mf_cert *a = authorities->v[i];
@@ -414,6 +614,10 @@ mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs 
                                  "signature of certificate %zu does not verify under an "
                                  "authority's key",
                                  pos);
+            }
+            if (mf_ok(r)) {
+                path[pos + 1] = a;
+                r = check_name_constraints(path, pos + 2);
             }
             if (mf_ok(r)) {
                 if (id_out != NULL) {

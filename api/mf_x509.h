@@ -10,7 +10,9 @@
  * Certificates issued here follow SPIFFE.md section B:
  *   leaf (B1-B11, B27-B30): exactly one URI SAN = the SPIFFE ID (with a path),
  *     optional DNS SANs, basicConstraints cA=FALSE critical, keyUsage critical
- *     digitalSignature|keyEncipherment|keyAgreement, EKU serverAuth+clientAuth,
+ *     digitalSignature only (EC keys never encipher: RFC 8813 section 3; the
+ *     verifier still accepts B8's keyEncipherment/keyAgreement from other
+ *     issuers), EKU serverAuth+clientAuth,
  *     SKI and AKI, a random serial in 1..2^128-1, NotBefore = now - 10 s,
  *     NotAfter = min(now + ttl, issuer NotAfter).
  *   signing (B12-B19): URI SAN = spiffe://<td> (no path), basicConstraints
@@ -197,7 +199,16 @@ MF_WUR mf_res mf_x509_self_signed(const struct mf_spiffe_id *td_id, const struct
  * authority, every validity window, cA and keyCertSign on every issuer,
  * pathLenConstraint, and the leaf rules: exactly one URI SAN that parses as a
  * SPIFFE ID with a path, cA=FALSE, no keyCertSign/cRLSign, digitalSignature
- * set. Writes the leaf's SPIFFE ID to id_out (may be NULL) on success. */
+ * set, an empty subject only with a critical SAN (B4). It is at least as
+ * strict as `openssl verify -x509_strict` (tests/integration/
+ * verify_differential.sh): no unsupported critical extension (a critical SKI
+ * or AKI counts as one), no empty issuer Name, no pathLenConstraint with
+ * cA=FALSE, an AKI keyIdentifier on every certificate but the authority, and
+ * on every issuer a critical basicConstraints, a non-empty subject, an SKI,
+ * a SPIFFE ID (if any) without a path (B15). nameConstraints, critical or
+ * not, are enforced for URI subtrees on the URI SANs below (RFC 5280
+ * 4.2.1.10); a CA with any other constraint form is refused. Writes the
+ * leaf's SPIFFE ID to id_out (may be NULL) on success. */
 MF_WUR mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs *authorities,
                                    int64_t now, struct mf_spiffe_id *id_out);
 

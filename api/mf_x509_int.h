@@ -120,6 +120,9 @@ struct mf_exts {
     bool eku_client;
     bool eku_any;
     bool has_san;
+    bool san_critical;
+    const uint8_t *san; /* GeneralNames contents (slice of the parsed DER) */
+    size_t san_len;
     size_t n_uri;
     const uint8_t *uri; /* first URI SAN (slice of the parsed DER) */
     size_t uri_len;
@@ -128,6 +131,17 @@ struct mf_exts {
     size_t ski_len; /* 0: absent */
     uint8_t aki[MF_KEYID_MAX];
     size_t aki_len; /* 0: absent or no keyIdentifier */
+    /* nameConstraints (RFC 5280 4.2.1.10), critical or not: the contents of
+     * the NameConstraints SEQUENCE (slice of the parsed DER), already
+     * checked for structure. nc_unsupported: a subtree we do not enforce
+     * (any name form but URI, or a minimum/maximum BaseDistance); the
+     * verifier refuses a path through such a CA rather than ignore it. */
+    bool has_nc;
+    bool nc_unsupported;
+    const uint8_t *nc;
+    size_t nc_len;
+    /* a critical extension we do not process, or one RFC 5280 says
+     * conforming CAs never mark critical (SKI, AKI: 4.2.1.1-2) */
     bool unknown_critical;
 };
 
@@ -241,6 +255,7 @@ extern const uint8_t mf_oid_p256[8];
 extern const uint8_t mf_oid_p384[5];
 extern const uint8_t mf_oid_san[3];
 extern const uint8_t mf_oid_basic_constraints[3];
+extern const uint8_t mf_oid_name_constraints[3];
 extern const uint8_t mf_oid_extension_request[9];
 
 /* ---- extensions, signatures and keys ------------------------------------ */

@@ -97,8 +97,9 @@ grep -qF "DNS:web.example.org" <<<"$leaf_text" || fail "leaf lacks the DNS SAN"
 [ "$(grep -c 'URI:' <<<"$leaf_text")" = 1 ] || fail "leaf SAN line count"
 has_line_after "$leaf_text" "X509v3 Basic Constraints: critical" "CA:FALSE" ||
     fail "leaf basicConstraints is not critical CA:FALSE"
-has_line_after "$leaf_text" "X509v3 Key Usage: critical" \
-    "Digital Signature, Key Encipherment, Key Agreement" || fail "leaf keyUsage"
+# RFC 8813: an EC leaf signs, it never enciphers keys
+[ "$(grep -A1 -F "X509v3 Key Usage: critical" <<<"$leaf_text" | tail -n1 | xargs)" = \
+    "Digital Signature" ] || fail "leaf keyUsage is not digitalSignature alone"
 has_line_after "$leaf_text" "X509v3 Extended Key Usage:" \
     "TLS Web Server Authentication, TLS Web Client Authentication" || fail "leaf EKU"
 grep -qF "X509v3 Subject Key Identifier" <<<"$leaf_text" || fail "leaf SKI"

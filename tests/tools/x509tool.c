@@ -10,7 +10,11 @@
  *   x509tool issue-csr DIR CSR OUT.pem [--inter] [--ttl S]
  *   x509tool csr KEY.pem CSR.pem [SPIFFE_ID] [--p384]
  *   x509tool csr-check CSR.pem|CSR.der             prints the SPIFFE ID or "(none)"
- *   x509tool verify CHAIN.pem BUNDLE.pem [--at T]  prints the SPIFFE ID
+ *   x509tool verify CHAIN.pem BUNDLE.pem [--at T] [--td TD]
+ *                                                  prints the SPIFFE ID; with
+ *                                                  --td, BUNDLE.pem is the
+ *                                                  bundle of trust domain TD
+ *                                                  and mf_svid_verify picks it
  *   x509tool show CERT.pem                         id, serial, validity, ca
  *
  * On failure it prints "x509tool: <error>" on stderr and exits 1 (2 for
@@ -24,6 +28,7 @@
 #include <unistd.h>
 
 #include "api/mf_buf.h"
+#include "api/mf_bundle.h"
 #include "api/mf_err.h"
 #include "api/mf_mem.h"
 #include "api/mf_spiffeid.h"
@@ -41,6 +46,7 @@ struct opts {
     int64_t at;
     bool have_at;
     const char *out;
+    const char *td; /* verify: the bundle's trust domain */
     const char *dns[MAX_DNS];
     size_t n_dns;
     const char *pos[4];
@@ -72,6 +78,8 @@ static mf_res parse_opts(int argc, char **argv, struct opts *o)
         } else if (strcmp(a, "--at") == 0 && i + 1 < argc) {
             MF_TRY(parse_i64(argv[++i], &o->at));
             o->have_at = true;
+        } else if (strcmp(a, "--td") == 0 && i + 1 < argc) {
+            o->td = argv[++i];
         } else if (strcmp(a, "--out") == 0 && i + 1 < argc) {
             o->out = argv[++i];
         } else if (strcmp(a, "--dns") == 0 && i + 1 < argc) {
@@ -422,16 +430,34 @@ static mf_res cmd_verify(const struct opts *o)
     mf_res rc;
     struct mf_certs chain, bundle;
     struct mf_spiffe_id id;
+    struct mf_bundle *b = NULL;
+    struct mf_bundle_set set;
+    struct mf_buf pem;
+    int64_t now = o->have_at ? o->at : mf_now();
     mf_certs_init(&chain);
     mf_certs_init(&bundle);
+    mf_bundle_set_init(&set);
+    mf_buf_init(&pem, FILE_MAX, 0);
     MF_TRY_OUT(load_certs(o->pos[0], &chain));
-    MF_TRY_OUT(load_certs(o->pos[1], &bundle));
-    MF_TRY_OUT(mf_x509_verify_chain(&chain, &bundle, o->have_at ? o->at : mf_now(), &id));
+    if (o->td != NULL) {
+        /* the relying party's path: the bundle of the leaf's trust domain
+         * (B23), as a workload, the agent and the CA verify */
+        MF_TRY_OUT(read_file(o->pos[1], &pem));
+        MF_TRY_OUT(mf_bundle_from_pem(o->td, (const char *)pem.data, pem.len, &b));
+        MF_TRY_OUT(mf_bundle_set_put(&set, b));
+        MF_TRY_OUT(mf_svid_verify(&chain, &set, now, &id));
+    } else {
+        MF_TRY_OUT(load_certs(o->pos[1], &bundle));
+        MF_TRY_OUT(mf_x509_verify_chain(&chain, &bundle, now, &id));
+    }
     printf("%s\n", id.str);
     rc = MF_RES_OK;
 out:
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&bundle);
+    mf_bundle_free(b);
+    mf_bundle_set_cleanup(&set);
+    mf_buf_cleanup(&pem);
     return rc;
 }
 

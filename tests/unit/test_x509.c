@@ -156,6 +156,14 @@ struct craft {
     bool unknown_crit;
     int64_t nb, na;
     const char *name; /* serialNumber attribute of the subject */
+    bool bc_noncrit;
+    bool empty_subject; /* the empty Name, 30 00 */
+    bool san_crit;
+    bool no_ski, no_aki;
+    bool ski_crit, aki_crit;
+    const uint8_t *nc; /* nameConstraints extension value, or NULL */
+    size_t nc_len;
+    bool nc_crit;
 };
 
 static void put_ku(struct mf_buf *v, unsigned ku)
@@ -195,7 +203,12 @@ static struct mf_cert *craft(const struct craft *c)
     uint8_t serial[16];
     assert_true(mf_ok(mf_random(serial, sizeof(serial))));
     serial[0] = 0x01;
-    assert_true(mf_ok(mf_der_put_name(&subject, c->name != NULL ? c->name : "crafted")));
+    if (c->empty_subject) {
+        static const uint8_t empty_name[2] = {MF_DER_SEQUENCE, 0x00};
+        assert_true(mf_ok(mf_buf_append(&subject, empty_name, sizeof(empty_name))));
+    } else {
+        assert_true(mf_ok(mf_der_put_name(&subject, c->name != NULL ? c->name : "crafted")));
+    }
     assert_true(mf_ok(mf_buf_append(&body, v3, sizeof(v3))));
     assert_true(mf_ok(mf_der_put(&body, MF_DER_INTEGER, serial, sizeof(serial))));
     assert_true(mf_ok(mf_sigalg_put(&body, signer->type)));
@@ -220,7 +233,7 @@ static struct mf_cert *craft(const struct craft *c)
         }
         assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
         assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_basic_constraints,
-                                         sizeof(mf_oid_basic_constraints), true, &v)));
+                                         sizeof(mf_oid_basic_constraints), !c->bc_noncrit, &v)));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
@@ -234,20 +247,32 @@ static struct mf_cert *craft(const struct craft *c)
             assert_true(mf_ok(mf_der_put(&tmp, 0x86, c->uris[i], strlen(c->uris[i]))));
         }
         assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), false, &v)));
+        assert_true(
+            mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), c->san_crit, &v)));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
+    if (c->nc != NULL) {
+        assert_true(mf_ok(mf_buf_append(&v, c->nc, c->nc_len)));
+        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_name_constraints,
+                                         sizeof(mf_oid_name_constraints), c->nc_crit, &v)));
+        mf_buf_reset(&v);
+    }
     uint8_t kid[MF_KEYID_LEN];
-    assert_true(mf_ok(mf_pubkey_keyid(&c->key->pub, kid)));
-    assert_true(mf_ok(mf_der_put(&v, MF_DER_OCTET, kid, sizeof(kid))));
-    assert_true(mf_ok(mf_der_put_ext(&exts, ski_oid, sizeof(ski_oid), false, &v)));
-    mf_buf_reset(&v);
-    assert_true(mf_ok(mf_pubkey_keyid(&signer->pub, kid)));
-    assert_true(mf_ok(mf_der_put(&tmp, 0x80, kid, sizeof(kid))));
-    assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-    assert_true(mf_ok(mf_der_put_ext(&exts, aki_oid, sizeof(aki_oid), false, &v)));
-    mf_buf_reset(&v);
+    if (!c->no_ski) {
+        assert_true(mf_ok(mf_pubkey_keyid(&c->key->pub, kid)));
+        assert_true(mf_ok(mf_der_put(&v, MF_DER_OCTET, kid, sizeof(kid))));
+        assert_true(mf_ok(mf_der_put_ext(&exts, ski_oid, sizeof(ski_oid), c->ski_crit, &v)));
+        mf_buf_reset(&v);
+    }
+    if (!c->no_aki) {
+        assert_true(mf_ok(mf_pubkey_keyid(&signer->pub, kid)));
+        assert_true(mf_ok(mf_der_put(&tmp, 0x80, kid, sizeof(kid))));
+        assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
+        assert_true(mf_ok(mf_der_put_ext(&exts, aki_oid, sizeof(aki_oid), c->aki_crit, &v)));
+        mf_buf_reset(&v);
+        mf_buf_reset(&tmp);
+    }
     if (c->unknown_crit) {
         assert_true(mf_ok(mf_buf_append(&v, null_der, sizeof(null_der))));
         assert_true(mf_ok(mf_der_put_ext(&exts, odd_oid, sizeof(odd_oid), true, &v)));
@@ -270,7 +295,9 @@ static struct mf_cert *craft(const struct craft *c)
     return cert;
 }
 
-/* A valid leaf template under the fixture CA. */
+/* A valid leaf template under the fixture CA. Its keyUsage is SPIRE-like,
+ * with keyEncipherment: we no longer issue that (RFC 8813), but B8 allows
+ * it, so the verifier still accepts it from other issuers. */
 static struct craft leaf_template(const struct fx *f)
 {
     struct craft c = {
@@ -368,7 +395,7 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_int_equal(x->n_dns, 2);
     assert_true(x->has_bc && x->bc_critical && !x->is_ca);
     assert_true(x->has_ku && x->ku_critical);
-    assert_int_equal(x->ku, MF_KU_DIGITAL_SIGNATURE | MF_KU_KEY_ENCIPHERMENT | MF_KU_KEY_AGREEMENT);
+    assert_int_equal(x->ku, MF_KU_DIGITAL_SIGNATURE); /* RFC 8813: no keyEncipherment */
     assert_true(x->has_eku && x->eku_server && x->eku_client && !x->eku_any);
     assert_int_equal(leaf->serial_len, 16);
     assert_true(leaf->serial[0] != 0 && (leaf->serial[0] & 0x80) == 0);
@@ -386,9 +413,8 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_false(dc->isCA);
     assert_true(dc->extBasicConstSet && dc->extBasicConstCrit); /* B5 */
     assert_true(dc->extKeyUsageSet && dc->extKeyUsageCrit);     /* B6 */
-    assert_int_equal(dc->extKeyUsage,
-                     KEYUSE_DIGITAL_SIG | KEYUSE_KEY_ENCIPHER | KEYUSE_KEY_AGREE); /* B7-B9 */
-    assert_true(dc->extExtKeyUsageSet && !dc->extExtKeyUsageCrit);                 /* B10 */
+    assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);         /* B7-B9 */
+    assert_true(dc->extExtKeyUsageSet && !dc->extExtKeyUsageCrit); /* B10 */
     assert_int_equal(dc->extExtKeyUsage, EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_CLIENT_AUTH);
     assert_true(dc->extSubjAltNameSet && !dc->extSubjAltNameCrit); /* B4: subject not empty */
     assert_int_equal(count_alt(dc, ASN_URI_TYPE, LEAF_ID), 1);     /* B1 */
@@ -420,6 +446,37 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, &id)));
     assert_string_equal(id.str, LEAF_ID);
     mf_cert_free(leaf);
+}
+
+/* RFC 8813 section 3: an EC key signs (digitalSignature) and may agree keys
+ * (keyAgreement), but never enciphers keys (keyEncipherment is an RSA
+ * usage, and certificate linters flag it on EC keys). Leaves on both curves
+ * carry digitalSignature alone; each checked by our reader and wolfSSL's. */
+static void test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok(void **state)
+{
+    struct fx *f = *state;
+    const enum mf_key_type types[] = {MF_KEY_EC_P256, MF_KEY_EC_P384};
+    for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+        struct mf_key *k = NULL;
+        struct mf_pubkey *pk = NULL;
+        struct mf_cert *leaf = NULL;
+        assert_true(mf_ok(mf_key_generate(types[i], &k)));
+        assert_true(mf_ok(mf_key_public(k, &pk)));
+        struct mf_spiffe_id id = parse_id(LEAF_ID);
+        struct mf_issue_req req = {.id = &id, .subject_key = pk, .now = f->now, .ttl = 600};
+        assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &leaf)));
+        assert_true(leaf->ext.has_ku && leaf->ext.ku_critical);
+        assert_false(leaf->ext.ku & MF_KU_KEY_ENCIPHERMENT);
+        assert_false(leaf->ext.ku & MF_KU_DATA_ENCIPHERMENT);
+        assert_int_equal(leaf->ext.ku, MF_KU_DIGITAL_SIGNATURE);
+        struct DecodedCert *dc = wolf_parse(leaf);
+        assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);
+        wolf_free(dc);
+        assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, NULL)));
+        mf_cert_free(leaf);
+        mf_pubkey_free(pk);
+        mf_key_free(k);
+    }
 }
 
 static void test_mf_x509_issue_serials_unique_positive_ok(void **state)
@@ -884,6 +941,145 @@ static void test_mf_x509_verify_chain_issuer_rules_refused(void **state)
     mf_key_free(ik);
 }
 
+/* nameConstraints value: SEQUENCE { [0 or 1] SEQUENCE { SEQUENCE { name } } }
+ * with one subtree whose base is the GeneralName (form tag, text). */
+static size_t nc_value(uint8_t *out, uint8_t which, uint8_t form, const char *name)
+{
+    size_t n = strlen(name);
+    assert_true(n < 100);
+    out[0] = MF_DER_SEQUENCE;
+    out[1] = (uint8_t)(n + 6);
+    out[2] = which;
+    out[3] = (uint8_t)(n + 4);
+    out[4] = MF_DER_SEQUENCE;
+    out[5] = (uint8_t)(n + 2);
+    out[6] = form;
+    out[7] = (uint8_t)n;
+    memcpy(out + 8, name, n);
+    return n + 8;
+}
+
+/* The RFC 5280 profile rules on which `openssl verify -x509_strict` refused
+ * chains that the verifier accepted (tests/integration/verify_differential.sh
+ * compares the two on chains made by openssl), plus B15 and name
+ * constraints, on a root -> intermediate -> leaf chain. */
+static void test_mf_x509_verify_chain_strict_profile_refused(void **state)
+{
+    struct fx *f = *state;
+    struct mf_key *ik = NULL;
+    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &ik)));
+    uint8_t nc_td[64], nc_other[64], nc_excl[64], nc_sub[64], nc_dns[64];
+    size_t l_td = nc_value(nc_td, 0xa0, 0x86, "example.org");
+    size_t l_other = nc_value(nc_other, 0xa0, 0x86, "other.org");
+    size_t l_excl = nc_value(nc_excl, 0xa1, 0x86, "example.org");
+    size_t l_sub = nc_value(nc_sub, 0xa0, 0x86, ".example.org");
+    size_t l_dns = nc_value(nc_dns, 0xa0, 0x82, "example.org");
+    enum { ROOT, INTER, LEAF };
+    struct {
+        const char *what;
+        int which; /* the certificate the change (named by `what`) applies to */
+        const uint8_t *nc;
+        size_t nc_len;
+        bool nc_crit;
+        enum mf_err want;
+    } cases[] = {
+        {"valid", LEAF, NULL, 0, false, MF_OK},
+        {"root basicConstraints not critical", ROOT, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"inter basicConstraints not critical", INTER, NULL, 0, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"leaf pathLen with cA=FALSE", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"root empty subject (inter issuer empty)", ROOT, NULL, 0, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"inter empty subject", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"leaf empty subject, SAN not critical", LEAF, NULL, 0, false, MF_ERR_AUTH_SVID},
+        {"leaf empty subject, SAN critical", LEAF, NULL, 0, false, MF_OK},
+        {"inter SPIFFE ID with a path", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"inter SPIFFE ID with a trailing slash", INTER, NULL, 0, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"inter without SKI", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"root without SKI", ROOT, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"leaf without AKI", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"inter without AKI", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"root without AKI (self-signed)", ROOT, NULL, 0, false, MF_OK},
+        {"leaf AKI critical", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"leaf SKI critical", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
+        {"root NC permitted td, critical", ROOT, nc_td, l_td, true, MF_OK},
+        {"root NC permitted td, not critical", ROOT, nc_td, l_td, false, MF_OK},
+        {"inter NC permitted td, critical", INTER, nc_td, l_td, true, MF_OK},
+        {"root NC permitted other, not critical", ROOT, nc_other, l_other, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"inter NC permitted other, not critical", INTER, nc_other, l_other, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"inter NC permitted other, critical", INTER, nc_other, l_other, true,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"root NC excluded td, not critical", ROOT, nc_excl, l_excl, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"root NC permitted .td only, not critical", ROOT, nc_sub, l_sub, false,
+         MF_ERR_AUTH_UNTRUSTED},
+        {"root NC of DNS form, not critical", ROOT, nc_dns, l_dns, false,
+         MF_ERR_AUTH_UNTRUSTED},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *w = cases[i].what;
+        struct craft rc = {.key = f->ca_key,
+                           .uris = {"spiffe://example.org"},
+                           .n_uri = 1,
+                           .ca = true,
+                           .pathlen = -1,
+                           .ku = MF_KU_KEY_CERT_SIGN | MF_KU_CRL_SIGN,
+                           .nb = f->now - 60,
+                           .na = f->now + 3600,
+                           .name = "root",
+                           .no_aki = true};
+        struct craft ic = {.key = ik,
+                           .issuer_key = f->ca_key,
+                           .uris = {"spiffe://example.org"},
+                           .n_uri = 1,
+                           .ca = true,
+                           .pathlen = -1,
+                           .ku = MF_KU_KEY_CERT_SIGN,
+                           .nb = f->now - 60,
+                           .na = f->now + 3600,
+                           .name = "inter"};
+        struct craft lc = leaf_template(f);
+        struct craft *target = cases[i].which == ROOT    ? &rc
+                               : cases[i].which == INTER ? &ic
+                                                         : &lc;
+        target->nc = cases[i].nc;
+        target->nc_len = cases[i].nc_len;
+        target->nc_crit = cases[i].nc_crit;
+        target->bc_noncrit = strstr(w, "basicConstraints not critical") != NULL;
+        target->pathlen = strstr(w, "pathLen") != NULL ? 0 : target->pathlen;
+        target->empty_subject = strstr(w, "empty subject") != NULL;
+        target->san_crit = strstr(w, "SAN critical") != NULL;
+        target->no_ski = strstr(w, "without SKI") != NULL;
+        target->no_aki = target->no_aki || strstr(w, "without AKI") != NULL;
+        target->aki_crit = strstr(w, "AKI critical") != NULL;
+        target->ski_crit = strstr(w, "SKI critical") != NULL;
+        if (strstr(w, "with a path") != NULL) {
+            target->uris[0] = "spiffe://example.org/ca";
+        } else if (strstr(w, "trailing slash") != NULL) {
+            target->uris[0] = "spiffe://example.org/";
+        }
+        struct mf_cert *root = craft(&rc);
+        ic.issuer = root;
+        struct mf_cert *inter = craft(&ic);
+        lc.issuer = inter;
+        lc.issuer_key = ik;
+        struct mf_cert *leaf = craft(&lc);
+        mf_res r = verify1(leaf, inter, root, f->now, NULL);
+        if (r.err != cases[i].want) {
+            print_error("%s: got %s (%s), want %s\n", w, mf_err_name(r.err), mf_err_detail(),
+                        mf_err_name(cases[i].want));
+        }
+        assert_int_equal(r.err, cases[i].want);
+        mf_cert_free(leaf);
+        mf_cert_free(inter);
+        mf_cert_free(root);
+    }
+    mf_key_free(ik);
+}
+
 /* ---- threads ------------------------------------------------------------------ */
 
 struct worker {
@@ -1086,11 +1282,77 @@ static void test_mf_cert_from_der_malformed_refused(void **state)
     free(buf);
 }
 
+/* X.690 10.1: a DER length takes the fewest octets, so a length below 128
+ * is always the one-octet short form; 81 xx with xx < 0x80 is BER, not DER,
+ * and would give one certificate two encodings (two fingerprints). */
+static void test_mf_der_next_long_form_short_fits_refused(void **state)
+{
+    struct fx *f = *state;
+    struct mf_cur c;
+    struct mf_der d;
+    /* OCTET STRING of 5 bytes: short form accepted, 81 05 refused */
+    static const uint8_t short_ok[7] = {MF_DER_OCTET, 0x05, 1, 2, 3, 4, 5};
+    static const uint8_t long_bad[8] = {MF_DER_OCTET, 0x81, 0x05, 1, 2, 3, 4, 5};
+    mf_cur_init(&c, short_ok, sizeof(short_ok));
+    assert_true(mf_ok(mf_der_next(&c, &d)));
+    assert_int_equal(d.len, 5);
+    mf_cur_init(&c, long_bad, sizeof(long_bad));
+    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    assert_non_null(strstr(mf_err_detail(), "non-minimal length"));
+    assert_int_equal(c.off, 0); /* a failed read does not move the cursor */
+    /* the edges: 81 7f refused, 81 80 is the shortest long form, accepted */
+    uint8_t buf[3 + 0x80];
+    memset(buf, 0, sizeof(buf));
+    buf[0] = MF_DER_OCTET;
+    buf[1] = 0x81;
+    buf[2] = 0x7f;
+    mf_cur_init(&c, buf, 3 + 0x7f);
+    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    buf[2] = 0x80;
+    mf_cur_init(&c, buf, sizeof(buf));
+    assert_true(mf_ok(mf_der_next(&c, &d)));
+    assert_int_equal(d.len, 0x80);
+
+    /* in a whole certificate: the version [0] a0 03 -> a0 81 03, with the
+     * Certificate and TBSCertificate lengths (30 82 hi lo) grown by one */
+    size_t len;
+    const uint8_t *der = mf_cert_der(f->ca, &len);
+    assert_true(der[0] == 0x30 && der[1] == 0x82 && der[4] == 0x30 && der[5] == 0x82);
+    assert_true(der[8] == 0xa0 && der[9] == 0x03);
+    uint8_t *b = malloc(len + 1);
+    assert_non_null(b);
+    size_t outer = ((size_t)der[2] << 8 | der[3]) + 1;
+    size_t tbs = ((size_t)der[6] << 8 | der[7]) + 1;
+    memcpy(b, der, 8);
+    b[2] = (uint8_t)(outer >> 8);
+    b[3] = (uint8_t)outer;
+    b[6] = (uint8_t)(tbs >> 8);
+    b[7] = (uint8_t)tbs;
+    b[8] = 0xa0;
+    b[9] = 0x81;
+    b[10] = 0x03;
+    memcpy(b + 11, der + 10, len - 10);
+    struct mf_cert *cert = NULL;
+    assert_int_equal(mf_cert_from_der(b, len + 1, &cert).err, MF_ERR_PROTO_DER);
+    assert_null(cert);
+    /* the same bytes with a0 03 again parse: only the length form was wrong */
+    b[9] = 0x03;
+    memmove(b + 10, b + 11, len - 10);
+    b[2] = der[2];
+    b[3] = der[3];
+    b[6] = der[6];
+    b[7] = der[7];
+    assert_true(mf_ok(mf_cert_from_der(b, len, &cert)));
+    mf_cert_free(cert);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_x509_self_signed_profile_ok),
         cmocka_unit_test(test_mf_x509_issue_leaf_profile_ok),
+        cmocka_unit_test(test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok),
         cmocka_unit_test(test_mf_x509_issue_serials_unique_positive_ok),
         cmocka_unit_test(test_mf_x509_issue_not_after_capped_ok),
         cmocka_unit_test(test_mf_x509_issue_bad_requests_refused),
@@ -1102,10 +1364,12 @@ int main(void)
         cmocka_unit_test(test_mf_x509_verify_chain_tampered_refused),
         cmocka_unit_test(test_mf_x509_verify_chain_leaf_rules_refused),
         cmocka_unit_test(test_mf_x509_verify_chain_issuer_rules_refused),
+        cmocka_unit_test(test_mf_x509_verify_chain_strict_profile_refused),
         cmocka_unit_test(test_mf_x509_issue_verify_threads_ok),
         cmocka_unit_test(test_mf_cert_refcount_and_lists_ok),
         cmocka_unit_test(test_mf_certs_from_pem_malformed_refused),
         cmocka_unit_test(test_mf_cert_from_der_malformed_refused),
+        cmocka_unit_test(test_mf_der_next_long_form_short_fits_refused),
     };
     return cmocka_run_group_tests_name("mf_x509", tests, setup, teardown);
 }
