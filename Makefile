@@ -1,28 +1,61 @@
-# mayfly: build, test and check.
+# mayfly: build, test, check and install.
 #
-#   make            libmayfly.a and the binaries into bin/
-#   make test       every unit and integration test
+#   make            libmayfly (static and shared) and the binaries into bin/
+#   make test       every unit and integration test (parallel; ends with a
+#                   "tests: N passed, N failed, N skipped" line)
 #   make check      the same tests built with AddressSanitizer + UBSan
+#   make install    PREFIX (/usr/local) and DESTDIR: binaries, libmayfly.so
+#                   and .a, public headers, mayfly.pc, systemd units,
+#                   example configs, man pages
+#   make lint       layers, banned functions, shellcheck, clang-format
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench      the benchmarks (writes docs/benchmarks.md)
 #   make demo       a CA, an agent and two workloads doing mTLS
 #   make analyze    scan-build over the whole tree
 #   make format     clang-format over every source file
+#   V=1             show every command
 #
-# Sources are found by wildcard: a new api/mf_x.c joins libmayfly, a new
+# libmayfly is built in layers (docs/architecture.md): api/core < api/pki <
+# api/net < api/workload make libmayfly, the library a workload links;
+# api/internal holds helpers only the daemons link (libmayfly-internal.a).
+# Sources are found by wildcard: a new api/pki/mf_x.c joins libmayfly, a new
 # ca/ca_x.c joins mayfly-ca, a new tests/unit/test_x.c becomes a test.
 
 CC      ?= cc
-PKGS    := wolfssl jansson libmicrohttpd sqlite3 gnutls libnghttp2 libprotobuf-c
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PREFIX  ?= /usr/local
+VERSION := 0.2.0
+SOVER   := 0
+
+ifeq ($(V),1)
+  Q :=
+  say :=
+else
+  Q := @
+  say = @printf '  %-7s %s\n' $(1) $(2);
+endif
+
+# What each part links. pkg-config's own errors are shown when a package is
+# missing (scripts/install-deps.sh installs them all).
+LIB_PKGS   := wolfssl jansson
+INT_PKGS   := libmicrohttpd
+CA_PKGS    := $(LIB_PKGS) $(INT_PKGS) gnutls sqlite3
+AGENT_PKGS := $(LIB_PKGS) $(INT_PKGS) libnghttp2 libprotobuf-c
+ALL_PKGS   := $(sort $(CA_PKGS) $(AGENT_PKGS))
+NOPKG_GOALS := clean deps lint format
+ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
+  ifneq ($(shell pkg-config --exists $(ALL_PKGS) && echo ok),ok)
+    $(error $(shell pkg-config --print-errors --exists $(ALL_PKGS) 2>&1 | head -3) (run scripts/install-deps.sh))
+  endif
+endif
+pkg_cflags = $(shell pkg-config --cflags $(1))
+pkg_libs   = $(shell pkg-config --libs $(1))
 
 WARN := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
         -Wmissing-prototypes -Wcast-qual -Wwrite-strings -Wvla -Wnull-dereference \
         -Wimplicit-fallthrough
 HARDEN := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection \
-          -fcf-protection -fPIE
-BASE := -std=c11 -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+          -fcf-protection -fPIC
+BASE := -std=c11 -D_GNU_SOURCE -I. $(call pkg_cflags,$(ALL_PKGS))
 LDHARDEN := -pie -Wl,-z,relro,-z,now,-z,noexecstack
 
 ifeq ($(SAN),1)
@@ -31,7 +64,7 @@ ifeq ($(SAN),1)
   OPT    := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
             -fno-omit-frame-pointer
   # _FORTIFY_SOURCE needs optimisation and fights ASan's interceptors
-  HARDEN := -fstack-protector-strong -fPIE
+  HARDEN := -fstack-protector-strong -fPIC
   LDSAN  := -fsanitize=address,undefined
 else
   BUILD  ?= build/rel
@@ -42,76 +75,106 @@ endif
 
 CFLAGS  += $(BASE) $(OPT) $(WARN) $(HARDEN)
 LDFLAGS += $(LDHARDEN) $(LDSAN)
-LDLIBS  += $(PKG_LIBS) -lpthread -lm
 
-API_SRC   := $(wildcard api/*.c)
+LAYERS    := core pki net workload
+LIB_SRC   := $(foreach l,$(LAYERS),$(wildcard api/$(l)/*.c))
+INT_SRC   := $(wildcard api/internal/*.c)
 CA_SRC    := $(wildcard ca/*.c)
 AGENT_SRC := $(wildcard agent/*.c)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
 EXAMPLE_SRC := $(wildcard examples/*.c)
+PUBLIC_H  := $(shell grep -l '^ \* Public:' $(foreach l,$(LAYERS),api/$(l)/*.h))
 
-# protobuf-c messages, generated at build time from api/proto/*.proto into
-# $(BUILD)/gen and compiled into libmayfly (#include "workload.pb-c.h").
+# protobuf-c messages of the gRPC Workload API, generated at build time from
+# api/proto/*.proto into $(BUILD)/gen; only the agent links them.
 PROTO_SRC := $(wildcard api/proto/*.proto)
 PROTO_C   := $(PROTO_SRC:api/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
 PROTO_OBJ := $(PROTO_C:%.c=%.o)
 CFLAGS    += -I$(BUILD)/gen
 
-API_OBJ   := $(API_SRC:%.c=$(BUILD)/%.o) $(PROTO_OBJ)
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+INT_OBJ   := $(INT_SRC:%.c=$(BUILD)/%.o)
 CA_OBJ    := $(CA_SRC:%.c=$(BUILD)/%.o)
-AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/%.o) $(PROTO_OBJ)
 CA_LIB_OBJ    := $(filter-out $(BUILD)/ca/ca_main.o,$(CA_OBJ))
 AGENT_LIB_OBJ := $(filter-out $(BUILD)/agent/agent_main.o,$(AGENT_OBJ))
 
 LIB       := $(BUILD)/libmayfly.a
-BINS      := $(if $(CA_SRC),$(BINDIR)/mayfly-ca) $(if $(AGENT_SRC),$(BINDIR)/mayfly-agent)
+SOLIB     := $(BUILD)/libmayfly.so.$(VERSION)
+INT_LIB   := $(BUILD)/libmayfly-internal.a
+SYMS      := $(BUILD)/libmayfly.map
+BINS      := $(BINDIR)/mayfly-ca $(BINDIR)/mayfly-agent
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 EXAMPLE_BINS := $(EXAMPLE_SRC:examples/%.c=$(BINDIR)/%)
+MANS      := $(BUILD)/man/mayfly-ca.8 $(BUILD)/man/mayfly-agent.8
 
-.PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps demo
-all: $(LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS)
-	@if [ "$(BUILD)" = build/rel ]; then cp $(LIB) libmayfly.a; fi
+LIB_LIBS   := $(call pkg_libs,$(LIB_PKGS)) -lpthread -lm
+CA_LIBS    := $(INT_LIB) $(LIB) $(call pkg_libs,$(CA_PKGS)) -lpthread -lm
+AGENT_LIBS := $(INT_LIB) $(LIB) $(call pkg_libs,$(AGENT_PKGS)) -lpthread -lm
+# test programs may use anything the daemons use
+TEST_LIBS  := $(INT_LIB) $(LIB) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
 
-lib: $(LIB)
+.PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps \
+        demo install install-check lint man
+all: $(LIB) $(SOLIB) $(INT_LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS) $(MANS)
+
+lib: $(LIB) $(SOLIB)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: api/proto/%.proto
 	@mkdir -p $(dir $@)
-	protoc-c --c_out=$(BUILD)/gen -Iapi/proto $<
+	$(call say,PROTOC,$<)protoc-c --c_out=$(BUILD)/gen -Iapi/proto $<
 
 # generated code is not held to our warning set
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
-	$(CC) $(BASE) $(OPT) -I$(BUILD)/gen -c $< -o $@
+	$(call say,CC,$<)$(CC) $(BASE) $(OPT) -fPIC -I$(BUILD)/gen -MMD -MP -c $< -o $@
 
-# every object may include generated headers
-$(API_SRC:%.c=$(BUILD)/%.o) $(CA_OBJ) $(AGENT_OBJ): | $(PROTO_C)
+# the agent's objects may include generated headers
+$(AGENT_SRC:%.c=$(BUILD)/%.o) $(UNIT_SRC:%.c=$(BUILD)/%.o): | $(PROTO_C)
 
-$(LIB): $(API_OBJ)
+$(LIB): $(LIB_OBJ)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+$(INT_LIB): $(INT_OBJ)
+	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
+
+# The shared library exports only what the public headers declare.
+$(SYMS): $(PUBLIC_H) scripts/gen-symbols.sh
 	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $^
+	$(call say,GEN,$@)scripts/gen-symbols.sh $(PUBLIC_H) >$@
 
-$(BINDIR)/mayfly-ca: $(CA_OBJ) $(LIB)
+$(SOLIB): $(LIB_OBJ) $(SYMS)
+	$(call say,LD,$@)$(CC) -shared -Wl,-soname,libmayfly.so.$(SOVER) \
+	    -Wl,--version-script=$(SYMS) -Wl,-z,relro,-z,now,-z,noexecstack $(LDSAN) \
+	    -o $@ $(LIB_OBJ) $(LIB_LIBS)
+
+$(BINDIR)/mayfly-ca: $(CA_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(CA_OBJ) $(LIB) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(CA_OBJ) $(CA_LIBS)
 
-$(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(LIB)
+$(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(LIB) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
-$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(LIB)
+$(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $< $(TEST_LIBS)
 
-# Example workloads built on libmayfly (the demo's mTLS client and server).
+# Example workloads built on libmayfly alone (the demo's mTLS client and server).
 $(BINDIR)/%: $(BUILD)/examples/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIB_LIBS)
+
+# Man pages from the binaries' own --help text.
+$(BUILD)/man/%.8: $(BINDIR)/% scripts/gen-man.sh
+	@mkdir -p $(dir $@)
+	$(call say,MAN,$@)scripts/gen-man.sh $< $(VERSION) >$@
+man: $(MANS)
 
 # A unit test links libmayfly, plus the daemon's modules when its name says
 # which daemon it tests (test_ca_*.c, test_agent_*.c). A test may ask for
@@ -122,14 +185,16 @@ comma := ,
 
 .SECONDARY:
 .SECONDEXPANSION:
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call unit_extra,$$*) $(LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call unit_extra,$$*) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $(call unit_wrap,$*) -o $@ $< $(call unit_extra,$*) $(LIB) $(LDLIBS) -lcmocka
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(call unit_wrap,$*) -o $@ $< $(call unit_extra,$*) \
+	    $(TEST_LIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 
 test: all $(UNIT_BINS)
 	@scripts/check-banned.sh
+	@python3 scripts/check-layers.py
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) scripts/run-tests.sh $(TESTS)
 
 check:
@@ -138,32 +203,78 @@ check:
 valgrind: all $(UNIT_BINS)
 	@BUILD=$(BUILD) BINDIR=$(BINDIR) MAYFLY_VALGRIND=1 scripts/run-tests.sh $(TESTS)
 
+# ---- install ------------------------------------------------------------------
+
+BINDIR_I  := $(DESTDIR)$(PREFIX)/bin
+LIBDIR_I  := $(DESTDIR)$(PREFIX)/lib
+INCDIR_I  := $(DESTDIR)$(PREFIX)/include/mayfly
+PCDIR_I   := $(LIBDIR_I)/pkgconfig
+MANDIR_I  := $(DESTDIR)$(PREFIX)/share/man/man8
+UNITDIR_I := $(DESTDIR)$(PREFIX)/lib/systemd/system
+SYSUSERS_I := $(DESTDIR)$(PREFIX)/lib/sysusers.d
+ETCDIR_I  := $(DESTDIR)$(PREFIX)/share/mayfly/examples
+
+install: all
+	install -d $(BINDIR_I) $(LIBDIR_I) $(PCDIR_I) $(MANDIR_I) $(UNITDIR_I) $(SYSUSERS_I) \
+	    $(ETCDIR_I) $(addprefix $(INCDIR_I)/api/,$(LAYERS))
+	install -m 0755 $(BINS) $(BINDIR_I)/
+	install -m 0644 $(LIB) $(LIBDIR_I)/
+	install -m 0755 $(SOLIB) $(LIBDIR_I)/
+	ln -sf libmayfly.so.$(VERSION) $(LIBDIR_I)/libmayfly.so.$(SOVER)
+	ln -sf libmayfly.so.$(SOVER) $(LIBDIR_I)/libmayfly.so
+	for h in $(PUBLIC_H); do install -m 0644 $$h $(INCDIR_I)/$$h; done
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    -e 's|@REQUIRES@|$(LIB_PKGS)|g' packaging/mayfly.pc.in >$(PCDIR_I)/mayfly.pc
+	install -m 0644 $(MANS) $(MANDIR_I)/
+	for u in packaging/systemd/*.service; do \
+	    sed 's|/usr/local/bin|$(PREFIX)/bin|g' $$u >$(UNITDIR_I)/$$(basename $$u); done
+	install -m 0644 packaging/systemd/mayfly.sysusers $(SYSUSERS_I)/mayfly.conf
+	install -m 0644 packaging/*.conf $(ETCDIR_I)/
+
+# ---- lint ---------------------------------------------------------------------
+
+SH_FILES := $(wildcard scripts/*.sh tests/integration/*.sh .ci/run)
+C_FILES  := $(wildcard api/*/*.[ch] ca/*.[ch] agent/*.[ch] examples/*.c tests/unit/*.c \
+                       tests/fuzz/*.c tests/tools/*.c)
+lint:
+	@scripts/check-banned.sh
+	@python3 scripts/check-layers.py
+	shellcheck -S warning -x $(SH_FILES)
+	clang-format --dry-run -Werror $(C_FILES)
+
+format:
+	clang-format -i $(C_FILES)
+
+# ---- fuzzing ------------------------------------------------------------------
+
 # libFuzzer harnesses: clang, with the library compiled again for coverage.
 FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
 FUZZ_CFLAGS := $(BASE) -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
                -fno-omit-frame-pointer $(WARN)
 FUZZ_SECONDS ?= 60
+FUZZ_API_OBJ := $(LIB_SRC:%.c=build/fuzz/%.o) $(INT_SRC:%.c=build/fuzz/%.o)
 build/fuzz/api/%.o: api/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+	$(call say,CC,$<)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 FUZZ_PROTO_OBJ := $(PROTO_SRC:api/proto/%.proto=build/fuzz/gen/%.pb-c.o)
 build/fuzz/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 	@mkdir -p $(dir $@)
-	clang $(BASE) -O1 -g -fsanitize=fuzzer-no-link,address,undefined -I$(BUILD)/gen -c $< -o $@
-build/fuzz/api/%.o: | $(PROTO_C)
+	$(call say,CC,$<)clang $(BASE) -O1 -g -fsanitize=fuzzer-no-link,address,undefined \
+	    -I$(BUILD)/gen -c $< -o $@
 # fuzz_ca_*.c and fuzz_agent_*.c also link that daemon's modules
 build/fuzz/ca/%.o build/fuzz/agent/%.o: | $(PROTO_C)
 build/fuzz/ca/%.o: ca/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+	$(call say,CC,$<)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 build/fuzz/agent/%.o: agent/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
+	$(call say,CC,$<)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@
 fuzz_extra = $(if $(filter fuzz_ca_%,$(1)),$(CA_LIB_OBJ:$(BUILD)/%=build/fuzz/%),$(if $(filter fuzz_agent_%,$(1)),$(AGENT_LIB_OBJ:$(BUILD)/%=build/fuzz/%)))
-build/fuzz/%: tests/fuzz/%.c $(API_SRC:%.c=build/fuzz/%.o) $(FUZZ_PROTO_OBJ) $$(call fuzz_extra,$$*)
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_API_OBJ) $$(call fuzz_extra,$$*)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -fsanitize=fuzzer -o $@ $< $(call fuzz_extra,$*) $(API_SRC:%.c=build/fuzz/%.o) $(FUZZ_PROTO_OBJ) $(PKG_LIBS) -lpthread -lm
+	$(call say,LD,$@)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -fsanitize=fuzzer -o $@ $< \
+	    $(call fuzz_extra,$*) $(FUZZ_API_OBJ) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BINS)
@@ -182,13 +293,10 @@ demo:
 analyze:
 	scan-build --status-bugs $(MAKE) BUILD=build/analyze BINDIR=build/analyze/bin all
 
-format:
-	clang-format -i api/*.[ch] ca/*.[ch] agent/*.[ch] examples/*.c tests/unit/*.c tests/fuzz/*.c
-
 deps:
 	scripts/install-deps.sh
 
 clean:
-	rm -rf build bin libmayfly.a
+	rm -rf build bin
 
 -include $(shell find build -name '*.d' 2>/dev/null)

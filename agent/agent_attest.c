@@ -19,10 +19,10 @@
 #include <sys/syscall.h>
 
 #include "agent/agent_attest.h"
-#include "api/mf_buf.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_x509.h"
 
 #define PROC_FILE_MAX (64u * 1024u) /* /proc/<pid>/status with many groups */
 #define SELS_MAX      (8u + 65536u)  /* fixed selectors plus NGROUPS_MAX */

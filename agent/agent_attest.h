@@ -31,8 +31,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "api/mf_err.h"
-#include "api/mf_selector.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_selector.h"
 
 #define AGENT_DIGEST_SLOTS        256
 #define AGENT_HASH_MAX_DEFAULT    (256ull * 1024ull * 1024ull) /* bytes */

@@ -14,12 +14,12 @@
 
 #include "agent/agent_cache.h"
 #include "agent/agent_rotate.h"
-#include "api/mf_buf.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
 
 #define SVIDS_DIR   "svids"
 #define AGENT_FILE  "agent.svid"

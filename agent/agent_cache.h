@@ -36,10 +36,10 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_selector.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_selector.h"
+#include "api/pki/mf_x509.h"
 
 #define AGENT_SVID_FILE_MAX (256u * 1024u)
 #define AGENT_ENTRY_ID_MAX  256

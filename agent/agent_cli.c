@@ -14,11 +14,11 @@
 
 #include "agent/agent_cache.h"
 #include "agent/agent_cli.h"
-#include "api/mf_http.h"
-#include "api/mf_json.h"
-#include "api/mf_jwt.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
+#include "api/net/mf_http.h"
+#include "api/core/mf_json.h"
+#include "api/pki/mf_jwt.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
 
 #define TIMEOUT_MS     5000
 #define DOC_MAX        (8u * 1024u * 1024u)

@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "agent/agent_client.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 
 #define CONNECT_TIMEOUT_MS 5000
 #define CALL_TIMEOUT_MS    15000

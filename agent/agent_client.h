@@ -23,11 +23,11 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_http.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 
 #define AGENT_SYNC_WAIT_MAX 30 /* seconds of long poll per request */
 

@@ -8,8 +8,8 @@
 #include "agent/agent_attest.h"
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
-#include "api/mf_json.h"
-#include "api/mf_time.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_time.h"
 
 #define CONFIG_MAX (64u * 1024u)
 

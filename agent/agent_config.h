@@ -12,8 +12,8 @@
 #include <jansson.h>
 
 #include "agent/agent_rotate.h"
-#include "api/mf_err.h"
-#include "api/mf_log.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_log.h"
 
 struct agent_config {
     const char *data_dir;

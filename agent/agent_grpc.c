@@ -32,9 +32,9 @@
 
 #include "agent/agent_grpc.h"
 #include "agent/agent_metrics.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "workload.pb-c.h"
 
 #define RECV_CHUNK   16384

@@ -62,7 +62,7 @@
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
 #include "agent/agent_state.h"
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 #define GRPC_REQ_MAX          (64u * 1024u)
 #define GRPC_HEADERS_MAX      (16u * 1024u)

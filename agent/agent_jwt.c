@@ -9,8 +9,8 @@
 
 #include "agent/agent_client.h"
 #include "agent/agent_jwt.h"
-#include "api/mf_log.h"
-#include "api/mf_time.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_time.h"
 
 /* Tokens closer than this to their expiry are not served from the cache
  * when the CA cannot be reached: the workload would hand on a token that a

@@ -29,9 +29,9 @@
 #include <stdint.h>
 
 #include "agent/agent_state.h"
-#include "api/mf_err.h"
-#include "api/mf_jwt.h"
-#include "api/mf_selector.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_jwt.h"
+#include "api/internal/mf_selector.h"
 
 #define AGENT_JWT_CACHE_MAX 1024
 

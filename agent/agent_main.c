@@ -30,8 +30,8 @@
 #include "agent/agent_sock.h"
 #include "agent/agent_state.h"
 #include "agent/agent_worker.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
 
 #define FIRST_SYNC_WAIT_MS 5000
 

@@ -17,9 +17,9 @@
 #include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
 #include "agent/agent_worker.h"
-#include "api/mf_log.h"
-#include "api/mf_metrics.h"
-#include "api/mf_time.h"
+#include "api/core/mf_log.h"
+#include "api/internal/mf_metrics.h"
+#include "api/core/mf_time.h"
 
 #define WARN_EVERY_MIN_MS 1000
 #define WARN_EVERY_MAX_MS 30000

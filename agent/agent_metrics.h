@@ -47,7 +47,7 @@
 
 #include <stdint.h>
 
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 struct agent_config;
 struct agent_worker;

@@ -3,8 +3,8 @@
  * agent_rotate: renewal schedule and retry backoff. See agent_rotate.h.
  */
 #include "agent/agent_rotate.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 
 /* see agent_rotate.h */
 void agent_rotate_cfg_default(struct agent_rotate_cfg *cfg)

@@ -28,7 +28,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 #define AGENT_ROTATE_LO_DEFAULT      45
 #define AGENT_ROTATE_HI_DEFAULT      55

@@ -18,12 +18,12 @@
 #include "agent/agent_grpc.h"
 #include "agent/agent_metrics.h"
 #include "agent/agent_sock.h"
-#include "api/mf_httpd.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
+#include "api/internal/mf_httpd.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
 
 #define REQ_BODY_MAX    (MF_JWT_MAX + 2048u) /* POST /v1/jwt/validate; others have none */
 #define CONN_MEMORY_MAX (64u * 1024u)

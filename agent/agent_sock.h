@@ -48,7 +48,7 @@
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
 #include "agent/agent_state.h"
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 struct MHD_Daemon;
 struct agent_grpc;

@@ -11,8 +11,8 @@
 
 #include "agent/agent_rotate.h"
 #include "agent/agent_state.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 
 /* see agent_state.h */
 mf_res agent_snap_new(const char *td, struct agent_snap **out)

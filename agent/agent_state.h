@@ -23,12 +23,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_selector.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_selector.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 
 #define AGENT_RENDER_MAX (8u * 1024u * 1024u) /* one /v1/x509 document */
 

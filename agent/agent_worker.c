@@ -14,10 +14,10 @@
 #include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
 #include "agent/agent_worker.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 
 #define ATTEST_TRIES     8
 #define MIN_WAKE_MS      100

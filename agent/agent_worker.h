@@ -23,8 +23,8 @@
 #include "agent/agent_client.h"
 #include "agent/agent_config.h"
 #include "agent/agent_state.h"
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
 
 struct agent_worker {
     const struct agent_config *cfg;

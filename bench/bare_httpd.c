@@ -21,7 +21,7 @@
 
 #include <microhttpd.h>
 
-#include "api/mf_httpd.h"
+#include "api/internal/mf_httpd.h"
 #include "bench/bench_util.h"
 
 static char *g_body;

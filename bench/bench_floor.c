@@ -18,9 +18,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
 #include "bench/bench_util.h"
 
 struct shared {

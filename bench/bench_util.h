@@ -19,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
 
 /* Monotonic time in nanoseconds. */
 static inline int64_t bench_ns(void)

@@ -20,7 +20,7 @@
 
 #include <jansson.h>
 
-#include "api/mf_http.h"
+#include "api/net/mf_http.h"
 #include "bench/bench_util.h"
 
 struct shared {

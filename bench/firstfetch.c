@@ -15,7 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/mf_http.h"
+#include "api/net/mf_http.h"
 #include "bench/bench_util.h"
 
 int main(int argc, char **argv)

@@ -43,9 +43,9 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_http.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_x509.h"
 #include "bench/bench_util.h"
 
 #define MAX_CONNS  64

@@ -22,7 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "api/mf_http.h"
+#include "api/net/mf_http.h"
 #include "bench/bench_util.h"
 
 #define LINE_MAX_BYTES (64u * 1024u * 1024u)

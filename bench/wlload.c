@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_http.h"
+#include "api/net/mf_http.h"
 #include "bench/bench_util.h"
 
 #define MAX_CLIENTS 256

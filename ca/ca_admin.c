@@ -11,11 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/mf_httpd.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/internal/mf_httpd.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_admin.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"

@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
 #include "ca/ca.h"
 
 MF_WUR mf_res ca_admin_start(struct ca_ctx *ctx, struct ca_admin **out);

@@ -23,12 +23,12 @@
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 
-#include "api/mf_httpd.h"
-#include "api/mf_json.h"
-#include "api/mf_jwt.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/internal/mf_httpd.h"
+#include "api/core/mf_json.h"
+#include "api/pki/mf_jwt.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_api.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"

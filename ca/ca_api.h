@@ -16,8 +16,8 @@
 
 #include <jansson.h>
 
-#include "api/mf_err.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca.h"
 
 MF_WUR mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out);

@@ -13,9 +13,9 @@
 
 #include <jansson.h>
 
-#include "api/mf_http.h"
-#include "api/mf_json.h"
-#include "api/mf_time.h"
+#include "api/net/mf_http.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_cli.h"
 
 #define CLI_TIMEOUT_MS 15000

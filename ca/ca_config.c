@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_time.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_config.h"
 #include "ca/ca_keys.h"
 

@@ -15,9 +15,9 @@
 #include <limits.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
-#include "api/mf_log.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_log.h"
+#include "api/pki/mf_spiffeid.h"
 
 #define CA_DEFAULT_SVID_TTL  3600
 #define CA_DEFAULT_CA_TTL    86400

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 #define CA_DB_COLS_MAX 16 /* columns a query may return */
 

@@ -20,7 +20,7 @@
 
 #include <sqlite3.h>
 
-#include "api/mf_buf.h"
+#include "api/core/mf_buf.h"
 #include "ca/ca_db.h"
 
 #define BUSY_TIMEOUT_MS 5000

@@ -14,8 +14,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "api/mf_log.h"
-#include "api/mf_time.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_issue.h"
 #include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"

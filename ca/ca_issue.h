@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca_keys.h"
 
 struct ca_issuer;

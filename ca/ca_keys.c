@@ -25,10 +25,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "api/mf_jwt.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/pki/mf_jwt.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_keys.h"
 #include "ca/ca_store.h"
 

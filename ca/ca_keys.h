@@ -40,9 +40,9 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca_config.h"
 
 #define CA_KEY_ID_LEN 17 /* 8 random bytes as hex, plus NUL */

@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca.h"
 #include "ca/ca_admin.h"
 #include "ca/ca_api.h"

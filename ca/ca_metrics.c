@@ -10,9 +10,9 @@
  */
 #include <string.h>
 
-#include "api/mf_log.h"
-#include "api/mf_metrics.h"
-#include "api/mf_time.h"
+#include "api/core/mf_log.h"
+#include "api/internal/mf_metrics.h"
+#include "api/core/mf_time.h"
 #include "ca/ca.h"
 #include "ca/ca_issue.h"
 #include "ca/ca_keys.h"

@@ -28,7 +28,7 @@
 
 #include <stdint.h>
 
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 
 struct ca_ctx;
 struct ca_leaf_req;

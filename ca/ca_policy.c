@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_selector.h"
+#include "api/internal/mf_selector.h"
 #include "ca/ca_policy.h"
 
 bool ca_policy_is_agent_id(const struct mf_spiffe_id *id, const char *td)

@@ -10,8 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
 #include "ca/ca_store.h"
 
 #define CA_AGENT_PATH  "/mayfly/agent/"

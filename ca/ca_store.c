@@ -16,10 +16,10 @@
 
 #include <jansson.h>
 
-#include "api/mf_json.h"
-#include "api/mf_mem.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca_db.h"
 #include "ca/ca_store.h"
 

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "api/mf_err.h"
+#include "api/core/mf_err.h"
 #include "ca/ca_keys.h"
 
 #define CA_ENTRY_ID_LEN  33 /* 16 random bytes as hex, plus NUL */

@@ -5,10 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_json.h"
-#include "api/mf_selector.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
+#include "api/core/mf_json.h"
+#include "api/internal/mf_selector.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
 #include "ca/ca_wire.h"
 
 static json_t *str_array(char *const *v, size_t n)

@@ -10,9 +10,9 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca_store.h"
 
 /* {"id","spiffe_id","parent_id","selectors":[...],"ttl","dns_names":[...],

@@ -51,13 +51,13 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include "api/mf_err.h"
-#include "api/mf_log.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_tlsconfig.h"
-#include "api/mf_workload.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_log.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/workload/mf_tlsconfig.h"
+#include "api/workload/mf_workload.h"
+#include "api/pki/mf_x509.h"
 
 #define IO_MS           10000 /* handshake and each read or write */
 #define CONNECT_MS      10000

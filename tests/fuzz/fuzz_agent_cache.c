@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 
 #include "agent/agent_cache.h"
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -12,7 +12,7 @@
 #include <sys/mman.h>
 
 #include "agent/agent_config.h"
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -23,7 +23,7 @@
 #include <sys/un.h>
 
 #include "agent/agent_cli.h"
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 
 #define INPUT_MAX (256u * 1024u)
 

@@ -14,8 +14,8 @@
 
 #include "agent/agent_cache.h"
 #include "agent/agent_client.h"
-#include "api/mf_json.h"
-#include "api/mf_log.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

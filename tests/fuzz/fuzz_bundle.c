@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
 
 #define FUZZ_TD "example.org"
 

@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 #include "ca/ca_api.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 #include "ca/ca_config.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 #include "ca/ca_admin.h"
 
 #define TD      "example.org"

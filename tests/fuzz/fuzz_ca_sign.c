@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 #include "ca/ca_api.h"
 #include "ca/ca_policy.h"
 

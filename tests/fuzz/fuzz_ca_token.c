@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "api/mf_log.h"
+#include "api/core/mf_log.h"
 #include "ca/ca_admin.h"
 #include "ca/ca_policy.h"
 

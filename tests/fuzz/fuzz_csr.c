@@ -9,9 +9,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_x509.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -23,8 +23,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "api/mf_http.h"
-#include "api/mf_log.h"
+#include "api/net/mf_http.h"
+#include "api/core/mf_log.h"
 
 #define INPUT_MAX (96u * 1024u)
 

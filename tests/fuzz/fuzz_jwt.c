@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_jwt.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_jwt.h"
+#include "api/pki/mf_x509.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

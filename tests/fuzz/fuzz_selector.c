@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_err.h"
-#include "api/mf_selector.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_selector.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

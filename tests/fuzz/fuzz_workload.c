@@ -13,9 +13,9 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "api/mf_log.h"
-#include "api/mf_time.h"
-#include "api/mf_workload.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_time.h"
+#include "api/workload/mf_workload.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

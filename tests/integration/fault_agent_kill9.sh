@@ -75,8 +75,13 @@ for round in 1 2 3; do
     fi
 done
 touch "$T/stop"
+# a running agent may be between a temp file and its rename: stop it
+# cleanly, so that what is left is only what the kills left
+stop_pid "$AGENT_PID_n1"
 stale=$(find "$T/n1/data" -name '.*.tmp' | wc -l)
 [ "$stale" = 0 ] || die "$stale temp files left behind after restarts"
+rm -f "$AGENT_SOCK_n1"
+start_agent n1 "$T/n1" a
 
 # the CA back: renewals resume (the 6 s SVIDs are replaced)
 start_ca b "$T/ca" --listen "127.0.0.1:$port" --svid-ttl 1m

@@ -29,9 +29,9 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_http.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_x509.h"
 
 struct args {
     const char *server, *bundle, *dir, *token, *csr_id, *revision, *wait, *entry, *spiffe_id,

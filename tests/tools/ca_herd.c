@@ -29,10 +29,10 @@
 
 #include <jansson.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_http.h"
-#include "api/mf_json.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/net/mf_http.h"
+#include "api/core/mf_json.h"
+#include "api/pki/mf_x509.h"
 
 #define MAX_AGENTS 2000
 #define MAX_TRIES  20

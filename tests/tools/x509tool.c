@@ -27,13 +27,13 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_mem.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
 
 #define FILE_MAX     (1024u * 1024u)
 #define PATH_MAX_LEN 4096

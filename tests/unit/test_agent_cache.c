@@ -22,8 +22,8 @@
 
 #include "agent/agent_cache.h"
 #include "agent/agent_state.h"
-#include "api/mf_json.h"
-#include "api/mf_time.h"
+#include "api/core/mf_json.h"
+#include "api/core/mf_time.h"
 
 struct fixture {
     char dir[64];

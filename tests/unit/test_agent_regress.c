@@ -32,7 +32,7 @@
 
 #include "agent/agent_attest.h"
 #include "agent/agent_rotate.h"
-#include "api/mf_time.h"
+#include "api/core/mf_time.h"
 
 int __real_open(const char *path, int flags, ...);
 int __wrap_open(const char *path, int flags, ...);

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "agent/agent_rotate.h"
-#include "api/mf_time.h"
+#include "api/core/mf_time.h"
 
 static int64_t fake_now;
 static int64_t fake_clock(void)

@@ -10,8 +10,8 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
 
 static void test_mf_buf_append_at_cap_ok(void **state)
 {

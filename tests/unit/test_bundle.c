@@ -20,12 +20,12 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_json.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_json.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 
 #define TD       "example.org"
 #define OTHER_TD "other.org"

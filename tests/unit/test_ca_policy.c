@@ -14,8 +14,8 @@
 
 #include <cmocka.h>
 
-#include "api/mf_json.h"
-#include "api/mf_selector.h"
+#include "api/core/mf_json.h"
+#include "api/internal/mf_selector.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 

@@ -26,8 +26,8 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_x509.h"
 #include "ca/ca_admin.h"
 #include "ca/ca_api.h"
 #include "ca/ca_store.h"

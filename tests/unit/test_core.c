@@ -21,10 +21,10 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "api/mf_err.h"
-#include "api/mf_log.h"
-#include "api/mf_mem.h"
-#include "api/mf_time.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_log.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 
 /* ================================================================== */
 /* mf_time: durations                                                  */

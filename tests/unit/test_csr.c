@@ -15,11 +15,11 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_mem.h"
-#include "api/mf_x509.h"
-#include "api/mf_x509_int.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_x509.h"
+#include "api/pki/mf_x509_int.h"
 
 /* openssl req -new -key <P-256> -subj /O=acme
  *     -addext subjectAltName=URI:spiffe://example.org/ossl,DNS:a.example.org */

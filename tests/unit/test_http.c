@@ -40,14 +40,14 @@
 #include <microhttpd.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_http.h"
-#include "api/mf_httpd.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/net/mf_http.h"
+#include "api/internal/mf_httpd.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
 
 #define T_MS     5000  /* generous deadline for calls expected to succeed */
 #define BIG_CAP  1024u /* server-side body cap of /big */

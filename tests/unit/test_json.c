@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_json.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_json.h"
 
 static json_t *parse_ok(const char *text)
 {

@@ -14,9 +14,9 @@
 
 #include <cmocka.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_jwt.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/pki/mf_jwt.h"
+#include "api/pki/mf_x509.h"
 
 #define NOW 1800000000
 #define SUB "spiffe://example.org/app"

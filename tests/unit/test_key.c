@@ -18,10 +18,10 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_mem.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_x509.h"
 
 /* ---- release watchers ----------------------------------------------------- */
 

@@ -25,9 +25,9 @@
 
 #include <cmocka.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_metrics.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_metrics.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 

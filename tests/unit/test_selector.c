@@ -15,8 +15,8 @@
 
 #include <cmocka.h>
 
-#include "api/mf_err.h"
-#include "api/mf_selector.h"
+#include "api/core/mf_err.h"
+#include "api/internal/mf_selector.h"
 
 static mf_res parse(const char *s, struct mf_selector *out)
 {

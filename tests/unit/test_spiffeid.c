@@ -16,8 +16,8 @@
 
 #include <cmocka.h>
 
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
 
 #define CASES_FILE "tests/data/spiffeid_cases.txt"
 

@@ -33,13 +33,13 @@
 #include <cmocka.h>
 #include <wolfssl/ssl.h>
 
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_tlsconfig.h"
-#include "api/mf_workload.h"
-#include "api/mf_x509.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/workload/mf_tlsconfig.h"
+#include "api/workload/mf_workload.h"
+#include "api/pki/mf_x509.h"
 
 #define T_MS       5000
 #define DETAIL_MAX 600

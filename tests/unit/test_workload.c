@@ -32,16 +32,16 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_bundle.h"
-#include "api/mf_err.h"
-#include "api/mf_http.h"
-#include "api/mf_httpd.h"
-#include "api/mf_json.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_workload.h"
-#include "api/mf_x509.h"
+#include "api/core/mf_buf.h"
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_err.h"
+#include "api/net/mf_http.h"
+#include "api/internal/mf_httpd.h"
+#include "api/core/mf_json.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/workload/mf_workload.h"
+#include "api/pki/mf_x509.h"
 
 #define T_MS      5000
 #define PATH_CAP  256

@@ -25,13 +25,13 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/settings.h>
 
-#include "api/mf_buf.h"
-#include "api/mf_err.h"
-#include "api/mf_mem.h"
-#include "api/mf_spiffeid.h"
-#include "api/mf_time.h"
-#include "api/mf_x509.h"
-#include "api/mf_x509_int.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/core/mf_time.h"
+#include "api/pki/mf_x509.h"
+#include "api/pki/mf_x509_int.h"
 
 #define LEAF_ID "spiffe://example.org/ns/prod/sa/web"
 

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mf_mem: secrets and careful arithmetic.
+ * Public: part of the API a workload links (installed with libmayfly).
+ *
+ * mf_wipe() clears memory in a way the compiler may not elide; mf_ct_eq()
+ * compares in time independent of where the inputs differ. mf_secret_*
+ * allocates page-aligned storage that is locked in RAM (best effort), kept
+ * out of core dumps, and wiped before it is returned to the system. Size
+ * arithmetic on untrusted lengths goes through mf_add_size/mf_mul_size.
+ */
+#ifndef MF_MEM_H
+#define MF_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api/core/mf_err.h"
+
+/* Clears n bytes at p; p may be NULL when n is 0. */
+void mf_wipe(void *p, size_t n);
+
+/* True when the n bytes at a and b are equal; runs in time that depends on n
+ * only. */
+bool mf_ct_eq(const void *a, const void *b, size_t n);
+
+/* Page-aligned, mlock'd (best effort), MADV_DONTDUMP storage for key
+ * material. Returns NULL on failure. mf_secret_free wipes then unmaps;
+ * mf_secret_free(NULL, n) is a no-op. */
+void *mf_secret_alloc(size_t n);
+void mf_secret_free(void *p, size_t n);
+
+/* Overflow-checked size arithmetic: store a+b (a*b) in *out and return true,
+ * or return false and leave *out untouched. */
+static inline bool mf_add_size(size_t a, size_t b, size_t *out)
+{
+    size_t r;
+    if (__builtin_add_overflow(a, b, &r)) {
+        return false;
+    }
+    *out = r;
+    return true;
+}
+
+static inline bool mf_mul_size(size_t a, size_t b, size_t *out)
+{
+    size_t r;
+    if (__builtin_mul_overflow(a, b, &r)) {
+        return false;
+    }
+    *out = r;
+    return true;
+}
+
+/* Fills buf with n bytes from the kernel CSPRNG (getrandom). */
+MF_WUR mf_res mf_random(void *buf, size_t n);
+
+/* A uniform random integer in [lo, hi] (inclusive), without modulo bias. */
+MF_WUR mf_res mf_random_range(uint64_t lo, uint64_t hi, uint64_t *out);
+
+/* Copies at most max bytes of s into a new NUL-terminated string; fails with
+ * MF_ERR_PROTO_TOO_LARGE if s is longer than max. *out is NULL on failure. */
+MF_WUR mf_res mf_strdup_max(const char *s, size_t max, char **out);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
+void mf_hex(const uint8_t *in, size_t n, char *out);
+
+/* Makes a process unfit for core dumps and ptrace by other users: sets
+ * PR_SET_DUMPABLE to 0 and RLIMIT_CORE to 0. For daemons, at start. */
+MF_WUR mf_res mf_harden_process(void);
+
+#endif /* MF_MEM_H */

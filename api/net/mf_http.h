@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mf_http: a small HTTP/1.1 client for mayfly's own peers: the CA's admin
+ * socket and the agent's Workload API socket (plain HTTP over a Unix
+ * socket), and the CA's agent API (HTTPS, TLS 1.3 through wolfSSL, mutual
+ * authentication with X509-SVIDs).
+ * Internal: used inside libmayfly and by the daemons; not installed, and not
+ * for workloads to include.
+ *
+ * Over TLS the server is authenticated the SPIFFE way, not by host name: its
+ * chain must verify against the given bundle set (mf_svid_verify) and, when
+ * expect_server_id is set, carry exactly that SPIFFE ID. Nothing is sent
+ * before that check passes.
+ *
+ * Responses are bounded: a body larger than max_body fails with
+ * MF_ERR_PROTO_TOO_LARGE; headers are capped at 16 KiB. Content-Length and
+ * chunked bodies are supported. Every call has a deadline in milliseconds.
+ * A connection is used by one thread at a time.
+ */
+#ifndef MF_HTTP_H
+#define MF_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "api/pki/mf_bundle.h"
+#include "api/core/mf_buf.h"
+#include "api/core/mf_err.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
+
+struct mf_http_conn; /* opaque */
+
+struct mf_tls_client_cfg {
+    const struct mf_certs *chain;      /* client certificate chain (mTLS), or NULL */
+    const struct mf_key *key;          /* its private key, or NULL */
+    const struct mf_bundle_set *trust; /* bundles the server must chain to */
+    const char *expect_server_id;      /* exact server SPIFFE ID, or NULL */
+};
+
+/* Connects to a Unix socket path. */
+MF_WUR mf_res mf_http_connect_unix(const char *path, int timeout_ms, struct mf_http_conn **out);
+
+/* Connects to "host:port" ("[::1]:8081" for IPv6) and completes a TLS 1.3
+ * handshake with the checks described above. */
+MF_WUR mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg *cfg,
+                                  int timeout_ms, struct mf_http_conn **out);
+
+/* The server's verified SPIFFE ID (TLS connections only). Borrowed. */
+const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c);
+
+/* True when another request may be sent on c: no exchange failed midway,
+ * the server did not say "Connection: close" (or end a body by closing),
+ * and no stream is open. A connection that is not reusable refuses further
+ * requests with MF_ERR_STATE; reconnect instead. */
+bool mf_http_reusable(const struct mf_http_conn *c);
+
+struct mf_http_resp {
+    int status;
+    struct mf_buf body;
+    char content_type[128];
+    int retry_after; /* seconds from Retry-After, or -1 */
+};
+
+void mf_http_resp_init(struct mf_http_resp *r, size_t max_body);
+void mf_http_resp_cleanup(struct mf_http_resp *r);
+
+/* Sends one request and reads the whole response. headers is a
+ * NULL-terminated list of "Name: value" lines, or NULL; Host, Content-Length
+ * and Content-Type (application/json when body is set) are added. Keeps the
+ * connection open for reuse when the server allows it.
+ * Errors: MF_ERR_IO_EOF when the server closed before answering (a stale
+ * keep-alive connection: reconnect and retry), MF_ERR_PROTO_TRUNCATED when it
+ * closed in the middle of the response, MF_ERR_PROTO_HTTP for malformed
+ * HTTP, MF_ERR_PROTO_TOO_LARGE over a cap, MF_ERR_IO_TIMEOUT. resp->status
+ * is valid on success only. */
+MF_WUR mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *path,
+                              const char *const *headers, const void *body, size_t body_len,
+                              int timeout_ms, struct mf_http_resp *resp);
+
+/* Streaming responses (the Workload API's watch): sends the request and
+ * reads the status line and headers; resp->status is set, resp->body stays
+ * empty. Then each mf_http_stream_line call returns the next
+ * newline-terminated line of the body (without the newline, and without a
+ * CR before it) in line, or MF_ERR_IO_EOF at the end of the body, or
+ * MF_ERR_IO_TIMEOUT (nothing is lost: call again to resume).
+ * A body that ends inside a line is MF_ERR_PROTO_TRUNCATED; a line over
+ * max_line bytes is MF_ERR_PROTO_TOO_LARGE.
+ * A non-2xx answer is not a stream: stream_begin then reads its body into
+ * resp->body (under resp's cap) and stream_line returns MF_ERR_IO_EOF. */
+MF_WUR mf_res mf_http_stream_begin(struct mf_http_conn *c, const char *method, const char *path,
+                                   const char *const *headers, int timeout_ms,
+                                   struct mf_http_resp *resp);
+MF_WUR mf_res mf_http_stream_line(struct mf_http_conn *c, size_t max_line, int timeout_ms,
+                                  struct mf_buf *line);
+
+/* From now on, every wait of this connection also watches fd (e.g. an
+ * eventfd a stopping daemon writes to): once fd is readable, the call in
+ * progress and every later one fail at once with MF_ERR_IO_TIMEOUT and the
+ * detail "cancelled". fd is borrowed and must outlive the connection; -1
+ * turns this off. The TLS handshake in mf_http_connect_tls is not covered. */
+void mf_http_set_cancel_fd(struct mf_http_conn *c, int fd);
+
+void mf_http_close(struct mf_http_conn *c); /* NULL is a no-op */
+
+/* Parses a Workload API endpoint address (SPIFFE.md E7-E9): "unix:///path"
+ * or "unix:/path" into a socket path. Other forms are refused, with a detail
+ * saying which rule failed. A bare absolute path is accepted too when
+ * allow_bare_path is true (command-line convenience). */
+MF_WUR mf_res mf_endpoint_parse(const char *addr, bool allow_bare_path, char *path_out,
+                                size_t cap);
+
+#endif /* MF_HTTP_H */

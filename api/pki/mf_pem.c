@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mf_pem: PEM (RFC 7468), base64 and base64url (RFC 4648), and hashes.
+ *
+ * PEM bodies may hold private keys, so the base64 alphabet is mapped with
+ * arithmetic instead of table lookups (no secret-dependent memory access),
+ * and every intermediate text buffer is an MF_BUF_SECRET buffer. The decoders
+ * are strict: padding where RFC 4648 requires it, zero trailing bits, and no
+ * characters outside the alphabet; a PEM block may not carry RFC 1421
+ * headers (that is how encrypted keys are written, which we do not read).
+ */
+#include <limits.h>
+#include <string.h>
+
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/settings.h>
+#include <wolfssl/wolfcrypt/sha256.h>
+#include <wolfssl/wolfcrypt/sha512.h>
+
+#include "api/core/mf_mem.h"
+#include "api/pki/mf_x509.h"
+#include "api/pki/mf_x509_int.h"
+
+#define PEM_DASHES     "-----"
+#define PEM_BEGIN      "-----BEGIN "
+#define PEM_END        "-----END "
+#define PEM_LABEL_MAX  64
+#define PEM_LINE_CHARS 64
+
+/* ---- base64 ---------------------------------------------------------------- */
+
+/* Mask of all ones when lo <= c <= hi, else 0, without branches. */
+static int in_range(int c, int lo, int hi)
+{
+    return ((lo - 1 - c) & (c - hi - 1)) >> 8;
+}
+
+/* The 6-bit value of c, or -1 when c is outside the alphabet. */
+static int b64_value(uint8_t ch, bool url)
+{
+    int c = ch;
+    int v = -1;
+    v += in_range(c, 'A', 'Z') & (c - 'A' + 1);
+    v += in_range(c, 'a', 'z') & (c - 'a' + 27);
+    v += in_range(c, '0', '9') & (c - '0' + 53);
+    v += in_range(c, url ? '-' : '+', url ? '-' : '+') & 63;
+    v += in_range(c, url ? '_' : '/', url ? '_' : '/') & 64;
+    return v;
+}
+
+static char b64_char(unsigned v, bool url)
+{
+    int x = (int)v;
+    int c = x + 'A';
+    c += ((25 - x) >> 8) & ('a' - 'A' - 26);
+    c -= ((51 - x) >> 8) & 75;
+    c -= ((61 - x) >> 8) & (url ? 13 : 15);
+    c += ((62 - x) >> 8) & (url ? 49 : 3);
+    return (char)c;
+}
+
+static mf_res b64_encode(const uint8_t *in, size_t len, bool url, bool pad, struct mf_buf *out)
+{
+    size_t groups = len / 3 + (len % 3 != 0);
+    size_t need;
+    MF_ENSURE(mf_mul_size(groups, 4, &need), MF_ERR_OVERFLOW);
+    MF_TRY(mf_buf_reserve(out, need));
+    char q[4];
+    for (size_t i = 0; i < len; i += 3) {
+        size_t n = len - i < 3 ? len - i : 3;
+        uint32_t acc = (uint32_t)in[i] << 16;
+        if (n > 1) {
+            acc |= (uint32_t)in[i + 1] << 8;
+        }
+        if (n > 2) {
+            acc |= in[i + 2];
+        }
+        q[0] = b64_char((acc >> 18) & 63, url);
+        q[1] = b64_char((acc >> 12) & 63, url);
+        q[2] = b64_char((acc >> 6) & 63, url);
+        q[3] = b64_char(acc & 63, url);
+        size_t emit = n + 1;
+        if (pad) {
+            for (size_t k = emit; k < 4; k++) {
+                q[k] = '=';
+            }
+            emit = 4;
+        }
+        mf_res r = mf_buf_append(out, q, emit);
+        mf_wipe(&acc, sizeof(acc));
+        mf_wipe(q, sizeof(q));
+        MF_TRY(r);
+    }
+    return MF_RES_OK;
+}
+
+/* Decodes len characters (no whitespace). With pad, len is a multiple of 4
+ * and the last group may end in "=" or "=="; without, there is no "=" and
+ * len % 4 != 1. Bits past the last whole octet must be zero. On failure out
+ * is left as it was. */
+static mf_res b64_decode(const char *in, size_t len, bool url, bool pad, struct mf_buf *out)
+{
+    size_t full;
+    size_t tail; /* characters in a final partial group */
+    if (pad) {
+        MF_ENSURE_MSG(len % 4 == 0, MF_ERR_PROTO_PEM, "base64 length %zu is not a multiple of 4",
+                      len);
+        size_t eq = 0;
+        if (len >= 4 && in[len - 1] == '=') {
+            eq = in[len - 2] == '=' ? 2 : 1;
+        }
+        full = eq > 0 ? len - 4 : len;
+        tail = eq > 0 ? 4 - eq : 0;
+    } else {
+        MF_ENSURE_MSG(len % 4 != 1, MF_ERR_PROTO_PEM, "base64url length %zu is impossible", len);
+        tail = len % 4;
+        full = len - tail;
+    }
+    /* 2 trailing characters carry 1 octet, 3 carry 2 */
+    size_t nbytes = tail > 0 ? tail - 1 : 0;
+    size_t out_n = full / 4 * 3 + nbytes;
+    MF_TRY(mf_buf_reserve(out, out_n));
+    uint8_t *dst = out->data + out->len;
+    int bad = 0;
+    uint32_t acc = 0;
+    for (size_t i = 0; i < full; i += 4) {
+        acc = 0;
+        for (size_t k = 0; k < 4; k++) {
+            int v = b64_value((uint8_t)in[i + k], url);
+            bad |= v;
+            acc = (acc << 6) | (uint32_t)(v & 63);
+        }
+        *dst++ = (uint8_t)(acc >> 16);
+        *dst++ = (uint8_t)(acc >> 8);
+        *dst++ = (uint8_t)acc;
+    }
+    if (tail > 0) {
+        acc = 0;
+        for (size_t k = 0; k < tail; k++) {
+            int v = b64_value((uint8_t)in[full + k], url);
+            bad |= v;
+            acc = (acc << 6) | (uint32_t)(v & 63);
+        }
+        size_t extra = tail * 6 - nbytes * 8;
+        bad |= -(int)((acc & ((1u << extra) - 1u)) != 0);
+        acc >>= extra;
+        for (size_t k = 0; k < nbytes; k++) {
+            *dst++ = (uint8_t)(acc >> (8 * (nbytes - 1 - k)));
+        }
+    }
+    mf_wipe(&acc, sizeof(acc));
+    if (bad < 0) {
+        if (out->flags & MF_BUF_SECRET) {
+            mf_wipe(out->data + out->len, out_n);
+        }
+        out->data[out->len] = '\0';
+        MF_BAIL_MSG(MF_ERR_PROTO_PEM, "invalid base64 character, padding or trailing bits");
+    }
+    out->len += out_n;
+    out->data[out->len] = '\0';
+    return MF_RES_OK;
+}
+
+/* see mf_x509.h */
+mf_res mf_b64_encode(const uint8_t *in, size_t len, struct mf_buf *out)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
+    return b64_encode(in, len, false, true, out);
+}
+
+/* see mf_x509.h */
+mf_res mf_b64_decode(const char *in, size_t len, struct mf_buf *out)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
+    return b64_decode(in, len, false, true, out);
+}
+
+/* see mf_x509.h */
+mf_res mf_b64url_encode(const uint8_t *in, size_t len, struct mf_buf *out)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
+    return b64_encode(in, len, true, false, out);
+}
+
+/* see mf_x509.h */
+mf_res mf_b64url_decode(const char *in, size_t len, struct mf_buf *out)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
+    return b64_decode(in, len, true, false, out);
+}
+
+/* ---- PEM --------------------------------------------------------------------- */
+
+static bool label_ok(const char *s, size_t n)
+{
+    if (n == 0 || n >= PEM_LABEL_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == ' ')) {
+            return false;
+        }
+    }
+    return s[0] != ' ' && s[n - 1] != ' ';
+}
+
+/* see mf_x509.h */
+mf_res mf_pem_encode(const char *label, const uint8_t *der, size_t len, struct mf_buf *out)
+{
+    MF_ENSURE_REF(label);
+    MF_ENSURE_REF(der);
+    MF_ENSURE_REF(out);
+    MF_ENSURE_MSG(label_ok(label, strlen(label)), MF_ERR_USAGE_ARG, "bad PEM label");
+    MF_ENSURE_MSG(len > 0, MF_ERR_USAGE_ARG, "empty PEM body");
+    MF_TRY(mf_buf_printf(out, PEM_BEGIN "%s" PEM_DASHES "\n", label));
+    for (size_t i = 0; i < len; i += PEM_LINE_CHARS / 4 * 3) {
+        size_t n = len - i < PEM_LINE_CHARS / 4 * 3 ? len - i : PEM_LINE_CHARS / 4 * 3;
+        MF_TRY(b64_encode(der + i, n, false, true, out));
+        MF_TRY(mf_buf_append_u8(out, '\n'));
+    }
+    MF_TRY(mf_buf_printf(out, PEM_END "%s" PEM_DASHES "\n", label));
+    return MF_RES_OK;
+}
+
+/* The end of the line starting at p (the '\n', or end), and the length of
+ * its text without a trailing "\r". */
+static size_t line_len(const uint8_t *p, size_t avail, size_t *text)
+{
+    const uint8_t *nl = memchr(p, '\n', avail);
+    size_t n = nl != NULL ? (size_t)(nl - p) : avail;
+    *text = n > 0 && p[n - 1] == '\r' ? n - 1 : n;
+    return n;
+}
+
+/* see mf_x509.h */
+mf_res mf_pem_next(struct mf_cur *cur, char *label, size_t label_cap, struct mf_buf *der)
+{
+    MF_ENSURE_REF(cur);
+    MF_ENSURE_REF(label);
+    MF_ENSURE_REF(der);
+    MF_ENSURE(label_cap > 0, MF_ERR_USAGE_ARG);
+    label[0] = '\0';
+    mf_buf_reset(der);
+
+    const uint8_t *base = cur->p;
+    size_t end = cur->len;
+    size_t off = cur->off;
+    const size_t blen = sizeof(PEM_BEGIN) - 1;
+    /* find "-----BEGIN " at the start of a line */
+    for (;;) {
+        const uint8_t *hit = off < end ? memmem(base + off, end - off, PEM_BEGIN, blen) : NULL;
+        if (hit == NULL) {
+            return mf_err_raise(MF_ERR_IO_EOF, __FILE__, __LINE__, __func__,
+                                "no further PEM block");
+        }
+        size_t at = (size_t)(hit - base);
+        if (at == 0 || base[at - 1] == '\n') {
+            off = at;
+            break;
+        }
+        off = at + 1;
+    }
+
+    mf_res rc;
+    struct mf_buf text;
+    size_t max_text = (der->max / 3 + 1) * 4;
+    mf_buf_init(&text, max_text, MF_BUF_SECRET);
+
+    /* BEGIN line */
+    size_t tl;
+    size_t ll = line_len(base + off, end - off, &tl);
+    const char *lab = (const char *)base + off + blen;
+    const size_t dl = sizeof(PEM_DASHES) - 1;
+    MF_ENSURE_OUT_MSG(off + ll < end, MF_ERR_PROTO_PEM, "PEM block has no body");
+    MF_ENSURE_OUT_MSG(tl > blen + dl && memcmp(base + off + tl - dl, PEM_DASHES, dl) == 0,
+                      MF_ERR_PROTO_PEM, "malformed BEGIN line");
+    size_t lab_len = tl - blen - dl;
+    MF_ENSURE_OUT_MSG(label_ok(lab, lab_len), MF_ERR_PROTO_PEM, "malformed PEM label");
+    MF_ENSURE_OUT_MSG(lab_len < label_cap, MF_ERR_PROTO_PEM, "PEM label too long");
+    off += ll + 1;
+
+    /* body lines, then the END line */
+    for (;;) {
+        MF_ENSURE_OUT_MSG(off < end, MF_ERR_PROTO_PEM, "PEM block has no END line");
+        ll = line_len(base + off, end - off, &tl);
+        const uint8_t *l = base + off;
+        if (tl >= sizeof(PEM_END) - 1 && memcmp(l, PEM_END, sizeof(PEM_END) - 1) == 0) {
+            size_t el = sizeof(PEM_END) - 1;
+            MF_ENSURE_OUT_MSG(tl == el + lab_len + dl && memcmp(l + el, lab, lab_len) == 0 &&
+                                  memcmp(l + el + lab_len, PEM_DASHES, dl) == 0,
+                              MF_ERR_PROTO_PEM, "END line does not match BEGIN");
+            off += ll < end - off ? ll + 1 : ll;
+            break;
+        }
+        MF_ENSURE_OUT_MSG(tl > 0, MF_ERR_PROTO_PEM, "empty line in PEM body");
+        MF_ENSURE_OUT_MSG(memchr(l, ':', tl) == NULL, MF_ERR_PROTO_PEM,
+                          "PEM headers (encrypted keys) are not supported");
+        MF_TRY_OUT(mf_buf_append(&text, l, tl));
+        off += ll < end - off ? ll + 1 : ll;
+    }
+    MF_ENSURE_OUT_MSG(text.len > 0, MF_ERR_PROTO_PEM, "empty PEM body");
+    rc = b64_decode((const char *)text.data, text.len, false, true, der);
+    if (rc.err == MF_ERR_PROTO_TOO_LARGE) {
+        MF_BAIL_OUT(MF_ERR_PROTO_TOO_LARGE, "PEM block over %zu bytes", der->max);
+    }
+    MF_TRY_OUT(rc);
+    memcpy(label, lab, lab_len);
+    label[lab_len] = '\0';
+    cur->off = off;
+    rc = MF_RES_OK;
+out:
+    if (!mf_ok(rc)) {
+        mf_buf_reset(der);
+    }
+    mf_buf_cleanup(&text);
+    return rc;
+}
+
+/* ---- hashes ------------------------------------------------------------------ */
+
+/* see mf_x509.h */
+mf_res mf_sha256(const uint8_t *in, size_t len, uint8_t out[32])
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
+    MF_ENSURE(len <= UINT32_MAX, MF_ERR_PROTO_TOO_LARGE);
+    MF_TRY_WC(wc_Sha256Hash(in, (word32)len, out), MF_ERR_CRYPTO);
+    return MF_RES_OK;
+}
+
+/* see mf_x509_int.h */
+mf_res mf_hash_digest(enum mf_hash alg, const uint8_t *in, size_t len, uint8_t out[MF_HASH_MAX],
+                      size_t *out_len)
+{
+    MF_ENSURE(len <= UINT32_MAX, MF_ERR_PROTO_TOO_LARGE);
+    switch (alg) {
+    case MF_HASH_SHA256:
+        MF_TRY_WC(wc_Sha256Hash(in, (word32)len, out), MF_ERR_CRYPTO);
+        *out_len = WC_SHA256_DIGEST_SIZE;
+        break;
+    case MF_HASH_SHA384:
+        MF_TRY_WC(wc_Sha384Hash(in, (word32)len, out), MF_ERR_CRYPTO);
+        *out_len = WC_SHA384_DIGEST_SIZE;
+        break;
+    case MF_HASH_SHA512:
+        MF_TRY_WC(wc_Sha512Hash(in, (word32)len, out), MF_ERR_CRYPTO);
+        *out_len = WC_SHA512_DIGEST_SIZE;
+        break;
+    default:
+        MF_BAIL(MF_ERR_INTERNAL);
+    }
+    return MF_RES_OK;
+}

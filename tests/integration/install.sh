@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# `make install` into a temp DESTDIR lays out what a packager expects
+# (binaries, libmayfly.so with its soname and only public symbols,
+# libmayfly.a, public headers only, mayfly.pc, systemd units, example
+# configs, man pages); then a small workload is built against the installed
+# mayfly.pc and libmayfly.so alone, and fetches its identity from a real
+# CA and agent.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+make_tmp
+D="$T/dest"
+PREFIX=/opt/mayfly
+san=()
+case "$MAYFLY_BUILD" in */san) san=(-fsanitize=address,undefined) ;; esac
+
+make -s -C "$ROOT" install DESTDIR="$D" PREFIX="$PREFIX" BUILD="$MAYFLY_BUILD" \
+    BINDIR="$MAYFLY_BIN" SAN="${#san[@]}" >"$T/install.log" 2>&1 ||
+    { cat "$T/install.log"; die "make install failed"; }
+P="$D$PREFIX"
+for f in bin/mayfly-ca bin/mayfly-agent lib/libmayfly.a lib/libmayfly.so lib/libmayfly.so.0 \
+    lib/pkgconfig/mayfly.pc share/man/man8/mayfly-ca.8 share/man/man8/mayfly-agent.8 \
+    lib/systemd/system/mayfly-ca.service lib/systemd/system/mayfly-agent.service \
+    share/mayfly/examples/mayfly-ca.conf share/mayfly/examples/mayfly-agent.conf \
+    include/mayfly/api/workload/mf_workload.h include/mayfly/api/core/mf_err.h; do
+    [ -e "$P/$f" ] || die "not installed: $f"
+done
+grep -q "ExecStart=$PREFIX/bin/mayfly-ca" "$P/lib/systemd/system/mayfly-ca.service" ||
+    die "the unit does not point at $PREFIX/bin"
+# internal headers stay out
+for f in api/pki/mf_x509_int.h api/net/mf_http.h api/core/mf_json.h api/internal/mf_httpd.h; do
+    [ ! -e "$P/include/mayfly/$f" ] || die "internal header installed: $f"
+done
+soname=$(readelf -d "$P/lib/libmayfly.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
+[ "$soname" = libmayfly.so.0 ] || die "soname is '$soname'"
+# only what the public headers declare is exported
+nm -D --defined-only "$P/lib/libmayfly.so" | awk '$2 == "T" {print $3}' | sed 's/@.*//' |
+    sort >"$T/exported"
+n=$(wc -l <"$T/exported")
+[ "$n" -gt 50 ] || die "only $n functions exported"
+grep -E '^mf_(der|httpd|metrics|selector|http_)' "$T/exported" &&
+    die "internal functions exported"
+grep -qx mf_workload_fetch_x509 "$T/exported" || die "mf_workload_fetch_x509 not exported"
+echo "measured: libmayfly.so exports $n functions"
+# the man page is the --help text
+grep -q 'mayfly-agent run' "$P/share/man/man8/mayfly-agent.8" || die "man page without usage"
+
+# a workload built against the installed library alone
+export PKG_CONFIG_PATH="$P/lib/pkgconfig"
+flags=$(pkg-config --define-prefix --cflags --libs mayfly) || die "pkg-config mayfly"
+cc -std=c11 -Wall -Werror "${san[@]}" -o "$T/hello" "$ROOT/tests/install/hello_workload.c" \
+    $flags || die "building against the installed library failed"
+readelf -d "$T/hello" | grep -q 'libmayfly.so.0' || die "hello is not linked to libmayfly.so.0"
+
+start_ca a "$T/ca"
+AG=spiffe://example.org/mayfly/agent/n1
+add_entry a spiffe://example.org/hello $AG unix:uid:0 >/dev/null
+start_agent n1 "$T/n1" a --join-token "$(fresh_token a $AG)"
+out=$(SPIFFE_ENDPOINT_SOCKET="unix://$AGENT_SOCK_n1" LD_LIBRARY_PATH="$P/lib" \
+    ASAN_OPTIONS=detect_leaks=1 "$T/hello") || die "the installed workload failed: $out"
+[ "$out" = "spiffe_id=spiffe://example.org/hello bundles=1" ] || die "unexpected: $out"
+echo "install: ok ($out)"
