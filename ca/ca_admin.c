@@ -400,7 +400,8 @@ mf_res ca_admin_start(struct ca_ctx *ctx, struct ca_admin **out)
         free(a);
         return r;
     }
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0,
+    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                MHD_USE_POLL, 0,
                             NULL, NULL, handle, ctx, MHD_OPTION_LISTEN_SOCKET, a->fd,
                             MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,

@@ -3,8 +3,9 @@
  * ca_api: the agent-facing HTTPS API (see ca_api.h, docs/api.md).
  *
  * MHD runs one thread per connection, so a long-polling sync request blocks
- * only its own thread on ctx->ch_cond; the connection limit bounds the
- * threads. Every endpoint but /v1/attest authenticates the caller on the
+ * only its own thread on ctx->ch_cond. ca_gate accepts and decides what
+ * reaches MHD (and so the threads): idle and unauthenticated connections
+ * are bounded in number, per address and in time (ca_gate.h). Every endpoint but /v1/attest authenticates the caller on the
  * first handler call (before any body is read) and again when the body is
  * in: its chain must verify against the CA's current bundle (mf_svid_verify,
  * so expiry is checked), its ID must be an agent ID of our trust domain, and
@@ -30,6 +31,7 @@
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
 #include "ca/ca_api.h"
+#include "ca/ca_gate.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
@@ -48,6 +50,7 @@ struct srv_cred {
 struct ca_api {
     struct ca_ctx *ctx;
     struct MHD_Daemon *d;
+    struct ca_gate *gate;         /* owns the listening socket (ca_gate.h) */
     int fd;
     char addr[300];
     pthread_mutex_t mu;           /* protects gens, cur, renew_at, not_before */
@@ -899,7 +902,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               size_t *upload_size, void **con_cls)
 {
     (void)version;
-    struct ca_ctx *ctx = cls;
+    struct ca_api *api = cls;
+    struct ca_ctx *ctx = api->ctx;
     bool attest = strcmp(url, "/v1/attest") == 0;
     bool known = attest || strcmp(url, "/v1/renew") == 0 || strcmp(url, "/v1/sync") == 0 ||
                  strcmp(url, "/v1/sign") == 0 || strcmp(url, "/v1/jwt") == 0;
@@ -911,6 +915,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             ca_issue_log_denied("-", "-", r);
             return reply_auth(conn, r);
         }
+        /* from here the connection may outlive the pre-authentication
+         * deadline, e.g. in a sync long poll */
+        ca_gate_authenticated(api->gate, conn);
     }
     struct mf_httpd_req *req = NULL;
     enum MHD_Result result;
@@ -973,20 +980,31 @@ mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
     api->trust_pem = strdup(mf_buf_cstr(&pem));
     MF_ENSURE_OUT(api->trust_pem != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(mf_httpd_listen_tcp(ctx->cfg.listen, 512, &api->fd, api->addr, sizeof(api->addr)));
+    struct ca_gate_cfg gc = {.max_conns = ctx->cfg.max_connections,
+                             .per_ip = ctx->cfg.max_connections_per_ip,
+                             .deadline_s = ctx->cfg.handshake_timeout};
+    MF_TRY_OUT(ca_gate_new(&gc, &api->gate));
     g_api = api;
+    /* The gate accepts and admits (ca_gate.h); MHD listens on nothing and
+     * its own connection limit is never reached. Its idle timeout is for
+     * authenticated connections: a sync long poll blocks the handler up to
+     * SYNC_WAIT_MAX; the gate holds everyone else to handshake_timeout. */
     api->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS, 0, NULL,
-        NULL, handle, ctx, MHD_OPTION_LISTEN_SOCKET, api->fd, MHD_OPTION_HTTPS_CERT_CALLBACK,
-        cert_cb, MHD_OPTION_HTTPS_MEM_TRUST, api->trust_pem, MHD_OPTION_HTTPS_PRIORITIES,
-        TLS13_ONLY, MHD_OPTION_CONNECTION_LIMIT, ctx->cfg.max_connections,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(SYNC_WAIT_MAX + 30),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_END);
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_TLS |
+            MHD_USE_POLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET,
+        0, NULL, NULL, handle, api, MHD_OPTION_HTTPS_CERT_CALLBACK, cert_cb,
+        MHD_OPTION_HTTPS_MEM_TRUST, api->trust_pem, MHD_OPTION_HTTPS_PRIORITIES, TLS13_ONLY,
+        MHD_OPTION_CONNECTION_LIMIT, ca_gate_mhd_limit(&gc), MHD_OPTION_CONNECTION_TIMEOUT,
+        (unsigned)(SYNC_WAIT_MAX + 30), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, ca_gate_notify, api->gate,
+        MHD_OPTION_END);
     if (api->d == NULL) {
         g_api = NULL;
         MF_BAIL_OUT(MF_ERR_IO, "cannot start the agent API on %s", ctx->cfg.listen);
     }
-    api->fd = -1; /* owned by MHD now */
+    MF_TRY_OUT(ca_gate_start(api->gate, api->fd, api->d));
+    api->fd = -1; /* owned by the gate now */
     *out = api;
     api = NULL;
     rc = MF_RES_OK;
@@ -1006,9 +1024,12 @@ void ca_api_stop(struct ca_api *api)
     if (api == NULL) {
         return;
     }
+    /* the gate first: nothing new reaches MHD while it stops */
+    ca_gate_stop(api->gate);
     if (api->d != NULL) {
         MHD_stop_daemon(api->d);
     }
+    ca_gate_free(api->gate);
     if (api->fd >= 0) {
         close(api->fd);
     }

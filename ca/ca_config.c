@@ -31,6 +31,8 @@ void ca_config_defaults(struct ca_config *c)
     c->agent_rate = 50;
     c->agent_burst = 100;
     c->max_connections = 1024;
+    c->max_connections_per_ip = 256;
+    c->handshake_timeout = CA_DEFAULT_HANDSHAKE_TIMEOUT;
 }
 
 static mf_res set_str(char *dst, size_t cap, const char *key, const char *value)
@@ -125,6 +127,15 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     }
     if (strcmp(key, "max_connections") == 0) {
         return set_uint(&c->max_connections, key, value, 4, 65536);
+    }
+    if (strcmp(key, "max_connections_per_ip") == 0) {
+        return set_uint(&c->max_connections_per_ip, key, value, 1, 65536);
+    }
+    if (strcmp(key, "handshake_timeout") == 0) {
+        MF_TRY(set_dur(&c->handshake_timeout, key, value));
+        MF_ENSURE_MSG(c->handshake_timeout <= CA_HANDSHAKE_TIMEOUT_MAX, MF_ERR_USAGE_ARG,
+                      "handshake_timeout: '%s' is over %ds", value, CA_HANDSHAKE_TIMEOUT_MAX);
+        return MF_RES_OK;
     }
     if (strcmp(key, "metrics_listen") == 0) {
         MF_ENSURE_MSG(strrchr(value, ':') != NULL, MF_ERR_USAGE_ARG,

@@ -22,6 +22,8 @@
 #define CA_DEFAULT_SVID_TTL  3600
 #define CA_DEFAULT_CA_TTL    86400
 #define CA_DEFAULT_TOKEN_TTL 600
+#define CA_DEFAULT_HANDSHAKE_TIMEOUT 10
+#define CA_HANDSHAKE_TIMEOUT_MAX 60
 
 struct ca_config {
     char data_dir[PATH_MAX];
@@ -38,7 +40,9 @@ struct ca_config {
     unsigned max_signing;      /* concurrent signing requests (capacity, 503 beyond) */
     unsigned agent_rate;       /* signing requests per second per agent (429 beyond) */
     unsigned agent_burst;      /* bucket depth per agent */
-    unsigned max_connections;  /* agent API connections */
+    unsigned max_connections;  /* agent API connections served at once (threads) */
+    unsigned max_connections_per_ip; /* agent API connections from one address, all states */
+    int64_t handshake_timeout; /* accept to first authenticated request, seconds */
     char metrics_listen[256];  /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
 };
 
