@@ -35,8 +35,10 @@ static const struct opt opts[] = {
     O("log-level", OPT_LEVEL, log_level),
     O("log-format", OPT_FORMAT, log_format),
     O("max-connections", OPT_UINT, max_conns),
+    O("max-connections-per-uid", OPT_UINT, max_conns_per_uid),
     O("max-watches", OPT_UINT, max_watches),
     O("connection-timeout", OPT_UINT, conn_timeout_s),
+    O("idle-timeout", OPT_UINT, idle_timeout_s),
     O("hash-max-bytes", OPT_UINT, hash_max),
     O("metrics-listen", OPT_STR, metrics_listen),
     O("expiry-warning", OPT_DUR_MS, expiry_warning_ms),
@@ -146,6 +148,7 @@ mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg)
     cfg->max_conns = 128;
     cfg->max_watches = 96;
     cfg->conn_timeout_s = 10;
+    cfg->idle_timeout_s = 30;
     cfg->hash_max = AGENT_HASH_MAX_DEFAULT;
     cfg->expiry_warning_ms = AGENT_EXPIRY_WARNING_MS_DEFAULT;
 
@@ -180,6 +183,13 @@ mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg)
     MF_ENSURE_MSG(cfg->max_conns >= 2 && cfg->max_watches < cfg->max_conns, MF_ERR_USAGE_ARG,
                   "--max-watches must be below --max-connections");
     MF_ENSURE_MSG(cfg->conn_timeout_s >= 1, MF_ERR_USAGE_ARG, "--connection-timeout >= 1");
+    MF_ENSURE_MSG(cfg->idle_timeout_s >= 1, MF_ERR_USAGE_ARG, "--idle-timeout >= 1");
+    if (cfg->max_conns_per_uid == 0) {
+        /* a quarter: one local user never holds more than that */
+        cfg->max_conns_per_uid = cfg->max_conns / 4 > 0 ? cfg->max_conns / 4 : 1;
+    }
+    MF_ENSURE_MSG(cfg->max_conns_per_uid <= cfg->max_conns, MF_ERR_USAGE_ARG,
+                  "--max-connections-per-uid must be at most --max-connections");
     return agent_rotate_cfg_check(&cfg->rot);
 }
 

@@ -26,8 +26,10 @@ struct agent_config {
     enum mf_log_level log_level;
     enum mf_log_format log_format;
     unsigned max_conns;       /* Workload API connections at once */
+    unsigned max_conns_per_uid; /* of which from one uid (root exempt); 0: max_conns / 4 */
     unsigned max_watches;     /* of which watch streams */
-    unsigned conn_timeout_s;  /* idle limit before a request is complete */
+    unsigned conn_timeout_s;  /* a connection's first request complete within */
+    unsigned idle_timeout_s;  /* a connection without a call closed after */
     uint64_t hash_max;        /* executables hashed for unix:sha256 up to this */
     const char *metrics_listen; /* host:port of /live /ready /metrics; NULL = off */
     int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */

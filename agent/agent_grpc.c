@@ -113,7 +113,8 @@ struct gconn {
     size_t n_streams;
     size_t n_dispatched; /* open streams with a running RPC */
     bool ever_dispatched;
-    int64_t started_ms;
+    int64_t started_ms; /* accepted */
+    uid_t uid;          /* counted against in g->cfg.admit */
     int64_t quiet_since_ms; /* when the last stream ended */
     size_t pending;         /* bytes in every stream's out */
     bool drained;           /* a message completed: retry streams over budget */
@@ -1046,7 +1047,7 @@ static int64_t idle_deadline_ms(struct gconn *c, int64_t now, bool *expired)
     int64_t until = INT64_MAX;
     *expired = false;
     if (c->n_streams == 0) {
-        until = c->ever_dispatched ? c->quiet_since_ms + GRPC_IDLE_S * 1000 : c->started_ms + limit;
+        until = c->ever_dispatched ? c->quiet_since_ms + (int64_t)c->g->cfg.idle_timeout_s * 1000 : c->started_ms + limit;
     } else {
         /* a request that does not complete in time ends the connection:
          * it is all a slow-loris client would hold */
@@ -1140,7 +1141,6 @@ static bool conn_read(struct gconn *c)
 static void conn_serve(struct gconn *c)
 {
     struct agent_grpc *g = c->g;
-    c->started_ms = mf_mono_ms();
     if (!mf_ok(session_setup(c)) || nghttp2_session_send(c->sess) != 0) {
         return;
     }
@@ -1211,6 +1211,14 @@ static void conn_free(struct gconn *c)
     free(c);
 }
 
+/* Gives back the connection's count; after its socket is closed. */
+static void release(struct agent_grpc *g, uid_t uid)
+{
+    if (g->cfg.admit != NULL) {
+        agent_admit_release(g->cfg.admit, uid);
+    }
+}
+
 static void *conn_main(void *arg)
 {
     struct gconn *c = arg;
@@ -1224,7 +1232,9 @@ static void *conn_main(void *arg)
         }
     }
     pthread_mutex_unlock(&g->mu);
+    uid_t uid = c->uid;
     conn_free(c);
+    release(g, uid);
     __atomic_sub_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED);
     /* last: after this, g may be freed by agent_grpc_free */
     pthread_mutex_lock(&g->mu);
@@ -1289,15 +1299,18 @@ mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out)
 }
 
 /* see agent_grpc.h */
-mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks)
+mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid, uint64_t accept_ticks,
+                        int64_t accept_ms)
 {
     if (g == NULL) {
         close(fd);
         MF_BAIL(MF_ERR_USAGE_NULL);
     }
+    /* from here every failure closes fd and then gives back its count */
     if (__atomic_add_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED) > (int)g->cfg.max_long_lived) {
         __atomic_sub_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED);
         close(fd);
+        release(g, uid);
         MF_BAIL_MSG(MF_ERR_POLICY_LIMIT, "too many long-lived Workload API connections");
     }
     struct gconn *c = calloc(1, sizeof(*c));
@@ -1308,6 +1321,7 @@ mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks)
             close(evfd);
         }
         close(fd);
+        release(g, uid);
         __atomic_sub_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED);
         MF_BAIL(MF_ERR_NOMEM);
     }
@@ -1315,6 +1329,8 @@ mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks)
     c->fd = fd;
     c->evfd = evfd;
     c->ticks = accept_ticks;
+    c->uid = uid;
+    c->started_ms = accept_ms;
     socklen_t cl = sizeof(c->cred);
     c->have_cred = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &c->cred, &cl) == 0;
 
@@ -1326,6 +1342,7 @@ mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks)
         pthread_mutex_unlock(&g->mu);
         pthread_attr_destroy(&attr);
         conn_free(c);
+        release(g, uid);
         __atomic_sub_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED);
         MF_BAIL(MF_ERR_STATE);
     }
@@ -1342,6 +1359,7 @@ mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks)
     pthread_attr_destroy(&attr);
     if (rv != 0) {
         conn_free(c);
+        release(g, uid);
         __atomic_sub_fetch(g->cfg.long_lived, 1, __ATOMIC_RELAXED);
         MF_BAIL_MSG(MF_ERR_INTERNAL, "cannot start a gRPC connection thread");
     }

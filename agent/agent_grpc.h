@@ -43,10 +43,14 @@
  *     reading stalls its own streams (HTTP/2 and socket flow control) and
  *     grows nothing;
  *   - an idle stream holds its attested selectors and a digest, no buffer;
- *     a connection without any RPC for GRPC_IDLE_S (or without a first
- *     request within conn_timeout_s) is closed with GOAWAY.
+ *     a connection without any RPC for idle_timeout_s (or whose first
+ *     request is not complete within conn_timeout_s of its accept, or any
+ *     later request within conn_timeout_s of its HEADERS) is closed with
+ *     GOAWAY. PINGs and SETTINGS do not count as calls.
  * Each connection counts as one of the socket's long-lived slots (shared
- * with JSON watch streams); agent_sock enforces the shared connection limit.
+ * with JSON watch streams); agent_sock enforces the shared connection limit
+ * and the per-uid share, and hands each connection over with its count in
+ * cfg->admit, which agent_grpc releases once the socket is closed.
  *
  * Secrets: a stream's pending message (it holds private keys) lives in a
  * wiped-on-free buffer; nghttp2 copies each DATA frame into its own frame
@@ -59,6 +63,7 @@
 
 #include <stdint.h>
 
+#include "agent/agent_admit.h"
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
 #include "agent/agent_state.h"
@@ -69,26 +74,29 @@
 #define GRPC_STREAMS_MAX      100u
 #define GRPC_MSG_MAX          (4u * 1024u * 1024u)
 #define GRPC_CONN_PENDING_MAX (8u * 1024u * 1024u)
-#define GRPC_IDLE_S           120
 
 struct agent_grpc;
 
 struct agent_grpc_cfg {
     struct agent_state *state;
     struct agent_attestor *att;
-    struct agent_jwt *jwt; /* JWT-SVIDs; NULL: FetchJWTSVID is Unavailable */
-    int *long_lived;       /* atomic counter shared with JSON watch streams */
+    struct agent_jwt *jwt;      /* JWT-SVIDs; NULL: FetchJWTSVID is Unavailable */
+    struct agent_admit *admit;  /* connection counts by uid; NULL: none kept */
+    int *long_lived;            /* atomic counter shared with JSON watch streams */
     unsigned max_long_lived;
-    unsigned conn_timeout_s; /* until the first request is complete */
+    unsigned conn_timeout_s;    /* a request complete within, from accept or HEADERS */
+    unsigned idle_timeout_s;    /* closed after this long without a call */
 };
 
 MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out);
 
 /* Serves the accepted connection fd (nothing read from it yet) on a new
- * thread; accept_ticks is agent_attest_boot_ticks() at accept. Takes fd:
- * it is closed on failure (MF_ERR_POLICY_LIMIT when the long-lived slots
- * are all taken). */
-MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks);
+ * thread; uid is its peer's (counted once in cfg->admit, released here),
+ * accept_ticks is agent_attest_boot_ticks() and accept_ms mf_mono_ms() at
+ * accept. Takes fd and the count: both are released on failure
+ * (MF_ERR_POLICY_LIMIT when the long-lived slots are all taken). */
+MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid, uint64_t accept_ticks,
+                               int64_t accept_ms);
 
 /* Connections being served now. */
 unsigned agent_grpc_conns(struct agent_grpc *g);

@@ -128,8 +128,10 @@ static int run(int argc, char **argv)
     struct agent_sock_cfg scfg = {
         .path = cfg.socket,
         .max_conns = cfg.max_conns,
+        .max_conns_per_uid = cfg.max_conns_per_uid,
         .max_watches = cfg.max_watches,
         .conn_timeout_s = cfg.conn_timeout_s,
+        .idle_timeout_s = cfg.idle_timeout_s,
         .jwt = jwt,
     };
     r = agent_sock_start(&sock, &scfg, &state, &att);

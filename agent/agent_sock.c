@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,44 +30,93 @@
 #define CONN_MEMORY_MAX (64u * 1024u)
 #define WATCH_TICK_MS   1000
 
-/* Per-connection: when it was accepted, for the recycled-pid check. */
-struct conn_ctx {
-    uint64_t accept_ticks;
-};
+/* ---- connection accounting ---------------------------------------------- */
 
-/* The accept time of a connection handed to MHD, keyed by its fd until
- * MHD reports it started (on MHD's own thread). */
-static void ticks_put(struct agent_sock *s, int fd, uint64_t ticks)
+/* Records a connection about to be handed to MHD. A slot still holding the
+ * same fd unstarted is stale: MHD closed that connection before it ever
+ * started (the fd number was reused since), so its count goes now. Always
+ * finds a free slot: every slot is one admitted connection, and there are
+ * never more than max_conns of those. */
+static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid, uint64_t ticks,
+                                        int64_t accept_ms)
 {
-    pthread_mutex_lock(&s->ticks_mu);
-    size_t slot = (size_t)fd % AGENT_SOCK_TICKS_SLOTS;
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
-        if (s->ticks[i].fd == fd || s->ticks[i].fd < 0) {
-            slot = i;
-            break;
+    struct agent_sock_conn *slot = NULL;
+    bool stale = false;
+    uid_t stale_uid = 0;
+    pthread_mutex_lock(&s->conns_mu);
+    for (unsigned i = 0; i < s->max_conns; i++) {
+        struct agent_sock_conn *c = &s->conns[i];
+        if (c->fd == fd && !c->started) {
+            stale = true;
+            stale_uid = c->uid;
+            c->fd = -1;
+        }
+        if (c->fd < 0 && slot == NULL) {
+            slot = c;
         }
     }
-    s->ticks[slot].fd = fd;
-    s->ticks[slot].ticks = ticks;
-    pthread_mutex_unlock(&s->ticks_mu);
+    if (slot != NULL) {
+        *slot = (struct agent_sock_conn){
+            .fd = fd,
+            .uid = uid,
+            .ticks = ticks,
+            .accept_ms = accept_ms,
+            .deadline_ms = accept_ms + (int64_t)s->conn_timeout_s * 1000,
+        };
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+    if (stale) {
+        agent_admit_release(&s->admit, stale_uid);
+    }
+    return slot;
 }
 
-/* The accept time recorded for fd (forgotten now), or the current time
- * when none was: later than the accept, so still a valid upper bound for
- * the recycled-pid check, only a looser one. */
-static uint64_t ticks_take(struct agent_sock *s, int fd)
+/* Forgets a slot and the connection's count. */
+static void conn_drop(struct agent_sock *s, struct agent_sock_conn *c)
 {
-    uint64_t t = 0;
-    pthread_mutex_lock(&s->ticks_mu);
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
-        if (s->ticks[i].fd == fd) {
-            t = s->ticks[i].ticks;
-            s->ticks[i].fd = -1;
-            break;
-        }
+    pthread_mutex_lock(&s->conns_mu);
+    uid_t uid = c->uid;
+    bool live = c->fd >= 0;
+    if (live && c->started) {
+        s->n_started--;
     }
-    pthread_mutex_unlock(&s->ticks_mu);
-    return t != 0 ? t : agent_attest_boot_ticks();
+    c->fd = -1;
+    pthread_mutex_unlock(&s->conns_mu);
+    if (live) {
+        agent_admit_release(&s->admit, uid);
+    }
+}
+
+/* Connections MHD still holds that it reported closed: counted against the
+ * limit until MHD frees them (read racily; a moment's error either way is
+ * absorbed by MHD's own limit being twice ours). */
+static unsigned mhd_closing(struct agent_sock *s)
+{
+    const union MHD_DaemonInfo *di =
+        MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+    pthread_mutex_lock(&s->conns_mu);
+    unsigned started = s->n_started;
+    pthread_mutex_unlock(&s->conns_mu);
+    if (di == NULL || di->num_connections <= started) {
+        return 0;
+    }
+    return di->num_connections - started;
+}
+
+/* Sets the deadline of the connection's current request: 0 while it is
+ * answered, else the instant the next one must be complete by. */
+static void conn_set_deadline(struct agent_sock *s, struct MHD_Connection *conn,
+                              int64_t deadline_ms)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (ci == NULL || ci->socket_context == NULL) {
+        return;
+    }
+    struct agent_sock_conn *c = ci->socket_context;
+    pthread_mutex_lock(&s->conns_mu);
+    c->deadline_ms = deadline_ms;
+    pthread_mutex_unlock(&s->conns_mu);
 }
 
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -74,20 +124,41 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
 {
     struct agent_sock *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        __atomic_add_fetch(&s->mhd_open, 1, __ATOMIC_RELAXED);
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        struct conn_ctx *c = calloc(1, sizeof(*c));
-        if (c != NULL) {
-            c->accept_ticks =
-                ci != NULL ? ticks_take(s, (int)ci->connect_fd) : agent_attest_boot_ticks();
+        struct agent_sock_conn *found = NULL;
+        pthread_mutex_lock(&s->conns_mu);
+        for (unsigned i = 0; ci != NULL && i < s->max_conns; i++) {
+            struct agent_sock_conn *c = &s->conns[i];
+            if (c->fd == (int)ci->connect_fd && !c->started) {
+                c->started = true;
+                s->n_started++;
+                found = c;
+                break;
+            }
         }
-        *socket_context = c;
+        pthread_mutex_unlock(&s->conns_mu);
+        if (found == NULL && ci != NULL) {
+            /* counted nowhere (its slot was dropped as stale): refuse it */
+            (void)shutdown((int)ci->connect_fd, SHUT_RDWR);
+        }
+        *socket_context = found;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-        __atomic_sub_fetch(&s->mhd_open, 1, __ATOMIC_RELAXED);
-        free(*socket_context);
+        if (*socket_context != NULL) {
+            conn_drop(s, *socket_context);
+        }
         *socket_context = NULL;
     }
+}
+
+/* MHD_OPTION_NOTIFY_COMPLETED: the answer is out; the next request on this
+ * connection must be complete within the idle timeout. */
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    struct agent_sock *s = cls;
+    conn_set_deadline(s, conn, mf_mono_ms() + (int64_t)s->idle_timeout_s * 1000);
+    mf_httpd_completed(NULL, conn, con_cls, toe);
 }
 
 static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
@@ -99,7 +170,7 @@ static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci != NULL && ci->socket_context != NULL) {
-        ticks = ((const struct conn_ctx *)ci->socket_context)->accept_ticks;
+        ticks = ((const struct agent_sock_conn *)ci->socket_context)->ticks;
     }
     return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, ticks, w);
 }
@@ -409,6 +480,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (!mf_httpd_body(conn, con_cls, upload_data, upload_size, REQ_BODY_MAX, &req, &ret)) {
         return ret;
     }
+    /* the request is complete: no deadline while it is answered (a watch
+     * stream may last as long as its SVID) */
+    conn_set_deadline(s, conn, 0);
     bool is_validate = strcmp(url, "/v1/jwt/validate") == 0;
     if (strcmp(method, is_validate ? "POST" : "GET") != 0) {
         return mf_httpd_reply_error(conn, 405, "invalid_argument", "use %s here",
@@ -505,9 +579,13 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 enum kind { KIND_WAIT, KIND_WAIT_MORE, KIND_HTTP1, KIND_HTTP2, KIND_CLOSE };
 
+#define REAP_TICK_MS   250 /* how often deadlines of MHD's connections are checked */
+
 struct pending {
     int fd;
+    uid_t uid;
     uint64_t ticks;
+    int64_t accept_ms;
     int64_t deadline_ms;
     bool short_wait;        /* a partial preface: look again shortly */
     struct sockaddr_un addr;
@@ -532,28 +610,96 @@ static enum kind classify(int fd)
     return n >= H2_DECIDE ? KIND_HTTP2 : KIND_WAIT_MORE;
 }
 
+/* Hands the connection (and its count) to whoever serves its protocol. */
 static void hand_over(struct agent_sock *s, struct pending *p, enum kind k)
 {
     if (k == KIND_HTTP2) {
-        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->ticks);
+        /* agent_grpc releases the count, also when it refuses */
+        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->uid, p->ticks, p->accept_ms);
         if (!mf_ok(r)) {
             mf_log_warn_r(r, "gRPC connection refused");
         }
         return;
     }
-    ticks_put(s, p->fd, p->ticks);
+    struct agent_sock_conn *c = conn_put(s, p->fd, p->uid, p->ticks, p->accept_ms);
+    if (c == NULL) {
+        close(p->fd);
+        agent_admit_release(&s->admit, p->uid);
+        return;
+    }
     /* MHD closes the fd itself when it cannot take it */
     if (MHD_add_connection(s->daemon, p->fd, (const struct sockaddr *)&p->addr, p->addr_len) !=
         MHD_YES) {
-        (void)ticks_take(s, p->fd);
+        conn_drop(s, c);
         mf_log_warn("the JSON API could not take a connection");
     }
 }
 
-static unsigned open_conns(struct agent_sock *s, size_t n_pending)
+/* Shuts down MHD's connections whose request missed its deadline (MHD then
+ * sees the end of the stream and closes them), and drops slots that MHD
+ * never started. Returns the milliseconds until the next check is due, or
+ * -1 when MHD holds nothing of ours. */
+static int64_t reap(struct agent_sock *s, int64_t now)
 {
-    return (unsigned)n_pending + (unsigned)__atomic_load_n(&s->mhd_open, __ATOMIC_RELAXED) +
-           agent_grpc_conns(s->grpc);
+    uid_t stale[16];
+    size_t n_stale = 0;
+    bool any = false;
+    int64_t grace = (int64_t)s->conn_timeout_s * 1000 + 5000;
+    pthread_mutex_lock(&s->conns_mu);
+    for (unsigned i = 0; i < s->max_conns; i++) {
+        struct agent_sock_conn *c = &s->conns[i];
+        if (c->fd < 0) {
+            continue;
+        }
+        if (!c->started) {
+            /* MHD failed it before it started (and closed the fd): the
+             * count would otherwise leak. Not the fd: it is not ours. */
+            if (now - c->accept_ms > grace && n_stale < sizeof(stale) / sizeof(stale[0])) {
+                stale[n_stale++] = c->uid;
+                c->fd = -1;
+                continue;
+            }
+        } else if (!c->shut && c->deadline_ms != 0 && now >= c->deadline_ms) {
+            /* the slot lives until MHD reports the connection closed, and
+             * MHD closes the fd only after that: the fd is still this one */
+            (void)shutdown(c->fd, SHUT_RDWR);
+            c->shut = true;
+            agent_metrics_denied("request deadline");
+        }
+        any = true;
+    }
+    pthread_mutex_unlock(&s->conns_mu);
+    for (size_t i = 0; i < n_stale; i++) {
+        agent_admit_release(&s->admit, stale[i]);
+    }
+    return any ? REAP_TICK_MS : -1;
+}
+
+/* Admits a new connection by the uid of its peer; false when refused (the
+ * caller closes it). */
+static bool admit(struct agent_sock *s, struct pending *p, int64_t now, int64_t *last_log)
+{
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    if (getsockopt(p->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0) {
+        return false;
+    }
+    p->uid = cred.uid;
+    enum agent_admit_verdict v = agent_admit_take(&s->admit, cred.uid, mhd_closing(s));
+    if (v == AGENT_ADMIT_OK) {
+        return true;
+    }
+    agent_metrics_denied(v == AGENT_ADMIT_FULL    ? "connection limit"
+                         : v == AGENT_ADMIT_SHARE ? "uid connection share"
+                                                  : "connection reserve");
+    if (now - *last_log > 1000) {
+        mf_log_warn("Workload API connection from uid %u refused: %s (%u open, %u of this uid; "
+                    "limits %u, %u per uid)",
+                    (unsigned)cred.uid, agent_admit_reason(v), agent_admit_total(&s->admit),
+                    agent_admit_of(&s->admit, cred.uid), s->max_conns, s->admit.per_uid);
+        *last_log = now;
+    }
+    return false;
 }
 
 /* Accepts, classifies and hands over, until the wake fd fires. */
@@ -572,7 +718,7 @@ static void *accept_main(void *arg)
     }
     for (;;) {
         int64_t now = mf_mono_ms();
-        int64_t timeout = -1;
+        int64_t timeout = reap(s, now);
         pf[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
         pf[1] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
         for (size_t i = 0; i < np; i++) {
@@ -608,6 +754,7 @@ static void *accept_main(void *arg)
             }
             if (k == KIND_CLOSE) {
                 close(p->fd);
+                agent_admit_release(&s->admit, p->uid);
             } else {
                 hand_over(s, p, k);
             }
@@ -623,20 +770,20 @@ static void *accept_main(void *arg)
                 break; /* EAGAIN, or a client that went away */
             }
             p.ticks = agent_attest_boot_ticks();
-            if (np == cap || open_conns(s, np) >= s->max_conns) {
+            /* np < cap always holds while the admission count does (every
+             * pending connection is counted); the check costs nothing */
+            if (np == cap || !admit(s, &p, now, &last_full_log)) {
                 close(p.fd);
-                if (now - last_full_log > 1000) {
-                    mf_log_warn("Workload API connection limit (%u) reached", s->max_conns);
-                    last_full_log = now;
-                }
                 continue;
             }
+            p.accept_ms = now;
             p.deadline_ms = now + (int64_t)s->conn_timeout_s * 1000;
             pend[np++] = p;
         }
     }
     for (size_t i = 0; i < np; i++) {
         close(pend[i].fd);
+        agent_admit_release(&s->admit, pend[i].uid);
     }
     free(pend);
     free(pf);
@@ -657,19 +804,27 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     s->max_watches = cfg->max_watches;
     s->max_conns = cfg->max_conns;
     s->conn_timeout_s = cfg->conn_timeout_s;
+    s->idle_timeout_s = cfg->idle_timeout_s;
     s->listen_fd = -1;
     s->wake_fd = -1;
-    pthread_mutex_init(&s->ticks_mu, NULL);
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
-        s->ticks[i].fd = -1;
+    pthread_mutex_init(&s->conns_mu, NULL);
+    MF_ENSURE_OUT(cfg->max_conns >= 1 && cfg->max_conns <= UINT_MAX / 2, MF_ERR_USAGE_ARG);
+    MF_TRY_OUT(agent_admit_init(&s->admit, cfg->max_conns, cfg->max_conns_per_uid));
+    s->admit_ok = true;
+    s->conns = calloc(cfg->max_conns, sizeof(*s->conns));
+    MF_ENSURE_OUT(s->conns != NULL, MF_ERR_NOMEM);
+    for (unsigned i = 0; i < cfg->max_conns; i++) {
+        s->conns[i].fd = -1;
     }
     struct agent_grpc_cfg gcfg = {
         .state = state,
         .att = att,
         .jwt = cfg->jwt,
+        .admit = &s->admit,
         .long_lived = &s->watches,
         .max_long_lived = cfg->max_watches,
         .conn_timeout_s = cfg->conn_timeout_s,
+        .idle_timeout_s = cfg->idle_timeout_s,
     };
     MF_TRY_OUT(agent_grpc_new(&gcfg, &s->grpc));
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -679,13 +834,14 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     int fl = fcntl(s->listen_fd, F_GETFL);
     MF_ENSURE_OUT(fl >= 0 && fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) == 0, MF_ERR_IO);
     /* the accept thread hands HTTP/1.1 connections over: MHD listens on
-     * nothing itself */
+     * nothing itself. Its limit is twice ours, so that it is never reached
+     * (agent_sock.h). */
     s->daemon = MHD_start_daemon(
         MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
             MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET,
-        0, NULL, NULL, handle, s, MHD_OPTION_CONNECTION_LIMIT, cfg->max_conns,
+        0, NULL, NULL, handle, s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg->max_conns,
         MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY_MAX, MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL,
+        (size_t)CONN_MEMORY_MAX, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
         MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_END);
     MF_ENSURE_OUT_MSG(s->daemon != NULL, MF_ERR_IO, "cannot start the Workload API server on %s",
                       cfg->path);
@@ -726,6 +882,12 @@ void agent_sock_stop(struct agent_sock *s)
         close(s->wake_fd);
         s->wake_fd = -1;
     }
-    pthread_mutex_destroy(&s->ticks_mu);
+    free(s->conns);
+    s->conns = NULL;
+    if (s->admit_ok) {
+        agent_admit_cleanup(&s->admit);
+        s->admit_ok = false;
+    }
+    pthread_mutex_destroy(&s->conns_mu);
     s->state = NULL;
 }

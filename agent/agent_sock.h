@@ -27,13 +27,28 @@
  * HTTP/1.1 method starts so. A connection that sends nothing within
  * conn_timeout_s is closed unclassified.
  *
- * Limits, shared by both protocols: at most max_conns connections at once
- * (accepted but unclassified, HTTP/1.1 and HTTP/2 together; beyond that a
- * new connection is closed at once), of which at most max_watches are
- * long-lived (JSON watch streams and gRPC connections), so that streams can
- * never take every slot from one-shot requests. Until its request is
- * complete a connection is closed after conn_timeout_s of silence; an
- * attested stream has no idle limit.
+ * Limits, shared by both protocols (agent_admit.h): at most max_conns
+ * connections at once, at most per_uid of them from one uid (root exempt),
+ * and the last max_conns / 8 only for root and uids holding fewer than
+ * two; of all these at most max_watches are long-lived (JSON watch streams
+ * and gRPC connections), so that streams can never take every slot from
+ * one-shot requests. A connection is counted against its peer's uid
+ * (SO_PEERCRED, read at accept before any byte) from accept until its
+ * socket is closed; one that is refused is closed at once.
+ *
+ * libmicrohttpd is given a connection limit twice ours and a connection is
+ * handed to it only while ours, counting the ones it has closed but not
+ * yet freed, has room: it never reaches its own limit (Debian's 0.9.75
+ * leaks a lock there and then refuses every connection until restarted).
+ *
+ * Deadlines no client can stretch: a connection's first request (head and
+ * body) must be complete within conn_timeout_s of its accept, and each
+ * later one within idle_timeout_s of the end of the previous answer (so an
+ * idle keep-alive connection is closed after idle_timeout_s, and sooner
+ * after conn_timeout_s of silence, libmicrohttpd's inactivity limit). The
+ * accept thread enforces them by shutting the socket down. An answer in
+ * progress has no deadline of ours: a watch stream is attested and
+ * limited by max_watches. gRPC keeps the same deadlines (agent_grpc.h).
  *
  * Threading: one thread per connection (a watch stream blocks its thread on
  * the state's condition variable), plus the accept thread.
@@ -45,6 +60,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "agent/agent_admit.h"
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
 #include "agent/agent_state.h"
@@ -53,7 +69,17 @@
 struct MHD_Daemon;
 struct agent_grpc;
 
-#define AGENT_SOCK_TICKS_SLOTS 64 /* accept times of connections handed to MHD */
+/* A connection handed to libmicrohttpd, from the hand-over until MHD
+ * reports it closed. */
+struct agent_sock_conn {
+    int fd; /* -1: the slot is free */
+    uid_t uid;
+    uint64_t ticks;      /* agent_attest_boot_ticks() at accept */
+    int64_t accept_ms;   /* mf_mono_ms() at accept */
+    int64_t deadline_ms; /* the request under way must be complete by then; 0: none */
+    bool started;        /* MHD reported it started */
+    bool shut;           /* shut down by us for a missed deadline */
+};
 
 struct agent_sock {
     struct MHD_Daemon *daemon;
@@ -64,24 +90,26 @@ struct agent_sock {
     unsigned max_watches;
     unsigned max_conns;
     unsigned conn_timeout_s;
-    int watches;  /* atomic: open watch streams and gRPC connections */
-    int mhd_open; /* atomic: connections libmicrohttpd serves */
+    unsigned idle_timeout_s;
+    int watches; /* atomic: open watch streams and gRPC connections */
     int listen_fd;
     int wake_fd; /* eventfd: stop the accept thread */
     pthread_t acceptor;
     bool acceptor_started;
-    pthread_mutex_t ticks_mu; /* protects ticks */
-    struct {
-        int fd; /* -1: free */
-        uint64_t ticks;
-    } ticks[AGENT_SOCK_TICKS_SLOTS];
+    bool admit_ok;
+    struct agent_admit admit; /* every open connection, by uid */
+    pthread_mutex_t conns_mu; /* protects conns and n_started */
+    struct agent_sock_conn *conns; /* max_conns slots */
+    unsigned n_started;            /* conns that MHD reported started */
 };
 
 struct agent_sock_cfg {
     const char *path;
     unsigned max_conns;
+    unsigned max_conns_per_uid; /* 1..max_conns */
     unsigned max_watches;
-    unsigned conn_timeout_s;
+    unsigned conn_timeout_s; /* a connection's first request complete within */
+    unsigned idle_timeout_s; /* a connection with no call in progress closed after */
     struct agent_jwt *jwt; /* JWT-SVIDs; NULL: /v1/jwt answers 503 */
 };
 
