@@ -85,10 +85,12 @@ struct agent_grpc_cfg {
 MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out);
 
 /* Serves the accepted connection fd (nothing read from it yet) on a new
- * thread; accept_ticks is agent_attest_boot_ticks() at accept. Takes fd:
- * it is closed on failure (MF_ERR_POLICY_LIMIT when the long-lived slots
- * are all taken). */
-MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uint64_t accept_ticks);
+ * thread; stamp is its agent_attest_stamp() from accept (copied). Every
+ * read checks that the connecting process wrote the bytes. Takes fd: it is
+ * closed on failure (MF_ERR_POLICY_LIMIT when the long-lived slots are all
+ * taken). */
+MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd,
+                               const struct agent_conn_stamp *stamp);
 
 /* Connections being served now. */
 unsigned agent_grpc_conns(struct agent_grpc *g);

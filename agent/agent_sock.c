@@ -29,44 +29,56 @@
 #define CONN_MEMORY_MAX (64u * 1024u)
 #define WATCH_TICK_MS   1000
 
-/* Per-connection: when it was accepted, for the recycled-pid check. */
+/* Per-connection: its stamp from accept, for the recycled-pid and
+ * changed-executable checks. */
 struct conn_ctx {
-    uint64_t accept_ticks;
+    struct agent_conn_stamp stamp;
 };
 
-/* The accept time of a connection handed to MHD, keyed by its fd until
- * MHD reports it started (on MHD's own thread). */
-static void ticks_put(struct agent_sock *s, int fd, uint64_t ticks)
+/* The accept stamp of a connection handed to MHD, keyed by its fd until
+ * MHD reports it started (on MHD's own thread). False when every slot is
+ * taken: the connection must then be closed, since without its stamp it
+ * could not be attested. */
+static bool ticks_put(struct agent_sock *s, int fd, const struct agent_conn_stamp *stamp)
 {
+    size_t slot = s->n_ticks;
     pthread_mutex_lock(&s->ticks_mu);
-    size_t slot = (size_t)fd % AGENT_SOCK_TICKS_SLOTS;
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
-        if (s->ticks[i].fd == fd || s->ticks[i].fd < 0) {
+    /* a stale slot of this fd (a connection MHD dropped unstarted) first,
+     * so that ticks_take can never find an older stamp for it */
+    for (size_t i = 0; i < s->n_ticks; i++) {
+        if (s->ticks[i].fd == fd) {
             slot = i;
             break;
         }
+        if (s->ticks[i].fd < 0 && slot == s->n_ticks) {
+            slot = i;
+        }
     }
-    s->ticks[slot].fd = fd;
-    s->ticks[slot].ticks = ticks;
+    if (slot < s->n_ticks) {
+        s->ticks[slot].fd = fd;
+        s->ticks[slot].stamp = *stamp;
+    }
     pthread_mutex_unlock(&s->ticks_mu);
+    return slot < s->n_ticks;
 }
 
-/* The accept time recorded for fd (forgotten now), or the current time
- * when none was: later than the accept, so still a valid upper bound for
- * the recycled-pid check, only a looser one. */
-static uint64_t ticks_take(struct agent_sock *s, int fd)
+/* The accept stamp recorded for fd (forgotten now). When none was, the
+ * stamp names no pid and attestation refuses: the executable at accept is
+ * not known, so it cannot be compared. */
+static struct agent_conn_stamp ticks_take(struct agent_sock *s, int fd)
 {
-    uint64_t t = 0;
+    struct agent_conn_stamp t;
+    memset(&t, 0, sizeof(t));
     pthread_mutex_lock(&s->ticks_mu);
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
+    for (size_t i = 0; i < s->n_ticks; i++) {
         if (s->ticks[i].fd == fd) {
-            t = s->ticks[i].ticks;
+            t = s->ticks[i].stamp;
             s->ticks[i].fd = -1;
             break;
         }
     }
     pthread_mutex_unlock(&s->ticks_mu);
-    return t != 0 ? t : agent_attest_boot_ticks();
+    return t;
 }
 
 static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -78,9 +90,8 @@ static void notify_conn(void *cls, struct MHD_Connection *conn, void **socket_co
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct conn_ctx *c = calloc(1, sizeof(*c));
-        if (c != NULL) {
-            c->accept_ticks =
-                ci != NULL ? ticks_take(s, (int)ci->connect_fd) : agent_attest_boot_ticks();
+        if (c != NULL && ci != NULL) {
+            c->stamp = ticks_take(s, (int)ci->connect_fd);
         }
         *socket_context = c;
     } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
@@ -95,13 +106,15 @@ static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
 {
     struct ucred cred;
     MF_TRY(mf_httpd_peer_cred(conn, &cred));
-    uint64_t ticks = 0;
+    struct agent_conn_stamp none;
+    const struct agent_conn_stamp *stamp = &none;
+    memset(&none, 0, sizeof(none)); /* names no pid: refused */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci != NULL && ci->socket_context != NULL) {
-        ticks = ((const struct conn_ctx *)ci->socket_context)->accept_ticks;
+        stamp = &((const struct conn_ctx *)ci->socket_context)->stamp;
     }
-    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, ticks, w);
+    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, stamp, w);
 }
 
 static void free_secret_buf(void *cls)
@@ -507,7 +520,7 @@ enum kind { KIND_WAIT, KIND_WAIT_MORE, KIND_HTTP1, KIND_HTTP2, KIND_CLOSE };
 
 struct pending {
     int fd;
-    uint64_t ticks;
+    struct agent_conn_stamp stamp;
     int64_t deadline_ms;
     bool short_wait;        /* a partial preface: look again shortly */
     struct sockaddr_un addr;
@@ -515,11 +528,13 @@ struct pending {
 };
 
 /* Which protocol the connection speaks, from the bytes it sent so far
- * (peeked: they stay in the socket for whoever serves it). */
-static enum kind classify(int fd)
+ * (peeked: they stay in the socket for whoever serves it). Bytes that the
+ * connecting process did not write itself close the connection
+ * (agent_attest_recv). */
+static enum kind classify(int fd, const struct agent_conn_stamp *stamp)
 {
     char b[H2_PREFACE_LEN];
-    ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = agent_attest_recv(fd, stamp, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) {
         return KIND_CLOSE;
     }
@@ -535,13 +550,17 @@ static enum kind classify(int fd)
 static void hand_over(struct agent_sock *s, struct pending *p, enum kind k)
 {
     if (k == KIND_HTTP2) {
-        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->ticks);
+        mf_res r = agent_grpc_serve(s->grpc, p->fd, &p->stamp);
         if (!mf_ok(r)) {
             mf_log_warn_r(r, "gRPC connection refused");
         }
         return;
     }
-    ticks_put(s, p->fd, p->ticks);
+    if (!ticks_put(s, p->fd, &p->stamp)) {
+        close(p->fd);
+        mf_log_warn("the JSON API could not take a connection: too many being handed over");
+        return;
+    }
     /* MHD closes the fd itself when it cannot take it */
     if (MHD_add_connection(s->daemon, p->fd, (const struct sockaddr *)&p->addr, p->addr_len) !=
         MHD_YES) {
@@ -597,7 +616,7 @@ static void *accept_main(void *arg)
             short ev = pf[2 + i - 1].revents;
             enum kind k = KIND_WAIT;
             if (p->short_wait || (ev & (POLLIN | POLLHUP | POLLERR))) {
-                k = classify(p->fd);
+                k = classify(p->fd, &p->stamp);
             }
             p->short_wait = k == KIND_WAIT_MORE;
             if ((k == KIND_WAIT || k == KIND_WAIT_MORE) && now >= p->deadline_ms) {
@@ -622,13 +641,17 @@ static void *accept_main(void *arg)
             if (p.fd < 0) {
                 break; /* EAGAIN, or a client that went away */
             }
-            p.ticks = agent_attest_boot_ticks();
             if (np == cap || open_conns(s, np) >= s->max_conns) {
                 close(p.fd);
                 if (now - last_full_log > 1000) {
                     mf_log_warn("Workload API connection limit (%u) reached", s->max_conns);
                     last_full_log = now;
                 }
+                continue;
+            }
+            /* at once, before the peer can exec something else */
+            if (!mf_ok(agent_attest_stamp(p.fd, &p.stamp))) {
+                close(p.fd);
                 continue;
             }
             p.deadline_ms = now + (int64_t)s->conn_timeout_s * 1000;
@@ -660,7 +683,13 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     s->listen_fd = -1;
     s->wake_fd = -1;
     pthread_mutex_init(&s->ticks_mu, NULL);
-    for (size_t i = 0; i < AGENT_SOCK_TICKS_SLOTS; i++) {
+    /* connections handed to MHD but not yet started are counted nowhere
+     * else, so leave room for a burst of twice the limit */
+    s->n_ticks = 2 * (size_t)cfg->max_conns + 64;
+    s->ticks = calloc(s->n_ticks, sizeof(*s->ticks));
+    MF_ENSURE_OUT_MSG(s->ticks != NULL, MF_ERR_NOMEM, "no memory for %zu connection slots",
+                      s->n_ticks);
+    for (size_t i = 0; i < s->n_ticks; i++) {
         s->ticks[i].fd = -1;
     }
     struct agent_grpc_cfg gcfg = {
@@ -676,6 +705,7 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     MF_ENSURE_OUT(s->wake_fd >= 0, MF_ERR_IO);
     /* 0666: any local process may ask; attestation decides what it gets */
     MF_TRY_OUT(mf_httpd_listen_unix(cfg->path, 0666, 128, &s->listen_fd));
+    MF_TRY_OUT(agent_attest_listener(s->listen_fd));
     int fl = fcntl(s->listen_fd, F_GETFL);
     MF_ENSURE_OUT(fl >= 0 && fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) == 0, MF_ERR_IO);
     /* the accept thread hands HTTP/1.1 connections over: MHD listens on
@@ -727,5 +757,7 @@ void agent_sock_stop(struct agent_sock *s)
         s->wake_fd = -1;
     }
     pthread_mutex_destroy(&s->ticks_mu);
+    free(s->ticks);
+    s->ticks = NULL;
     s->state = NULL;
 }

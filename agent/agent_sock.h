@@ -53,7 +53,6 @@
 struct MHD_Daemon;
 struct agent_grpc;
 
-#define AGENT_SOCK_TICKS_SLOTS 64 /* accept times of connections handed to MHD */
 
 struct agent_sock {
     struct MHD_Daemon *daemon;
@@ -71,10 +70,12 @@ struct agent_sock {
     pthread_t acceptor;
     bool acceptor_started;
     pthread_mutex_t ticks_mu; /* protects ticks */
-    struct {
+    struct agent_sock_stamp_slot {
         int fd; /* -1: free */
-        uint64_t ticks;
-    } ticks[AGENT_SOCK_TICKS_SLOTS];
+        struct agent_conn_stamp stamp;
+    } *ticks; /* accept stamps of connections handed to MHD, until MHD
+               * reports them started; n_ticks slots */
+    size_t n_ticks;
 };
 
 struct agent_sock_cfg {
