@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
@@ -69,6 +70,111 @@ uint64_t agent_attest_boot_ticks(void)
      * the same tick as the connection still passes */
     return (uint64_t)ts.tv_sec * (uint64_t)hz +
            (uint64_t)ts.tv_nsec / (1000000000ull / (uint64_t)hz);
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_stamp_pid(pid_t pid, struct agent_conn_stamp *out)
+{
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    out->ticks = agent_attest_boot_ticks();
+    out->pid = pid;
+    if (pid <= 0) {
+        return MF_RES_OK;
+    }
+    /* Pin first, as agent_attest_pid does: if the pinned process is still
+     * alive after the stat, /proc/<pid> (opened after the pin) was it and
+     * the executable is the one the connecting process runs. */
+    char dir[64];
+    int n = snprintf(dir, sizeof(dir), "/proc/%d", (int)pid);
+    MF_ENSURE(n > 0 && (size_t)n < sizeof(dir), MF_ERR_INTERNAL);
+    int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (pidfd < 0 && errno != ENOSYS) {
+        return MF_RES_OK; /* gone: attestation will refuse it anyway */
+    }
+    int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    struct stat st;
+    if (dirfd >= 0 && fstatat(dirfd, "exe", &st, 0) == 0 &&
+        (pidfd < 0 || syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) == 0)) {
+        out->exe_dev = st.st_dev;
+        out->exe_ino = st.st_ino;
+        out->exe_ok = true;
+    }
+    if (dirfd >= 0) {
+        close(dirfd);
+    }
+    if (pidfd >= 0) {
+        close(pidfd);
+    }
+    return MF_RES_OK;
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_listener(int fd)
+{
+    int one = 1;
+    MF_ENSURE_MSG(setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) == 0, MF_ERR_IO,
+                  "SO_PASSCRED: %s", strerror(errno));
+    return MF_RES_OK;
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_stamp(int fd, struct agent_conn_stamp *out)
+{
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    struct ucred cred;
+    socklen_t cl = sizeof(cred);
+    int on = 0;
+    socklen_t ol = sizeof(on);
+    MF_ENSURE_MSG(getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 && cl == sizeof(cred),
+                  MF_ERR_IO, "SO_PEERCRED: %s", strerror(errno));
+    /* inherited from the listener at accept: turning it on only now would
+     * leave bytes written since the accept without their writer (and
+     * agent_attest_recv would refuse them) */
+    MF_ENSURE_MSG(getsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, &ol) == 0 && on != 0, MF_ERR_IO,
+                  "SO_PASSCRED is off on the accepted socket (see agent_attest_listener)");
+    return agent_attest_stamp_pid(cred.pid, out);
+}
+
+/* see agent_attest.h */
+ssize_t agent_attest_recv(int fd, const struct agent_conn_stamp *st, void *buf, size_t len,
+                          int flags)
+{
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(sizeof(struct ucred))];
+    } ctl;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr m = {
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = ctl.space,
+        .msg_controllen = sizeof(ctl.space),
+    };
+    ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
+    if (n <= 0) {
+        return n;
+    }
+    pid_t writer = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+            c->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred u;
+            memcpy(&u, CMSG_DATA(c), sizeof(u));
+            writer = u.pid;
+        }
+    }
+    if (st == NULL || writer <= 0 || writer != st->pid) {
+        /* a process that shares the socket with the one that connected
+         * (a forked helper): it would be answered as that process */
+        mf_log_info("bytes on the Workload API connection of pid %d were written by pid %d: "
+                    "connection refused",
+                    st != NULL ? (int)st->pid : 0, (int)writer);
+        errno = EACCES;
+        return -1;
+    }
+    return n;
 }
 
 /* Strict unsigned decimal of exactly len bytes. */
@@ -309,8 +415,18 @@ static int cmp_sel(const void *x, const void *y)
 }
 
 /* see agent_attest.h */
+/* The executable pid runs now (st, from /proc/<pid>/exe) must be the one
+ * stamped at accept. */
+static mf_res same_exe(const struct agent_conn_stamp *stamp, const struct stat *st, pid_t pid)
+{
+    MF_ENSURE_MSG(stamp->exe_ok && st->st_dev == stamp->exe_dev && st->st_ino == stamp->exe_ino,
+                  MF_ERR_AUTH, "pid %d: the executable changed since the connection was made",
+                  (int)pid);
+    return MF_RES_OK;
+}
+
 mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
-                        uint64_t connect_ticks, struct agent_workload *out)
+                        const struct agent_conn_stamp *stamp, struct agent_workload *out)
 {
     mf_res rc;
     int pidfd = -1, dirfd = -1, exefd = -1;
@@ -320,9 +436,13 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     char dir[64];
 
     MF_ENSURE_REF(a);
+    MF_ENSURE_REF(stamp);
     MF_ENSURE_REF(out);
     memset(out, 0, sizeof(*out));
     MF_ENSURE(pid > 0, MF_ERR_AUTH);
+    MF_ENSURE_MSG(stamp->pid == pid, MF_ERR_AUTH, "pid %d has no stamp of its connection",
+                  (int)pid);
+    uint64_t connect_ticks = stamp->ticks;
     mf_buf_init(&stat1, PROC_FILE_MAX, 0);
     mf_buf_init(&stat2, PROC_FILE_MAX, 0);
     mf_buf_init(&status, PROC_FILE_MAX, 0);
@@ -371,26 +491,36 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     }
 
     /* 4. the executable: path and digest. An agent without the right to
-     * look at another user's exe (not root) just yields fewer selectors. */
-    char path[PATH_MAX];
-    ssize_t pl = readlinkat(dirfd, "exe", path, sizeof(path) - 1);
-    if (pl > 0) {
-        path[pl] = '\0';
-        static const char deleted[] = " (deleted)";
-        size_t dl = sizeof(deleted) - 1;
-        if (!((size_t)pl > dl && memcmp(path + pl - (ssize_t)dl, deleted, dl) == 0)) {
-            MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_PATH, path));
+     * look at another user's exe (not root) just yields fewer selectors.
+     * It must be the executable stamped at accept: a process that connected
+     * and then exec'd a trusted binary may have left the socket to a helper
+     * (agent_attest.h). It is compared before the path is read and again on
+     * the file that is hashed, so an exec in between is caught too. */
+    struct stat xst;
+    if (fstatat(dirfd, "exe", &xst, 0) == 0) {
+        MF_TRY_OUT(same_exe(stamp, &xst, pid));
+        char path[PATH_MAX];
+        ssize_t pl = readlinkat(dirfd, "exe", path, sizeof(path) - 1);
+        if (pl > 0) {
+            path[pl] = '\0';
+            static const char deleted[] = " (deleted)";
+            size_t dl = sizeof(deleted) - 1;
+            if (!((size_t)pl > dl && memcmp(path + pl - (ssize_t)dl, deleted, dl) == 0)) {
+                MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_PATH, path));
+            }
         }
-    }
-    exefd = openat(dirfd, "exe", O_RDONLY | O_CLOEXEC);
-    if (exefd >= 0) {
-        uint8_t digest[32];
-        bool have = false;
-        MF_TRY_OUT(exe_digest(a, exefd, digest, &have));
-        if (have) {
-            char hex[65];
-            mf_hex(digest, sizeof(digest), hex);
-            MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_SHA256, hex));
+        exefd = openat(dirfd, "exe", O_RDONLY | O_CLOEXEC);
+        if (exefd >= 0) {
+            uint8_t digest[32];
+            bool have = false;
+            MF_ENSURE_OUT(fstat(exefd, &xst) == 0, MF_ERR_IO);
+            MF_TRY_OUT(same_exe(stamp, &xst, pid));
+            MF_TRY_OUT(exe_digest(a, exefd, digest, &have));
+            if (have) {
+                char hex[65];
+                mf_hex(digest, sizeof(digest), hex);
+                MF_TRY_OUT(sel_add(&l, MF_SEL_UNIX_SHA256, hex));
+            }
         }
     }
 

@@ -12,6 +12,21 @@
  * connection itself. A recycled pid therefore fails attestation instead of
  * borrowing another process's identity.
  *
+ * Exec does not change a pid, its start time or its credentials, so those
+ * checks alone let a process connect, fork a helper that keeps the socket,
+ * exec a binary some entry trusts by unix:path or unix:sha256, and have the
+ * helper ask for that entry's SVID. Two checks stop that
+ * (docs/security.md, "exec hand-off"):
+ *   - the accept thread stamps each connection at once with the device and
+ *     inode of the peer's executable (agent_attest_stamp), and attestation
+ *     refuses a process whose executable is no longer that one;
+ *   - the accept thread sets SO_PASSCRED, so that every read of the
+ *     connection can tell which process wrote the bytes, and bytes that the
+ *     connecting process did not write are refused (agent_attest_recv).
+ * What is left, a process that writes its whole request and then execs
+ * before the agent accepts, is closed by the CA's entry policy: a
+ * unix:path or unix:sha256 selector needs a uid or gid selector beside it.
+ *
  * Selectors produced (mf_selector.h): unix:uid, unix:gid (from SO_PEERCRED,
  * which must agree with the effective ids in /proc/<pid>/status), unix:user,
  * unix:group (when the ids have names), unix:supplementary_gid (each one of
@@ -66,13 +81,58 @@ struct agent_workload {
 MF_WUR mf_res agent_attestor_init(struct agent_attestor *a, uint64_t hash_max);
 void agent_attestor_cleanup(struct agent_attestor *a);
 
-/* Attests pid, which connected with uid/gid. connect_ticks is the boot-time
- * clock (in clock ticks, as in /proc/<pid>/stat) at which the connection was
- * accepted, or 0 to skip that check. out is filled only on success; errors:
- * MF_ERR_AUTH when the process is gone or changed (recycled pid, changed
- * credentials), MF_ERR_IO on unexpected /proc contents. */
+/* What the agent learnt of a Workload API connection the moment it was
+ * accepted, before any request on it was read. Plain data, copied freely. */
+struct agent_conn_stamp {
+    uint64_t ticks; /* boot-time clock at accept, in /proc stat clock ticks;
+                     * 0 skips the start-time check (tests) */
+    pid_t pid;      /* SO_PEERCRED pid; 0 when unknown: attestation refuses */
+    dev_t exe_dev;  /* the peer's executable at accept (when exe_ok) */
+    ino_t exe_ino;
+    bool exe_ok;    /* false: the agent could not see it (another uid and
+                     * no CAP_SYS_PTRACE, or the process was gone) */
+};
+
+/* Turns on SO_PASSCRED on the listening socket fd, so that connections
+ * accepted from it have it from the start: the kernel records a writer's
+ * pid only when the receiving socket asks for it at the time of the write,
+ * and a client may write between accept(2) and agent_attest_stamp. Errors:
+ * MF_ERR_IO. */
+MF_WUR mf_res agent_attest_listener(int fd);
+
+/* Stamps the accepted connection fd: the boot-time clock, the SO_PEERCRED
+ * pid and the identity of /proc/<pid>/exe, read through the pinned process;
+ * and checks that fd has SO_PASSCRED on (agent_attest_listener), which
+ * agent_attest_recv needs. Call it in the accept thread right after
+ * accept(2). An executable the agent may
+ * not see is no error (exe_ok stays false; such a workload then gets no
+ * unix:path or unix:sha256 selector either). out is filled only on
+ * success; errors: MF_ERR_IO when the socket options cannot be read or
+ * SO_PASSCRED is off (close the connection). */
+MF_WUR mf_res agent_attest_stamp(int fd, struct agent_conn_stamp *out);
+
+/* The stamp of pid, without a socket (tests; agent_attest_stamp uses it).
+ * Never fails on a pid that is gone: exe_ok is then false. */
+MF_WUR mf_res agent_attest_stamp_pid(pid_t pid, struct agent_conn_stamp *out);
+
+/* recv(2) on a stamped connection (SO_PASSCRED on) that refuses bytes the
+ * connecting process did not write: returns as recv(2) does, or -1 with
+ * errno EACCES (and a log line) when the bytes were written by a pid other
+ * than st->pid, or carry no credentials. A Unix stream socket with
+ * SO_PASSCRED never returns the bytes of two writers in one call, so
+ * checking every call checks every byte. flags may hold MSG_PEEK and
+ * MSG_DONTWAIT. */
+ssize_t agent_attest_recv(int fd, const struct agent_conn_stamp *st, void *buf, size_t len,
+                          int flags);
+
+/* Attests pid, which connected with uid/gid, on the connection stamped st
+ * (the start-time check uses st->ticks). out is filled only on success;
+ * errors: MF_ERR_AUTH when the process is gone or changed (recycled pid,
+ * changed credentials, an executable other than the one stamped at accept:
+ * "the executable changed since the connection was made"), MF_ERR_IO on
+ * unexpected /proc contents. */
 MF_WUR mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
-                               uint64_t connect_ticks, struct agent_workload *out);
+                               const struct agent_conn_stamp *st, struct agent_workload *out);
 
 void agent_workload_cleanup(struct agent_workload *w);
 

@@ -100,14 +100,58 @@ static mf_res socket_path(const struct cli_opts *o, char path[SOCK_PATH_MAX])
     return mf_endpoint_parse(env, false, path, SOCK_PATH_MAX);
 }
 
-/* Opens DIR for writing files into, refusing a symlink. */
+/* Opens DIR for writing files into. Everything is then written with
+ * openat/renameat relative to the returned handle, so swapping DIR after
+ * this check redirects nothing. Refused, with the path and the reason:
+ *   - a symbolic link, with or without a trailing slash ("link/" would
+ *     make open(2) follow it despite O_NOFOLLOW, so slashes are stripped);
+ *   - a directory that group or others may write to, or that is owned by
+ *     someone other than the caller or root: whoever can write there can
+ *     plant or swap names between our check and our rename. */
 static mf_res open_out_dir(const char *dir, int *fd)
 {
-    *fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (*fd < 0) {
-        MF_BAIL_MSG(errno == ELOOP || errno == ENOTDIR ? MF_ERR_IO_SYMLINK : MF_ERR_IO,
-                    "%s: %s", dir, errno == ELOOP ? "is a symbolic link" : strerror(errno));
+    char path[4096];
+    struct stat st;
+    *fd = -1;
+    size_t n = strlen(dir);
+    MF_ENSURE_MSG(n > 0 && n < sizeof(path), MF_ERR_USAGE_ARG, "--write: bad directory '%s'",
+                  dir);
+    memcpy(path, dir, n + 1);
+    while (n > 1 && path[n - 1] == '/') {
+        path[--n] = '\0';
     }
+    /* "link/." and "link/.." resolve link as a parent, beyond O_NOFOLLOW */
+    const char *last = strrchr(path, '/');
+    last = last != NULL ? last + 1 : path;
+    MF_ENSURE_MSG(strcmp(last, ".") != 0 && strcmp(last, "..") != 0, MF_ERR_USAGE_ARG,
+                  "--write %s: name the directory itself, not '.' or '..'", dir);
+    int d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0) {
+        bool link = errno == ELOOP ||
+                    (errno == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
+        MF_BAIL_MSG(link ? MF_ERR_IO_SYMLINK : MF_ERR_IO, "--write %s: %s", dir,
+                    link ? "is a symbolic link; give the real directory" : strerror(errno));
+    }
+    if (fstat(d, &st) != 0) {
+        close(d);
+        MF_BAIL_MSG(MF_ERR_IO, "--write %s: %s", dir, strerror(errno));
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        close(d);
+        MF_BAIL_MSG(MF_ERR_IO_PERM,
+                    "--write %s: the directory is writable by %s (mode %04o); other users "
+                    "could swap the files written there: use a directory only you can write",
+                    dir, (st.st_mode & S_IWOTH) != 0 ? "others" : "its group",
+                    (unsigned)(st.st_mode & 07777));
+    }
+    if (st.st_uid != geteuid() && st.st_uid != 0) {
+        close(d);
+        MF_BAIL_MSG(MF_ERR_IO_PERM,
+                    "--write %s: the directory belongs to uid %u, not to you (uid %u) or root; "
+                    "its owner could swap the files written there",
+                    dir, (unsigned)st.st_uid, (unsigned)geteuid());
+    }
+    *fd = d;
     return MF_RES_OK;
 }
 
@@ -508,6 +552,15 @@ int agent_cli_watch(int argc, char **argv)
         print_err("watch", r);
         return 2;
     }
+    /* a directory that would be refused at every write is refused now, at
+     * once, rather than after the first SVID arrives (checked again then) */
+    int dfd = -1;
+    r = open_out_dir(o.write_dir, &dfd);
+    if (!mf_ok(r)) {
+        print_err("watch", r);
+        return 1;
+    }
+    close(dfd);
     for (;;) {
         struct mf_http_conn *c = NULL;
         struct mf_http_resp resp;

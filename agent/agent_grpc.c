@@ -105,7 +105,7 @@ struct gconn {
     struct agent_grpc *g;
     int fd;
     int evfd;
-    uint64_t ticks;
+    struct agent_conn_stamp stamp;
     struct ucred cred;
     bool have_cred;
     nghttp2_session *sess;
@@ -846,7 +846,7 @@ static void dispatch(struct gconn *c, struct gstream *s)
     }
     if (s->rpc != RPC_VALIDATE) {
         mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
-                                                   c->cred.gid, c->ticks, &s->w)
+                                                   c->cred.gid, &c->stamp, &s->w)
                                 : mf_err_raise(MF_ERR_AUTH_MISSING, __FILE__, __LINE__, __func__,
                                                "no peer credentials");
         if (!mf_ok(r)) {
@@ -1121,7 +1121,7 @@ static bool conn_read(struct gconn *c)
 {
     uint8_t buf[RECV_CHUNK];
     for (int i = 0; i < 8; i++) {
-        ssize_t n = recv(c->fd, buf, sizeof(buf), 0);
+        ssize_t n = agent_attest_recv(c->fd, &c->stamp, buf, sizeof(buf), 0);
         if (n == 0) {
             return false;
         }
@@ -1299,11 +1299,16 @@ mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out)
 }
 
 /* see agent_grpc.h */
-mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid, uint64_t accept_ticks,
-                        int64_t accept_ms)
+mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid,
+                        const struct agent_conn_stamp *stamp, int64_t accept_ms)
 {
     if (g == NULL) {
         close(fd);
+        MF_BAIL(MF_ERR_USAGE_NULL);
+    }
+    if (stamp == NULL) {
+        close(fd);
+        release(g, uid);
         MF_BAIL(MF_ERR_USAGE_NULL);
     }
     /* from here every failure closes fd and then gives back its count */
@@ -1328,7 +1333,7 @@ mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid, uint64_t accept
     c->g = g;
     c->fd = fd;
     c->evfd = evfd;
-    c->ticks = accept_ticks;
+    c->stamp = *stamp;
     c->uid = uid;
     c->started_ms = accept_ms;
     socklen_t cl = sizeof(c->cred);

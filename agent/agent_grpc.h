@@ -92,11 +92,12 @@ MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc
 
 /* Serves the accepted connection fd (nothing read from it yet) on a new
  * thread; uid is its peer's (counted once in cfg->admit, released here),
- * accept_ticks is agent_attest_boot_ticks() and accept_ms mf_mono_ms() at
- * accept. Takes fd and the count: both are released on failure
+ * stamp its agent_attest_stamp() from accept (copied) and accept_ms
+ * mf_mono_ms() at accept. Every read checks that the connecting process
+ * wrote the bytes. Takes fd and the count: both are released on failure
  * (MF_ERR_POLICY_LIMIT when the long-lived slots are all taken). */
-MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid, uint64_t accept_ticks,
-                               int64_t accept_ms);
+MF_WUR mf_res agent_grpc_serve(struct agent_grpc *g, int fd, uid_t uid,
+                               const struct agent_conn_stamp *stamp, int64_t accept_ms);
 
 /* Connections being served now. */
 unsigned agent_grpc_conns(struct agent_grpc *g);

@@ -37,8 +37,8 @@
  * started (the fd number was reused since), so its count goes now. Always
  * finds a free slot: every slot is one admitted connection, and there are
  * never more than max_conns of those. */
-static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid, uint64_t ticks,
-                                        int64_t accept_ms)
+static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid,
+                                        const struct agent_conn_stamp *stamp, int64_t accept_ms)
 {
     struct agent_sock_conn *slot = NULL;
     bool stale = false;
@@ -59,7 +59,7 @@ static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid,
         *slot = (struct agent_sock_conn){
             .fd = fd,
             .uid = uid,
-            .ticks = ticks,
+            .stamp = *stamp,
             .accept_ms = accept_ms,
             .deadline_ms = accept_ms + (int64_t)s->conn_timeout_s * 1000,
         };
@@ -166,13 +166,15 @@ static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
 {
     struct ucred cred;
     MF_TRY(mf_httpd_peer_cred(conn, &cred));
-    uint64_t ticks = 0;
+    struct agent_conn_stamp none;
+    const struct agent_conn_stamp *stamp = &none;
+    memset(&none, 0, sizeof(none)); /* names no pid: refused */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci != NULL && ci->socket_context != NULL) {
-        ticks = ((const struct agent_sock_conn *)ci->socket_context)->ticks;
+        stamp = &((const struct agent_sock_conn *)ci->socket_context)->stamp;
     }
-    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, ticks, w);
+    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, stamp, w);
 }
 
 static void free_secret_buf(void *cls)
@@ -584,7 +586,7 @@ enum kind { KIND_WAIT, KIND_WAIT_MORE, KIND_HTTP1, KIND_HTTP2, KIND_CLOSE };
 struct pending {
     int fd;
     uid_t uid;
-    uint64_t ticks;
+    struct agent_conn_stamp stamp;
     int64_t accept_ms;
     int64_t deadline_ms;
     bool short_wait;        /* a partial preface: look again shortly */
@@ -593,11 +595,13 @@ struct pending {
 };
 
 /* Which protocol the connection speaks, from the bytes it sent so far
- * (peeked: they stay in the socket for whoever serves it). */
-static enum kind classify(int fd)
+ * (peeked: they stay in the socket for whoever serves it). Bytes that the
+ * connecting process did not write itself close the connection
+ * (agent_attest_recv). */
+static enum kind classify(int fd, const struct agent_conn_stamp *stamp)
 {
     char b[H2_PREFACE_LEN];
-    ssize_t n = recv(fd, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
+    ssize_t n = agent_attest_recv(fd, stamp, b, sizeof(b), MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) {
         return KIND_CLOSE;
     }
@@ -615,13 +619,13 @@ static void hand_over(struct agent_sock *s, struct pending *p, enum kind k)
 {
     if (k == KIND_HTTP2) {
         /* agent_grpc releases the count, also when it refuses */
-        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->uid, p->ticks, p->accept_ms);
+        mf_res r = agent_grpc_serve(s->grpc, p->fd, p->uid, &p->stamp, p->accept_ms);
         if (!mf_ok(r)) {
             mf_log_warn_r(r, "gRPC connection refused");
         }
         return;
     }
-    struct agent_sock_conn *c = conn_put(s, p->fd, p->uid, p->ticks, p->accept_ms);
+    struct agent_sock_conn *c = conn_put(s, p->fd, p->uid, &p->stamp, p->accept_ms);
     if (c == NULL) {
         close(p->fd);
         agent_admit_release(&s->admit, p->uid);
@@ -743,7 +747,7 @@ static void *accept_main(void *arg)
             short ev = pf[2 + i - 1].revents;
             enum kind k = KIND_WAIT;
             if (p->short_wait || (ev & (POLLIN | POLLHUP | POLLERR))) {
-                k = classify(p->fd);
+                k = classify(p->fd, &p->stamp);
             }
             p->short_wait = k == KIND_WAIT_MORE;
             if ((k == KIND_WAIT || k == KIND_WAIT_MORE) && now >= p->deadline_ms) {
@@ -769,7 +773,11 @@ static void *accept_main(void *arg)
             if (p.fd < 0) {
                 break; /* EAGAIN, or a client that went away */
             }
-            p.ticks = agent_attest_boot_ticks();
+            /* at once, before the peer can exec something else */
+            if (!mf_ok(agent_attest_stamp(p.fd, &p.stamp))) {
+                close(p.fd);
+                continue;
+            }
             /* np < cap always holds while the admission count does (every
              * pending connection is counted); the check costs nothing */
             if (np == cap || !admit(s, &p, now, &last_full_log)) {
@@ -831,6 +839,7 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     MF_ENSURE_OUT(s->wake_fd >= 0, MF_ERR_IO);
     /* 0666: any local process may ask; attestation decides what it gets */
     MF_TRY_OUT(mf_httpd_listen_unix(cfg->path, 0666, 128, &s->listen_fd));
+    MF_TRY_OUT(agent_attest_listener(s->listen_fd));
     int fl = fcntl(s->listen_fd, F_GETFL);
     MF_ENSURE_OUT(fl >= 0 && fcntl(s->listen_fd, F_SETFL, fl | O_NONBLOCK) == 0, MF_ERR_IO);
     /* the accept thread hands HTTP/1.1 connections over: MHD listens on

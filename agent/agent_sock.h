@@ -74,7 +74,7 @@ struct agent_grpc;
 struct agent_sock_conn {
     int fd; /* -1: the slot is free */
     uid_t uid;
-    uint64_t ticks;      /* agent_attest_boot_ticks() at accept */
+    struct agent_conn_stamp stamp; /* agent_attest_stamp() at accept */
     int64_t accept_ms;   /* mf_mono_ms() at accept */
     int64_t deadline_ms; /* the request under way must be complete by then; 0: none */
     bool started;        /* MHD reported it started */

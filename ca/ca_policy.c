@@ -90,6 +90,36 @@ static bool dns_name_ok(const char *s)
     }
 }
 
+static bool has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* An entry that names an executable (unix:path, unix:sha256) must also name
+ * a uid or gid. The agent stamps each connection with the caller's
+ * executable when it accepts it, but a process may write its request and
+ * exec the trusted binary before that, then let a child that shares the
+ * socket read the answer (docs/security.md, "exec hand-off"). With a uid or
+ * gid selector that only helps a process already running as that uid or
+ * gid, which could run the binary itself anyway; supplementary groups do
+ * not count, since many users may hold one. e's selectors are canonical. */
+static mf_res exe_needs_ids(const struct ca_entry *e)
+{
+    bool exe = false, ids = false;
+    for (size_t i = 0; i < e->n_selectors; i++) {
+        const char *s = e->selectors[i];
+        exe = exe || has_prefix(s, "unix:path:") || has_prefix(s, "unix:sha256:");
+        ids = ids || has_prefix(s, "unix:uid:") || has_prefix(s, "unix:user:") ||
+              has_prefix(s, "unix:gid:") || has_prefix(s, "unix:group:");
+    }
+    MF_ENSURE_MSG(!exe || ids, MF_ERR_POLICY_DENIED,
+                  "an entry with a unix:path or unix:sha256 selector needs a unix:uid, "
+                  "unix:user, unix:gid or unix:group selector too: a process can exec the "
+                  "trusted binary after connecting to the Workload API and lend it the "
+                  "connection, so an executable alone could be borrowed by any local user");
+    return MF_RES_OK;
+}
+
 mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e)
 {
     MF_ENSURE_REF(td);
@@ -133,6 +163,7 @@ mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e
         MF_ENSURE_MSG(strcmp(e->selectors[i - 1], e->selectors[i]) != 0, MF_ERR_PROTO_SELECTOR,
                       "selector '%s' is given twice", e->selectors[i]);
     }
+    MF_TRY(exe_needs_ids(e));
     MF_ENSURE_MSG(e->ttl >= 0 && e->ttl <= max_ttl, MF_ERR_USAGE_ARG,
                   "ttl %lld s is out of range: at most %lld s (1/6 of the CA key lifetime)",
                   (long long)e->ttl, (long long)max_ttl);

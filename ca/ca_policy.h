@@ -28,7 +28,10 @@ MF_WUR mf_res ca_policy_agent_id(const char *td, const char *s, struct mf_spiffe
 /* Validates an entry from an operator and makes its selectors canonical
  * (sorted, "type:key:value"): the SPIFFE ID is valid, in td, has a path and
  * is not under the reserved /mayfly/ tree; the parent is an agent ID of td;
- * 1..MF_SELECTORS_MAX selectors, each known and valid, none repeated; ttl is
+ * 1..MF_SELECTORS_MAX selectors, each known and valid, none repeated, and a
+ * unix:path or unix:sha256 selector only beside a unix:uid, unix:user,
+ * unix:gid or unix:group one (MF_ERR_POLICY_DENIED, see
+ * docs/security.md "exec hand-off"); ttl is
  * 0 (the CA's default) or 1..max_ttl; DNS names are valid host names; the
  * hint is short printable text. */
 MF_WUR mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e);

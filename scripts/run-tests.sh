@@ -107,17 +107,24 @@ record() {
 
 # A pool of background jobs: run_job NAME KIND CMD... starts one when a slot
 # is free; drain waits for all. Each job writes its exit status and duration
-# next to its log.
+# next to its log when it ends; the pool polls for those files (wait -n
+# cannot be trusted to report a job that ended before it was called).
 declare -A job_name=() job_kind=()
 reap_one() {
-    local pid
-    wait -n -p pid "${!job_name[@]}" 2>/dev/null
-    [ -n "${pid:-}" ] || return 0
-    local name=${job_name[$pid]} kind=${job_kind[$pid]}
-    unset "job_name[$pid]" "job_kind[$pid]"
-    local rc secs
-    read -r rc secs <"$log_dir/$name.rc"
-    record "$name" "$rc" "$log_dir/$name.log" "$secs" "$kind"
+    local pid name
+    while :; do
+        for pid in "${!job_name[@]}"; do
+            name=${job_name[$pid]}
+            [ -f "$log_dir/$name.rc" ] || continue
+            wait "$pid" 2>/dev/null || true
+            local kind=${job_kind[$pid]} rc secs
+            unset "job_name[$pid]" "job_kind[$pid]"
+            read -r rc secs <"$log_dir/$name.rc"
+            record "$name" "$rc" "$log_dir/$name.log" "$secs" "$kind"
+            return 0
+        done
+        sleep 0.1
+    done
 }
 run_job() {
     local name=$1 kind=$2
@@ -127,7 +134,8 @@ run_job() {
         s=$(date +%s)
         "$@" >"$log_dir/$name.log" 2>&1 </dev/null
         rc=$?
-        echo "$rc $(($(date +%s) - s))" >"$log_dir/$name.rc"
+        echo "$rc $(($(date +%s) - s))" >"$log_dir/$name.rc.tmp"
+        mv "$log_dir/$name.rc.tmp" "$log_dir/$name.rc"
     ) &
     job_name[$!]=$name
     job_kind[$!]=$kind

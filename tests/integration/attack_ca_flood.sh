@@ -12,7 +12,6 @@
 #      still gets a reserved slot.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -ge 2400 ] || { echo "note: ulimit -n $(ulimit -n) too low, skipped"; exit 0; }
 make_tmp

@@ -15,7 +15,6 @@
 #      every 500 ms.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-source "$(dirname "$0")/fault_lib.sh"
 make_tmp
 [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null ||
     { echo "note: needs root and setpriv for the other-uid cases, skipped"; exit 0; }

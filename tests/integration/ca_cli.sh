@@ -56,6 +56,22 @@ expect_fail "ttl beyond 1/6 of the CA TTL" "$CA_BIN" entry create "${S[@]}" \
     --spiffe-id spiffe://example.org/long --parent-id $AG --selector unix:uid:1 --ttl 24h
 expect_fail "reserved path" "$CA_BIN" entry create "${S[@]}" \
     --spiffe-id spiffe://example.org/mayfly/agent/evil --parent-id $AG --selector unix:uid:1
+# an executable alone can be borrowed by exec (docs/security.md): refused
+# with the reason, at create and at update, exit code 1
+rc=0
+err=$("$CA_BIN" entry create "${S[@]}" --spiffe-id spiffe://example.org/exe-only \
+    --parent-id $AG --selector unix:path:/usr/bin/web 2>&1 >/dev/null) || rc=$?
+[ "$rc" = 1 ] || die "path-only entry: exit $rc, want 1: $err"
+grep -q 'needs a unix:uid, unix:user, unix:gid or unix:group selector' <<<"$err" ||
+    die "path-only entry refused without the reason: $err"
+echo "ok (refused): path-only entry: $err"
+expect_fail "sha256-only entry" "$CA_BIN" entry create "${S[@]}" \
+    --spiffe-id spiffe://example.org/exe-only --parent-id $AG \
+    --selector unix:sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+expect_fail "update to a path-only entry" "$CA_BIN" entry update "${S[@]}" "$id" \
+    --selector unix:path:/usr/bin/web
+"$CA_BIN" entry show "${S[@]}" "$id" --json | grep -q '"unix:uid:1001"' ||
+    die "a refused update changed the entry"
 expect_fail "unknown entry" "$CA_BIN" entry show "${S[@]}" 0123456789abcdef0123456789abcdef
 expect_fail "unknown option" "$CA_BIN" entry list "${S[@]}" --bogus 1
 n_after=$("$CA_BIN" entry list "${S[@]}" --json | grep -c '"spiffe_id"' || true)

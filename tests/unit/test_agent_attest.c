@@ -2,15 +2,20 @@
 /*
  * Unit tests for agent_attest: attesting this very test process, the digest
  * cache, the size limit, a dead pid, a "recycled" pid (connection older than
- * the process), and the /proc stat parser on hostile command names.
+ * the process), a stamp whose executable is not the one running (exec
+ * after connect), bytes written by another process, and the /proc stat
+ * parser on hostile command names.
  */
+#include <errno.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <cmocka.h>
@@ -31,6 +36,19 @@ static bool has(const struct agent_workload *w, const char *text)
     return found;
 }
 
+/* The stamp agent_attest_stamp would make for pid now; with_ticks false
+ * skips the start-time check. */
+static struct agent_conn_stamp stamp_of(pid_t pid, bool with_ticks)
+{
+    struct agent_conn_stamp st;
+    assert_true(mf_ok(agent_attest_stamp_pid(pid, &st)));
+    assert_int_equal(st.pid, pid);
+    if (!with_ticks) {
+        st.ticks = 0;
+    }
+    return st;
+}
+
 static void test_agent_attest_pid_self_ok(void **state)
 {
     (void)state;
@@ -38,8 +56,9 @@ static void test_agent_attest_pid_self_ok(void **state)
     struct agent_workload w;
     char sel[4200];
     assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(),
-                                       agent_attest_boot_ticks(), &w)));
+    struct agent_conn_stamp st = stamp_of(getpid(), true);
+    assert_true(st.exe_ok);
+    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w)));
     snprintf(sel, sizeof(sel), "unix:uid:%u", (unsigned)geteuid());
     assert_true(has(&w, sel));
     snprintf(sel, sizeof(sel), "unix:gid:%u", (unsigned)getegid());
@@ -59,7 +78,7 @@ static void test_agent_attest_pid_self_ok(void **state)
 
     /* second attestation: digest served from the cache */
     struct agent_workload w2;
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), 0, &w2)));
+    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w2)));
     assert_int_equal(a.hashes, 1);
     assert_int_equal(w2.n_sels, w.n_sels);
     agent_workload_cleanup(&w2);
@@ -72,8 +91,9 @@ static void test_agent_attest_pid_size_limit_no_sha(void **state)
     (void)state;
     struct agent_attestor a;
     struct agent_workload w;
+    struct agent_conn_stamp st = stamp_of(getpid(), false);
     assert_true(mf_ok(agent_attestor_init(&a, 16)));
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), 0, &w)));
+    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w)));
     for (size_t i = 0; i < w.n_sels; i++) {
         assert_int_not_equal(w.sels[i].kind, MF_SEL_UNIX_SHA256);
     }
@@ -86,8 +106,9 @@ static void test_agent_attest_pid_wrong_uid_refused(void **state)
     (void)state;
     struct agent_attestor a;
     struct agent_workload w;
+    struct agent_conn_stamp st = stamp_of(getpid(), false);
     assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), 0, &w).err,
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), &st, &w).err,
                      MF_ERR_AUTH);
     assert_null(w.sels);
     agent_attestor_cleanup(&a);
@@ -104,8 +125,10 @@ static void test_agent_attest_pid_dead_refused(void **state)
     }
     assert_true(pid > 0);
     assert_int_equal(waitpid(pid, NULL, 0), pid);
+    struct agent_conn_stamp st = stamp_of(pid, false);
+    assert_false(st.exe_ok);
     assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), 0, &w).err, MF_ERR_AUTH);
+    assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err, MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -115,10 +138,133 @@ static void test_agent_attest_pid_younger_than_connection_refused(void **state)
     (void)state;
     struct agent_attestor a;
     struct agent_workload w;
+    struct agent_conn_stamp st = stamp_of(getpid(), false);
+    st.ticks = 1;
     assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), 1, &w).err,
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
                      MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
+}
+
+/* The stamp's executable must be the one the process runs now: any other
+ * device or inode is refused with a detail that says why. */
+static void test_agent_attest_pid_other_exe_stamp_refused(void **state)
+{
+    (void)state;
+    struct agent_attestor a;
+    struct agent_workload w;
+    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    struct agent_conn_stamp st = stamp_of(getpid(), false);
+    st.exe_ino++;
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
+                     MF_ERR_AUTH);
+    assert_non_null(strstr(mf_err_detail(), "the executable changed since the connection"));
+    assert_null(w.sels);
+    st = stamp_of(getpid(), false);
+    st.exe_dev++;
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
+                     MF_ERR_AUTH);
+    /* not seen at accept, but visible now: cannot be compared, refused */
+    st = stamp_of(getpid(), false);
+    st.exe_ok = false;
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
+                     MF_ERR_AUTH);
+    /* a stamp of another pid, or of none */
+    st = stamp_of(getpid(), false);
+    st.pid = getpid() + 1;
+    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
+                     MF_ERR_AUTH);
+    agent_attestor_cleanup(&a);
+}
+
+/* The attack itself: a child is stamped (it "connects"), then execs
+ * another binary; the process behind the pid now runs that binary and must
+ * get nothing. A child that does not exec is still attested. */
+static void test_agent_attest_pid_exec_after_stamp_refused(void **state)
+{
+    (void)state;
+    struct agent_attestor a;
+    struct agent_workload w;
+    int go[2];
+    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    for (int do_exec = 0; do_exec < 2; do_exec++) {
+        assert_int_equal(pipe(go), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char c;
+            close(go[1]);
+            (void)!read(go[0], &c, 1); /* stamped: go on */
+            if (c == 'x') {
+                execl("/bin/sleep", "sleep", "30", (char *)NULL);
+            }
+            pause();
+            _exit(0);
+        }
+        close(go[0]);
+        struct agent_conn_stamp st = stamp_of(pid, true);
+        assert_true(st.exe_ok);
+        assert_int_equal(write(go[1], do_exec ? "x" : "n", 1), 1);
+        close(go[1]);
+        if (do_exec) {
+            /* wait (bounded) until the child runs the other binary */
+            char exe[64], path[4096];
+            snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+            bool execd = false;
+            for (int i = 0; i < 5000 && !execd; i++) {
+                ssize_t n = readlink(exe, path, sizeof(path) - 1);
+                path[n > 0 ? n : 0] = '\0';
+                execd = strstr(path, "sleep") != NULL;
+                if (!execd) {
+                    usleep(1000);
+                }
+            }
+            assert_true(execd);
+            assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err,
+                             MF_ERR_AUTH);
+            assert_non_null(strstr(mf_err_detail(), "the executable changed"));
+            assert_null(w.sels);
+        } else {
+            assert_true(mf_ok(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w)));
+            agent_workload_cleanup(&w);
+        }
+        kill(pid, SIGKILL);
+        assert_int_equal(waitpid(pid, NULL, 0), pid);
+    }
+    agent_attestor_cleanup(&a);
+}
+
+/* agent_attest_recv: bytes from the process that connected pass, bytes
+ * from another process sharing the socket (a forked helper) do not. */
+static void test_agent_attest_recv_other_writer_refused(void **state)
+{
+    (void)state;
+    int sv[2];
+    char buf[16];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct agent_conn_stamp st;
+    /* off: refused, the first bytes would come without their writer */
+    assert_int_equal(agent_attest_stamp(sv[0], &st).err, MF_ERR_IO);
+    assert_true(mf_ok(agent_attest_listener(sv[0])));
+    assert_true(mf_ok(agent_attest_stamp(sv[0], &st)));
+    assert_int_equal(st.pid, getpid());
+    assert_int_equal(write(sv[1], "me", 2), 2);
+    pid_t pid = fork();
+    if (pid == 0) {
+        _exit(write(sv[1], "helper", 6) == 6 ? 0 : 1);
+    }
+    int ws = 0;
+    assert_int_equal(waitpid(pid, &ws, 0), pid);
+    assert_int_equal(ws, 0);
+    /* a peek sees our two bytes only: writers are never merged */
+    assert_int_equal(agent_attest_recv(sv[0], &st, buf, sizeof(buf), MSG_PEEK), 2);
+    assert_int_equal(agent_attest_recv(sv[0], &st, buf, sizeof(buf), 0), 2);
+    assert_memory_equal(buf, "me", 2);
+    errno = 0;
+    assert_int_equal(agent_attest_recv(sv[0], &st, buf, sizeof(buf), MSG_DONTWAIT), -1);
+    assert_int_equal(errno, EACCES);
+    close(sv[1]);
+    close(sv[0]);
 }
 
 static void test_agent_attest_parse_starttime_hostile_comm_ok(void **state)
@@ -145,6 +291,9 @@ int main(void)
         cmocka_unit_test(test_agent_attest_pid_wrong_uid_refused),
         cmocka_unit_test(test_agent_attest_pid_dead_refused),
         cmocka_unit_test(test_agent_attest_pid_younger_than_connection_refused),
+        cmocka_unit_test(test_agent_attest_pid_other_exe_stamp_refused),
+        cmocka_unit_test(test_agent_attest_pid_exec_after_stamp_refused),
+        cmocka_unit_test(test_agent_attest_recv_other_writer_refused),
         cmocka_unit_test(test_agent_attest_parse_starttime_hostile_comm_ok),
     };
     return cmocka_run_group_tests_name("agent_attest", tests, NULL, NULL);

@@ -176,11 +176,12 @@ static void attest_with_swap(enum hook hook, bool no_pidfd)
     pid_t victim = spawn_sleeper();
     assert_true(victim > 0);
     usleep(20000); /* the connection comes after the process started */
-    uint64_t connect_ticks = agent_attest_boot_ticks();
+    struct agent_conn_stamp st;
+    assert_true(mf_ok(agent_attest_stamp_pid(victim, &st)));
     g_victim = victim;
     g_hook = hook;
     g_no_pidfd = no_pidfd;
-    mf_res r = agent_attest_pid(&a, victim, geteuid(), getegid(), connect_ticks, &w);
+    mf_res r = agent_attest_pid(&a, victim, geteuid(), getegid(), &st, &w);
     g_hook = HOOK_NONE;
     assert_true(g_fired);
     if (g_recycled == 0) {
@@ -235,8 +236,9 @@ static void test_agent_attest_pid_unswapped_ok(void **state)
         g_no_pidfd = k == 1;
         pid_t child = spawn_sleeper();
         usleep(20000);
-        mf_res r = agent_attest_pid(&a, child, geteuid(), getegid(), agent_attest_boot_ticks(),
-                                    &w);
+        struct agent_conn_stamp st;
+        assert_true(mf_ok(agent_attest_stamp_pid(child, &st)));
+        mf_res r = agent_attest_pid(&a, child, geteuid(), getegid(), &st, &w);
         reap(child);
         assert_true(mf_ok(r));
         assert_true(w.n_sels > 0);

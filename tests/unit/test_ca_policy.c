@@ -60,6 +60,36 @@ static void test_ca_policy_entry_check_valid_ok(void **state)
     ca_entry_cleanup(&e);
 }
 
+/* An executable alone can be borrowed by exec (docs/security.md, "exec
+ * hand-off"): unix:path and unix:sha256 need a uid or gid selector beside
+ * them; a supplementary gid does not count. */
+static void test_ca_policy_entry_check_exe_only_refused(void **state)
+{
+    (void)state;
+    static const char *const sha =
+        "unix:sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    const char *path_only[] = {"unix:path:/usr/bin/web"};
+    const char *sha_only[] = {sha};
+    const char *both[] = {"unix:path:/usr/bin/web", sha};
+    const char *supp[] = {"unix:path:/usr/bin/web", "unix:supplementary_gid:7"};
+    assert_int_equal(check("spiffe://example.org/w", AGENT, path_only, 1, 0),
+                     MF_ERR_POLICY_DENIED);
+    assert_non_null(strstr(mf_err_detail(), "needs a unix:uid"));
+    assert_int_equal(check("spiffe://example.org/w", AGENT, sha_only, 1, 0),
+                     MF_ERR_POLICY_DENIED);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, both, 2, 0), MF_ERR_POLICY_DENIED);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, supp, 2, 0), MF_ERR_POLICY_DENIED);
+    /* each of uid, user, gid, group makes it acceptable */
+    const char *ids[] = {"unix:uid:1000", "unix:user:web", "unix:gid:1000", "unix:group:web"};
+    for (size_t i = 0; i < 4; i++) {
+        const char *ok_sels[] = {"unix:path:/usr/bin/web", sha, ids[i]};
+        assert_int_equal(check("spiffe://example.org/w", AGENT, ok_sels, 3, 0), MF_OK);
+    }
+    /* no executable selector: no such rule */
+    const char *supp_only[] = {"unix:supplementary_gid:7"};
+    assert_int_equal(check("spiffe://example.org/w", AGENT, supp_only, 1, 0), MF_OK);
+}
+
 static void test_ca_policy_entry_check_bad_ids_refused(void **state)
 {
     (void)state;
@@ -229,6 +259,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ca_policy_entry_check_valid_ok),
+        cmocka_unit_test(test_ca_policy_entry_check_exe_only_refused),
         cmocka_unit_test(test_ca_policy_entry_check_bad_ids_refused),
         cmocka_unit_test(test_ca_policy_entry_check_selectors_refused),
         cmocka_unit_test(test_ca_policy_entry_check_ttl_dns_hint),
