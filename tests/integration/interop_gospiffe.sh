@@ -77,12 +77,12 @@ as_c() {
 # c_server NAME ALLOW: a one-shot mayfly-mtls server on a port of its own;
 # sets C_ADDR and C_PID
 c_server() {
-    : >"$T/$1.out"
-    as_c server --listen 127.0.0.1:0 --allow-id "$2" --once >"$T/$1.out" 2>&1 &
+    : >"$T/$1.log"
+    as_c server --listen 127.0.0.1:0 --allow-id "$2" --once >"$T/$1.log" 2>&1 &
     C_PID=$!
     track_pid "$C_PID"
-    LOG_ON_FAIL="$T/$1.out" wait_for_log "$T/$1.out" '^server: listening on ' 10
-    C_ADDR=$(sed -n 's/^server: listening on \([^;]*\);.*/\1/p' "$T/$1.out")
+    LOG_ON_FAIL="$T/$1.log" wait_for_log "$T/$1.log" '^server: listening on ' 10
+    C_ADDR=$(sed -n 's/^server: listening on \([^;]*\);.*/\1/p' "$T/$1.log")
 }
 # go_server NAME ALLOW [--refused]: a one-shot go-spiffe server; sets
 # G_ADDR and G_PID
@@ -99,14 +99,14 @@ go_server() {
 # go client -> mayfly-mtls server
 c_server s1 "$GO_APP"
 gocheck dial "$C_ADDR" "$C_APP"
-wait "$C_PID" || { cat "$T/s1.out"; die "mayfly-mtls server did not accept the go-spiffe client"; }
-grep -q "accepted peer $GO_APP" "$T/s1.out" || die "mayfly-mtls server: no 'accepted peer $GO_APP'"
-grep -q 'received from .*"hello from go-spiffe"' "$T/s1.out" || die "mayfly-mtls server: no message"
+wait "$C_PID" || { cat "$T/s1.log"; die "mayfly-mtls server did not accept the go-spiffe client"; }
+grep -q "accepted peer $GO_APP" "$T/s1.log" || die "mayfly-mtls server: no 'accepted peer $GO_APP'"
+grep -q 'received from .*"hello from go-spiffe"' "$T/s1.log" || die "mayfly-mtls server: no message"
 echo "ok: go-spiffe client -> mayfly-mtls server"
 
 # mayfly-mtls client -> go server
 go_server g1 "$C_APP"
-out=$(as_c client --connect "$G_ADDR" --expect-id "$GO_APP" --message "hello from C") ||
+out=$(as_c client --connect "$G_ADDR" --expect-id "$GO_APP" --message "hello from C" 2>>"$T/c-client.log") ||
     { echo "$out"; cat "$T/g1.out"; die "mayfly-mtls client against the go-spiffe server"; }
 grep -q 'server replied: "got your message: hello from C"' <<<"$out" || die "no answer: $out"
 wait "$G_PID" || { cat "$T/g1.out"; die "go-spiffe server"; }
@@ -122,17 +122,17 @@ if wait "$C_PID"; then die "mayfly-mtls server reported success with a refusing 
 c_server s3 "$OTHER"
 gocheck dial "$C_ADDR" "$C_APP" --refused
 if wait "$C_PID"; then die "mayfly-mtls server accepted $GO_APP with --allow-id $OTHER"; fi
-grep -q "refused peer $GO_APP" "$T/s3.out" || { cat "$T/s3.out"; die "mayfly-mtls server: no 'refused peer'"; }
+grep -q "refused peer $GO_APP" "$T/s3.log" || { cat "$T/s3.log"; die "mayfly-mtls server: no 'refused peer'"; }
 # the go server does not authorize the mayfly-mtls client's ID
 go_server g2 "$OTHER" --refused
-if out=$(as_c client --connect "$G_ADDR" --expect-id "$GO_APP"); then
+if out=$(as_c client --connect "$G_ADDR" --expect-id "$GO_APP" 2>>"$T/c-client.log"); then
     die "mayfly-mtls client completed an exchange with a server that refuses it: $out"
 fi
 wait "$G_PID" || { cat "$T/g2.out"; die "go-spiffe server accepted $C_APP while authorizing $OTHER"; }
 grep '^ok' "$T/g2.out"
 # the mayfly-mtls client does not authorize the go server's ID
 go_server g3 "$C_APP" --refused
-if out=$(as_c client --connect "$G_ADDR" --expect-id "$OTHER"); then
+if out=$(as_c client --connect "$G_ADDR" --expect-id "$OTHER" 2>>"$T/c-client.log"); then
     die "mayfly-mtls client accepted $GO_APP while expecting $OTHER: $out"
 fi
 grep -q 'not who I expected' <<<"$out" || die "mayfly-mtls client: $out"
