@@ -99,7 +99,7 @@ check x509 "$APP"
 
 # a clean shutdown with streams open; under `make check` any sanitizer
 # report (leaks are reported at exit) fails the test
-"$PY" - "$SOCK" <<'PY' &
+"$PY" - "$SOCK" "$T/streams-open" <<'PY' &
 import sys, time, grpc
 sys.path.insert(0, __import__("os").environ["MAYFLY_GRPC_GEN"])
 import workload_pb2 as pb, workload_pb2_grpc as rpc
@@ -108,16 +108,18 @@ its = [s.FetchX509SVID(pb.X509SVIDRequest(), metadata=[("workload.spiffe.io", "t
        for _ in range(5)]
 for it in its:
     next(it)
+open(sys.argv[2], "w").close()
 time.sleep(30)
 PY
 held=$!
 track_pid "$held"
-sleep 1
+wait_until 10 test -f "$T/streams-open"
 # the CA first: the agent's worker then leaves its long poll at once and
 # shuts down fully (from inside a 30 s long poll it is abandoned, and a
 # sanitizer would report everything it owns)
+n0=$(grep -c 'CA unavailable' "$T/n1/agent.log" || true)
 stop_pid "$CA_PID_a"
-sleep 1
+wait_until 10 sh -c "[ \$(grep -c 'CA unavailable' '$T/n1/agent.log') -gt $n0 ]"
 stop_pid "$AGENT_PID_n1"
 kill "$held" 2>/dev/null || true
 grep -q 'shutting down' "$T/n1/agent.log" || die "the agent did not shut down cleanly"

@@ -63,7 +63,8 @@ no_expired "$AGENT_SOCK_A"
 echo "ok: agent +2h: nothing served; back: served again"
 jump agent -1h
 add_entry a spiffe://example.org/late $AG unix:uid:0 >/dev/null
-sleep 3
+# the agent was sent the new SVID and refused it (not yet valid by its clock)
+wait_for_log "$T/A/agent.log" 'signing spiffe://example.org/late failed' 10
 served "$AGENT_SOCK_A" example.org/app || die "agent -1h stopped serving valid SVIDs"
 served "$AGENT_SOCK_A" example.org/late && die "agent -1h took an SVID not yet valid by its clock"
 no_expired "$AGENT_SOCK_A"
@@ -80,8 +81,10 @@ MAYFLY_WRAP=()
 start_agent B "$T/B" b --join-token "$(fresh_token b $AG)" --backoff-cap 2s
 LOG_ON_FAIL="$T/B/agent.log"
 wait_until 10 served "$AGENT_SOCK_B" example.org/app
+n0=$(grep -c 'signing spiffe://example.org/app failed' "$T/B/agent.log" || true)
 jump ca +90
-sleep 4
+# a renewal during the jump got a leaf dated in the future, and refused it
+wait_until 20 sh -c "[ \$(grep -c 'signing spiffe://example.org/app failed' '$T/B/agent.log') -gt $n0 ]"
 no_expired "$AGENT_SOCK_B"
 n=$(issued "$T/B")
 jump ca +0
@@ -89,8 +92,10 @@ renewed "$T/B" "$n" 25 || die "no renewal after the CA's clock came back from +9
 served "$AGENT_SOCK_B" example.org/app || die "CA +90 s: not served after"
 no_expired "$AGENT_SOCK_B"
 echo "ok: CA +90 s: leaves dated in the future refused; back: renewals resumed"
+n0=$(grep -c 'signing spiffe://example.org/app failed' "$T/B/agent.log" || true)
 jump ca -1h
-sleep 4
+# a renewal during the jump got an expired leaf, and refused it
+wait_until 20 sh -c "[ \$(grep -c 'signing spiffe://example.org/app failed' '$T/B/agent.log') -gt $n0 ]"
 no_expired "$AGENT_SOCK_B"
 n=$(issued "$T/B")
 jump ca +0
