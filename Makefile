@@ -38,7 +38,7 @@ endif
 # missing (scripts/install-deps.sh installs them all).
 LIB_PKGS   := wolfssl jansson
 INT_PKGS   := libmicrohttpd
-CA_PKGS    := $(LIB_PKGS) $(INT_PKGS) gnutls sqlite3
+CA_PKGS    := $(LIB_PKGS) $(INT_PKGS) gnutls sqlite3 libpq
 AGENT_PKGS := $(LIB_PKGS) $(INT_PKGS) libnghttp2 libprotobuf-c
 ALL_PKGS   := $(sort $(CA_PKGS) $(AGENT_PKGS))
 NOPKG_GOALS := clean deps lint format

@@ -28,6 +28,10 @@
 
 enum ca_db_kind { CA_DB_NULL, CA_DB_INT, CA_DB_TEXT, CA_DB_BLOB };
 
+/* Column types that the engines spell differently, for the one schema
+ * history: migrations write {INT64} and {BLOB}. */
+enum ca_db_type { CA_DB_TYPE_INT64, CA_DB_TYPE_BLOB };
+
 /* A parameter or a column value. TEXT is NUL-terminated (len excludes the
  * NUL); BLOB is len bytes. */
 struct ca_db_val {
@@ -63,6 +67,8 @@ struct ca_db_ops {
     mf_res (*commit)(struct ca_db *db);
     void (*rollback)(struct ca_db *db);
     void (*close)(struct ca_db *db);
+    /* The engine's name of a column type. */
+    const char *(*type)(struct ca_db *db, enum ca_db_type t);
 };
 
 struct ca_db {
@@ -72,6 +78,12 @@ struct ca_db {
 /* Opens (creating it 0600 when missing) the SQLite database at path, in WAL
  * mode with synchronous=FULL. */
 MF_WUR mf_res ca_db_sqlite_open(const char *path, struct ca_db **out);
+
+/* Connects to PostgreSQL with a libpq connection string or URI
+ * ("postgresql://user@host/db?sslmode=..."). MF_ERR_IO_CONNECT when the
+ * server cannot be reached; the detail never repeats the string (it may
+ * hold a password). */
+MF_WUR mf_res ca_db_pg_open(const char *conninfo, struct ca_db **out);
 
 /* ---- values ---------------------------------------------------------------- */
 

@@ -218,6 +218,12 @@ static void sq_close(struct ca_db *d)
     free(d);
 }
 
+static const char *sq_type(struct ca_db *d, enum ca_db_type t)
+{
+    (void)d;
+    return t == CA_DB_TYPE_BLOB ? "BLOB" : "INTEGER";
+}
+
 static const struct ca_db_ops sqlite_ops = {
     .name = "sqlite",
     .exec = sq_exec,
@@ -226,6 +232,7 @@ static const struct ca_db_ops sqlite_ops = {
     .commit = sq_commit,
     .rollback = sq_rollback,
     .close = sq_close,
+    .type = sq_type,
 };
 
 /* see ca_db.h */

@@ -33,38 +33,39 @@ struct ca_store {
 };
 
 /* Migration i takes the schema from version i to version i + 1. Never edit
- * a released migration; add a new one. */
+ * a released migration; add a new one. One history for every engine: the
+ * types that engines spell differently are written {INT64} and {BLOB}. */
 static const char *const migrations[] = {
     "CREATE TABLE entries ("
     " id TEXT PRIMARY KEY,"
     " spiffe_id TEXT NOT NULL,"
     " parent_id TEXT NOT NULL,"
     " selectors TEXT NOT NULL," /* canonical JSON array, sorted */
-    " ttl INTEGER NOT NULL,"
+    " ttl {INT64} NOT NULL,"
     " dns_names TEXT NOT NULL," /* JSON array */
     " hint TEXT,"
-    " revision INTEGER NOT NULL,"
-    " created_at INTEGER NOT NULL,"
+    " revision {INT64} NOT NULL,"
+    " created_at {INT64} NOT NULL,"
     " UNIQUE (spiffe_id, parent_id, selectors));"
     "CREATE INDEX entries_parent ON entries (parent_id);"
     "CREATE TABLE agents ("
     " spiffe_id TEXT PRIMARY KEY,"
     " serial TEXT NOT NULL,"
-    " expires_at INTEGER NOT NULL,"
-    " attested_at INTEGER NOT NULL,"
-    " last_seen INTEGER NOT NULL,"
-    " banned INTEGER NOT NULL DEFAULT 0);"
+    " expires_at {INT64} NOT NULL,"
+    " attested_at {INT64} NOT NULL,"
+    " last_seen {INT64} NOT NULL,"
+    " banned {INT64} NOT NULL DEFAULT 0);"
     "CREATE TABLE join_tokens ("
-    " hash BLOB PRIMARY KEY," /* SHA-256 of the token; the token is never stored */
+    " hash {BLOB} PRIMARY KEY," /* SHA-256 of the token; the token is never stored */
     " spiffe_id TEXT NOT NULL,"
-    " expires_at INTEGER NOT NULL);"
+    " expires_at {INT64} NOT NULL);"
     "CREATE TABLE ca_keys ("
     " id TEXT PRIMARY KEY,"
-    " state INTEGER NOT NULL,"
-    " not_before INTEGER NOT NULL,"
-    " not_after INTEGER NOT NULL,"
-    " cert BLOB NOT NULL);"
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+    " state {INT64} NOT NULL,"
+    " not_before {INT64} NOT NULL,"
+    " not_after {INT64} NOT NULL,"
+    " cert {BLOB} NOT NULL);"
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value {INT64} NOT NULL);",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -217,12 +218,42 @@ static mf_res write_commit(struct ca_store *st, int64_t rev)
 
 /* ---- open / migrate ------------------------------------------------------- */
 
+/* Writes sql with {INT64} and {BLOB} spelled as the engine spells them. */
+static mf_res expand(struct ca_store *st, const char *sql, char *out, size_t cap)
+{
+    static const struct {
+        const char *tok;
+        enum ca_db_type type;
+    } toks[] = {{"{INT64}", CA_DB_TYPE_INT64}, {"{BLOB}", CA_DB_TYPE_BLOB}};
+    size_t o = 0;
+    for (const char *p = sql; *p != '\0';) {
+        const char *word = NULL;
+        size_t skip = 1;
+        for (size_t i = 0; i < sizeof(toks) / sizeof(toks[0]); i++) {
+            size_t n = strlen(toks[i].tok);
+            if (strncmp(p, toks[i].tok, n) == 0) {
+                word = st->db->ops->type(st->db, toks[i].type);
+                skip = n;
+            }
+        }
+        size_t n = word != NULL ? strlen(word) : 1;
+        MF_ENSURE(o + n < cap, MF_ERR_INTERNAL);
+        memcpy(out + o, word != NULL ? word : p, n);
+        o += n;
+        p += skip;
+    }
+    out[o] = '\0';
+    return MF_RES_OK;
+}
+
 static mf_res migrate(struct ca_store *st)
 {
     mf_res rc;
     int64_t version = 0;
-    MF_TRY(st->db->ops->script(
-        st->db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"));
+    char sql[8192];
+    MF_TRY(expand(st, "CREATE TABLE IF NOT EXISTS schema_version (version {INT64} NOT NULL)", sql,
+                  sizeof(sql)));
+    MF_TRY(st->db->ops->script(st->db, sql));
     MF_TRY(ca_store_begin(st));
     MF_TRY_OUT(run(st, "schema", "SELECT MAX(version) FROM schema_version", NULL, 0, get_int,
                    &version, NULL));
@@ -230,7 +261,8 @@ static mf_res migrate(struct ca_store *st)
                       "database schema version %lld is newer than this mayfly-ca (%d)",
                       (long long)version, SCHEMA_VERSION);
     for (int64_t v = version; v < SCHEMA_VERSION; v++) {
-        MF_TRY_OUT(st->db->ops->script(st->db, migrations[v]));
+        MF_TRY_OUT(expand(st, migrations[v], sql, sizeof(sql)));
+        MF_TRY_OUT(st->db->ops->script(st->db, sql));
     }
     if (version < SCHEMA_VERSION) {
         MF_TRY_OUT(run(st, "schema", "DELETE FROM schema_version", NULL, 0, NULL, NULL, NULL));
@@ -245,11 +277,38 @@ out:
 
 mf_res ca_store_open(const char *data_dir, struct ca_store **out)
 {
+    return ca_store_open_ds(data_dir, NULL, out);
+}
+
+/* The engine a datastore string names: NULL or "" is the SQLite file in
+ * the data dir, "sqlite:PATH" another SQLite file, "postgresql://..." or
+ * "postgres://..." a PostgreSQL database. */
+static mf_res open_engine(const char *data_dir, const char *ds, struct ca_db **out)
+{
+    char path[4096];
+    if (ds == NULL || ds[0] == '\0') {
+        int n = snprintf(path, sizeof(path), "%s/%s", data_dir, DB_NAME);
+        MF_ENSURE(n > 0 && (size_t)n < sizeof(path), MF_ERR_USAGE_ARG);
+        return ca_db_sqlite_open(path, out);
+    }
+    if (strncmp(ds, "sqlite:", 7) == 0) {
+        MF_ENSURE_MSG(ds[7] != '\0', MF_ERR_USAGE_ARG, "datastore sqlite: needs a path");
+        return ca_db_sqlite_open(ds + 7, out);
+    }
+    if (strncmp(ds, "postgresql://", 13) == 0 || strncmp(ds, "postgres://", 11) == 0) {
+        return ca_db_pg_open(ds, out);
+    }
+    /* never echo the string: it may hold a password */
+    MF_BAIL_MSG(MF_ERR_USAGE_ARG,
+                "datastore must be sqlite:PATH or a postgresql:// URI");
+}
+
+mf_res ca_store_open_ds(const char *data_dir, const char *datastore, struct ca_store **out)
+{
     mf_res rc;
     MF_ENSURE_REF(data_dir);
     MF_ENSURE_REF(out);
     *out = NULL;
-    char path[4096];
     struct ca_store *st = calloc(1, sizeof(*st));
     MF_TRY_PTR(st, MF_ERR_NOMEM);
     pthread_mutexattr_t ma;
@@ -268,9 +327,7 @@ mf_res ca_store_open(const char *data_dir, struct ca_store **out)
     MF_ENSURE_OUT_MSG((sb.st_mode & 077) == 0, MF_ERR_IO_PERM,
                       "data dir %s is accessible by group or others (mode %03o); chmod 700 it",
                       data_dir, (unsigned)(sb.st_mode & 0777));
-    int n = snprintf(path, sizeof(path), "%s/%s", data_dir, DB_NAME);
-    MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(path), MF_ERR_USAGE_ARG);
-    MF_TRY_OUT(ca_db_sqlite_open(path, &st->db));
+    MF_TRY_OUT(open_engine(data_dir, datastore, &st->db));
     MF_TRY_OUT(migrate(st));
     lock(st);
     rc = meta_get_locked(st, "revision", &st->revision);

@@ -65,7 +65,14 @@ struct ca_agent {
 
 struct ca_store;
 
+/* Opens the registry: the SQLite file in data_dir (which holds keys too, so
+ * it must be 0700), creating and migrating it as needed. */
 MF_WUR mf_res ca_store_open(const char *data_dir, struct ca_store **out);
+/* The same on the engine that datastore names: NULL or "" as above,
+ * "sqlite:PATH", or a "postgresql://" URI (several CA servers may share
+ * it). The string may hold a password: it is never logged or echoed. */
+MF_WUR mf_res ca_store_open_ds(const char *data_dir, const char *datastore,
+                               struct ca_store **out);
 void ca_store_close(struct ca_store *st);
 
 /* The registry revision: goes up with every change of entries or agents. */

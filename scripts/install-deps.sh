@@ -14,6 +14,7 @@ PACKAGES=(
     libmicrohttpd-dev       # HTTP servers (CA API, admin, Workload API)
     libgnutls28-dev         # TLS backend of libmicrohttpd (CA API)
     libsqlite3-dev sqlite3  # registry and agent state
+    libpq-dev postgresql    # the registry on PostgreSQL, and the server its tests start
     libnghttp2-dev          # HTTP/2 for the gRPC Workload API
     libprotobuf-c-dev protobuf-c-compiler  # protobuf for the gRPC Workload API
     libcmocka-dev           # unit tests

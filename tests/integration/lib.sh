@@ -325,3 +325,45 @@ fetch_has() {
 fetch_denied() {
     ! fetch_as "$1" "$2" >/dev/null 2>&1
 }
+
+# ---- PostgreSQL ----------------------------------------------------------------
+
+# start_pg DIR: a private PostgreSQL server from Debian's postgresql package:
+# a new cluster in DIR (initdb as the unprivileged postgres user when run as
+# root), listening only on a Unix socket in DIR; sets PG_URI (a libpq URI
+# for database "mayfly") and PG_DATA. Skips the test when the package is
+# missing. The server is stopped by cleanup (its command line names DIR).
+start_pg() {
+    local dir=$1 bin
+    bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$bin" ] && [ -x "$bin/initdb" ] || skip "PostgreSQL server (Debian postgresql) missing"
+    local as=()
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || skip "no postgres user to run the server as"
+        as=(runuser -u postgres --)
+        chmod 0711 "$T"
+    fi
+    mkdir -p "$dir"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir"
+    PG_DATA="$dir/data"
+    "${as[@]}" "$bin/initdb" -D "$PG_DATA" -A trust -U mayfly -E UTF8 >"$dir/initdb.log" 2>&1 ||
+        { cat "$dir/initdb.log" >&2; die "initdb failed"; }
+    "${as[@]}" "$bin/pg_ctl" -D "$PG_DATA" -l "$dir/pg.log" -w -t 30 \
+        -o "-k $dir -c listen_addresses='' -c max_connections=200" start >/dev/null ||
+        { cat "$dir/pg.log" >&2; die "PostgreSQL did not start"; }
+    "${as[@]}" "$bin/createdb" -h "$dir" -U mayfly mayfly || die "createdb failed"
+    PG_URI="postgresql:///mayfly?host=$dir&user=mayfly"
+    PG_BIN=$bin
+    PG_AS=("${as[@]}")
+}
+
+# stop_pg [MODE]: stops the server started by start_pg (fast by default;
+# "immediate" is a crash); start_pg_again restarts it on the same cluster.
+stop_pg() {
+    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -m "${1:-fast}" -w stop >/dev/null
+}
+start_pg_again() {
+    "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$(dirname "$PG_DATA")/pg.log" -w -t 30 \
+        -o "-k $(dirname "$PG_DATA") -c listen_addresses='' -c max_connections=200" \
+        start >/dev/null || die "PostgreSQL did not start again"
+}

@@ -3,6 +3,11 @@
  * Unit tests for the registry (ca_store) in a temp dir: entries with
  * duplicate refusal, join tokens (single use, expiry, only hashes stored),
  * agents (ban, evict), the key journal, and reopening (schema kept).
+ *
+ * With MAYFLY_TEST_DATASTORE set to a postgresql:// URI (as
+ * tests/integration/store_pg.sh does, with a server it started), the same
+ * tests run on PostgreSQL, each on an empty database, plus a token spent
+ * by two connections at once; without it they run on SQLite.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,17 +21,45 @@
 
 #include <cmocka.h>
 
+#include <pthread.h>
+
+#include "ca/ca_db.h"
 #include "ca/ca_store.h"
 
 #define AGENT "spiffe://example.org/mayfly/agent/n1"
 
 static char dir[64];
 
+/* The engine under test: NULL for SQLite in dir, else a PostgreSQL URI. */
+static const char *datastore(void)
+{
+    const char *ds = getenv("MAYFLY_TEST_DATASTORE");
+    return ds != NULL && ds[0] != '\0' ? ds : NULL;
+}
+
+static mf_res open_store(struct ca_store **st)
+{
+    return ca_store_open_ds(dir, datastore(), st);
+}
+
 static int setup(void **state)
 {
     (void)state;
     snprintf(dir, sizeof(dir), "/tmp/test_ca_store.XXXXXX");
-    return mkdtemp(dir) == NULL ? -1 : 0;
+    if (mkdtemp(dir) == NULL) {
+        return -1;
+    }
+    if (datastore() == NULL) {
+        return 0;
+    }
+    /* every test starts from an empty database */
+    struct ca_db *db = NULL;
+    if (!mf_ok(ca_db_pg_open(datastore(), &db))) {
+        return -1;
+    }
+    mf_res r = db->ops->script(db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+    db->ops->close(db);
+    return mf_ok(r) ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -51,12 +84,14 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(ca_store_open(dir, &st)));
-    struct stat sb;
-    char path[128];
-    snprintf(path, sizeof(path), "%s/mayfly-ca.db", dir);
-    assert_int_equal(stat(path, &sb), 0);
-    assert_int_equal(sb.st_mode & 0777, 0600);
+    assert_true(mf_ok(open_store(&st)));
+    if (datastore() == NULL) {
+        struct stat sb;
+        char path[128];
+        snprintf(path, sizeof(path), "%s/mayfly-ca.db", dir);
+        assert_int_equal(stat(path, &sb), 0);
+        assert_int_equal(sb.st_mode & 0777, 0600);
+    }
 
     struct ca_entry e, dup, got;
     fill(&e, "spiffe://example.org/web", "unix:uid:1");
@@ -97,7 +132,7 @@ static void test_ca_store_token_single_use_and_expiry(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(ca_store_open(dir, &st)));
+    assert_true(mf_ok(open_store(&st)));
     uint8_t h1[32], h2[32], h3[32];
     memset(h1, 1, sizeof(h1));
     memset(h2, 2, sizeof(h2));
@@ -124,7 +159,7 @@ static void test_ca_store_agents_ban_evict(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(ca_store_open(dir, &st)));
+    assert_true(mf_ok(open_store(&st)));
     struct ca_agent a;
     /* renew of an unknown agent is refused */
     assert_int_equal(ca_store_agent_issued(st, AGENT, "01", 100, 50, false).err,
@@ -153,7 +188,7 @@ static void test_ca_store_key_journal_survives_reopen(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(ca_store_open(dir, &st)));
+    assert_true(mf_ok(open_store(&st)));
     struct ca_key_rec r = {.id = "0011223344556677", .state = CA_KEY_PREPARED,
                            .not_before = 10, .not_after = 20};
     const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
@@ -162,7 +197,7 @@ static void test_ca_store_key_journal_survives_reopen(void **state)
     assert_true(mf_ok(ca_store_meta_set(st, "bundle_sequence", 7)));
     ca_store_close(st);
 
-    assert_true(mf_ok(ca_store_open(dir, &st))); /* migrations are idempotent */
+    assert_true(mf_ok(open_store(&st))); /* migrations are idempotent */
     struct ca_key_rec recs[CA_KEYS_MAX];
     uint8_t *ders[CA_KEYS_MAX] = {0};
     size_t lens[CA_KEYS_MAX], n = 0;
@@ -191,6 +226,62 @@ static void test_ca_store_open_refuses_open_dir(void **state)
     assert_null(st);
 }
 
+/* Two servers spend one join token at the same instant: exactly one wins. */
+struct spender {
+    const uint8_t *hash;
+    pthread_barrier_t *go;
+    struct ca_store *st;
+    mf_res r;
+};
+
+static void *spend(void *arg)
+{
+    struct spender *sp = arg;
+    char id[MF_SPIFFE_ID_MAX + 1];
+    pthread_barrier_wait(sp->go);
+    sp->r = ca_store_token_consume(sp->st, sp->hash, 10, id);
+    return NULL;
+}
+
+static void test_ca_store_token_spent_once_by_two_servers(void **state)
+{
+    (void)state;
+    struct ca_store *a = NULL, *b = NULL;
+    assert_true(mf_ok(open_store(&a)));
+    assert_true(mf_ok(open_store(&b))); /* a second connection: another server */
+    for (int round = 0; round < 20; round++) {
+        uint8_t h[32];
+        memset(h, round + 1, sizeof(h));
+        assert_true(mf_ok(ca_store_token_add(a, h, AGENT, 1000)));
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        struct spender x = {.hash = h, .go = &go, .st = a}, y = {.hash = h, .go = &go, .st = b};
+        pthread_t tx, ty;
+        assert_int_equal(pthread_create(&tx, NULL, spend, &x), 0);
+        assert_int_equal(pthread_create(&ty, NULL, spend, &y), 0);
+        pthread_join(tx, NULL);
+        pthread_join(ty, NULL);
+        pthread_barrier_destroy(&go);
+        assert_int_equal(mf_ok(x.r) + mf_ok(y.r), 1);
+        assert_int_equal((mf_ok(x.r) ? y.r : x.r).err, MF_ERR_AUTH_TOKEN);
+    }
+    ca_store_close(a);
+    ca_store_close(b);
+}
+
+static void test_ca_store_bad_datastore_refused(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    mf_err_clear();
+    assert_int_equal(ca_store_open_ds(dir, "mysql://u:secret@h/db", &st).err, MF_ERR_USAGE_ARG);
+    assert_null(strstr(mf_err_detail(), "secret")); /* never echoed */
+    assert_int_equal(ca_store_open_ds(dir, "postgresql://u:secret@127.0.0.1:1/db", &st).err,
+                     MF_ERR_IO_CONNECT);
+    assert_null(strstr(mf_err_detail(), "secret"));
+    assert_null(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -202,6 +293,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ca_store_key_journal_survives_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_open_refuses_open_dir, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_token_spent_once_by_two_servers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_bad_datastore_refused, setup, teardown),
     };
-    return cmocka_run_group_tests_name("ca_store", tests, NULL, NULL);
+    return cmocka_run_group_tests_name(datastore() != NULL ? "ca_store (postgresql)" : "ca_store",
+                                       tests, NULL, NULL);
 }
