@@ -320,6 +320,32 @@ static mf_res open_private_dir(int at, const char *path, int *fd_out)
     return MF_RES_OK;
 }
 
+/* Removes the temp files (".<name>.<hex>.tmp", see agent_file_write_atomic)
+ * that a process killed in the middle of a write left in dirfd: only one
+ * agent uses a data dir, so at open none of them can be a write under way. */
+static void sweep_tmp(int dirfd, const char *path)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (de->d_name[0] != '.' || l < 6 || strcmp(de->d_name + l - 4, ".tmp") != 0) {
+            continue;
+        }
+        if (unlinkat(dirfd, de->d_name, 0) == 0) {
+            mf_log_info("removed %s/%s, left by an interrupted write", path, de->d_name);
+        }
+    }
+    closedir(d);
+}
+
 /* see agent_cache.h */
 mf_res agent_cache_open(const char *dir, struct agent_cache *c)
 {
@@ -335,6 +361,8 @@ mf_res agent_cache_open(const char *dir, struct agent_cache *c)
         c->dirfd = -1;
         return r;
     }
+    sweep_tmp(c->dirfd, dir);
+    sweep_tmp(c->svids_fd, SVIDS_DIR);
     return MF_RES_OK;
 }
 

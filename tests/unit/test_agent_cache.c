@@ -184,6 +184,38 @@ static void test_agent_file_write_atomic_symlink_refused(void **state)
     close(dfd);
 }
 
+/* A write interrupted by kill -9 leaves its temp file; the next open
+ * removes it, and nothing else. */
+static void test_agent_cache_open_removes_interrupted_writes(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_cache c;
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    agent_cache_close(&c);
+    char path[512];
+    const char *left[] = {"/.agent.svid.00112233aabbccdd.tmp",
+                          "/svids/.0123456789abcdef0123456789abcdef.svid.0011223344556677.tmp"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s%s", f->dir, left[i]);
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        close(fd);
+    }
+    snprintf(path, sizeof(path), "%s/keep.tmp", f->dir); /* not one of ours */
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    agent_cache_close(&c);
+    struct stat st;
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(path, sizeof(path), "%s%s", f->dir, left[i]);
+        assert_int_equal(stat(path, &st), -1);
+    }
+    snprintf(path, sizeof(path), "%s/keep.tmp", f->dir);
+    assert_int_equal(stat(path, &st), 0);
+}
+
 static void sels(const char *const *texts, size_t n, struct mf_selector *out)
 {
     for (size_t i = 0; i < n; i++) {
@@ -310,6 +342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_cache_expired_dropped_corrupt_skipped, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_file_write_atomic_symlink_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_agent_cache_open_removes_interrupted_writes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
