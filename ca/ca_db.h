@@ -19,6 +19,7 @@
 #ifndef CA_DB_H
 #define CA_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,6 +70,17 @@ struct ca_db_ops {
     void (*close)(struct ca_db *db);
     /* The engine's name of a column type. */
     const char *(*type)(struct ca_db *db, enum ca_db_type t);
+    /* Engines that several servers share (NULL where one server owns the
+     * database): notify announces a change to every listener, at commit
+     * when inside a transaction; listen opens a second connection that
+     * hears those announcements; wait blocks on a listener for up to
+     * timeout_ms and sets *changed when one or more arrived. A listener
+     * whose connection broke fails with MF_ERR_IO_CONNECT: close it and
+     * listen again (announcements in between are lost, so treat the
+     * reconnect itself as a change). */
+    mf_res (*notify)(struct ca_db *db);
+    mf_res (*listen)(struct ca_db *db, struct ca_db **listener);
+    mf_res (*wait)(struct ca_db *listener, int timeout_ms, bool *changed);
 };
 
 struct ca_db {

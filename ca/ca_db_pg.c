@@ -17,6 +17,8 @@
  * MF_ERR_IO_CONNECT. The connection string may hold a password: it is never
  * logged, and an error detail names the server only by libpq's message.
  */
+#include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +26,7 @@
 
 #include <libpq-fe.h>
 
+#include "api/core/mf_mem.h"
 #include "ca/ca_db.h"
 
 #define SQL_MAX       4096
@@ -35,10 +38,13 @@
 #define OID_INT2  21
 #define OID_INT4  23
 
+#define CHANNEL "mayfly_registry" /* LISTEN/NOTIFY channel of registry changes */
+
 struct pg_db {
     struct ca_db base; /* first: a struct ca_db * is a struct pg_db * */
     PGconn *conn;
     bool in_tx;
+    char *conninfo; /* for listen's second connection; may hold a password: wiped */
 };
 
 static struct pg_db *pg(struct ca_db *d)
@@ -274,8 +280,59 @@ static void pq_close(struct ca_db *dd)
     if (dd == NULL) {
         return;
     }
-    PQfinish(pg(dd)->conn);
-    free(dd);
+    struct pg_db *d = pg(dd);
+    PQfinish(d->conn);
+    if (d->conninfo != NULL) {
+        mf_wipe(d->conninfo, strlen(d->conninfo));
+        free(d->conninfo);
+    }
+    free(d);
+}
+
+static mf_res pq_notify(struct ca_db *dd)
+{
+    return pq_script(dd, "SELECT pg_notify('" CHANNEL "', '')");
+}
+
+static mf_res connect_db(const char *conninfo, struct pg_db **out);
+
+static mf_res pq_listen(struct ca_db *dd, struct ca_db **listener)
+{
+    struct pg_db *l = NULL;
+    *listener = NULL;
+    MF_TRY(connect_db(pg(dd)->conninfo, &l));
+    mf_res r = pq_script(&l->base, "LISTEN " CHANNEL);
+    if (!mf_ok(r)) {
+        pq_close(&l->base);
+        return r;
+    }
+    *listener = &l->base;
+    return MF_RES_OK;
+}
+
+static mf_res pq_wait(struct ca_db *dd, int timeout_ms, bool *changed)
+{
+    struct pg_db *d = pg(dd);
+    *changed = false;
+    struct pollfd pfd = {.fd = PQsocket(d->conn), .events = POLLIN};
+    MF_ENSURE_MSG(pfd.fd >= 0 && PQstatus(d->conn) == CONNECTION_OK, MF_ERR_IO_CONNECT,
+                  "the database connection for change notices is down");
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n < 0 && errno != EINTR) {
+        MF_BAIL_MSG(MF_ERR_IO, "poll: %s", strerror(errno));
+    }
+    if (n > 0) {
+        MF_ENSURE_MSG(PQconsumeInput(d->conn) == 1, MF_ERR_IO_CONNECT,
+                      "the database connection for change notices broke");
+    }
+    PGnotify *nt;
+    while ((nt = PQnotifies(d->conn)) != NULL) {
+        *changed = true;
+        PQfreemem(nt);
+    }
+    MF_ENSURE_MSG(PQstatus(d->conn) == CONNECTION_OK, MF_ERR_IO_CONNECT,
+                  "the database connection for change notices broke");
+    return MF_RES_OK;
 }
 
 static const char *pq_type(struct ca_db *dd, enum ca_db_type t)
@@ -300,7 +357,33 @@ static const struct ca_db_ops pg_ops = {
     .rollback = pq_rollback,
     .close = pq_close,
     .type = pq_type,
+    .notify = pq_notify,
+    .listen = pq_listen,
+    .wait = pq_wait,
 };
+
+static mf_res connect_db(const char *conninfo, struct pg_db **out)
+{
+    *out = NULL;
+    struct pg_db *d = calloc(1, sizeof(*d));
+    MF_TRY_PTR(d, MF_ERR_NOMEM);
+    d->base.ops = &pg_ops;
+    d->conninfo = strdup(conninfo);
+    d->conn = d->conninfo != NULL ? PQconnectdb(conninfo) : NULL;
+    if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK) {
+        char line[512];
+        snprintf(line, sizeof(line), "%s",
+                 d->conn != NULL ? PQerrorMessage(d->conn) : "out of memory");
+        line[strcspn(line, "\n")] = '\0';
+        pq_close(&d->base);
+        MF_BAIL_MSG(MF_ERR_IO_CONNECT, "cannot connect to the database: %s", line);
+    }
+    /* quiet: NOTICEs ("relation already exists, skipping") are not errors */
+    PGresult *res = PQexec(d->conn, "SET client_min_messages = warning");
+    PQclear(res);
+    *out = d;
+    return MF_RES_OK;
+}
 
 /* see ca_db.h */
 mf_res ca_db_pg_open(const char *conninfo, struct ca_db **out)
@@ -308,22 +391,8 @@ mf_res ca_db_pg_open(const char *conninfo, struct ca_db **out)
     MF_ENSURE_REF(conninfo);
     MF_ENSURE_REF(out);
     *out = NULL;
-    struct pg_db *d = calloc(1, sizeof(*d));
-    MF_TRY_PTR(d, MF_ERR_NOMEM);
-    d->base.ops = &pg_ops;
-    d->conn = PQconnectdb(conninfo);
-    if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK) {
-        char line[512];
-        snprintf(line, sizeof(line), "%s",
-                 d->conn != NULL ? PQerrorMessage(d->conn) : "out of memory");
-        line[strcspn(line, "\n")] = '\0';
-        PQfinish(d->conn);
-        free(d);
-        MF_BAIL_MSG(MF_ERR_IO_CONNECT, "cannot connect to the database: %s", line);
-    }
-    /* quiet: NOTICEs ("relation already exists, skipping") are not errors */
-    PGresult *res = PQexec(d->conn, "SET client_min_messages = warning");
-    PQclear(res);
+    struct pg_db *d = NULL;
+    MF_TRY(connect_db(conninfo, &d));
     *out = &d->base;
     return MF_RES_OK;
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -30,6 +31,14 @@ struct ca_store {
     pthread_mutex_t mu;      /* recursive; serialises every use of db */
     int64_t revision;        /* protected by mu; mirrors meta 'revision' */
     int tx_depth;            /* protected by mu; >0 inside ca_store_begin */
+    /* change notices from other servers (ca_store_watch) */
+    pthread_t watcher;
+    bool watch_asked;        /* ca_store_watch was called */
+    bool watching;           /* the watcher thread runs */
+    int stop;                /* atomic: the watcher ends */
+    void (*changed)(void *cls);
+    void *changed_cls;
+    struct ca_db *listener;  /* handed from ca_store_watch to the watcher */
 };
 
 /* Migration i takes the schema from version i to version i + 1. Never edit
@@ -128,11 +137,34 @@ mf_res ca_store_begin(struct ca_store *st)
     return MF_RES_OK;
 }
 
+/* Tells the other servers sharing the database that it changed (at
+ * commit, inside a transaction). The caller holds the lock. */
+static mf_res announce(struct ca_store *st)
+{
+    return st->db->ops->notify != NULL ? st->db->ops->notify(st->db) : MF_RES_OK;
+}
+
+/* announce, for a write made outside ca_store_begin: inside one, the
+ * commit announces. */
+static mf_res announce_locked(struct ca_store *st)
+{
+    lock(st);
+    mf_res r = st->tx_depth == 0 ? announce(st) : MF_RES_OK;
+    unlock(st);
+    return r;
+}
+
 mf_res ca_store_commit(struct ca_store *st)
 {
     MF_ENSURE_REF(st);
     mf_res r = MF_RES_OK;
-    if (--st->tx_depth == 0) {
+    if (st->tx_depth == 1) {
+        r = announce(st);
+        if (!mf_ok(r)) {
+            st->db->ops->rollback(st->db);
+        }
+    }
+    if (--st->tx_depth == 0 && mf_ok(r)) {
         r = st->db->ops->commit(st->db);
     }
     unlock(st);
@@ -181,6 +213,9 @@ mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v)
     MF_ENSURE_REF(st);
     lock(st);
     mf_res r = meta_set_locked(st, key, v);
+    if (mf_ok(r) && st->tx_depth == 0) {
+        r = announce(st);
+    }
     unlock(st);
     return r;
 }
@@ -341,10 +376,97 @@ out:
     return rc;
 }
 
+/* The watcher thread: hears other servers' changes, reloads the revision
+ * and tells the caller; reconnects with a capped backoff when the
+ * database goes away, and counts the reconnect as a change. */
+static void *watch_main(void *arg)
+{
+    struct ca_store *st = arg;
+    struct ca_db *l = st->listener;
+    int backoff_ms = 250;
+    bool lost = l == NULL;
+    st->listener = NULL;
+    while (!__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE)) {
+        bool changed = false;
+        if (l == NULL) {
+            lock(st);
+            mf_res r = st->db->ops->listen(st->db, &l);
+            unlock(st);
+            if (!mf_ok(r)) {
+                for (int t = 0; t < backoff_ms && !__atomic_load_n(&st->stop, __ATOMIC_ACQUIRE);
+                     t += 50) {
+                    struct timespec ts = {0, 50 * 1000 * 1000};
+                    nanosleep(&ts, NULL);
+                }
+                backoff_ms = backoff_ms < 4000 ? backoff_ms * 2 : 5000;
+                lost = true;
+                continue;
+            }
+            backoff_ms = 250;
+            changed = lost; /* notices sent while we were away are lost */
+            lost = false;
+        }
+        if (!changed && !mf_ok(st->db->ops->wait(l, 200, &changed))) {
+            st->db->ops->close(l);
+            l = NULL;
+            lost = true;
+            continue;
+        }
+        if (changed) {
+            lock(st);
+            int64_t rev = 0;
+            if (mf_ok(meta_get_locked(st, "revision", &rev)) && rev > st->revision) {
+                st->revision = rev;
+            }
+            unlock(st);
+            st->changed(st->changed_cls);
+        }
+    }
+    if (l != NULL) {
+        st->db->ops->close(l);
+    }
+    return NULL;
+}
+
+mf_res ca_store_watch(struct ca_store *st, void (*changed)(void *cls), void *cls)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(changed);
+    MF_ENSURE_MSG(!st->watch_asked, MF_ERR_STATE, "the registry is watched already");
+    st->watch_asked = true;
+    if (st->db->ops->listen == NULL) {
+        return MF_RES_OK; /* one server owns this database: nothing to hear */
+    }
+    st->changed = changed;
+    st->changed_cls = cls;
+    /* listen before returning, so that every change committed after this
+     * call is heard; if the database is away, the watcher retries */
+    lock(st);
+    mf_res r = st->db->ops->listen(st->db, &st->listener);
+    unlock(st);
+    if (!mf_ok(r)) {
+        st->listener = NULL;
+    }
+    if (pthread_create(&st->watcher, NULL, watch_main, st) != 0) {
+        if (st->listener != NULL) {
+            st->db->ops->close(st->listener);
+            st->listener = NULL;
+        }
+        MF_BAIL_MSG(MF_ERR_INTERNAL, "cannot start the registry watcher");
+    }
+    st->watching = true;
+    return MF_RES_OK;
+}
+
 void ca_store_close(struct ca_store *st)
 {
     if (st == NULL) {
         return;
+    }
+    if (st->watching) {
+        __atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+        pthread_join(st->watcher, NULL);
+        st->watching = false;
     }
     if (st->db != NULL) {
         st->db->ops->close(st->db);
@@ -870,26 +992,29 @@ mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec,
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(rec);
     MF_ENSURE(cert_len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
-    return run_locked(st, "ca key",
+    mf_res r = run_locked(st, "ca key",
                       "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
                       "VALUES ($1, $2, $3, $4, $5)",
                       ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
                            ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len)),
                       NULL, NULL, NULL);
+    return mf_ok(r) ? announce_locked(st) : r;
 }
 
 mf_res ca_store_key_set_state(struct ca_store *st, const char *id, enum ca_key_state state)
 {
     MF_ENSURE_REF(st);
-    return run_locked(st, "ca key", "UPDATE ca_keys SET state = $1 WHERE id = $2",
+    mf_res r = run_locked(st, "ca key", "UPDATE ca_keys SET state = $1 WHERE id = $2",
                       ARGS(ca_db_int(state), ca_db_text(id)), NULL, NULL, NULL);
+    return mf_ok(r) ? announce_locked(st) : r;
 }
 
 mf_res ca_store_key_delete(struct ca_store *st, const char *id)
 {
     MF_ENSURE_REF(st);
-    return run_locked(st, "ca key", "DELETE FROM ca_keys WHERE id = $1", ARGS(ca_db_text(id)),
+    mf_res r = run_locked(st, "ca key", "DELETE FROM ca_keys WHERE id = $1", ARGS(ca_db_text(id)),
                       NULL, NULL, NULL);
+    return mf_ok(r) ? announce_locked(st) : r;
 }
 
 /* Where ca_store_key_list puts its rows. */

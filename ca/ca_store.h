@@ -75,6 +75,13 @@ MF_WUR mf_res ca_store_open_ds(const char *data_dir, const char *datastore,
                                struct ca_store **out);
 void ca_store_close(struct ca_store *st);
 
+/* Several servers on one database: from now until ca_store_close, a thread
+ * calls changed(cls) soon after any server (this one included) commits a
+ * change, and once more after the connection for change notices comes back
+ * from an outage (what was announced meanwhile is lost). A no-op for an
+ * engine that one server owns (SQLite). changed runs on that thread. */
+MF_WUR mf_res ca_store_watch(struct ca_store *st, void (*changed)(void *cls), void *cls);
+
 /* The registry revision: goes up with every change of entries or agents. */
 int64_t ca_store_revision(struct ca_store *st);
 

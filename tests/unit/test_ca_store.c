@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -269,6 +270,44 @@ static void test_ca_store_token_spent_once_by_two_servers(void **state)
     ca_store_close(b);
 }
 
+/* A change committed through one server reaches another's watcher. */
+static int heard; /* atomic */
+
+static void on_change(void *cls)
+{
+    (void)cls;
+    __atomic_add_fetch(&heard, 1, __ATOMIC_RELEASE);
+}
+
+static void test_ca_store_watch_hears_other_server(void **state)
+{
+    (void)state;
+    struct ca_store *a = NULL, *b = NULL;
+    assert_true(mf_ok(open_store(&a)));
+    assert_true(mf_ok(open_store(&b)));
+    __atomic_store_n(&heard, 0, __ATOMIC_RELEASE);
+    assert_true(mf_ok(ca_store_watch(a, on_change, NULL)));
+    assert_int_equal(ca_store_watch(a, on_change, NULL).err, MF_ERR_STATE);
+    if (datastore() == NULL) {
+        /* SQLite: one server owns the file; nothing to hear */
+        ca_store_close(a);
+        ca_store_close(b);
+        return;
+    }
+    struct ca_entry e;
+    fill(&e, "spiffe://example.org/pushed", "unix:uid:7");
+    assert_true(mf_ok(ca_store_entry_create(b, &e)));
+    for (int i = 0; i < 200 && __atomic_load_n(&heard, __ATOMIC_ACQUIRE) == 0; i++) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep(&ts, NULL); /* a bounded wait for the condition */
+    }
+    assert_true(__atomic_load_n(&heard, __ATOMIC_ACQUIRE) > 0);
+    assert_int_equal(ca_store_revision(a), e.revision);
+    ca_entry_cleanup(&e);
+    ca_store_close(a);
+    ca_store_close(b);
+}
+
 static void test_ca_store_bad_datastore_refused(void **state)
 {
     (void)state;
@@ -294,6 +333,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_open_refuses_open_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_token_spent_once_by_two_servers, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_watch_hears_other_server, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_bad_datastore_refused, setup, teardown),
     };
