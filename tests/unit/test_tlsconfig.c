@@ -421,6 +421,9 @@ static void test_mf_tls_exact_id_wrong_peer_refused(void **state)
     /* TLS 1.3: the client finishes first and learns of the refusal on read */
     assert_int_equal(o.cli_err, MF_OK);
     assert_int_equal(o.cli_read_err, MF_ERR_AUTH);
+    /* its chain was fine, only its ID was refused: the alert says so, and
+     * does not blame an unknown CA */
+    assert_non_null(strstr(o.cli_detail_read, "bad_certificate"));
     assert_string_equal(o.cli_got, "");
     mf_tls_config_free(s);
     mf_tls_config_free(c);
@@ -463,8 +466,10 @@ static void test_mf_tls_client_refuses_unexpected_server(void **state)
     assert_int_equal(o.cli_err, MF_ERR_POLICY_DENIED);
     assert_string_equal(o.cli_detail, "refused peer spiffe://example.org/server: not authorized "
                                       "(want spiffe://example.org/db)");
-    /* the client stopped before sending its certificate */
-    assert_true(o.srv_err != MF_OK);
+    /* the client stopped before sending its certificate, and its alert
+     * says that the server's certificate, not its CA, was the problem */
+    assert_int_equal(o.srv_err, MF_ERR_AUTH);
+    assert_non_null(strstr(o.srv_detail, "TLS alert bad_certificate"));
     assert_string_equal(o.srv_peer, "");
     mf_tls_config_free(s);
     mf_tls_config_free(c);
@@ -544,6 +549,8 @@ static void test_mf_tls_other_trust_domain_refused(void **state)
     assert_non_null(strstr(o.srv_detail, "refused peer spiffe://other.org/x: "));
     assert_non_null(strstr(o.srv_detail, "other.org"));
     assert_int_equal(o.cli_read_err, MF_ERR_AUTH);
+    /* a CA the server does not know: that is what the alert says */
+    assert_non_null(strstr(o.cli_detail_read, "TLS alert unknown_ca"));
     mf_tls_config_free(s);
     mf_tls_config_free(c);
 }
@@ -579,6 +586,7 @@ static void test_mf_tls_expired_peer_refused(void **state)
     run_pair(s, c, &o);
     assert_int_equal(o.srv_err, MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(o.srv_detail, "refused peer spiffe://example.org/a: "));
+    assert_non_null(strstr(o.cli_detail_read, "TLS alert certificate_expired"));
     /* and the other way round: a client refuses an expired server */
     struct mf_tls_config *s2 = config(MF_TLS_SERVER, &F.old_a, NULL, 0, &any);
     struct mf_tls_config *c2 = config(MF_TLS_CLIENT, &F.b, NULL, 0, &any);
