@@ -19,13 +19,11 @@
  * when the server sends bytes beyond the response: reusing it could pair
  * the next request with a stale answer.
  *
- * TLS: wolfSSL performs the TLS 1.3 handshake with its own certificate
- * verification switched off; ours replaces it. Right after the handshake,
- * before a single application byte is written, the server's chain is
- * verified with mf_svid_verify against the caller's bundle set (SPIFFE.md
- * B20-B27) and its SPIFFE ID compared with the expected one. wolfSSL still
- * checks the TLS 1.3 CertificateVerify signature, which proves the server
- * holds the private key of the leaf we verify.
+ * TLS: through mf_tls, the one TLS layer of libmayfly (see mf_tls.h): the
+ * server is verified inside the TLS 1.3 handshake, its chain with
+ * mf_svid_verify against the caller's bundle set (SPIFFE.md B20-B27) and
+ * then its SPIFFE ID against the expected one. A server that fails either
+ * is sent a fatal alert, and not a single application byte.
  */
 #include "api/net/mf_http.h"
 
@@ -52,6 +50,7 @@
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
+#include "api/net/mf_tls.h"
 
 #define HEADER_MAX     (16u * 1024u) /* status line + headers (and trailers) */
 #define READ_CHUNK     (16u * 1024u) /* bytes asked of the transport at once */
@@ -59,7 +58,6 @@
 #define CHUNK_LINE_MAX 1024u         /* one chunk-size line with extensions */
 #define REQ_HEAD_MAX   (16u * 1024u) /* request line + headers we send */
 #define HOST_MAX       300u
-#define PEER_CHAIN_MAX 8
 #define MAX_INTERIM    8 /* 1xx responses skipped before the final one */
 
 enum body_mode {
@@ -77,18 +75,18 @@ enum chunk_state {
 };
 
 struct mf_http_conn {
-    int fd;
+    /* the socket, the deadline of the running call (monotonic ms) and the
+     * cancel fd; over TLS also what the transport saw (io.failed: the TLS
+     * peer went away without close_notify, or the connection failed) */
+    struct mf_tls_io io;
     WOLFSSL_CTX *ctx; /* NULL for plain connections */
     WOLFSSL *ssl;
     bool broken;
     bool has_peer;
-    bool peer_gone;   /* the transport saw EOF, EPIPE or a reset */
-    bool tls_unclean; /* TLS peer closed without close_notify */
     struct mf_spiffe_id peer_id;
     char host[HOST_MAX]; /* Host header value */
 
     struct mf_buf in; /* received, not yet decoded */
-    int64_t deadline; /* of the running call, monotonic ms */
 
     /* the response being read */
     bool in_exchange; /* headers read, body not finished */
@@ -103,126 +101,13 @@ struct mf_http_conn {
      * the stack so it is wiped at close: Workload API responses carry
      * private keys. */
     uint8_t scratch[READ_CHUNK];
-    int cancel_fd; /* see mf_http_set_cancel_fd, or -1 */
 };
 
 /* ---- deadlines and raw I/O ----------------------------------------------- */
 
 static mf_res set_deadline(struct mf_http_conn *c, int timeout_ms)
 {
-    MF_ENSURE_MSG(timeout_ms >= 0, MF_ERR_USAGE_ARG, "negative timeout %d", timeout_ms);
-    c->deadline = mf_mono_ms() + timeout_ms;
-    return MF_RES_OK;
-}
-
-/* Waits until fd is ready for events or the deadline passes. When
- * cancel_fd is >= 0 and becomes readable, the wait ends at once with
- * MF_ERR_IO_TIMEOUT ("cancelled"): a daemon stopping can interrupt a long
- * poll instead of waiting out its deadline. */
-static mf_res wait_fd(int fd, short events, int64_t deadline, int cancel_fd)
-{
-    for (;;) {
-        int64_t left = deadline - mf_mono_ms();
-        if (left < 0) {
-            left = 0;
-        }
-        struct pollfd pfd[2] = {
-            {.fd = fd, .events = events, .revents = 0},
-            {.fd = cancel_fd, .events = POLLIN, .revents = 0},
-        };
-        int n = poll(pfd, cancel_fd >= 0 ? 2 : 1, left > INT_MAX ? INT_MAX : (int)left);
-        if (n > 0) {
-            MF_ENSURE_MSG(pfd[1].revents == 0, MF_ERR_IO_TIMEOUT, "cancelled");
-            /* errors and hang-ups are reported by the read or write that
-             * follows */
-            return MF_RES_OK;
-        }
-        if (n == 0) {
-            MF_BAIL_MSG(MF_ERR_IO_TIMEOUT, "no progress before the deadline");
-        }
-        MF_ENSURE_MSG(errno == EINTR, MF_ERR_IO, "poll: %s", strerror(errno));
-    }
-}
-
-/* wolfSSL transport callbacks over our non-blocking socket: MSG_NOSIGNAL so
- * that a vanished peer is an error, not a SIGPIPE. */
-static int tls_recv_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    (void)ssl;
-    struct mf_http_conn *c = ctx;
-    for (;;) {
-        ssize_t n = recv(c->fd, buf, (size_t)sz, 0);
-        if (n > 0) {
-            return (int)n;
-        }
-        if (n == 0) {
-            c->peer_gone = true;
-            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-        }
-        switch (errno) {
-        case EINTR:
-            continue;
-        case EAGAIN:
-            return WOLFSSL_CBIO_ERR_WANT_READ;
-        case ECONNRESET:
-            c->peer_gone = true;
-            return WOLFSSL_CBIO_ERR_CONN_RST;
-        default:
-            return WOLFSSL_CBIO_ERR_GENERAL;
-        }
-    }
-}
-
-static int tls_send_cb(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    (void)ssl;
-    struct mf_http_conn *c = ctx;
-    for (;;) {
-        ssize_t n = send(c->fd, buf, (size_t)sz, MSG_NOSIGNAL);
-        if (n >= 0) {
-            return (int)n;
-        }
-        switch (errno) {
-        case EINTR:
-            continue;
-        case EAGAIN:
-            return WOLFSSL_CBIO_ERR_WANT_WRITE;
-        case ECONNRESET:
-            c->peer_gone = true;
-            return WOLFSSL_CBIO_ERR_CONN_RST;
-        case EPIPE:
-            c->peer_gone = true;
-            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-        default:
-            return WOLFSSL_CBIO_ERR_GENERAL;
-        }
-    }
-}
-
-/* Maps a failed wolfSSL_read/write/connect: waits and returns OK when the
- * call should be retried, or the error. */
-static mf_res tls_retry(struct mf_http_conn *c, int ret, const char *what)
-{
-    int e = wolfSSL_get_error(c->ssl, ret);
-    switch (e) {
-    case WOLFSSL_ERROR_WANT_READ:
-        return wait_fd(c->fd, POLLIN, c->deadline, c->cancel_fd);
-    case WOLFSSL_ERROR_WANT_WRITE:
-        return wait_fd(c->fd, POLLOUT, c->deadline, c->cancel_fd);
-    case WOLFSSL_ERROR_ZERO_RETURN:
-        /* close_notify: an orderly end */
-        MF_BAIL_MSG(MF_ERR_IO_EOF, "TLS peer closed the connection");
-    default: {
-        if (c->peer_gone) {
-            /* the transport ended without close_notify */
-            c->tls_unclean = true;
-            MF_BAIL_MSG(MF_ERR_IO_EOF, "TLS peer went away during %s", what);
-        }
-        char msg[WOLFSSL_MAX_ERROR_SZ];
-        wolfSSL_ERR_error_string_n((unsigned long)e, msg, sizeof(msg));
-        MF_BAIL_MSG(MF_ERR_IO, "TLS %s failed: %s (%d)", what, msg, e);
-    }
-    }
+    return mf_tls_io_deadline(&c->io, timeout_ms);
 }
 
 /* Reads at least one byte into p (at most cap); MF_ERR_IO_EOF when the peer
@@ -238,10 +123,10 @@ static mf_res raw_read(struct mf_http_conn *c, uint8_t *p, size_t cap, size_t *g
                 *got = (size_t)n;
                 return MF_RES_OK;
             }
-            MF_TRY(tls_retry(c, n, "read"));
+            MF_TRY(mf_tls_retry(c->ssl, &c->io, n, "read"));
             continue;
         }
-        ssize_t n = recv(c->fd, p, (size_t)want, 0);
+        ssize_t n = recv(c->io.fd, p, (size_t)want, 0);
         if (n > 0) {
             *got = (size_t)n;
             return MF_RES_OK;
@@ -253,7 +138,7 @@ static mf_res raw_read(struct mf_http_conn *c, uint8_t *p, size_t cap, size_t *g
             continue;
         }
         MF_ENSURE_MSG(errno == EAGAIN, MF_ERR_IO, "recv: %s", strerror(errno));
-        MF_TRY(wait_fd(c->fd, POLLIN, c->deadline, c->cancel_fd));
+        MF_TRY(mf_tls_wait(c->io.fd, POLLIN, c->io.deadline, c->io.cancel_fd));
     }
 }
 
@@ -271,10 +156,10 @@ static mf_res raw_write_all(struct mf_http_conn *c, const uint8_t *p, size_t n)
                 off += (size_t)w;
                 continue;
             }
-            MF_TRY(tls_retry(c, w, "write"));
+            MF_TRY(mf_tls_retry(c->ssl, &c->io, w, "write"));
             continue;
         }
-        ssize_t w = send(c->fd, p + off, (size_t)want, MSG_NOSIGNAL);
+        ssize_t w = send(c->io.fd, p + off, (size_t)want, MSG_NOSIGNAL);
         if (w >= 0) {
             off += (size_t)w;
             continue;
@@ -286,7 +171,7 @@ static mf_res raw_write_all(struct mf_http_conn *c, const uint8_t *p, size_t n)
             MF_BAIL_MSG(MF_ERR_IO_EOF, "peer closed the connection while we wrote");
         }
         MF_ENSURE_MSG(errno == EAGAIN, MF_ERR_IO, "send: %s", strerror(errno));
-        MF_TRY(wait_fd(c->fd, POLLOUT, c->deadline, c->cancel_fd));
+        MF_TRY(mf_tls_wait(c->io.fd, POLLOUT, c->io.deadline, c->io.cancel_fd));
     }
     return MF_RES_OK;
 }
@@ -313,8 +198,7 @@ static mf_res conn_new(int fd, struct mf_http_conn **out)
 {
     struct mf_http_conn *c = calloc(1, sizeof(*c));
     MF_TRY_PTR(c, MF_ERR_NOMEM);
-    c->fd = fd;
-    c->cancel_fd = -1;
+    mf_tls_io_init(&c->io, fd);
     /* Secret: these hold response bytes, which may include private keys. */
     mf_buf_init(&c->in, IN_MAX, MF_BUF_SECRET);
     mf_buf_init(&c->pend, SIZE_MAX, MF_BUF_SECRET);
@@ -325,7 +209,7 @@ static mf_res conn_new(int fd, struct mf_http_conn **out)
 /* Finishes a non-blocking connect() that returned EINPROGRESS. */
 static mf_res connect_wait(int fd, int64_t deadline)
 {
-    MF_TRY(wait_fd(fd, POLLOUT, deadline, -1));
+    MF_TRY(mf_tls_wait(fd, POLLOUT, deadline, -1));
     int err = 0;
     socklen_t len = sizeof(err);
     MF_ENSURE_MSG(getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0, MF_ERR_IO,
@@ -453,73 +337,16 @@ static mf_res tcp_connect(const char *host_port, int64_t deadline, int *fd_out)
     return last;
 }
 
-/* Loads the client chain and key into ctx. The DER copy of the key is held
- * in a secret buffer and wiped when done. */
-static mf_res load_client_identity(WOLFSSL_CTX *ctx, const struct mf_certs *chain,
-                                   const struct mf_key *key)
+/* The authorizer of mf_http's policy: the server must be exactly the
+ * expected SPIFFE ID (arg), when one is set. */
+static mf_res expect_server(void *arg, const struct mf_spiffe_id *peer,
+                            const struct mf_certs *chain)
 {
-    mf_res rc;
-    struct mf_buf der;
-    struct mf_buf kder;
-    mf_buf_init(&der, MF_MAX_BUNDLE, 0);
-    mf_buf_init(&kder, 4096, MF_BUF_SECRET);
-    MF_TRY_OUT(mf_certs_to_der_concat(chain, &der));
-    MF_ENSURE_OUT_MSG(der.len > 0 && der.len <= INT_MAX, MF_ERR_USAGE_ARG, "empty client chain");
-    MF_ENSURE_OUT_MSG(wolfSSL_CTX_use_certificate_chain_buffer_format(
-                          ctx, der.data, (long)der.len, WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS,
-                      MF_ERR_CRYPTO, "wolfSSL refused the client certificate chain");
-    MF_TRY_OUT(mf_key_to_der(key, &kder));
-    MF_ENSURE_OUT_MSG(wolfSSL_CTX_use_PrivateKey_buffer(ctx, kder.data, (long)kder.len,
-                                                        WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS,
-                      MF_ERR_CRYPTO_KEY, "wolfSSL refused the client key");
-    MF_ENSURE_OUT_MSG(wolfSSL_CTX_check_private_key(ctx) == WOLFSSL_SUCCESS, MF_ERR_CRYPTO_MISMATCH,
-                      "client key does not match its certificate");
-    rc = MF_RES_OK;
-out:
-    mf_buf_cleanup(&der);
-    mf_buf_cleanup(&kder); /* secret: wiped */
-    return rc;
-}
-
-/* The server's chain as received (leaf first), verified the SPIFFE way. */
-static mf_res verify_server(struct mf_http_conn *c, const struct mf_tls_client_cfg *cfg)
-{
-    mf_res rc;
-    struct mf_certs chain;
-    mf_certs_init(&chain);
-
-    WOLFSSL_X509_CHAIN *wc = wolfSSL_get_peer_chain(c->ssl);
-    int n = wc != NULL ? wolfSSL_get_chain_count(wc) : 0;
-    MF_ENSURE_OUT_MSG(n > 0, MF_ERR_AUTH_MISSING, "server sent no certificate");
-    MF_ENSURE_OUT_MSG(n <= PEER_CHAIN_MAX, MF_ERR_PROTO_TOO_LARGE,
-                      "server chain has %d certificates (at most %d)", n, PEER_CHAIN_MAX);
-    for (int i = 0; i < n; i++) {
-        const unsigned char *der = wolfSSL_get_chain_cert(wc, i);
-        int len = wolfSSL_get_chain_length(wc, i);
-        MF_ENSURE_OUT_MSG(der != NULL && len > 0, MF_ERR_AUTH_MISSING, "empty certificate %d", i);
-        struct mf_cert *cert = NULL;
-        MF_TRY_OUT(mf_cert_from_der(der, (size_t)len, &cert));
-        rc = mf_certs_push(&chain, cert);
-        mf_cert_free(cert);
-        if (!mf_ok(rc)) {
-            goto out;
-        }
-    }
-
-    struct mf_spiffe_id id;
-    MF_TRY_OUT(mf_svid_verify(&chain, cfg->trust, mf_now(), &id));
-    if (cfg->expect_server_id != NULL) {
-        struct mf_spiffe_id want;
-        MF_TRY_OUT(mf_spiffeid_parse_cstr(cfg->expect_server_id, &want));
-        MF_ENSURE_OUT_MSG(mf_spiffeid_eq(&id, &want), MF_ERR_AUTH_UNTRUSTED,
-                          "server is %s, expected %s", id.str, want.str);
-    }
-    c->peer_id = id;
-    c->has_peer = true;
-    rc = MF_RES_OK;
-out:
-    mf_certs_cleanup(&chain);
-    return rc;
+    (void)chain;
+    const struct mf_spiffe_id *want = arg;
+    MF_ENSURE_MSG(mf_spiffeid_eq(peer, want), MF_ERR_AUTH_UNTRUSTED,
+                  "not authorized (want server %s)", want->str);
+    return MF_RES_OK;
 }
 
 /* see mf_http.h */
@@ -529,6 +356,10 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
     mf_res rc;
     int fd = -1;
     struct mf_http_conn *c = NULL;
+    struct mf_spiffe_id want;
+    struct mf_tls_policy policy = {.trust = NULL};
+    struct mf_tls_check check;
+    mf_tls_check_init(&check, &policy, true);
     MF_ENSURE_REF(out);
     *out = NULL;
     MF_ENSURE_REF(host_port);
@@ -538,38 +369,41 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
                   "client chain and key go together");
     MF_ENSURE_MSG(strlen(host_port) < HOST_MAX, MF_ERR_USAGE_ARG, "address too long");
     MF_ENSURE_MSG(timeout_ms >= 0, MF_ERR_USAGE_ARG, "negative timeout %d", timeout_ms);
+    if (cfg->expect_server_id != NULL) {
+        MF_TRY(mf_spiffeid_parse_cstr(cfg->expect_server_id, &want));
+    }
+    policy = (struct mf_tls_policy){
+        .trust = cfg->trust,
+        .authorize = cfg->expect_server_id != NULL ? expect_server : NULL,
+        .arg = &want,
+    };
     int64_t deadline = mf_mono_ms() + timeout_ms;
 
     mf_x509_global_init();
     MF_TRY_OUT(tcp_connect(host_port, deadline, &fd));
     MF_TRY_OUT(conn_new(fd, &c));
     fd = -1;
-    c->deadline = deadline;
+    c->io.deadline = deadline;
     memcpy(c->host, host_port, strlen(host_port) + 1);
 
     c->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     MF_ENSURE_OUT_MSG(c->ctx != NULL, MF_ERR_NOMEM, "wolfSSL_CTX_new");
-    /* wolfSSL's name-based verification does not apply to SPIFFE; the
-     * chain is verified in verify_server() before anything is sent. */
-    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    /* the check lives on this stack frame: the context is used for this
+     * one handshake only (it stays with the connection, but verifies no
+     * other peer) */
+    MF_TRY_OUT(mf_tls_ctx_setup(c->ctx, false, &check));
     if (cfg->chain != NULL) {
-        MF_TRY_OUT(load_client_identity(c->ctx, cfg->chain, cfg->key));
+        MF_TRY_OUT(mf_tls_load_identity(c->ctx, cfg->chain, cfg->key, "the client"));
     }
     c->ssl = wolfSSL_new(c->ctx);
     MF_ENSURE_OUT_MSG(c->ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
-    wolfSSL_SSLSetIORecv(c->ssl, tls_recv_cb);
-    wolfSSL_SSLSetIOSend(c->ssl, tls_send_cb);
-    wolfSSL_SetIOReadCtx(c->ssl, c);
-    wolfSSL_SetIOWriteCtx(c->ssl, c);
-
-    for (;;) {
-        int r = wolfSSL_connect(c->ssl);
-        if (r == WOLFSSL_SUCCESS) {
-            break;
-        }
-        MF_TRY_OUT(tls_retry(c, r, "handshake"));
-    }
-    MF_TRY_OUT(verify_server(c, cfg));
+    mf_tls_io_attach(c->ssl, &c->io);
+    MF_TRY_OUT(mf_tls_handshake(c->ssl, &c->io, false, &check));
+    /* the check goes out of scope: nothing may call back into it */
+    wolfSSL_SetCertCbCtx(c->ssl, NULL);
+    wolfSSL_CTX_SetCertCbCtx(c->ctx, NULL);
+    c->peer_id = check.id;
+    c->has_peer = true;
     *out = c;
     c = NULL;
     rc = MF_RES_OK;
@@ -581,6 +415,7 @@ out:
         c->broken = true; /* say nothing more to a server we did not accept */
     }
     mf_http_close(c);
+    mf_tls_check_cleanup(&check);
     return rc;
 }
 
@@ -600,7 +435,7 @@ bool mf_http_reusable(const struct mf_http_conn *c)
 void mf_http_set_cancel_fd(struct mf_http_conn *c, int fd)
 {
     if (c != NULL) {
-        c->cancel_fd = fd;
+        c->io.cancel_fd = fd;
     }
 }
 
@@ -611,7 +446,7 @@ void mf_http_close(struct mf_http_conn *c)
         return;
     }
     if (c->ssl != NULL) {
-        if (!c->broken) {
+        if (!c->broken && !c->io.failed) {
             /* best effort close_notify; never waits */
             (void)wolfSSL_shutdown(c->ssl);
         }
@@ -620,8 +455,8 @@ void mf_http_close(struct mf_http_conn *c)
     if (c->ctx != NULL) {
         wolfSSL_CTX_free(c->ctx);
     }
-    if (c->fd >= 0) {
-        close(c->fd);
+    if (c->io.fd >= 0) {
+        close(c->io.fd);
     }
     mf_buf_cleanup(&c->in);
     mf_buf_cleanup(&c->pend);
@@ -1001,7 +836,7 @@ static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t
                 if (r.err == MF_ERR_IO_EOF) {
                     /* over TLS only close_notify ends such a body: a bare
                      * TCP close could be an attacker cutting it short */
-                    MF_ENSURE_MSG(!c->tls_unclean, MF_ERR_PROTO_TRUNCATED,
+                    MF_ENSURE_MSG(!c->io.failed, MF_ERR_PROTO_TRUNCATED,
                                   "TLS body cut off without close_notify");
                     c->in_exchange = false;
                     break;

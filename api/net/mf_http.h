@@ -7,10 +7,14 @@
  * Internal: used inside libmayfly and by the daemons; not installed, and not
  * for workloads to include.
  *
- * Over TLS the server is authenticated the SPIFFE way, not by host name: its
- * chain must verify against the given bundle set (mf_svid_verify) and, when
- * expect_server_id is set, carry exactly that SPIFFE ID. Nothing is sent
- * before that check passes.
+ * Over TLS the server is authenticated the SPIFFE way, not by host name,
+ * inside the handshake (mf_tls, the one TLS layer of libmayfly): its chain
+ * must verify against the given bundle set (mf_svid_verify) and, when
+ * expect_server_id is set, carry exactly that SPIFFE ID. A server that fails
+ * is sent a fatal alert and nothing else; the error (MF_ERR_AUTH_*) reads
+ * "refused peer <ID>: chain does not verify: ..." or "refused peer <ID>:
+ * not authorized (want server <expected>)". A fatal alert from the server
+ * (it refused our certificate) is MF_ERR_AUTH.
  *
  * Responses are bounded: a body larger than max_body fails with
  * MF_ERR_PROTO_TOO_LARGE; headers are capped at 16 KiB. Content-Length and

@@ -10,15 +10,21 @@
  *   1. authentication: the peer's chain (leaf first, as it sent it) must be a
  *      valid X509-SVID for the bundle of the leaf's own trust domain in the
  *      current snapshot (mf_svid_verify: never a pool of trust domains,
- *      SPIFFE.md B20-B25). wolfSSL's own chain check is not used (it holds
- *      no trust anchors); wolfSSL still checks the TLS 1.3 CertificateVerify
- *      signature, which proves the peer holds the leaf's key.
+ *      SPIFFE.md B20-B25). wolfSSL's own chain check decides nothing (it
+ *      only picks the alert); wolfSSL still checks the TLS 1.3
+ *      CertificateVerify signature, which proves the peer holds the leaf's
+ *      key. Both steps are those of libmayfly's one TLS layer, mf_tls,
+ *      which mf_http (the agent's client to the CA) uses too.
  *   2. authorization (B26): the verified SPIFFE ID must satisfy an
  *      mf_authorizer (any, one exact ID, any member of a trust domain, one
  *      of a list, or the caller's own function).
  * A peer that fails either step fails the handshake, so no application byte
  * is read from or written to it. A client checks the server before it sends
- * its own certificate.
+ * its own certificate. The fatal alert it is sent says what happened:
+ * unknown_ca (its chain leads to no authority we hold), certificate_expired,
+ * or bad_certificate (refused for another reason, e.g. by the authorizer;
+ * wolfSSL 5.5.4 offers no way to send access_denied from its verify
+ * callback).
  *
  * Rotation: an mf_tls_config is tied to an mf_x509_source (or to a fixed
  * snapshot, for tests and static identities). Each new connection uses an
@@ -39,7 +45,8 @@
  * expired, not an SVID, no certificate); for both the detail reads
  * "refused peer <claimed ID>: <reason>", e.g.
  * "refused peer spiffe://example.org/b: not authorized (want
- * spiffe://example.org/a)". MF_ERR_AUTH when the peer refused us (a TLS
+ * spiffe://example.org/a)", or "refused peer spiffe://other.org/x: chain
+ * does not verify: ..." when authentication failed. MF_ERR_AUTH when the peer refused us (a TLS
  * alert), MF_ERR_IO_* for transport failures and timeouts.
  *
  * This is the TLS integration header: wolfSSL types appear here, and

@@ -40,76 +40,26 @@
 #include "api/workload/mf_tlsconfig.h"
 #include "api/workload/mf_workload.h"
 #include "api/pki/mf_x509.h"
+#include "tests/unit/mf_test.h"
 
 #define T_MS       5000
 #define DETAIL_MAX 600
 
-#define ASSERT_OK(x)                                                  \
-    do {                                                              \
-        mf_res t_r_ = (x);                                            \
-        if (!mf_ok(t_r_)) {                                           \
-            char t_m_[512];                                           \
-            mf_err_format(t_r_, t_m_, sizeof(t_m_));                  \
-            fail_msg("%s: %s (%s)", #x, t_m_, mf_err_name(t_r_.err)); \
-        }                                                             \
-    } while (0)
-
-#define ASSERT_ERR(x, want)                                                                  \
-    do {                                                                                     \
-        mf_res t_r_ = (x);                                                                   \
-        if (t_r_.err != (want)) {                                                            \
-            fail_msg("%s: got %s (%s), want %s", #x, mf_err_name(t_r_.err), mf_err_detail(), \
-                     mf_err_name(want));                                                     \
-        }                                                                                    \
-    } while (0)
-
 /* ---- certificates and snapshots --------------------------------------------- */
 
-struct ident {
-    struct mf_key *key;
-    struct mf_cert *cert;
-};
 
 static struct {
-    struct ident ca;      /* spiffe://example.org */
-    struct ident other;   /* spiffe://other.org */
-    struct ident rogue;   /* another CA calling itself spiffe://example.org */
-    struct ident server;  /* example.org/server */
-    struct ident server2; /* example.org/server, rotated */
-    struct ident a;       /* example.org/a */
-    struct ident b;       /* example.org/b */
-    struct ident old_a;   /* example.org/a, expired */
-    struct ident x;       /* other.org/x */
-    struct ident evil;    /* example.org/evil, from the rogue CA */
+    struct mft_ident ca;      /* spiffe://example.org */
+    struct mft_ident other;   /* spiffe://other.org */
+    struct mft_ident rogue;   /* another CA calling itself spiffe://example.org */
+    struct mft_ident server;  /* example.org/server */
+    struct mft_ident server2; /* example.org/server, rotated */
+    struct mft_ident a;       /* example.org/a */
+    struct mft_ident b;       /* example.org/b */
+    struct mft_ident old_a;   /* example.org/a, expired */
+    struct mft_ident x;       /* other.org/x */
+    struct mft_ident evil;    /* example.org/evil, from the rogue CA */
 } F;
-
-static void make_ca(struct ident *out, const char *td_id, int64_t now)
-{
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_x509_self_signed(&id, out->key, now, 2 * 86400, &out->cert));
-}
-
-static void make_leaf(struct ident *out, const struct ident *ca, const char *spiffe_id, int64_t now,
-                      int64_t ttl)
-{
-    struct mf_spiffe_id id;
-    struct mf_pubkey *pub = NULL;
-    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_key_public(out->key, &pub));
-    struct mf_issue_req req = {.id = &id, .subject_key = pub, .now = now, .ttl = ttl};
-    ASSERT_OK(mf_x509_issue(&req, ca->cert, ca->key, &out->cert));
-    mf_pubkey_free(pub);
-}
-
-static void free_ident(struct ident *i)
-{
-    mf_key_free(i->key);
-    mf_cert_free(i->cert);
-    memset(i, 0, sizeof(*i));
-}
 
 static struct mf_key *dup_key(const struct mf_key *k)
 {
@@ -124,12 +74,12 @@ static struct mf_key *dup_key(const struct mf_key *k)
 
 struct tdca {
     const char *td;
-    const struct ident *ca;
+    const struct mft_ident *ca;
 };
 
 /* A snapshot presenting leaf, trusting the given <trust domain, CA> pairs
  * (example.org -> F.ca when none are given). */
-static struct mf_x509_context *snap(const struct ident *leaf, const struct tdca *tds, size_t n)
+static struct mf_x509_context *snap(const struct mft_ident *leaf, const struct tdca *tds, size_t n)
 {
     static const struct tdca dflt[] = {{"example.org", &F.ca}};
     struct mf_x509_context *x = NULL;
@@ -153,7 +103,7 @@ static struct mf_x509_context *snap(const struct ident *leaf, const struct tdca 
     return x;
 }
 
-static struct mf_tls_config *config(enum mf_tls_role role, const struct ident *leaf,
+static struct mf_tls_config *config(enum mf_tls_role role, const struct mft_ident *leaf,
                                     const struct tdca *tds, size_t n,
                                     const struct mf_authorizer *az)
 {
@@ -421,6 +371,9 @@ static void test_mf_tls_exact_id_wrong_peer_refused(void **state)
     /* TLS 1.3: the client finishes first and learns of the refusal on read */
     assert_int_equal(o.cli_err, MF_OK);
     assert_int_equal(o.cli_read_err, MF_ERR_AUTH);
+    /* its chain was fine, only its ID was refused: the alert says so, and
+     * does not blame an unknown CA */
+    assert_non_null(strstr(o.cli_detail_read, "bad_certificate"));
     assert_string_equal(o.cli_got, "");
     mf_tls_config_free(s);
     mf_tls_config_free(c);
@@ -463,8 +416,10 @@ static void test_mf_tls_client_refuses_unexpected_server(void **state)
     assert_int_equal(o.cli_err, MF_ERR_POLICY_DENIED);
     assert_string_equal(o.cli_detail, "refused peer spiffe://example.org/server: not authorized "
                                       "(want spiffe://example.org/db)");
-    /* the client stopped before sending its certificate */
-    assert_true(o.srv_err != MF_OK);
+    /* the client stopped before sending its certificate, and its alert
+     * says that the server's certificate, not its CA, was the problem */
+    assert_int_equal(o.srv_err, MF_ERR_AUTH);
+    assert_non_null(strstr(o.srv_detail, "TLS alert bad_certificate"));
     assert_string_equal(o.srv_peer, "");
     mf_tls_config_free(s);
     mf_tls_config_free(c);
@@ -544,6 +499,8 @@ static void test_mf_tls_other_trust_domain_refused(void **state)
     assert_non_null(strstr(o.srv_detail, "refused peer spiffe://other.org/x: "));
     assert_non_null(strstr(o.srv_detail, "other.org"));
     assert_int_equal(o.cli_read_err, MF_ERR_AUTH);
+    /* a CA the server does not know: that is what the alert says */
+    assert_non_null(strstr(o.cli_detail_read, "TLS alert unknown_ca"));
     mf_tls_config_free(s);
     mf_tls_config_free(c);
 }
@@ -579,6 +536,7 @@ static void test_mf_tls_expired_peer_refused(void **state)
     run_pair(s, c, &o);
     assert_int_equal(o.srv_err, MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(o.srv_detail, "refused peer spiffe://example.org/a: "));
+    assert_non_null(strstr(o.cli_detail_read, "TLS alert certificate_expired"));
     /* and the other way round: a client refuses an expired server */
     struct mf_tls_config *s2 = config(MF_TLS_SERVER, &F.old_a, NULL, 0, &any);
     struct mf_tls_config *c2 = config(MF_TLS_CLIENT, &F.b, NULL, 0, &any);
@@ -789,9 +747,9 @@ static void test_mf_tls_misuse_refused(void **state)
 static void test_mf_tls_source_config_before_first_update(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/mf-tls-XXXXXX";
-    char path[64];
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    char path[96];
+    assert_int_equal(mft_tmpdir(dir, sizeof(dir), "tls"), 0);
     snprintf(path, sizeof(path), "%s/none.sock", dir);
     struct mf_x509_source *src = NULL;
     struct mf_x509_source_opts so = {.backoff_min_ms = 20, .backoff_max_ms = 40};
@@ -815,16 +773,16 @@ int main(void)
 {
     mf_x509_global_init();
     int64_t now = mf_now();
-    make_ca(&F.ca, "spiffe://example.org", now - 7200);
-    make_ca(&F.other, "spiffe://other.org", now - 7200);
-    make_ca(&F.rogue, "spiffe://example.org", now - 7200);
-    make_leaf(&F.server, &F.ca, "spiffe://example.org/server", now, 3600);
-    make_leaf(&F.server2, &F.ca, "spiffe://example.org/server", now, 3600);
-    make_leaf(&F.a, &F.ca, "spiffe://example.org/a", now, 3600);
-    make_leaf(&F.b, &F.ca, "spiffe://example.org/b", now, 3600);
-    make_leaf(&F.old_a, &F.ca, "spiffe://example.org/a", now - 7000, 600);
-    make_leaf(&F.x, &F.other, "spiffe://other.org/x", now, 3600);
-    make_leaf(&F.evil, &F.rogue, "spiffe://example.org/evil", now, 3600);
+    mft_make_ca(&F.ca, "spiffe://example.org", now - 7200);
+    mft_make_ca(&F.other, "spiffe://other.org", now - 7200);
+    mft_make_ca(&F.rogue, "spiffe://example.org", now - 7200);
+    mft_make_leaf(&F.server, &F.ca, "spiffe://example.org/server", now, 3600);
+    mft_make_leaf(&F.server2, &F.ca, "spiffe://example.org/server", now, 3600);
+    mft_make_leaf(&F.a, &F.ca, "spiffe://example.org/a", now, 3600);
+    mft_make_leaf(&F.b, &F.ca, "spiffe://example.org/b", now, 3600);
+    mft_make_leaf(&F.old_a, &F.ca, "spiffe://example.org/a", now - 7000, 600);
+    mft_make_leaf(&F.x, &F.other, "spiffe://other.org/x", now, 3600);
+    mft_make_leaf(&F.evil, &F.rogue, "spiffe://example.org/evil", now, 3600);
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_authorize_id_exact_only),
@@ -847,15 +805,15 @@ int main(void)
         cmocka_unit_test(test_mf_tls_source_config_before_first_update),
     };
     int rc = cmocka_run_group_tests_name("tlsconfig", tests, NULL, NULL);
-    free_ident(&F.ca);
-    free_ident(&F.other);
-    free_ident(&F.rogue);
-    free_ident(&F.server);
-    free_ident(&F.server2);
-    free_ident(&F.a);
-    free_ident(&F.b);
-    free_ident(&F.old_a);
-    free_ident(&F.x);
-    free_ident(&F.evil);
+    mft_free_ident(&F.ca);
+    mft_free_ident(&F.other);
+    mft_free_ident(&F.rogue);
+    mft_free_ident(&F.server);
+    mft_free_ident(&F.server2);
+    mft_free_ident(&F.a);
+    mft_free_ident(&F.b);
+    mft_free_ident(&F.old_a);
+    mft_free_ident(&F.x);
+    mft_free_ident(&F.evil);
     return rc;
 }

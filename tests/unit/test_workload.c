@@ -42,73 +42,23 @@
 #include "api/core/mf_time.h"
 #include "api/workload/mf_workload.h"
 #include "api/pki/mf_x509.h"
+#include "tests/unit/mf_test.h"
 
 #define T_MS      5000
 #define PATH_CAP  256
 #define LINES_MAX 16
 
-#define ASSERT_OK(x)                                                  \
-    do {                                                              \
-        mf_res t_r_ = (x);                                            \
-        if (!mf_ok(t_r_)) {                                           \
-            char t_m_[512];                                           \
-            mf_err_format(t_r_, t_m_, sizeof(t_m_));                  \
-            fail_msg("%s: %s (%s)", #x, t_m_, mf_err_name(t_r_.err)); \
-        }                                                             \
-    } while (0)
-
-#define ASSERT_ERR(x, want)                                                                  \
-    do {                                                                                     \
-        mf_res t_r_ = (x);                                                                   \
-        if (t_r_.err != (want)) {                                                            \
-            fail_msg("%s: got %s (%s), want %s", #x, mf_err_name(t_r_.err), mf_err_detail(), \
-                     mf_err_name(want));                                                     \
-        }                                                                                    \
-    } while (0)
-
 /* ---- certificates ---------------------------------------------------------- */
 
-struct ident {
-    struct mf_key *key;
-    struct mf_cert *cert;
-};
 
 static struct {
-    struct ident ca;    /* spiffe://example.org */
-    struct ident a;     /* spiffe://example.org/a */
-    struct ident b;     /* spiffe://example.org/b */
-    struct ident a2;    /* spiffe://example.org/a, rotated */
-    struct ident other; /* spiffe://other.org (a second CA) */
-    struct ident o;     /* spiffe://other.org/x */
+    struct mft_ident ca;    /* spiffe://example.org */
+    struct mft_ident a;     /* spiffe://example.org/a */
+    struct mft_ident b;     /* spiffe://example.org/b */
+    struct mft_ident a2;    /* spiffe://example.org/a, rotated */
+    struct mft_ident other; /* spiffe://other.org (a second CA) */
+    struct mft_ident o;     /* spiffe://other.org/x */
 } F;
-
-static void make_ca(struct ident *out, const char *td_id, int64_t now)
-{
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_x509_self_signed(&id, out->key, now, 2 * 86400, &out->cert));
-}
-
-static void make_leaf(struct ident *out, const struct ident *ca, const char *spiffe_id, int64_t now,
-                      int64_t ttl)
-{
-    struct mf_spiffe_id id;
-    struct mf_pubkey *pub = NULL;
-    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_key_public(out->key, &pub));
-    struct mf_issue_req req = {.id = &id, .subject_key = pub, .now = now, .ttl = ttl};
-    ASSERT_OK(mf_x509_issue(&req, ca->cert, ca->key, &out->cert));
-    mf_pubkey_free(pub);
-}
-
-static void free_ident(struct ident *i)
-{
-    mf_key_free(i->key);
-    mf_cert_free(i->cert);
-    memset(i, 0, sizeof(*i));
-}
 
 static void serial_of(const struct mf_cert *c, char out[MF_SERIAL_HEX_MAX])
 {
@@ -118,11 +68,11 @@ static void serial_of(const struct mf_cert *c, char out[MF_SERIAL_HEX_MAX])
 /* ---- documents --------------------------------------------------------------- */
 
 struct spec {
-    const struct ident *leaf;      /* certificate of the SVID */
-    const struct ident *key;       /* whose key to send (normally leaf) */
+    const struct mft_ident *leaf;      /* certificate of the SVID */
+    const struct mft_ident *key;       /* whose key to send (normally leaf) */
     const char *spiffe_id;         /* NULL: the leaf's */
     const char *hint;              /* NULL: no member */
-    const struct ident *bundle_ca; /* NULL: F.ca */
+    const struct mft_ident *bundle_ca; /* NULL: F.ca */
     const char *key_label;         /* NULL: keep "PRIVATE KEY" */
 };
 
@@ -423,27 +373,20 @@ static int group_setup(void **state)
 {
     (void)state;
     int64_t now = mf_now();
-    make_ca(&F.ca, "spiffe://example.org", now - 3600);
-    make_leaf(&F.a, &F.ca, "spiffe://example.org/a", now, 3600);
-    make_leaf(&F.b, &F.ca, "spiffe://example.org/b", now, 3600);
-    make_leaf(&F.a2, &F.ca, "spiffe://example.org/a", now, 7200);
-    make_ca(&F.other, "spiffe://other.org", now - 3600);
-    make_leaf(&F.o, &F.other, "spiffe://other.org/x", now, 3600);
+    mft_make_ca(&F.ca, "spiffe://example.org", now - 3600);
+    mft_make_leaf(&F.a, &F.ca, "spiffe://example.org/a", now, 3600);
+    mft_make_leaf(&F.b, &F.ca, "spiffe://example.org/b", now, 3600);
+    mft_make_leaf(&F.a2, &F.ca, "spiffe://example.org/a", now, 7200);
+    mft_make_ca(&F.other, "spiffe://other.org", now - 3600);
+    mft_make_leaf(&F.o, &F.other, "spiffe://other.org/x", now, 3600);
 
-    snprintf(g_dir, sizeof(g_dir), "/tmp/mf-workload-XXXXXX");
-    if (mkdtemp(g_dir) == NULL) {
+    if (mft_tmpdir(g_dir, sizeof(g_dir), "workload") != 0) {
         return -1;
     }
     snprintf(g_sock, sizeof(g_sock), "%s/agent.sock", g_dir);
-    int fd = -1;
-    if (!mf_ok(mf_httpd_listen_unix(g_sock, 0600, 16, &fd))) {
-        return -1;
-    }
-    g_mhd = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0,
-        NULL, NULL, handler, NULL, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED,
-        mf_httpd_completed, NULL, MHD_OPTION_CONNECTION_LIMIT, 64, MHD_OPTION_CONNECTION_TIMEOUT,
-        0u, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+    /* a thread per connection: watch streams block in their reader */
+    g_mhd = mft_mhd_unix(g_sock, MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD,
+                         handler, NULL, NULL, NULL, 0);
     return g_mhd != NULL ? 0 : -1;
 }
 
@@ -456,14 +399,13 @@ static int group_teardown(void **state)
     pthread_mutex_unlock(&g_mu);
     MHD_stop_daemon(g_mhd);
     reset_server();
-    (void)unlink(g_sock);
-    (void)rmdir(g_dir);
-    free_ident(&F.ca);
-    free_ident(&F.a);
-    free_ident(&F.b);
-    free_ident(&F.a2);
-    free_ident(&F.other);
-    free_ident(&F.o);
+    mft_rmdir(g_dir);
+    mft_free_ident(&F.ca);
+    mft_free_ident(&F.a);
+    mft_free_ident(&F.b);
+    mft_free_ident(&F.a2);
+    mft_free_ident(&F.other);
+    mft_free_ident(&F.o);
     return 0;
 }
 
