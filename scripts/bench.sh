@@ -92,7 +92,8 @@ LDH="-pie -Wl,-z,relro,-z,now,-z,noexecstack"
 PKGS="wolfssl jansson libmicrohttpd sqlite3 gnutls"
 pkg-config --exists libnghttp2 libprotobuf-c 2>/dev/null && PKGS="$PKGS libnghttp2 libprotobuf-c"
 mkdir -p "$BB"
-# shellcheck disable=SC2086
+# flag lists ($WARN, $LDH, pkg-config output) are meant to split into words
+# shellcheck disable=SC2086,SC2046
 for src in bench/*.c; do
     n=$(basename "$src" .c)
     if [ "$n" = bench_ecc ]; then
@@ -125,9 +126,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 stop() { # stop PID: TERM, bounded wait, then KILL
-    local p=$1 i
+    local p=$1
     kill "$p" 2>/dev/null || return 0
-    for i in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
     kill -9 "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true
 }
@@ -164,8 +165,7 @@ start_ca() {
         "$@" >>"$dir/ca.log" 2>&1 &
     CA_PID=$!
     PIDS+=("$CA_PID")
-    local i
-    for i in $(seq 1 6000); do
+    for _ in $(seq 1 6000); do
         grep -q '^mayfly-ca ready' "$dir/ca.log" 2>/dev/null && break
         kill -0 "$CA_PID" 2>/dev/null || { tail -5 "$dir/ca.log" >&2; echo "bench: CA $name died" >&2; return 1; }
         sleep 0.01
@@ -188,8 +188,7 @@ start_agent() {
 }
 
 wait_ready_agent() { # wait_ready_agent LOG N_BEFORE SECONDS
-    local i
-    for i in $(seq 1 $(($3 * 20))); do
+    for _ in $(seq 1 $(($3 * 20))); do
         [ "$(grep -c 'mayfly-agent ready' "$1" 2>/dev/null || true)" -gt "$2" ] && return 0
         sleep 0.05
     done
@@ -198,8 +197,8 @@ wait_ready_agent() { # wait_ready_agent LOG N_BEFORE SECONDS
 
 # wait_issued LOG N SECONDS: until the agent log has N "svid issued" lines
 wait_issued() {
-    local i n=0
-    for i in $(seq 1 $(($3 * 10))); do
+    local n=0
+    for _ in $(seq 1 $(($3 * 10))); do
         n=$(grep -c 'svid issued' "$1" 2>/dev/null || true)
         [ "${n:-0}" -ge "$2" ] && return 0
         sleep 0.1
@@ -214,7 +213,6 @@ mem_of() { # mem_of PID: "rss_kb=.. hwm_kb=.. anon_kb=.. threads=.."
 cpu_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 CA_BIN=$ROOT/$BINDIR/mayfly-ca
-AGENT_BIN=$ROOT/$BINDIR/mayfly-agent
 TD=example.org
 
 # ---- machine -------------------------------------------------------------------------
@@ -301,7 +299,7 @@ if [ "$HAVE_CFSSL" = 1 ]; then
         -config "$d/config.json" >"$d/cfssl.log" 2>&1 &
     CFSSL_PID=$!
     PIDS+=("$CFSSL_PID")
-    for i in $(seq 1 100); do grep -q 'Now listening' "$d/cfssl.log" && break; sleep 0.05; done
+    for _ in $(seq 1 100); do grep -q 'Now listening' "$d/cfssl.log" && break; sleep 0.05; done
     for run in $(seq 1 "$RUNS"); do
         for c in $CFSSL_CONNS; do
             r sec=cfssl run="$run" -- "$BB/loadgen" cfssl --addr "127.0.0.1:$port" --conns "$c" \
@@ -322,6 +320,7 @@ AGENT=spiffe://$TD/mayfly/agent/node1
 "$CA_BIN" entry create --admin-socket "$CA_SOCK" --spiffe-id "spiffe://$TD/bench/wl" \
     --parent-id "$AGENT" --selector unix:uid:0 >/dev/null
 tok=$("$CA_BIN" token generate --admin-socket "$CA_SOCK" --spiffe-id "$AGENT")
+# shellcheck disable=SC2174 # $W exists (mktemp -d): only run is made
 mkdir -m 755 -p "$W/run"
 ASOCK=$W/run/agent.sock
 start_agent "$d/agent" "$ASOCK" "$d/bundle.pem" "$CA_ADDR" --join-token "$tok"
@@ -329,7 +328,7 @@ wait_ready_agent "$d/agent/agent.log" 0 20 || { tail "$d/agent/agent.log" >&2; e
 "$BB/firstfetch" --socket "$ASOCK" --header --timeout-ms 10000 >/dev/null
 sleep 1
 r sec=mem what=agent_idle_1svid -- mem_of "$AGENT_PID" >/dev/null
-CHAIN_CA_PID=$CA_PID CHAIN_CA_SOCK=$CA_SOCK CHAIN_CA_ADDR=$CA_ADDR
+CHAIN_CA_PID=$CA_PID
 
 # ---- 2. Workload API vs a bare libmicrohttpd server ----------------------------------------
 log "Workload API: agent vs bare libmicrohttpd"
@@ -340,7 +339,7 @@ BSOCK=$W/run/bare.sock
 "$BB/bare_httpd" --socket "$BSOCK" --size "$body" 2>"$W/bare.log" &
 BARE_PID=$!
 PIDS+=("$BARE_PID")
-for i in $(seq 1 100); do grep -q ready "$W/bare.log" && break; sleep 0.05; done
+for _ in $(seq 1 100); do grep -q ready "$W/bare.log" && break; sleep 0.05; done
 # The agent under test has been seen to stop accepting after a burst of new
 # connections (see docs/benchmarks.md, findings): check it before each run
 # and restart it (from its data dir) if it no longer answers.

@@ -24,7 +24,7 @@
 # temp dir is removed. Needs root (to run workloads under other uids).
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 REPO=$(pwd)
 
 CI_MODE=0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian packages, everything mayfly needs to build, test,
-# fuzz, benchmark and run its demo. Idempotent: when every package is already
-# present it only checks and returns (well under a second).
+# lint, fuzz, benchmark and run its demo. Idempotent: when every package is
+# already present it only checks and returns (well under a second).
 #
 #   scripts/install-deps.sh          install what is missing (needs root)
 #   scripts/install-deps.sh --check  exit 1 if anything is missing
@@ -21,10 +21,12 @@ PACKAGES=(
     openssl                 # interop tests and the demo's s_server/s_client
     clang libclang-rt-14-dev  # libFuzzer harnesses
     python3 python3-grpcio python3-grpc-tools  # gRPC interop tests
+    python3-venv            # py-spiffe interop test (install-interop-deps.sh py)
     libfaketime             # clock-jump fault tests
     procps psmisc util-linux  # ps, kill, setpriv/runuser in tests
     curl                    # Workload API over a Unix socket in tests and demo
     valgrind                # make valgrind
+    shellcheck clang-format # make lint
 )
 
 missing=()

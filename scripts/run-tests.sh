@@ -18,12 +18,13 @@
 # each program under valgrind memcheck, MAYFLY_TEST_JOBS. Arguments, if any,
 # are name filters.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 BUILD=${BUILD:-build/rel}
 BINDIR=${BINDIR:-bin}
 mkdir -p "$BINDIR"
-export MAYFLY_BIN=$(cd "$BINDIR" && pwd)
-export MAYFLY_BUILD=$(cd "$BUILD" && pwd)
+MAYFLY_BIN=$(cd "$BINDIR" && pwd)
+MAYFLY_BUILD=$(cd "$BUILD" && pwd)
+export MAYFLY_BIN MAYFLY_BUILD
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 

@@ -3,6 +3,7 @@
 # different uids each getting only its own identity; propagation time of a
 # new entry; rotation before expiry seen on a watch stream; CA down, agent
 # restarted while the CA is down, CA back; entry deletion; ban ages out.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh

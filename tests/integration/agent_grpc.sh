@@ -9,6 +9,7 @@
 # ValidateJWTSVID, forged and expired JWTs refused, FetchJWTBundles;
 # many concurrent streams; clients that never read; and the JSON API and
 # the CLI still answering on the same socket.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh

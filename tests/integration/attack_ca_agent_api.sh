@@ -8,6 +8,7 @@
 #   tokens: replay of a spent token;
 #   agent SVIDs: an expired one, a banned agent's, one from another trust
 #         domain (a second CA), a certificate that is not an agent ID.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -10,6 +10,7 @@
 #      the TLS layer and take server threads, up to the unauthenticated
 #      share; the agent's address, known from its earlier authentications,
 #      still gets a reserved slot.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)"

@@ -11,6 +11,7 @@
 #     exec (the agent has then surely accepted the connection: 403, "the
 #     executable changed since the connection was made").
 # The exec_handoff tool (tests/tools/exec_handoff.c) plays both roles.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

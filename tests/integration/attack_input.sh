@@ -13,6 +13,7 @@
 #     garbage frames, an oversized header block, a message with a length
 #     prefix of 4 GiB, a truncated message, a call without the security
 #     header.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -9,6 +9,7 @@
 #   - the Workload API asked by a uid that no entry matches: 403, no key.
 # (A recycled pid during workload attestation is tested where it can be
 # forced: tests/unit/test_agent_regress.c.)
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

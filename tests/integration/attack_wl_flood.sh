@@ -13,6 +13,7 @@
 #      fetch throughout, and the slow headers are closed at
 #      --connection-timeout after accept although each trickles a byte
 #      every 500 ms.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -7,6 +7,7 @@
 #     by another uid: refused with the path and the reason, nothing written;
 #   - control: a 0700 or 0755 directory of the caller's, given with or
 #     without a trailing slash, is written.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -2,6 +2,7 @@
 # Admission control: an agent over its signing rate gets 429 with
 # Retry-After, and its bucket refills. (The capacity gate, 503, is unit
 # tested in test_ca_issue.c, where it can be driven deterministically.)
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp
@@ -17,7 +18,7 @@ client attest --dir "$T/n1" --token "$("$CA_BIN" token generate "${S[@]}" --spif
 e=$("$CA_BIN" entry create "${S[@]}" --spiffe-id spiffe://example.org/web --parent-id $AG \
     --selector unix:uid:1)
 limited=0
-for i in 1 2 3 4 5 6; do
+for _ in 1 2 3 4 5 6; do
     if ! client sign --dir "$T/n1" --entry "$e" --spiffe-id spiffe://example.org/web >"$T/out"; then
         grep -q 'status=429' "$T/out" || die "expected 429: $(cat "$T/out")"
         grep -q 'retry_after=[1-9]' "$T/out" || die "no Retry-After"

@@ -4,6 +4,7 @@
 # poll (a new entry arrives well under a second), batch signing limited to
 # the caller's own entries, bans and evictions, SPIFFE section B conformance
 # of issued leaves, and a restart that keeps entries and keys.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -11,6 +11,7 @@
 # gone), the trust bundle is byte for byte the same (the CA keys survived),
 # and the agent that attested before the backup renews its SVIDs again
 # without a new join token.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh
@@ -40,7 +41,7 @@ track_pid $!
 wait_for_log "$T/agent.log" 'mayfly-agent ready' 15
 fetch_exp() { "$MAYFLY_BIN/mayfly-agent" fetch x509 --socket "$T/agent.sock" 2>/dev/null |
     sed -n 's/.*app1 expires_at=\([^ ]*\).*/\1/p'; }
-for i in $(seq 1 100); do [ -n "$(fetch_exp)" ] && break; sleep 0.05; done
+for _ in $(seq 1 100); do [ -n "$(fetch_exp)" ] && break; sleep 0.05; done
 [ -n "$(fetch_exp)" ] || die "no SVID before the backup"
 
 # ---- A. online backup ----------------------------------------------------------------------
@@ -72,7 +73,7 @@ echo "ok: after the online restore: same entries ($(echo "$before_ids" | wc -w))
 # renew within about 7 s)
 old=$(fetch_exp)
 renewed() { local e; e=$(fetch_exp); [ -n "$e" ] && [ "$e" != "$old" ]; }
-for i in $(seq 1 300); do renewed && break; sleep 0.1; done
+for _ in $(seq 1 300); do renewed && break; sleep 0.1; done
 renewed || die "the agent did not renew after the restore"
 echo "ok: the agent renewed from the restored CA (app1 now expires $(fetch_exp))"
 
@@ -87,7 +88,7 @@ start_ca b "$T/ca" --listen "127.0.0.1:$PORT" --svid-ttl 20s --ca-ttl 10m
 [ "$(entry_ids)" = "$before_ids" ] || die "entries after the offline restore differ"
 [ "$(adm bundle show --format spiffe)" = "$before_bundle" ] || die "the bundle changed (offline)"
 old=$(fetch_exp)
-for i in $(seq 1 300); do renewed && break; sleep 0.1; done
+for _ in $(seq 1 300); do renewed && break; sleep 0.1; done
 renewed || die "the agent did not renew after the offline restore"
 echo "ok: stop-copy-start keeps entries, bundle and the agent's standing"
 

@@ -2,6 +2,7 @@
 # kill -9 during a stream of writes loses no acknowledged write and corrupts
 # nothing: every entry whose creation the CLI acknowledged is there after a
 # restart, and SQLite's integrity check passes.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -4,6 +4,7 @@
 # the bundle once everything it signed has expired; spiffe_sequence goes up
 # on every change; the server SVID renews itself. Also: a --svid-ttl that
 # does not fit is refused at start with a message that says what to change.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -3,6 +3,7 @@
 # --upstream-ca-cert/--upstream-ca-key. The bundle is that root, agents get
 # a chain (leaf, then the CA's intermediate) that OpenSSL verifies up to
 # the root, and an upstream key readable by others is refused at start.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp
@@ -21,7 +22,7 @@ openssl req -x509 -new -key "$R/root.key" -days 30 -subj "/O=Example Root CA" \
 # a world-readable upstream key is refused, with a message naming the file
 chmod 644 "$R/root.key"
 if "$CA_BIN" run --data-dir "$T/bad" --admin-socket "$T/bad.sock" --trust-domain $TD \
-    --listen 127.0.0.1:$(pick_port) --upstream-ca-cert "$R/root.pem" \
+    --listen "127.0.0.1:$(pick_port)" --upstream-ca-cert "$R/root.pem" \
     --upstream-ca-key "$R/root.key" >"$T/bad.log" 2>&1; then
     die "CA started with a world-readable upstream key"
 fi

@@ -5,6 +5,7 @@
 # PKCS#8 key that matches the first certificate); the agent restarts
 # without a join token and serves from its cache, the last time with the CA
 # stopped; with the CA back it renews again.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp
@@ -41,8 +42,9 @@ check_cache() {
     [ "$n" -ge 2 ] || die "only $n cache files"
 }
 
-: >"$T/ok" >"$T/fail"
-for w in 1 2 3 4; do
+: >"$T/ok"
+: >"$T/fail"
+for _ in 1 2 3 4; do
     (
         for i in $(seq 1 100000); do
             [ -f "$T/stop" ] && break

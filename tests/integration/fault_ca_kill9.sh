@@ -5,6 +5,7 @@
 # acknowledged write (entries, the agent's recorded SVID serial) intact and
 # `PRAGMA integrity_check` = ok; the agent resumes by itself (a new entry
 # reaches its workload again); signing works again.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp
@@ -25,7 +26,9 @@ mkdir -p "$T/n2"
 client attest --dir "$T/n2" --token "$(fresh_token a $A2)" >/dev/null || die "attest n2"
 e2=$(add_entry a spiffe://example.org/batch $A2 unix:uid:4242)
 
-: >"$T/acked" >"$T/serials" >"$T/signed"
+: >"$T/acked"
+: >"$T/serials"
+: >"$T/signed"
 ( # acknowledged registry writes
     i=0
     while id=$("$CA_BIN" entry create --admin-socket "$CA_SOCK_a" \

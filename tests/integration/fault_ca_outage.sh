@@ -8,6 +8,7 @@
 #     once it is back the CA refuses the expired agent SVID (by design: an
 #     expired credential is never renewed, see docs/security.md), the agent
 #     says so and what to do, and a restart with a new join token recovers.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -10,6 +10,7 @@
 #         SVIDs), back (renewals resume by themselves); -1h (it issues
 #         leaves that already expired, which the agent refuses), back
 #         (renewals resume). Nothing expired is ever served.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp
@@ -39,8 +40,7 @@ no_expired() {
 }
 # renewed DIR N SECS: the agent in DIR takes a new SVID (issued count > N)
 renewed() {
-    local i
-    for i in $(seq 1 $(($3 * 10))); do
+    for _ in $(seq 1 $(($3 * 10))); do
         [ "$(issued "$1")" -gt "$2" ] && return 0
         sleep 0.1
     done

@@ -7,6 +7,7 @@
 # serving reads and TLS, it accepts writes again as soon as space returns,
 # and after kill -9 and a restart every acknowledged write is there and
 # `PRAGMA integrity_check` is ok.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -7,6 +7,7 @@
 # configs, man pages); then a small workload is built against the installed
 # mayfly.pc and libmayfly.so alone, and fetches its identity from a real
 # CA and agent.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -14,6 +15,7 @@ make_tmp
 D="$T/dest"
 PREFIX=/opt/mayfly
 san=()
+# shellcheck disable=SC2054 # one flag: -fsanitize takes a comma list
 case "$MAYFLY_BUILD" in */san) san=(-fsanitize=address,undefined) ;; esac
 
 make -s -C "$ROOT" install DESTDIR="$D" PREFIX="$PREFIX" BUILD="$MAYFLY_BUILD" \

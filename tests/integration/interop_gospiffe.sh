@@ -13,6 +13,7 @@
 #     authorizer does not allow refused, on each side and in each direction.
 # A machine without Go, or without access to the Go module proxy, reports
 # the test as skipped.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh

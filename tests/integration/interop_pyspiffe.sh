@@ -8,6 +8,7 @@
 # the refusals (wrong audience, changed signature, another subject).
 # A machine where the pinned packages cannot be installed reports the test
 # as skipped.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh

@@ -35,6 +35,7 @@
 MAYFLY_BIN=${MAYFLY_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../bin" && pwd)}
 MAYFLY_BUILD=${MAYFLY_BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../../build/rel" && pwd)}
 CA_BIN="$MAYFLY_BIN/mayfly-ca"
+# shellcheck disable=SC2034 # used by the tests that source this file
 CA_CLIENT="$MAYFLY_BUILD/tools/ca_client"
 
 _LIB_PIDS=()
@@ -94,21 +95,21 @@ cleanup() {
         pkill -KILL -f -- "$_LIB_TMP" 2>/dev/null || true
         # under `make check` the daemons run with ASan/UBSan: a report in
         # any log fails the test even if the scenario passed
-        for p in $(find "$_LIB_TMP" -name '*.log' 2>/dev/null); do
+        while IFS= read -r p; do
             if grep -Eq 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$p"; then
                 echo "FAIL: sanitizer report in $p" >&2
                 grep -E -A20 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$p" | head -40 >&2
                 bad=1
             fi
-        done
+        done < <(find "$_LIB_TMP" -name '*.log' 2>/dev/null)
         # "==pid==" lines are memcheck's reports; "--pid--" lines are its
         # notes (such as a syscall it does not know: pidfd_open)
-        for p in $(find "$_LIB_TMP" -name 'vg-*.log' -size +0 2>/dev/null); do
+        while IFS= read -r p; do
             grep -q '^==[0-9]*==' "$p" || continue
             echo "FAIL: valgrind report in $p" >&2
             grep '^==[0-9]*==' "$p" | head -60 >&2
             bad=1
-        done
+        done < <(find "$_LIB_TMP" -name 'vg-*.log' -size +0 2>/dev/null)
         rm -rf "$_LIB_TMP"
     fi
     free_ports
@@ -121,6 +122,7 @@ make_tmp() {
     _LIB_TMP=$(mktemp -d /tmp/mayfly-it.XXXXXX)
     chmod 700 "$_LIB_TMP"
     trap cleanup EXIT
+    # shellcheck disable=SC2034 # the temp dir of the test that sources this
     T=$_LIB_TMP
 }
 
@@ -136,9 +138,9 @@ track_pid() {
 # that tests running in parallel never pick the same one; cleanup frees it.
 _LIB_PORT_DIR=/tmp/mayfly-test-ports
 pick_port() {
-    local p i owner lo=20000 hi=32000
+    local p owner lo=20000 hi=32000
     mkdir -p "$_LIB_PORT_DIR"
-    for i in $(seq 1 200); do
+    for _ in $(seq 1 200); do
         p=$((lo + RANDOM % (hi - lo)))
         if ! mkdir "$_LIB_PORT_DIR/$p" 2>/dev/null; then
             # reserved: take it over only if its test is gone
@@ -163,8 +165,8 @@ free_ports() {
 }
 
 wait_for_socket() {
-    local path=$1 secs=${2:-10} i
-    for i in $(seq 1 $((secs * 20))); do
+    local path=$1 secs=${2:-10}
+    for _ in $(seq 1 $((secs * 20))); do
         [ -S "$path" ] && return 0
         sleep 0.05
     done
@@ -172,8 +174,8 @@ wait_for_socket() {
 }
 
 wait_for_log() {
-    local file=$1 re=$2 secs=${3:-10} i
-    for i in $(seq 1 $((secs * 20))); do
+    local file=$1 re=$2 secs=${3:-10}
+    for _ in $(seq 1 $((secs * 20))); do
         grep -Eq -- "$re" "$file" 2>/dev/null && return 0
         sleep 0.05
     done
@@ -196,8 +198,7 @@ start_ca() {
         --trust-domain "${TD:-example.org}" "${listen[@]}" "$@" >>"$dir/ca.log" 2>&1 &
     local pid=$!
     track_pid "$pid"
-    local i
-    for i in $(seq 1 $((200 * MAYFLY_TIME_SCALE))); do
+    for _ in $(seq 1 $((200 * MAYFLY_TIME_SCALE))); do
         if grep -q '^mayfly-ca ready' "$dir/ca.log"; then
             break
         fi
@@ -255,8 +256,8 @@ start_agent() {
         >>"$dir/agent.log" 2>&1 &
     local pid=$!
     track_pid "$pid"
-    local i now
-    for i in $(seq 1 $((200 * MAYFLY_TIME_SCALE))); do
+    local now
+    for _ in $(seq 1 $((200 * MAYFLY_TIME_SCALE))); do
         now=$(grep -c '^mayfly-agent ready' "$dir/agent.log" 2>/dev/null || true)
         [ "${now:-0}" -gt "${before:-0}" ] && break
         if ! kill -0 "$pid" 2>/dev/null; then
@@ -296,9 +297,9 @@ fetch_as() {
 }
 
 wait_until() {
-    local secs=$1 i
+    local secs=$1
     shift
-    for i in $(seq 1 $((secs * 10 * MAYFLY_TIME_SCALE))); do
+    for _ in $(seq 1 $((secs * 10 * MAYFLY_TIME_SCALE))); do
         "$@" >/dev/null 2>&1 && return 0
         sleep 0.1
     done

@@ -6,6 +6,7 @@
 # Retry-After), every agent gets through once it honours Retry-After, and
 # the CA is healthy afterwards.
 # mayfly-test: serial (a load test: it wants the machine to itself)
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

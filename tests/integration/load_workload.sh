@@ -5,6 +5,7 @@
 # must get its SVID (200) within a generous 5 s; the latency percentiles are
 # reported, not asserted. The agent must still answer afterwards.
 # mayfly-test: serial (a load test: it wants the machine to itself)
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 make_tmp

@@ -17,6 +17,7 @@
 #     range, ready == 1;
 #   - with the CA stopped, the agent logs the expiry warning for an SVID that
 #     could not be renewed and counts it.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")"
 source ./lib.sh
@@ -258,7 +259,7 @@ done
 echo "ok: /live, /ready, 404, 405, HEAD and the content type on both daemons"
 
 # ---- traffic ------------------------------------------------------------------------------------
-for i in $(seq 1 100); do
+for _ in $(seq 1 100); do
     "$MAYFLY_BIN/mayfly-agent" fetch x509 --socket "$SOCK" 2>/dev/null | grep -q m-app && break
     sleep 0.05
 done
@@ -271,7 +272,7 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
     denied_nobody=1
 fi
 # a renewal on schedule (20 s SVIDs renew after 3.5-6.5 s)
-for i in $(seq 1 300); do
+for _ in $(seq 1 300); do
     curl -s "http://$AG_M/metrics" >"$T/agent.prom"
     grep -q '^mayfly_agent_svid_renewals_total{kind="workload"} [1-9]' "$T/agent.prom" && break
     sleep 0.05
