@@ -353,6 +353,7 @@ start_pg() {
         -o "-k $dir -c listen_addresses='' -c max_connections=200" start >/dev/null ||
         { cat "$dir/pg.log" >&2; die "PostgreSQL did not start"; }
     "${as[@]}" "$bin/createdb" -h "$dir" -U mayfly mayfly || die "createdb failed"
+    # shellcheck disable=SC2034 # for the tests that call start_pg
     PG_URI="postgresql:///mayfly?host=$dir&user=mayfly"
     PG_BIN=$bin
     PG_AS=("${as[@]}")
