@@ -47,4 +47,5 @@ done <"$T/acked"
 stop_pid "$CA_PID_b"
 ok=$(sqlite3 "$T/ca/data/mayfly-ca.db" 'PRAGMA integrity_check')
 [ "$ok" = ok ] || die "integrity check: $ok"
+[ "$n" -ge 1 ] || die "no write was acknowledged before the kill: nothing was tested"
 echo "measured: $n acknowledged writes before kill -9, none lost"

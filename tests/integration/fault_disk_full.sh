@@ -73,6 +73,7 @@ check_acked b
 stop_pid "$CA_PID_b"
 [ "$(sqlite3 "$T/ca/data/mayfly-ca.db" 'PRAGMA integrity_check')" = ok ] || die "integrity (limit)"
 n1=$(wc -l <"$T/acked")
+[ "$n1" -ge 1 ] || die "no write was acknowledged before the limit: nothing was tested"
 echo "measured: file size limit: $n1 writes acknowledged, the next refused with 507, recovered when lifted"
 
 # --- 2. a full disk (root: a small tmpfs)
