@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,6 +20,9 @@
 #include "api/pki/mf_jwt.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
+#include "api/internal/mf_opt.h"
+#include "agent/agent_config.h"
 
 #define TIMEOUT_MS     5000
 #define DOC_MAX        (8u * 1024u * 1024u)
@@ -36,13 +40,9 @@ struct cli_opts {
     size_t n_aud;
     const char *spiffe_id;           /* --spiffe-id (fetch jwt) */
     const char *svid;                /* --svid (validate jwt) */
+    bool too_many_aud;
+    int64_t wait_ms;                 /* --wait: retry that long */
 };
-
-/* True when options of the JWT commands were given to another command. */
-static bool has_jwt_opts(const struct cli_opts *o)
-{
-    return o->n_aud > 0 || o->spiffe_id != NULL || o->svid != NULL;
-}
 
 static void print_err(const char *what, mf_res r)
 {
@@ -51,42 +51,119 @@ static void print_err(const char *what, mf_res r)
     fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
 }
 
-static int parse_opts(int argc, char **argv, struct cli_opts *o)
+#define SOCK_OPT                                                                                   \
+    {"socket", MF_OPT_STR, "PATH", NULL,                                                           \
+     "the agent's Workload API socket, a path or unix:///path (default: "                         \
+     "$SPIFFE_ENDPOINT_SOCKET)",                                                                   \
+     0, NULL}
+#define WAIT_OPT(what)                                                                             \
+    {"wait", MF_OPT_DUR, "DUR", "0s", "retry until " what ", for up to DUR", 0, NULL}
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct mf_opt o_fetch_x509[] = {
+    SOCK_OPT,
+    {"write", MF_OPT_STR, "DIR", NULL,
+     "write svid.N.pem, svid.N.key (0600), bundle.0.pem into DIR (an existing directory only "
+     "you can write)",
+     0, NULL},
+    WAIT_OPT("the agent serves an identity to this process"),
+};
+static const struct mf_opt o_fetch_jwt[] = {
+    SOCK_OPT,
+    {"audience", MF_OPT_LIST, "AUD", NULL, "audience of the token", MF_OPT_REQUIRED, NULL},
+    {"spiffe-id", MF_OPT_STR, "ID", NULL, "only the token of this identity", 0, NULL},
+    WAIT_OPT("the agent serves an identity to this process"),
+};
+static const struct mf_opt o_validate[] = {
+    SOCK_OPT,
+    {"audience", MF_OPT_STR, "AUD", NULL, "the audience the token must carry", MF_OPT_REQUIRED,
+     NULL},
+    {"svid", MF_OPT_STR, "TOKEN", NULL, "the JWT-SVID to check", MF_OPT_REQUIRED, NULL},
+};
+static const struct mf_opt o_watch[] = {
+    SOCK_OPT,
+    {"write", MF_OPT_STR, "DIR", NULL, "keep the files of fetch x509 current in DIR",
+     MF_OPT_REQUIRED, NULL},
+    {"exec", MF_OPT_STR, "CMD", NULL, "run CMD (sh -c) after each rewrite", 0, NULL},
+    {"signal", MF_OPT_STR, "SIG", NULL, "or send SIG (HUP, USR1...) after each rewrite", 0, NULL},
+    {"pid-file", MF_OPT_STR, "FILE", NULL, "to the process whose pid FILE holds", 0, NULL},
+};
+static const struct mf_opt o_health[] = {
+    SOCK_OPT,
+    WAIT_OPT("the agent answers"),
+};
+
+static const struct mf_cmd cmds[] = {
+    {"run", NULL, 0, 0, "run the node agent (options also as config keys, see --config)", NULL,
+     0},
+    {"fetch x509", NULL, 0, 0, "print this process's X509-SVIDs", o_fetch_x509,
+     N(o_fetch_x509)},
+    {"fetch jwt", NULL, 0, 0, "print one JWT-SVID per identity on stdout", o_fetch_jwt,
+     N(o_fetch_jwt)},
+    {"validate jwt", NULL, 0, 0, "exit 0 when the agent finds the token valid", o_validate,
+     N(o_validate)},
+    {"watch", NULL, 0, 0, "rewrite the files on every change, then reload a process", o_watch,
+     N(o_watch)},
+    {"healthcheck", NULL, 0, 0, "exit 0 when the agent answers /health", o_health, N(o_health)},
+};
+
+/* see agent_cli.h */
+const struct mf_prog *agent_cli_prog(void)
+{
+    /* run's table lives with the settings it fills (agent_config.c) */
+    static struct mf_cmd all[N(cmds)];
+    static struct mf_prog prog;
+    if (prog.name == NULL) {
+        memcpy(all, cmds, sizeof(cmds));
+        all[0].opts = agent_run_opts;
+        all[0].n_opts = agent_run_n_opts;
+        prog = (struct mf_prog){
+            .name = "mayfly-agent",
+            .version = MAYFLY_VERSION,
+            .help = "The workload commands talk to a running agent over its Workload API\n"
+                    "socket. Every option may be written --name VALUE or --name=VALUE.\n"
+                    "Durations: 90s, 10m, 1h. SIGHUP makes `run` reopen --log-file and\n"
+                    "re-read log-level and log-format from its flags and config file.",
+            .cmds = all,
+            .n_cmds = N(all),
+        };
+    }
+    return &prog;
+}
+
+static void opts_from(const struct mf_opt_vals *v, struct cli_opts *o)
 {
     memset(o, 0, sizeof(*o));
-    for (int i = 0; i < argc; i++) {
-        const char **dst = NULL;
-        if (strcmp(argv[i], "--socket") == 0) {
-            dst = &o->socket;
-        } else if (strcmp(argv[i], "--write") == 0) {
-            dst = &o->write_dir;
-        } else if (strcmp(argv[i], "--exec") == 0) {
-            dst = &o->exec_cmd;
-        } else if (strcmp(argv[i], "--signal") == 0) {
-            dst = &o->signal_name;
-        } else if (strcmp(argv[i], "--pid-file") == 0) {
-            dst = &o->pid_file;
-        } else if (strcmp(argv[i], "--spiffe-id") == 0) {
-            dst = &o->spiffe_id;
-        } else if (strcmp(argv[i], "--svid") == 0) {
-            dst = &o->svid;
-        } else if (strcmp(argv[i], "--audience") == 0) {
-            if (o->n_aud == MF_JWT_AUD_MAX) {
-                fprintf(stderr, "mayfly-agent: at most %d --audience\n", MF_JWT_AUD_MAX);
-                return -1;
-            }
-            dst = &o->aud[o->n_aud++];
-        } else {
-            fprintf(stderr, "mayfly-agent: unknown option %s\n", argv[i]);
-            return -1;
+    o->socket = mf_opt_get(v, "socket");
+    o->write_dir = mf_opt_get(v, "write");
+    o->exec_cmd = mf_opt_get(v, "exec");
+    o->signal_name = mf_opt_get(v, "signal");
+    o->pid_file = mf_opt_get(v, "pid-file");
+    o->spiffe_id = mf_opt_get(v, "spiffe-id");
+    o->svid = mf_opt_get(v, "svid");
+    const struct mf_opt_val *aud = mf_opt_val(v, "audience");
+    if (aud != NULL && aud->n > 0) {
+        for (size_t i = 0; i < aud->n && i < MF_JWT_AUD_MAX; i++) {
+            o->aud[o->n_aud++] = aud->list[i];
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "mayfly-agent: %s needs a value\n", argv[i]);
-            return -1;
-        }
-        *dst = argv[++i];
+        o->too_many_aud = aud->n > MF_JWT_AUD_MAX;
+    } else if (aud != NULL && aud->s != NULL) {
+        o->aud[o->n_aud++] = aud->s;
     }
-    return 0;
+    const char *w = mf_opt_get(v, "wait");
+    int64_t secs = 0;
+    o->wait_ms = w != NULL && mf_ok(mf_duration_parse(w, &secs)) ? secs * 1000 : 0;
+}
+
+/* Sleeps 100 ms and says whether a retry is still within --wait. */
+static bool retry(int64_t deadline_ms)
+{
+    if (mf_mono_ms() >= deadline_ms) {
+        return false;
+    }
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return true;
 }
 
 static mf_res socket_path(const struct cli_opts *o, char path[SOCK_PATH_MAX])
@@ -263,25 +340,44 @@ static mf_res append_query(struct mf_buf *b, const char *v)
     return MF_RES_OK;
 }
 
+/* One request to the agent into resp (initialised here with cap). Within
+ * --wait, retried every 100 ms while the agent is not there yet, or does
+ * not serve this process an identity yet (403: its entry is still on the
+ * way from the CA), or is not ready (503). */
+static mf_res exchange(const struct cli_opts *o, const char *method, const char *path,
+                       const struct mf_buf *body, size_t cap, struct mf_http_resp *resp)
+{
+    char sock[SOCK_PATH_MAX];
+    int64_t deadline = mf_mono_ms() + o->wait_ms;
+    mf_http_resp_init(resp, cap);
+    MF_TRY(socket_path(o, sock));
+    for (;;) {
+        struct mf_http_conn *c = NULL;
+        mf_res r = mf_http_connect_unix(sock, TIMEOUT_MS, &c);
+        if (mf_ok(r)) {
+            r = mf_http_request(c, method, path, hdrs, body != NULL ? body->data : NULL,
+                                body != NULL ? body->len : 0, TIMEOUT_MS, resp);
+        }
+        mf_http_close(c);
+        bool again = !mf_ok(r) || resp->status == 403 || resp->status == 503;
+        if (!again || !retry(deadline)) {
+            return r;
+        }
+        wipe_buf(&resp->body);
+        mf_http_resp_cleanup(resp);
+        mf_http_resp_init(resp, cap);
+    }
+}
+
 /* One exchange with the agent; *doc is the parsed 200 body. Returns the
  * exit status (0, or 1 with one line on stderr). */
 static int jwt_call(const struct cli_opts *o, const char *what, const char *method,
                     const char *path, const struct mf_buf *body, json_t **doc)
 {
-    char sock[SOCK_PATH_MAX];
-    struct mf_http_conn *c = NULL;
     struct mf_http_resp resp;
     int status = 1;
     *doc = NULL;
-    mf_http_resp_init(&resp, DOC_MAX);
-    mf_res r = socket_path(o, sock);
-    if (mf_ok(r)) {
-        r = mf_http_connect_unix(sock, TIMEOUT_MS, &c);
-    }
-    if (mf_ok(r)) {
-        r = mf_http_request(c, method, path, hdrs, body != NULL ? body->data : NULL,
-                            body != NULL ? body->len : 0, TIMEOUT_MS, &resp);
-    }
+    mf_res r = exchange(o, method, path, body, DOC_MAX, &resp);
     if (mf_ok(r) && resp.status == 200) {
         r = mf_json_parse(mf_buf_cstr(&resp.body), resp.body.len, DOC_MAX, doc);
         status = mf_ok(r) ? 0 : 1;
@@ -294,21 +390,20 @@ static int jwt_call(const struct cli_opts *o, const char *what, const char *meth
     /* tokens are bearer credentials */
     wipe_buf(&resp.body);
     mf_http_resp_cleanup(&resp);
-    mf_http_close(c);
     return status;
 }
 
 /* fetch jwt: one token per line on stdout (scripts take it from there), a
  * description of each on stderr. */
-static int fetch_jwt(int argc, char **argv)
+static int fetch_jwt(const struct cli_opts *opts)
 {
-    struct cli_opts o;
+    struct cli_opts o = *opts;
     struct mf_buf path;
     json_t *doc = NULL;
-    if (parse_opts(argc, argv, &o) != 0 || o.write_dir != NULL || o.exec_cmd != NULL ||
-        o.signal_name != NULL || o.pid_file != NULL || o.svid != NULL || o.n_aud == 0) {
-        fprintf(stderr, "usage: mayfly-agent fetch jwt --audience A [--audience B]... "
-                        "[--spiffe-id ID] [--socket PATH]\n");
+    if (o.too_many_aud) {
+        fprintf(stderr, "mayfly-agent fetch jwt: at most %d --audience (see mayfly-agent fetch "
+                        "jwt --help)\n",
+                MF_JWT_AUD_MAX);
         return 2;
     }
     mf_buf_init(&path, 64 * 1024, 0);
@@ -347,19 +442,11 @@ static int fetch_jwt(int argc, char **argv)
     return status;
 }
 
-/* see agent_cli.h */
-int agent_cli_validate(int argc, char **argv)
+static int validate_jwt(const struct cli_opts *opts)
 {
-    struct cli_opts o;
+    struct cli_opts o = *opts;
     struct mf_buf body;
     json_t *req = NULL, *doc = NULL;
-    if (argc < 1 || strcmp(argv[0], "jwt") != 0 || parse_opts(argc - 1, argv + 1, &o) != 0 ||
-        o.n_aud != 1 || o.svid == NULL || o.spiffe_id != NULL || o.write_dir != NULL ||
-        o.exec_cmd != NULL || o.signal_name != NULL || o.pid_file != NULL) {
-        fprintf(stderr, "usage: mayfly-agent validate jwt --audience A --svid TOKEN "
-                        "[--socket PATH]\n");
-        return 2;
-    }
     mf_buf_init(&body, MF_JWT_MAX + 4096, MF_BUF_SECRET);
     req = json_pack("{s:s,s:s}", "audience", o.aud[0], "svid", o.svid);
     mf_res r = req != NULL ? mf_json_dump(req, &body)
@@ -385,38 +472,13 @@ int agent_cli_validate(int argc, char **argv)
     return status;
 }
 
-/* see agent_cli.h */
-int agent_cli_fetch(int argc, char **argv)
+static int fetch_x509(const struct cli_opts *opts)
 {
-    struct cli_opts o;
-    char path[SOCK_PATH_MAX];
-    struct mf_http_conn *c = NULL;
+    const struct cli_opts o = *opts;
     struct mf_http_resp resp;
     json_t *doc = NULL;
     int status = 1;
-    mf_res r;
-
-    if (argc >= 1 && strcmp(argv[0], "jwt") == 0) {
-        return fetch_jwt(argc - 1, argv + 1);
-    }
-    if (argc < 1 || strcmp(argv[0], "x509") != 0) {
-        fprintf(stderr, "usage: mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n"
-                        "       mayfly-agent fetch jwt --audience A [--audience B]... "
-                        "[--spiffe-id ID] [--socket PATH]\n");
-        return 2;
-    }
-    if (parse_opts(argc - 1, argv + 1, &o) != 0 || o.exec_cmd != NULL || o.pid_file != NULL ||
-        has_jwt_opts(&o)) {
-        return 2;
-    }
-    mf_http_resp_init(&resp, DOC_MAX);
-    r = socket_path(&o, path);
-    if (mf_ok(r)) {
-        r = mf_http_connect_unix(path, TIMEOUT_MS, &c);
-    }
-    if (mf_ok(r)) {
-        r = mf_http_request(c, "GET", "/v1/x509", hdrs, NULL, 0, TIMEOUT_MS, &resp);
-    }
+    mf_res r = exchange(&o, "GET", "/v1/x509", NULL, DOC_MAX, &resp);
     if (!mf_ok(r)) {
         print_err("fetch", r);
         goto out;
@@ -439,29 +501,14 @@ out:
     json_decref(doc);
     wipe_buf(&resp.body);
     mf_http_resp_cleanup(&resp);
-    mf_http_close(c);
     return status;
 }
 
-/* see agent_cli.h */
-int agent_cli_healthcheck(int argc, char **argv)
+static int healthcheck(const struct cli_opts *opts)
 {
-    struct cli_opts o;
-    char path[SOCK_PATH_MAX];
-    struct mf_http_conn *c = NULL;
     struct mf_http_resp resp;
     int status = 1;
-    if (parse_opts(argc, argv, &o) != 0) {
-        return 2;
-    }
-    mf_http_resp_init(&resp, 4096);
-    mf_res r = socket_path(&o, path);
-    if (mf_ok(r)) {
-        r = mf_http_connect_unix(path, TIMEOUT_MS, &c);
-    }
-    if (mf_ok(r)) {
-        r = mf_http_request(c, "GET", "/health", hdrs, NULL, 0, TIMEOUT_MS, &resp);
-    }
+    mf_res r = exchange(opts, "GET", "/health", NULL, 4096, &resp);
     if (!mf_ok(r)) {
         print_err("healthcheck", r);
     } else if (resp.status != 200) {
@@ -471,7 +518,6 @@ int agent_cli_healthcheck(int argc, char **argv)
         status = 0;
     }
     mf_http_resp_cleanup(&resp);
-    mf_http_close(c);
     return status;
 }
 
@@ -526,21 +572,17 @@ static void reload(const struct cli_opts *o, int sig)
     }
 }
 
-/* see agent_cli.h */
-int agent_cli_watch(int argc, char **argv)
+static int watch(const struct cli_opts *opts)
 {
-    struct cli_opts o;
+    const struct cli_opts o = *opts;
     char path[SOCK_PATH_MAX];
     int sig = 0;
     unsigned failures = 0;
 
-    if (parse_opts(argc, argv, &o) != 0 || has_jwt_opts(&o)) {
-        return 2;
-    }
-    if (o.write_dir == NULL || (o.exec_cmd != NULL && o.signal_name != NULL) ||
+    if ((o.exec_cmd != NULL && o.signal_name != NULL) ||
         ((o.signal_name != NULL) != (o.pid_file != NULL))) {
-        fprintf(stderr, "usage: mayfly-agent watch --write DIR [--exec CMD | --signal SIG "
-                        "--pid-file F] [--socket PATH]\n");
+        fprintf(stderr, "mayfly-agent watch: give --exec CMD, or --signal SIG with --pid-file F "
+                        "(see mayfly-agent watch --help)\n");
         return 2;
     }
     if (o.signal_name != NULL && (sig = signal_number(o.signal_name)) < 0) {
@@ -610,4 +652,28 @@ int agent_cli_watch(int argc, char **argv)
         failures++;
         sleep(failures < 30 ? failures : 30);
     }
+}
+
+/* see agent_cli.h */
+int agent_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v)
+{
+    struct cli_opts o;
+    opts_from(v, &o);
+    if (strcmp(cmd->name, "fetch x509") == 0) {
+        return fetch_x509(&o);
+    }
+    if (strcmp(cmd->name, "fetch jwt") == 0) {
+        return fetch_jwt(&o);
+    }
+    if (strcmp(cmd->name, "validate jwt") == 0) {
+        return validate_jwt(&o);
+    }
+    if (strcmp(cmd->name, "watch") == 0) {
+        return watch(&o);
+    }
+    if (strcmp(cmd->name, "healthcheck") == 0) {
+        return healthcheck(&o);
+    }
+    fprintf(stderr, "mayfly-agent: unknown command %s\n", cmd->name);
+    return 2;
 }

@@ -3,7 +3,8 @@
  * agent_cli: the workload subcommands of mayfly-agent, clients of the
  * Workload API socket (--socket PATH, else SPIFFE_ENDPOINT_SOCKET):
  *
- *   fetch x509 [--write DIR]   print the SVIDs; write svid.N.pem, svid.N.key
+ *   fetch x509 [--write DIR] [--wait DUR]
+ *                              print the SVIDs; write svid.N.pem, svid.N.key
  *                              (0600) and bundle.0.pem
  *   fetch jwt --audience A [--audience B]... [--spiffe-id ID]
  *                              print one JWT-SVID per line on stdout (one for
@@ -15,7 +16,10 @@
  *   watch --write DIR [--exec CMD | --signal SIG --pid-file F]
  *                              rewrite the files on every change, then run
  *                              CMD (sh -c) or signal the process in F
- *   healthcheck                exit 0 when the agent answers /health
+ *   healthcheck [--wait DUR]   exit 0 when the agent answers /health
+ *
+ * --wait retries, every 100 ms, while the agent is not there yet or has no
+ * identity for the caller yet, so that a script needs no sleep.
  *
  * Files are written inside DIR through a directory handle: a temp file
  * (O_EXCL|O_NOFOLLOW), fsync, renameat. DIR itself or a target that is a
@@ -25,9 +29,13 @@
 #ifndef AGENT_CLI_H
 #define AGENT_CLI_H
 
-int agent_cli_fetch(int argc, char **argv);
-int agent_cli_validate(int argc, char **argv);
-int agent_cli_watch(int argc, char **argv);
-int agent_cli_healthcheck(int argc, char **argv);
+#include "api/internal/mf_opt.h"
+
+/* Every command of mayfly-agent, run included, with its options. */
+const struct mf_prog *agent_cli_prog(void);
+
+/* Runs a workload command with its parsed options; returns the exit
+ * status (0 ok, 1 failed or refused, 2 bad usage). */
+int agent_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v);
 
 #endif /* AGENT_CLI_H */

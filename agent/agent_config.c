@@ -1,48 +1,66 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * agent_config: flags and config file of `mayfly-agent run`.
+ * agent_config: flags and config file of `mayfly-agent run`: one table
+ * (agent_run_opts) for the parser, --help and the file; set_opt() turns
+ * each value into its setting.
  */
 #include <stdlib.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "agent/agent_attest.h"
 #include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
-#include "api/core/mf_json.h"
 #include "api/core/mf_time.h"
 
-#define CONFIG_MAX (64u * 1024u)
-
-enum opt_kind { OPT_STR, OPT_UINT, OPT_PCT_RANGE, OPT_DUR_MS, OPT_LEVEL, OPT_FORMAT };
-
-struct opt {
-    const char *name;
-    enum opt_kind kind;
-    size_t off;
+#define OPT(n, k, a, d, h, f) {n, k, a, d, h, MF_OPT_CONFIG | (f), NULL}
+const struct mf_opt agent_run_opts[] = {
+    OPT("data-dir", MF_OPT_STR, "DIR", NULL, "the agent's identity and SVID cache (0700)",
+        MF_OPT_REQUIRED),
+    OPT("server", MF_OPT_STR, "HOST:PORT", NULL, "address of the CA", MF_OPT_REQUIRED),
+    OPT("trust-bundle", MF_OPT_STR, "FILE", NULL, "PEM CA certificates to trust at first contact",
+        MF_OPT_REQUIRED),
+    OPT("socket", MF_OPT_STR, "PATH", NULL, "Workload API socket to serve", MF_OPT_REQUIRED),
+    OPT("join-token", MF_OPT_STR, "TOKEN", NULL, "single-use token for the first attestation",
+        0),
+    OPT("trust-domain", MF_OPT_STR, "TD", NULL, "trust domain (default: from the trust bundle)",
+        0),
+    OPT("renew-window", MF_OPT_STR, "LO-HI", "45-55",
+        "renew at a point drawn in this percentage range of an SVID's life", 0),
+    OPT("backoff-base", MF_OPT_DUR, "DUR", NULL, "first retry delay (default: 500ms)", 0),
+    OPT("backoff-cap", MF_OPT_DUR, "DUR", "30s", "longest retry delay", 0),
+    OPT("log-level", MF_OPT_STR, "LEVEL", "info", "error, warn, info or debug", MF_OPT_RELOAD),
+    OPT("log-format", MF_OPT_STR, "FORMAT", "text", "text or json", MF_OPT_RELOAD),
+    OPT("log-file", MF_OPT_STR, "FILE", NULL,
+        "append log lines to FILE instead of stderr; reopened on SIGHUP", MF_OPT_RELOAD),
+    OPT("max-connections", MF_OPT_NUM, "N", "128", "Workload API connections at once", 0),
+    OPT("max-connections-per-uid", MF_OPT_NUM, "N", NULL,
+        "of which from one uid (default: a quarter of max-connections)", 0),
+    OPT("max-watches", MF_OPT_NUM, "N", "96", "of which long-lived (watch, gRPC)", 0),
+    OPT("connection-timeout", MF_OPT_NUM, "SECONDS", "10",
+        "a connection's first request complete within", 0),
+    OPT("idle-timeout", MF_OPT_NUM, "SECONDS", "30", "an idle connection closed after", 0),
+    OPT("hash-max-bytes", MF_OPT_NUM, "N", "268435456",
+        "executables hashed for unix:sha256 up to this size", 0),
+    OPT("metrics-listen", MF_OPT_STR, "HOST:PORT", NULL,
+        "address of /live, /ready, /metrics (default: off)", 0),
+    OPT("expiry-warning", MF_OPT_DUR, "DUR", "5m",
+        "warn when an unrenewed SVID is this close to expiry (0: off)", 0),
+    {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
 };
+const size_t agent_run_n_opts = sizeof(agent_run_opts) / sizeof(agent_run_opts[0]);
 
-#define O(n, k, f) {n, k, offsetof(struct agent_config, f)}
-static const struct opt opts[] = {
-    O("data-dir", OPT_STR, data_dir),
-    O("server", OPT_STR, server),
-    O("trust-bundle", OPT_STR, trust_bundle),
-    O("join-token", OPT_STR, join_token),
-    O("socket", OPT_STR, socket),
-    O("trust-domain", OPT_STR, trust_domain),
-    O("renew-window", OPT_PCT_RANGE, rot),
-    O("backoff-base", OPT_DUR_MS, rot.backoff_base_ms),
-    O("backoff-cap", OPT_DUR_MS, rot.backoff_cap_ms),
-    O("log-level", OPT_LEVEL, log_level),
-    O("log-format", OPT_FORMAT, log_format),
-    O("max-connections", OPT_UINT, max_conns),
-    O("max-connections-per-uid", OPT_UINT, max_conns_per_uid),
-    O("max-watches", OPT_UINT, max_watches),
-    O("connection-timeout", OPT_UINT, conn_timeout_s),
-    O("idle-timeout", OPT_UINT, idle_timeout_s),
-    O("hash-max-bytes", OPT_UINT, hash_max),
-    O("metrics-listen", OPT_STR, metrics_listen),
-    O("expiry-warning", OPT_DUR_MS, expiry_warning_ms),
+static const struct mf_cmd run_cmd = {
+    "run", NULL, 0, 0, "run the node agent (options also as config keys, see --config)",
+    agent_run_opts, sizeof(agent_run_opts) / sizeof(agent_run_opts[0]),
 };
+static const struct mf_prog run_prog = {"mayfly-agent", MAYFLY_VERSION, "", &run_cmd, 1};
+
+const struct mf_cmd *agent_config_cmd(void)
+{
+    return &run_cmd;
+}
 
 static mf_res parse_uint(const char *s, uint64_t max, uint64_t *out)
 {
@@ -58,83 +76,98 @@ static mf_res parse_uint(const char *s, uint64_t max, uint64_t *out)
     return MF_RES_OK;
 }
 
-static mf_res set_opt(struct agent_config *cfg, const struct opt *o, const char *v)
+static mf_res set_num(unsigned *dst, const char *v)
 {
-    char *base = (char *)cfg;
     uint64_t n = 0;
-    switch (o->kind) {
-    case OPT_STR:
-        *(const char **)(void *)(base + o->off) = v;
-        return MF_RES_OK;
-    case OPT_UINT:
-        if (strcmp(o->name, "hash-max-bytes") == 0) {
-            return parse_uint(v, UINT64_MAX, &cfg->hash_max);
-        }
-        MF_TRY(parse_uint(v, 1000000, &n));
-        *(unsigned *)(void *)(base + o->off) = (unsigned)n;
-        return MF_RES_OK;
-    case OPT_PCT_RANGE: {
-        /* "45-55" */
-        const char *dash = strchr(v, '-');
-        MF_ENSURE_MSG(dash != NULL && dash - v < 8, MF_ERR_USAGE_ARG,
-                      "--renew-window wants LO-HI percentages, like 45-55");
-        char lo[8];
-        memcpy(lo, v, (size_t)(dash - v));
-        lo[dash - v] = '\0';
-        uint64_t l = 0, h = 0;
-        MF_TRY(parse_uint(lo, 99, &l));
-        MF_TRY(parse_uint(dash + 1, 99, &h));
-        cfg->rot.lo_pct = (unsigned)l;
-        cfg->rot.hi_pct = (unsigned)h;
-        return agent_rotate_cfg_check(&cfg->rot);
-    }
-    case OPT_DUR_MS: {
-        int64_t secs = 0;
-        MF_TRY(mf_duration_parse(v, &secs));
-        *(int64_t *)(void *)(base + o->off) = secs * 1000;
-        return MF_RES_OK;
-    }
-    case OPT_LEVEL:
-        return mf_log_level_parse(v, &cfg->log_level);
-    case OPT_FORMAT:
-        return mf_log_format_parse(v, &cfg->log_format);
-    default:
-        MF_BAIL(MF_ERR_INTERNAL);
-    }
-}
-
-static const struct opt *find_opt(const char *name, size_t len)
-{
-    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
-        if (strlen(opts[i].name) == len && memcmp(opts[i].name, name, len) == 0) {
-            return &opts[i];
-        }
-    }
-    return NULL;
-}
-
-static mf_res load_file(struct agent_config *cfg, const char *path)
-{
-    json_error_t jerr;
-    json_t *f = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    MF_ENSURE_MSG(f != NULL, MF_ERR_USAGE_ARG, "config %s: %s (line %d)", path, jerr.text,
-                  jerr.line);
-    if (!json_is_object(f)) {
-        json_decref(f);
-        MF_BAIL_MSG(MF_ERR_USAGE_ARG, "config %s: not a JSON object", path);
-    }
-    cfg->file = f;
-    const char *key;
-    json_t *val;
-    json_object_foreach(f, key, val)
-    {
-        const struct opt *o = find_opt(key, strlen(key));
-        MF_ENSURE_MSG(o != NULL, MF_ERR_USAGE_ARG, "config %s: unknown key \"%s\"", path, key);
-        MF_ENSURE_MSG(json_is_string(val), MF_ERR_USAGE_ARG,
-                      "config %s: \"%s\" must be a string", path, key);
-        MF_TRY(set_opt(cfg, o, json_string_value(val)));
-    }
+    MF_TRY(parse_uint(v, 1000000, &n));
+    *dst = (unsigned)n;
     return MF_RES_OK;
+}
+
+static mf_res set_ms(int64_t *dst, const char *v)
+{
+    int64_t secs = 0;
+    MF_TRY(mf_duration_parse(v, &secs));
+    *dst = secs * 1000;
+    return MF_RES_OK;
+}
+
+/* "45-55" */
+static mf_res set_window(struct agent_rotate_cfg *rot, const char *v)
+{
+    const char *dash = strchr(v, '-');
+    MF_ENSURE_MSG(dash != NULL && dash - v < 8, MF_ERR_USAGE_ARG,
+                  "--renew-window wants LO-HI percentages, like 45-55");
+    char lo[8];
+    memcpy(lo, v, (size_t)(dash - v));
+    lo[dash - v] = '\0';
+    uint64_t l = 0, h = 0;
+    MF_TRY(parse_uint(lo, 99, &l));
+    MF_TRY(parse_uint(dash + 1, 99, &h));
+    rot->lo_pct = (unsigned)l;
+    rot->hi_pct = (unsigned)h;
+    return agent_rotate_cfg_check(rot);
+}
+
+/* One option's text into its setting. */
+static mf_res set_opt(struct agent_config *cfg, const char *name, const char *v)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } strs[] = {
+        {"data-dir", offsetof(struct agent_config, data_dir)},
+        {"server", offsetof(struct agent_config, server)},
+        {"trust-bundle", offsetof(struct agent_config, trust_bundle)},
+        {"join-token", offsetof(struct agent_config, join_token)},
+        {"socket", offsetof(struct agent_config, socket)},
+        {"trust-domain", offsetof(struct agent_config, trust_domain)},
+        {"metrics-listen", offsetof(struct agent_config, metrics_listen)},
+        {"log-file", offsetof(struct agent_config, log_file)},
+    };
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (strcmp(name, strs[i].name) == 0) {
+            *(const char **)(void *)((char *)cfg + strs[i].off) = v;
+            return MF_RES_OK;
+        }
+    }
+    if (strcmp(name, "renew-window") == 0) {
+        return set_window(&cfg->rot, v);
+    }
+    if (strcmp(name, "backoff-base") == 0) {
+        return set_ms(&cfg->rot.backoff_base_ms, v);
+    }
+    if (strcmp(name, "backoff-cap") == 0) {
+        return set_ms(&cfg->rot.backoff_cap_ms, v);
+    }
+    if (strcmp(name, "expiry-warning") == 0) {
+        return set_ms(&cfg->expiry_warning_ms, v);
+    }
+    if (strcmp(name, "log-level") == 0) {
+        return mf_log_level_parse(v, &cfg->log_level);
+    }
+    if (strcmp(name, "log-format") == 0) {
+        return mf_log_format_parse(v, &cfg->log_format);
+    }
+    if (strcmp(name, "max-connections") == 0) {
+        return set_num(&cfg->max_conns, v);
+    }
+    if (strcmp(name, "max-connections-per-uid") == 0) {
+        return set_num(&cfg->max_conns_per_uid, v);
+    }
+    if (strcmp(name, "max-watches") == 0) {
+        return set_num(&cfg->max_watches, v);
+    }
+    if (strcmp(name, "connection-timeout") == 0) {
+        return set_num(&cfg->conn_timeout_s, v);
+    }
+    if (strcmp(name, "idle-timeout") == 0) {
+        return set_num(&cfg->idle_timeout_s, v);
+    }
+    if (strcmp(name, "hash-max-bytes") == 0) {
+        return parse_uint(v, UINT64_MAX, &cfg->hash_max);
+    }
+    MF_BAIL_MSG(MF_ERR_INTERNAL, "option %s has no setting", name);
 }
 
 /* see agent_config.h */
@@ -145,41 +178,27 @@ mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg)
     agent_rotate_cfg_default(&cfg->rot);
     cfg->log_level = MF_LOG_INFO;
     cfg->log_format = MF_LOG_TEXT;
-    cfg->max_conns = 128;
-    cfg->max_watches = 96;
-    cfg->conn_timeout_s = 10;
-    cfg->idle_timeout_s = 30;
     cfg->hash_max = AGENT_HASH_MAX_DEFAULT;
     cfg->expiry_warning_ms = AGENT_EXPIRY_WARNING_MS_DEFAULT;
-
-    /* the file first, so that flags override it */
-    for (int i = 0; i + 1 < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            MF_TRY(load_file(cfg, argv[i + 1]));
-        }
+    cfg->vals = calloc(1, sizeof(*cfg->vals));
+    MF_ENSURE_MSG(cfg->vals != NULL, MF_ERR_NOMEM, "out of memory");
+    MF_TRY(mf_opt_parse(&run_prog, &run_cmd, argc, argv, cfg->vals));
+    if (cfg->vals->help) {
+        return MF_RES_OK;
     }
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        MF_ENSURE_MSG(strncmp(a, "--", 2) == 0, MF_ERR_USAGE_ARG, "unexpected argument %s", a);
-        const char *name = a + 2;
-        const char *eq = strchr(name, '=');
-        size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-        const char *val = eq != NULL ? eq + 1 : NULL;
-        if (val == NULL) {
-            MF_ENSURE_MSG(i + 1 < argc, MF_ERR_USAGE_ARG, "%s needs a value", a);
-            val = argv[++i];
-        }
-        if (nlen == 6 && memcmp(name, "config", 6) == 0) {
+    for (size_t i = 0; i < run_cmd.n_opts; i++) {
+        const struct mf_opt *o = &run_cmd.opts[i];
+        const char *v = cfg->vals->v[i].s;
+        if (v == NULL || !(o->flags & MF_OPT_CONFIG)) {
             continue;
         }
-        const struct opt *o = find_opt(name, nlen);
-        MF_ENSURE_MSG(o != NULL, MF_ERR_USAGE_ARG, "unknown option %s", a);
-        MF_TRY(set_opt(cfg, o, val));
+        mf_res r = set_opt(cfg, o->name, v);
+        if (!mf_ok(r)) {
+            char msg[512];
+            snprintf(msg, sizeof(msg), "%s", mf_err_detail());
+            MF_BAIL_MSG(MF_ERR_USAGE_ARG, "--%s '%s': %s", o->name, v, msg);
+        }
     }
-    MF_ENSURE_MSG(cfg->data_dir != NULL, MF_ERR_USAGE_ARG, "--data-dir is required");
-    MF_ENSURE_MSG(cfg->server != NULL, MF_ERR_USAGE_ARG, "--server is required");
-    MF_ENSURE_MSG(cfg->trust_bundle != NULL, MF_ERR_USAGE_ARG, "--trust-bundle is required");
-    MF_ENSURE_MSG(cfg->socket != NULL, MF_ERR_USAGE_ARG, "--socket is required");
     MF_ENSURE_MSG(cfg->max_conns >= 2 && cfg->max_watches < cfg->max_conns, MF_ERR_USAGE_ARG,
                   "--max-watches must be below --max-connections");
     MF_ENSURE_MSG(cfg->conn_timeout_s >= 1, MF_ERR_USAGE_ARG, "--connection-timeout >= 1");
@@ -199,6 +218,7 @@ void agent_config_cleanup(struct agent_config *cfg)
     if (cfg == NULL) {
         return;
     }
-    json_decref(cfg->file);
-    cfg->file = NULL;
+    mf_opt_vals_cleanup(cfg->vals);
+    free(cfg->vals);
+    cfg->vals = NULL;
 }

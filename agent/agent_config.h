@@ -1,19 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * agent_config: options of `mayfly-agent run`, from flags and an optional
- * JSON config file (--config FILE) whose keys are the flag names without
- * the dashes ("data-dir", "server", ...). Flags win over the file.
+ * config file (--config FILE) of "key = value" lines whose keys are the
+ * flag names with '_' for '-' ("data_dir", "server", ...): mf_opt's format,
+ * the same as mayfly-ca's. Flags win over the file.
  */
 #ifndef AGENT_CONFIG_H
 #define AGENT_CONFIG_H
 
 #include <stdint.h>
 
-#include <jansson.h>
-
 #include "agent/agent_rotate.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
+#include "api/internal/mf_opt.h"
 
 struct agent_config {
     const char *data_dir;
@@ -33,11 +33,19 @@ struct agent_config {
     uint64_t hash_max;        /* executables hashed for unix:sha256 up to this */
     const char *metrics_listen; /* host:port of /live /ready /metrics; NULL = off */
     int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */
-    json_t *file;             /* the config file (owns its strings) */
+    const char *log_file;       /* NULL: stderr */
+    struct mf_opt_vals *vals; /* the parsed options (own the file's strings) */
 };
 
+/* The options of `run` (mf_opt.h). */
+extern const struct mf_opt agent_run_opts[];
+extern const size_t agent_run_n_opts;
+const struct mf_cmd *agent_config_cmd(void);
+
 /* Parses argv (after "run"). Refuses unknown options and missing required
- * ones with a message naming them. */
+ * ones with a message naming them. On --help, prints the usage and returns
+ * MF_OK with cfg->vals->help set. Call agent_config_cleanup() in every
+ * case. */
 MF_WUR mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg);
 void agent_config_cleanup(struct agent_config *cfg);
 

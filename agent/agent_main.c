@@ -13,8 +13,11 @@
  * thread exists (they are read from a signalfd), attest or reload the
  * identity, start the CA worker, wait briefly for the first sync so the
  * first workloads are not refused needlessly, then open the socket and
- * print the readiness line. SIGTERM/SIGINT shut down cleanly.
+ * print the readiness line. SIGTERM/SIGINT shut down cleanly; SIGHUP
+ * reloads the log settings. Each step is a function below, and run() reads
+ * as the list of them.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,185 +35,269 @@
 #include "agent/agent_worker.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/internal/mf_logfile.h"
+#include "api/internal/mf_opt.h"
 
 #define FIRST_SYNC_WAIT_MS 5000
 
-static void usage(void)
-{
-    fprintf(stderr,
-            "usage: mayfly-agent run --data-dir DIR --server HOST:PORT --trust-bundle FILE\n"
-            "                        [--join-token TOKEN] --socket PATH [--config FILE]\n"
-            "                        [--trust-domain TD] [--renew-window 45-55]\n"
-            "                        [--log-level L] [--log-format text|json]\n"
-            "                        [--metrics-listen HOST:PORT] [--expiry-warning DUR]\n"
-            "       mayfly-agent fetch x509 [--socket PATH] [--write DIR]\n"
-            "       mayfly-agent fetch jwt --audience A [--audience B]... [--spiffe-id ID]\n"
-            "       mayfly-agent validate jwt --audience A --svid TOKEN [--socket PATH]\n"
-            "       mayfly-agent watch --write DIR [--exec CMD | --signal SIG --pid-file F]\n"
-            "       mayfly-agent healthcheck [--socket PATH]\n");
-}
-
-static void fail(const char *what, mf_res r)
-{
-    char msg[512];
-    mf_err_format(r, msg, sizeof(msg));
-    fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
-}
-
-static int run(int argc, char **argv)
-{
+/* Everything `run` holds, so that each step is a small function. */
+struct run {
+    int argc; /* the flags of run, kept to re-read them on SIGHUP */
+    char **argv;
     struct agent_config cfg;
     struct agent_attestor att;
     struct agent_state state;
     struct agent_worker worker;
     struct agent_sock sock;
-    struct agent_jwt *jwt = NULL;
-    sigset_t set;
-    int sfd = -1, status = 1;
-    bool att_ok = false, state_ok = false, worker_ok = false, sock_ok = false;
+    struct agent_jwt *jwt;
+    int sfd;
+    bool att_ok, state_ok, worker_ok, sock_ok;
+};
 
-    mf_res r = agent_config_parse(argc, argv, &cfg);
+static int fail(const char *what, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
+    return 1;
+}
+
+/* Returns an exit status, or -1 to go on. */
+static int load_config(struct run *run)
+{
+    mf_res r = agent_config_parse(run->argc, run->argv, &run->cfg);
     if (!mf_ok(r)) {
-        fail("run", r);
-        agent_config_cleanup(&cfg);
-        usage();
-        return 2;
+        return mf_opt_usage_error(agent_cli_prog(), agent_config_cmd(), r);
     }
-    mf_log_setup(cfg.log_level, cfg.log_format);
-    r = mf_harden_process();
-    if (!mf_ok(r)) {
-        fail("hardening", r);
-        goto out;
-    }
-    umask(077);
+    return run->cfg.vals->help ? 0 : -1;
+}
+
+static mf_res start_logging(const struct agent_config *cfg)
+{
+    mf_log_setup(cfg->log_level, cfg->log_format);
+    return mf_logfile_open(cfg->log_file);
+}
+
+/* Blocked before any thread exists: only the signalfd sees them. */
+static mf_res block_signals(int *sfd)
+{
+    sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     signal(SIGPIPE, SIG_IGN);
-    if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0 ||
-        (sfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
-        fprintf(stderr, "mayfly-agent: cannot set up signals\n");
-        goto out;
-    }
+    MF_ENSURE_MSG(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, MF_ERR_INTERNAL,
+                  "cannot block signals");
+    *sfd = signalfd(-1, &set, SFD_CLOEXEC);
+    MF_ENSURE_MSG(*sfd >= 0, MF_ERR_INTERNAL, "cannot set up signals");
+    return MF_RES_OK;
+}
 
-    r = agent_metrics_start(&cfg);
+/* Attest or reload the identity and start the CA worker; then wait briefly
+ * for the first sync, so the first workloads are not refused needlessly. */
+static int start_identity(struct run *run)
+{
+    mf_res r = agent_metrics_start(&run->cfg);
     if (!mf_ok(r)) {
-        fail("metrics", r);
-        goto out;
+        return fail("metrics", r);
     }
-    r = agent_attestor_init(&att, cfg.hash_max);
-    att_ok = mf_ok(r);
+    r = agent_attestor_init(&run->att, run->cfg.hash_max);
+    run->att_ok = mf_ok(r);
     if (mf_ok(r)) {
-        r = agent_state_init(&state);
-        state_ok = mf_ok(r);
-    }
-    if (mf_ok(r)) {
-        r = agent_worker_init(&worker, &cfg, &state);
-        worker_ok = true;
+        r = agent_state_init(&run->state);
+        run->state_ok = mf_ok(r);
     }
     if (mf_ok(r)) {
-        r = agent_worker_start(&worker);
+        r = agent_worker_init(&run->worker, &run->cfg, &run->state);
+        run->worker_ok = true;
+    }
+    if (mf_ok(r)) {
+        r = agent_worker_start(&run->worker);
+    }
+    if (mf_ok(r)) {
+        /* JWT-SVIDs are fetched on demand, over a CA connection of their own */
+        r = agent_jwt_new(run->cfg.server, run->worker.td, &run->state, &run->jwt);
     }
     if (!mf_ok(r)) {
-        fail("start", r);
-        goto out;
+        return fail("start", r);
     }
-    /* JWT-SVIDs are fetched on demand, over a CA connection of their own */
-    r = agent_jwt_new(cfg.server, worker.td, &state, &jwt);
-    if (!mf_ok(r)) {
-        fail("start", r);
-        goto out;
-    }
-    if (!agent_worker_wait_synced(&worker, FIRST_SYNC_WAIT_MS)) {
+    if (!agent_worker_wait_synced(&run->worker, FIRST_SYNC_WAIT_MS)) {
         mf_log_warn("CA not reached yet; serving the cached SVIDs meanwhile");
     }
+    return 0;
+}
+
+static int start_socket(struct run *run)
+{
     struct agent_sock_cfg scfg = {
-        .path = cfg.socket,
-        .max_conns = cfg.max_conns,
-        .max_conns_per_uid = cfg.max_conns_per_uid,
-        .max_watches = cfg.max_watches,
-        .conn_timeout_s = cfg.conn_timeout_s,
-        .idle_timeout_s = cfg.idle_timeout_s,
-        .jwt = jwt,
+        .path = run->cfg.socket,
+        .max_conns = run->cfg.max_conns,
+        .max_conns_per_uid = run->cfg.max_conns_per_uid,
+        .max_watches = run->cfg.max_watches,
+        .conn_timeout_s = run->cfg.conn_timeout_s,
+        .idle_timeout_s = run->cfg.idle_timeout_s,
+        .jwt = run->jwt,
     };
-    r = agent_sock_start(&sock, &scfg, &state, &att);
+    mf_res r = agent_sock_start(&run->sock, &scfg, &run->state, &run->att);
     if (!mf_ok(r)) {
-        fail("socket", r);
-        goto out;
+        return fail("socket", r);
     }
-    sock_ok = true;
-    fprintf(stderr, "mayfly-agent ready socket=%s spiffe_id=%s\n", cfg.socket,
-            worker.agent_id.str);
+    run->sock_ok = true;
+    return 0;
+}
+
+static void say_ready(struct run *run)
+{
+    fprintf(stderr, "mayfly-agent ready socket=%s spiffe_id=%s\n", run->cfg.socket,
+            run->worker.agent_id.str);
     fflush(stderr);
     agent_metrics_ready();
+}
 
+/* SIGHUP: re-read the flags and the config file; apply the log settings
+ * (the log file is reopened in any case, for logrotate); name every other
+ * changed option, which needs a restart. A file that no longer parses
+ * changes nothing. The old settings stay in force (the worker and the
+ * socket hold pointers into them). */
+static void reload(struct run *run)
+{
+    struct agent_config nc;
+    char skipped[512] = "";
+    size_t used = 0;
+    mf_res r = agent_config_parse(run->argc, run->argv, &nc);
+    if (!mf_ok(r)) {
+        /* the log file is reopened all the same: logrotate moved it */
+        mf_res lr = mf_logfile_open(run->cfg.log_file);
+        if (!mf_ok(lr)) {
+            mf_log_err_r(lr, "SIGHUP: cannot reopen the log file");
+        }
+        mf_log_err_r(r, "SIGHUP: the configuration does not parse; nothing changed");
+        agent_config_cleanup(&nc);
+        return;
+    }
+    const struct mf_cmd *cmd = agent_config_cmd();
+    for (size_t i = 0; i < cmd->n_opts; i++) {
+        if (!(cmd->opts[i].flags & MF_OPT_RELOAD) && mf_opt_changed(run->cfg.vals, nc.vals, i)) {
+            int k = snprintf(skipped + used, sizeof(skipped) - used, " %s", cmd->opts[i].name);
+            if (k > 0 && (size_t)k < sizeof(skipped) - used) {
+                used += (size_t)k;
+            }
+        }
+    }
+    r = start_logging(&nc);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "SIGHUP: cannot reopen the log file; logging continues where it was");
+    }
+    mf_log_info("SIGHUP: reloaded log-level=%s log-format=%s log-file=%s; every other option "
+                "needs a restart",
+                mf_opt_get(nc.vals, "log-level"), mf_opt_get(nc.vals, "log-format"),
+                nc.log_file != NULL ? nc.log_file : "(stderr)");
+    if (used > 0) {
+        mf_log_warn("SIGHUP: changed but not reloaded (restart to apply):%s", skipped);
+    }
+    agent_config_cleanup(&nc);
+}
+
+/* Until SIGTERM or SIGINT. */
+static void signal_loop(struct run *run)
+{
     for (;;) {
         struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof(si));
+        ssize_t n = read(run->sfd, &si, sizeof(si));
         if (n != (ssize_t)sizeof(si)) {
             continue;
         }
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+        if (si.ssi_signo == SIGHUP) {
+            reload(run);
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
             mf_log_info("shutting down (signal %u)", si.ssi_signo);
-            break;
+            return;
         }
     }
-    status = 0;
-out:
+}
+
+static void stop(struct run *run)
+{
     agent_metrics_stop();
-    if (state_ok) {
-        agent_state_stop(&state);
+    if (run->state_ok) {
+        agent_state_stop(&run->state);
     }
-    if (sock_ok) {
-        agent_sock_stop(&sock);
-        (void)unlink(cfg.socket);
+    if (run->sock_ok) {
+        agent_sock_stop(&run->sock);
+        (void)unlink(run->cfg.socket);
     }
-    agent_jwt_free(jwt);
-    if (worker_ok) {
-        agent_worker_stop(&worker);
-        agent_worker_cleanup(&worker);
+    agent_jwt_free(run->jwt);
+    if (run->worker_ok) {
+        agent_worker_stop(&run->worker);
+        agent_worker_cleanup(&run->worker);
     }
-    if (state_ok && !worker.started) {
-        agent_state_cleanup(&state);
+    if (run->state_ok && !run->worker.started) {
+        agent_state_cleanup(&run->state);
     }
-    if (att_ok) {
-        agent_attestor_cleanup(&att);
+    if (run->att_ok) {
+        agent_attestor_cleanup(&run->att);
     }
-    if (sfd >= 0) {
-        close(sfd);
+    if (run->sfd >= 0) {
+        close(run->sfd);
     }
-    agent_config_cleanup(&cfg);
-    return status;
+    agent_config_cleanup(&run->cfg);
+}
+
+static int run(int argc, char **argv)
+{
+    static struct run run = {.sfd = -1};
+    run.argc = argc;
+    run.argv = argv;
+    int rc = load_config(&run);
+    if (rc >= 0) {
+        agent_config_cleanup(&run.cfg);
+        return rc;
+    }
+    mf_res r = start_logging(&run.cfg);
+    if (mf_ok(r)) {
+        r = mf_harden_process();
+    }
+    umask(077);
+    if (mf_ok(r)) {
+        r = block_signals(&run.sfd);
+    }
+    rc = mf_ok(r) ? 0 : fail("start", r);
+    if (rc == 0) {
+        rc = start_identity(&run);
+    }
+    if (rc == 0) {
+        rc = start_socket(&run);
+    }
+    if (rc == 0) {
+        say_ready(&run);
+        signal_loop(&run);
+    }
+    stop(&run);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
-        usage();
-        return 2;
+    const struct mf_prog *prog = agent_cli_prog();
+    const struct mf_cmd *cmd = NULL;
+    int used = 0;
+    int rc = mf_opt_main(prog, argc, argv, &cmd, &used);
+    if (rc >= 0) {
+        return rc;
     }
-    const char *cmd = argv[1];
-    if (strcmp(cmd, "run") == 0) {
-        return run(argc - 2, argv + 2);
+    int n = argc - 1 - used;
+    char **rest = argv + 1 + used;
+    if (strcmp(cmd->name, "run") == 0) {
+        return run(n, rest);
     }
-    if (strcmp(cmd, "fetch") == 0) {
-        return agent_cli_fetch(argc - 2, argv + 2);
+    struct mf_opt_vals vals;
+    mf_res r = mf_opt_parse(prog, cmd, n, rest, &vals);
+    if (!mf_ok(r)) {
+        rc = mf_opt_usage_error(prog, cmd, r);
+    } else {
+        rc = vals.help ? 0 : agent_cli_main(cmd, &vals);
     }
-    if (strcmp(cmd, "validate") == 0) {
-        return agent_cli_validate(argc - 2, argv + 2);
-    }
-    if (strcmp(cmd, "watch") == 0) {
-        return agent_cli_watch(argc - 2, argv + 2);
-    }
-    if (strcmp(cmd, "healthcheck") == 0) {
-        return agent_cli_healthcheck(argc - 2, argv + 2);
-    }
-    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "help") == 0) {
-        usage();
-        return 0;
-    }
-    fprintf(stderr, "mayfly-agent: unknown command %s\n", cmd);
-    usage();
-    return 2;
+    mf_opt_vals_cleanup(&vals);
+    return rc;
 }

@@ -10,22 +10,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "api/net/mf_http.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_opt.h"
 #include "ca/ca_cli.h"
+#include "ca/ca_config.h"
 
 #define CLI_TIMEOUT_MS 15000
 #define CLI_MAX_BODY   MF_MAX_BUNDLE
-#define MAX_REPEAT     32
+#define MAX_REPEAT     MF_OPT_LIST_MAX
 
 struct opts {
     const char *socket;
     bool json;
-    const char *spiffe_id, *parent_id, *ttl, *hint, *format;
+    const char *spiffe_id, *parent_id, *ttl, *hint, *format, *wait;
     const char *sel[MAX_REPEAT];
     size_t n_sel;
     const char *dns[MAX_REPEAT];
@@ -35,28 +38,91 @@ struct opts {
     size_t n_pos;
 };
 
-void ca_cli_usage(void)
+/* Options every admin command takes. */
+#define SOCK_OPT                                                                                   \
+    {"admin-socket", MF_OPT_STR, "PATH", NULL, "the CA's admin socket", MF_OPT_REQUIRED,           \
+     "MAYFLY_CA_ADMIN_SOCKET"},                                                                    \
+        {"json", MF_OPT_BOOL, NULL, NULL, "print the API's JSON instead of text", 0, NULL}
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
+static const struct mf_opt o_plain[] = {SOCK_OPT};
+static const struct mf_opt o_entry_create[] = {
+    SOCK_OPT,
+    {"spiffe-id", MF_OPT_STR, "ID", NULL, "SPIFFE ID of the workload", MF_OPT_REQUIRED, NULL},
+    {"parent-id", MF_OPT_STR, "AGENT_ID", NULL, "SPIFFE ID of the agent that may serve it",
+     MF_OPT_REQUIRED, NULL},
+    {"selector", MF_OPT_LIST, "TYPE:KEY:VALUE", NULL, "selector the workload must match", 0, NULL},
+    {"ttl", MF_OPT_DUR, "DUR", NULL, "SVID lifetime (default: the CA's svid-ttl)", 0, NULL},
+    {"dns-name", MF_OPT_LIST, "NAME", NULL, "DNS SAN of the SVID", 0, NULL},
+    {"hint", MF_OPT_STR, "HINT", NULL, "hint passed to the workload", 0, NULL},
+};
+static const struct mf_opt o_entry_update[] = {
+    SOCK_OPT,
+    {"selector", MF_OPT_LIST, "TYPE:KEY:VALUE", NULL, "new selector list", 0, NULL},
+    {"ttl", MF_OPT_DUR, "DUR", NULL, "new SVID lifetime", 0, NULL},
+    {"dns-name", MF_OPT_LIST, "NAME", NULL, "new DNS SAN list", 0, NULL},
+    {"no-dns-names", MF_OPT_BOOL, NULL, NULL, "remove every DNS SAN", 0, NULL},
+    {"hint", MF_OPT_STR, "HINT", NULL, "new hint", 0, NULL},
+    {"no-hint", MF_OPT_BOOL, NULL, NULL, "remove the hint", 0, NULL},
+};
+static const struct mf_opt o_token[] = {
+    SOCK_OPT,
+    {"spiffe-id", MF_OPT_STR, "AGENT_ID", NULL, "SPIFFE ID the agent will get", MF_OPT_REQUIRED,
+     NULL},
+    {"ttl", MF_OPT_DUR, "DUR", NULL, "token lifetime (default: the CA's token-ttl)", 0, NULL},
+};
+static const struct mf_opt o_bundle[] = {
+    SOCK_OPT,
+    {"format", MF_OPT_STR, "pem|spiffe", NULL, "output format (default: pem; spiffe with --json)",
+     0, NULL},
+};
+static const struct mf_opt o_health[] = {
+    SOCK_OPT,
+    {"wait", MF_OPT_DUR, "DUR", "0s", "retry until the CA answers, for up to DUR", 0, NULL},
+};
+
+static const struct mf_cmd cmds[] = {
+    {"run", NULL, 0, 0, "run the CA (options also as config keys, see --config)", ca_run_opts, 0},
+    {"entry create", NULL, 0, 0, "register a workload; prints its entry ID", o_entry_create,
+     N(o_entry_create)},
+    {"entry list", NULL, 0, 0, "list every entry", o_plain, N(o_plain)},
+    {"entry show", "ID", 1, 1, "show one entry", o_plain, N(o_plain)},
+    {"entry update", "ID", 1, 1, "change an entry", o_entry_update, N(o_entry_update)},
+    {"entry delete", "ID", 1, 1, "delete an entry; its workloads lose the identity", o_plain,
+     N(o_plain)},
+    {"token generate", NULL, 0, 0, "print a single-use join token for an agent", o_token,
+     N(o_token)},
+    {"agent list", NULL, 0, 0, "list attested agents", o_plain, N(o_plain)},
+    {"agent show", "AGENT_ID", 1, 1, "show one agent", o_plain, N(o_plain)},
+    {"agent ban", "AGENT_ID", 1, 1, "refuse the agent's renewals", o_plain, N(o_plain)},
+    {"agent evict", "AGENT_ID", 1, 1, "forget the agent (it may attest again)", o_plain,
+     N(o_plain)},
+    {"bundle show", NULL, 0, 0, "print the trust bundle", o_bundle, N(o_bundle)},
+    {"ca show", NULL, 0, 0, "list the CA signing keys", o_plain, N(o_plain)},
+    {"healthcheck", NULL, 0, 0, "exit 0 when the admin API answers", o_health, N(o_health)},
+};
+
+const struct mf_prog *ca_cli_prog(void)
 {
-    fputs("usage:\n"
-          "  mayfly-ca run --data-dir DIR --admin-socket PATH [--trust-domain TD]\n"
-          "                [--listen HOST:PORT] [--svid-ttl DUR] [--ca-ttl DUR] [--token-ttl DUR]\n"
-          "                [--upstream-ca-cert FILE --upstream-ca-key FILE] [--config FILE]\n"
-          "                [--max-signing N] [--agent-rate N] [--agent-burst N]\n"
-          "                [--max-connections N] [--log-level L] [--log-format text|json]\n"
-          "                [--metrics-listen HOST:PORT]\n"
-          "  mayfly-ca entry create --spiffe-id ID --parent-id AGENT_ID --selector T:K:V...\n"
-          "                         [--ttl DUR] [--dns-name N]... [--hint H]\n"
-          "  mayfly-ca entry list | show ID | delete ID\n"
-          "  mayfly-ca entry update ID [--selector T:K:V]... [--ttl DUR] [--dns-name N]...\n"
-          "                            [--no-dns-names] [--hint H] [--no-hint]\n"
-          "  mayfly-ca token generate --spiffe-id AGENT_ID [--ttl DUR]\n"
-          "  mayfly-ca agent list | show ID | ban ID | evict ID\n"
-          "  mayfly-ca bundle show [--format pem|spiffe]\n"
-          "  mayfly-ca ca show\n"
-          "  mayfly-ca healthcheck\n"
-          "every admin subcommand takes --admin-socket PATH (or $MAYFLY_CA_ADMIN_SOCKET)\n"
-          "and --json\n",
-          stderr);
+    /* run's table lives with the settings it fills (ca_config.c) */
+    static struct mf_cmd all[N(cmds)];
+    static struct mf_prog prog;
+    if (prog.name == NULL) {
+        memcpy(all, cmds, sizeof(cmds));
+        all[0].n_opts = ca_run_n_opts;
+        prog = (struct mf_prog){
+            .name = "mayfly-ca",
+            .version = MAYFLY_VERSION,
+            .help = "The admin commands talk to a running CA over its admin socket\n"
+                    "(--admin-socket or $MAYFLY_CA_ADMIN_SOCKET). Every option may be written\n"
+                    "--name VALUE or --name=VALUE. Durations: 90s, 10m, 1h, 7d.\n"
+                    "SIGHUP makes `run` reopen --log-file and re-read log-level and\n"
+                    "log-format from its flags and config file.",
+            .cmds = all,
+            .n_cmds = N(all),
+        };
+    }
+    return &prog;
 }
 
 static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -71,72 +137,40 @@ static int usage_err(const char *fmt, ...)
     return 2;
 }
 
-static int parse_opts(int argc, char **argv, struct opts *o)
+static void get_list(const struct mf_opt_vals *v, const char *name, const char **dst, size_t *n)
+{
+    const struct mf_opt_val *x = mf_opt_val(v, name);
+    *n = 0;
+    for (size_t i = 0; x != NULL && i < x->n && i < MAX_REPEAT; i++) {
+        dst[(*n)++] = x->list[i];
+    }
+}
+
+static void opts_from(const struct mf_opt_vals *v, struct opts *o)
 {
     memset(o, 0, sizeof(*o));
-    o->socket = getenv("MAYFLY_CA_ADMIN_SOCKET");
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
-            o->json = true;
-            continue;
-        }
-        if (strcmp(a, "--no-dns-names") == 0) {
-            o->clear_dns = true;
-            continue;
-        }
-        if (strcmp(a, "--no-hint") == 0) {
-            o->clear_hint = true;
-            continue;
-        }
-        if (strncmp(a, "--", 2) != 0) {
-            if (o->n_pos >= 4) {
-                return usage_err("too many arguments at '%s'", a);
-            }
-            o->pos[o->n_pos++] = a;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            return usage_err("%s needs a value", a);
-        }
-        const char *v = argv[++i];
-        if (strcmp(a, "--admin-socket") == 0) {
-            o->socket = v;
-        } else if (strcmp(a, "--spiffe-id") == 0 || strcmp(a, "--spiffeID") == 0) {
-            o->spiffe_id = v;
-        } else if (strcmp(a, "--parent-id") == 0 || strcmp(a, "--parentID") == 0) {
-            o->parent_id = v;
-        } else if (strcmp(a, "--ttl") == 0) {
-            o->ttl = v;
-        } else if (strcmp(a, "--hint") == 0) {
-            o->hint = v;
-        } else if (strcmp(a, "--format") == 0) {
-            o->format = v;
-        } else if (strcmp(a, "--selector") == 0) {
-            if (o->n_sel >= MAX_REPEAT) {
-                return usage_err("too many %s options", a);
-            }
-            o->sel[o->n_sel++] = v;
-        } else if (strcmp(a, "--dns-name") == 0 || strcmp(a, "--dns") == 0) {
-            if (o->n_dns >= MAX_REPEAT) {
-                return usage_err("too many %s options", a);
-            }
-            o->dns[o->n_dns++] = v;
-        } else {
-            return usage_err("unknown option '%s'", a);
-        }
+    o->socket = mf_opt_get(v, "admin-socket");
+    o->json = mf_opt_bool(v, "json");
+    o->spiffe_id = mf_opt_get(v, "spiffe-id");
+    o->parent_id = mf_opt_get(v, "parent-id");
+    o->ttl = mf_opt_get(v, "ttl");
+    o->hint = mf_opt_get(v, "hint");
+    o->format = mf_opt_get(v, "format");
+    o->wait = mf_opt_get(v, "wait");
+    get_list(v, "selector", o->sel, &o->n_sel);
+    get_list(v, "dns-name", o->dns, &o->n_dns);
+    o->clear_dns = mf_opt_bool(v, "no-dns-names");
+    o->clear_hint = mf_opt_bool(v, "no-hint");
+    for (size_t i = 0; i < v->n_pos && i < 4; i++) {
+        o->pos[o->n_pos++] = v->pos[i];
     }
-    if (o->socket == NULL || o->socket[0] == '\0') {
-        return usage_err("%s", "--admin-socket is required");
-    }
-    return 0;
 }
 
 /* One request over the admin socket. Returns 0 with *out holding the body
  * (may be NULL for an empty body) or prints the server's error and
  * returns 1. */
 static int call(const struct opts *o, const char *method, const char *path, json_t *body,
-                struct mf_http_resp *resp)
+                struct mf_http_resp *resp, bool quiet)
 {
     struct mf_http_conn *c = NULL;
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -149,10 +183,16 @@ static int call(const struct opts *o, const char *method, const char *path, json
     }
     mf_http_close(c);
     free(text);
+    if (!mf_ok(r) && quiet) {
+        return 1;
+    }
     if (!mf_ok(r)) {
         char msg[512];
         mf_err_format(r, msg, sizeof(msg));
         fprintf(stderr, "mayfly-ca: cannot reach the CA at %s: %s\n", o->socket, msg);
+        return 1;
+    }
+    if (resp->status >= 400 && quiet) {
         return 1;
     }
     if (resp->status >= 400) {
@@ -319,7 +359,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         if ((rc = entry_body(o, false, &body)) != 0) {
             return rc;
         }
-        rc = call(o, "POST", "/v1/entries", body, &resp);
+        rc = call(o, "POST", "/v1/entries", body, &resp, false);
         json_decref(body);
         if (rc == 0) {
             json_t *e = resp_json(&resp);
@@ -334,7 +374,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         return rc;
     }
     if (strcmp(verb, "list") == 0) {
-        rc = call(o, "GET", "/v1/entries", NULL, &resp);
+        rc = call(o, "GET", "/v1/entries", NULL, &resp, false);
         if (rc == 0) {
             if (o->json) {
                 print_json(&resp);
@@ -367,7 +407,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         if (upd && (rc = entry_body(o, true, &body)) != 0) {
             return rc;
         }
-        rc = call(o, upd ? "PATCH" : "GET", path, body, &resp);
+        rc = call(o, upd ? "PATCH" : "GET", path, body, &resp, false);
         json_decref(body);
         if (rc == 0) {
             if (o->json) {
@@ -382,7 +422,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         return rc;
     }
     if (strcmp(verb, "delete") == 0) {
-        rc = call(o, "DELETE", path, NULL, &resp);
+        rc = call(o, "DELETE", path, NULL, &resp, false);
         if (rc == 0) {
             if (o->json) {
                 printf("{\"deleted\":\"%s\"}\n", o->pos[0]);
@@ -415,7 +455,7 @@ static int cmd_token(const char *verb, struct opts *o)
         json_object_set_new(body, "ttl", json_integer(t));
     }
     struct mf_http_resp resp;
-    int rc = call(o, "POST", "/v1/tokens", body, &resp);
+    int rc = call(o, "POST", "/v1/tokens", body, &resp, false);
     json_decref(body);
     if (rc == 0) {
         if (o->json) {
@@ -437,7 +477,7 @@ static int cmd_agent(const char *verb, struct opts *o)
     struct mf_http_resp resp;
     int rc;
     if (strcmp(verb, "list") == 0) {
-        rc = call(o, "GET", "/v1/agents", NULL, &resp);
+        rc = call(o, "GET", "/v1/agents", NULL, &resp, false);
         if (rc == 0) {
             if (o->json) {
                 print_json(&resp);
@@ -477,10 +517,11 @@ static int cmd_agent(const char *verb, struct opts *o)
             }
         }
         path[used] = '\0';
-        rc = call(o, "GET", path, NULL, &resp);
+        rc = call(o, "GET", path, NULL, &resp, false);
     } else if (strcmp(verb, "ban") == 0 || strcmp(verb, "evict") == 0) {
         json_t *body = json_pack("{s:s}", "spiffe_id", o->pos[0]);
-        rc = call(o, "POST", verb[0] == 'b' ? "/v1/agents/ban" : "/v1/agents/evict", body, &resp);
+        rc = call(o, "POST", verb[0] == 'b' ? "/v1/agents/ban" : "/v1/agents/evict", body, &resp,
+                  false);
         json_decref(body);
     } else {
         return usage_err("unknown agent subcommand '%s'", verb);
@@ -516,7 +557,7 @@ static int cmd_bundle(const char *verb, struct opts *o)
     char path[64];
     snprintf(path, sizeof(path), "/v1/bundle?format=%s", fmt);
     struct mf_http_resp resp;
-    int rc = call(o, "GET", path, NULL, &resp);
+    int rc = call(o, "GET", path, NULL, &resp, false);
     if (rc == 0) {
         if (fmt[0] == 'p') {
             fwrite(resp.body.data, 1, resp.body.len, stdout);
@@ -534,7 +575,7 @@ static int cmd_ca(const char *verb, struct opts *o)
         return usage_err("unknown ca subcommand '%s'", verb);
     }
     struct mf_http_resp resp;
-    int rc = call(o, "GET", "/v1/ca", NULL, &resp);
+    int rc = call(o, "GET", "/v1/ca", NULL, &resp, false);
     if (rc == 0) {
         if (o->json) {
             print_json(&resp);
@@ -561,51 +602,58 @@ static int cmd_ca(const char *verb, struct opts *o)
     return rc;
 }
 
-int ca_cli_main(int argc, char **argv)
+/* healthcheck [--wait DUR]: retries until the admin API answers, so that a
+ * script can start the CA in the background and go on once it serves. */
+static int cmd_health(const struct opts *o)
 {
-    if (argc < 1) {
-        ca_cli_usage();
-        return 2;
+    int64_t wait = 0;
+    if (o->wait != NULL && !mf_ok(mf_duration_parse(o->wait, &wait))) {
+        return usage_err("--wait '%s' is not a duration", o->wait);
     }
-    const char *cmd = argv[0];
-    bool has_verb = strcmp(cmd, "healthcheck") != 0;
-    if (has_verb && (argc < 2 || strncmp(argv[1], "--", 2) == 0)) {
-        return usage_err("'%s' needs a subcommand", cmd);
-    }
-    const char *verb = has_verb ? argv[1] : "";
-    struct opts o;
-    int skip = has_verb ? 2 : 1;
-    int rc = parse_opts(argc - skip, argv + skip, &o);
-    if (rc != 0) {
-        return rc;
-    }
-    if (strcmp(cmd, "entry") == 0) {
-        return cmd_entry(verb, &o);
-    }
-    if (strcmp(cmd, "token") == 0) {
-        return cmd_token(verb, &o);
-    }
-    if (strcmp(cmd, "agent") == 0) {
-        return cmd_agent(verb, &o);
-    }
-    if (strcmp(cmd, "bundle") == 0) {
-        return cmd_bundle(verb, &o);
-    }
-    if (strcmp(cmd, "ca") == 0) {
-        return cmd_ca(verb, &o);
-    }
-    if (strcmp(cmd, "healthcheck") == 0) {
+    int64_t deadline = mf_mono_ms() + wait * 1000;
+    for (;;) {
         struct mf_http_resp resp;
-        rc = call(&o, "GET", "/health", NULL, &resp);
+        bool last = mf_mono_ms() >= deadline;
+        int rc = call(o, "GET", "/health", NULL, &resp, !last);
         if (rc == 0) {
-            if (o.json) {
+            if (o->json) {
                 print_json(&resp);
             } else {
                 puts("ok");
             }
         }
         mf_http_resp_cleanup(&resp);
-        return rc;
+        if (rc == 0 || last) {
+            return rc;
+        }
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
     }
-    return usage_err("unknown command '%s'", cmd);
+}
+
+int ca_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v)
+{
+    struct opts o;
+    opts_from(v, &o);
+    const char *sp = strchr(cmd->name, ' ');
+    const char *verb = sp != NULL ? sp + 1 : "";
+    if (strncmp(cmd->name, "entry ", 6) == 0) {
+        return cmd_entry(verb, &o);
+    }
+    if (strncmp(cmd->name, "token ", 6) == 0) {
+        return cmd_token(verb, &o);
+    }
+    if (strncmp(cmd->name, "agent ", 6) == 0) {
+        return cmd_agent(verb, &o);
+    }
+    if (strncmp(cmd->name, "bundle ", 7) == 0) {
+        return cmd_bundle(verb, &o);
+    }
+    if (strncmp(cmd->name, "ca ", 3) == 0) {
+        return cmd_ca(verb, &o);
+    }
+    if (strcmp(cmd->name, "healthcheck") == 0) {
+        return cmd_health(&o);
+    }
+    return usage_err("unknown command '%s'", cmd->name);
 }

@@ -8,10 +8,12 @@
 #ifndef CA_CLI_H
 #define CA_CLI_H
 
-/* argv[0] is the subcommand ("entry", "token", ...). */
-int ca_cli_main(int argc, char **argv);
+#include "api/internal/mf_opt.h"
 
-/* The usage text of every subcommand. */
-void ca_cli_usage(void);
+/* Every command of mayfly-ca, run included, with its options (mf_opt.h). */
+const struct mf_prog *ca_cli_prog(void);
+
+/* Runs an admin command with its parsed options; returns the exit status. */
+int ca_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v);
 
 #endif /* CA_CLI_H */

@@ -2,20 +2,19 @@
 /*
  * ca_config: flags and config file of `mayfly-ca run` (see ca_config.h).
  *
- * One table maps each key to its setter, so that a flag and its config-file
- * key can never drift apart.
+ * One table (ca_run_opts) declares every option for the parser, --help and
+ * the config file; ca_config_set() turns each value into its setting, with
+ * the range checks, so that a flag and its config-file key can never drift
+ * apart.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/core/mf_buf.h"
 #include "api/core/mf_time.h"
 #include "ca/ca_config.h"
 #include "ca/ca_keys.h"
-
-#define CONFIG_FILE_MAX (64u * 1024u)
 
 void ca_config_defaults(struct ca_config *c)
 {
@@ -137,6 +136,9 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
                       "handshake_timeout: '%s' is over %ds", value, CA_HANDSHAKE_TIMEOUT_MAX);
         return MF_RES_OK;
     }
+    if (strcmp(key, "log_file") == 0) {
+        return set_str(c->log_file, sizeof(c->log_file), key, value);
+    }
     if (strcmp(key, "metrics_listen") == 0) {
         MF_ENSURE_MSG(strrchr(value, ':') != NULL, MF_ERR_USAGE_ARG,
                       "metrics_listen: '%s' is not HOST:PORT", value);
@@ -145,116 +147,57 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     MF_BAIL_MSG(MF_ERR_USAGE_ARG, "unknown option '%s'", key);
 }
 
-static char *trim(char *s)
-{
-    while (*s == ' ' || *s == '\t') {
-        s++;
-    }
-    size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) {
-        s[--n] = '\0';
-    }
-    return s;
-}
+#define RUN_OPT(n, k, a, d, h, f) {n, k, a, d, h, MF_OPT_CONFIG | (f), NULL}
+const struct mf_opt ca_run_opts[] = {
+    RUN_OPT("data-dir", MF_OPT_STR, "DIR", NULL, "registry and CA keys, mode 0700",
+            MF_OPT_REQUIRED),
+    RUN_OPT("admin-socket", MF_OPT_STR, "PATH", NULL, "Unix socket of the admin API (0600)",
+            MF_OPT_REQUIRED),
+    RUN_OPT("trust-domain", MF_OPT_STR, "TD", "example.org", "trust domain served", 0),
+    RUN_OPT("listen", MF_OPT_STR, "HOST:PORT", "127.0.0.1:8081",
+            "agent API address (port 0 picks one)", 0),
+    RUN_OPT("svid-ttl", MF_OPT_DUR, "DUR", "1h", "default X509-SVID lifetime (<= ca-ttl/6)", 0),
+    RUN_OPT("ca-ttl", MF_OPT_DUR, "DUR", "24h", "lifetime of each CA signing key", 0),
+    RUN_OPT("token-ttl", MF_OPT_DUR, "DUR", "10m", "default join-token lifetime", 0),
+    RUN_OPT("upstream-ca-cert", MF_OPT_STR, "FILE", NULL,
+            "upstream CA certificate: run as its intermediate", 0),
+    RUN_OPT("upstream-ca-key", MF_OPT_STR, "FILE", NULL, "the upstream CA's private key", 0),
+    RUN_OPT("max-signing", MF_OPT_NUM, "N", "8", "signing requests at once (1..1024)", 0),
+    RUN_OPT("agent-rate", MF_OPT_NUM, "N", "50", "signing requests per second per agent", 0),
+    RUN_OPT("agent-burst", MF_OPT_NUM, "N", "100", "depth of that token bucket", 0),
+    RUN_OPT("max-connections", MF_OPT_NUM, "N", "1024", "agent API connections (4..65536)", 0),
+    RUN_OPT("max-connections-per-ip", MF_OPT_NUM, "N", "256",
+            "agent API connections from one address", 0),
+    RUN_OPT("handshake-timeout", MF_OPT_DUR, "DUR", "10s",
+            "accept to first authenticated request (1s..60s)", 0),
+    RUN_OPT("log-level", MF_OPT_STR, "LEVEL", "info", "error, warn, info or debug",
+            MF_OPT_RELOAD),
+    RUN_OPT("log-format", MF_OPT_STR, "FORMAT", "text", "text or json", MF_OPT_RELOAD),
+    RUN_OPT("log-file", MF_OPT_STR, "FILE", NULL,
+            "append log lines to FILE instead of stderr; reopened on SIGHUP", MF_OPT_RELOAD),
+    RUN_OPT("metrics-listen", MF_OPT_STR, "HOST:PORT", NULL,
+            "address of /live, /ready, /metrics (default: off)", 0),
+    {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
+};
+const size_t ca_run_n_opts = sizeof(ca_run_opts) / sizeof(ca_run_opts[0]);
 
-mf_res ca_config_load_file(struct ca_config *c, const char *path)
-{
-    mf_res rc;
-    struct mf_buf text;
-    mf_buf_init(&text, CONFIG_FILE_MAX, 0);
-    FILE *f = fopen(path, "re");
-    MF_ENSURE_OUT_MSG(f != NULL, MF_ERR_IO_NOT_FOUND, "cannot open config file %s: %s", path,
-                      strerror(errno));
-    char chunk[4096];
-    size_t got;
-    while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        MF_TRY_OUT(mf_buf_append(&text, chunk, got));
-    }
-    MF_ENSURE_OUT_MSG(!ferror(f), MF_ERR_IO, "cannot read config file %s", path);
-    MF_ENSURE_OUT_MSG(text.len == 0 || memchr(text.data, '\0', text.len) == NULL, MF_ERR_USAGE_ARG,
-                      "config file %s contains a NUL byte", path);
-
-    char *p = text.len ? (char *)text.data : NULL;
-    int lineno = 0;
-    while (p != NULL && *p != '\0') {
-        lineno++;
-        char *nl = strchr(p, '\n');
-        if (nl != NULL) {
-            *nl = '\0';
-        }
-        char *line = trim(p);
-        p = nl ? nl + 1 : NULL;
-        if (*line == '\0' || *line == '#') {
-            continue;
-        }
-        char *eq = strchr(line, '=');
-        MF_ENSURE_OUT_MSG(eq != NULL, MF_ERR_USAGE_ARG, "%s:%d: expected 'key = value'", path,
-                          lineno);
-        *eq = '\0';
-        char *key = trim(line);
-        char *val = trim(eq + 1);
-        /* Allow "value" in quotes, as people write in TOML-like files. */
-        size_t vl = strlen(val);
-        if (vl >= 2 && val[0] == '"' && val[vl - 1] == '"') {
-            val[vl - 1] = '\0';
-            val++;
-        }
-        rc = ca_config_set(c, key, val);
-        if (!mf_ok(rc)) {
-            char msg[512];
-            snprintf(msg, sizeof(msg), "%s", mf_err_detail());
-            MF_BAIL_OUT(MF_ERR_USAGE_ARG, "%s:%d: %s", path, lineno, msg);
-        }
-    }
-    rc = MF_RES_OK;
-out:
-    if (f != NULL) {
-        fclose(f);
-    }
-    mf_buf_cleanup(&text);
-    return rc;
-}
-
-/* "--svid-ttl" -> "svid_ttl" */
-static mf_res flag_key(const char *flag, char *out, size_t cap)
-{
-    MF_ENSURE_MSG(strncmp(flag, "--", 2) == 0 && flag[2] != '\0', MF_ERR_USAGE_ARG,
-                  "unexpected argument '%s'", flag);
-    size_t n = strlen(flag + 2);
-    MF_ENSURE_MSG(n < cap, MF_ERR_USAGE_ARG, "unknown option '%s'", flag);
-    for (size_t i = 0; i <= n; i++) {
-        char ch = flag[2 + i];
-        out[i] = ch == '-' ? '_' : ch;
-    }
-    return MF_RES_OK;
-}
-
-mf_res ca_config_parse_args(struct ca_config *c, int argc, char **argv)
+mf_res ca_config_from_vals(struct ca_config *c, const struct mf_opt_vals *v)
 {
     MF_ENSURE_REF(c);
-    /* First pass: the config file, so that flags override it. */
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--config") == 0) {
-            MF_ENSURE_MSG(i + 1 < argc, MF_ERR_USAGE_ARG, "--config needs a value");
-            MF_TRY(ca_config_load_file(c, argv[i + 1]));
+    MF_ENSURE_REF(v);
+    ca_config_defaults(c);
+    for (size_t i = 0; i < v->cmd->n_opts; i++) {
+        const struct mf_opt *o = &v->cmd->opts[i];
+        if (v->v[i].s == NULL || !(o->flags & MF_OPT_CONFIG)) {
+            continue;
         }
-    }
-    for (int i = 0; i < argc; i += 2) {
         char key[64];
-        MF_TRY(flag_key(argv[i], key, sizeof(key)));
-        MF_ENSURE_MSG(i + 1 < argc, MF_ERR_USAGE_ARG, "%s needs a value", argv[i]);
-        if (strcmp(key, "config") != 0) {
-            mf_res r = ca_config_set(c, key, argv[i + 1]);
-            if (!mf_ok(r)) {
-                /* Name the flag as the user typed it. */
-                char msg[512];
-                snprintf(msg, sizeof(msg), "%s", mf_err_detail());
-                if (strncmp(msg, "unknown option", 14) == 0) {
-                    MF_BAIL_MSG(MF_ERR_USAGE_ARG, "unknown option '%s'", argv[i]);
-                }
-                return r;
-            }
+        size_t n = strlen(o->name);
+        MF_ENSURE(n < sizeof(key), MF_ERR_INTERNAL);
+        for (size_t k = 0; k <= n; k++) {
+            key[k] = o->name[k] == '-' ? '_' : o->name[k];
         }
+        MF_TRY(ca_config_set(c, key, v->v[i].s));
     }
     return MF_RES_OK;
 }

@@ -3,11 +3,10 @@
  * ca_config: the settings of `mayfly-ca run`, from flags and an optional
  * config file.
  *
- * Every flag "--foo-bar VALUE" has the config-file key "foo_bar". The file is
- * plain "key = value" lines; blank lines and lines starting with '#' are
- * ignored, and an unknown key is refused (a typo must not silently fall back
- * to a default). Flags win over the file: the file is applied first, then
- * every flag.
+ * Every flag "--foo-bar VALUE" has the config-file key "foo_bar". Parsing
+ * (flags, the "key = value" file, --help) is mf_opt's, from the table
+ * ca_run_opts; an unknown key is refused (a typo must not silently fall back
+ * to a default), and flags win over the file.
  */
 #ifndef CA_CONFIG_H
 #define CA_CONFIG_H
@@ -17,6 +16,7 @@
 
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
+#include "api/internal/mf_opt.h"
 #include "api/pki/mf_spiffeid.h"
 
 #define CA_DEFAULT_SVID_TTL  3600
@@ -43,6 +43,7 @@ struct ca_config {
     unsigned max_connections;  /* agent API connections served at once (threads) */
     unsigned max_connections_per_ip; /* agent API connections from one address, all states */
     int64_t handshake_timeout; /* accept to first authenticated request, seconds */
+    char log_file[PATH_MAX];   /* "" = stderr */
     char metrics_listen[256];  /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
 };
 
@@ -53,12 +54,13 @@ void ca_config_defaults(struct ca_config *c);
  * line). MF_ERR_USAGE_ARG for an unknown key or a bad value, with a detail. */
 MF_WUR mf_res ca_config_set(struct ca_config *c, const char *key, const char *value);
 
-/* Applies a "key = value" file. */
-MF_WUR mf_res ca_config_load_file(struct ca_config *c, const char *path);
+/* The options of `mayfly-ca run` (mf_opt.h). */
+extern const struct mf_opt ca_run_opts[];
+extern const size_t ca_run_n_opts;
 
-/* Parses the flags of `run` (argv[0] is the first flag): --config first,
- * then every other flag over it. */
-MF_WUR mf_res ca_config_parse_args(struct ca_config *c, int argc, char **argv);
+/* Fills c from parsed options: the defaults, then every value given (from
+ * the table's defaults, the file or a flag) through ca_config_set. */
+MF_WUR mf_res ca_config_from_vals(struct ca_config *c, const struct mf_opt_vals *v);
 
 /* Refuses settings that cannot work together, with a detail that says what to
  * change: a missing data dir, a --svid-ttl that does not fit in the CA key's

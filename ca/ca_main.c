@@ -5,8 +5,9 @@
  * `run` builds the context (store, keys, issuer, agent API, admin API),
  * prints one readiness line on stderr once both sockets accept, and then
  * sits in a loop that reads signals from a signalfd (SIGTERM/SIGINT: clean
- * shutdown) and drives the CA key schedule and server SVID renewal. Signals
- * are blocked before any thread exists, so only the signalfd sees them.
+ * shutdown, SIGHUP: reload the log settings) and drives the CA key schedule
+ * and server SVID renewal. Each step of that sequence is a function below,
+ * and run() reads as the list of them.
  */
 #include <errno.h>
 #include <poll.h>
@@ -22,6 +23,8 @@
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_logfile.h"
+#include "api/internal/mf_opt.h"
 #include "api/pki/mf_x509.h"
 #include "ca/ca.h"
 #include "ca/ca_admin.h"
@@ -31,6 +34,17 @@
 
 #define TICK_MS 200
 
+/* Everything `run` holds, so that each step is a small function. */
+struct run {
+    struct ca_ctx ctx;
+    const struct mf_prog *prog;
+    const struct mf_cmd *cmd;
+    int argc; /* the flags of run, kept to re-read them on SIGHUP */
+    char **argv;
+    struct mf_opt_vals vals; /* the values in force (compared on SIGHUP) */
+    int sfd;
+};
+
 static int fail(const char *what, mf_res r)
 {
     char msg[1024];
@@ -39,140 +53,276 @@ static int fail(const char *what, mf_res r)
     return 1;
 }
 
-static int run(int argc, char **argv)
+/* Flags and config file into cfg. Returns an exit status, or -1 to go on. */
+static int load_config(struct run *run)
 {
-    static struct ca_ctx ctx;
-    int rc = 1;
-    int sfd = -1;
-    umask(077);
-    mf_res r = mf_harden_process();
-    if (!mf_ok(r)) {
-        return fail("cannot harden the process", r);
+    mf_res r = mf_opt_parse(run->prog, run->cmd, run->argc, run->argv, &run->vals);
+    if (mf_ok(r) && run->vals.help) {
+        return 0;
     }
-    ca_config_defaults(&ctx.cfg);
-    r = ca_config_parse_args(&ctx.cfg, argc, argv);
     if (mf_ok(r)) {
-        r = ca_config_validate(&ctx.cfg);
+        r = ca_config_from_vals(&run->ctx.cfg, &run->vals);
     }
     if (!mf_ok(r)) {
-        return fail("bad configuration", r);
+        return mf_opt_usage_error(run->prog, run->cmd, r);
     }
-    mf_log_setup(ctx.cfg.log_level, ctx.cfg.log_format);
+    /* a combination of valid values that cannot work is bad usage too */
+    r = ca_config_validate(&run->ctx.cfg);
+    return mf_ok(r) ? -1 : mf_opt_usage_error(run->prog, run->cmd, r);
+}
 
+static mf_res start_logging(const struct ca_config *cfg)
+{
+    mf_log_setup(cfg->log_level, cfg->log_format);
+    return mf_logfile_open(cfg->log_file);
+}
+
+/* Signals are blocked before any thread exists, so only the signalfd sees
+ * them. */
+static mf_res block_signals(int *sfd)
+{
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    MF_ENSURE_MSG(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, MF_ERR_INTERNAL,
+                  "cannot block signals");
     signal(SIGPIPE, SIG_IGN);
-    sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0) {
-        fprintf(stderr, "mayfly-ca: signalfd: %s\n", strerror(errno));
-        return 1;
-    }
+    *sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    MF_ENSURE_MSG(*sfd >= 0, MF_ERR_INTERNAL, "signalfd: %s", strerror(errno));
+    return MF_RES_OK;
+}
 
-    pthread_mutex_init(&ctx.ch_mu, NULL);
+static void init_ctx(struct ca_ctx *ctx)
+{
+    pthread_mutex_init(&ctx->ch_mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&ctx.ch_cond, &ca);
+    pthread_cond_init(&ctx->ch_cond, &ca);
     pthread_condattr_destroy(&ca);
     mf_x509_global_init();
-    r = ca_metrics_start(&ctx);
-    if (!mf_ok(r)) {
-        rc = fail("cannot start the metrics server", r);
-        goto out;
-    }
+}
 
-    r = ca_store_open(ctx.cfg.data_dir, &ctx.store);
+/* The registry, the CA keys and the signer. */
+static int open_store(struct ca_ctx *ctx)
+{
+    mf_res r = ca_store_open(ctx->cfg.data_dir, &ctx->store);
     if (!mf_ok(r)) {
-        rc = fail("cannot open the registry", r);
-        goto out;
+        return fail("cannot open the registry", r);
     }
-    r = ca_keys_open(&ctx.cfg, ctx.store, &ctx.keys);
+    r = ca_keys_open(&ctx->cfg, ctx->store, &ctx->keys);
     if (!mf_ok(r)) {
-        rc = fail("cannot load the CA keys", r);
-        goto out;
+        return fail("cannot load the CA keys", r);
     }
-    r = ca_issuer_new(ctx.cfg.max_signing, ctx.cfg.agent_rate, ctx.cfg.agent_burst, &ctx.issuer);
+    r = ca_issuer_new(ctx->cfg.max_signing, ctx->cfg.agent_rate, ctx->cfg.agent_burst,
+                      &ctx->issuer);
     if (!mf_ok(r)) {
-        rc = fail("cannot set up signing", r);
-        goto out;
+        return fail("cannot set up signing", r);
     }
-    r = ca_api_start(&ctx, &ctx.api);
+    return 0;
+}
+
+/* Metrics, the agent API and the admin API. */
+static int start_servers(struct ca_ctx *ctx)
+{
+    mf_res r = ca_metrics_start(ctx);
     if (!mf_ok(r)) {
-        rc = fail("cannot start the agent API", r);
-        goto out;
+        return fail("cannot start the metrics server", r);
     }
-    r = ca_admin_start(&ctx, &ctx.admin);
+    r = ca_api_start(ctx, &ctx->api);
     if (!mf_ok(r)) {
-        rc = fail("cannot start the admin API", r);
-        goto out;
+        return fail("cannot start the agent API", r);
     }
-    /* Both sockets are listening (MHD accepts from here on). */
+    r = ca_admin_start(ctx, &ctx->admin);
+    if (!mf_ok(r)) {
+        return fail("cannot start the admin API", r);
+    }
+    return 0;
+}
+
+/* Both sockets are listening (MHD accepts from here on). */
+static void say_ready(const struct ca_ctx *ctx)
+{
     fprintf(stderr, "mayfly-ca ready listen=%s admin=%s trust_domain=%s\n",
-            ca_api_address(ctx.api), ctx.cfg.admin_socket, ctx.cfg.trust_domain);
+            ca_api_address(ctx->api), ctx->cfg.admin_socket, ctx->cfg.trust_domain);
     fflush(stderr);
     ca_metrics_ready();
+}
 
+/* SIGHUP: re-read the flags and the config file; apply the log settings
+ * (level, format, file: the file is reopened in any case, for logrotate);
+ * name every other changed option, which needs a restart. A file that no
+ * longer parses changes nothing. */
+static void reload(struct run *run)
+{
+    struct mf_opt_vals nv;
+    struct ca_config nc;
+    char skipped[512] = "";
+    size_t used = 0;
+    mf_res r = mf_opt_parse(run->prog, run->cmd, run->argc, run->argv, &nv);
+    if (mf_ok(r)) {
+        r = ca_config_from_vals(&nc, &nv);
+    }
+    if (!mf_ok(r)) {
+        /* the log file is reopened all the same: logrotate moved it */
+        mf_res lr = mf_logfile_open(run->ctx.cfg.log_file);
+        if (!mf_ok(lr)) {
+            mf_log_err_r(lr, "SIGHUP: cannot reopen the log file");
+        }
+        mf_log_err_r(r, "SIGHUP: the configuration does not parse; nothing changed");
+        mf_opt_vals_cleanup(&nv);
+        return;
+    }
+    for (size_t i = 0; i < run->cmd->n_opts; i++) {
+        const struct mf_opt *o = &run->cmd->opts[i];
+        if (!(o->flags & MF_OPT_RELOAD) && mf_opt_changed(&run->vals, &nv, i)) {
+            int k = snprintf(skipped + used, sizeof(skipped) - used, " %s", o->name);
+            if (k > 0 && (size_t)k < sizeof(skipped) - used) {
+                used += (size_t)k;
+            }
+        }
+    }
+    memcpy(run->ctx.cfg.log_file, nc.log_file, sizeof(nc.log_file));
+    run->ctx.cfg.log_level = nc.log_level;
+    run->ctx.cfg.log_format = nc.log_format;
+    r = start_logging(&run->ctx.cfg);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "SIGHUP: cannot reopen the log file; logging continues where it was");
+    }
+    mf_log_info("SIGHUP: reloaded log-level=%s log-format=%s log-file=%s; every other option "
+                "needs a restart",
+                mf_opt_get(&nv, "log-level"), mf_opt_get(&nv, "log-format"),
+                nc.log_file[0] != '\0' ? nc.log_file : "(stderr)");
+    if (used > 0) {
+        mf_log_warn("SIGHUP: changed but not reloaded (restart to apply):%s", skipped);
+    }
+    mf_opt_vals_cleanup(&run->vals);
+    run->vals = nv;
+}
+
+/* One tick of the CA key schedule and of the server SVID's renewal. */
+static void maintain(struct ca_ctx *ctx)
+{
+    int64_t now = mf_now();
+    bool changed = false;
+    mf_res r = ca_keys_tick(ctx->keys, now, &changed);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "CA key rotation step failed; will retry");
+    } else if (changed) {
+        ca_ctx_changed(ctx);
+    }
+    r = ca_api_maintain(ctx->api, now);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "server SVID renewal failed; will retry");
+    }
+}
+
+/* Until SIGTERM or SIGINT. */
+static void signal_loop(struct run *run)
+{
     for (;;) {
-        struct pollfd pfd = {.fd = sfd, .events = POLLIN};
+        struct pollfd pfd = {.fd = run->sfd, .events = POLLIN};
         int pr = poll(&pfd, 1, TICK_MS);
         if (pr < 0 && errno != EINTR) {
-            break;
+            return;
         }
         if (pr > 0) {
             struct signalfd_siginfo si;
-            ssize_t got = read(sfd, &si, sizeof(si));
-            if (got == (ssize_t)sizeof(si) && si.ssi_signo != SIGHUP) {
+            ssize_t got = read(run->sfd, &si, sizeof(si));
+            if (got == (ssize_t)sizeof(si) && si.ssi_signo == SIGHUP) {
+                reload(run);
+            } else if (got == (ssize_t)sizeof(si)) {
                 mf_log_info("signal %u: shutting down", si.ssi_signo);
-                break;
+                return;
             }
         }
-        int64_t now = mf_now();
-        bool changed = false;
-        r = ca_keys_tick(ctx.keys, now, &changed);
-        if (!mf_ok(r)) {
-            mf_log_err_r(r, "CA key rotation step failed; will retry");
-        } else if (changed) {
-            ca_ctx_changed(&ctx);
-        }
-        r = ca_api_maintain(ctx.api, now);
-        if (!mf_ok(r)) {
-            mf_log_err_r(r, "server SVID renewal failed; will retry");
-        }
+        maintain(&run->ctx);
     }
-    rc = 0;
-out:
+}
+
+static void stop(struct run *run)
+{
+    struct ca_ctx *ctx = &run->ctx;
     ca_metrics_stop();
-    pthread_mutex_lock(&ctx.ch_mu);
-    ctx.stopping = true;
-    pthread_cond_broadcast(&ctx.ch_cond);
-    pthread_mutex_unlock(&ctx.ch_mu);
-    ca_admin_stop(ctx.admin);
-    if (ctx.admin != NULL) {
-        (void)unlink(ctx.cfg.admin_socket);
+    pthread_mutex_lock(&ctx->ch_mu);
+    ctx->stopping = true;
+    pthread_cond_broadcast(&ctx->ch_cond);
+    pthread_mutex_unlock(&ctx->ch_mu);
+    ca_admin_stop(ctx->admin);
+    if (ctx->admin != NULL) {
+        (void)unlink(ctx->cfg.admin_socket);
     }
-    ca_api_stop(ctx.api);
-    ca_issuer_free(ctx.issuer);
-    ca_keys_free(ctx.keys);
-    ca_store_close(ctx.store);
-    if (sfd >= 0) {
-        close(sfd);
+    ca_api_stop(ctx->api);
+    ca_issuer_free(ctx->issuer);
+    ca_keys_free(ctx->keys);
+    ca_store_close(ctx->store);
+    if (run->sfd >= 0) {
+        close(run->sfd);
     }
+    mf_opt_vals_cleanup(&run->vals);
+}
+
+static int run(const struct mf_prog *prog, const struct mf_cmd *cmd, int argc, char **argv)
+{
+    static struct run run = {.sfd = -1};
+    run.prog = prog;
+    run.cmd = cmd;
+    run.argc = argc;
+    run.argv = argv;
+    umask(077);
+    mf_res r = mf_harden_process();
+    if (!mf_ok(r)) {
+        return fail("cannot harden the process", r);
+    }
+    int rc = load_config(&run);
+    if (rc >= 0) {
+        mf_opt_vals_cleanup(&run.vals);
+        return rc;
+    }
+    r = start_logging(&run.ctx.cfg);
+    if (mf_ok(r)) {
+        r = block_signals(&run.sfd);
+    }
+    if (!mf_ok(r)) {
+        mf_opt_vals_cleanup(&run.vals);
+        return fail("cannot start", r);
+    }
+    init_ctx(&run.ctx);
+    rc = open_store(&run.ctx);
+    if (rc == 0) {
+        rc = start_servers(&run.ctx);
+    }
+    if (rc == 0) {
+        say_ready(&run.ctx);
+        signal_loop(&run);
+    }
+    stop(&run);
     return rc;
 }
 
 int main(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
-        ca_cli_usage();
-        return argc < 2 ? 2 : 0;
+    const struct mf_prog *prog = ca_cli_prog();
+    const struct mf_cmd *cmd = NULL;
+    int used = 0;
+    int rc = mf_opt_main(prog, argc, argv, &cmd, &used);
+    if (rc >= 0) {
+        return rc;
     }
-    if (strcmp(argv[1], "run") == 0) {
-        return run(argc - 2, argv + 2);
+    int n = argc - 1 - used;
+    char **rest = argv + 1 + used;
+    if (strcmp(cmd->name, "run") == 0) {
+        return run(prog, cmd, n, rest);
     }
-    return ca_cli_main(argc - 1, argv + 1);
+    struct mf_opt_vals vals;
+    mf_res r = mf_opt_parse(prog, cmd, n, rest, &vals);
+    if (!mf_ok(r)) {
+        rc = mf_opt_usage_error(prog, cmd, r);
+    } else {
+        rc = vals.help ? 0 : ca_cli_main(cmd, &vals);
+    }
+    mf_opt_vals_cleanup(&vals);
+    return rc;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * libFuzzer harness for the agent's JSON config file (--config FILE,
+ * libFuzzer harness for the agent's config file (key = value lines,
+ * --config FILE,
  * agent_config.h): arbitrary bytes in an in-memory file (memfd) through
  * agent_config_parse, with the required flags given on the command line so
  * that the file's values are what decides.

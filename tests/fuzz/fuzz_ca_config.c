@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer harness for the CA's config file ("key = value" lines):
- * arbitrary bytes in an in-memory file (memfd) through ca_config_load_file,
+ * arbitrary bytes in an in-memory file (memfd) through mf_opt_parse and ca_config_from_vals,
  * then ca_config_validate. Every string the file can set must stay
  * NUL-terminated within its field.
  */
@@ -34,9 +34,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     char path[64];
     snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    static const struct mf_cmd run = {"run", NULL, 0, 0, "", ca_run_opts, 0};
+    struct mf_cmd cmd = run;
+    cmd.n_opts = ca_run_n_opts;
+    const struct mf_prog prog = {"mayfly-ca", "0", "", &cmd, 1};
+    char a0[] = "--config";
+    char *argv[] = {a0, path, NULL};
+    struct mf_opt_vals vals;
     struct ca_config c;
     ca_config_defaults(&c);
-    if (mf_ok(ca_config_load_file(&c, path))) {
+    mf_res r = mf_opt_parse(&prog, &cmd, 2, argv, &vals);
+    if (mf_ok(r)) {
+        r = ca_config_from_vals(&c, &vals);
+    }
+    mf_opt_vals_cleanup(&vals);
+    if (mf_ok(r)) {
         if (memchr(c.data_dir, '\0', sizeof(c.data_dir)) == NULL ||
             memchr(c.trust_domain, '\0', sizeof(c.trust_domain)) == NULL ||
             memchr(c.listen, '\0', sizeof(c.listen)) == NULL ||

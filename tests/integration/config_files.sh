@@ -3,13 +3,15 @@
 #
 # Running it for real: the example config files, the documented options and
 # what systemd sees.
-#   1. The option names in the code (ca_config.c's keys, agent_config.c's
-#      table), in packaging/mayfly-{ca,agent}.conf and in the option tables of
-#      docs/operations.md are the same sets: an option added without its
-#      documentation, or documented without existing, fails here.
+#   1. The config keys each binary accepts (from the option tables behind
+#      `run --help`), those in packaging/mayfly-{ca,agent}.conf and those in
+#      the option tables of docs/operations.md are the same sets: an option
+#      added without its documentation, or documented without existing,
+#      fails here.
 #   2. Every key of each example file, commented-out ones included, is
 #      accepted with the example's value: a file with all of them and one
-#      bogus key last fails on that bogus key and nothing before it.
+#      bogus key last fails on that bogus key (FILE:LINE) and nothing before
+#      it; a bad value is reported with its line, exit 2; flags win.
 #   3. The example files, with their paths pointed into a temp dir, start the
 #      CA and the agent; both become ready, tell a stand-in for systemd
 #      READY=1 (and STOPPING=1 on SIGTERM) over $NOTIFY_SOCKET, and answer
@@ -29,13 +31,13 @@ make_tmp
 
 # ---- 1. code, examples and docs agree ----------------------------------------------------------
 sorted() { tr ' ' '\n' | sed '/^$/d' | sort -u; }
-# ("config" is compared there too, but names the file itself, not a key)
-ca_src=$(grep -o 'strcmp(key, "[a-z_]*")' "$REPO/ca/ca_config.c" | sed 's/.*"\(.*\)".*/\1/' |
-    grep -vx config | sorted)
-ag_src=$(grep -o '^ *O("[a-z-]*"' "$REPO/agent/agent_config.c" | sed 's/.*"\(.*\)"/\1/' | sorted)
-ca_conf=$(sed -n 's/^#\{0,1\} \{0,1\}\([a-z_]*\) = .*/\1/p' "$PKG/mayfly-ca.conf" | sorted)
-ag_conf=$(python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))))' \
-    "$PKG/mayfly-agent.conf" | sorted)
+# the keys each binary accepts, from the table behind its --help
+help_keys() { "$1" run --help | grep -o '\[config: [a-z_]*\]' | sed 's/.*: \(.*\)]/\1/' | sorted; }
+ca_src=$(help_keys "$CA_BIN")
+ag_src=$(help_keys "$MAYFLY_BIN/mayfly-agent")
+conf_keys() { sed -n 's/^#\{0,1\} \{0,1\}\([a-z_]*\) = .*/\1/p' "$1" | sorted; }
+ca_conf=$(conf_keys "$PKG/mayfly-ca.conf")
+ag_conf=$(conf_keys "$PKG/mayfly-agent.conf")
 # docs: the second column of the rows of each daemon's option table
 doc_keys() {
     awk -v h="$1" '
@@ -57,11 +59,7 @@ same() {
 same "mayfly-ca keys: code vs packaging/mayfly-ca.conf" "$ca_src" "$ca_conf"
 same "mayfly-ca keys: code vs docs/operations.md" "$ca_src" "$ca_doc"
 same "mayfly-agent keys: code vs docs/operations.md" "$ag_src" "$ag_doc"
-# the agent's example is JSON (no comments): it leaves out only the one-time
-# join token and backoff-base, whose 500 ms default is finer than the
-# whole-second durations of the file (docs/operations.md says so)
-same "mayfly-agent keys: code vs packaging/mayfly-agent.conf (+ join-token, backoff-base)" \
-    "$ag_src" "$(printf '%s\njoin-token\nbackoff-base\n' "$ag_conf" | sorted)"
+same "mayfly-agent keys: code vs packaging/mayfly-agent.conf" "$ag_src" "$ag_conf"
 
 # ---- 2. every key accepted with the example's value -------------------------------------------
 # CA: uncomment everything, point paths into $T, end with a bogus key
@@ -76,39 +74,45 @@ echo "zz_not_an_option = 1" >>"$T/ca-all.conf"
 if "$CA_BIN" run --config "$T/ca-all.conf" >"$T/ca-all.out" 2>&1; then
     die "mayfly-ca accepted an unknown key"
 fi
-grep -q "ca-all.conf:$((n_lines + 1)): unknown option 'zz_not_an_option'" "$T/ca-all.out" ||
+grep -q "ca-all.conf:$((n_lines + 1)): unknown key 'zz_not_an_option'" "$T/ca-all.out" ||
     { cat "$T/ca-all.out"; die "mayfly-ca refused the example config before the bogus key"; }
 echo "ok: mayfly-ca accepts all $(echo "$ca_conf" | wc -l) keys of the example"
 
-# agent: the example plus the two keys it leaves out, then a bogus key
-python3 - "$PKG/mayfly-agent.conf" "$T/agent-all.conf" "$T" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))  # jansson keeps this order when iterating
-c["data-dir"] = sys.argv[3] + "/all/agent"
-c["join-token"] = "0" * 64
-c["backoff-base"] = "1s"
-c["zz-not-an-option"] = "1"
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
+# agent: the same, with the same parser
+sed -e 's/^# \([a-z_]* = \)/\1/' \
+    -e "s#^data_dir = .*#data_dir = $T/all/agent#" \
+    -e "s#^log_file = .*#log_file = $T/all-agent.log#" \
+    "$PKG/mayfly-agent.conf" >"$T/agent-all.conf"
+n_lines=$(wc -l <"$T/agent-all.conf")
+echo "zz_not_an_option = 1" >>"$T/agent-all.conf"
 if "$MAYFLY_BIN/mayfly-agent" run --config "$T/agent-all.conf" >"$T/agent-all.out" 2>&1; then
     die "mayfly-agent accepted an unknown key"
 fi
-grep -q 'unknown key "zz-not-an-option"' "$T/agent-all.out" ||
+grep -q "agent-all.conf:$((n_lines + 1)): unknown key 'zz_not_an_option'" "$T/agent-all.out" ||
     { cat "$T/agent-all.out"; die "mayfly-agent refused the example config before the bogus key"; }
-# that proof needs the keys read in file order: a bad value early must be
-# what is reported, not the bogus key at the end
-python3 - "$T/agent-all.conf" "$T/agent-order.conf" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-c["renew-window"] = "not-a-window"
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
-if "$MAYFLY_BIN/mayfly-agent" run --config "$T/agent-order.conf" >"$T/agent-order.out" 2>&1; then
-    die "mayfly-agent accepted a bad renew-window"
-fi
-grep -q 'zz-not-an-option' "$T/agent-order.out" && die "the agent does not read its config in order"
-grep -q 'renew-window' "$T/agent-order.out" || { cat "$T/agent-order.out"; die "bad value not named"; }
-echo "ok: mayfly-agent accepts all $(echo "$ag_src" | wc -l) keys"
+# a bad value is reported with its line, and a value of the wrong kind too
+sed 's/^max_watches = .*/max_watches = many/' "$T/agent-all.conf" >"$T/agent-bad.conf"
+bad_line=$(grep -n '^max_watches' "$T/agent-bad.conf" | cut -d: -f1)
+rc=0
+"$MAYFLY_BIN/mayfly-agent" run --config "$T/agent-bad.conf" >"$T/agent-bad.out" 2>&1 || rc=$?
+[ "$rc" = 2 ] || die "bad value: exit $rc, want 2"
+grep -q "agent-bad.conf:$bad_line: --max-watches: 'many' is not a whole number" "$T/agent-bad.out" ||
+    { cat "$T/agent-bad.out"; die "bad value not reported with its line"; }
+echo "ok: mayfly-agent accepts all $(echo "$ag_conf" | wc -l) keys of the example"
+
+# flags win over the file
+sed -e "s#^data_dir = .*#data_dir = $T/nope/ca#" -e "s#^admin_socket = .*#admin_socket = $T/x.sock#" \
+    -e 's/^svid_ttl = .*/svid_ttl = 10h/' "$PKG/mayfly-ca.conf" >"$T/ca-ttl.conf"
+rc=0
+"$CA_BIN" run --config "$T/ca-ttl.conf" >"$T/ca-ttl.out" 2>&1 || rc=$?
+[ "$rc" = 2 ] || { cat "$T/ca-ttl.out"; die "svid_ttl 10h > ca_ttl/6 accepted (exit $rc)"; }
+"$CA_BIN" run --config "$T/ca-ttl.conf" --svid-ttl 1h --data-dir "$T/flags-win" \
+    --admin-socket "$T/fw.sock" --listen 127.0.0.1:0 >"$T/fw.out" 2>&1 &
+fw=$!
+track_pid $fw
+wait_for_log "$T/fw.out" '^mayfly-ca ready' 10
+stop_pid $fw
+echo "ok: flags win over the file"
 
 # ---- 3 and 4. the examples start both daemons, under a stand-in systemd ------------------------------
 notify_listener() { # notify_listener SOCKET OUT: prints each datagram, then "--"
@@ -149,14 +153,12 @@ echo "ok: the CA starts from the example, notifies READY=1, logs for the journal
 "$CA_BIN" bundle show --admin-socket "$T/admin.sock" --format pem >"$T/bundle.pem"
 TOKEN=$("$CA_BIN" token generate --admin-socket "$T/admin.sock" \
     --spiffe-id spiffe://example.org/mayfly/agent/cfg)
-python3 - "$PKG/mayfly-agent.conf" "$T/agent.conf" "$T" "$CA_ADDR" <<'PY'
-import json, sys
-c = json.load(open(sys.argv[1]))
-t = sys.argv[3]
-c.update({"data-dir": t + "/agent", "socket": t + "/agent.sock", "server": sys.argv[4],
-          "trust-bundle": t + "/bundle.pem", "metrics-listen": "127.0.0.1:0"})
-json.dump(c, open(sys.argv[2], "w"), indent=2)
-PY
+sed -e "s#^data_dir = .*#data_dir = $T/agent#" \
+    -e "s#^socket = .*#socket = $T/agent.sock#" \
+    -e "s#^server = .*#server = $CA_ADDR#" \
+    -e "s#^trust_bundle = .*#trust_bundle = $T/bundle.pem#" \
+    -e "s#^metrics_listen = .*#metrics_listen = 127.0.0.1:0#" \
+    "$PKG/mayfly-agent.conf" >"$T/agent.conf"
 notify_listener "$T/run/agent.notify" "$T/agent.notify.out"
 : >"$T/agent.log"
 JOURNAL_STREAM=$(stat -c '%d:%i' "$T/agent.log") NOTIFY_SOCKET=$T/run/agent.notify \
