@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mf_key: EC keys (P-256, P-384), public keys, PKCS#8 / SEC 1 encodings,
- * ECDSA for certificates and JOSE, and the wolfCrypt glue of the module.
+ * ECDSA for certificates and JOSE. Above mf_wc, mf_hash, mf_der and mf_pem,
+ * below mf_cert (the order is in mf_der.h).
  *
  * A private key is kept as its scalar and public point inside one
  * mf_secret page. For each operation the key is loaded into a wolfCrypt
@@ -11,12 +12,10 @@
  * [1, n-1], the public point is recomputed from it, and a public key carried
  * in the encoding must equal the recomputed one.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -38,45 +37,6 @@ static const struct mf_curve curves[] = {
 };
 
 /* ---- set-up and helpers --------------------------------------------------- */
-
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static pthread_key_t thread_key;
-static bool have_thread_key;
-static const int thread_marker = 1;
-
-/* The distro wolfCrypt is built with FP_ECC and HAVE_THREAD_LS: each thread
- * that runs an ECC operation grows its own fixed-point cache (about 1.6 MB),
- * which wolfCrypt frees only when that thread calls wc_ecc_fp_free(). A
- * thread-specific key with this destructor does it when the thread exits,
- * so short-lived threads (HTTP workers) do not leak their caches. */
-static void thread_exit(void *p)
-{
-    (void)p;
-    wc_ecc_fp_free();
-}
-
-static void global_init_once(void)
-{
-    /* Also initialises wolfCrypt, which sets up the fixed-point ECC cache
-     * lock. */
-    (void)wolfSSL_Init();
-    have_thread_key = pthread_key_create(&thread_key, thread_exit) == 0;
-}
-
-/* see mf_x509.h */
-void mf_x509_global_init(void)
-{
-    (void)pthread_once(&init_once, global_init_once);
-    if (have_thread_key && pthread_getspecific(thread_key) == NULL) {
-        (void)pthread_setspecific(thread_key, &thread_marker);
-    }
-}
-
-/* see mf_x509_int.h */
-const char *mf_wc_errstr(int code)
-{
-    return wc_GetErrorString(code);
-}
 
 /* see mf_x509_int.h */
 const struct mf_curve *mf_curve_by_type(enum mf_key_type type)
