@@ -137,17 +137,6 @@ mf_res mf_strdup_max(const char *s, size_t max, char **out)
 }
 
 /* see mf_mem.h */
-void mf_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0x0f];
-    }
-    out[2 * n] = '\0';
-}
-
-/* see mf_mem.h */
 mf_res mf_harden_process(void)
 {
     struct rlimit rl = {0, 0};

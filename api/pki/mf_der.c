@@ -134,52 +134,6 @@ mf_res mf_der_small_uint(const struct mf_der *d, int64_t max, int64_t *out)
     return MF_RES_OK;
 }
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (the era arithmetic of
- * "chrono-compatible low-level date algorithms"). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2 ? 1 : 0;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t mp = m > 2 ? m - 3 : m + 9;
-    int64_t doy = (153 * mp + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2 ? 1 : 0);
-}
-
-static int days_in_month(int64_t y, int m)
-{
-    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    return m == 2 && leap ? 29 : dim[m - 1];
-}
-
-static bool digits(const uint8_t *p, size_t n, int *out)
-{
-    int v = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return false;
-        }
-        v = v * 10 + (p[i] - '0');
-    }
-    *out = v;
-    return true;
-}
-
 /* see mf_der.h */
 mf_res mf_der_time(const struct mf_der *d, int64_t *out)
 {
@@ -193,20 +147,22 @@ mf_res mf_der_time(const struct mf_der *d, int64_t *out)
     } else {
         MF_BAIL_MSG(MF_ERR_PROTO_DER, "malformed time (tag 0x%02x, %zu bytes)", d->tag, d->len);
     }
-    const uint8_t *p = d->p;
-    int yy, mo, dd, hh, mi, ss;
-    MF_ENSURE_MSG(p[d->len - 1] == 'Z' && digits(p, ylen, &yy) && digits(p + ylen, 2, &mo) &&
-                      digits(p + ylen + 2, 2, &dd) && digits(p + ylen + 4, 2, &hh) &&
-                      digits(p + ylen + 6, 2, &mi) && digits(p + ylen + 8, 2, &ss),
+    const char *p = (const char *)d->p;
+    int yy;
+    struct mf_civil c;
+    MF_ENSURE_MSG(p[d->len - 1] == 'Z' && mf_dec_digits(p, ylen, &yy) &&
+                      mf_dec_digits(p + ylen, 2, &c.month) &&
+                      mf_dec_digits(p + ylen + 2, 2, &c.day) &&
+                      mf_dec_digits(p + ylen + 4, 2, &c.hour) &&
+                      mf_dec_digits(p + ylen + 6, 2, &c.min) &&
+                      mf_dec_digits(p + ylen + 8, 2, &c.sec),
                   MF_ERR_PROTO_DER, "malformed time");
-    int64_t year = yy;
+    c.year = yy;
     if (ylen == 2) {
-        year += yy >= 50 ? 1900 : 2000;
+        c.year += yy >= 50 ? 1900 : 2000;
     }
-    MF_ENSURE_MSG(mo >= 1 && mo <= 12 && dd >= 1 && dd <= days_in_month(year, mo) && hh <= 23 &&
-                      mi <= 59 && ss <= 59,
-                  MF_ERR_PROTO_DER, "time out of range");
-    *out = days_from_civil(year, mo, dd) * 86400 + hh * 3600 + mi * 60 + ss;
+    /* RFC 5280 times have no leap second */
+    MF_ENSURE_MSG(mf_civil_to_time(&c, 59, out), MF_ERR_PROTO_DER, "time out of range");
     return MF_RES_OK;
 }
 
@@ -246,22 +202,19 @@ mf_res mf_der_put_time(struct mf_buf *out, int64_t t)
 {
     MF_ENSURE_MSG(t >= -2208988800LL && t <= 253402300799LL, MF_ERR_USAGE_ARG,
                   "time %lld outside years 1900-9999", (long long)t);
-    int64_t days = t >= 0 ? t / 86400 : -((-t + 86399) / 86400);
-    int64_t secs = t - days * 86400;
-    int64_t y;
-    int m, d;
-    civil_from_days(days, &y, &m, &d);
+    struct mf_civil c;
+    mf_civil_from_time(t, &c);
     char s[16];
     size_t n = 0;
-    bool utc = y >= 1950 && y <= 2049;
-    int64_t yv = utc ? y % 100 : y;
+    bool utc = c.year >= 1950 && c.year <= 2049;
+    int64_t yv = utc ? c.year % 100 : c.year;
     size_t ydigits = utc ? 2 : 4;
     for (size_t i = ydigits; i > 0; i--) {
         s[n + i - 1] = (char)('0' + yv % 10);
         yv /= 10;
     }
     n += ydigits;
-    const int parts[5] = {m, d, (int)(secs / 3600), (int)(secs / 60 % 60), (int)(secs % 60)};
+    const int parts[5] = {c.month, c.day, c.hour, c.min, c.sec};
     for (size_t i = 0; i < 5; i++) {
         s[n++] = (char)('0' + parts[i] / 10);
         s[n++] = (char)('0' + parts[i] % 10);
