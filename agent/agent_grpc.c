@@ -322,7 +322,7 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         r = render_jwt_bundles(snap, &s->out);
         break;
     default:
-        r = mf_err_raise(MF_ERR_INTERNAL, __FILE__, __LINE__, __func__, "not a stream");
+        r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
         break;
     }
     agent_snap_unref(snap);
@@ -569,10 +569,9 @@ static int do_jwt_svid(struct gconn *c, struct gstream *s, const uint8_t *msg, s
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
     mf_res r;
     if (req->n_audience == 0) {
-        r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
-                         "audience must be specified");
+        r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "audience must be specified");
     } else if (c->g->cfg.jwt == NULL) {
-        r = mf_err_raise(MF_ERR_STATE, __FILE__, __LINE__, __func__, "JWT-SVIDs are not served");
+        r = MF_RAISE_MSG(MF_ERR_STATE, "JWT-SVIDs are not served");
     } else {
         r = agent_jwt_fetch(c->g->cfg.jwt, snap, s->w.sels, s->w.n_sels, req->spiffe_id,
                             (const char *const *)req->audience, req->n_audience, &v, &n);
@@ -831,8 +830,7 @@ static void dispatch(struct gconn *c, struct gstream *s)
     if (s->rpc != RPC_VALIDATE) {
         mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
                                                    c->cred.gid, &c->stamp, &s->w)
-                                : mf_err_raise(MF_ERR_AUTH_MISSING, __FILE__, __LINE__, __func__,
-                                               "no peer credentials");
+                                : MF_RAISE_MSG(MF_ERR_AUTH_MISSING, "no peer credentials");
         if (!mf_ok(r)) {
             mf_err_format(r, buf, sizeof(buf));
             mf_log_info("attestation failed: %s", buf);

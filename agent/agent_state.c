@@ -441,8 +441,7 @@ mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen, struct m
     pthread_mutex_lock(&st->mu);
     if (st->id_gen == *gen || st->id_key == NULL) {
         pthread_mutex_unlock(&st->mu);
-        return mf_err_raise(MF_ERR_IO_NOT_FOUND, __FILE__, __LINE__, __func__,
-                            "no new agent identity");
+        return MF_RAISE_MSG(MF_ERR_IO_NOT_FOUND, "no new agent identity");
     }
     r = key_dup(st->id_key, key);
     if (mf_ok(r)) {

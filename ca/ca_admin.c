@@ -240,8 +240,7 @@ static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (strcmp(op, "show") == 0) {
         sid = mf_httpd_query(conn, "spiffe_id");
         if (sid == NULL) {
-            r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
-                             "spiffe_id query parameter is required");
+            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "spiffe_id query parameter is required");
         }
         if (mf_ok(r)) {
             r = ca_policy_agent_id(ctx->cfg.trust_domain, sid, &id);

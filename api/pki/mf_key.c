@@ -177,14 +177,11 @@ mf_res mf_pubkey_set(enum mf_key_type type, const uint8_t *x, const uint8_t *y,
     MF_ENSURE_MSG(idx >= 0 && coords_in_field(cv, idx, x, y), MF_ERR_CRYPTO_KEY,
                   "public key coordinates are not %s field elements", cv->jwk_crv);
     ecc_key ecc;
-    mf_res rc = mf_ec_load_pub(pk, &ecc);
-    if (mf_ok(rc)) {
-        int r = wc_ecc_point_is_on_curve(&ecc.pubkey, idx);
-        if (r != 0) {
-            rc = mf_err_raise(MF_ERR_CRYPTO_KEY, __FILE__, __LINE__, __func__,
-                              "public key is not a point on %s: %s", cv->jwk_crv, mf_wc_errstr(r));
-        }
-    }
+    mf_res rc;
+    MF_TRY_OUT(mf_ec_load_pub(pk, &ecc));
+    MF_TRY_WC_OUT(wc_ecc_point_is_on_curve(&ecc.pubkey, idx), MF_ERR_CRYPTO_KEY);
+    rc = MF_RES_OK;
+out:
     mf_ec_release(&ecc);
     MF_TRY(rc);
     return spki_encode(pk, cv);
@@ -370,13 +367,13 @@ static mf_res verify_digest(const struct mf_pubkey *pk, const uint8_t *h, size_t
     }
     ecc_key ecc;
     int ok = 0;
-    rc = mf_ec_load_pub(pk, &ecc);
-    if (mf_ok(rc)) {
-        int r = wc_ecc_verify_hash(sig, (word32)sig_len, h, (word32)hlen, &ok, &ecc);
-        if (r != 0) {
-            ok = 0;
-        }
-    }
+    MF_TRY_OUT(mf_ec_load_pub(pk, &ecc));
+    /* wolfCrypt failing on a signature it cannot use is a failed check */
+    MF_TRY_WC_OUT(wc_ecc_verify_hash(sig, (word32)sig_len, h, (word32)hlen, &ok, &ecc),
+                  MF_ERR_CRYPTO_SIG);
+    MF_ENSURE_OUT_MSG(ok == 1, MF_ERR_CRYPTO_SIG, "signature does not verify");
+    rc = MF_RES_OK;
+out:
     mf_ec_release(&ecc);
     /* The fixed-point cache (see thread_exit) builds a table of some 800 KB
      * for a point on its second use in a thread. A verifying server sees
@@ -386,9 +383,7 @@ static mf_res verify_digest(const struct mf_pubkey *pk, const uint8_t *h, size_t
      * verification keeps every point at its first use: no table is built,
      * which is also cheaper than building one per thread to use it twice. */
     wc_ecc_fp_free();
-    MF_TRY(rc);
-    MF_ENSURE_MSG(ok == 1, MF_ERR_CRYPTO_SIG, "signature does not verify");
-    return MF_RES_OK;
+    return rc;
 }
 
 /* see mf_x509_int.h */
@@ -536,9 +531,9 @@ mf_res mf_pubkey_verify_jose(const struct mf_pubkey *pk, const uint8_t *msg, siz
     uint8_t der[MF_EC_SIG_MAX];
     word32 dl = sizeof(der);
     MF_TRY(mf_hash_digest(cv->hash, msg, len, h, &hlen));
-    MF_ENSURE_MSG(wc_ecc_rs_raw_to_sig(sig, (word32)cv->coord_len, sig + cv->coord_len,
-                                       (word32)cv->coord_len, der, &dl) == 0,
-                  MF_ERR_CRYPTO_SIG, "malformed JOSE signature");
+    MF_TRY_WC(wc_ecc_rs_raw_to_sig(sig, (word32)cv->coord_len, sig + cv->coord_len,
+                                   (word32)cv->coord_len, der, &dl),
+              MF_ERR_CRYPTO_SIG);
     return verify_digest(pk, h, hlen, der, dl);
 }
 

@@ -250,8 +250,7 @@ mf_res mf_pem_next(struct mf_cur *cur, char *label, size_t label_cap, struct mf_
     for (;;) {
         const uint8_t *hit = off < end ? memmem(base + off, end - off, PEM_BEGIN, blen) : NULL;
         if (hit == NULL) {
-            return mf_err_raise(MF_ERR_IO_EOF, __FILE__, __LINE__, __func__,
-                                "no further PEM block");
+            return MF_RAISE_MSG(MF_ERR_IO_EOF, "no further PEM block");
         }
         size_t at = (size_t)(hit - base);
         if (at == 0 || base[at - 1] == '\n') {

@@ -59,19 +59,22 @@ const char *mf_wc_errstr(int code)
 /* see mf_wc.h */
 const char *mf_ssl_errstr(int ret, char *buf, size_t cap)
 {
-    /* A failing wolfSSL_* call usually queues its reason on this thread's
-     * error queue (as the positive code) and may return only
-     * WOLFSSL_FAILURE (0); wolfSSL's formatter takes either sign. */
-    unsigned long queued = wolfSSL_ERR_get_error();
+    /* A failing wolfSSL_* call returns either its negative error code or
+     * just WOLFSSL_FAILURE (0), with the reason (as the positive code) on
+     * this thread's error queue. The queue may also hold older errors
+     * nobody read, so the newest entry is taken, and the queue is emptied
+     * so that the next failure starts clean. */
+    unsigned long queued = ret < 0 ? 0 : wolfSSL_ERR_peek_last_error();
     wolfSSL_ERR_clear_error();
     if (cap == 0) {
         return buf;
     }
-    if (queued == 0 && ret == WOLFSSL_FAILURE) {
+    if (ret >= 0 && queued == 0) {
         (void)snprintf(buf, cap, "failure");
         return buf;
     }
-    wolfSSL_ERR_error_string_n(queued != 0 ? queued : (unsigned long)(long)ret, buf,
+    /* wolfSSL's formatter takes the code with either sign */
+    wolfSSL_ERR_error_string_n(ret < 0 ? (unsigned long)(long)ret : queued, buf,
                                (unsigned long)cap);
     return buf;
 }

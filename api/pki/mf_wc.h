@@ -28,10 +28,10 @@
  * storage. */
 const char *mf_wc_errstr(int code);
 
-/* The message for a failed wolfSSL_* call that returned ret: the error the
- * call queued on this thread if there is one (the queue is cleared), else
- * ret itself. Writes at most cap bytes (NUL-terminated) to buf and returns
- * buf. */
+/* The message for a failed wolfSSL_* call that returned ret: ret's own
+ * when it is a (negative) error code, else the newest error queued on this
+ * thread, else "failure". Empties the thread's error queue. Writes at most
+ * cap bytes (NUL-terminated) to buf and returns buf. */
 const char *mf_ssl_errstr(int ret, char *buf, size_t cap);
 
 #define MF_SSL_ERRSTR_MAX 96
