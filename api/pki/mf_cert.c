@@ -575,12 +575,7 @@ bool mf_cert_matches_key(const struct mf_cert *cert, const struct mf_key *key)
 /* see mf_x509.h */
 void mf_cert_fingerprint(const struct mf_cert *cert, char out[MF_FINGERPRINT_LEN])
 {
-    uint8_t h[32];
-    if (!mf_ok(mf_sha256(cert->der, cert->der_len, h))) {
-        out[0] = '\0';
-        return;
-    }
-    mf_hex(h, sizeof(h), out);
+    mf_fingerprint_hex(cert->der, cert->der_len, out);
 }
 
 /* ---- lists --------------------------------------------------------------- */

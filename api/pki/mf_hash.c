@@ -4,6 +4,8 @@
  * of public data (certificates, signing input, public keys), so nothing here
  * is wiped.
  */
+#include "api/pki/mf_hash.h"
+
 #include <stdint.h>
 
 #include <wolfssl/options.h>
@@ -12,7 +14,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfcrypt/sha512.h>
 
-#include "api/pki/mf_hash.h"
+#include "api/core/mf_text.h"
 #include "api/pki/mf_wc.h"
 #include "api/pki/mf_x509.h"
 
@@ -48,4 +50,15 @@ mf_res mf_hash_digest(enum mf_hash alg, const uint8_t *in, size_t len, uint8_t o
         MF_BAIL(MF_ERR_INTERNAL);
     }
     return MF_RES_OK;
+}
+
+/* see mf_hash.h */
+void mf_fingerprint_hex(const uint8_t *in, size_t len, char out[MF_FINGERPRINT_LEN])
+{
+    uint8_t h[32];
+    if (!mf_ok(mf_sha256(in, len, h))) {
+        out[0] = '\0';
+        return;
+    }
+    mf_hex(h, sizeof(h), out);
 }

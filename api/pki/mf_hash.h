@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "api/core/mf_err.h"
+#include "api/pki/mf_x509.h"
 
 #define MF_HASH_MAX 64 /* SHA-512 */
 
@@ -29,5 +30,9 @@ enum mf_hash {
  * MF_ERR_INTERNAL for an unknown alg. */
 MF_WUR mf_res mf_hash_digest(enum mf_hash alg, const uint8_t *in, size_t len,
                              uint8_t out[MF_HASH_MAX], size_t *out_len);
+
+/* The lowercase hex SHA-256 of len bytes, as certificate and key
+ * fingerprints are shown; "" if hashing fails. */
+void mf_fingerprint_hex(const uint8_t *in, size_t len, char out[MF_FINGERPRINT_LEN]);
 
 #endif /* MF_HASH_H */

@@ -306,12 +306,7 @@ bool mf_pubkey_eq(const struct mf_pubkey *a, const struct mf_pubkey *b)
 /* see mf_x509.h */
 void mf_pubkey_fingerprint(const struct mf_pubkey *pk, char out[MF_FINGERPRINT_LEN])
 {
-    uint8_t h[32];
-    if (!mf_ok(mf_sha256(pk->spki, pk->spki_len, h))) {
-        out[0] = '\0';
-        return;
-    }
-    mf_hex(h, sizeof(h), out);
+    mf_fingerprint_hex(pk->spki, pk->spki_len, out);
 }
 
 /* see mf_x509.h */
