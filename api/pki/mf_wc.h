@@ -36,45 +36,34 @@ const char *mf_ssl_errstr(int ret, char *buf, size_t cap);
 
 #define MF_SSL_ERRSTR_MAX 96
 
-/* For wc_* calls: anything but 0 raises e with "wolfCrypt: <str> (<code>)". */
-#define MF_TRY_WC(x, e)                                                                            \
+/* One check for each convention; fail is MF_BAIL_MSG (return) or
+ * MF_BAIL_OUT (set rc, goto out). */
+#define MF_WC_CHECK_(x, e, fail)                                                                   \
     do {                                                                                           \
         int mf_wc_r_ = (x);                                                                        \
         if (mf_wc_r_ != 0) {                                                                       \
-            MF_BAIL_MSG((e), "wolfCrypt: %s (%d)", mf_wc_errstr(mf_wc_r_), mf_wc_r_);              \
+            fail((e), "wolfCrypt: %s (%d)", mf_wc_errstr(mf_wc_r_), mf_wc_r_);                     \
         }                                                                                          \
     } while (0)
 
-/* The same for functions with an `mf_res rc` and an `out:` label. */
-#define MF_TRY_WC_OUT(x, e)                                                                        \
+#define MF_SSL_CHECK_(x, e, fail)                                                                  \
     do {                                                                                           \
-        int mf_wc_r_ = (x);                                                                        \
-        if (mf_wc_r_ != 0) {                                                                       \
-            MF_BAIL_OUT((e), "wolfCrypt: %s (%d)", mf_wc_errstr(mf_wc_r_), mf_wc_r_);              \
+        int mf_ssl_r_ = (x);                                                                       \
+        if (mf_ssl_r_ != WOLFSSL_SUCCESS) {                                                        \
+            char mf_ssl_s_[MF_SSL_ERRSTR_MAX];                                                     \
+            fail((e), "wolfSSL: %s (%d)", mf_ssl_errstr(mf_ssl_r_, mf_ssl_s_, sizeof(mf_ssl_s_)),  \
+                 mf_ssl_r_);                                                                       \
         }                                                                                          \
     } while (0)
+
+/* For wc_* calls: anything but 0 raises e with "wolfCrypt: <str> (<code>)".
+ * The _OUT form is for functions with an `mf_res rc` and an `out:` label. */
+#define MF_TRY_WC(x, e)     MF_WC_CHECK_((x), (e), MF_BAIL_MSG)
+#define MF_TRY_WC_OUT(x, e) MF_WC_CHECK_((x), (e), MF_BAIL_OUT)
 
 /* For wolfSSL_* calls: anything but WOLFSSL_SUCCESS raises e with
- * "wolfSSL: <str> (<ret>)". */
-#define MF_TRY_SSL(x, e)                                                                           \
-    do {                                                                                           \
-        int mf_ssl_r_ = (x);                                                                       \
-        if (mf_ssl_r_ != WOLFSSL_SUCCESS) {                                                        \
-            char mf_ssl_s_[MF_SSL_ERRSTR_MAX];                                                     \
-            MF_BAIL_MSG((e), "wolfSSL: %s (%d)",                                                   \
-                        mf_ssl_errstr(mf_ssl_r_, mf_ssl_s_, sizeof(mf_ssl_s_)), mf_ssl_r_);        \
-        }                                                                                          \
-    } while (0)
-
-/* The same for functions with an `mf_res rc` and an `out:` label. */
-#define MF_TRY_SSL_OUT(x, e)                                                                       \
-    do {                                                                                           \
-        int mf_ssl_r_ = (x);                                                                       \
-        if (mf_ssl_r_ != WOLFSSL_SUCCESS) {                                                        \
-            char mf_ssl_s_[MF_SSL_ERRSTR_MAX];                                                     \
-            MF_BAIL_OUT((e), "wolfSSL: %s (%d)",                                                   \
-                        mf_ssl_errstr(mf_ssl_r_, mf_ssl_s_, sizeof(mf_ssl_s_)), mf_ssl_r_);        \
-        }                                                                                          \
-    } while (0)
+ * "wolfSSL: <str> (<ret>)" (see mf_ssl_errstr). */
+#define MF_TRY_SSL(x, e)     MF_SSL_CHECK_((x), (e), MF_BAIL_MSG)
+#define MF_TRY_SSL_OUT(x, e) MF_SSL_CHECK_((x), (e), MF_BAIL_OUT)
 
 #endif /* MF_WC_H */
