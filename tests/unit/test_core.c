@@ -413,6 +413,27 @@ static void test_mf_hex_lowercase_ok(void **state)
     assert_string_equal(empty, "");
 }
 
+static void test_mf_strv_dup_free_ok(void **state)
+{
+    (void)state;
+    char a[] = "unix:uid:0", b[] = "", c[] = "unix:gid:5";
+    char *const src[] = {a, b, c};
+    char **v = NULL;
+    assert_true(mf_ok(mf_strv_dup(src, 3, &v)));
+    assert_non_null(v);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(v[i], src[i]);
+        assert_ptr_not_equal(v[i], src[i]); /* copies */
+    }
+    mf_strv_free(v, 3);
+    char *dummy[1] = {a};
+    v = dummy; /* cleared on entry */
+    assert_true(mf_ok(mf_strv_dup(NULL, 0, &v)));
+    assert_null(v);
+    mf_strv_free(NULL, 7); /* no-op */
+    assert_int_equal(mf_strv_dup(src, 1, NULL).err, MF_ERR_USAGE_NULL);
+}
+
 static void test_mf_hex_byte_ok(void **state)
 {
     (void)state;
@@ -878,6 +899,7 @@ int main(void)
         cmocka_unit_test(test_mf_strdup_max_size_max_copies_all),
         cmocka_unit_test(test_mf_hex_lowercase_ok),
         cmocka_unit_test(test_mf_hex_byte_ok),
+        cmocka_unit_test(test_mf_strv_dup_free_ok),
         cmocka_unit_test(test_mf_pct_append_sets_ok),
         cmocka_unit_test(test_mf_pct_encode_cap_cap1_truncates),
         cmocka_unit_test(test_mf_civil_matches_gmtime_ok),
