@@ -293,24 +293,26 @@ out:
 
 /* ---- request bodies (pure: no I/O, see ca_api.h) ---------------------------- */
 
-/* see ca_api.h */
-mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
-                           struct mf_csr **csr)
+/* The bodies that carry a CSR: {"csr": base64 DER}, plus "join_token"
+ * when token is not NULL (attestation, before the peer is authenticated,
+ * so under the tighter cap). */
+static mf_res parse_csr_body(const void *body, size_t len, size_t cap, json_t **doc,
+                             const char **token, struct mf_csr **csr)
 {
-    static const char *const keys[] = {"join_token", "csr", NULL};
+    static const char *const keys_token[] = {"join_token", "csr", NULL};
+    static const char *const keys_csr[] = {"csr", NULL};
     const char *csr_b64 = NULL;
     *doc = NULL;
-    *token = NULL;
     *csr = NULL;
-    mf_res r = mf_json_parse(body, len, MF_MAX_BODY_PREAUTH, doc);
+    mf_res r = mf_json_parse(body, len, cap, doc);
     if (mf_ok(r)) {
-        r = mf_json_only_keys(*doc, keys);
+        r = mf_json_only_keys(*doc, token != NULL ? keys_token : keys_csr);
     }
-    if (mf_ok(r)) {
+    if (mf_ok(r) && token != NULL) {
         r = mf_json_str(*doc, "join_token", true, 256, token);
     }
     if (mf_ok(r)) {
-        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY_PREAUTH, &csr_b64);
+        r = mf_json_str(*doc, "csr", true, cap, &csr_b64);
     }
     if (mf_ok(r)) {
         r = decode_csr(csr_b64, csr);
@@ -319,23 +321,17 @@ mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const cha
 }
 
 /* see ca_api.h */
+mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
+                           struct mf_csr **csr)
+{
+    *token = NULL;
+    return parse_csr_body(body, len, MF_MAX_BODY_PREAUTH, doc, token, csr);
+}
+
+/* see ca_api.h */
 mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc, struct mf_csr **csr)
 {
-    static const char *const keys[] = {"csr", NULL};
-    const char *csr_b64 = NULL;
-    *doc = NULL;
-    *csr = NULL;
-    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, doc);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(*doc, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY, &csr_b64);
-    }
-    if (mf_ok(r)) {
-        r = decode_csr(csr_b64, csr);
-    }
-    return r;
+    return parse_csr_body(body, len, MF_MAX_BODY, doc, NULL, csr);
 }
 
 /* see ca_api.h */
