@@ -34,6 +34,7 @@
 #include "agent/agent_metrics.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "workload.pb-c.h"
 
@@ -148,23 +149,6 @@ static nghttp2_nv make_nv(const char *name, const char *value)
 static bool hdr_is(const uint8_t *p, size_t n, const char *s)
 {
     return n == strlen(s) && memcmp(p, s, n) == 0;
-}
-
-/* grpc-message is percent-encoded: every byte outside 0x20..0x7e and '%'. */
-static void pct_encode(const char *in, char *out, size_t cap)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p != '\0' && o + 4 < cap; p++) {
-        if (*p >= 0x20 && *p < 0x7f && *p != '%') {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    out[o] = '\0';
 }
 
 static const char *rpc_name(enum rpc r)
@@ -338,7 +322,7 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         r = render_jwt_bundles(snap, &s->out);
         break;
     default:
-        r = mf_err_raise(MF_ERR_INTERNAL, __FILE__, __LINE__, __func__, "not a stream");
+        r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
         break;
     }
     agent_snap_unref(snap);
@@ -481,7 +465,7 @@ static ssize_t read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf
         if (s->final >= 0) {
             char status[12], msg[sizeof(s->final_msg) * 3 + 1];
             snprintf(status, sizeof(status), "%d", s->final);
-            pct_encode(s->final_msg, msg, sizeof(msg));
+            (void)mf_pct_encode(s->final_msg, MF_PCT_GRPC, msg, sizeof(msg));
             nghttp2_nv trailers[2] = {make_nv("grpc-status", status), make_nv("grpc-message", msg)};
             *data_flags |= NGHTTP2_DATA_FLAG_EOF;
             if (nghttp2_submit_trailer(session, stream_id, trailers, s->final_msg[0] ? 2 : 1) ==
@@ -506,7 +490,7 @@ static void reply_status(struct gconn *c, struct gstream *s, int status, const c
 {
     char st[12], m[sizeof(s->final_msg) * 3 + 1];
     snprintf(st, sizeof(st), "%d", status);
-    pct_encode(msg, m, sizeof(m));
+    (void)mf_pct_encode(msg, MF_PCT_GRPC, m, sizeof(m));
     nghttp2_nv nva[4] = {make_nv(":status", "200"), make_nv("content-type", "application/grpc"),
                          make_nv("grpc-status", st), make_nv("grpc-message", m)};
     (void)nghttp2_submit_response(c->sess, s->id, nva, msg[0] ? 4 : 3, NULL);
@@ -585,10 +569,9 @@ static int do_jwt_svid(struct gconn *c, struct gstream *s, const uint8_t *msg, s
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
     mf_res r;
     if (req->n_audience == 0) {
-        r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
-                         "audience must be specified");
+        r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "audience must be specified");
     } else if (c->g->cfg.jwt == NULL) {
-        r = mf_err_raise(MF_ERR_STATE, __FILE__, __LINE__, __func__, "JWT-SVIDs are not served");
+        r = MF_RAISE_MSG(MF_ERR_STATE, "JWT-SVIDs are not served");
     } else {
         r = agent_jwt_fetch(c->g->cfg.jwt, snap, s->w.sels, s->w.n_sels, req->spiffe_id,
                             (const char *const *)req->audience, req->n_audience, &v, &n);
@@ -847,8 +830,7 @@ static void dispatch(struct gconn *c, struct gstream *s)
     if (s->rpc != RPC_VALIDATE) {
         mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
                                                    c->cred.gid, &c->stamp, &s->w)
-                                : mf_err_raise(MF_ERR_AUTH_MISSING, __FILE__, __LINE__, __func__,
-                                               "no peer credentials");
+                                : MF_RAISE_MSG(MF_ERR_AUTH_MISSING, "no peer credentials");
         if (!mf_ok(r)) {
             mf_err_format(r, buf, sizeof(buf));
             mf_log_info("attestation failed: %s", buf);

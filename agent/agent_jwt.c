@@ -147,7 +147,7 @@ static mf_res cache_key(const char *id, const char *const *aud, size_t n, char *
     if (mf_ok(r)) {
         *out = strdup(mf_buf_cstr(&k));
         if (*out == NULL) {
-            r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+            r = MF_RAISE(MF_ERR_NOMEM);
         }
     }
     mf_buf_cleanup(&k);
@@ -380,7 +380,7 @@ mf_res agent_jwt_fetch(struct agent_jwt *j, const struct agent_snap *snap,
         MF_ENSURE_OUT(v[n - 1].spiffe_id != NULL && v[n - 1].hint != NULL, MF_ERR_NOMEM);
     }
     if (n == 0) {
-        rc = mf_err_raise(MF_ERR_POLICY_NO_ENTRY, __FILE__, __LINE__, __func__,
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_NO_ENTRY,
                           one ? "no identity %s for this workload" : "no identity issued",
                           one ? spiffe_id : "");
         goto out;

@@ -29,10 +29,9 @@ static struct {
     struct mf_metric *issued, *renewals, *lag, *sign_failures, *ca_errors;
     struct mf_metric *svid_expiry, *agent_expiry, *entries, *svids, *expiring, *warnings;
     struct mf_metric *fetch_seconds, *denied, *ready_gauge;
-    struct mf_metrics_server *srv;
+    struct mf_metrics_life life;
     int64_t warn_ms;       /* written by start only */
     int64_t next_warn_ms;  /* worker thread only */
-    int ready;             /* atomic */
     int64_t soonest_s;     /* atomic: soonest workload NotAfter, INT64_MAX = none */
     int64_t agent_s;       /* atomic: the agent SVID's NotAfter, 0 = none */
     int64_t n_entries;     /* atomic */
@@ -50,7 +49,7 @@ static const double fetch_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0
 static bool is_ready(void *arg)
 {
     (void)arg;
-    return __atomic_load_n(&g.ready, __ATOMIC_ACQUIRE) &&
+    return mf_metrics_life_is_ready(&g.life) &&
            __atomic_load_n(&g.agent_s, __ATOMIC_RELAXED) > mf_now();
 }
 
@@ -133,35 +132,19 @@ mf_res agent_metrics_start(const struct agent_config *cfg)
     MF_ENSURE(g.reg == NULL, MF_ERR_STATE);
     g.warn_ms = cfg->expiry_warning_ms;
     MF_TRY(registry());
-    if (cfg->metrics_listen == NULL) {
-        return MF_RES_OK;
-    }
-    MF_TRY(mf_metrics_serve(g.reg, cfg->metrics_listen, is_ready, NULL, &g.srv));
-    mf_log_event(MF_LOG_INFO, __func__, "metrics listening", "address",
-                 mf_metrics_server_address(g.srv), NULL);
-    return MF_RES_OK;
+    return mf_metrics_life_serve(&g.life, g.reg, cfg->metrics_listen, is_ready);
 }
 
 /* see agent_metrics.h */
 void agent_metrics_ready(void)
 {
-    __atomic_store_n(&g.ready, 1, __ATOMIC_RELEASE);
-    mf_res r = mf_metrics_notify_systemd("READY=1\nSTATUS=serving the Workload API");
-    if (!mf_ok(r)) {
-        mf_log_warn_r(r, "cannot tell systemd that the agent is ready");
-    }
+    mf_metrics_life_ready(&g.life, "serving the Workload API", "the agent");
 }
 
 /* see agent_metrics.h */
 void agent_metrics_stop(void)
 {
-    if (__atomic_exchange_n(&g.ready, 0, __ATOMIC_ACQ_REL)) {
-        if (!mf_ok(mf_metrics_notify_systemd("STOPPING=1"))) {
-            mf_log_debug("cannot tell systemd that the agent is stopping");
-        }
-    }
-    mf_metrics_server_stop(g.srv);
-    g.srv = NULL;
+    mf_metrics_life_stop(&g.life, "the agent");
 }
 
 /* ---- worker hooks ------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 #include "agent/agent_rotate.h"
 #include "agent/agent_state.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 
 /* see agent_state.h */
@@ -163,7 +164,6 @@ size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *ha
 /* see agent_state.h */
 mf_res agent_json_str(struct mf_buf *out, const char *s)
 {
-    static const char hex[] = "0123456789abcdef";
     MF_TRY(mf_buf_append_u8(out, '"'));
     for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
         if (*p == '"' || *p == '\\') {
@@ -172,7 +172,8 @@ mf_res agent_json_str(struct mf_buf *out, const char *s)
         } else if (*p == '\n') {
             MF_TRY(mf_buf_append(out, "\\n", 2));
         } else if (*p < 0x20 || *p == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+            mf_hex_byte(*p, esc + 4);
             MF_TRY(mf_buf_append(out, esc, sizeof(esc)));
         } else {
             MF_TRY(mf_buf_append_u8(out, *p));
@@ -440,8 +441,7 @@ mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen, struct m
     pthread_mutex_lock(&st->mu);
     if (st->id_gen == *gen || st->id_key == NULL) {
         pthread_mutex_unlock(&st->mu);
-        return mf_err_raise(MF_ERR_IO_NOT_FOUND, __FILE__, __LINE__, __func__,
-                            "no new agent identity");
+        return MF_RAISE_MSG(MF_ERR_IO_NOT_FOUND, "no new agent identity");
     }
     r = key_dup(st->id_key, key);
     if (mf_ok(r)) {

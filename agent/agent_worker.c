@@ -444,16 +444,16 @@ static mf_res sign_due(struct agent_worker *w, bool *did)
         }
         const char *err = NULL, *msg = NULL;
         if (res == NULL) {
-            rec_failed(w, r, mf_err_raise(MF_ERR_PROTO, __FILE__, __LINE__, __func__,
-                                          "no result for entry %s", r->entry.id));
+            rec_failed(w, r, MF_RAISE_MSG(MF_ERR_PROTO, "no result for entry %s", r->entry.id));
             continue;
         }
         if (mf_ok(mf_json_str(res, "error", false, 64, &err)) && err != NULL) {
             if (!mf_ok(mf_json_str(res, "message", false, 512, &msg))) {
                 msg = NULL;
             }
-            rec_failed(w, r, mf_err_raise(MF_ERR_POLICY, __FILE__, __LINE__, __func__,
-                                          "CA refused: %s: %s", err, msg != NULL ? msg : ""));
+            rec_failed(
+                w, r,
+                MF_RAISE_MSG(MF_ERR_POLICY, "CA refused: %s: %s", err, msg != NULL ? msg : ""));
             continue;
         }
         mf_res tr = take_result(w, r, res, &keys[k]);

@@ -57,21 +57,23 @@ mf_res ca_admin_parse_entry(const void *body, size_t len, const char *td, int64_
     return r;
 }
 
-/* see ca_admin.h */
-mf_res ca_admin_parse_token(const void *body, size_t len, const char *td,
-                            struct mf_spiffe_id *id, int64_t *ttl)
+/* The bodies that name one agent: {"spiffe_id": ...}, plus "ttl" (1 to
+ * TOKEN_TTL_MAX, optional) when ttl is not NULL. */
+static mf_res parse_agent_body(const void *body, size_t len, const char *td,
+                               struct mf_spiffe_id *id, int64_t *ttl)
 {
-    static const char *const keys[] = {"spiffe_id", "ttl", NULL};
+    static const char *const keys_ttl[] = {"spiffe_id", "ttl", NULL};
+    static const char *const keys_id[] = {"spiffe_id", NULL};
     json_t *doc = NULL;
     const char *sid = NULL;
     mf_res r = mf_json_parse(body, len, MF_MAX_BODY, &doc);
     if (mf_ok(r)) {
-        r = mf_json_only_keys(doc, keys);
+        r = mf_json_only_keys(doc, ttl != NULL ? keys_ttl : keys_id);
     }
     if (mf_ok(r)) {
         r = mf_json_str(doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
     }
-    if (mf_ok(r)) {
+    if (mf_ok(r) && ttl != NULL) {
         r = mf_json_int(doc, "ttl", false, 1, TOKEN_TTL_MAX, ttl);
     }
     if (mf_ok(r)) {
@@ -82,24 +84,18 @@ mf_res ca_admin_parse_token(const void *body, size_t len, const char *td,
 }
 
 /* see ca_admin.h */
+mf_res ca_admin_parse_token(const void *body, size_t len, const char *td,
+                            struct mf_spiffe_id *id, int64_t *ttl)
+{
+    MF_ENSURE_REF(ttl);
+    return parse_agent_body(body, len, td, id, ttl);
+}
+
+/* see ca_admin.h */
 mf_res ca_admin_parse_agent_op(const void *body, size_t len, const char *td,
                                struct mf_spiffe_id *id)
 {
-    static const char *const keys[] = {"spiffe_id", NULL};
-    json_t *doc = NULL;
-    const char *sid = NULL;
-    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, &doc);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(doc, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
-    }
-    if (mf_ok(r)) {
-        r = ca_policy_agent_id(td, sid, id);
-    }
-    json_decref(doc);
-    return r;
+    return parse_agent_body(body, len, td, id, NULL);
 }
 
 static enum MHD_Result entry_create(struct ca_ctx *ctx, struct MHD_Connection *conn,
@@ -240,8 +236,7 @@ static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (strcmp(op, "show") == 0) {
         sid = mf_httpd_query(conn, "spiffe_id");
         if (sid == NULL) {
-            r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
-                             "spiffe_id query parameter is required");
+            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "spiffe_id query parameter is required");
         }
         if (mf_ok(r)) {
             r = ca_policy_agent_id(ctx->cfg.trust_domain, sid, &id);

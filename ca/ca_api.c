@@ -282,7 +282,7 @@ static mf_res decode_csr(const char *b64, struct mf_csr **out)
          * request (400), not a failed authentication of the caller (401) */
         char why[400];
         snprintf(why, sizeof(why), "%s", mf_err_detail());
-        rc = mf_err_raise(MF_ERR_PROTO, __FILE__, __LINE__, __func__, "%s", why);
+        rc = MF_RAISE_MSG(MF_ERR_PROTO, "%s", why);
     }
     MF_TRY_OUT(rc);
     rc = MF_RES_OK;
@@ -293,24 +293,26 @@ out:
 
 /* ---- request bodies (pure: no I/O, see ca_api.h) ---------------------------- */
 
-/* see ca_api.h */
-mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
-                           struct mf_csr **csr)
+/* The bodies that carry a CSR: {"csr": base64 DER}, plus "join_token"
+ * when token is not NULL (attestation, before the peer is authenticated,
+ * so under the tighter cap). */
+static mf_res parse_csr_body(const void *body, size_t len, size_t cap, json_t **doc,
+                             const char **token, struct mf_csr **csr)
 {
-    static const char *const keys[] = {"join_token", "csr", NULL};
+    static const char *const keys_token[] = {"join_token", "csr", NULL};
+    static const char *const keys_csr[] = {"csr", NULL};
     const char *csr_b64 = NULL;
     *doc = NULL;
-    *token = NULL;
     *csr = NULL;
-    mf_res r = mf_json_parse(body, len, MF_MAX_BODY_PREAUTH, doc);
+    mf_res r = mf_json_parse(body, len, cap, doc);
     if (mf_ok(r)) {
-        r = mf_json_only_keys(*doc, keys);
+        r = mf_json_only_keys(*doc, token != NULL ? keys_token : keys_csr);
     }
-    if (mf_ok(r)) {
+    if (mf_ok(r) && token != NULL) {
         r = mf_json_str(*doc, "join_token", true, 256, token);
     }
     if (mf_ok(r)) {
-        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY_PREAUTH, &csr_b64);
+        r = mf_json_str(*doc, "csr", true, cap, &csr_b64);
     }
     if (mf_ok(r)) {
         r = decode_csr(csr_b64, csr);
@@ -319,23 +321,17 @@ mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const cha
 }
 
 /* see ca_api.h */
+mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
+                           struct mf_csr **csr)
+{
+    *token = NULL;
+    return parse_csr_body(body, len, MF_MAX_BODY_PREAUTH, doc, token, csr);
+}
+
+/* see ca_api.h */
 mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc, struct mf_csr **csr)
 {
-    static const char *const keys[] = {"csr", NULL};
-    const char *csr_b64 = NULL;
-    *doc = NULL;
-    *csr = NULL;
-    mf_res r = mf_json_parse(body, len, MF_MAX_BODY, doc);
-    if (mf_ok(r)) {
-        r = mf_json_only_keys(*doc, keys);
-    }
-    if (mf_ok(r)) {
-        r = mf_json_str(*doc, "csr", true, MF_MAX_BODY, &csr_b64);
-    }
-    if (mf_ok(r)) {
-        r = decode_csr(csr_b64, csr);
-    }
-    return r;
+    return parse_csr_body(body, len, MF_MAX_BODY, doc, NULL, csr);
 }
 
 /* see ca_api.h */
@@ -353,8 +349,7 @@ mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc, const json_
         r = mf_json_array(*doc, "requests", true, MF_MAX_BATCH, reqs);
     }
     if (mf_ok(r) && json_array_size(*reqs) == 0) {
-        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                         "requests must hold 1..%u items", MF_MAX_BATCH);
+        r = MF_RAISE_MSG(MF_ERR_PROTO_JSON, "requests must hold 1..%u items", MF_MAX_BATCH);
     }
     /* Validate the shape of every item before doing any work, so that a
      * malformed batch is refused as a whole. */
@@ -362,8 +357,7 @@ mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc, const json_
         const json_t *it = json_array_get(*reqs, i);
         const char *s = NULL;
         if (!json_is_object(it)) {
-            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                             "requests[%zu] must be an object", i);
+            r = MF_RAISE_MSG(MF_ERR_PROTO_JSON, "requests[%zu] must be an object", i);
             break;
         }
         r = mf_json_only_keys(it, item_keys);
@@ -409,15 +403,13 @@ mf_res ca_api_parse_jwt(const void *body, size_t len, json_t **doc, const char *
         r = mf_json_array(*doc, "audience", true, MF_JWT_AUD_MAX, &arr);
     }
     if (mf_ok(r) && json_array_size(arr) == 0) {
-        r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                         "audience must hold 1..%d strings", MF_JWT_AUD_MAX);
+        r = MF_RAISE_MSG(MF_ERR_PROTO_JSON, "audience must hold 1..%d strings", MF_JWT_AUD_MAX);
     }
     for (size_t i = 0; mf_ok(r) && i < json_array_size(arr); i++) {
         const json_t *a = json_array_get(arr, i);
         if (!json_is_string(a) || json_string_length(a) == 0 ||
             json_string_length(a) > MF_JWT_AUD_LEN_MAX) {
-            r = mf_err_raise(MF_ERR_PROTO_JSON, __FILE__, __LINE__, __func__,
-                             "audience[%zu] must be a string of 1..%d bytes", i,
+            r = MF_RAISE_MSG(MF_ERR_PROTO_JSON, "audience[%zu] must be a string of 1..%d bytes", i,
                              MF_JWT_AUD_LEN_MAX);
             break;
         }
@@ -434,8 +426,7 @@ static enum MHD_Result reply_svid(struct ca_ctx *ctx, struct MHD_Connection *con
     struct mf_bundle *b = ca_keys_bundle(ctx->keys);
     mf_res r = ca_certs_to_json(chain, &arr);
     if (mf_ok(r)) {
-        r = b ? ca_bundle_to_json(b, &bj)
-              : mf_err_raise(MF_ERR_STATE, __FILE__, __LINE__, __func__, "no bundle");
+        r = b ? ca_bundle_to_json(b, &bj) : MF_RAISE_MSG(MF_ERR_STATE, "no bundle");
     }
     mf_bundle_free(b);
     if (!mf_ok(r)) {
@@ -492,7 +483,7 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
         char spent_for[MF_SPIFFE_ID_MAX + 1];
         r = ca_store_token_consume(ctx->store, hash, mf_now(), spent_for);
         if (mf_ok(r) && strcmp(spent_for, agent_id) != 0) {
-            r = mf_err_raise(MF_ERR_AUTH_TOKEN, __FILE__, __LINE__, __func__, "token changed");
+            r = MF_RAISE_MSG(MF_ERR_AUTH_TOKEN, "token changed");
         }
     }
     struct mf_spiffe_id id;
@@ -689,9 +680,8 @@ static enum MHD_Result do_sync(struct ca_ctx *ctx, struct MHD_Connection *conn,
         struct ca_agent a;
         r = ca_store_agent_get(ctx->store, agent->str, &a);
         if (!mf_ok(r) || !mf_ok(ca_policy_agent_access(&a, agent->str))) {
-            return reply_auth(conn, mf_err_raise(MF_ERR_AUTH_BANNED, __FILE__, __LINE__,
-                                                 __func__, "agent %s is banned or evicted",
-                                                 agent->str));
+            return reply_auth(conn, MF_RAISE_MSG(MF_ERR_AUTH_BANNED,
+                                                 "agent %s is banned or evicted", agent->str));
         }
     }
 }
@@ -738,7 +728,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (mf_ok(r)) {
         results = json_array();
         if (results == NULL) {
-            r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+            r = MF_RAISE(MF_ERR_NOMEM);
         }
     }
     int64_t now = mf_now();
@@ -761,8 +751,8 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
         if (e == NULL) {
             /* Either no such entry or one parented to another agent: the
              * caller learns nothing about entries that are not its own. */
-            ir = mf_err_raise(MF_ERR_POLICY_NOT_PARENT, __FILE__, __LINE__, __func__,
-                              "agent %s is not the parent of an entry %s", agent->str, eid);
+            ir = MF_RAISE_MSG(MF_ERR_POLICY_NOT_PARENT, "agent %s is not the parent of an entry %s",
+                              agent->str, eid);
         }
         if (mf_ok(ir)) {
             ir = decode_csr(csr_b64, &csr);
@@ -802,7 +792,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
             res = item_error(eid, ir);
         }
         if (res == NULL || json_array_append_new(results, res) != 0) {
-            r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+            r = MF_RAISE(MF_ERR_NOMEM);
         }
         mf_csr_free(csr);
         mf_certs_cleanup(&chain);
@@ -855,7 +845,7 @@ static enum MHD_Result do_jwt(struct ca_ctx *ctx, struct MHD_Connection *conn,
         }
         if (!parent) {
             /* as for /v1/sign: nothing about other agents' entries leaks */
-            r = mf_err_raise(MF_ERR_POLICY_NOT_PARENT, __FILE__, __LINE__, __func__,
+            r = MF_RAISE_MSG(MF_ERR_POLICY_NOT_PARENT,
                              "agent %s is not the parent of an entry for %s", agent->str, sid);
         }
     }

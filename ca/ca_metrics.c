@@ -27,8 +27,7 @@ static struct {
     struct mf_metric *sign_seconds;
     struct mf_metric *key_expiry;
     struct mf_metric *ready_gauge;
-    struct mf_metrics_server *srv;
-    int ready; /* atomic */
+    struct mf_metrics_life life;
 } g;
 
 /* Signing one P-256 leaf takes tens of microseconds to a few milliseconds;
@@ -41,7 +40,7 @@ static const double sign_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.
 static bool key_remaining(int64_t *secs)
 {
     struct ca_signer *sg = NULL;
-    if (!__atomic_load_n(&g.ready, __ATOMIC_ACQUIRE) || g.ctx == NULL || g.ctx->keys == NULL ||
+    if (!mf_metrics_life_is_ready(&g.life) || g.ctx == NULL || g.ctx->keys == NULL ||
         !mf_ok(ca_keys_signer(g.ctx->keys, &sg))) {
         return false;
     }
@@ -107,35 +106,19 @@ mf_res ca_metrics_start(struct ca_ctx *ctx)
         /* the daemon exits on this error; the handles are simply unusable */
         return r;
     }
-    if (ctx->cfg.metrics_listen[0] == '\0') {
-        return MF_RES_OK;
-    }
-    MF_TRY(mf_metrics_serve(g.reg, ctx->cfg.metrics_listen, is_ready, NULL, &g.srv));
-    mf_log_event(MF_LOG_INFO, __func__, "metrics listening", "address",
-                 mf_metrics_server_address(g.srv), NULL);
-    return MF_RES_OK;
+    return mf_metrics_life_serve(&g.life, g.reg, ctx->cfg.metrics_listen, is_ready);
 }
 
 /* see ca_metrics.h */
 void ca_metrics_ready(void)
 {
-    __atomic_store_n(&g.ready, 1, __ATOMIC_RELEASE);
-    mf_res r = mf_metrics_notify_systemd("READY=1\nSTATUS=serving");
-    if (!mf_ok(r)) {
-        mf_log_warn_r(r, "cannot tell systemd that the CA is ready");
-    }
+    mf_metrics_life_ready(&g.life, "serving", "the CA");
 }
 
 /* see ca_metrics.h */
 void ca_metrics_stop(void)
 {
-    if (__atomic_exchange_n(&g.ready, 0, __ATOMIC_ACQ_REL)) {
-        if (!mf_ok(mf_metrics_notify_systemd("STOPPING=1"))) {
-            mf_log_debug("cannot tell systemd that the CA is stopping");
-        }
-    }
-    mf_metrics_server_stop(g.srv);
-    g.srv = NULL;
+    mf_metrics_life_stop(&g.life, "the CA");
 }
 
 /* see ca_metrics.h */

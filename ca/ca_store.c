@@ -484,14 +484,8 @@ void ca_entry_cleanup(struct ca_entry *e)
     }
     free(e->spiffe_id);
     free(e->parent_id);
-    for (size_t i = 0; i < e->n_selectors; i++) {
-        free(e->selectors[i]);
-    }
-    free(e->selectors);
-    for (size_t i = 0; i < e->n_dns; i++) {
-        free(e->dns_names[i]);
-    }
-    free(e->dns_names);
+    mf_strv_free(e->selectors, e->n_selectors);
+    mf_strv_free(e->dns_names, e->n_dns);
     free(e->hint);
     memset(e, 0, sizeof(*e));
 }
@@ -505,28 +499,6 @@ void ca_entries_free(struct ca_entry *v, size_t n)
         ca_entry_cleanup(&v[i]);
     }
     free(v);
-}
-
-static mf_res dup_strs(char *const *src, size_t n, char ***out)
-{
-    *out = NULL;
-    if (n == 0) {
-        return MF_RES_OK;
-    }
-    char **v = calloc(n, sizeof(*v));
-    MF_TRY_PTR(v, MF_ERR_NOMEM);
-    for (size_t i = 0; i < n; i++) {
-        v[i] = strdup(src[i]);
-        if (v[i] == NULL) {
-            for (size_t j = 0; j < i; j++) {
-                free(v[j]);
-            }
-            free(v);
-            MF_BAIL(MF_ERR_NOMEM);
-        }
-    }
-    *out = v;
-    return MF_RES_OK;
 }
 
 mf_res ca_entry_copy(const struct ca_entry *src, struct ca_entry *dst)
@@ -547,9 +519,9 @@ mf_res ca_entry_copy(const struct ca_entry *src, struct ca_entry *dst)
         e.hint = strdup(src->hint);
         MF_ENSURE_OUT(e.hint != NULL, MF_ERR_NOMEM);
     }
-    MF_TRY_OUT(dup_strs(src->selectors, src->n_selectors, &e.selectors));
+    MF_TRY_OUT(mf_strv_dup(src->selectors, src->n_selectors, &e.selectors));
     e.n_selectors = src->n_selectors;
-    MF_TRY_OUT(dup_strs(src->dns_names, src->n_dns, &e.dns_names));
+    MF_TRY_OUT(mf_strv_dup(src->dns_names, src->n_dns, &e.dns_names));
     e.n_dns = src->n_dns;
     *dst = e;
     return MF_RES_OK;
@@ -592,10 +564,7 @@ static mf_res json_to_strs(const char *text, char ***out, size_t *n_out)
         const char *s = json_string_value(json_array_get(a, i));
         v[i] = strdup(s ? s : "");
         if (v[i] == NULL) {
-            for (size_t j = 0; j < i; j++) {
-                free(v[j]);
-            }
-            free(v);
+            mf_strv_free(v, i);
             json_decref(a);
             MF_BAIL(MF_ERR_NOMEM);
         }

@@ -2,14 +2,16 @@
 /*
  * ca_wire: JSON forms of entries, agents, certificate chains and bundles.
  */
+#include "ca/ca_wire.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/core/mf_json.h"
+#include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "api/internal/mf_selector.h"
 #include "api/pki/mf_spiffeid.h"
-#include "api/core/mf_time.h"
-#include "ca/ca_wire.h"
 
 static json_t *str_array(char *const *v, size_t n)
 {
@@ -110,33 +112,19 @@ static mf_res strs_from_json(const json_t *arr, size_t max, size_t max_len, cons
         const char *s = json_string_value(it);
         size_t len = json_string_length(it);
         if (!json_is_string(it) || len > max_len || strlen(s) != len) {
-            for (size_t j = 0; j < i; j++) {
-                free(v[j]);
-            }
-            free(v);
+            mf_strv_free(v, i);
             MF_BAIL_MSG(MF_ERR_PROTO_JSON, "%s[%zu] must be a string of at most %zu bytes", what,
                         i, max_len);
         }
         v[i] = strdup(s);
         if (v[i] == NULL) {
-            for (size_t j = 0; j < i; j++) {
-                free(v[j]);
-            }
-            free(v);
+            mf_strv_free(v, i);
             MF_BAIL(MF_ERR_NOMEM);
         }
     }
     *out = v;
     *n_out = n;
     return MF_RES_OK;
-}
-
-static void free_strs(char **v, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(v[i]);
-    }
-    free(v);
 }
 
 mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, unsigned *set_mask)
@@ -164,7 +152,7 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
         char **v = NULL;
         size_t n = 0;
         MF_TRY(strs_from_json(arr, MF_SELECTORS_MAX, MF_SELECTOR_STR_MAX, "selectors", &v, &n));
-        free_strs(e->selectors, e->n_selectors);
+        mf_strv_free(e->selectors, e->n_selectors);
         e->selectors = v;
         e->n_selectors = n;
         mask |= 1;
@@ -181,7 +169,7 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
         char **v = NULL;
         size_t n = 0;
         MF_TRY(strs_from_json(arr, CA_DNS_MAX, CA_DNS_NAME_MAX, "dns_names", &v, &n));
-        free_strs(e->dns_names, e->n_dns);
+        mf_strv_free(e->dns_names, e->n_dns);
         e->dns_names = v;
         e->n_dns = n;
         mask |= 4;

@@ -194,7 +194,7 @@ void mf_err_clear(void);
 #define MF_ENSURE_OUT(cond, e)                                                                     \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            rc = mf_err_raise((e), __FILE__, __LINE__, __func__, NULL);                            \
+            rc = MF_RAISE(e);                                                                      \
             goto out;                                                                              \
         }                                                                                          \
     } while (0)
@@ -202,16 +202,20 @@ void mf_err_clear(void);
 #define MF_ENSURE_OUT_MSG(cond, e, ...)                                                            \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            rc = mf_err_raise((e), __FILE__, __LINE__, __func__, __VA_ARGS__);                     \
+            rc = MF_RAISE_MSG((e), __VA_ARGS__);                                                   \
             goto out;                                                                              \
         }                                                                                          \
     } while (0)
 
 #define MF_BAIL_OUT(e, ...)                                                                        \
     do {                                                                                           \
-        rc = mf_err_raise((e), __FILE__, __LINE__, __func__, __VA_ARGS__);                         \
+        rc = MF_RAISE_MSG((e), __VA_ARGS__);                                                       \
         goto out;                                                                                  \
     } while (0)
+
+/* wolfCrypt (0 is success) and wolfSSL (WOLFSSL_SUCCESS is success) have
+ * their own checks, MF_TRY_WC and MF_TRY_SSL (and _OUT forms), in
+ * api/pki/mf_wc.h: api/core does not see wolfSSL. */
 
 /* For calls that return NULL on failure (jansson, libc allocation). */
 #define MF_TRY_PTR(p, e) MF_ENSURE((p) != NULL, e)

@@ -20,6 +20,8 @@
 
 #include "api/core/mf_buf.h"
 #include "api/core/mf_log.h"
+#include "api/core/mf_text.h"
+#include "api/core/mf_time.h"
 
 static _Atomic int log_level = MF_LOG_INFO;
 static _Atomic int log_format = MF_LOG_TEXT;
@@ -183,7 +185,10 @@ static bool put_escaped(struct mf_buf *b, const char *s, bool json, bool quoted)
                 n = adv;
             }
         } else if (!json && (*p < 0x20 || *p == 0x7f || *p == '\\' || (quoted && *p == '"'))) {
-            n = (size_t)snprintf(esc, sizeof(esc), "\\x%02x", *p);
+            esc[0] = '\\';
+            esc[1] = 'x';
+            mf_hex_byte(*p, esc + 2);
+            n = 4;
         } else {
             src = p;
             n = 1;
@@ -206,12 +211,11 @@ static void put_prefix(struct mf_buf *b, enum mf_log_level level, const char *fu
 {
     char ts[96];
     struct timespec now;
-    struct tm tm;
+    struct mf_civil c;
     (void)clock_gettime(CLOCK_REALTIME, &now);
-    (void)gmtime_r(&now.tv_sec, &tm);
-    (void)snprintf(ts, sizeof(ts), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   now.tv_nsec / 1000000);
+    mf_civil_from_time((int64_t)now.tv_sec, &c);
+    (void)snprintf(ts, sizeof(ts), "%04lld-%02d-%02dT%02d:%02d:%02d.%03ldZ", (long long)c.year,
+                   c.month, c.day, c.hour, c.min, c.sec, now.tv_nsec / 1000000);
     const char *lvl = level_names[(int)level & 3];
     if (func == NULL) {
         func = "?";

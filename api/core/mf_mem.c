@@ -137,14 +137,37 @@ mf_res mf_strdup_max(const char *s, size_t max, char **out)
 }
 
 /* see mf_mem.h */
-void mf_hex(const uint8_t *in, size_t n, char *out)
+void mf_strv_free(char **v, size_t n)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 0x0f];
+    if (v == NULL) {
+        return;
     }
-    out[2 * n] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        free(v[i]);
+    }
+    free(v);
+}
+
+/* see mf_mem.h */
+mf_res mf_strv_dup(char *const *src, size_t n, char ***out)
+{
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    if (n == 0) {
+        return MF_RES_OK;
+    }
+    MF_ENSURE_REF(src);
+    char **v = calloc(n, sizeof(*v));
+    MF_TRY_PTR(v, MF_ERR_NOMEM);
+    for (size_t i = 0; i < n; i++) {
+        v[i] = strdup(src[i]);
+        if (v[i] == NULL) {
+            mf_strv_free(v, i);
+            MF_BAIL(MF_ERR_NOMEM);
+        }
+    }
+    *out = v;
+    return MF_RES_OK;
 }
 
 /* see mf_mem.h */

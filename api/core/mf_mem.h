@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "api/core/mf_err.h"
+#include "api/core/mf_text.h"
 
 /* Clears n bytes at p; p may be NULL when n is 0. */
 void mf_wipe(void *p, size_t n);
@@ -63,8 +64,17 @@ MF_WUR mf_res mf_random_range(uint64_t lo, uint64_t hi, uint64_t *out);
  * MF_ERR_PROTO_TOO_LARGE if s is longer than max. *out is NULL on failure. */
 MF_WUR mf_res mf_strdup_max(const char *s, size_t max, char **out);
 
-/* Lowercase hex of n bytes into out (2n+1 bytes, NUL-terminated). */
-void mf_hex(const uint8_t *in, size_t n, char *out);
+/* Frees the first n strings of v, then v itself (v NULL: nothing). For
+ * the calloc'd string arrays the daemons keep (selectors, DNS names), also
+ * when an array is only partly filled after a failure. */
+void mf_strv_free(char **v, size_t n);
+
+/* *out = a new array of copies of src[0..n-1], or NULL when n is 0.
+ * MF_ERR_NOMEM (nothing allocated) when memory runs out. Free it with
+ * mf_strv_free(*out, n). */
+MF_WUR mf_res mf_strv_dup(char *const *src, size_t n, char ***out);
+
+/* mf_hex() lives in mf_text.h (included above), with the other encoders. */
 
 /* Makes a process unfit for core dumps and ptrace by other users: sets
  * PR_SET_DUMPABLE to 0 and RLIMIT_CORE to 0. For daemons, at start. */

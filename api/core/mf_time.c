@@ -135,43 +135,98 @@ void mf_duration_format(int64_t secs, char *out, size_t cap)
     (void)snprintf(out, cap, "%s", tmp);
 }
 
-/* see mf_time.h */
-void mf_time_format(int64_t t, char out[MF_RFC3339_LEN])
+/* ---- calendar ------------------------------------------------------------ */
+
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back: the era
+ * arithmetic of "chrono-compatible low-level date algorithms" (400-year
+ * eras of 146097 days, years counted from March so that the leap day comes
+ * last). */
+static int64_t days_from_civil(int64_t y, int m, int d)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    if (gmtime_r(&tt, &tm) == NULL) {
-        (void)snprintf(out, MF_RFC3339_LEN, "1970-01-01T00:00:00Z");
-        return;
-    }
-    char tmp[128];
-    (void)snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900,
-                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-    (void)snprintf(out, MF_RFC3339_LEN, "%.31s", tmp);
+    y -= m <= 2 ? 1 : 0;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t mp = m > 2 ? m - 3 : m + 9;
+    int64_t doy = (153 * mp + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
 }
 
-static int digits(const char *p, int n, int *out)
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2 ? 1 : 0);
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : days[m - 1];
+}
+
+/* see mf_time.h */
+void mf_civil_from_time(int64_t t, struct mf_civil *out)
+{
+    /* floor division, so that times before 1970 land on the right day */
+    int64_t days = t / 86400 - (t % 86400 < 0 ? 1 : 0);
+    int64_t secs = t - days * 86400;
+    civil_from_days(days, &out->year, &out->month, &out->day);
+    out->hour = (int)(secs / 3600);
+    out->min = (int)(secs / 60 % 60);
+    out->sec = (int)(secs % 60);
+}
+
+/* see mf_time.h */
+bool mf_civil_to_time(const struct mf_civil *c, int max_sec, int64_t *out)
+{
+    /* Refuse impossible dates rather than roll 02-31 into March. The year
+     * bound keeps the arithmetic far from overflow. */
+    if (c->year < -1000000 || c->year > 1000000 || c->month < 1 || c->month > 12 || c->day < 1 ||
+        c->day > days_in_month(c->year, c->month) || c->hour < 0 || c->hour > 23 || c->min < 0 ||
+        c->min > 59 || c->sec < 0 || c->sec > max_sec) {
+        return false;
+    }
+    *out = days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->min * 60 +
+           c->sec;
+    return true;
+}
+
+/* see mf_time.h */
+bool mf_dec_digits(const char *p, size_t n, int *out)
 {
     int v = 0;
-    for (int i = 0; i < n; i++) {
+    if (n > 9) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9') {
-            return -1;
+            return false;
         }
         v = v * 10 + (p[i] - '0');
     }
     *out = v;
-    return 0;
+    return true;
 }
 
-static bool leap_year(int y)
-{
-    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-}
+/* ---- RFC 3339 -------------------------------------------------------------- */
 
-static int days_in_month(int y, int m)
+/* see mf_time.h */
+void mf_time_format(int64_t t, char out[MF_RFC3339_LEN])
 {
-    static const int days[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    return m == 2 && leap_year(y) ? 29 : days[m - 1];
+    struct mf_civil c;
+    mf_civil_from_time(t, &c);
+    char tmp[128];
+    (void)snprintf(tmp, sizeof(tmp), "%04lld-%02d-%02dT%02d:%02d:%02dZ", (long long)c.year, c.month,
+                   c.day, c.hour, c.min, c.sec);
+    (void)snprintf(out, MF_RFC3339_LEN, "%.31s", tmp);
 }
 
 /* see mf_time.h */
@@ -183,10 +238,11 @@ mf_res mf_time_parse(const char *s, int64_t *out)
     MF_ENSURE_MSG(n >= 20 && n < 64, MF_ERR_PROTO, "timestamp '%.32s' is not YYYY-MM-DDThh:mm:ssZ",
                   s);
     int Y, M, D, h, m, sec;
-    MF_ENSURE_MSG(digits(s, 4, &Y) == 0 && s[4] == '-' && digits(s + 5, 2, &M) == 0 &&
-                      s[7] == '-' && digits(s + 8, 2, &D) == 0 && s[10] == 'T' &&
-                      digits(s + 11, 2, &h) == 0 && s[13] == ':' && digits(s + 14, 2, &m) == 0 &&
-                      s[16] == ':' && digits(s + 17, 2, &sec) == 0,
+    MF_ENSURE_MSG(mf_dec_digits(s, 4, &Y) && s[4] == '-' && mf_dec_digits(s + 5, 2, &M) &&
+                      s[7] == '-' && mf_dec_digits(s + 8, 2, &D) && s[10] == 'T' &&
+                      mf_dec_digits(s + 11, 2, &h) && s[13] == ':' &&
+                      mf_dec_digits(s + 14, 2, &m) && s[16] == ':' &&
+                      mf_dec_digits(s + 17, 2, &sec),
                   MF_ERR_PROTO, "timestamp '%.32s' is not YYYY-MM-DDThh:mm:ssZ", s);
     const char *p = s + 19;
     if (*p == '.') {
@@ -200,19 +256,9 @@ mf_res mf_time_parse(const char *s, int64_t *out)
     }
     MF_ENSURE_MSG(p[0] == 'Z' && p[1] == '\0', MF_ERR_PROTO,
                   "timestamp '%.32s' must end in Z (UTC)", s);
-    /* Refuse impossible dates rather than let timegm roll 02-31 into March.
-     * Second 60 is RFC 3339's leap second; it reads as the next second. */
-    MF_ENSURE_MSG(M >= 1 && M <= 12 && D >= 1 && D <= days_in_month(Y, M) && h <= 23 && m <= 59 &&
-                      sec <= 60,
-                  MF_ERR_PROTO, "timestamp '%.32s' is not a valid date and time", s);
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    tm.tm_year = Y - 1900;
-    tm.tm_mon = M - 1;
-    tm.tm_mday = D;
-    tm.tm_hour = h;
-    tm.tm_min = m;
-    tm.tm_sec = sec;
-    *out = (int64_t)timegm(&tm);
+    /* Second 60 is RFC 3339's leap second; it reads as the next second. */
+    const struct mf_civil c = {Y, M, D, h, m, sec};
+    MF_ENSURE_MSG(mf_civil_to_time(&c, 60, out), MF_ERR_PROTO,
+                  "timestamp '%.32s' is not a valid date and time", s);
     return MF_RES_OK;
 }

@@ -10,6 +10,8 @@
  * compare labels without the family's mutex. Every value is read and written
  * with __atomic builtins only.
  */
+#include "api/internal/mf_metrics.h"
+
 #include <errno.h>
 #include <math.h>
 #include <netdb.h>
@@ -26,8 +28,8 @@
 
 #include <microhttpd.h>
 
+#include "api/core/mf_log.h"
 #include "api/internal/mf_httpd.h"
-#include "api/internal/mf_metrics.h"
 
 #define COLLECT_MAX      4
 #define OTHER            "other"
@@ -660,4 +662,50 @@ mf_res mf_metrics_notify_systemd(const char *state)
     close(fd);
     MF_ENSURE_MSG(w == (ssize_t)sl, MF_ERR_IO, "cannot notify systemd: %s", strerror(err));
     return MF_RES_OK;
+}
+
+/* ---- the daemons' serving life ------------------------------------------------------ */
+
+/* see mf_metrics.h */
+mf_res mf_metrics_life_serve(struct mf_metrics_life *l, struct mf_metrics *m, const char *host_port,
+                             bool (*ready)(void *arg))
+{
+    MF_ENSURE_REF(l);
+    if (host_port == NULL || host_port[0] == '\0') {
+        return MF_RES_OK;
+    }
+    MF_TRY(mf_metrics_serve(m, host_port, ready, NULL, &l->srv));
+    mf_log_event(MF_LOG_INFO, __func__, "metrics listening", "address",
+                 mf_metrics_server_address(l->srv), NULL);
+    return MF_RES_OK;
+}
+
+/* see mf_metrics.h */
+bool mf_metrics_life_is_ready(const struct mf_metrics_life *l)
+{
+    return __atomic_load_n(&l->ready, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* see mf_metrics.h */
+void mf_metrics_life_ready(struct mf_metrics_life *l, const char *status, const char *who)
+{
+    char state[160];
+    __atomic_store_n(&l->ready, 1, __ATOMIC_RELEASE);
+    (void)snprintf(state, sizeof(state), "READY=1\nSTATUS=%s", status);
+    mf_res r = mf_metrics_notify_systemd(state);
+    if (!mf_ok(r)) {
+        mf_log_warn_r(r, "cannot tell systemd that %s is ready", who);
+    }
+}
+
+/* see mf_metrics.h */
+void mf_metrics_life_stop(struct mf_metrics_life *l, const char *who)
+{
+    if (__atomic_exchange_n(&l->ready, 0, __ATOMIC_ACQ_REL)) {
+        if (!mf_ok(mf_metrics_notify_systemd("STOPPING=1"))) {
+            mf_log_debug("cannot tell systemd that %s is stopping", who);
+        }
+    }
+    mf_metrics_server_stop(l->srv);
+    l->srv = NULL;
 }

@@ -151,6 +151,33 @@ const char *mf_metrics_server_address(const struct mf_metrics_server *s);
 /* Stops serving and frees s (NULL is a no-op). */
 void mf_metrics_server_stop(struct mf_metrics_server *s);
 
+/* ---- the daemons' serving life ------------------------------------------------------ */
+
+/* What the CA and the agent each keep for their endpoints: the server and
+ * a ready flag, set once the daemon serves and cleared when it stops. One
+ * per daemon, zero-initialised; ready is read with atomics from any
+ * thread. */
+struct mf_metrics_life {
+    struct mf_metrics_server *srv;
+    int ready; /* atomic */
+};
+
+/* Serves m on host_port as mf_metrics_serve does and logs "metrics
+ * listening address=..."; nothing when host_port is NULL or "". */
+MF_WUR mf_res mf_metrics_life_serve(struct mf_metrics_life *l, struct mf_metrics *m,
+                                    const char *host_port, bool (*ready)(void *arg));
+
+/* The ready flag. */
+bool mf_metrics_life_is_ready(const struct mf_metrics_life *l);
+
+/* Sets the ready flag and sends systemd "READY=1\nSTATUS=<status>"; a
+ * failed notification is logged as a warning naming who ("the CA"). */
+void mf_metrics_life_ready(struct mf_metrics_life *l, const char *status, const char *who);
+
+/* Clears the ready flag, sends "STOPPING=1" if it was set, and stops the
+ * server. Safe to call more than once. */
+void mf_metrics_life_stop(struct mf_metrics_life *l, const char *who);
+
 /* ---- systemd readiness -------------------------------------------------------------- */
 
 /* Sends state (e.g. "READY=1", "STOPPING=1") as one datagram to the socket

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/internal/mf_selector.h"
 
 #define UID_MAX_VALUE 4294967294ULL /* (uid_t)-1 is "no user" and never valid */
@@ -55,7 +56,6 @@ static const struct kind_desc *find_kind(enum mf_sel_kind kind)
  * as \xNN, at most 40 input bytes (then "..."). */
 static void quote(const char *s, size_t n, char out[200])
 {
-    static const char hex[] = "0123456789abcdef";
     size_t o = 0;
     size_t shown = n < 40 ? n : 40;
     for (size_t i = 0; i < shown; i++) {
@@ -65,8 +65,8 @@ static void quote(const char *s, size_t n, char out[200])
         } else {
             out[o++] = '\\';
             out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 0x0f];
+            mf_hex_byte(c, out + o);
+            o += 2;
         }
     }
     if (shown < n) {

@@ -74,10 +74,9 @@ static mf_res in_context(mf_res r, const char *what, const char *name, size_t id
     const char *d = mf_err_detail();
     snprintf(detail, sizeof(detail), "%s", d[0] != '\0' ? d : mf_err_str(r.err));
     if (name != NULL) {
-        return mf_err_raise(r.err, __FILE__, __LINE__, __func__, "%s \"%s\": %s", what, name,
-                            detail);
+        return MF_RAISE_MSG(r.err, "%s \"%s\": %s", what, name, detail);
     }
-    return mf_err_raise(r.err, __FILE__, __LINE__, __func__, "%s[%zu]: %s", what, idx, detail);
+    return MF_RAISE_MSG(r.err, "%s[%zu]: %s", what, idx, detail);
 }
 
 static bool cert_eq(const struct mf_cert *a, const struct mf_cert *b)

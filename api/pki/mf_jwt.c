@@ -275,8 +275,7 @@ static mf_res check_signature(const char *token, size_t signed_len, const char *
         mf_buf_cleanup(&sig);
         MF_BAIL_MSG(MF_ERR_PROTO, "JWT signature is not strict base64url");
     }
-    r = mf_err_raise(MF_ERR_AUTH_UNTRUSTED, __FILE__, __LINE__, __func__,
-                     "no JWT authority of %s has kid \"%s\"", td, j->kid);
+    r = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED, "no JWT authority of %s has kid \"%s\"", td, j->kid);
     bool any = false;
     for (size_t i = 0; i < b->n_jwt; i++) {
         const struct mf_jwt_authority *a = &b->jwt[i];
@@ -285,7 +284,7 @@ static mf_res check_signature(const char *token, size_t signed_len, const char *
         }
         if ((int)mf_pubkey_type(a->key) != want) {
             if (j->kid[0] != '\0') {
-                r = mf_err_raise(MF_ERR_AUTH_UNTRUSTED, __FILE__, __LINE__, __func__,
+                r = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED,
                                  "JWT alg %s does not match the key of kid \"%s\"", j->alg, j->kid);
             }
             continue;
@@ -297,11 +296,10 @@ static mf_res check_signature(const char *token, size_t signed_len, const char *
         }
     }
     if (!any && j->kid[0] == '\0') {
-        r = mf_err_raise(MF_ERR_AUTH_UNTRUSTED, __FILE__, __LINE__, __func__,
-                         "no %s JWT authority in the bundle of %s", j->alg, td);
+        r = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED, "no %s JWT authority in the bundle of %s", j->alg,
+                         td);
     } else if (any && !mf_ok(r)) {
-        r = mf_err_raise(MF_ERR_CRYPTO_SIG, __FILE__, __LINE__, __func__,
-                         "JWT signature does not verify");
+        r = MF_RAISE_MSG(MF_ERR_CRYPTO_SIG, "JWT signature does not verify");
     }
     mf_buf_cleanup(&sig);
     return r;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mf_key: EC keys (P-256, P-384), public keys, PKCS#8 / SEC 1 encodings,
- * ECDSA for certificates and JOSE, and the wolfCrypt glue of the module.
+ * ECDSA for certificates and JOSE. Above mf_wc, mf_hash, mf_der and mf_pem,
+ * below mf_cert (the order is in mf_der.h).
  *
  * A private key is kept as its scalar and public point inside one
  * mf_secret page. For each operation the key is loaded into a wolfCrypt
@@ -11,12 +12,10 @@
  * [1, n-1], the public point is recomputed from it, and a public key carried
  * in the encoding must equal the recomputed one.
  */
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <wolfssl/options.h>
-#include <wolfssl/ssl.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -38,45 +37,6 @@ static const struct mf_curve curves[] = {
 };
 
 /* ---- set-up and helpers --------------------------------------------------- */
-
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static pthread_key_t thread_key;
-static bool have_thread_key;
-static const int thread_marker = 1;
-
-/* The distro wolfCrypt is built with FP_ECC and HAVE_THREAD_LS: each thread
- * that runs an ECC operation grows its own fixed-point cache (about 1.6 MB),
- * which wolfCrypt frees only when that thread calls wc_ecc_fp_free(). A
- * thread-specific key with this destructor does it when the thread exits,
- * so short-lived threads (HTTP workers) do not leak their caches. */
-static void thread_exit(void *p)
-{
-    (void)p;
-    wc_ecc_fp_free();
-}
-
-static void global_init_once(void)
-{
-    /* Also initialises wolfCrypt, which sets up the fixed-point ECC cache
-     * lock. */
-    (void)wolfSSL_Init();
-    have_thread_key = pthread_key_create(&thread_key, thread_exit) == 0;
-}
-
-/* see mf_x509.h */
-void mf_x509_global_init(void)
-{
-    (void)pthread_once(&init_once, global_init_once);
-    if (have_thread_key && pthread_getspecific(thread_key) == NULL) {
-        (void)pthread_setspecific(thread_key, &thread_marker);
-    }
-}
-
-/* see mf_x509_int.h */
-const char *mf_wc_errstr(int code)
-{
-    return wc_GetErrorString(code);
-}
 
 /* see mf_x509_int.h */
 const struct mf_curve *mf_curve_by_type(enum mf_key_type type)
@@ -217,14 +177,11 @@ mf_res mf_pubkey_set(enum mf_key_type type, const uint8_t *x, const uint8_t *y,
     MF_ENSURE_MSG(idx >= 0 && coords_in_field(cv, idx, x, y), MF_ERR_CRYPTO_KEY,
                   "public key coordinates are not %s field elements", cv->jwk_crv);
     ecc_key ecc;
-    mf_res rc = mf_ec_load_pub(pk, &ecc);
-    if (mf_ok(rc)) {
-        int r = wc_ecc_point_is_on_curve(&ecc.pubkey, idx);
-        if (r != 0) {
-            rc = mf_err_raise(MF_ERR_CRYPTO_KEY, __FILE__, __LINE__, __func__,
-                              "public key is not a point on %s: %s", cv->jwk_crv, mf_wc_errstr(r));
-        }
-    }
+    mf_res rc;
+    MF_TRY_OUT(mf_ec_load_pub(pk, &ecc));
+    MF_TRY_WC_OUT(wc_ecc_point_is_on_curve(&ecc.pubkey, idx), MF_ERR_CRYPTO_KEY);
+    rc = MF_RES_OK;
+out:
     mf_ec_release(&ecc);
     MF_TRY(rc);
     return spki_encode(pk, cv);
@@ -349,12 +306,7 @@ bool mf_pubkey_eq(const struct mf_pubkey *a, const struct mf_pubkey *b)
 /* see mf_x509.h */
 void mf_pubkey_fingerprint(const struct mf_pubkey *pk, char out[MF_FINGERPRINT_LEN])
 {
-    uint8_t h[32];
-    if (!mf_ok(mf_sha256(pk->spki, pk->spki_len, h))) {
-        out[0] = '\0';
-        return;
-    }
-    mf_hex(h, sizeof(h), out);
+    mf_fingerprint_hex(pk->spki, pk->spki_len, out);
 }
 
 /* see mf_x509.h */
@@ -410,13 +362,13 @@ static mf_res verify_digest(const struct mf_pubkey *pk, const uint8_t *h, size_t
     }
     ecc_key ecc;
     int ok = 0;
-    rc = mf_ec_load_pub(pk, &ecc);
-    if (mf_ok(rc)) {
-        int r = wc_ecc_verify_hash(sig, (word32)sig_len, h, (word32)hlen, &ok, &ecc);
-        if (r != 0) {
-            ok = 0;
-        }
-    }
+    MF_TRY_OUT(mf_ec_load_pub(pk, &ecc));
+    /* wolfCrypt failing on a signature it cannot use is a failed check */
+    MF_TRY_WC_OUT(wc_ecc_verify_hash(sig, (word32)sig_len, h, (word32)hlen, &ok, &ecc),
+                  MF_ERR_CRYPTO_SIG);
+    MF_ENSURE_OUT_MSG(ok == 1, MF_ERR_CRYPTO_SIG, "signature does not verify");
+    rc = MF_RES_OK;
+out:
     mf_ec_release(&ecc);
     /* The fixed-point cache (see thread_exit) builds a table of some 800 KB
      * for a point on its second use in a thread. A verifying server sees
@@ -426,9 +378,7 @@ static mf_res verify_digest(const struct mf_pubkey *pk, const uint8_t *h, size_t
      * verification keeps every point at its first use: no table is built,
      * which is also cheaper than building one per thread to use it twice. */
     wc_ecc_fp_free();
-    MF_TRY(rc);
-    MF_ENSURE_MSG(ok == 1, MF_ERR_CRYPTO_SIG, "signature does not verify");
-    return MF_RES_OK;
+    return rc;
 }
 
 /* see mf_x509_int.h */
@@ -576,9 +526,9 @@ mf_res mf_pubkey_verify_jose(const struct mf_pubkey *pk, const uint8_t *msg, siz
     uint8_t der[MF_EC_SIG_MAX];
     word32 dl = sizeof(der);
     MF_TRY(mf_hash_digest(cv->hash, msg, len, h, &hlen));
-    MF_ENSURE_MSG(wc_ecc_rs_raw_to_sig(sig, (word32)cv->coord_len, sig + cv->coord_len,
-                                       (word32)cv->coord_len, der, &dl) == 0,
-                  MF_ERR_CRYPTO_SIG, "malformed JOSE signature");
+    MF_TRY_WC(wc_ecc_rs_raw_to_sig(sig, (word32)cv->coord_len, sig + cv->coord_len,
+                                   (word32)cv->coord_len, der, &dl),
+              MF_ERR_CRYPTO_SIG);
     return verify_digest(pk, h, hlen, der, dl);
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * mf_pem: PEM (RFC 7468), base64 and base64url (RFC 4648), and hashes.
+ * mf_pem: PEM (RFC 7468), base64 and base64url (RFC 4648). It needs only
+ * api/core (its place in api/pki is in mf_der.h).
  *
  * PEM bodies may hold private keys, so the base64 alphabet is mapped with
  * arithmetic instead of table lookups (no secret-dependent memory access),
@@ -12,15 +13,8 @@
 #include <limits.h>
 #include <string.h>
 
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hash.h>
-#include <wolfssl/wolfcrypt/settings.h>
-#include <wolfssl/wolfcrypt/sha256.h>
-#include <wolfssl/wolfcrypt/sha512.h>
-
 #include "api/core/mf_mem.h"
 #include "api/pki/mf_x509.h"
-#include "api/pki/mf_x509_int.h"
 
 #define PEM_DASHES     "-----"
 #define PEM_BEGIN      "-----BEGIN "
@@ -256,8 +250,7 @@ mf_res mf_pem_next(struct mf_cur *cur, char *label, size_t label_cap, struct mf_
     for (;;) {
         const uint8_t *hit = off < end ? memmem(base + off, end - off, PEM_BEGIN, blen) : NULL;
         if (hit == NULL) {
-            return mf_err_raise(MF_ERR_IO_EOF, __FILE__, __LINE__, __func__,
-                                "no further PEM block");
+            return MF_RAISE_MSG(MF_ERR_IO_EOF, "no further PEM block");
         }
         size_t at = (size_t)(hit - base);
         if (at == 0 || base[at - 1] == '\n') {
@@ -320,40 +313,4 @@ out:
     }
     mf_buf_cleanup(&text);
     return rc;
-}
-
-/* ---- hashes ------------------------------------------------------------------ */
-
-/* see mf_x509.h */
-mf_res mf_sha256(const uint8_t *in, size_t len, uint8_t out[32])
-{
-    MF_ENSURE_REF(out);
-    MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
-    MF_ENSURE(len <= UINT32_MAX, MF_ERR_PROTO_TOO_LARGE);
-    MF_TRY_WC(wc_Sha256Hash(in, (word32)len, out), MF_ERR_CRYPTO);
-    return MF_RES_OK;
-}
-
-/* see mf_x509_int.h */
-mf_res mf_hash_digest(enum mf_hash alg, const uint8_t *in, size_t len, uint8_t out[MF_HASH_MAX],
-                      size_t *out_len)
-{
-    MF_ENSURE(len <= UINT32_MAX, MF_ERR_PROTO_TOO_LARGE);
-    switch (alg) {
-    case MF_HASH_SHA256:
-        MF_TRY_WC(wc_Sha256Hash(in, (word32)len, out), MF_ERR_CRYPTO);
-        *out_len = WC_SHA256_DIGEST_SIZE;
-        break;
-    case MF_HASH_SHA384:
-        MF_TRY_WC(wc_Sha384Hash(in, (word32)len, out), MF_ERR_CRYPTO);
-        *out_len = WC_SHA384_DIGEST_SIZE;
-        break;
-    case MF_HASH_SHA512:
-        MF_TRY_WC(wc_Sha512Hash(in, (word32)len, out), MF_ERR_CRYPTO);
-        *out_len = WC_SHA512_DIGEST_SIZE;
-        break;
-    default:
-        MF_BAIL(MF_ERR_INTERNAL);
-    }
-    return MF_RES_OK;
 }

@@ -15,6 +15,7 @@
  */
 #include <string.h>
 
+#include "api/core/mf_text.h"
 #include "api/pki/mf_spiffeid.h"
 
 /* A4: trust domain bytes are a-z, 0-9, '.', '-' and '_' (three literal
@@ -35,7 +36,6 @@ static bool path_char_ok(unsigned char c)
  * and backslash that would make the detail ambiguous). */
 static void show_byte(unsigned char c, char out[8])
 {
-    static const char hex[] = "0123456789abcdef";
     if (c > 0x20 && c < 0x7f && c != '\'' && c != '\\') {
         out[0] = '\'';
         out[1] = (char)c;
@@ -46,8 +46,7 @@ static void show_byte(unsigned char c, char out[8])
     out[0] = '\'';
     out[1] = '\\';
     out[2] = 'x';
-    out[3] = hex[c >> 4];
-    out[4] = hex[c & 0x0f];
+    mf_hex_byte(c, out + 3);
     out[5] = '\'';
     out[6] = '\0';
 }

@@ -610,7 +610,7 @@ mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs 
             if (mf_ok(r)) {
                 r = check_issuer(a, pos, below, now);
             } else {
-                r = mf_err_raise(MF_ERR_AUTH_UNTRUSTED, __FILE__, __LINE__, __func__,
+                r = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED,
                                  "signature of certificate %zu does not verify under an "
                                  "authority's key",
                                  pos);
@@ -641,7 +641,7 @@ mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs 
             if (mf_ok(r)) {
                 r = check_issuer(c, pos, below, now);
             } else {
-                r = mf_err_raise(MF_ERR_AUTH_UNTRUSTED, __FILE__, __LINE__, __func__,
+                r = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED,
                                  "signature of certificate %zu does not verify", pos);
             }
             if (mf_ok(r)) {

@@ -1,13 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * mf_x509_int: private to the mf_x509 module (mf_pem.c, mf_key.c, mf_csr.c,
- * mf_cert.c, mf_x509.c). Not a public header: workloads include mf_x509.h.
+ * mf_x509_int: shared by mf_key.c, mf_cert.c, mf_csr.c and mf_x509.c.
  * Internal: used inside libmayfly and by the daemons; not installed, and not
- * for workloads to include.
+ * for workloads to include (they include mf_x509.h).
  *
- * It holds the layouts of the opaque types, a strict DER reader and a small
- * DER writer, the EC curve table and the glue to wolfCrypt. wolfSSL types
- * appear only here and in those files.
+ * It holds the layouts of the opaque types, the EC curve table, and the
+ * extension, signature and key helpers those files share. What lies below
+ * them has its own header: mf_wc.h (wolfSSL glue and check macros),
+ * mf_hash.h (SHA-2), mf_der.h (DER reader/writer, OIDs; it also gives the
+ * order of the whole pki layer). This header includes those three so that
+ * its users see one interface. Which file defines each declaration below:
+ * curves, public keys, signatures and ecc_key loading: mf_key.c;
+ * mf_exts_parse: mf_cert.c. wolfSSL types appear only here and in the pki
+ * files.
  *
  * Why our own DER: wolfSSL 5.5.4's certificate encoder cannot mark
  * basicConstraints critical (SPIFFE.md B5, B12) and writes PKCS#10 version 2,
@@ -30,47 +35,19 @@
 
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_der.h"
+#include "api/pki/mf_hash.h"
 #include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_wc.h"
 #include "api/pki/mf_x509.h"
 
-/* ---- wolfCrypt adapters ------------------------------------------------- */
-
-/* wolfCrypt returns 0 on success and a negative code otherwise. */
-#define MF_TRY_WC(x, e)                                                                  \
-    do {                                                                                 \
-        int mf_wc_r_ = (x);                                                              \
-        if (mf_wc_r_ != 0) {                                                             \
-            return mf_err_raise((e), __FILE__, __LINE__, __func__, "wolfCrypt: %s (%d)", \
-                                mf_wc_errstr(mf_wc_r_), mf_wc_r_);                       \
-        }                                                                                \
-    } while (0)
-
-#define MF_TRY_WC_OUT(x, e)                                                            \
-    do {                                                                               \
-        int mf_wc_r_ = (x);                                                            \
-        if (mf_wc_r_ != 0) {                                                           \
-            rc = mf_err_raise((e), __FILE__, __LINE__, __func__, "wolfCrypt: %s (%d)", \
-                              mf_wc_errstr(mf_wc_r_), mf_wc_r_);                       \
-            goto out;                                                                  \
-        }                                                                              \
-    } while (0)
-
-const char *mf_wc_errstr(int code);
-
-/* ---- curves and hashes -------------------------------------------------- */
+/* ---- curves (mf_key.c) ---------------------------------------------------- */
 
 #define MF_EC_COORD_MAX 48  /* P-384 */
 #define MF_EC_SIG_MAX   140 /* DER ECDSA-Sig-Value for P-384, with slack */
-#define MF_HASH_MAX     64
 #define MF_SPKI_MAX     128 /* 120 bytes for P-384 */
 #define MF_KEYID_LEN    20  /* SKI: SHA-256 truncated (RFC 7093 section 2) */
 #define MF_KEYID_MAX    64  /* longest SKI/AKI we accept from others */
-
-enum mf_hash {
-    MF_HASH_SHA256 = 0,
-    MF_HASH_SHA384 = 1,
-    MF_HASH_SHA512 = 2,
-};
 
 struct mf_curve {
     enum mf_key_type type;
@@ -84,10 +61,6 @@ struct mf_curve {
 
 /* NULL when the type is not one of ours. */
 const struct mf_curve *mf_curve_by_type(enum mf_key_type type);
-
-/* Digest of len bytes; *out_len receives 32, 48 or 64. */
-MF_WUR mf_res mf_hash_digest(enum mf_hash alg, const uint8_t *in, size_t len,
-                             uint8_t out[MF_HASH_MAX], size_t *out_len);
 
 /* ---- opaque types ------------------------------------------------------- */
 
@@ -187,78 +160,6 @@ struct mf_csr {
     bool has_id;
     struct mf_spiffe_id id;
 };
-
-/* ---- DER reader --------------------------------------------------------- */
-
-#define MF_DER_BOOLEAN    0x01
-#define MF_DER_INTEGER    0x02
-#define MF_DER_BIT_STRING 0x03
-#define MF_DER_OCTET      0x04
-#define MF_DER_NULL       0x05
-#define MF_DER_OID        0x06
-#define MF_DER_UTF8       0x0c
-#define MF_DER_PRINTABLE  0x13
-#define MF_DER_IA5        0x16
-#define MF_DER_UTCTIME    0x17
-#define MF_DER_GENTIME    0x18
-#define MF_DER_SEQUENCE   0x30
-#define MF_DER_SET        0x31
-
-/* One TLV: tag, contents (p, len) and the whole encoding (tlv, tlv_len).
- * Slices of the cursor's backing store. */
-struct mf_der {
-    uint8_t tag;
-    const uint8_t *p;
-    size_t len;
-    const uint8_t *tlv;
-    size_t tlv_len;
-};
-
-/* Reads the next TLV. Refuses high tag numbers, indefinite and non-minimal
- * lengths, and lengths past the end, with MF_ERR_PROTO_DER. A failed read
- * does not move the cursor. */
-MF_WUR mf_res mf_der_next(struct mf_cur *c, struct mf_der *out);
-/* The same, and the tag must be `tag`. */
-MF_WUR mf_res mf_der_get(struct mf_cur *c, uint8_t tag, struct mf_der *out);
-/* True when the next byte is `tag` (there is one). */
-bool mf_der_peek(const struct mf_cur *c, uint8_t tag);
-/* A cursor over the contents of d. */
-void mf_der_open(const struct mf_der *d, struct mf_cur *inner);
-/* MF_ERR_PROTO_DER unless the cursor is at its end; what names the structure. */
-MF_WUR mf_res mf_der_end(const struct mf_cur *c, const char *what);
-bool mf_der_oid_is(const struct mf_der *d, const uint8_t *oid, size_t oid_len);
-MF_WUR mf_res mf_der_bool(const struct mf_der *d, bool *out);
-/* A non-negative INTEGER in minimal form, at most max. */
-MF_WUR mf_res mf_der_small_uint(const struct mf_der *d, int64_t max, int64_t *out);
-/* A UTCTime or GeneralizedTime (the RFC 5280 4.1.2.5 forms, Z only). */
-MF_WUR mf_res mf_der_time(const struct mf_der *d, int64_t *out);
-
-/* ---- DER writer --------------------------------------------------------- */
-
-MF_WUR mf_res mf_der_put(struct mf_buf *out, uint8_t tag, const void *p, size_t len);
-/* tag + length + the contents of inner */
-MF_WUR mf_res mf_der_wrap(struct mf_buf *out, uint8_t tag, const struct mf_buf *inner);
-/* UTCTime for 1950-2049, GeneralizedTime otherwise (RFC 5280 4.1.2.5). */
-MF_WUR mf_res mf_der_put_time(struct mf_buf *out, int64_t t);
-/* Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue } */
-MF_WUR mf_res mf_der_put_ext(struct mf_buf *out, const uint8_t *oid, size_t oid_len, bool critical,
-                             const struct mf_buf *value);
-/* The subjectAltName extension value: GeneralNames with one URI (if uri is
- * not NULL) and DNS names. */
-MF_WUR mf_res mf_der_put_san(struct mf_buf *out, const char *uri, const char *const *dns,
-                             size_t n_dns);
-/* Name: O=SPIFFE, and serialNumber=<serial_attr> when not NULL. */
-MF_WUR mf_res mf_der_put_name(struct mf_buf *out, const char *serial_attr);
-
-/* ---- OIDs (contents octets) ---------------------------------------------- */
-
-extern const uint8_t mf_oid_ec_public_key[7];
-extern const uint8_t mf_oid_p256[8];
-extern const uint8_t mf_oid_p384[5];
-extern const uint8_t mf_oid_san[3];
-extern const uint8_t mf_oid_basic_constraints[3];
-extern const uint8_t mf_oid_name_constraints[3];
-extern const uint8_t mf_oid_extension_request[9];
 
 /* ---- extensions, signatures and keys ------------------------------------ */
 

@@ -2,7 +2,8 @@
 /*
  * Unit tests for the core helpers: mf_time (durations, RFC 3339 timestamps,
  * the injectable clock), mf_mem (constant-time compare, wiping, secret pages,
- * random ranges, capped strdup, hex) and mf_log (text and JSON lines captured
+ * random ranges, capped strdup), mf_text (hex, percent-encoding), the
+ * calendar under mf_time, and mf_log (text and JSON lines captured
  * through a pipe: level filtering, escaping that keeps one call on one line,
  * JSON that parses with jansson, structured events, and long-line cuts).
  */
@@ -23,7 +24,9 @@
 
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
+#include "api/core/mf_buf.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 
 /* ================================================================== */
@@ -410,6 +413,125 @@ static void test_mf_hex_lowercase_ok(void **state)
     assert_string_equal(empty, "");
 }
 
+static void test_mf_strv_dup_free_ok(void **state)
+{
+    (void)state;
+    char a[] = "unix:uid:0", b[] = "", c[] = "unix:gid:5";
+    char *const src[] = {a, b, c};
+    char **v = NULL;
+    assert_true(mf_ok(mf_strv_dup(src, 3, &v)));
+    assert_non_null(v);
+    for (size_t i = 0; i < 3; i++) {
+        assert_string_equal(v[i], src[i]);
+        assert_ptr_not_equal(v[i], src[i]); /* copies */
+    }
+    mf_strv_free(v, 3);
+    char *dummy[1] = {a};
+    v = dummy; /* cleared on entry */
+    assert_true(mf_ok(mf_strv_dup(NULL, 0, &v)));
+    assert_null(v);
+    mf_strv_free(NULL, 7); /* no-op */
+    assert_int_equal(mf_strv_dup(src, 1, NULL).err, MF_ERR_USAGE_NULL);
+}
+
+static void test_mf_hex_byte_ok(void **state)
+{
+    (void)state;
+    char two[3] = {0, 0, 'z'};
+    mf_hex_byte(0xa5, two);
+    assert_memory_equal(two, "a5z", 3); /* no NUL written */
+}
+
+static void test_mf_pct_append_sets_ok(void **state)
+{
+    (void)state;
+    struct mf_buf b;
+    mf_buf_init(&b, 64, 0);
+    assert_true(mf_ok(mf_pct_append(&b, "spiffe://td/a b~%\xc3", MF_PCT_UNRESERVED)));
+    assert_true(mf_ok(mf_buf_append_u8(&b, 0)));
+    assert_string_equal((const char *)b.data, "spiffe%3A%2F%2Ftd%2Fa%20b~%25%C3");
+    mf_buf_cleanup(&b);
+
+    mf_buf_init(&b, 64, 0);
+    assert_true(mf_ok(mf_pct_append(&b, "bad: 100%\n", MF_PCT_GRPC)));
+    assert_true(mf_ok(mf_buf_append_u8(&b, 0)));
+    assert_string_equal((const char *)b.data, "bad: 100%25%0A");
+    mf_buf_cleanup(&b);
+
+    /* cap: fails rather than grow */
+    mf_buf_init(&b, 4, 0);
+    assert_false(mf_ok(mf_pct_append(&b, "a/b", MF_PCT_UNRESERVED)));
+    mf_buf_cleanup(&b);
+}
+
+static void test_mf_pct_encode_cap_cap1_truncates(void **state)
+{
+    (void)state;
+    char out[8];
+    assert_true(mf_pct_encode("a%b", MF_PCT_GRPC, out, 6)); /* "a%25b" + NUL */
+    assert_string_equal(out, "a%25b");
+    assert_false(mf_pct_encode("a%b", MF_PCT_GRPC, out, 5)); /* never a split escape */
+    assert_string_equal(out, "a%25");
+    assert_false(mf_pct_encode("%", MF_PCT_GRPC, out, 3));
+    assert_string_equal(out, "");
+    assert_false(mf_pct_encode("a", MF_PCT_GRPC, out, 1));
+    assert_string_equal(out, "");
+    assert_false(mf_pct_encode("a", MF_PCT_GRPC, out, 0));
+}
+
+/* The calendar against libc's gmtime_r over 1900-9999, both directions. */
+static void test_mf_civil_matches_gmtime_ok(void **state)
+{
+    (void)state;
+    for (int64_t t = -2208988800LL; t <= 253402300799LL; t += 86400LL * 37 + 3607) {
+        struct mf_civil c;
+        mf_civil_from_time(t, &c);
+        time_t tt = (time_t)t;
+        struct tm tm;
+        assert_non_null(gmtime_r(&tt, &tm));
+        assert_int_equal(c.year, tm.tm_year + 1900);
+        assert_int_equal(c.month, tm.tm_mon + 1);
+        assert_int_equal(c.day, tm.tm_mday);
+        assert_int_equal(c.hour, tm.tm_hour);
+        assert_int_equal(c.min, tm.tm_min);
+        assert_int_equal(c.sec, tm.tm_sec);
+        int64_t back = 0;
+        assert_true(mf_civil_to_time(&c, 59, &back));
+        assert_int_equal(back, t);
+    }
+    struct mf_civil c;
+    mf_civil_from_time(-1, &c); /* floor division before the epoch */
+    assert_int_equal(c.year, 1969);
+    assert_int_equal(c.sec, 59);
+}
+
+static void test_mf_civil_to_time_bad_refused(void **state)
+{
+    (void)state;
+    int64_t t = 42;
+    const struct mf_civil bad[] = {
+        {2023, 2, 29, 0, 0, 0}, {1900, 2, 29, 0, 0, 0}, {2026, 4, 31, 0, 0, 0},
+        {2026, 13, 1, 0, 0, 0}, {2026, 0, 1, 0, 0, 0},  {2026, 1, 0, 0, 0, 0},
+        {2026, 1, 1, 24, 0, 0}, {2026, 1, 1, 0, 60, 0}, {2026, 1, 1, 0, 0, 60},
+        {2026, 1, 1, -1, 0, 0}, {INT64_MAX, 1, 1, 0, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_false(mf_civil_to_time(&bad[i], 59, &t));
+        assert_int_equal(t, 42);
+    }
+    const struct mf_civil leap_day = {2000, 2, 29, 0, 0, 0};
+    assert_true(mf_civil_to_time(&leap_day, 59, &t));
+    assert_int_equal(t, 951782400);
+    const struct mf_civil leap_sec = {1998, 12, 31, 23, 59, 60};
+    assert_true(mf_civil_to_time(&leap_sec, 60, &t));
+    assert_int_equal(t, 915148800);
+    int v = 7;
+    assert_false(mf_dec_digits("12a4", 4, &v));
+    assert_false(mf_dec_digits("1234567890", 10, &v));
+    assert_true(mf_dec_digits("0042", 4, &v));
+    assert_int_equal(v, 42);
+}
+
 static void test_mf_add_mul_size_overflow_refused(void **state)
 {
     (void)state;
@@ -776,6 +898,12 @@ int main(void)
         cmocka_unit_test(test_mf_strdup_max_cap_limits),
         cmocka_unit_test(test_mf_strdup_max_size_max_copies_all),
         cmocka_unit_test(test_mf_hex_lowercase_ok),
+        cmocka_unit_test(test_mf_hex_byte_ok),
+        cmocka_unit_test(test_mf_strv_dup_free_ok),
+        cmocka_unit_test(test_mf_pct_append_sets_ok),
+        cmocka_unit_test(test_mf_pct_encode_cap_cap1_truncates),
+        cmocka_unit_test(test_mf_civil_matches_gmtime_ok),
+        cmocka_unit_test(test_mf_civil_to_time_bad_refused),
         cmocka_unit_test(test_mf_add_mul_size_overflow_refused),
         LOG_TEST(test_mf_log_write_text_line_ok),
         LOG_TEST(test_mf_log_enabled_levels_filter),

@@ -615,6 +615,29 @@ static void test_mf_metrics_notify_systemd_ok(void **state)
     unsetenv("NOTIFY_SOCKET");
 }
 
+static void test_mf_metrics_life_serve_ready_stop_ok(void **state)
+{
+    (void)state;
+    struct mf_metrics *m = NULL;
+    assert_true(mf_ok(mf_metrics_new(&m)));
+    struct mf_metrics_life l = {0};
+    (void)unsetenv("NOTIFY_SOCKET");
+    assert_true(mf_ok(mf_metrics_life_serve(&l, m, "", NULL))); /* no listener asked */
+    assert_null(l.srv);
+    assert_true(mf_ok(mf_metrics_life_serve(&l, m, "127.0.0.1:0", NULL)));
+    assert_non_null(l.srv);
+    assert_false(mf_metrics_life_is_ready(&l));
+    mf_metrics_life_ready(&l, "serving", "the test");
+    assert_true(mf_metrics_life_is_ready(&l));
+    mf_metrics_life_stop(&l, "the test");
+    assert_false(mf_metrics_life_is_ready(&l));
+    assert_null(l.srv);
+    mf_metrics_life_stop(&l, "the test"); /* twice is harmless */
+    assert_false(mf_ok(mf_metrics_life_serve(&l, m, "not-an-address", NULL)));
+    assert_null(l.srv);
+    mf_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,6 +660,7 @@ int main(void)
         cmocka_unit_test(test_mf_metrics_null_metric_noop_ok),
         cmocka_unit_test(test_mf_metrics_concurrent_updates_exact_ok),
         cmocka_unit_test(test_mf_metrics_notify_systemd_ok),
+        cmocka_unit_test(test_mf_metrics_life_serve_ready_stop_ok),
     };
     return cmocka_run_group_tests_name("mf_metrics", tests, NULL, NULL);
 }

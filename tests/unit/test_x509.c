@@ -1347,6 +1347,59 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     free(b);
 }
 
+/* ---- mf_wc: the two wolfSSL return conventions ---------------------------- */
+
+static mf_res wc_call(int r)
+{
+    MF_TRY_WC(r, MF_ERR_CRYPTO_KEY);
+    return MF_RES_OK;
+}
+
+static mf_res ssl_load(const char *pem)
+{
+    mf_res rc;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    MF_ENSURE_OUT(ctx != NULL, MF_ERR_NOMEM);
+    MF_TRY_SSL_OUT(wolfSSL_CTX_use_certificate_chain_buffer_format(
+                       ctx, (const unsigned char *)pem, (long)strlen(pem), WOLFSSL_FILETYPE_PEM),
+                   MF_ERR_CRYPTO_MISMATCH);
+    rc = MF_RES_OK;
+out:
+    wolfSSL_CTX_free(ctx);
+    return rc;
+}
+
+static void test_mf_try_wc_ssl_detail_records_code(void **state)
+{
+    assert_true(mf_ok(wc_call(0)));
+    /* wolfCrypt: anything but 0 fails, with the code and its message */
+    assert_int_equal(wc_call(BAD_FUNC_ARG).err, MF_ERR_CRYPTO_KEY);
+    assert_non_null(strstr(mf_err_detail(), "wolfCrypt: "));
+    assert_non_null(strstr(mf_err_detail(), "(-173)"));
+    assert_true(mf_ok(wc_call(0)));
+    /* wolfSSL: only WOLFSSL_SUCCESS (1) passes; 1 would fail MF_TRY_WC */
+    assert_int_equal(wc_call(WOLFSSL_SUCCESS).err, MF_ERR_CRYPTO_KEY);
+    mf_res r = ssl_load("not PEM");
+    assert_int_equal(r.err, MF_ERR_CRYPTO_MISMATCH);
+    assert_non_null(strstr(mf_err_detail(), "wolfSSL: "));
+    assert_non_null(strstr(mf_err_detail(), "PEM"));
+    assert_non_null(strstr(mf_err_detail(), "(-162)"));
+    char buf[MF_SSL_ERRSTR_MAX];
+    assert_string_equal(mf_ssl_errstr(WOLFSSL_FAILURE, buf, sizeof(buf)), "failure");
+    /* and a good certificate passes */
+    const struct fx *f = *state;
+    struct mf_certs cs;
+    mf_certs_init(&cs);
+    assert_true(mf_ok(mf_certs_push(&cs, f->ca)));
+    struct mf_buf pem;
+    mf_buf_init(&pem, MF_MAX_CERT, 0);
+    assert_true(mf_ok(mf_certs_to_pem(&cs, &pem)));
+    assert_true(mf_ok(mf_buf_append_u8(&pem, 0)));
+    assert_true(mf_ok(ssl_load((const char *)pem.data)));
+    mf_buf_cleanup(&pem);
+    mf_certs_cleanup(&cs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1370,6 +1423,7 @@ int main(void)
         cmocka_unit_test(test_mf_certs_from_pem_malformed_refused),
         cmocka_unit_test(test_mf_cert_from_der_malformed_refused),
         cmocka_unit_test(test_mf_der_next_long_form_short_fits_refused),
+        cmocka_unit_test(test_mf_try_wc_ssl_detail_records_code),
     };
     return cmocka_run_group_tests_name("mf_x509", tests, setup, teardown);
 }
