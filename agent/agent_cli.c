@@ -20,6 +20,7 @@
 #include "api/pki/mf_jwt.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_opt.h"
 #include "agent/agent_config.h"
@@ -324,22 +325,6 @@ static int explain_status(const struct mf_http_resp *resp)
 
 /* ---- JWT-SVIDs ---------------------------------------------------------------- */
 
-/* Appends v percent-encoded for a query string. */
-static mf_res append_query(struct mf_buf *b, const char *v)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '_' || *p == '.' || *p == '~') {
-            MF_TRY(mf_buf_append_u8(b, *p));
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            MF_TRY(mf_buf_append(b, e, 3));
-        }
-    }
-    return MF_RES_OK;
-}
-
 /* One request to the agent into resp (initialised here with cap). Within
  * --wait, retried every 100 ms while the agent is not there yet, or does
  * not serve this process an identity yet (403: its entry is still on the
@@ -411,13 +396,13 @@ static int fetch_jwt(const struct cli_opts *opts)
     for (size_t i = 0; mf_ok(r) && i < o.n_aud; i++) {
         r = mf_buf_append_str(&path, i > 0 ? "&audience=" : "audience=");
         if (mf_ok(r)) {
-            r = append_query(&path, o.aud[i]);
+            r = mf_pct_append(&path, o.aud[i], MF_PCT_UNRESERVED);
         }
     }
     if (mf_ok(r) && o.spiffe_id != NULL) {
         r = mf_buf_append_str(&path, "&spiffe_id=");
         if (mf_ok(r)) {
-            r = append_query(&path, o.spiffe_id);
+            r = mf_pct_append(&path, o.spiffe_id, MF_PCT_UNRESERVED);
         }
     }
     if (!mf_ok(r)) {
@@ -450,7 +435,7 @@ static int validate_jwt(const struct cli_opts *opts)
     mf_buf_init(&body, MF_JWT_MAX + 4096, MF_BUF_SECRET);
     req = json_pack("{s:s,s:s}", "audience", o.aud[0], "svid", o.svid);
     mf_res r = req != NULL ? mf_json_dump(req, &body)
-                           : mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__,
+                           : MF_RAISE_MSG(MF_ERR_USAGE_ARG,
                                           "audience and svid must be UTF-8");
     json_decref(req);
     int status = 2;

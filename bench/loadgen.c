@@ -371,7 +371,7 @@ static void *run_cfssl(void *arg)
     struct shared *sh = w->sh;
     struct plain *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        w->fatal = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, NULL);
+        w->fatal = MF_RAISE(MF_ERR_NOMEM);
         return NULL;
     }
     p->fd = -1;

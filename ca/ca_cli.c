@@ -16,6 +16,7 @@
 
 #include "api/net/mf_http.h"
 #include "api/core/mf_json.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_opt.h"
 #include "ca/ca_cli.h"
@@ -503,20 +504,12 @@ static int cmd_agent(const char *verb, struct opts *o)
         return usage_err("agent %s needs one agent SPIFFE ID", verb);
     }
     if (strcmp(verb, "show") == 0) {
-        /* percent-encode the ID for the query string */
+        /* the ID, percent-encoded, in the query string */
         char path[3 * MF_SPIFFE_ID_MAX + 64];
-        size_t used = (size_t)snprintf(path, sizeof(path), "/v1/agents/show?spiffe_id=");
-        for (const char *p = o->pos[0]; *p && used + 4 < sizeof(path); p++) {
-            unsigned char c = (unsigned char)*p;
-            bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                         (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_';
-            if (plain) {
-                path[used++] = (char)c;
-            } else {
-                used += (size_t)snprintf(path + used, sizeof(path) - used, "%%%02X", c);
-            }
+        int used = snprintf(path, sizeof(path), "/v1/agents/show?spiffe_id=");
+        if (!mf_pct_encode(o->pos[0], MF_PCT_UNRESERVED, path + used, sizeof(path) - (size_t)used)) {
+            return usage_err("agent %s: the SPIFFE ID is too long", verb);
         }
-        path[used] = '\0';
         rc = call(o, "GET", path, NULL, &resp, false);
     } else if (strcmp(verb, "ban") == 0 || strcmp(verb, "evict") == 0) {
         json_t *body = json_pack("{s:s}", "spiffe_id", o->pos[0]);

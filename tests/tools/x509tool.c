@@ -107,7 +107,7 @@ static mf_res read_file(const char *path, struct mf_buf *out)
             continue;
         }
         if (n < 0) {
-            rc = mf_err_raise(MF_ERR_IO, __FILE__, __LINE__, __func__, "%s: %s", path,
+            rc = MF_RAISE_MSG(MF_ERR_IO, "%s: %s", path,
                               strerror(errno));
             break;
         }
@@ -508,7 +508,7 @@ int main(int argc, char **argv)
         } else if (strcmp(cmd, "show") == 0) {
             r = cmd_show(&o);
         } else {
-            r = mf_err_raise(MF_ERR_USAGE_ARG, __FILE__, __LINE__, __func__, "unknown command %s",
+            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "unknown command %s",
                              cmd);
         }
     }

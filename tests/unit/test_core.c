@@ -779,7 +779,7 @@ static void test_mf_log_write_r_appends_error(void **state)
 {
     (void)state;
     mf_res r =
-        mf_err_raise(MF_ERR_ID_DOT_SEGMENT, __FILE__, __LINE__, __func__, "segment %d is '..'", 2);
+        MF_RAISE_MSG(MF_ERR_ID_DOT_SEGMENT, "segment %d is '..'", 2);
     mf_log_err_r(r, "refusing %s", "entry");
     const char *line = one_line();
     assert_non_null(strstr(line, "refusing entry: invalid SPIFFE ID: path segment is '.' or "

@@ -201,12 +201,12 @@ static enum MHD_Result plain_handler(void *cls, struct MHD_Connection *conn, con
         return mf_httpd_reply_json(conn, MHD_HTTP_OK, o);
     }
     if (strcmp(url, "/notfound") == 0) {
-        mf_res r = mf_err_raise(MF_ERR_POLICY_NOT_FOUND, __FILE__, __LINE__, __func__,
+        mf_res r = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND,
                                 "entry \"e1\" does not exist\n\x01");
         return mf_httpd_reply_res(conn, r);
     }
     if (strcmp(url, "/internal") == 0) {
-        mf_res r = mf_err_raise(MF_ERR_NOMEM, __FILE__, __LINE__, __func__, "secret detail");
+        mf_res r = MF_RAISE_MSG(MF_ERR_NOMEM, "secret detail");
         return mf_httpd_reply_res(conn, r);
     }
     if (strcmp(url, "/retry") == 0) {
