@@ -8,10 +8,15 @@
  * apart.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
 #include "ca/ca_config.h"
 #include "ca/ca_keys.h"
@@ -64,6 +69,68 @@ static mf_res set_dur(int64_t *dst, const char *key, const char *value)
                   "%s: '%s' is not a duration such as 90s, 10m, 1h", key, value);
     *dst = v;
     return MF_RES_OK;
+}
+
+/* True when a postgresql:// URI carries a password ("user:pass@host") or
+ * a password= parameter. */
+static bool has_password(const char *v)
+{
+    const char *rest = NULL;
+    if (strncmp(v, "postgresql://", 13) == 0) {
+        rest = v + 13;
+    } else if (strncmp(v, "postgres://", 11) == 0) {
+        rest = v + 11;
+    } else {
+        return false;
+    }
+    const char *at = strchr(rest, '@');
+    const char *slash = strchr(rest, '/');
+    if (at != NULL && (slash == NULL || at < slash)) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        if (colon != NULL) {
+            return true;
+        }
+    }
+    return strstr(rest, "password=") != NULL;
+}
+
+static mf_res check_datastore(const char *v)
+{
+    MF_ENSURE_MSG(strncmp(v, "sqlite:", 7) == 0 || strncmp(v, "postgresql://", 13) == 0 ||
+                      strncmp(v, "postgres://", 11) == 0,
+                  MF_ERR_USAGE_ARG, "datastore: must be sqlite:PATH or a postgresql:// URI");
+    return MF_RES_OK;
+}
+
+/* datastore_file: the datastore string, alone in a file only we can read
+ * (it may hold a password). */
+static mf_res read_datastore_file(struct ca_config *c, const char *path)
+{
+    mf_res rc;
+    char buf[sizeof(c->datastore) + 1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    MF_ENSURE_MSG(fd >= 0, MF_ERR_USAGE_ARG, "datastore_file: cannot open %s: %s", path,
+                  strerror(errno));
+    struct stat st;
+    MF_ENSURE_OUT_MSG(fstat(fd, &st) == 0 && S_ISREG(st.st_mode), MF_ERR_USAGE_ARG,
+                      "datastore_file: %s is not a regular file", path);
+    MF_ENSURE_OUT_MSG((st.st_mode & 077) == 0, MF_ERR_IO_PERM,
+                      "datastore_file: %s is readable by group or others (mode %03o); chmod 600 "
+                      "it",
+                      path, (unsigned)(st.st_mode & 0777));
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    MF_ENSURE_OUT_MSG(n > 0 && (size_t)n < sizeof(buf) - 1, MF_ERR_USAGE_ARG,
+                      "datastore_file: %s is empty or longer than %zu bytes", path,
+                      sizeof(c->datastore) - 1);
+    buf[n] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    MF_TRY_OUT(check_datastore(buf));
+    MF_TRY_OUT(set_str(c->datastore, sizeof(c->datastore), "datastore_file", buf));
+    rc = MF_RES_OK;
+out:
+    mf_wipe(buf, sizeof(buf));
+    close(fd);
+    return rc;
 }
 
 mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
@@ -144,7 +211,25 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
                       "metrics_listen: '%s' is not HOST:PORT", value);
         return set_str(c->metrics_listen, sizeof(c->metrics_listen), key, value);
     }
+    if (strcmp(key, "datastore") == 0) {
+        /* a flag shows in ps and a config file is often world-readable */
+        MF_ENSURE_MSG(!has_password(value), MF_ERR_USAGE_ARG,
+                      "datastore: a password may not be given here; put the URI in a 0600 "
+                      "file named by datastore_file, or the password in PGPASSFILE");
+        MF_TRY(check_datastore(value));
+        return set_str(c->datastore, sizeof(c->datastore), key, value);
+    }
+    if (strcmp(key, "datastore_file") == 0) {
+        return read_datastore_file(c, value);
+    }
     MF_BAIL_MSG(MF_ERR_USAGE_ARG, "unknown option '%s'", key);
+}
+
+void ca_config_wipe(struct ca_config *c)
+{
+    if (c != NULL) {
+        mf_wipe(c->datastore, sizeof(c->datastore));
+    }
 }
 
 #define RUN_OPT(n, k, a, d, h, f) {n, k, a, d, h, MF_OPT_CONFIG | (f), NULL}
@@ -177,6 +262,10 @@ const struct mf_opt ca_run_opts[] = {
             "append log lines to FILE instead of stderr; reopened on SIGHUP", MF_OPT_RELOAD),
     RUN_OPT("metrics-listen", MF_OPT_STR, "HOST:PORT", NULL,
             "address of /live, /ready, /metrics (default: off)", 0),
+    RUN_OPT("datastore", MF_OPT_STR, "DS",
+            NULL, "registry: sqlite:PATH or postgresql://... (default: SQLite in data-dir)", 0),
+    RUN_OPT("datastore-file", MF_OPT_STR, "FILE", NULL,
+            "a 0600 file holding the datastore (for a URI with a password)", 0),
     {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
 };
 const size_t ca_run_n_opts = sizeof(ca_run_opts) / sizeof(ca_run_opts[0]);

@@ -45,7 +45,14 @@ struct ca_config {
     int64_t handshake_timeout; /* accept to first authenticated request, seconds */
     char log_file[PATH_MAX];   /* "" = stderr */
     char metrics_listen[256];  /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
+    /* the registry's engine: "" = SQLite in data_dir, "sqlite:PATH", or a
+     * postgresql:// URI (ca_store.h); may hold a password when it came from
+     * datastore_file, so it is never logged, and wiped by ca_config_wipe */
+    char datastore[2048];
 };
+
+/* Wipes what may be secret in c (the datastore string). */
+void ca_config_wipe(struct ca_config *c);
 
 /* Fills c with the defaults (trust domain example.org, listen 127.0.0.1:8081). */
 void ca_config_defaults(struct ca_config *c);

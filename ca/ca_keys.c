@@ -863,7 +863,16 @@ mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct 
         if (recs[i].state != CA_KEY_RETIRED) {
             char path[4096];
             MF_TRY_OUT(key_path(cfg, recs[i].id, ".key", path, sizeof(path)));
-            MF_TRY_OUT(read_key_file(path, &s->key));
+            rc = read_key_file(path, &s->key);
+            if (rc.err == MF_ERR_IO_NOT_FOUND) {
+                /* the registry names a key this data dir does not hold */
+                MF_BAIL_OUT(MF_ERR_STATE,
+                            "the registry holds CA key %s but %s does not exist: the registry "
+                            "belongs to another mayfly-ca (one server per registry), or the data "
+                            "dir was restored without its keys/",
+                            recs[i].id, path);
+            }
+            MF_TRY_OUT(rc);
             MF_ENSURE_OUT_MSG(mf_cert_matches_key(s->cert, s->key), MF_ERR_CRYPTO_MISMATCH,
                               "key file %s does not match its certificate", path);
         }

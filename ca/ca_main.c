@@ -105,12 +105,23 @@ static void init_ctx(struct ca_ctx *ctx)
     mf_x509_global_init();
 }
 
+static void store_changed(void *cls)
+{
+    ca_ctx_changed(cls);
+}
+
 /* The registry, the CA keys and the signer. */
 static int open_store(struct ca_ctx *ctx)
 {
-    mf_res r = ca_store_open(ctx->cfg.data_dir, &ctx->store);
+    mf_res r = ca_store_open_ds(ctx->cfg.data_dir, ctx->cfg.datastore, &ctx->store);
     if (!mf_ok(r)) {
         return fail("cannot open the registry", r);
+    }
+    /* with a database shared by several servers, their changes wake this
+     * server's long polls too */
+    r = ca_store_watch(ctx->store, store_changed, ctx);
+    if (!mf_ok(r)) {
+        return fail("cannot watch the registry", r);
     }
     r = ca_keys_open(&ctx->cfg, ctx->store, &ctx->keys);
     if (!mf_ok(r)) {
@@ -258,6 +269,7 @@ static void stop(struct run *run)
     ca_issuer_free(ctx->issuer);
     ca_keys_free(ctx->keys);
     ca_store_close(ctx->store);
+    ca_config_wipe(&ctx->cfg);
     if (run->sfd >= 0) {
         close(run->sfd);
     }

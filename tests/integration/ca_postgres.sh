@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# mayfly-ca on PostgreSQL (a private server from Debian's postgresql
+# package, started here): the URI from a 0600 --datastore-file, a full
+# chain served from it, PostgreSQL crashed (writes refused with a clear
+# error, the agent keeps serving) and restarted (the CA reconnects by
+# itself, nothing acknowledged is lost), a password on the command line
+# and a readable datastore file refused, and a second server on the same
+# registry refused with a message that says why.
+# shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+make_tmp
+start_pg "$T/pg"
+printf '%s\n' "$PG_URI" >"$T/ds"
+chmod 600 "$T/ds"
+
+# refusals before anything starts
+out=$("$CA_BIN" run --data-dir "$T/x" --admin-socket "$T/x.sock" \
+    --datastore 'postgresql://mayfly:hunter2@localhost/mayfly' 2>&1) && die "password accepted"
+echo "$out" | grep -q 'password may not be given here' || die "password refusal: $out"
+echo "$out" | grep -q hunter2 && die "the password was echoed"
+chmod 644 "$T/ds"
+out=$("$CA_BIN" run --data-dir "$T/x" --admin-socket "$T/x.sock" --datastore-file "$T/ds" 2>&1) &&
+    die "a world-readable datastore file was accepted"
+echo "$out" | grep -q 'readable by group or others' || die "mode refusal: $out"
+chmod 600 "$T/ds"
+
+start_ca a "$T/ca" --datastore-file "$T/ds"
+grep -q "$PG_URI" "$T/ca/ca.log" && die "the datastore was logged"
+[ ! -e "$T/ca/data/mayfly-ca.db" ] || die "a SQLite file was made as well"
+AG=spiffe://example.org/mayfly/agent/n1
+add_entry a spiffe://example.org/web $AG unix:uid:0 >/dev/null
+start_agent n1 "$T/n1" a --join-token "$(fresh_token a $AG)"
+wait_until 10 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/web
+: >"$T/acked"
+for i in 1 2 3 4 5; do
+    add_entry a "spiffe://example.org/w$i" $AG "unix:uid:$((1000 + i))" >>"$T/acked"
+done
+
+# PostgreSQL away: writes refused with a clear error, serving goes on
+stop_pg immediate # a crash: no shutdown checkpoint
+if out=$("$CA_BIN" entry create --admin-socket "$CA_SOCK_a" --spiffe-id spiffe://example.org/down \
+    --parent-id $AG --selector unix:uid:9 2>&1); then die "a write succeeded with the database down"; fi
+echo "$out" | grep -qi 'database is unreachable' || die "unclear refusal: $out"
+fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/web || die "not served with the database down"
+echo "ok (refused): database down: $out"
+
+# back: the CA reconnects by itself; nothing acknowledged was lost
+start_pg_again
+wait_until 15 add_entry a spiffe://example.org/after $AG unix:uid:0 >/dev/null
+"$CA_BIN" entry list --admin-socket "$CA_SOCK_a" --json >"$T/list"
+while read -r id; do
+    grep -q "\"$id\"" "$T/list" || die "acknowledged entry $id lost"
+done <"$T/acked"
+wait_until 10 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/after
+
+# a second server on the same registry is refused, and says why
+out=$("$CA_BIN" run --data-dir "$T/ca2" --admin-socket "$T/ca2.sock" --listen 127.0.0.1:0 \
+    --datastore-file "$T/ds" 2>&1) && die "a second server started on the same registry"
+echo "$out" | grep -q 'belongs to another mayfly-ca' || die "second server: $out"
+echo "measured: $(wc -l <"$T/acked") entries acknowledged before a PostgreSQL restart, none lost; writes refused while it was down, served throughout"
+echo "ca_postgres: ok"
