@@ -1040,3 +1040,95 @@ mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t *
     *n_out = k.n;
     return MF_RES_OK;
 }
+
+/* ---- copying a registry ------------------------------------------------------ */
+
+/* Every table of the registry and its columns, in an order that needs no
+ * deferred constraint. */
+static const struct {
+    const char *table;
+    const char *cols;
+    size_t n_cols;
+} copy_tables[] = {
+    {"meta", "key, value", 2},
+    {"entries", ENTRY_COLS, 9},
+    {"agents", AGENT_COLS, 6},
+    {"join_tokens", "hash, spiffe_id, expires_at", 3},
+    {"ca_keys", "id, state, not_before, not_after, cert", 5},
+};
+
+struct copy_ctx {
+    struct ca_store *dst;
+    char insert[512];
+    size_t n_cols;
+    uint64_t rows;
+};
+
+static mf_res copy_row(void *cls, const struct ca_db_row *row)
+{
+    struct copy_ctx *c = cls;
+    MF_ENSURE_MSG(row->n == c->n_cols, MF_ERR_STATE, "a source row has %zu columns, not %zu",
+                  row->n, c->n_cols);
+    MF_TRY(run(c->dst, "copy", c->insert, row->col, row->n, NULL, NULL, NULL));
+    c->rows++;
+    return MF_RES_OK;
+}
+
+static mf_res count_rows(struct ca_store *st, const char *table, int64_t *n)
+{
+    char sql[128];
+    snprintf(sql, sizeof(sql), "SELECT COUNT(*) FROM %s", table);
+    *n = 0;
+    return run(st, "copy", sql, NULL, 0, get_int, n, NULL);
+}
+
+mf_res ca_store_copy(struct ca_store *src, struct ca_store *dst, uint64_t counts[CA_STORE_TABLES])
+{
+    mf_res rc;
+    MF_ENSURE_REF(src);
+    MF_ENSURE_REF(dst);
+    MF_ENSURE(src != dst, MF_ERR_USAGE_ARG);
+    MF_TRY(ca_store_begin(dst));
+    for (size_t t = 0; t < CA_STORE_TABLES; t++) {
+        int64_t n = 0;
+        MF_TRY_OUT(count_rows(dst, copy_tables[t].table, &n));
+        MF_ENSURE_OUT_MSG(n == 0 || (t == 0 && n <= 1), MF_ERR_POLICY_DUPLICATE,
+                          "the destination registry is not empty (%lld rows in %s): copy only "
+                          "into a new one",
+                          (long long)n, copy_tables[t].table);
+    }
+    /* a fresh registry may hold its revision counter already */
+    MF_TRY_OUT(run(dst, "copy", "DELETE FROM meta", NULL, 0, NULL, NULL, NULL));
+    for (size_t t = 0; t < CA_STORE_TABLES; t++) {
+        struct copy_ctx c = {.dst = dst, .n_cols = copy_tables[t].n_cols};
+        size_t o = (size_t)snprintf(c.insert, sizeof(c.insert), "INSERT INTO %s (%s) VALUES (",
+                                    copy_tables[t].table, copy_tables[t].cols);
+        for (size_t i = 0; i < c.n_cols && o < sizeof(c.insert); i++) {
+            o += (size_t)snprintf(c.insert + o, sizeof(c.insert) - o, "%s$%zu", i ? ", " : "",
+                                  i + 1);
+        }
+        MF_ENSURE_OUT(o + 2 < sizeof(c.insert), MF_ERR_INTERNAL);
+        memcpy(c.insert + o, ")", 2);
+        char sql[256];
+        snprintf(sql, sizeof(sql), "SELECT %s FROM %s", copy_tables[t].cols,
+                 copy_tables[t].table);
+        lock(src);
+        rc = run(src, "copy", sql, NULL, 0, copy_row, &c, NULL);
+        unlock(src);
+        MF_TRY_OUT(rc);
+        if (counts != NULL) {
+            counts[t] = c.rows;
+        }
+    }
+    int64_t rev = 0;
+    MF_TRY_OUT(meta_get_locked(dst, "revision", &rev));
+    return write_commit(dst, rev);
+out:
+    ca_store_rollback(dst);
+    return rc;
+}
+
+const char *ca_store_table_name(size_t i)
+{
+    return i < CA_STORE_TABLES ? copy_tables[i].table : "";
+}

@@ -150,4 +150,19 @@ void ca_store_rollback(struct ca_store *st);
 MF_WUR mf_res ca_store_meta_get(struct ca_store *st, const char *key, int64_t *out);
 MF_WUR mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v);
 
+/* ---- copying a registry ------------------------------------------------------ */
+
+#define CA_STORE_TABLES 5
+
+/* Copies every row of src (entries, agents with their ban state, join
+ * token hashes, the CA key journal and the counters, bundle sequence
+ * included) into dst, in one transaction of dst: for a move from SQLite
+ * to PostgreSQL (the CA keys themselves stay in the data dir). dst must be
+ * empty (MF_ERR_POLICY_DUPLICATE otherwise); on any error nothing is
+ * written. counts (may be NULL) gets the rows copied per table, named by
+ * ca_store_table_name. */
+MF_WUR mf_res ca_store_copy(struct ca_store *src, struct ca_store *dst,
+                            uint64_t counts[CA_STORE_TABLES]);
+const char *ca_store_table_name(size_t i);
+
 #endif /* CA_STORE_H */

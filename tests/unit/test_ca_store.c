@@ -308,6 +308,65 @@ static void test_ca_store_watch_hears_other_server(void **state)
     ca_store_close(b);
 }
 
+/* A SQLite registry copied into an empty one (PostgreSQL when the test
+ * has a server): every row kept, a second copy refused. */
+static void test_ca_store_copy_all_rows_once(void **state)
+{
+    (void)state;
+    struct ca_store *src = NULL, *dst = NULL;
+    char copy[128];
+    snprintf(copy, sizeof(copy), "sqlite:%s/copy.db", dir);
+    assert_true(mf_ok(ca_store_open_ds(dir, NULL, &src)));
+    struct ca_entry e;
+    fill(&e, "spiffe://example.org/web", "unix:uid:1");
+    e.hint = strdup("h");
+    assert_true(mf_ok(ca_store_entry_create(src, &e)));
+    uint8_t h[32];
+    memset(h, 9, sizeof(h));
+    assert_true(mf_ok(ca_store_token_add(src, h, AGENT, 5000)));
+    assert_true(mf_ok(ca_store_agent_issued(src, AGENT, "01", 100, 50, true)));
+    assert_true(mf_ok(ca_store_agent_ban(src, AGENT)));
+    struct ca_key_rec r = {.id = "0011223344556677", .state = CA_KEY_ACTIVE,
+                           .not_before = 10, .not_after = 20};
+    const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x00};
+    assert_true(mf_ok(ca_store_key_put(src, &r, der, sizeof(der))));
+    assert_true(mf_ok(ca_store_meta_set(src, "bundle_sequence", 12)));
+
+    assert_true(mf_ok(ca_store_open_ds(dir, datastore() != NULL ? datastore() : copy, &dst)));
+    uint64_t counts[CA_STORE_TABLES] = {0};
+    assert_true(mf_ok(ca_store_copy(src, dst, counts)));
+    assert_int_equal(counts[1], 1); /* entries */
+    assert_string_equal(ca_store_table_name(1), "entries");
+    assert_int_equal(ca_store_revision(dst), ca_store_revision(src));
+
+    struct ca_entry got;
+    assert_true(mf_ok(ca_store_entry_get(dst, e.id, &got)));
+    assert_string_equal(got.spiffe_id, e.spiffe_id);
+    assert_string_equal(got.hint, "h");
+    assert_int_equal(got.revision, e.revision);
+    ca_entry_cleanup(&got);
+    char id[MF_SPIFFE_ID_MAX + 1];
+    assert_true(mf_ok(ca_store_token_peek(dst, h, 10, id)));
+    struct ca_agent a;
+    assert_true(mf_ok(ca_store_agent_get(dst, AGENT, &a)));
+    assert_true(a.banned);
+    struct ca_key_rec recs[CA_KEYS_MAX];
+    uint8_t *ders[CA_KEYS_MAX] = {0};
+    size_t lens[CA_KEYS_MAX], n = 0;
+    assert_true(mf_ok(ca_store_key_list(dst, recs, ders, lens, &n)));
+    assert_int_equal(n, 1);
+    assert_memory_equal(ders[0], der, sizeof(der));
+    free(ders[0]);
+    int64_t seq = 0;
+    assert_true(mf_ok(ca_store_meta_get(dst, "bundle_sequence", &seq)));
+    assert_int_equal(seq, 12);
+    /* a registry with rows is never a destination */
+    assert_int_equal(ca_store_copy(src, dst, NULL).err, MF_ERR_POLICY_DUPLICATE);
+    ca_entry_cleanup(&e);
+    ca_store_close(src);
+    ca_store_close(dst);
+}
+
 static void test_ca_store_bad_datastore_refused(void **state)
 {
     (void)state;
@@ -336,6 +395,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_watch_hears_other_server, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_copy_all_rows_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_bad_datastore_refused, setup, teardown),
     };
     return cmocka_run_group_tests_name(datastore() != NULL ? "ca_store (postgresql)" : "ca_store",
