@@ -27,6 +27,7 @@
 #include <libpq-fe.h>
 
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "ca/ca_db.h"
 
 #define SQL_MAX       4096
@@ -88,21 +89,7 @@ static void revive(struct pg_db *d)
     }
 }
 
-/* bytea's text form: "\x" then two hex digits per byte. */
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
+/* bytea's text form: a backslash, "x", then two hex digits per byte. */
 static mf_res decode_bytea(const char *s, size_t len, uint8_t **out, size_t *n_out)
 {
     MF_ENSURE_MSG(len >= 2 && s[0] == '\\' && s[1] == 'x' && len % 2 == 0, MF_ERR_STATE,
@@ -111,7 +98,7 @@ static mf_res decode_bytea(const char *s, size_t len, uint8_t **out, size_t *n_o
     uint8_t *b = malloc(n ? n : 1);
     MF_TRY_PTR(b, MF_ERR_NOMEM);
     for (size_t i = 0; i < n; i++) {
-        int hi = hexval(s[2 + 2 * i]), lo = hexval(s[3 + 2 * i]);
+        int hi = mf_hex_value(s[2 + 2 * i]), lo = mf_hex_value(s[3 + 2 * i]);
         if (hi < 0 || lo < 0) {
             free(b);
             MF_BAIL_MSG(MF_ERR_STATE, "bytea column has a bad hex digit");

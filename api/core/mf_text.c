@@ -83,3 +83,18 @@ bool mf_pct_encode(const char *s, enum mf_pct_set set, char *out, size_t cap)
     out[o] = '\0';
     return true;
 }
+
+/* see mf_text.h */
+int mf_hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}

@@ -23,6 +23,9 @@ void mf_hex(const uint8_t *in, size_t n, char *out);
 /* The two lowercase hex digits of b into out[0..1] (no NUL). */
 void mf_hex_byte(uint8_t b, char out[2]);
 
+/* The value of one hex digit (either case), or -1 when c is not one. */
+int mf_hex_value(char c);
+
 /* Which bytes percent-encoding leaves as they are; every other byte
  * becomes "%XX" with upper-case hex (RFC 3986 section 2.1). */
 enum mf_pct_set {

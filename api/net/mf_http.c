@@ -49,6 +49,7 @@
 
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/net/mf_tls.h"
 
@@ -1151,20 +1152,6 @@ static bool is_unreserved_or_sub(unsigned char ch)
     return ch != '\0' && strchr("-._~!$&'()*+,;=:@/", ch) != NULL;
 }
 
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    if (ch >= 'a' && ch <= 'f') {
-        return ch - 'a' + 10;
-    }
-    if (ch >= 'A' && ch <= 'F') {
-        return ch - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Copies the URI path p (absolute) to out, decoding %XX; refuses any
  * character RFC 3986 does not allow in a path, and %00. */
 static mf_res copy_path(const char *p, char *out, size_t cap)
@@ -1173,8 +1160,8 @@ static mf_res copy_path(const char *p, char *out, size_t cap)
     for (size_t i = 0; p[i] != '\0'; i++) {
         unsigned char ch = (unsigned char)p[i];
         if (ch == '%') {
-            int hi = hexval((unsigned char)p[i + 1]);
-            int lo = hi >= 0 ? hexval((unsigned char)p[i + 2]) : -1;
+            int hi = mf_hex_value((char)p[i + 1]);
+            int lo = hi >= 0 ? mf_hex_value((char)p[i + 2]) : -1;
             MF_ENSURE_MSG(hi >= 0 && lo >= 0, MF_ERR_USAGE_ARG,
                           "bad percent-encoding at offset %zu", i);
             ch = (unsigned char)(hi * 16 + lo);

@@ -22,6 +22,7 @@
 #include <wolfssl/wolfcrypt/settings.h>
 
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 #include "api/pki/mf_x509.h"
 #include "api/pki/mf_x509_int.h"
 
@@ -124,20 +125,6 @@ out:
     return rc;
 }
 
-static int hex_nibble(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* True when both coordinates are below the field prime of the curve (SEC 1
  * 3.2.2.1 step 2); wolfCrypt keeps the prime as hex. */
 static bool coords_in_field(const struct mf_curve *cv, int idx, const uint8_t *x, const uint8_t *y)
@@ -148,7 +135,7 @@ static bool coords_in_field(const struct mf_curve *cv, int idx, const uint8_t *x
     }
     uint8_t p[MF_EC_COORD_MAX];
     for (size_t i = 0; i < cv->coord_len; i++) {
-        int hi = hex_nibble(dp->prime[2 * i]), lo = hex_nibble(dp->prime[2 * i + 1]);
+        int hi = mf_hex_value(dp->prime[2 * i]), lo = mf_hex_value(dp->prime[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             return false;
         }

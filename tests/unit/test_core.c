@@ -434,6 +434,25 @@ static void test_mf_strv_dup_free_ok(void **state)
     assert_int_equal(mf_strv_dup(src, 1, NULL).err, MF_ERR_USAGE_NULL);
 }
 
+static void test_mf_hex_value_digits_and_refusals(void **state)
+{
+    (void)state;
+    const char *digits = "0123456789abcdefABCDEF";
+    for (const char *p = digits; *p != '\0'; p++) {
+        int v = mf_hex_value(*p);
+        assert_true(v >= 0 && v < 16);
+        char back[3];
+        mf_hex_byte((uint8_t)v, back);
+        assert_int_equal(back[1], *p >= 'A' && *p <= 'F' ? *p - 'A' + 'a' : *p);
+    }
+    assert_int_equal(mf_hex_value('g'), -1);
+    assert_int_equal(mf_hex_value('G'), -1);
+    assert_int_equal(mf_hex_value('/'), -1);
+    assert_int_equal(mf_hex_value(':'), -1);
+    assert_int_equal(mf_hex_value('@'), -1);
+    assert_int_equal(mf_hex_value('\0'), -1);
+}
+
 static void test_mf_hex_byte_ok(void **state)
 {
     (void)state;
@@ -899,6 +918,7 @@ int main(void)
         cmocka_unit_test(test_mf_strdup_max_size_max_copies_all),
         cmocka_unit_test(test_mf_hex_lowercase_ok),
         cmocka_unit_test(test_mf_hex_byte_ok),
+        cmocka_unit_test(test_mf_hex_value_digits_and_refusals),
         cmocka_unit_test(test_mf_strv_dup_free_ok),
         cmocka_unit_test(test_mf_pct_append_sets_ok),
         cmocka_unit_test(test_mf_pct_encode_cap_cap1_truncates),
