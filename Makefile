@@ -117,7 +117,7 @@ AGENT_LIBS := $(INT_LIB) $(LIB) $(call pkg_libs,$(AGENT_PKGS)) -lpthread -lm
 TEST_LIBS  := $(INT_LIB) $(LIB) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
 
 .PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps \
-        demo install install-check lint man
+        demo install install-files lint man
 all: $(LIB) $(SOLIB) $(INT_LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS) $(MANS)
 
 lib: $(LIB) $(SOLIB)
@@ -215,6 +215,11 @@ SYSUSERS_I := $(DESTDIR)$(PREFIX)/lib/sysusers.d
 ETCDIR_I  := $(DESTDIR)$(PREFIX)/share/mayfly/examples
 
 install: all
+	$(MAKE) install-files
+
+# The copying alone, building nothing (tests/integration/install.sh uses it
+# while other tests run the same binaries).
+install-files:
 	install -d $(BINDIR_I) $(LIBDIR_I) $(PCDIR_I) $(MANDIR_I) $(UNITDIR_I) $(SYSUSERS_I) \
 	    $(ETCDIR_I) $(addprefix $(INCDIR_I)/api/,$(LAYERS))
 	install -m 0755 $(BINS) $(BINDIR_I)/
