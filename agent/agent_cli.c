@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -230,6 +231,19 @@ static mf_res open_out_dir(const char *dir, int *fd)
                     dir, (unsigned)st.st_uid, (unsigned)geteuid());
     }
     *fd = d;
+    return MF_RES_OK;
+}
+
+/* DIR is safe (open_out_dir) and this process may create files in it. */
+static mf_res check_out_dir(const char *dir)
+{
+    int d = -1;
+    MF_TRY(open_out_dir(dir, &d));
+    int rc = faccessat(d, ".", W_OK | X_OK, AT_EACCESS);
+    int e = errno;
+    close(d);
+    MF_ENSURE_MSG(rc == 0, MF_ERR_IO_PERM, "--write %s: cannot create files there: %s", dir,
+                  strerror(e));
     return MF_RES_OK;
 }
 
@@ -534,8 +548,17 @@ static void reload(const struct cli_opts *o, int sig)
             _exit(127);
         }
         int st = 0;
-        if (pid > 0 && waitpid(pid, &st, 0) == pid && !(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {
-            fprintf(stderr, "mayfly-agent: --exec command failed (status %d)\n", st);
+        if (pid < 0) {
+            fprintf(stderr, "mayfly-agent: cannot run --exec command: %s\n", strerror(errno));
+        } else if (waitpid(pid, &st, 0) != pid) {
+            fprintf(stderr, "mayfly-agent: cannot wait for --exec command: %s\n", strerror(errno));
+        } else if (WIFEXITED(st) && WEXITSTATUS(st) == 127) {
+            fprintf(stderr, "mayfly-agent: --exec command exited 127 (not found?)\n");
+        } else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "mayfly-agent: --exec command exited %d\n", WEXITSTATUS(st));
+        } else if (WIFSIGNALED(st)) {
+            fprintf(stderr, "mayfly-agent: --exec command killed by signal %d (%s)\n", WTERMSIG(st),
+                    strsignal(WTERMSIG(st)));
         }
     } else if (o->pid_file != NULL) {
         struct mf_buf text;
@@ -550,12 +573,23 @@ static void reload(const struct cli_opts *o, int sig)
                 pid = 0;
             }
         }
-        mf_buf_cleanup(&text);
-        if (pid <= 1 || kill((pid_t)pid, sig) != 0) {
-            fprintf(stderr, "mayfly-agent: cannot signal the process in %s\n", o->pid_file);
+        if (!mf_ok(r)) {
+            char msg[256];
+            mf_err_format(r, msg, sizeof(msg));
+            fprintf(stderr, "mayfly-agent: cannot read --pid-file %s: %s\n", o->pid_file, msg);
+        } else if (pid <= 1 || pid > INT_MAX) {
+            /* 0, -1 and 1 would signal a group, everyone or init */
+            fprintf(stderr,
+                    "mayfly-agent: --pid-file %s does not hold a process ID (got '%.32s')\n",
+                    o->pid_file, mf_buf_cstr(&text));
+        } else if (kill((pid_t)pid, sig) != 0) {
+            fprintf(stderr, "mayfly-agent: cannot signal pid %ld: %s\n", pid, strerror(errno));
         }
+        mf_buf_cleanup(&text);
     }
 }
+
+#define DIR_CHECK_MS 2000 /* how often watch looks at its --write directory */
 
 static int watch(const struct cli_opts *opts)
 {
@@ -563,6 +597,7 @@ static int watch(const struct cli_opts *opts)
     char path[SOCK_PATH_MAX];
     int sig = 0;
     unsigned failures = 0;
+    int status = -1; /* set when the watch must end */
 
     if ((o.exec_cmd != NULL && o.signal_name != NULL) ||
         ((o.signal_name != NULL) != (o.pid_file != NULL))) {
@@ -581,13 +616,12 @@ static int watch(const struct cli_opts *opts)
     }
     /* a directory that would be refused at every write is refused now, at
      * once, rather than after the first SVID arrives (checked again then) */
-    int dfd = -1;
-    r = open_out_dir(o.write_dir, &dfd);
+    r = check_out_dir(o.write_dir);
     if (!mf_ok(r)) {
         print_err("watch", r);
         return 1;
     }
-    close(dfd);
+    bool served = false; /* an identity arrived in this run */
     for (;;) {
         struct mf_http_conn *c = NULL;
         struct mf_http_resp resp;
@@ -600,32 +634,69 @@ static int watch(const struct cli_opts *opts)
         }
         if (mf_ok(r) && resp.status != 200) {
             (void)explain_status(&resp);
+            if (served && resp.status == 403) {
+                /* the stream broke and the identity went meanwhile */
+                fprintf(stderr, "mayfly-agent: identity withdrawn; exiting\n");
+                status = 1;
+            }
         }
         while (mf_ok(r) && resp.status == 200) {
             mf_buf_reset(&line);
-            /* quiet for an SVID's whole half-life is normal: long timeout */
-            r = mf_http_stream_line(c, DOC_MAX, 24 * 3600 * 1000, &line);
+            /* quiet for an SVID's whole half-life is normal; meanwhile the
+             * directory is looked at every few seconds, so that one removed
+             * or made unwritable ends the watch then, not at the next
+             * rotation hours later */
+            r = mf_http_stream_line(c, DOC_MAX, DIR_CHECK_MS, &line);
+            if (r.err == MF_ERR_IO_TIMEOUT) {
+                r = MF_RES_OK;
+                mf_res dr = check_out_dir(o.write_dir);
+                if (!mf_ok(dr)) {
+                    char msg[512];
+                    mf_err_format(dr, msg, sizeof(msg));
+                    fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
+                            o.write_dir, msg);
+                    status = 1;
+                    break;
+                }
+                continue;
+            }
             if (!mf_ok(r) || line.len == 0) {
                 continue;
             }
             json_t *doc = NULL;
             mf_res pr = mf_json_parse(mf_buf_cstr(&line), line.len, DOC_MAX, &doc);
             if (mf_ok(pr) && json_object_get(doc, "error") != NULL) {
-                fprintf(stderr, "mayfly-agent: identity withdrawn: %s\n", mf_buf_cstr(&line));
+                /* E18: the last line of a stream whose identity is gone */
+                fprintf(stderr, "mayfly-agent: identity withdrawn: %s; exiting\n",
+                        mf_buf_cstr(&line));
                 json_decref(doc);
+                status = 1;
                 break;
             }
-            if (mf_ok(pr)) {
-                pr = write_files(o.write_dir, doc);
+            if (!mf_ok(pr)) {
+                print_err("watch", pr);
+                json_decref(doc);
+                continue;
             }
+            pr = write_files(o.write_dir, doc);
             if (mf_ok(pr)) {
                 print_doc(doc);
-                reload(&o, sig);
-                failures = 0;
-            } else {
-                print_err("watch", pr);
             }
             json_decref(doc);
+            if (!mf_ok(pr)) {
+                /* the directory went away or turned unsafe: the files the
+                 * workload reads can no longer be kept current, so say so
+                 * and stop rather than serve stale ones in silence */
+                char msg[512];
+                mf_err_format(pr, msg, sizeof(msg));
+                fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
+                        o.write_dir, msg);
+                status = 1;
+                break;
+            }
+            reload(&o, sig);
+            served = true;
+            failures = 0;
         }
         if (!mf_ok(r)) {
             print_err("watch", r);
@@ -633,6 +704,9 @@ static int watch(const struct cli_opts *opts)
         mf_buf_cleanup(&line);
         mf_http_resp_cleanup(&resp);
         mf_http_close(c);
+        if (status >= 0) {
+            return status;
+        }
         /* E17/E19: reconnect, backing off linearly up to 30 s */
         failures++;
         sleep(failures < 30 ? failures : 30);

@@ -47,6 +47,8 @@ const struct mf_opt agent_run_opts[] = {
         "address of /live, /ready, /metrics (default: off)", 0),
     OPT("expiry-warning", MF_OPT_DUR, "DUR", "5m",
         "warn when an unrenewed SVID is this close to expiry (0: off)", 0),
+    OPT("allow-unauthenticated-verifiers", MF_OPT_BOOL, NULL, "false",
+        "let processes with no entry fetch bundles and validate JWT-SVIDs", 0),
     {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
 };
 const size_t agent_run_n_opts = sizeof(agent_run_opts) / sizeof(agent_run_opts[0]);
@@ -163,6 +165,12 @@ static mf_res set_opt(struct agent_config *cfg, const char *name, const char *v)
     }
     if (strcmp(name, "idle-timeout") == 0) {
         return set_num(&cfg->idle_timeout_s, v);
+    }
+    if (strcmp(name, "allow-unauthenticated-verifiers") == 0) {
+        MF_ENSURE_MSG(strcmp(v, "true") == 0 || strcmp(v, "false") == 0, MF_ERR_USAGE_ARG,
+                      "%s must be true or false", name);
+        cfg->allow_verifiers = strcmp(v, "true") == 0;
+        return MF_RES_OK;
     }
     if (strcmp(name, "hash-max-bytes") == 0) {
         return parse_uint(v, UINT64_MAX, &cfg->hash_max);

@@ -34,6 +34,7 @@ struct agent_config {
     const char *metrics_listen; /* host:port of /live /ready /metrics; NULL = off */
     int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */
     const char *log_file;       /* NULL: stderr */
+    bool allow_verifiers;       /* bundles and JWT validation for callers with no entry */
     struct mf_opt_vals *vals; /* the parsed options (own the file's strings) */
 };
 

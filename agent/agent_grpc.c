@@ -306,7 +306,9 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
 {
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
     size_t n = snap != NULL ? agent_snap_count(snap, s->w.sels, s->w.n_sels) : 0;
-    if (n == 0) {
+    /* bundles need an entry too unless the operator opened them to all */
+    bool open_to_all = s->rpc != RPC_X509_SVID && c->g->cfg.allow_verifiers && snap != NULL;
+    if (n == 0 && !open_to_all) {
         agent_snap_unref(snap);
         return RENDER_DENIED;
     }
@@ -733,8 +735,8 @@ static Struct *json_to_struct(const json_t *obj, int depth)
     return st;
 }
 
-/* ValidateJWTSVID (unary). No identity is needed to validate (E18 lists the
- * fetch RPCs only); the bundle is the agent's. */
+/* ValidateJWTSVID (unary): the bundle is the agent's. The caller needs an
+ * entry, as for the fetch RPCs, unless allow_verifiers. */
 static int do_validate(struct gconn *c, struct gstream *s, const uint8_t *msg, size_t len,
                        char *why, size_t why_cap)
 {
@@ -758,6 +760,14 @@ static int do_validate(struct gconn *c, struct gstream *s, const uint8_t *msg, s
         goto out;
     }
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
+    if (!c->g->cfg.allow_verifiers &&
+        (snap == NULL || agent_snap_count(snap, s->w.sels, s->w.n_sels) == 0)) {
+        agent_snap_unref(snap);
+        log_denial(c, s, "no matching entry");
+        snprintf(why, why_cap, "no identity issued");
+        st = GS_PERMISSION_DENIED;
+        goto out;
+    }
     mf_res r = agent_jwt_validate(snap, req->audience, req->svid, strlen(req->svid), &jw);
     agent_snap_unref(snap);
     if (!mf_ok(r)) {
@@ -827,7 +837,7 @@ static void dispatch(struct gconn *c, struct gstream *s)
         reply_status(c, s, st, why);
         return;
     }
-    if (s->rpc != RPC_VALIDATE) {
+    {
         mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
                                                    c->cred.gid, &c->stamp, &s->w)
                                 : MF_RAISE_MSG(MF_ERR_AUTH_MISSING, "no peer credentials");

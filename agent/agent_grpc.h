@@ -86,6 +86,7 @@ struct agent_grpc_cfg {
     unsigned max_long_lived;
     unsigned conn_timeout_s;    /* a request complete within, from accept or HEADERS */
     unsigned idle_timeout_s;    /* closed after this long without a call */
+    bool allow_verifiers;       /* bundles and ValidateJWTSVID without an entry */
 };
 
 MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out);

@@ -138,6 +138,7 @@ static int start_socket(struct run *run)
         .conn_timeout_s = run->cfg.conn_timeout_s,
         .idle_timeout_s = run->cfg.idle_timeout_s,
         .jwt = run->jwt,
+        .allow_verifiers = run->cfg.allow_verifiers,
     };
     mf_res r = agent_sock_start(&run->sock, &scfg, &run->state, &run->att);
     if (!mf_ok(r)) {

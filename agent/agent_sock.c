@@ -431,8 +431,8 @@ static enum MHD_Result do_jwt_bundles(struct MHD_Connection *conn, const struct 
     return mf_httpd_reply_json(conn, 200, json_pack("{s:{s:o}}", "bundles", snap->td_id, jwks));
 }
 
-/* POST /v1/jwt/validate {"audience","svid"}. Needs no identity, as the
- * gRPC ValidateJWTSVID. */
+/* POST /v1/jwt/validate {"audience","svid"}. The caller needs an entry
+ * unless allow_verifiers, as for the gRPC ValidateJWTSVID. */
 static enum MHD_Result do_jwt_validate(struct agent_sock *s, struct MHD_Connection *conn,
                                        const struct mf_httpd_req *req)
 {
@@ -504,14 +504,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return mf_httpd_reply_json(conn, ready ? 200 : 503,
                                    json_pack("{s:s}", "status", ready ? "ok" : "starting"));
     }
-    if (is_validate) {
-        return do_jwt_validate(s, conn, req);
-    }
     bool is_x509 = strcmp(url, "/v1/x509") == 0;
     bool is_bundles = strcmp(url, "/v1/bundles") == 0;
     bool is_jwt = strcmp(url, "/v1/jwt") == 0;
     bool is_jwt_bundles = strcmp(url, "/v1/jwt/bundles") == 0;
-    if (!is_x509 && !is_bundles && !is_jwt && !is_jwt_bundles) {
+    if (!is_x509 && !is_bundles && !is_jwt && !is_jwt_bundles && !is_validate) {
         return mf_httpd_reply_error(conn, 404, "not_found", "no such endpoint");
     }
 
@@ -526,11 +523,22 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     struct agent_snap *snap = agent_state_get(s->state, NULL);
     size_t count = agent_snap_count(snap, w.sels, w.n_sels);
+    /* Verifiers (bundles, validation) need an entry too, as in SPIRE,
+     * unless the operator opened them to every local process. */
+    bool verifier = is_bundles || is_jwt_bundles || is_validate;
+    if (verifier && s->allow_verifiers && snap != NULL) {
+        count = 1;
+    }
     if (count == 0) {
         agent_snap_unref(snap);
         log_denial(&w, url, "no matching entry");
         agent_workload_cleanup(&w);
         return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
+    }
+    if (is_validate) {
+        agent_snap_unref(snap);
+        agent_workload_cleanup(&w);
+        return do_jwt_validate(s, conn, req);
     }
     if (is_jwt || is_jwt_bundles) {
         ret = is_jwt ? do_jwt(s, conn, snap, &w) : do_jwt_bundles(conn, snap);
@@ -809,6 +817,7 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     s->state = state;
     s->att = att;
     s->jwt = cfg->jwt;
+    s->allow_verifiers = cfg->allow_verifiers;
     s->max_watches = cfg->max_watches;
     s->max_conns = cfg->max_conns;
     s->conn_timeout_s = cfg->conn_timeout_s;
@@ -833,6 +842,7 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
         .max_long_lived = cfg->max_watches,
         .conn_timeout_s = cfg->conn_timeout_s,
         .idle_timeout_s = cfg->idle_timeout_s,
+        .allow_verifiers = cfg->allow_verifiers,
     };
     MF_TRY_OUT(agent_grpc_new(&gcfg, &s->grpc));
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -87,6 +87,7 @@ struct agent_sock {
     struct agent_state *state;
     struct agent_attestor *att;
     struct agent_jwt *jwt;
+    bool allow_verifiers;
     unsigned max_watches;
     unsigned max_conns;
     unsigned conn_timeout_s;
@@ -111,6 +112,10 @@ struct agent_sock_cfg {
     unsigned conn_timeout_s; /* a connection's first request complete within */
     unsigned idle_timeout_s; /* a connection with no call in progress closed after */
     struct agent_jwt *jwt; /* JWT-SVIDs; NULL: /v1/jwt answers 503 */
+    /* Bundles and JWT validation for any caller that attests, entry or not
+     * (--allow-unauthenticated-verifiers); false: only to callers with an
+     * entry, as the SVIDs. */
+    bool allow_verifiers;
 };
 
 MF_WUR mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "api/internal/mf_httpd.h"
+#include "api/internal/mf_selector.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
@@ -28,11 +29,27 @@ struct ca_admin {
     int fd;
 };
 
-static enum MHD_Result reply_entry(struct MHD_Connection *conn, unsigned status,
-                                   const struct ca_entry *e)
+/* An entry as the admin API shows it: the stored fields plus
+ * effective_ttl, the lifetime its SVIDs get (ttl 0 means the CA's
+ * --svid-ttl, which an operator should not have to look up). */
+static mf_res admin_entry_json(const struct ca_ctx *ctx, const struct ca_entry *e, json_t **out)
 {
     json_t *o = NULL;
-    mf_res r = ca_entry_to_json(e, &o);
+    MF_TRY(ca_entry_to_json(e, &o));
+    if (json_object_set_new(o, "effective_ttl",
+                            json_integer(ca_policy_entry_ttl(e, ctx->cfg.svid_ttl))) != 0) {
+        json_decref(o);
+        return MF_RAISE(MF_ERR_NOMEM);
+    }
+    *out = o;
+    return MF_RES_OK;
+}
+
+static enum MHD_Result reply_entry(const struct ca_ctx *ctx, struct MHD_Connection *conn,
+                                   unsigned status, const struct ca_entry *e)
+{
+    json_t *o = NULL;
+    mf_res r = admin_entry_json(ctx, e, &o);
     if (!mf_ok(r)) {
         return mf_httpd_reply_res(conn, r);
     }
@@ -114,7 +131,7 @@ static enum MHD_Result entry_create(struct ca_ctx *ctx, struct MHD_Connection *c
         mf_log_event(MF_LOG_INFO, __func__, "entry created", "id", e.id, "spiffe_id",
                      e.spiffe_id, "parent_id", e.parent_id, NULL);
         ca_ctx_changed(ctx);
-        ret = reply_entry(conn, 201, &e);
+        ret = reply_entry(ctx, conn, 201, &e);
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -140,7 +157,7 @@ static enum MHD_Result entry_update(struct ca_ctx *ctx, struct MHD_Connection *c
         mf_log_event(MF_LOG_INFO, __func__, "entry updated", "id", e.id, "spiffe_id",
                      e.spiffe_id, NULL);
         ca_ctx_changed(ctx);
-        ret = reply_entry(conn, 200, &e);
+        ret = reply_entry(ctx, conn, 200, &e);
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -148,23 +165,100 @@ static enum MHD_Result entry_update(struct ca_ctx *ctx, struct MHD_Connection *c
     return ret;
 }
 
+/* The query of GET /v1/entries: spiffe_id, parent_id, selector (repeated)
+ * and match. An unknown or repeated argument is refused rather than
+ * ignored, so that a typo never turns a filtered list into the whole
+ * registry. Selectors are made canonical, as entries' are. */
+struct entry_query {
+    struct ca_entry_filter f;
+    char sel[MF_SELECTORS_MAX][MF_SELECTOR_STR_MAX];
+    const char *sel_ptr[MF_SELECTORS_MAX];
+    struct mf_spiffe_id sid, pid;
+    bool have_match;
+    mf_res r;
+};
+
+static mf_res query_arg(struct entry_query *q, const char *key, const char *value)
+{
+    MF_ENSURE_MSG(value != NULL && value[0] != '\0', MF_ERR_USAGE_ARG,
+                  "query argument '%s' needs a value", key);
+    if (strcmp(key, "spiffe_id") == 0 || strcmp(key, "parent_id") == 0) {
+        bool sid = key[0] == 's';
+        MF_ENSURE_MSG((sid ? q->f.spiffe_id : q->f.parent_id) == NULL, MF_ERR_USAGE_ARG,
+                      "query argument '%s' is given twice", key);
+        struct mf_spiffe_id *id = sid ? &q->sid : &q->pid;
+        MF_TRY(mf_spiffeid_parse_cstr(value, id));
+        if (sid) {
+            q->f.spiffe_id = id->str;
+        } else {
+            q->f.parent_id = id->str;
+        }
+        return MF_RES_OK;
+    }
+    if (strcmp(key, "selector") == 0) {
+        MF_ENSURE_MSG(q->f.n_selectors < MF_SELECTORS_MAX, MF_ERR_USAGE_ARG,
+                      "at most %d selectors in a query", MF_SELECTORS_MAX);
+        char *c = q->sel[q->f.n_selectors];
+        MF_TRY(ca_policy_selector_canon(value, c, MF_SELECTOR_STR_MAX));
+        for (size_t i = 0; i < q->f.n_selectors; i++) {
+            if (strcmp(q->sel_ptr[i], c) == 0) {
+                return MF_RES_OK; /* the same selector twice is the same set */
+            }
+        }
+        q->sel_ptr[q->f.n_selectors++] = c;
+        return MF_RES_OK;
+    }
+    if (strcmp(key, "match") == 0) {
+        MF_ENSURE_MSG(!q->have_match, MF_ERR_USAGE_ARG, "query argument 'match' is given twice");
+        q->have_match = true;
+        return ca_policy_match_parse(value, &q->f.match);
+    }
+    return MF_RAISE_MSG(MF_ERR_USAGE_ARG, "unknown query argument '%s'", key);
+}
+
+static enum MHD_Result query_iter(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    (void)kind;
+    struct entry_query *q = cls;
+    q->r = query_arg(q, key, value);
+    return mf_ok(q->r) ? MHD_YES : MHD_NO;
+}
+
 static enum MHD_Result entry_list(struct ca_ctx *ctx, struct MHD_Connection *conn)
 {
+    struct entry_query *q = calloc(1, sizeof(*q));
+    if (q == NULL) {
+        return mf_httpd_reply_res(conn, MF_RAISE(MF_ERR_NOMEM));
+    }
+    q->f.selectors = q->sel_ptr;
+    q->r = MF_RES_OK;
+    (void)MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, query_iter, q);
+    mf_res r = q->r;
+    if (mf_ok(r) && q->have_match && q->f.n_selectors == 0) {
+        r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "match needs at least one selector");
+    }
     struct ca_entry *v = NULL;
     size_t n = 0;
-    mf_res r = ca_store_entry_list(ctx->store, NULL, &v, &n);
+    if (mf_ok(r)) {
+        r = ca_store_entry_list(ctx->store, q->f.parent_id, &v, &n);
+    }
     if (!mf_ok(r)) {
+        free(q);
         return mf_httpd_reply_res(conn, r);
     }
     json_t *arr = json_array();
     for (size_t i = 0; arr != NULL && i < n; i++) {
         json_t *o = NULL;
-        if (mf_ok(ca_entry_to_json(&v[i], &o))) {
+        if (ca_policy_entry_matches(&v[i], &q->f) && mf_ok(admin_entry_json(ctx, &v[i], &o))) {
             json_array_append_new(arr, o);
         }
     }
     ca_entries_free(v, n);
-    return mf_httpd_reply_json(conn, 200, json_pack("{s:o*}", "entries", arr));
+    free(q);
+    return mf_httpd_reply_json(
+        conn, 200,
+        json_pack("{s:o*,s:I}", "entries", arr, "count", (json_int_t)json_array_size(arr)));
 }
 
 static enum MHD_Result token_create(struct ca_ctx *ctx, struct MHD_Connection *conn,
@@ -344,7 +438,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             if (!mf_ok(r)) {
                 return mf_httpd_reply_res(conn, r);
             }
-            enum MHD_Result ret = reply_entry(conn, 200, &e);
+            enum MHD_Result ret = reply_entry(ctx, conn, 200, &e);
             ca_entry_cleanup(&e);
             return ret;
         }

@@ -29,7 +29,7 @@
 struct opts {
     const char *socket;
     bool json;
-    const char *spiffe_id, *parent_id, *ttl, *hint, *format, *wait;
+    const char *spiffe_id, *parent_id, *ttl, *hint, *format, *wait, *match;
     const char *sel[MAX_REPEAT];
     size_t n_sel;
     const char *dns[MAX_REPEAT];
@@ -66,6 +66,17 @@ static const struct mf_opt o_entry_update[] = {
     {"hint", MF_OPT_STR, "HINT", NULL, "new hint", 0, NULL},
     {"no-hint", MF_OPT_BOOL, NULL, NULL, "remove the hint", 0, NULL},
 };
+static const struct mf_opt o_entry_query[] = {
+    SOCK_OPT,
+    {"spiffe-id", MF_OPT_STR, "ID", NULL, "only entries with this SPIFFE ID", 0, NULL},
+    {"parent-id", MF_OPT_STR, "AGENT_ID", NULL, "only entries parented to this agent", 0, NULL},
+    {"selector", MF_OPT_LIST, "TYPE:KEY:VALUE", NULL, "only entries whose selectors match these",
+     0, NULL},
+    {"match", MF_OPT_STR, "MODE", "superset",
+     "how --selector compares: exact (the same set), subset (the entry's are among them), "
+     "superset (the entry has them all), any (one in common)",
+     0, NULL},
+};
 static const struct mf_opt o_token[] = {
     SOCK_OPT,
     {"spiffe-id", MF_OPT_STR, "AGENT_ID", NULL, "SPIFFE ID the agent will get", MF_OPT_REQUIRED,
@@ -86,18 +97,24 @@ static const struct mf_cmd cmds[] = {
     {"run", NULL, 0, 0, "run the CA (options also as config keys, see --config)", ca_run_opts, 0},
     {"entry create", NULL, 0, 0, "register a workload; prints its entry ID", o_entry_create,
      N(o_entry_create)},
-    {"entry list", NULL, 0, 0, "list every entry", o_plain, N(o_plain)},
+    {"entry list", NULL, 0, 0, "list the entries (every one, or those the filters select)",
+     o_entry_query, N(o_entry_query)},
     {"entry show", "ID", 1, 1, "show one entry", o_plain, N(o_plain)},
     {"entry update", "ID", 1, 1, "change an entry", o_entry_update, N(o_entry_update)},
     {"entry delete", "ID", 1, 1, "delete an entry; its workloads lose the identity", o_plain,
      N(o_plain)},
+    {"entry count", NULL, 0, 0, "count the entries (every one, or those the filters select)",
+     o_entry_query, N(o_entry_query)},
     {"token generate", NULL, 0, 0, "print a single-use join token for an agent", o_token,
      N(o_token)},
     {"agent list", NULL, 0, 0, "list attested agents", o_plain, N(o_plain)},
     {"agent show", "AGENT_ID", 1, 1, "show one agent", o_plain, N(o_plain)},
+    {"agent entries", "AGENT_ID", 1, 1, "list the entries the agent receives (parented to it)",
+     o_plain, N(o_plain)},
     {"agent ban", "AGENT_ID", 1, 1, "refuse the agent's renewals", o_plain, N(o_plain)},
     {"agent evict", "AGENT_ID", 1, 1, "forget the agent (it may attest again)", o_plain,
      N(o_plain)},
+    {"agent count", NULL, 0, 0, "count attested agents", o_plain, N(o_plain)},
     {"bundle show", NULL, 0, 0, "print the trust bundle", o_bundle, N(o_bundle)},
     {"ca show", NULL, 0, 0, "list the CA signing keys", o_plain, N(o_plain)},
     {"healthcheck", NULL, 0, 0, "exit 0 when the admin API answers", o_health, N(o_health)},
@@ -158,6 +175,7 @@ static void opts_from(const struct mf_opt_vals *v, struct opts *o)
     o->hint = mf_opt_get(v, "hint");
     o->format = mf_opt_get(v, "format");
     o->wait = mf_opt_get(v, "wait");
+    o->match = mf_opt_get(v, "match");
     get_list(v, "selector", o->sel, &o->n_sel);
     get_list(v, "dns-name", o->dns, &o->n_dns);
     o->clear_dns = mf_opt_bool(v, "no-dns-names");
@@ -252,6 +270,25 @@ static void join_arr(const json_t *arr, char *out, size_t cap)
     }
 }
 
+/* The lifetime the entry's SVIDs get: its own ttl, or the CA's default
+ * for ttl 0 (said so, since 0 itself would read as "no lifetime"). */
+static void print_ttl(const json_t *e)
+{
+    json_int_t ttl = json_integer_value(json_object_get(e, "ttl"));
+    json_int_t eff = json_integer_value(json_object_get(e, "effective_ttl"));
+    if (ttl == 0 && eff > 0) {
+        printf("TTL        : %lld (the CA's default)\n", (long long)eff);
+    } else {
+        printf("TTL        : %lld\n", (long long)ttl);
+    }
+}
+
+static json_int_t eff_ttl(const json_t *e)
+{
+    const json_t *eff = json_object_get(e, "effective_ttl");
+    return json_integer_value(eff != NULL ? eff : json_object_get(e, "ttl"));
+}
+
 static void print_entry(const json_t *e)
 {
     char sels[2048], dns[1024];
@@ -261,7 +298,7 @@ static void print_entry(const json_t *e)
     printf("SPIFFE ID  : %s\n", jstr(e, "spiffe_id"));
     printf("Parent ID  : %s\n", jstr(e, "parent_id"));
     printf("Selectors  : %s\n", sels);
-    printf("TTL        : %lld\n", (long long)json_integer_value(json_object_get(e, "ttl")));
+    print_ttl(e);
     printf("DNS names  : %s\n", dns);
     printf("Hint       : %s\n", jstr(e, "hint"));
     printf("Revision   : %lld\n", (long long)json_integer_value(json_object_get(e, "revision")));
@@ -350,6 +387,71 @@ static bool id_ok(const char *id)
     return true;
 }
 
+/* GET /v1/entries with the filters in the query string, percent-encoded. */
+static int entry_query(const struct opts *o, bool count, const char *spiffe_id,
+                       const char *parent_id)
+{
+    struct mf_buf path;
+    mf_buf_init(&path, 64 * 1024, 0);
+    mf_res r = mf_buf_append_str(&path, "/v1/entries");
+    char sep = '?';
+    const char *keys[MAX_REPEAT + 3], *vals[MAX_REPEAT + 3];
+    size_t n = 0;
+    if (spiffe_id != NULL) {
+        keys[n] = "spiffe_id", vals[n++] = spiffe_id;
+    }
+    if (parent_id != NULL) {
+        keys[n] = "parent_id", vals[n++] = parent_id;
+    }
+    for (size_t i = 0; i < o->n_sel; i++) {
+        keys[n] = "selector", vals[n++] = o->sel[i];
+    }
+    /* the server refuses a mode without selectors; the default needs none */
+    if (o->match != NULL && (o->n_sel > 0 || strcmp(o->match, "superset") != 0)) {
+        keys[n] = "match", vals[n++] = o->match;
+    }
+    for (size_t i = 0; mf_ok(r) && i < n; i++) {
+        r = mf_buf_printf(&path, "%c%s=", sep, keys[i]);
+        if (mf_ok(r)) {
+            r = mf_pct_append(&path, vals[i], MF_PCT_UNRESERVED);
+        }
+        sep = '&';
+    }
+    if (!mf_ok(r)) {
+        mf_buf_cleanup(&path);
+        return usage_err("%s", "the filters are too long");
+    }
+    struct mf_http_resp resp;
+    int rc = call(o, "GET", mf_buf_cstr(&path), NULL, &resp, false);
+    mf_buf_cleanup(&path);
+    if (rc == 0) {
+        json_t *j = resp_json(&resp);
+        const json_t *arr = json_object_get(j, "entries");
+        if (count && o->json) {
+            printf("{\"count\":%zu}\n", json_array_size(arr));
+        } else if (count) {
+            printf("%zu\n", json_array_size(arr));
+        } else if (o->json) {
+            print_json(&resp);
+        } else {
+            size_t i;
+            const json_t *e;
+            printf("%-32s  %-40s  %-40s  %-6s  %s\n", "ID", "SPIFFE ID", "PARENT ID", "TTL",
+                   "SELECTORS");
+            json_array_foreach(arr, i, e)
+            {
+                char sels[2048];
+                join_arr(json_object_get(e, "selectors"), sels, sizeof(sels));
+                printf("%-32s  %-40s  %-40s  %-6lld  %s\n", jstr(e, "id"), jstr(e, "spiffe_id"),
+                       jstr(e, "parent_id"), (long long)eff_ttl(e), sels);
+            }
+        }
+        json_decref(j);
+    }
+    mf_http_resp_cleanup(&resp);
+    return rc;
+}
+
 static int cmd_entry(const char *verb, struct opts *o)
 {
     struct mf_http_resp resp;
@@ -374,30 +476,8 @@ static int cmd_entry(const char *verb, struct opts *o)
         mf_http_resp_cleanup(&resp);
         return rc;
     }
-    if (strcmp(verb, "list") == 0) {
-        rc = call(o, "GET", "/v1/entries", NULL, &resp, false);
-        if (rc == 0) {
-            if (o->json) {
-                print_json(&resp);
-            } else {
-                json_t *j = resp_json(&resp);
-                size_t i;
-                const json_t *e;
-                printf("%-32s  %-40s  %-40s  %-6s  %s\n", "ID", "SPIFFE ID", "PARENT ID", "TTL",
-                       "SELECTORS");
-                json_array_foreach(json_object_get(j, "entries"), i, e)
-                {
-                    char sels[2048];
-                    join_arr(json_object_get(e, "selectors"), sels, sizeof(sels));
-                    printf("%-32s  %-40s  %-40s  %-6lld  %s\n", jstr(e, "id"),
-                           jstr(e, "spiffe_id"), jstr(e, "parent_id"),
-                           (long long)json_integer_value(json_object_get(e, "ttl")), sels);
-                }
-                json_decref(j);
-            }
-        }
-        mf_http_resp_cleanup(&resp);
-        return rc;
+    if (strcmp(verb, "list") == 0 || strcmp(verb, "count") == 0) {
+        return entry_query(o, verb[0] == 'c', o->spiffe_id, o->parent_id);
     }
     if (o->n_pos != 1 || !id_ok(o->pos[0])) {
         return usage_err("entry %s needs one entry ID (hex)", verb);
@@ -477,6 +557,17 @@ static int cmd_agent(const char *verb, struct opts *o)
 {
     struct mf_http_resp resp;
     int rc;
+    if (strcmp(verb, "count") == 0) {
+        rc = call(o, "GET", "/v1/agents", NULL, &resp, false);
+        if (rc == 0) {
+            json_t *j = resp_json(&resp);
+            size_t n = json_array_size(json_object_get(j, "agents"));
+            printf(o->json ? "{\"count\":%zu}\n" : "%zu\n", n);
+            json_decref(j);
+        }
+        mf_http_resp_cleanup(&resp);
+        return rc;
+    }
     if (strcmp(verb, "list") == 0) {
         rc = call(o, "GET", "/v1/agents", NULL, &resp, false);
         if (rc == 0) {
@@ -502,6 +593,10 @@ static int cmd_agent(const char *verb, struct opts *o)
     }
     if (o->n_pos != 1) {
         return usage_err("agent %s needs one agent SPIFFE ID", verb);
+    }
+    if (strcmp(verb, "entries") == 0) {
+        /* what the agent's sync receives: the entries parented to it */
+        return entry_query(o, false, NULL, o->pos[0]);
     }
     if (strcmp(verb, "show") == 0) {
         /* the ID, percent-encoded, in the query string */

@@ -120,6 +120,21 @@ static mf_res exe_needs_ids(const struct ca_entry *e)
     return MF_RES_OK;
 }
 
+mf_res ca_policy_selector_canon(const char *s, char *out, size_t cap)
+{
+    MF_ENSURE_REF(s);
+    struct mf_selector sel = {0};
+    mf_res r = mf_selector_parse(s, strlen(s), &sel);
+    if (!mf_ok(r)) {
+        char d[256];
+        snprintf(d, sizeof(d), "%s", mf_err_detail());
+        MF_BAIL_MSG(MF_ERR_PROTO_SELECTOR, "selector '%s': %s", s, d[0] ? d : mf_err_str(r.err));
+    }
+    r = mf_selector_format(&sel, out, cap);
+    mf_selector_cleanup(&sel);
+    return r;
+}
+
 mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e)
 {
     MF_ENSURE_REF(td);
@@ -139,20 +154,8 @@ mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e
     MF_ENSURE_MSG(e->n_selectors <= MF_SELECTORS_MAX, MF_ERR_PROTO_SELECTOR,
                   "an entry has at most %d selectors", MF_SELECTORS_MAX);
     for (size_t i = 0; i < e->n_selectors; i++) {
-        struct mf_selector sel = {0};
-        const char *s = e->selectors[i];
-        MF_ENSURE_REF(s);
-        mf_res r = mf_selector_parse(s, strlen(s), &sel);
-        if (!mf_ok(r)) {
-            char d[256];
-            snprintf(d, sizeof(d), "%s", mf_err_detail());
-            MF_BAIL_MSG(MF_ERR_PROTO_SELECTOR, "selector '%s': %s", s,
-                        d[0] ? d : mf_err_str(r.err));
-        }
         char canon[MF_SELECTOR_STR_MAX];
-        r = mf_selector_format(&sel, canon, sizeof(canon));
-        mf_selector_cleanup(&sel);
-        MF_TRY(r);
+        MF_TRY(ca_policy_selector_canon(e->selectors[i], canon, sizeof(canon)));
         char *c = strdup(canon);
         MF_TRY_PTR(c, MF_ERR_NOMEM);
         free(e->selectors[i]);
@@ -228,6 +231,59 @@ mf_res ca_policy_sign(const char *agent_id, const struct ca_entry *e,
     MF_ENSURE_MSG(strcmp(csr_id->str, e->spiffe_id) == 0, MF_ERR_POLICY_DENIED,
                   "CSR asks for %s but entry %s is for %s", csr_id->str, e->id, e->spiffe_id);
     return MF_RES_OK;
+}
+
+mf_res ca_policy_match_parse(const char *s, enum ca_match *out)
+{
+    static const char *const names[] = {"superset", "exact", "subset", "any"};
+    MF_ENSURE_REF(s);
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (enum ca_match)i;
+            return MF_RES_OK;
+        }
+    }
+    return MF_RAISE_MSG(MF_ERR_USAGE_ARG, "match '%s' must be exact, subset, superset or any", s);
+}
+
+static bool has_selector(const struct ca_entry *e, const char *s)
+{
+    for (size_t i = 0; i < e->n_selectors; i++) {
+        if (strcmp(e->selectors[i], s) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ca_policy_entry_matches(const struct ca_entry *e, const struct ca_entry_filter *f)
+{
+    if (f->spiffe_id != NULL && strcmp(e->spiffe_id, f->spiffe_id) != 0) {
+        return false;
+    }
+    if (f->parent_id != NULL && strcmp(e->parent_id, f->parent_id) != 0) {
+        return false;
+    }
+    if (f->n_selectors == 0) {
+        return true;
+    }
+    /* Both lists are canonical and free of repeats, so counting the given
+     * selectors the entry holds decides every mode. */
+    size_t common = 0;
+    for (size_t i = 0; i < f->n_selectors; i++) {
+        common += has_selector(e, f->selectors[i]) ? 1 : 0;
+    }
+    switch (f->match) {
+    case CA_MATCH_EXACT:
+        return common == f->n_selectors && common == e->n_selectors;
+    case CA_MATCH_SUBSET:
+        return common == e->n_selectors;
+    case CA_MATCH_ANY:
+        return common > 0;
+    case CA_MATCH_SUPERSET:
+    default:
+        return common == f->n_selectors;
+    }
 }
 
 int64_t ca_policy_entry_ttl(const struct ca_entry *e, int64_t default_ttl)

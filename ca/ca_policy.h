@@ -51,6 +51,30 @@ MF_WUR mf_res ca_policy_renew_csr(const char *agent_id, const struct mf_spiffe_i
 MF_WUR mf_res ca_policy_sign(const char *agent_id, const struct ca_entry *e,
                              const struct mf_spiffe_id *csr_id);
 
+/* The canonical "type:key:value" form of the selector s, or
+ * MF_ERR_PROTO_SELECTOR naming it. */
+MF_WUR mf_res ca_policy_selector_canon(const char *s, char *out, size_t cap);
+
+/* How an entry's selectors are compared with a query's (SPIRE's modes):
+ * superset: the entry has every given selector (the default); exact: the
+ * same set; subset: every selector of the entry is among the given ones;
+ * any: at least one in common. */
+enum ca_match { CA_MATCH_SUPERSET = 0, CA_MATCH_EXACT, CA_MATCH_SUBSET, CA_MATCH_ANY };
+
+/* A query over entries: NULL fields and no selectors match everything. */
+struct ca_entry_filter {
+    const char *spiffe_id;
+    const char *parent_id;
+    const char *const *selectors; /* canonical, none repeated */
+    size_t n_selectors;
+    enum ca_match match;
+};
+
+/* "exact", "subset", "superset" or "any"; else MF_ERR_USAGE_ARG. */
+MF_WUR mf_res ca_policy_match_parse(const char *s, enum ca_match *out);
+/* True when e passes every condition of f. */
+bool ca_policy_entry_matches(const struct ca_entry *e, const struct ca_entry_filter *f);
+
 /* The TTL a leaf for e gets. */
 int64_t ca_policy_entry_ttl(const struct ca_entry *e, int64_t default_ttl);
 

@@ -255,6 +255,55 @@ static void test_ca_policy_sign_decisions(void **state)
     ca_entry_cleanup(&e);
 }
 
+/* the selector modes on entries built so that each mode picks another set */
+static void test_ca_policy_entry_matches_modes(void **state)
+{
+    (void)state;
+    const char *s1[] = {"unix:uid:1000"};
+    const char *s2[] = {"unix:gid:50", "unix:uid:1000"};
+    const char *s3[] = {"unix:gid:50", "unix:uid:1000", "unix:user:web"};
+    const char *s4[] = {"unix:gid:50"};
+    struct ca_entry e[4];
+    mk(&e[0], "spiffe://example.org/web", AGENT, s1, 1);
+    mk(&e[1], "spiffe://example.org/web", AGENT, s2, 2);
+    mk(&e[2], "spiffe://example.org/api", AGENT, s3, 3);
+    mk(&e[3], "spiffe://example.org/db", "spiffe://example.org/mayfly/agent/n2", s4, 1);
+    const char *q[] = {"unix:gid:50", "unix:uid:1000"};
+    static const struct {
+        const char *mode;
+        bool want[4];
+    } cases[] = {
+        {"exact", {false, true, false, false}},
+        {"subset", {true, true, false, true}},
+        {"superset", {false, true, true, false}},
+        {"any", {true, true, true, true}},
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        struct ca_entry_filter f = {.selectors = q, .n_selectors = 2};
+        assert_true(mf_ok(ca_policy_match_parse(cases[c].mode, &f.match)));
+        for (size_t i = 0; i < 4; i++) {
+            assert_int_equal(ca_policy_entry_matches(&e[i], &f), cases[c].want[i]);
+        }
+    }
+    enum ca_match m;
+    assert_int_equal(ca_policy_match_parse("all", &m).err, MF_ERR_USAGE_ARG);
+    /* no condition: everything; IDs compare whole */
+    struct ca_entry_filter all = {0};
+    struct ca_entry_filter web = {.spiffe_id = "spiffe://example.org/web"};
+    struct ca_entry_filter par = {.parent_id = AGENT, .selectors = s4, .n_selectors = 1};
+    for (size_t i = 0; i < 4; i++) {
+        assert_true(ca_policy_entry_matches(&e[i], &all));
+        assert_int_equal(ca_policy_entry_matches(&e[i], &web), i < 2);
+        assert_int_equal(ca_policy_entry_matches(&e[i], &par), i == 1 || i == 2);
+    }
+    char canon[MF_SELECTOR_STR_MAX];
+    assert_int_equal(ca_policy_selector_canon("nope", canon, sizeof(canon)).err,
+                     MF_ERR_PROTO_SELECTOR);
+    for (size_t i = 0; i < 4; i++) {
+        ca_entry_cleanup(&e[i]);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -267,6 +316,7 @@ int main(void)
         cmocka_unit_test(test_ca_policy_agent_id_rules),
         cmocka_unit_test(test_ca_policy_agent_access_decisions),
         cmocka_unit_test(test_ca_policy_sign_decisions),
+        cmocka_unit_test(test_ca_policy_entry_matches_modes),
     };
     return cmocka_run_group_tests_name("ca_policy", tests, NULL, NULL);
 }
