@@ -20,6 +20,7 @@
 #include "api/core/mf_time.h"
 #include "api/internal/mf_opt.h"
 #include "ca/ca_cli.h"
+#include "ca/ca_dscopy.h"
 #include "ca/ca_config.h"
 
 #define CLI_TIMEOUT_MS 15000
@@ -93,6 +94,16 @@ static const struct mf_opt o_health[] = {
     {"wait", MF_OPT_DUR, "DUR", "0s", "retry until the CA answers, for up to DUR", 0, NULL},
 };
 
+static const struct mf_opt o_dscopy[] = {
+    {"data-dir", MF_OPT_STR, "DIR", NULL, "the stopped CA's data dir (its keys stay there)",
+     MF_OPT_REQUIRED, NULL},
+    {"from", MF_OPT_STR, "DS", NULL, "source registry (default: SQLite in data-dir)", 0, NULL},
+    {"to", MF_OPT_STR, "DS", NULL, "new, empty registry: postgresql://... or sqlite:PATH", 0,
+     NULL},
+    {"to-file", MF_OPT_STR, "FILE", NULL, "a 0600 file holding the destination (with a password)",
+     0, NULL},
+};
+
 static const struct mf_cmd cmds[] = {
     {"run", NULL, 0, 0, "run the CA (options also as config keys, see --config)", ca_run_opts, 0},
     {"entry create", NULL, 0, 0, "register a workload; prints its entry ID", o_entry_create,
@@ -118,6 +129,9 @@ static const struct mf_cmd cmds[] = {
     {"bundle show", NULL, 0, 0, "print the trust bundle", o_bundle, N(o_bundle)},
     {"ca show", NULL, 0, 0, "list the CA signing keys", o_plain, N(o_plain)},
     {"healthcheck", NULL, 0, 0, "exit 0 when the admin API answers", o_health, N(o_health)},
+    {"datastore copy", NULL, 0, 0,
+     "copy a stopped CA's registry into a new, empty one (SQLite to PostgreSQL)", o_dscopy,
+     N(o_dscopy)},
 };
 
 const struct mf_prog *ca_cli_prog(void)
@@ -742,6 +756,9 @@ int ca_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v)
     }
     if (strcmp(cmd->name, "healthcheck") == 0) {
         return cmd_health(&o);
+    }
+    if (strcmp(cmd->name, "datastore copy") == 0) {
+        return ca_datastore_copy_main(v);
     }
     return usage_err("unknown command '%s'", cmd->name);
 }

@@ -60,5 +60,31 @@ wait_until 10 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/after
 out=$("$CA_BIN" run --data-dir "$T/ca2" --admin-socket "$T/ca2.sock" --listen 127.0.0.1:0 \
     --datastore-file "$T/ds" 2>&1) && die "a second server started on the same registry"
 echo "$out" | grep -q 'belongs to another mayfly-ca' || die "second server: $out"
+stop_pid "$AGENT_PID_n1"
+stop_pid "$CA_PID_a"
+
+# the way out of SQLite: a CA with its registry in SQLite, stopped, copied
+# into a new database, started on it; its agent goes on without a new token
+start_ca s "$T/sq"
+AS=spiffe://example.org/mayfly/agent/s1
+add_entry s spiffe://example.org/kept $AS unix:uid:0 >/dev/null
+start_agent s1 "$T/s1" s --join-token "$(fresh_token s $AS)"
+wait_until 10 fetch_has root "$AGENT_SOCK_s1" spiffe://example.org/kept
+"$CA_BIN" entry list --admin-socket "$CA_SOCK_s" --json >"$T/before"
+sq_addr=$CA_ADDR_s
+stop_pid "$CA_PID_s"
+"${PG_AS[@]}" "$PG_BIN/createdb" -h "$T/pg" -U mayfly moved || die "createdb moved"
+printf '%s\n' "${PG_URI/\/mayfly?//moved?}" >"$T/ds2"
+chmod 600 "$T/ds2"
+out=$("$CA_BIN" datastore copy --data-dir "$T/sq/data" --to-file "$T/ds2") || die "copy: $out"
+echo "$out" | grep -q 'entries=1 agents=1' || die "copy counts: $out"
+out=$("$CA_BIN" datastore copy --data-dir "$T/sq/data" --to-file "$T/ds2" 2>&1) &&
+    die "a second copy into a registry with rows was accepted"
+echo "$out" | grep -q 'not empty' || die "second copy: $out"
+start_ca s2 "$T/sq" --listen "$sq_addr" --datastore-file "$T/ds2"
+"$CA_BIN" entry list --admin-socket "$CA_SOCK_s2" --json >"$T/after"
+cmp -s "$T/before" "$T/after" || die "the entries differ after the move"
+add_entry s2 spiffe://example.org/moved $AS unix:uid:0 >/dev/null
+wait_until 15 fetch_has root "$AGENT_SOCK_s1" spiffe://example.org/moved
 echo "measured: $(wc -l <"$T/acked") entries acknowledged before a PostgreSQL restart, none lost; writes refused while it was down, served throughout"
 echo "ca_postgres: ok"
