@@ -32,6 +32,7 @@
 #include "api/core/mf_time.h"
 #include "ca/ca_api.h"
 #include "ca/ca_gate.h"
+#include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
@@ -869,14 +870,17 @@ static enum MHD_Result do_jwt(struct ca_ctx *ctx, struct MHD_Connection *conn,
     char when[MF_RFC3339_LEN];
     mf_time_format(exp, when);
     if (why.status != 0) {
+        ca_metrics_jwt(why.status == 429 ? "rate_limited" : "capacity");
         ret = reply_limit(conn, &why);
     } else if (mf_ok(r)) {
+        ca_metrics_jwt(NULL);
         mf_log_event(MF_LOG_INFO, __func__, "jwt-svid issued", "spiffe_id", sid, "agent",
                      agent->str, "not_after", when, NULL);
         ret = mf_httpd_reply_json(conn, 200,
                                   json_pack("{s:s,s:s,s:s}", "spiffe_id", sid, "token",
                                             mf_buf_cstr(&tok), "expires_at", when));
     } else {
+        ca_metrics_jwt(ca_policy_reason(r));
         ca_issue_log_denied(sid != NULL ? sid : "-", agent->str, r);
         ret = mf_httpd_reply_res(conn, r);
     }
