@@ -118,15 +118,29 @@ static mf_res ensure_conn(struct agent_client *cl, bool with_identity)
     return MF_RES_OK;
 }
 
-/* Maps a non-2xx status to an error, with the CA's message as detail. */
-static mf_res status_error(const struct mf_http_resp *resp)
+/* Maps a non-2xx status to an error, with the CA's message as detail, and
+ * tells a refusal of the agent itself (banned, evicted) in cl->denial. */
+static mf_res status_error(struct agent_client *cl, const struct mf_http_resp *resp)
 {
     const char *msg = "";
+    const char *code = "";
     json_t *obj = NULL;
     if (mf_ok(mf_json_parse(mf_buf_cstr(&resp->body), resp->body.len, MF_MAX_BODY, &obj))) {
         const char *m = NULL;
         if (mf_ok(mf_json_str(obj, "message", false, 512, &m)) && m != NULL) {
             msg = m;
+        }
+        m = NULL;
+        if (mf_ok(mf_json_str(obj, "error", false, 64, &m)) && m != NULL) {
+            code = m;
+        }
+    }
+    if (resp->status == 403) {
+        /* a CA before the "banned"/"evicted" codes said so in the message */
+        if (strcmp(code, "evicted") == 0 || strstr(msg, "is not attested (evicted") != NULL) {
+            cl->denial = AGENT_DENIAL_EVICTED;
+        } else if (strcmp(code, "banned") == 0 || strstr(msg, " is banned") != NULL) {
+            cl->denial = AGENT_DENIAL_BANNED;
         }
     }
     enum mf_err e;
@@ -166,6 +180,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
     struct mf_http_resp resp;
     *out = NULL;
     *status = 0;
+    cl->denial = AGENT_DENIAL_NONE;
     mf_http_resp_init(&resp, max_body);
     MF_TRY_OUT(ensure_conn(cl, with_identity));
     rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
@@ -197,7 +212,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         goto out;
     }
     if (resp.status != 200 && resp.status != 201) {
-        rc = status_error(&resp);
+        rc = status_error(cl, &resp);
         goto out;
     }
     MF_TRY_OUT(mf_json_parse(mf_buf_cstr(&resp.body), resp.body.len, max_body, out));
