@@ -49,4 +49,17 @@ wait_until 10 grep -q "CA unreachable at 127.0.0.1:$port: connection refused" "$
 fail=$(curl -fsS "http://127.0.0.1:$mag/metrics" |
     awk '$1 ~ /^mayfly_agent_jwt_svid_failures_total\{reason="ca_unreachable"\}/ {print $2}')
 [ "${fail%.*}" -ge 1 ] || die "the failed fetch was not counted"
+
+# attestation against the CA that is down keeps the real cause in its
+# retry line (it said "success": the cause was overwritten before the log)
+mkdir -p "$T/B"
+cp "$T/A/bundle.pem" "$T/B/bundle.pem"
+"$AGENT_BIN" run --data-dir "$T/B/data" --server "127.0.0.1:$port" --trust-bundle "$T/B/bundle.pem" \
+    --socket "$T/B/agent.sock" --join-token not-a-real-token --backoff-cap 1s >"$T/B/agent.log" 2>&1 &
+bpid=$!
+track_pid "$bpid"
+wait_until 10 grep -q 'attestation failed; retrying' "$T/B/agent.log"
+stop_pid "$bpid"
+grep 'attestation failed; retrying' "$T/B/agent.log" | head -1 | grep -q "CA unreachable at 127.0.0.1:$port: connection refused" ||
+    die "attestation retry line lost its cause: $(grep 'attestation failed' "$T/B/agent.log" | head -1)"
 echo "agent_lifecycle_stale: ok"
