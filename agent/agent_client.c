@@ -3,11 +3,13 @@
  * agent_client: attest, renew, sync and sign against the CA. See
  * agent_client.h and docs/api.md.
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/agent_client.h"
+#include "agent/agent_metrics.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
@@ -93,20 +95,52 @@ static mf_res ensure_conn(struct agent_client *cl, bool with_identity)
         .trust = &cl->trust,
         .expect_server_id = cl->server_id,
     };
-    MF_TRY(mf_http_connect_tls(cl->server, &cfg, CONNECT_TIMEOUT_MS, &cl->conn));
+    mf_res r = mf_http_connect_tls(cl->server, &cfg, CONNECT_TIMEOUT_MS, &cl->conn);
+    if (r.err == MF_ERR_IO_CONNECT || r.err == MF_ERR_IO_TIMEOUT) {
+        /* say plainly that the CA is down, not what the socket layer saw:
+         * the detail is "<addr>: <strerror>" or "connect: <strerror>", whose
+         * cause is kept */
+        char why[256];
+        const char *d = mf_err_detail();
+        size_t sl = strlen(cl->server);
+        if (strncmp(d, cl->server, sl) == 0 && strncmp(d + sl, ": ", 2) == 0) {
+            d += sl + 2;
+        }
+        if (strncmp(d, "connect: ", 9) == 0) {
+            d += 9;
+        }
+        snprintf(why, sizeof(why), "%s", *d != '\0' ? d : mf_err_str(r.err));
+        why[0] = (char)tolower((unsigned char)why[0]);
+        return MF_RAISE_MSG(r.err, "CA unreachable at %s: %s", cl->server, why);
+    }
+    MF_TRY(r);
     mf_http_set_cancel_fd(cl->conn, cl->cancel_fd);
     return MF_RES_OK;
 }
 
-/* Maps a non-2xx status to an error, with the CA's message as detail. */
-static mf_res status_error(const struct mf_http_resp *resp)
+/* Maps a non-2xx status to an error, with the CA's message as detail, and
+ * tells a refusal of the agent itself (banned, evicted) in cl->denial. */
+static mf_res status_error(struct agent_client *cl, const struct mf_http_resp *resp)
 {
     const char *msg = "";
+    const char *code = "";
     json_t *obj = NULL;
     if (mf_ok(mf_json_parse(mf_buf_cstr(&resp->body), resp->body.len, MF_MAX_BODY, &obj))) {
         const char *m = NULL;
         if (mf_ok(mf_json_str(obj, "message", false, 512, &m)) && m != NULL) {
             msg = m;
+        }
+        m = NULL;
+        if (mf_ok(mf_json_str(obj, "error", false, 64, &m)) && m != NULL) {
+            code = m;
+        }
+    }
+    if (resp->status == 403) {
+        /* a CA before the "banned"/"evicted" codes said so in the message */
+        if (strcmp(code, "evicted") == 0 || strstr(msg, "is not attested (evicted") != NULL) {
+            cl->denial = AGENT_DENIAL_EVICTED;
+        } else if (strcmp(code, "banned") == 0 || strstr(msg, " is banned") != NULL) {
+            cl->denial = AGENT_DENIAL_BANNED;
         }
     }
     enum mf_err e;
@@ -146,10 +180,27 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
     struct mf_http_resp resp;
     *out = NULL;
     *status = 0;
+    cl->denial = AGENT_DENIAL_NONE;
     mf_http_resp_init(&resp, max_body);
     MF_TRY_OUT(ensure_conn(cl, with_identity));
     rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
                          body != NULL ? body->len : 0, timeout_ms, &resp);
+    if (!mf_ok(rc) && mf_http_stale(cl->conn)) {
+        /* the CA closed the kept-alive connection while it was idle (its
+         * idle timeout, a restart) and never saw the request: send it
+         * once more on a fresh connection instead of failing the caller */
+        char why[256];
+        mf_err_format(rc, why, sizeof(why));
+        mf_log_event(MF_LOG_DEBUG, __func__, "CA closed the idle connection; retrying once",
+                     "path", path, "error", why, NULL);
+        agent_metrics_ca_reconnected();
+        agent_client_disconnect(cl);
+        mf_http_resp_cleanup(&resp);
+        mf_http_resp_init(&resp, max_body);
+        MF_TRY_OUT(ensure_conn(cl, with_identity));
+        rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
+                             body != NULL ? body->len : 0, timeout_ms, &resp);
+    }
     if (!mf_ok(rc)) {
         agent_client_disconnect(cl);
         goto out;
@@ -161,7 +212,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         goto out;
     }
     if (resp.status != 200 && resp.status != 201) {
-        rc = status_error(&resp);
+        rc = status_error(cl, &resp);
         goto out;
     }
     MF_TRY_OUT(mf_json_parse(mf_buf_cstr(&resp.body), resp.body.len, max_body, out));
@@ -423,6 +474,11 @@ mf_res agent_client_jwt(struct agent_client *cl, const char *spiffe_id, const ch
     MF_ENSURE_OUT(*token != NULL, MF_ERR_NOMEM);
     rc = MF_RES_OK;
 out:
+    if (mf_ok(rc)) {
+        agent_metrics_jwt_fetched();
+    } else {
+        agent_metrics_jwt_failed(rc);
+    }
     json_decref(obj);
     json_decref(arr);
     json_decref(reply);

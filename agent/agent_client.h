@@ -31,6 +31,13 @@
 
 #define AGENT_SYNC_WAIT_MAX 30 /* seconds of long poll per request */
 
+/* Why the CA refused the calling agent itself (403, docs/api.md). */
+enum agent_denial {
+    AGENT_DENIAL_NONE = 0,
+    AGENT_DENIAL_BANNED,  /* "banned": no request will succeed until unbanned */
+    AGENT_DENIAL_EVICTED, /* "evicted": the identity is gone; attest again */
+};
+
 struct agent_client {
     char server[256];                      /* host:port */
     char td[MF_TD_MAX + 1];
@@ -40,6 +47,7 @@ struct agent_client {
     const struct mf_certs *chain;          /* agent SVID (borrowed), or NULL */
     struct mf_http_conn *conn;             /* open connection, or NULL */
     int retry_after;                       /* last Retry-After seen, or -1 */
+    enum agent_denial denial;              /* of the last request */
     int cancel_fd;                         /* readable = abandon requests (-1: none) */
 };
 

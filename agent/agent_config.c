@@ -24,6 +24,8 @@ const struct mf_opt agent_run_opts[] = {
     OPT("socket", MF_OPT_STR, "PATH", NULL, "Workload API socket to serve", MF_OPT_REQUIRED),
     OPT("join-token", MF_OPT_STR, "TOKEN", NULL, "single-use token for the first attestation",
         0),
+    OPT("join-token-file", MF_OPT_STR, "FILE", NULL,
+        "file holding the join token (mode 0600 or stricter); re-read after an eviction", 0),
     OPT("trust-domain", MF_OPT_STR, "TD", NULL, "trust domain (default: from the trust bundle)",
         0),
     OPT("renew-window", MF_OPT_STR, "LO-HI", "45-55",
@@ -122,6 +124,7 @@ static mf_res set_opt(struct agent_config *cfg, const char *name, const char *v)
         {"server", offsetof(struct agent_config, server)},
         {"trust-bundle", offsetof(struct agent_config, trust_bundle)},
         {"join-token", offsetof(struct agent_config, join_token)},
+        {"join-token-file", offsetof(struct agent_config, join_token_file)},
         {"socket", offsetof(struct agent_config, socket)},
         {"trust-domain", offsetof(struct agent_config, trust_domain)},
         {"metrics-listen", offsetof(struct agent_config, metrics_listen)},
@@ -207,6 +210,8 @@ mf_res agent_config_parse(int argc, char **argv, struct agent_config *cfg)
             MF_BAIL_MSG(MF_ERR_USAGE_ARG, "--%s '%s': %s", o->name, v, msg);
         }
     }
+    MF_ENSURE_MSG(cfg->join_token == NULL || cfg->join_token_file == NULL, MF_ERR_USAGE_ARG,
+                  "give --join-token or --join-token-file, not both");
     MF_ENSURE_MSG(cfg->max_conns >= 2 && cfg->max_watches < cfg->max_conns, MF_ERR_USAGE_ARG,
                   "--max-watches must be below --max-connections");
     MF_ENSURE_MSG(cfg->conn_timeout_s >= 1, MF_ERR_USAGE_ARG, "--connection-timeout >= 1");

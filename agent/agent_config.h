@@ -20,6 +20,7 @@ struct agent_config {
     const char *server;       /* host:port */
     const char *trust_bundle; /* PEM file */
     const char *join_token;   /* may be NULL after the first attestation */
+    const char *join_token_file; /* or the token in this file (re-read when needed) */
     const char *socket;       /* Workload API socket path */
     const char *trust_domain; /* NULL: taken from the trust bundle */
     struct agent_rotate_cfg rot;

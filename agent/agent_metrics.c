@@ -29,6 +29,7 @@ static struct {
     struct mf_metric *issued, *renewals, *lag, *sign_failures, *ca_errors;
     struct mf_metric *svid_expiry, *agent_expiry, *entries, *svids, *expiring, *warnings;
     struct mf_metric *fetch_seconds, *denied, *ready_gauge;
+    struct mf_metric *jwt_fetched, *jwt_failed, *reconnects;
     struct mf_metrics_life life;
     int64_t warn_ms;       /* written by start only */
     int64_t next_warn_ms;  /* worker thread only */
@@ -120,6 +121,15 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_gauge(r, "mayfly_agent_ready",
                             "1 when the agent holds a valid SVID and serves the Workload API",
                             NULL, &g.ready_gauge));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_jwt_svids_fetched_total",
+                              "JWT-SVIDs signed by the CA for this agent's workloads", NULL,
+                              &g.jwt_fetched));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_jwt_svid_failures_total",
+                              "JWT-SVID requests to the CA that failed, by reason", "reason",
+                              &g.jwt_failed));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_ca_reconnects_total",
+                              "Requests sent again after the CA closed an idle connection", NULL,
+                              &g.reconnects));
     mf_metric_add(g.renewals, "workload", 0);
     mf_metric_add(g.renewals, "agent", 0);
     return mf_metrics_on_collect(r, collect, NULL);
@@ -288,4 +298,38 @@ void agent_metrics_denied(const char *reason)
     }
     label[n] = '\0';
     mf_metric_inc(g.denied, label);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_jwt_fetched(void)
+{
+    mf_metric_inc(g.jwt_fetched, NULL);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_jwt_failed(mf_res r)
+{
+    const char *reason = "error";
+    switch (mf_err_category(r.err)) {
+    case MF_CAT_IO:
+        reason = "ca_unreachable";
+        break;
+    case MF_CAT_AUTH:
+    case MF_CAT_POLICY:
+        reason = r.err == MF_ERR_POLICY_LIMIT ? "rate_limited" : "refused";
+        break;
+    case MF_CAT_PROTO:
+    case MF_CAT_CRYPTO:
+        reason = "bad_reply";
+        break;
+    default:
+        break;
+    }
+    mf_metric_inc(g.jwt_failed, reason);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_ca_reconnected(void)
+{
+    mf_metric_inc(g.reconnects, NULL);
 }

@@ -12,6 +12,10 @@
  *                                              scheduled instant (histogram)
  *   mayfly_agent_sign_failures_total           SVIDs whose signing failed (one per try)
  *   mayfly_agent_ca_errors_total               rounds that could not reach or use the CA
+ *   mayfly_agent_ca_reconnects_total           requests sent again on a fresh connection
+ *                                              after the CA closed an idle one
+ *   mayfly_agent_jwt_svids_fetched_total       JWT-SVIDs the CA signed for this agent
+ *   mayfly_agent_jwt_svid_failures_total{reason} JWT-SVID requests to the CA that failed
  *   mayfly_agent_svid_expiry_seconds           seconds until the soonest workload SVID
  *                                              expires (absent with none)
  *   mayfly_agent_agent_svid_expiry_seconds     the same for the agent's own SVID
@@ -76,6 +80,13 @@ void agent_metrics_svid_signed(int64_t scheduled_ms);
 /* The agent's own SVID was renewed; it had been scheduled at scheduled_ms. */
 void agent_metrics_agent_renewed(int64_t scheduled_ms);
 void agent_metrics_sign_failed(void);
+/* A JWT-SVID came from the CA, or asking for one failed with r (counted by
+ * reason: ca_unreachable, refused, rate_limited, bad_reply, error). */
+void agent_metrics_jwt_fetched(void);
+void agent_metrics_jwt_failed(mf_res r);
+/* A request was sent again because the CA had closed the kept-alive
+ * connection (agent_client). */
+void agent_metrics_ca_reconnected(void);
 void agent_metrics_ca_failed(void);
 /* The expiry warning pass (see the top), at wall-clock now_ms. */
 void agent_metrics_check_expiry(const struct agent_worker *w, int64_t now_ms);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 
 #include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
@@ -22,6 +23,10 @@
 #define ATTEST_TRIES     8
 #define MIN_WAKE_MS      100
 #define MAX_IDLE_MS      (AGENT_SYNC_WAIT_MAX * 1000)
+#define TOKEN_POLL_MS    2000             /* evicted: --join-token-file re-read */
+#define BANNED_RETRY_MS  (10 * 60 * 1000) /* banned: ask again this rarely */
+#define TOKEN_MAX        4096
+#define AGENT_SVID_FILE  "agent.svid"     /* agent_cache.c's AGENT_FILE */
 
 static int64_t min64(int64_t a, int64_t b)
 {
@@ -137,7 +142,62 @@ static mf_res take_bundle(struct agent_worker *w, struct mf_bundle *b, bool *cha
     return MF_RES_OK;
 }
 
-static mf_res attest(struct agent_worker *w)
+/* The join token to attest with into tok (a secret buffer): --join-token,
+ * or what --join-token-file holds now (trailing white space dropped). tok
+ * stays empty when neither is given. The file must be a regular file that
+ * group and others cannot access: the token is a credential. */
+static mf_res read_token(const struct agent_config *cfg, struct mf_buf *tok)
+{
+    mf_res rc;
+    mf_buf_reset(tok);
+    if (cfg->join_token != NULL) {
+        return mf_buf_append_str(tok, cfg->join_token);
+    }
+    if (cfg->join_token_file == NULL) {
+        return MF_RES_OK;
+    }
+    const char *path = cfg->join_token_file;
+    char tmp[TOKEN_MAX + 1];
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    MF_ENSURE_MSG(fd >= 0, errno == ENOENT ? MF_ERR_IO_NOT_FOUND : MF_ERR_IO, "%s: %s", path,
+                  strerror(errno));
+    struct stat st;
+    MF_ENSURE_OUT_MSG(fstat(fd, &st) == 0 && S_ISREG(st.st_mode), MF_ERR_IO,
+                      "%s is not a regular file", path);
+    MF_ENSURE_OUT_MSG((st.st_mode & 077) == 0, MF_ERR_IO_PERM,
+                      "%s is accessible by group or others (mode %03o): chmod 600 it", path,
+                      (unsigned)(st.st_mode & 0777));
+    MF_ENSURE_OUT_MSG(st.st_size <= TOKEN_MAX, MF_ERR_PROTO_TOO_LARGE, "%s is over %d bytes",
+                      path, TOKEN_MAX);
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, tmp + len, sizeof(tmp) - len);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        MF_ENSURE_OUT_MSG(n >= 0, MF_ERR_IO, "%s: %s", path, strerror(errno));
+        len += (size_t)n;
+        if (n == 0 || len == sizeof(tmp)) {
+            break;
+        }
+    }
+    MF_ENSURE_OUT_MSG(len <= TOKEN_MAX, MF_ERR_PROTO_TOO_LARGE, "%s is over %d bytes", path,
+                      TOKEN_MAX);
+    while (len > 0 && (tmp[len - 1] == '\n' || tmp[len - 1] == '\r' || tmp[len - 1] == ' ' ||
+                       tmp[len - 1] == '\t')) {
+        len--;
+    }
+    MF_TRY_OUT(mf_buf_append(tok, tmp, len));
+    rc = MF_RES_OK;
+out:
+    mf_wipe(tmp, sizeof(tmp));
+    close(fd);
+    return rc;
+}
+
+/* Attests with token, trying up to tries times while the CA is unreachable
+ * (a refused token will not get better). */
+static mf_res attest(struct agent_worker *w, const char *token, unsigned tries)
 {
     mf_res rc;
     struct mf_key *key = NULL;
@@ -147,16 +207,19 @@ static mf_res attest(struct agent_worker *w)
     mf_certs_init(&chain);
     MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
     for (unsigned i = 0;; i++) {
-        rc = agent_client_attest(&w->client, w->cfg->join_token, key, &chain, &b);
+        rc = agent_client_attest(&w->client, token, key, &chain, &b);
         if (mf_ok(rc)) {
             break;
         }
-        /* a refused token will not get better; an unreachable CA might */
-        if (mf_err_category(rc.err) != MF_CAT_IO || i + 1 >= ATTEST_TRIES || stopping(w)) {
+        if (mf_err_category(rc.err) != MF_CAT_IO || i + 1 >= tries || stopping(w)) {
             goto out;
         }
+        /* not MF_TRY_OUT: that would overwrite rc, and the line would say
+         * "success" instead of why attestation failed */
         int64_t d = 0;
-        MF_TRY_OUT(agent_backoff_delay(&w->cfg->rot, i, &d));
+        if (!mf_ok(agent_backoff_delay(&w->cfg->rot, i, &d))) {
+            d = w->cfg->rot.backoff_cap_ms;
+        }
         mf_log_warn_r(rc, "attestation failed; retrying in %lld ms", (long long)d);
         nap(w, d);
     }
@@ -421,6 +484,9 @@ static mf_res sign_due(struct agent_worker *w, bool *did)
         goto out;
     }
     rc = agent_client_sign(&w->client, reqs, &reply);
+    if (!mf_ok(rc) && w->client.denial != AGENT_DENIAL_NONE) {
+        goto out; /* the agent itself was refused: ca_denied says so once */
+    }
     if (!mf_ok(rc)) {
         for (size_t k = 0; k < n; k++) {
             rec_failed(w, &w->cache.v[idx[k]], rc);
@@ -508,6 +574,106 @@ static void ca_failed(struct agent_worker *w, mf_res why)
                   (long long)d);
 }
 
+/* Forgets the agent identity the CA no longer knows, in memory and on disk,
+ * so that neither this process nor a restart presents it again. */
+static void drop_identity(struct agent_worker *w)
+{
+    mf_key_free(w->agent_key);
+    w->agent_key = NULL;
+    mf_certs_cleanup(&w->agent_chain);
+    agent_client_set_identity(&w->client, NULL, NULL);
+    if (w->cache.dirfd >= 0 && unlinkat(w->cache.dirfd, AGENT_SVID_FILE, 0) != 0 &&
+        errno != ENOENT) {
+        mf_log_warn("cannot remove %s/%s: %s", w->cfg->data_dir, AGENT_SVID_FILE,
+                    strerror(errno));
+    }
+    free(w->revision);
+    w->revision = NULL;
+    w->agent_attempts = 0;
+    w->agent_retry_at_ms = 0;
+}
+
+/* After a failed request: when the CA refused the agent itself, handles it
+ * and returns true. Evicted: the identity is dropped and the loop attests
+ * again once a join token is there. Banned: said once at error level, then
+ * the CA is asked again only every BANNED_RETRY_MS (at debug), while what is
+ * still valid is served until it expires. */
+static bool ca_denied(struct agent_worker *w, mf_res why)
+{
+    if (w->client.denial == AGENT_DENIAL_EVICTED) {
+        (void)why; /* the CA's answer adds nothing to this line */
+        mf_log_err("evicted by the CA: %s is no longer attested; its identity is "
+                          "dropped and a new join token is needed (restart with --join-token, "
+                          "or write it to --join-token-file)",
+                     w->agent_id.str);
+        drop_identity(w);
+        w->evicted = true;
+        w->banned = false;
+        w->token_tried = true; /* the token we have was spent before */
+        w->ca_attempts = 0;
+        w->ca_retry_at_ms = 0;
+        return true;
+    }
+    if (w->client.denial == AGENT_DENIAL_BANNED) {
+        if (!w->banned) {
+            mf_log_err("banned by the CA: %s may not renew or sign; serving what is still "
+                              "valid until it expires, asking again every %d min",
+                         w->agent_id.str, BANNED_RETRY_MS / 60000);
+        } else {
+            mf_log_debug("still banned by the CA");
+        }
+        w->banned = true;
+        agent_metrics_ca_failed();
+        w->ca_retry_at_ms = mf_now_ms() + BANNED_RETRY_MS;
+        w->agent_retry_at_ms = w->ca_retry_at_ms;
+        return true;
+    }
+    return false;
+}
+
+/* Evicted: attests with the join token as soon as there is one not tried
+ * yet (re-reading --join-token-file every TOKEN_POLL_MS). */
+static void reattest(struct agent_worker *w)
+{
+    struct mf_buf prev;
+    mf_buf_init(&prev, TOKEN_MAX + 1, MF_BUF_SECRET);
+    mf_res r = mf_buf_append(&prev, w->token.data, w->token.len);
+    if (mf_ok(r)) {
+        r = read_token(w->cfg, &w->token);
+    }
+    if (!mf_ok(r)) {
+        if (r.err != MF_ERR_IO_NOT_FOUND) {
+            mf_log_warn_r(r, "cannot read the join token");
+        }
+        w->ca_retry_at_ms = mf_now_ms() + TOKEN_POLL_MS;
+        mf_buf_cleanup(&prev);
+        return;
+    }
+    bool same = prev.len == w->token.len && mf_ct_eq(prev.data, w->token.data, prev.len);
+    mf_buf_cleanup(&prev);
+    if (w->token.len == 0 || (same && w->token_tried)) {
+        w->ca_retry_at_ms = mf_now_ms() + TOKEN_POLL_MS;
+        return;
+    }
+    w->token_tried = false;
+    r = attest(w, mf_buf_cstr(&w->token), 1);
+    if (mf_ok(r)) {
+        mf_log_event(MF_LOG_INFO, __func__, "attested again after the eviction", "spiffe_id",
+                     w->agent_id.str, NULL);
+        w->evicted = false;
+        w->ca_attempts = 0;
+        w->ca_retry_at_ms = 0;
+        return;
+    }
+    if (mf_err_category(r.err) == MF_CAT_IO) {
+        ca_failed(w, r); /* the CA is away; the token is still good */
+        return;
+    }
+    w->token_tried = true;
+    mf_log_err_r(r, "attestation with the join token failed; waiting for a new one");
+    w->ca_retry_at_ms = mf_now_ms() + TOKEN_POLL_MS;
+}
+
 static void mark_synced(struct agent_worker *w)
 {
     pthread_mutex_lock(&w->mu);
@@ -537,8 +703,18 @@ static void *worker_main(void *arg)
             nap(w, min64(w->ca_retry_at_ms, next_event(w)) - now);
             continue;
         }
+        if (w->evicted) {
+            if (publish && !mf_ok(agent_worker_publish(w))) {
+                mf_log_err("cannot publish");
+            }
+            reattest(w);
+            continue;
+        }
         if (w->agent_key != NULL && now >= w->agent_renew_at_ms && now >= w->agent_retry_at_ms) {
             r = renew_agent(w);
+            if (!mf_ok(r) && ca_denied(w, r)) {
+                continue;
+            }
             if (!mf_ok(r)) {
                 int64_t d = 0;
                 if (!mf_ok(agent_backoff_delay(&w->cfg->rot, w->agent_attempts, &d))) {
@@ -569,7 +745,9 @@ static void *worker_main(void *arg)
             r = agent_client_sync(&w->client, w->revision, w->revision == NULL ? 0 : wait_s,
                                   &obj);
             if (!mf_ok(r)) {
-                ca_failed(w, r);
+                if (!ca_denied(w, r)) {
+                    ca_failed(w, r);
+                }
                 if (publish && !mf_ok(agent_worker_publish(w))) {
                     mf_log_err("cannot publish");
                 }
@@ -589,10 +767,16 @@ static void *worker_main(void *arg)
         bool did = false;
         r = sign_due(w, &did);
         if (!mf_ok(r)) {
-            ca_failed(w, r);
+            if (!ca_denied(w, r)) {
+                ca_failed(w, r);
+            }
         } else {
             if (w->ca_attempts > 0) {
                 mf_log_info("CA reachable again");
+            }
+            if (w->banned) {
+                mf_log_info("the CA serves this agent again (no longer banned)");
+                w->banned = false;
             }
             w->ca_attempts = 0;
             w->ca_retry_at_ms = 0;
@@ -627,6 +811,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
     w->cache.dirfd = -1;
     w->cache.svids_fd = -1;
     w->next_expiry_ms = INT64_MAX;
+    mf_buf_init(&w->token, TOKEN_MAX + 1, MF_BUF_SECRET);
     MF_ENSURE(pthread_mutex_init(&w->mu, NULL) == 0, MF_ERR_INTERNAL);
     MF_ENSURE(pthread_cond_init(&w->cv, NULL) == 0, MF_ERR_INTERNAL);
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -666,10 +851,12 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
         if (!mf_ok(rc) && rc.err != MF_ERR_IO_NOT_FOUND) {
             mf_log_warn_r(rc, "ignoring the saved agent identity");
         }
-        MF_ENSURE_OUT_MSG(cfg->join_token != NULL, MF_ERR_USAGE_ARG,
-                          "no valid agent identity in %s: --join-token is needed",
+        MF_TRY_OUT(read_token(cfg, &w->token));
+        MF_ENSURE_OUT_MSG(w->token.len > 0, MF_ERR_USAGE_ARG,
+                          "no valid agent identity in %s: --join-token or --join-token-file is "
+                          "needed",
                           cfg->data_dir);
-        MF_TRY_OUT(attest(w));
+        MF_TRY_OUT(attest(w, mf_buf_cstr(&w->token), ATTEST_TRIES));
     }
     MF_TRY_OUT(agent_worker_publish(w));
     rc = MF_RES_OK;
@@ -748,6 +935,7 @@ void agent_worker_cleanup(struct agent_worker *w)
     mf_key_free(w->agent_key);
     mf_certs_cleanup(&w->agent_chain);
     free(w->revision);
+    mf_buf_cleanup(&w->token);
     if (w->wake_fd >= 0) {
         close(w->wake_fd);
     }

@@ -11,6 +11,12 @@
  * A failure (CA down, refused renewals) backs off with capped exponential
  * jitter per SVID and for the connection; nothing already valid is dropped
  * until it expires.
+ *
+ * When the CA refuses the agent itself (docs/api.md): evicted, the agent
+ * identity is dropped (memory and data dir) and the loop attests again as
+ * soon as it has a join token it has not spent (--join-token at a restart,
+ * or --join-token-file, re-read every 2 s); banned, it says so once at
+ * error level and asks again only every 10 minutes.
  */
 #ifndef AGENT_WORKER_H
 #define AGENT_WORKER_H
@@ -42,6 +48,10 @@ struct agent_worker {
     unsigned ca_attempts;
     int64_t ca_retry_at_ms;
     int64_t next_expiry_ms;          /* earliest NotAfter published */
+    bool evicted;                    /* the CA forgot us: attest again with a new token */
+    bool banned;                     /* the CA refuses us (said once) */
+    bool token_tried;                /* `token` was spent or refused */
+    struct mf_buf token;             /* the join token last read (secret) */
     int wake_fd;                     /* eventfd: shutdown */
     bool stop;                       /* protected by mu */
     bool synced;                     /* protected by mu: first sync done */

@@ -32,6 +32,7 @@
 #include "api/core/mf_time.h"
 #include "ca/ca_api.h"
 #include "ca/ca_gate.h"
+#include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
@@ -200,12 +201,17 @@ static enum MHD_Result reply_limit(struct MHD_Connection *conn, const struct ca_
     return ret;
 }
 
-/* Maps auth failures to 401/403 as docs/api.md says. */
-static enum MHD_Result reply_auth(struct MHD_Connection *conn, mf_res r)
+/* Maps auth failures to 401/403 as docs/api.md says. A refusal of the agent
+ * itself says which (error "banned" or "evicted") so that the agent knows
+ * whether attesting again can help. */
+static enum MHD_Result reply_auth(struct MHD_Connection *conn, mf_res r, bool evicted)
 {
     char msg[512];
     mf_err_format(r, msg, sizeof(msg));
-    if (r.err == MF_ERR_AUTH_BANNED || mf_err_category(r.err) == MF_CAT_POLICY) {
+    if (r.err == MF_ERR_AUTH_BANNED) {
+        return mf_httpd_reply_error(conn, 403, evicted ? "evicted" : "banned", "%s", msg);
+    }
+    if (mf_err_category(r.err) == MF_CAT_POLICY) {
         return mf_httpd_reply_error(conn, 403, "permission_denied", "%s", msg);
     }
     return mf_httpd_reply_error(conn, 401, "unauthenticated", "%s", msg);
@@ -232,12 +238,18 @@ static void peer_ip(struct MHD_Connection *conn, char *out, size_t cap)
 
 /* ---- authentication ---------------------------------------------------------- */
 
+/* Verifies the caller's agent SVID and that the registry still knows it
+ * and has not banned it. On a refusal, agent holds the caller's ID when its
+ * SVID verified ("" otherwise), and *evicted says whether the registry does
+ * not know it (evicted) rather than banned it. */
 static mf_res authenticate(struct ca_ctx *ctx, struct MHD_Connection *conn,
-                           struct mf_spiffe_id *agent)
+                           struct mf_spiffe_id *agent, bool *evicted)
 {
     mf_res rc;
     struct mf_certs chain;
     struct mf_bundle_set set;
+    memset(agent, 0, sizeof(*agent));
+    *evicted = false;
     mf_bundle_set_init(&set);
     struct mf_bundle *b = ca_keys_bundle(ctx->keys);
     rc = mf_httpd_peer_chain(conn, &chain);
@@ -254,6 +266,7 @@ static mf_res authenticate(struct ca_ctx *ctx, struct MHD_Connection *conn,
     struct ca_agent a;
     rc = ca_store_agent_get(ctx->store, agent->str, &a);
     if (rc.err == MF_ERR_POLICY_NOT_FOUND) {
+        *evicted = true;
         MF_TRY_OUT(ca_policy_agent_access(NULL, agent->str));
     }
     MF_TRY_OUT(rc);
@@ -517,7 +530,7 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
     } else if (mf_ok(r)) {
         ret = reply_svid(ctx, conn, agent_id, &chain);
     } else if (r.err == MF_ERR_AUTH_TOKEN || r.err == MF_ERR_AUTH_BANNED) {
-        ret = reply_auth(conn, r);
+        ret = reply_auth(conn, r, false);
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -569,7 +582,7 @@ static enum MHD_Result do_renew(struct ca_ctx *ctx, struct MHD_Connection *conn,
     } else if (mf_ok(r)) {
         ret = reply_svid(ctx, conn, agent->str, &chain);
     } else if (mf_err_category(r.err) == MF_CAT_AUTH) {
-        ret = reply_auth(conn, r);
+        ret = reply_auth(conn, r, false);
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -680,8 +693,11 @@ static enum MHD_Result do_sync(struct ca_ctx *ctx, struct MHD_Connection *conn,
         struct ca_agent a;
         r = ca_store_agent_get(ctx->store, agent->str, &a);
         if (!mf_ok(r) || !mf_ok(ca_policy_agent_access(&a, agent->str))) {
-            return reply_auth(conn, MF_RAISE_MSG(MF_ERR_AUTH_BANNED,
-                                                 "agent %s is banned or evicted", agent->str));
+            bool evicted = r.err == MF_ERR_POLICY_NOT_FOUND;
+            r = MF_RAISE_MSG(MF_ERR_AUTH_BANNED, "agent %s is %s", agent->str,
+                             evicted ? "not attested (evicted or unknown)" : "banned");
+            ca_issue_log_denied(agent->str, agent->str, r);
+            return reply_auth(conn, r, evicted);
         }
     }
 }
@@ -859,14 +875,17 @@ static enum MHD_Result do_jwt(struct ca_ctx *ctx, struct MHD_Connection *conn,
     char when[MF_RFC3339_LEN];
     mf_time_format(exp, when);
     if (why.status != 0) {
+        ca_metrics_jwt(why.status == 429 ? "rate_limited" : "capacity");
         ret = reply_limit(conn, &why);
     } else if (mf_ok(r)) {
+        ca_metrics_jwt(NULL);
         mf_log_event(MF_LOG_INFO, __func__, "jwt-svid issued", "spiffe_id", sid, "agent",
                      agent->str, "not_after", when, NULL);
         ret = mf_httpd_reply_json(conn, 200,
                                   json_pack("{s:s,s:s,s:s}", "spiffe_id", sid, "token",
                                             mf_buf_cstr(&tok), "expires_at", when));
     } else {
+        ca_metrics_jwt(ca_policy_reason(r));
         ca_issue_log_denied(sid != NULL ? sid : "-", agent->str, r);
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -900,10 +919,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     struct mf_spiffe_id agent;
     if (*con_cls == NULL && known && !attest) {
         /* Authenticate before reading any body. */
-        mf_res r = authenticate(ctx, conn, &agent);
+        bool evicted = false;
+        mf_res r = authenticate(ctx, conn, &agent, &evicted);
         if (!mf_ok(r)) {
-            ca_issue_log_denied("-", "-", r);
-            return reply_auth(conn, r);
+            ca_issue_log_denied(agent.str[0] != '\0' ? agent.str : "-",
+                                agent.str[0] != '\0' ? agent.str : "-", r);
+            return reply_auth(conn, r, evicted);
         }
         /* from here the connection may outlive the pre-authentication
          * deadline, e.g. in a sync long poll */
@@ -925,10 +946,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (attest) {
         return do_attest(ctx, conn, req);
     }
-    mf_res r = authenticate(ctx, conn, &agent);
+    bool evicted = false;
+    mf_res r = authenticate(ctx, conn, &agent, &evicted);
     if (!mf_ok(r)) {
-        ca_issue_log_denied("-", "-", r);
-        return reply_auth(conn, r);
+        ca_issue_log_denied(agent.str[0] != '\0' ? agent.str : "-",
+                                agent.str[0] != '\0' ? agent.str : "-", r);
+        return reply_auth(conn, r, evicted);
     }
     if (strcmp(url, "/v1/renew") == 0) {
         return do_renew(ctx, conn, req, &agent);

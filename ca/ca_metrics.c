@@ -24,6 +24,7 @@ static struct {
     struct mf_metrics *reg;
     struct mf_metric *issued;
     struct mf_metric *denied;
+    struct mf_metric *jwt_issued, *jwt_refused;
     struct mf_metric *sign_seconds;
     struct mf_metric *key_expiry;
     struct mf_metric *ready_gauge;
@@ -78,6 +79,10 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(g.reg, "mayfly_ca_svids_denied_total",
                               "Issuances and agent requests refused, by reason", "reason",
                               &g.denied));
+    MF_TRY(mf_metrics_counter(g.reg, "mayfly_ca_jwt_svids_issued_total",
+                              "JWT-SVIDs signed for agents", NULL, &g.jwt_issued));
+    MF_TRY(mf_metrics_counter(g.reg, "mayfly_ca_jwt_svids_refused_total",
+                              "JWT-SVID requests refused, by reason", "reason", &g.jwt_refused));
     MF_TRY(mf_metrics_histogram(g.reg, "mayfly_ca_signing_seconds",
                                 "Time to sign one X509-SVID, in seconds", sign_buckets,
                                 sizeof(sign_buckets) / sizeof(sign_buckets[0]),
@@ -147,4 +152,14 @@ void ca_metrics_issued(const struct ca_leaf_req *req, uint64_t t0)
 void ca_metrics_denied(const char *reason)
 {
     mf_metric_inc(g.denied, reason != NULL ? reason : "error");
+}
+
+/* see ca_metrics.h */
+void ca_metrics_jwt(const char *refused)
+{
+    if (refused == NULL) {
+        mf_metric_inc(g.jwt_issued, NULL);
+    } else {
+        mf_metric_inc(g.jwt_refused, refused);
+    }
 }

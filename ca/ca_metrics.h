@@ -9,6 +9,9 @@
  *   mayfly_ca_svids_denied_total{reason} refused issuances and requests, by
  *                                        ca_policy_reason(), plus rate_limited
  *                                        and capacity from admission control
+ *   mayfly_ca_jwt_svids_issued_total     JWT-SVIDs signed for agents
+ *   mayfly_ca_jwt_svids_refused_total{reason} JWT-SVID requests refused (the
+ *                                        same reasons as svids_denied)
  *   mayfly_ca_signing_seconds            time to sign one leaf (histogram)
  *   mayfly_ca_signing_key_expiry_seconds seconds until the active CA signing
  *                                        key expires (absent while none is)
@@ -55,5 +58,8 @@ uint64_t ca_metrics_clock(void);
 void ca_metrics_issued(const struct ca_leaf_req *req, uint64_t t0);
 /* One issuance or request was refused, for reason (a short snake_case word). */
 void ca_metrics_denied(const char *reason);
+/* One JWT-SVID was signed (refused NULL), or its request refused for the
+ * reason refused. */
+void ca_metrics_jwt(const char *refused);
 
 #endif /* CA_METRICS_H */

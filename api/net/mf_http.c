@@ -84,6 +84,10 @@ struct mf_http_conn {
     WOLFSSL *ssl;
     bool broken;
     bool has_peer;
+    /* the connection carried a whole exchange before (it is a kept-alive
+     * one), and the last request failed with nothing of an answer read */
+    bool reused;
+    bool unanswered;
     struct mf_spiffe_id peer_id;
     char host[HOST_MAX]; /* Host header value */
 
@@ -430,6 +434,12 @@ const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c)
 bool mf_http_reusable(const struct mf_http_conn *c)
 {
     return c != NULL && !c->broken && !c->in_exchange;
+}
+
+/* see mf_http.h */
+bool mf_http_stale(const struct mf_http_conn *c)
+{
+    return c != NULL && c->reused && c->unanswered;
 }
 
 /* see mf_http.h */
@@ -979,6 +989,7 @@ static mf_res start_exchange(struct mf_http_conn *c, const char *method, const c
     MF_ENSURE_OUT_MSG(!c->in_exchange, MF_ERR_STATE, "a response is still being read");
     MF_TRY_OUT(build_head(c, method, path, headers, body, body_len, &head));
 
+    c->unanswered = false;
     c->broken = true; /* until the exchange completes cleanly */
     mf_buf_reset(&c->in);
     resp->status = 0;
@@ -993,6 +1004,11 @@ static mf_res start_exchange(struct mf_http_conn *c, const char *method, const c
     mf_res wr = rc;
     rc = read_head(c, method, max_body, resp);
     if (!mf_ok(rc)) {
+        /* a write error, or the end of the stream before a single byte of
+         * an answer: the server closed the connection (idle) without
+         * processing the request. A timeout is not this: the request may
+         * have been processed. */
+        c->unanswered = c->in.len == 0 && (!mf_ok(wr) || rc.err == MF_ERR_IO_EOF);
         if (!mf_ok(wr)) {
             /* over TCP the server's reset can destroy its answer */
             MF_BAIL_OUT(MF_ERR_IO_EOF, "server closed the connection before reading the whole "
@@ -1046,6 +1062,7 @@ mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *p
         mf_buf_reset(&resp->body);
         return r;
     }
+    c->reused = true;
     return MF_RES_OK;
 }
 

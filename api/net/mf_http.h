@@ -59,6 +59,13 @@ const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c);
  * requests with MF_ERR_STATE; reconnect instead. */
 bool mf_http_reusable(const struct mf_http_conn *c);
 
+/* True after a failed mf_http_request on a kept-alive connection (one that
+ * had carried a whole exchange) when the failure was a write error or the
+ * server closing before a single byte of an answer: the server had closed
+ * the idle connection and did not process the request, so the caller may
+ * send it again once on a fresh connection. A timeout is never stale. */
+bool mf_http_stale(const struct mf_http_conn *c);
+
 struct mf_http_resp {
     int status;
     struct mf_buf body;
