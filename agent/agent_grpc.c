@@ -828,8 +828,18 @@ static void dispatch(struct gconn *c, struct gstream *s)
     }
     /* E5/E6: exactly one security header, exactly "true" (as SPIRE) */
     if (s->sec_headers != 1 || s->sec_true != 1) {
-        agent_metrics_denied("missing security header");
-        reply_status(c, s, GS_INVALID_ARGUMENT, "security header missing from request");
+        char bad_hdr[96];
+        if (s->sec_headers == 0) {
+            snprintf(bad_hdr, sizeof(bad_hdr), "security header missing from request");
+        } else if (s->sec_headers > 1) {
+            snprintf(bad_hdr, sizeof(bad_hdr), "security header workload.spiffe.io given %u times",
+                     s->sec_headers);
+        } else {
+            snprintf(bad_hdr, sizeof(bad_hdr), "security header workload.spiffe.io must be \"true\"");
+        }
+        agent_metrics_denied(s->sec_headers == 0 ? "missing security header"
+                                                 : "bad security header");
+        reply_status(c, s, GS_INVALID_ARGUMENT, bad_hdr);
         return;
     }
     int st = request_message(s, &msg, &len, &why);

@@ -492,10 +492,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     /* SPIFFE.md E5/E6: exactly "true" */
     const char *h = mf_httpd_header(conn, "workload.spiffe.io");
-    if (h == NULL || strcmp(h, "true") != 0) {
+    if (h == NULL) {
         agent_metrics_denied("missing security header");
         return mf_httpd_reply_error(conn, 400, "invalid_argument",
                                     "security header missing from request");
+    }
+    if (strcmp(h, "true") != 0) {
+        agent_metrics_denied("bad security header");
+        return mf_httpd_reply_error(conn, 400, "invalid_argument",
+                                    "security header workload.spiffe.io must be \"true\"");
     }
     if (strcmp(url, "/health") == 0) {
         struct agent_snap *snap = agent_state_get(s->state, NULL);

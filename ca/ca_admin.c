@@ -91,7 +91,14 @@ static mf_res parse_agent_body(const void *body, size_t len, const char *td,
         r = mf_json_str(doc, "spiffe_id", true, MF_SPIFFE_ID_MAX, &sid);
     }
     if (mf_ok(r) && ttl != NULL) {
-        r = mf_json_int(doc, "ttl", false, 1, TOKEN_TTL_MAX, ttl);
+        r = mf_json_int(doc, "ttl", false, INT64_MIN, INT64_MAX, ttl);
+        /* say what the limit is, not that the wire format's field is off */
+        if (mf_ok(r) && (*ttl < 0 || *ttl > TOKEN_TTL_MAX || (*ttl == 0 && json_object_get(
+                                                                             doc, "ttl") != NULL))) {
+            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG,
+                             "token ttl %llds is out of range: 1 s to %d s (7 days)",
+                             (long long)*ttl, TOKEN_TTL_MAX);
+        }
     }
     if (mf_ok(r)) {
         r = ca_policy_agent_id(td, sid, id);

@@ -46,7 +46,8 @@ mf_res ca_policy_agent_id(const char *td, const char *s, struct mf_spiffe_id *ou
     MF_ENSURE_REF(td);
     MF_ENSURE_REF(out);
     MF_TRY(parse_in_td(td, "agent ID", s, out));
-    MF_ENSURE_MSG(ca_policy_is_agent_id(out, td), MF_ERR_POLICY_DENIED,
+    /* bad input, not a denial: the caller is allowed, the ID is malformed */
+    MF_ENSURE_MSG(ca_policy_is_agent_id(out, td), MF_ERR_USAGE_ARG,
                   "agent ID '%s' must be spiffe://%s" CA_AGENT_PATH "<name>", s, td);
     return MF_RES_OK;
 }
@@ -145,7 +146,7 @@ mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e
                   MF_ERR_POLICY_DENIED,
                   "SPIFFE ID '%s' is under the reserved path " CA_RESERVED_PATH, e->spiffe_id);
     MF_TRY(parse_in_td(td, "parent ID", e->parent_id, &parent));
-    MF_ENSURE_MSG(ca_policy_is_agent_id(&parent, td), MF_ERR_POLICY_DENIED,
+    MF_ENSURE_MSG(ca_policy_is_agent_id(&parent, td), MF_ERR_USAGE_ARG,
                   "parent ID '%s' must be an agent ID spiffe://%s" CA_AGENT_PATH "<name>",
                   e->parent_id, td);
 

@@ -37,6 +37,9 @@ echo "$out" | grep -q 'PRIVATE KEY' && die "403 leaked key material"
 # without the security header: 400
 code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" http://x/v1/x509 || true)
 [ "$code" = 400 ] || die "no header: got $code, want 400"
+# a wrong value is told apart from a missing header
+body=$(curl -s -H 'workload.spiffe.io: yes' --unix-socket "$SOCK" http://x/v1/x509 || true)
+grep -q 'must be \\"true\\"' <<<"$body" || die "wrong header value: $body"
 "$MAYFLY_BIN/mayfly-agent" healthcheck --socket "$SOCK" >/dev/null || die "healthcheck"
 
 # 2. a new entry reaches its workload fast (measured)

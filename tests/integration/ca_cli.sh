@@ -93,6 +93,17 @@ expect_fail "deleted entry" "$CA_BIN" entry show "${S[@]}" "$id"
 "$CA_BIN" agent list "${S[@]}" | grep -q 'SPIFFE ID' || die "agent list"
 expect_fail "ban unknown agent" "$CA_BIN" agent ban "${S[@]}" spiffe://example.org/mayfly/agent/nobody
 
+# bad input is called bad input (400), with the limit it broke, not a denial
+out=$("$CA_BIN" entry create "${S[@]}" --spiffe-id spiffe://example.org/w \
+    --parent-id spiffe://example.org/web --selector unix:uid:1 2>&1) && die "a workload parent"
+grep -q 'must be an agent ID.*HTTP 400' <<<"$out" || die "bad parent: $out"
+out=$("$CA_BIN" token generate "${S[@]}" --spiffe-id spiffe://example.org/web 2>&1) &&
+    die "a token for a workload ID"
+grep -q 'invalid argument.*HTTP 400' <<<"$out" || die "token for a workload ID: $out"
+out=$("$CA_BIN" token generate "${S[@]}" --spiffe-id spiffe://example.org/mayfly/agent/t \
+    --ttl 8d 2>&1) && die "an 8 d token"
+grep -q '1 s to 604800 s (7 days)' <<<"$out" || die "token ttl: $out"
+
 # a socket that is not there: one line, non-zero
 expect_fail "no CA" "$CA_BIN" healthcheck --admin-socket "$T/nope.sock"
 echo "ca_cli: ok"

@@ -102,12 +102,13 @@ static void test_ca_policy_entry_check_bad_ids_refused(void **state)
     assert_int_equal(check("http://example.org/x", AGENT, sels, 1, 0), MF_ERR_ID_SCHEME);
     assert_int_equal(check("spiffe://example.org/mayfly/server", AGENT, sels, 1, 0),
                      MF_ERR_POLICY_DENIED);
-    /* parents must be agent IDs of our trust domain */
+    /* parents must be agent IDs of our trust domain: anything else is a
+     * malformed request (400), not a denial */
     assert_int_equal(check("spiffe://example.org/w", "spiffe://example.org/web", sels, 1, 0),
-                     MF_ERR_POLICY_DENIED);
+                     MF_ERR_USAGE_ARG);
     assert_int_equal(
         check("spiffe://example.org/w", "spiffe://example.org/mayfly/agent/a/b", sels, 1, 0),
-        MF_ERR_POLICY_DENIED);
+        MF_ERR_USAGE_ARG);
     assert_int_equal(
         check("spiffe://example.org/w", "spiffe://other.org/mayfly/agent/n1", sels, 1, 0),
         MF_ERR_ID_WRONG_TD);
