@@ -3,10 +3,10 @@
  * agent_admit: per-uid accounting of Workload API connections. See
  * agent_admit.h.
  */
+#include "agent/agent_admit.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "agent/agent_admit.h"
 
 /* The row of uid, or NULL. Caller holds a->mu. */
 static struct agent_admit_row *find_row(struct agent_admit *a, uid_t uid)

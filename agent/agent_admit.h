@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <stddef.h>
+
 #include <sys/types.h>
 
 #include "api/core/mf_err.h"

@@ -3,6 +3,8 @@
  * agent_attest: SO_PEERCRED plus /proc, read through a pinned process.
  * See agent_attest.h for the order of checks and why each is there.
  */
+#include "agent/agent_attest.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -14,19 +16,19 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 
-#include "agent/agent_attest.h"
 #include "api/core/mf_buf.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/pki/mf_x509.h"
 
 #define PROC_FILE_MAX (64u * 1024u) /* /proc/<pid>/status with many groups */
-#define SELS_MAX      (8u + 65536u)  /* fixed selectors plus NGROUPS_MAX */
+#define SELS_MAX      (8u + 65536u) /* fixed selectors plus NGROUPS_MAX */
 
 /* see agent_attest.h */
 mf_res agent_attestor_init(struct agent_attestor *a, uint64_t hash_max)
@@ -370,8 +372,8 @@ static mf_res exe_digest(struct agent_attestor *a, int fd, uint8_t out[32], bool
     pthread_mutex_lock(&a->mu);
     for (size_t i = 0; i < AGENT_DIGEST_SLOTS; i++) {
         struct agent_digest_slot *s = &a->slots[i];
-        if (s->used != 0 && s->dev == st.st_dev && s->ino == st.st_ino &&
-            s->size == st.st_size && s->mtime_ns == mtime_ns) {
+        if (s->used != 0 && s->dev == st.st_dev && s->ino == st.st_ino && s->size == st.st_size &&
+            s->mtime_ns == mtime_ns) {
             s->used = ++a->clock;
             memcpy(out, s->digest, 32);
             pthread_mutex_unlock(&a->mu);

@@ -44,13 +44,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <sys/types.h>
 
 #include "api/core/mf_err.h"
 #include "api/internal/mf_selector.h"
 
-#define AGENT_DIGEST_SLOTS        256
-#define AGENT_HASH_MAX_DEFAULT    (256ull * 1024ull * 1024ull) /* bytes */
+#define AGENT_DIGEST_SLOTS     256
+#define AGENT_HASH_MAX_DEFAULT (256ull * 1024ull * 1024ull) /* bytes */
 
 struct agent_digest_slot {
     dev_t dev;
@@ -89,8 +90,8 @@ struct agent_conn_stamp {
     pid_t pid;      /* SO_PEERCRED pid; 0 when unknown: attestation refuses */
     dev_t exe_dev;  /* the peer's executable at accept (when exe_ok) */
     ino_t exe_ino;
-    bool exe_ok;    /* false: the agent could not see it (another uid and
-                     * no CAP_SYS_PTRACE, or the process was gone) */
+    bool exe_ok; /* false: the agent could not see it (another uid and
+                  * no CAP_SYS_PTRACE, or the process was gone) */
 };
 
 /* Turns on SO_PASSCRED on the listening socket fd, so that connections

@@ -3,6 +3,8 @@
  * agent_cache: entries, keys and SVIDs in memory and in 0600 files written
  * atomically. See agent_cache.h for the layout and the reasons for it.
  */
+#include "agent/agent_cache.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -10,16 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/stat.h>
 
-#include "agent/agent_cache.h"
 #include "agent/agent_rotate.h"
 #include "api/core/mf_buf.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/pki/mf_spiffeid.h"
 
 #define SVIDS_DIR   "svids"
 #define AGENT_FILE  "agent.svid"
@@ -155,8 +157,8 @@ mf_res agent_file_write_atomic(int dirfd, const char *name, const void *data, si
         if (w < 0 && errno == EINTR) {
             continue;
         }
-        MF_ENSURE_OUT_MSG(w > 0, errno == ENOSPC ? MF_ERR_IO_NOSPACE : MF_ERR_IO,
-                          "write %s: %s", tmp, strerror(errno));
+        MF_ENSURE_OUT_MSG(w > 0, errno == ENOSPC ? MF_ERR_IO_NOSPACE : MF_ERR_IO, "write %s: %s",
+                          tmp, strerror(errno));
         p += w;
         left -= (size_t)w;
     }
@@ -302,8 +304,8 @@ static mf_res open_private_dir(int at, const char *path, int *fd_out)
     *fd_out = -1;
     int fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 && errno == ENOENT) {
-        MF_ENSURE_MSG(mkdirat(at, path, 0700) == 0 || errno == EEXIST, MF_ERR_IO,
-                      "mkdir %s: %s", path, strerror(errno));
+        MF_ENSURE_MSG(mkdirat(at, path, 0700) == 0 || errno == EEXIST, MF_ERR_IO, "mkdir %s: %s",
+                      path, strerror(errno));
         fd = openat(at, path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     }
     MF_ENSURE_MSG(fd >= 0, errno == ELOOP || errno == ENOTDIR ? MF_ERR_IO_SYMLINK : MF_ERR_IO,

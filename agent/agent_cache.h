@@ -32,13 +32,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <sys/types.h>
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
 #include "api/internal/mf_selector.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_x509.h"
 
 #define AGENT_SVID_FILE_MAX (256u * 1024u)
@@ -50,13 +51,13 @@
 struct agent_entry {
     char *id;
     char *spiffe_id;
-    char *hint;     /* "" when none */
+    char *hint; /* "" when none */
     struct mf_selector *sels;
     size_t n_sels;
     char **dns;
     size_t n_dns;
-    int64_t ttl;    /* seconds; 0 = the CA's default */
-    json_t *raw;    /* the object as received, for persisting */
+    int64_t ttl; /* seconds; 0 = the CA's default */
+    json_t *raw; /* the object as received, for persisting */
 };
 
 /* Parses an entry object. Unknown members are tolerated because the CA is an
@@ -71,18 +72,18 @@ bool agent_entry_needs_resign(const struct agent_entry *a, const struct agent_en
 /* One entry and its current SVID. */
 struct agent_rec {
     struct agent_entry entry;
-    struct mf_key *key;     /* NULL until the first SVID */
-    struct mf_certs chain;  /* leaf first; empty until the first SVID */
-    int64_t not_after;      /* seconds; 0 when no SVID */
-    int64_t renew_at_ms;    /* drawn once per SVID */
-    unsigned attempts;      /* failed signing attempts in a row */
-    int64_t retry_at_ms;    /* not before this (backoff); 0 = now */
-    bool seen;              /* scratch for sync: present in the last list */
+    struct mf_key *key;    /* NULL until the first SVID */
+    struct mf_certs chain; /* leaf first; empty until the first SVID */
+    int64_t not_after;     /* seconds; 0 when no SVID */
+    int64_t renew_at_ms;   /* drawn once per SVID */
+    unsigned attempts;     /* failed signing attempts in a row */
+    int64_t retry_at_ms;   /* not before this (backoff); 0 = now */
+    bool seen;             /* scratch for sync: present in the last list */
 };
 
 struct agent_cache {
-    int dirfd;              /* the data dir */
-    int svids_fd;           /* data dir/svids */
+    int dirfd;    /* the data dir */
+    int svids_fd; /* data dir/svids */
     struct agent_rec *v;
     size_t n;
     size_t cap;

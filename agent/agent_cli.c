@@ -2,6 +2,8 @@
 /*
  * agent_cli: fetch, watch and healthcheck. See agent_cli.h.
  */
+#include "agent/agent_cli.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -11,24 +13,24 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "agent/agent_cache.h"
-#include "agent/agent_cli.h"
-#include "api/net/mf_http.h"
+#include "agent/agent_config.h"
 #include "api/core/mf_json.h"
-#include "api/pki/mf_jwt.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_opt.h"
-#include "agent/agent_config.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_jwt.h"
 
-#define TIMEOUT_MS     5000
-#define DOC_MAX        (8u * 1024u * 1024u)
-#define SOCK_PATH_MAX  108
+#define TIMEOUT_MS    5000
+#define DOC_MAX       (8u * 1024u * 1024u)
+#define SOCK_PATH_MAX 108
 
 static const char *const hdrs[] = {"workload.spiffe.io: true", NULL};
 
@@ -40,10 +42,10 @@ struct cli_opts {
     const char *pid_file;
     const char *aud[MF_JWT_AUD_MAX]; /* --audience, repeatable (JWT) */
     size_t n_aud;
-    const char *spiffe_id;           /* --spiffe-id (fetch jwt) */
-    const char *svid;                /* --svid (validate jwt) */
+    const char *spiffe_id; /* --spiffe-id (fetch jwt) */
+    const char *svid;      /* --svid (validate jwt) */
     bool too_many_aud;
-    int64_t wait_ms;                 /* --wait: retry that long */
+    int64_t wait_ms; /* --wait: retry that long */
 };
 
 static void print_err(const char *what, mf_res r)
@@ -53,13 +55,17 @@ static void print_err(const char *what, mf_res r)
     fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
 }
 
-#define SOCK_OPT                                                                                   \
-    {"socket", MF_OPT_STR, "PATH", NULL,                                                           \
-     "the agent's Workload API socket, a path or unix:///path (default: "                         \
-     "$SPIFFE_ENDPOINT_SOCKET)",                                                                   \
-     0, NULL}
-#define WAIT_OPT(what)                                                                             \
-    {"wait", MF_OPT_DUR, "DUR", "0s", "retry until " what ", for up to DUR", 0, NULL}
+#define SOCK_OPT                                                                 \
+    {                                                                            \
+        "socket", MF_OPT_STR, "PATH", NULL,                                      \
+            "the agent's Workload API socket, a path or unix:///path (default: " \
+            "$SPIFFE_ENDPOINT_SOCKET)",                                          \
+            0, NULL                                                              \
+    }
+#define WAIT_OPT(what)                                                                  \
+    {                                                                                   \
+        "wait", MF_OPT_DUR, "DUR", "0s", "retry until " what ", for up to DUR", 0, NULL \
+    }
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct mf_opt o_fetch_x509[] = {
@@ -96,10 +102,8 @@ static const struct mf_opt o_health[] = {
 };
 
 static const struct mf_cmd cmds[] = {
-    {"run", NULL, 0, 0, "run the node agent (options also as config keys, see --config)", NULL,
-     0},
-    {"fetch x509", NULL, 0, 0, "print this process's X509-SVIDs", o_fetch_x509,
-     N(o_fetch_x509)},
+    {"run", NULL, 0, 0, "run the node agent (options also as config keys, see --config)", NULL, 0},
+    {"fetch x509", NULL, 0, 0, "print this process's X509-SVIDs", o_fetch_x509, N(o_fetch_x509)},
     {"fetch jwt", NULL, 0, 0, "print one JWT-SVID per identity on stdout", o_fetch_jwt,
      N(o_fetch_jwt)},
     {"validate jwt", NULL, 0, 0, "exit 0 when the agent finds the token valid", o_validate,
@@ -193,8 +197,7 @@ static mf_res open_out_dir(const char *dir, int *fd)
     struct stat st;
     *fd = -1;
     size_t n = strlen(dir);
-    MF_ENSURE_MSG(n > 0 && n < sizeof(path), MF_ERR_USAGE_ARG, "--write: bad directory '%s'",
-                  dir);
+    MF_ENSURE_MSG(n > 0 && n < sizeof(path), MF_ERR_USAGE_ARG, "--write: bad directory '%s'", dir);
     memcpy(path, dir, n + 1);
     while (n > 1 && path[n - 1] == '/') {
         path[--n] = '\0';
@@ -206,8 +209,8 @@ static mf_res open_out_dir(const char *dir, int *fd)
                   "--write %s: name the directory itself, not '.' or '..'", dir);
     int d = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (d < 0) {
-        bool link = errno == ELOOP ||
-                    (errno == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
+        bool link =
+            errno == ELOOP || (errno == ENOTDIR && lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
         MF_BAIL_MSG(link ? MF_ERR_IO_SYMLINK : MF_ERR_IO, "--write %s: %s", dir,
                     link ? "is a symbolic link; give the real directory" : strerror(errno));
     }
@@ -297,8 +300,8 @@ static mf_res write_files(const char *dir, const json_t *doc)
         snprintf(name, sizeof(name), "svid.%zu.pem", i);
         MF_TRY_OUT(agent_file_write_atomic(dfd, name, cert, strlen(cert), 0644, true));
         if (i == 0) {
-            MF_TRY_OUT(agent_file_write_atomic(dfd, "bundle.0.pem", bundle, strlen(bundle), 0644,
-                                               true));
+            MF_TRY_OUT(
+                agent_file_write_atomic(dfd, "bundle.0.pem", bundle, strlen(bundle), 0644, true));
         }
     }
     rc = MF_RES_OK;
@@ -400,8 +403,9 @@ static int fetch_jwt(const struct cli_opts *opts)
     struct mf_buf path;
     json_t *doc = NULL;
     if (o.too_many_aud) {
-        fprintf(stderr, "mayfly-agent fetch jwt: at most %d --audience (see mayfly-agent fetch "
-                        "jwt --help)\n",
+        fprintf(stderr,
+                "mayfly-agent fetch jwt: at most %d --audience (see mayfly-agent fetch "
+                "jwt --help)\n",
                 MF_JWT_AUD_MAX);
         return 2;
     }
@@ -449,8 +453,7 @@ static int validate_jwt(const struct cli_opts *opts)
     mf_buf_init(&body, MF_JWT_MAX + 4096, MF_BUF_SECRET);
     req = json_pack("{s:s,s:s}", "audience", o.aud[0], "svid", o.svid);
     mf_res r = req != NULL ? mf_json_dump(req, &body)
-                           : MF_RAISE_MSG(MF_ERR_USAGE_ARG,
-                                          "audience and svid must be UTF-8");
+                           : MF_RAISE_MSG(MF_ERR_USAGE_ARG, "audience and svid must be UTF-8");
     json_decref(req);
     int status = 2;
     if (!mf_ok(r)) {

@@ -3,12 +3,13 @@
  * agent_client: attest, renew, sync and sign against the CA. See
  * agent_client.h and docs/api.md.
  */
+#include "agent/agent_client.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/agent_client.h"
 #include "agent/agent_metrics.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
@@ -163,8 +164,8 @@ static mf_res status_error(struct agent_client *cl, const struct mf_http_resp *r
         e = MF_ERR_IO;
         break;
     }
-    mf_res r = mf_err_raise(e, __FILE__, __LINE__, __func__, "CA answered %d: %s", resp->status,
-                            msg);
+    mf_res r =
+        mf_err_raise(e, __FILE__, __LINE__, __func__, "CA answered %d: %s", resp->status, msg);
     json_decref(obj);
     return r;
 }
@@ -191,8 +192,8 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
          * once more on a fresh connection instead of failing the caller */
         char why[256];
         mf_err_format(rc, why, sizeof(why));
-        mf_log_event(MF_LOG_DEBUG, __func__, "CA closed the idle connection; retrying once",
-                     "path", path, "error", why, NULL);
+        mf_log_event(MF_LOG_DEBUG, __func__, "CA closed the idle connection; retrying once", "path",
+                     path, "error", why, NULL);
         agent_metrics_ca_reconnected();
         agent_client_disconnect(cl);
         mf_http_resp_cleanup(&resp);
@@ -314,8 +315,8 @@ static mf_res svid_reply(struct agent_client *cl, const json_t *obj, const struc
     MF_TRY_OUT(agent_bundle_from_json(cl->td, bobj, &b));
     MF_TRY_OUT(mf_bundle_set_put(&set, b));
     MF_TRY_OUT(mf_svid_verify(&cs, &set, mf_now(), &got));
-    MF_ENSURE_OUT_MSG(strcmp(got.str, sid) == 0, MF_ERR_AUTH_SVID,
-                      "SVID carries %s, reply says %s", got.str, sid);
+    MF_ENSURE_OUT_MSG(strcmp(got.str, sid) == 0, MF_ERR_AUTH_SVID, "SVID carries %s, reply says %s",
+                      got.str, sid);
     MF_ENSURE_OUT_MSG(want_id == NULL || strcmp(got.str, want_id) == 0, MF_ERR_AUTH_SVID,
                       "SVID carries %s, expected %s", got.str, want_id);
     MF_ENSURE_OUT_MSG(mf_cert_matches_key(cs.v[0], key), MF_ERR_CRYPTO_MISMATCH,
@@ -369,8 +370,8 @@ mf_res agent_client_renew(struct agent_client *cl, const char *agent_id,
     int status = 0;
     mf_buf_init(&body, MF_MAX_BODY, 0);
     MF_TRY_OUT(csr_body(new_key, agent_id, NULL, NULL, &body));
-    MF_TRY_OUT(call(cl, true, "POST", "/v1/renew", &body, CALL_TIMEOUT_MS, SVID_REPLY_MAX,
-                    &status, &reply));
+    MF_TRY_OUT(call(cl, true, "POST", "/v1/renew", &body, CALL_TIMEOUT_MS, SVID_REPLY_MAX, &status,
+                    &reply));
     MF_ENSURE_OUT(reply != NULL, MF_ERR_PROTO_HTTP);
     MF_TRY_OUT(svid_reply(cl, reply, new_key, agent_id, chain, bundle));
     rc = MF_RES_OK;
@@ -436,8 +437,8 @@ mf_res agent_client_sign(struct agent_client *cl, const json_t *requests, json_t
     obj = json_pack("{s:O}", "requests", requests);
     MF_ENSURE_OUT(obj != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(mf_json_dump(obj, &body));
-    MF_TRY_OUT(call(cl, true, "POST", "/v1/sign", &body, CALL_TIMEOUT_MS, SIGN_REPLY_MAX,
-                    &status, out));
+    MF_TRY_OUT(
+        call(cl, true, "POST", "/v1/sign", &body, CALL_TIMEOUT_MS, SIGN_REPLY_MAX, &status, out));
     MF_ENSURE_OUT(*out != NULL, MF_ERR_PROTO_HTTP);
     rc = MF_RES_OK;
 out:
@@ -466,8 +467,8 @@ mf_res agent_client_jwt(struct agent_client *cl, const char *spiffe_id, const ch
     obj = json_pack("{s:s,s:O}", "spiffe_id", spiffe_id, "audience", arr);
     MF_ENSURE_OUT(obj != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(mf_json_dump(obj, &body));
-    MF_TRY_OUT(call(cl, true, "POST", "/v1/jwt", &body, CALL_TIMEOUT_MS, MF_MAX_BODY, &status,
-                    &reply));
+    MF_TRY_OUT(
+        call(cl, true, "POST", "/v1/jwt", &body, CALL_TIMEOUT_MS, MF_MAX_BODY, &status, &reply));
     MF_ENSURE_OUT(reply != NULL, MF_ERR_PROTO_HTTP);
     MF_TRY_OUT(mf_json_str(reply, "token", true, MF_MAX_BODY, &tok));
     *token = strdup(tok);

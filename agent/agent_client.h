@@ -23,9 +23,9 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
 #include "api/net/mf_http.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 
@@ -39,16 +39,16 @@ enum agent_denial {
 };
 
 struct agent_client {
-    char server[256];                      /* host:port */
+    char server[256]; /* host:port */
     char td[MF_TD_MAX + 1];
-    char server_id[MF_SPIFFE_ID_MAX + 1];  /* spiffe://<td>/mayfly/server */
-    struct mf_bundle_set trust;            /* what the server must chain to */
-    const struct mf_key *key;              /* agent key (borrowed), or NULL */
-    const struct mf_certs *chain;          /* agent SVID (borrowed), or NULL */
-    struct mf_http_conn *conn;             /* open connection, or NULL */
-    int retry_after;                       /* last Retry-After seen, or -1 */
-    enum agent_denial denial;              /* of the last request */
-    int cancel_fd;                         /* readable = abandon requests (-1: none) */
+    char server_id[MF_SPIFFE_ID_MAX + 1]; /* spiffe://<td>/mayfly/server */
+    struct mf_bundle_set trust;           /* what the server must chain to */
+    const struct mf_key *key;             /* agent key (borrowed), or NULL */
+    const struct mf_certs *chain;         /* agent SVID (borrowed), or NULL */
+    struct mf_http_conn *conn;            /* open connection, or NULL */
+    int retry_after;                      /* last Retry-After seen, or -1 */
+    enum agent_denial denial;             /* of the last request */
+    int cancel_fd;                        /* readable = abandon requests (-1: none) */
 };
 
 MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *server, const char *td,

@@ -4,17 +4,21 @@
  * (agent_run_opts) for the parser, --help and the file; set_opt() turns
  * each value into its setting.
  */
-#include <stdlib.h>
+#include "agent/agent_config.h"
+
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "agent/agent_attest.h"
-#include "agent/agent_config.h"
 #include "agent/agent_metrics.h"
 #include "api/core/mf_time.h"
 
-#define OPT(n, k, a, d, h, f) {n, k, a, d, h, MF_OPT_CONFIG | (f), NULL}
+#define OPT(n, k, a, d, h, f)                    \
+    {                                            \
+        n, k, a, d, h, MF_OPT_CONFIG | (f), NULL \
+    }
 const struct mf_opt agent_run_opts[] = {
     OPT("data-dir", MF_OPT_STR, "DIR", NULL, "the agent's identity and SVID cache (0700)",
         MF_OPT_REQUIRED),
@@ -22,12 +26,10 @@ const struct mf_opt agent_run_opts[] = {
     OPT("trust-bundle", MF_OPT_STR, "FILE", NULL, "PEM CA certificates to trust at first contact",
         MF_OPT_REQUIRED),
     OPT("socket", MF_OPT_STR, "PATH", NULL, "Workload API socket to serve", MF_OPT_REQUIRED),
-    OPT("join-token", MF_OPT_STR, "TOKEN", NULL, "single-use token for the first attestation",
-        0),
+    OPT("join-token", MF_OPT_STR, "TOKEN", NULL, "single-use token for the first attestation", 0),
     OPT("join-token-file", MF_OPT_STR, "FILE", NULL,
         "file holding the join token (mode 0600 or stricter); re-read after an eviction", 0),
-    OPT("trust-domain", MF_OPT_STR, "TD", NULL, "trust domain (default: from the trust bundle)",
-        0),
+    OPT("trust-domain", MF_OPT_STR, "TD", NULL, "trust domain (default: from the trust bundle)", 0),
     OPT("renew-window", MF_OPT_STR, "LO-HI", "45-55",
         "renew at a point drawn in this percentage range of an SVID's life", 0),
     OPT("backoff-base", MF_OPT_DUR, "DUR", NULL, "first retry delay (default: 500ms)", 0),
@@ -56,8 +58,13 @@ const struct mf_opt agent_run_opts[] = {
 const size_t agent_run_n_opts = sizeof(agent_run_opts) / sizeof(agent_run_opts[0]);
 
 static const struct mf_cmd run_cmd = {
-    "run", NULL, 0, 0, "run the node agent (options also as config keys, see --config)",
-    agent_run_opts, sizeof(agent_run_opts) / sizeof(agent_run_opts[0]),
+    "run",
+    NULL,
+    0,
+    0,
+    "run the node agent (options also as config keys, see --config)",
+    agent_run_opts,
+    sizeof(agent_run_opts) / sizeof(agent_run_opts[0]),
 };
 static const struct mf_prog run_prog = {"mayfly-agent", MAYFLY_VERSION, "", &run_cmd, 1};
 

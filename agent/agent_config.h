@@ -17,26 +17,26 @@
 
 struct agent_config {
     const char *data_dir;
-    const char *server;       /* host:port */
-    const char *trust_bundle; /* PEM file */
-    const char *join_token;   /* may be NULL after the first attestation */
+    const char *server;          /* host:port */
+    const char *trust_bundle;    /* PEM file */
+    const char *join_token;      /* may be NULL after the first attestation */
     const char *join_token_file; /* or the token in this file (re-read when needed) */
-    const char *socket;       /* Workload API socket path */
-    const char *trust_domain; /* NULL: taken from the trust bundle */
+    const char *socket;          /* Workload API socket path */
+    const char *trust_domain;    /* NULL: taken from the trust bundle */
     struct agent_rotate_cfg rot;
     enum mf_log_level log_level;
     enum mf_log_format log_format;
-    unsigned max_conns;       /* Workload API connections at once */
+    unsigned max_conns;         /* Workload API connections at once */
     unsigned max_conns_per_uid; /* of which from one uid (root exempt); 0: max_conns / 4 */
-    unsigned max_watches;     /* of which watch streams */
-    unsigned conn_timeout_s;  /* a connection's first request complete within */
-    unsigned idle_timeout_s;  /* a connection without a call closed after */
-    uint64_t hash_max;        /* executables hashed for unix:sha256 up to this */
+    unsigned max_watches;       /* of which watch streams */
+    unsigned conn_timeout_s;    /* a connection's first request complete within */
+    unsigned idle_timeout_s;    /* a connection without a call closed after */
+    uint64_t hash_max;          /* executables hashed for unix:sha256 up to this */
     const char *metrics_listen; /* host:port of /live /ready /metrics; NULL = off */
     int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */
     const char *log_file;       /* NULL: stderr */
     bool allow_verifiers;       /* bundles and JWT validation for callers with no entry */
-    struct mf_opt_vals *vals; /* the parsed options (own the file's strings) */
+    struct mf_opt_vals *vals;   /* the parsed options (own the file's strings) */
 };
 
 /* The options of `run` (mf_opt.h). */

@@ -17,20 +17,22 @@
  * connection's eventfd when a new snapshot is published. Only g->mu (the
  * connection list) is shared.
  */
+#include "agent/agent_grpc.h"
+
 #include <errno.h>
+#include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
 #include <jansson.h>
-#include <nghttp2/nghttp2.h>
 
-#include "agent/agent_grpc.h"
 #include "agent/agent_metrics.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
@@ -114,8 +116,8 @@ struct gconn {
     size_t n_streams;
     size_t n_dispatched; /* open streams with a running RPC */
     bool ever_dispatched;
-    int64_t started_ms; /* accepted */
-    uid_t uid;          /* counted against in g->cfg.admit */
+    int64_t started_ms;     /* accepted */
+    uid_t uid;              /* counted against in g->cfg.admit */
     int64_t quiet_since_ms; /* when the last stream ended */
     size_t pending;         /* bytes in every stream's out */
     bool drained;           /* a message completed: retry streams over budget */
@@ -835,7 +837,8 @@ static void dispatch(struct gconn *c, struct gstream *s)
             snprintf(bad_hdr, sizeof(bad_hdr), "security header workload.spiffe.io given %u times",
                      s->sec_headers);
         } else {
-            snprintf(bad_hdr, sizeof(bad_hdr), "security header workload.spiffe.io must be \"true\"");
+            snprintf(bad_hdr, sizeof(bad_hdr),
+                     "security header workload.spiffe.io must be \"true\"");
         }
         agent_metrics_denied(s->sec_headers == 0 ? "missing security header"
                                                  : "bad security header");
@@ -1049,7 +1052,8 @@ static int64_t idle_deadline_ms(struct gconn *c, int64_t now, bool *expired)
     int64_t until = INT64_MAX;
     *expired = false;
     if (c->n_streams == 0) {
-        until = c->ever_dispatched ? c->quiet_since_ms + (int64_t)c->g->cfg.idle_timeout_s * 1000 : c->started_ms + limit;
+        until = c->ever_dispatched ? c->quiet_since_ms + (int64_t)c->g->cfg.idle_timeout_s * 1000
+                                   : c->started_ms + limit;
     } else {
         /* a request that does not complete in time ends the connection:
          * it is all a slow-loris client would hold */

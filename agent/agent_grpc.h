@@ -80,13 +80,13 @@ struct agent_grpc;
 struct agent_grpc_cfg {
     struct agent_state *state;
     struct agent_attestor *att;
-    struct agent_jwt *jwt;      /* JWT-SVIDs; NULL: FetchJWTSVID is Unavailable */
-    struct agent_admit *admit;  /* connection counts by uid; NULL: none kept */
-    int *long_lived;            /* atomic counter shared with JSON watch streams */
+    struct agent_jwt *jwt;     /* JWT-SVIDs; NULL: FetchJWTSVID is Unavailable */
+    struct agent_admit *admit; /* connection counts by uid; NULL: none kept */
+    int *long_lived;           /* atomic counter shared with JSON watch streams */
     unsigned max_long_lived;
-    unsigned conn_timeout_s;    /* a request complete within, from accept or HEADERS */
-    unsigned idle_timeout_s;    /* closed after this long without a call */
-    bool allow_verifiers;       /* bundles and ValidateJWTSVID without an entry */
+    unsigned conn_timeout_s; /* a request complete within, from accept or HEADERS */
+    unsigned idle_timeout_s; /* closed after this long without a call */
+    bool allow_verifiers;    /* bundles and ValidateJWTSVID without an entry */
 };
 
 MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out);

@@ -2,13 +2,14 @@
 /*
  * agent_jwt: the JWT-SVID cache and its CA connection. See agent_jwt.h.
  */
+#include "agent/agent_jwt.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agent/agent_client.h"
-#include "agent/agent_jwt.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_time.h"
 

@@ -30,8 +30,8 @@
 
 #include "agent/agent_state.h"
 #include "api/core/mf_err.h"
-#include "api/pki/mf_jwt.h"
 #include "api/internal/mf_selector.h"
+#include "api/pki/mf_jwt.h"
 
 #define AGENT_JWT_CACHE_MAX 1024
 

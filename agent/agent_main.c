@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 

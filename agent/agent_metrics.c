@@ -9,17 +9,18 @@
  * the worker sleeps. The metric handles are written once by
  * agent_metrics_start before other threads exist.
  */
+#include "agent/agent_metrics.h"
+
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "agent/agent_config.h"
-#include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
 #include "agent/agent_worker.h"
 #include "api/core/mf_log.h"
-#include "api/internal/mf_metrics.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_metrics.h"
 
 #define WARN_EVERY_MIN_MS 1000
 #define WARN_EVERY_MAX_MS 30000
@@ -31,13 +32,13 @@ static struct {
     struct mf_metric *fetch_seconds, *denied, *ready_gauge;
     struct mf_metric *jwt_fetched, *jwt_failed, *reconnects;
     struct mf_metrics_life life;
-    int64_t warn_ms;       /* written by start only */
-    int64_t next_warn_ms;  /* worker thread only */
-    int64_t soonest_s;     /* atomic: soonest workload NotAfter, INT64_MAX = none */
-    int64_t agent_s;       /* atomic: the agent SVID's NotAfter, 0 = none */
-    int64_t n_entries;     /* atomic */
-    int64_t n_svids;       /* atomic */
-    int64_t n_expiring;    /* atomic */
+    int64_t warn_ms;      /* written by start only */
+    int64_t next_warn_ms; /* worker thread only */
+    int64_t soonest_s;    /* atomic: soonest workload NotAfter, INT64_MAX = none */
+    int64_t agent_s;      /* atomic: the agent SVID's NotAfter, 0 = none */
+    int64_t n_entries;    /* atomic */
+    int64_t n_svids;      /* atomic */
+    int64_t n_expiring;   /* atomic */
 } g = {.soonest_s = INT64_MAX};
 
 /* Renewals are scheduled well ahead of expiry; a lag of seconds means a busy
@@ -87,13 +88,13 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_svid_renewals_total",
                               "Scheduled SVID renewals completed, by kind (workload, agent)",
                               "kind", &g.renewals));
-    MF_TRY(mf_metrics_histogram(r, "mayfly_agent_renewal_lag_seconds",
-                                "Seconds between an SVID's scheduled renewal instant and its renewal",
-                                lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0]),
-                                &g.lag));
+    MF_TRY(
+        mf_metrics_histogram(r, "mayfly_agent_renewal_lag_seconds",
+                             "Seconds between an SVID's scheduled renewal instant and its renewal",
+                             lag_buckets, sizeof(lag_buckets) / sizeof(lag_buckets[0]), &g.lag));
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_sign_failures_total",
-                              "SVID signing attempts that failed (CA refused or unreachable)",
-                              NULL, &g.sign_failures));
+                              "SVID signing attempts that failed (CA refused or unreachable)", NULL,
+                              &g.sign_failures));
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_ca_errors_total",
                               "Worker rounds that could not reach or use the CA", NULL,
                               &g.ca_errors));
@@ -110,8 +111,8 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_gauge(r, "mayfly_agent_svids_expiring",
                             "SVIDs within the expiry warning margin whose renewal failed", NULL,
                             &g.expiring));
-    MF_TRY(mf_metrics_counter(r, "mayfly_agent_expiry_warnings_total",
-                              "Expiry warnings logged", NULL, &g.warnings));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_expiry_warnings_total", "Expiry warnings logged",
+                              NULL, &g.warnings));
     MF_TRY(mf_metrics_histogram(r, "mayfly_agent_workload_fetch_seconds",
                                 "Seconds to answer one Workload API fetch that got an identity",
                                 fetch_buckets, sizeof(fetch_buckets) / sizeof(fetch_buckets[0]),
@@ -119,8 +120,8 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_workload_denied_total",
                               "Workload API requests refused, by reason", "reason", &g.denied));
     MF_TRY(mf_metrics_gauge(r, "mayfly_agent_ready",
-                            "1 when the agent holds a valid SVID and serves the Workload API",
-                            NULL, &g.ready_gauge));
+                            "1 when the agent holds a valid SVID and serves the Workload API", NULL,
+                            &g.ready_gauge));
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_jwt_svids_fetched_total",
                               "JWT-SVIDs signed by the CA for this agent's workloads", NULL,
                               &g.jwt_fetched));

@@ -3,6 +3,7 @@
  * agent_rotate: renewal schedule and retry backoff. See agent_rotate.h.
  */
 #include "agent/agent_rotate.h"
+
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
 
@@ -27,8 +28,8 @@ mf_res agent_rotate_cfg_check(const struct agent_rotate_cfg *cfg)
 }
 
 /* see agent_rotate.h */
-mf_res agent_rotate_draw(const struct agent_rotate_cfg *cfg, int64_t not_before,
-                         int64_t not_after, int64_t *renew_at_ms)
+mf_res agent_rotate_draw(const struct agent_rotate_cfg *cfg, int64_t not_before, int64_t not_after,
+                         int64_t *renew_at_ms)
 {
     MF_ENSURE_REF(renew_at_ms);
     *renew_at_ms = 0;
@@ -69,8 +70,7 @@ bool agent_svid_servable(int64_t not_after)
 }
 
 /* see agent_rotate.h */
-mf_res agent_backoff_delay(const struct agent_rotate_cfg *cfg, unsigned attempt,
-                           int64_t *delay_ms)
+mf_res agent_backoff_delay(const struct agent_rotate_cfg *cfg, unsigned attempt, int64_t *delay_ms)
 {
     MF_ENSURE_REF(delay_ms);
     *delay_ms = 0;

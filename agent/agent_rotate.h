@@ -30,14 +30,14 @@
 
 #include "api/core/mf_err.h"
 
-#define AGENT_ROTATE_LO_DEFAULT      45
-#define AGENT_ROTATE_HI_DEFAULT      55
+#define AGENT_ROTATE_LO_DEFAULT       45
+#define AGENT_ROTATE_HI_DEFAULT       55
 #define AGENT_BACKOFF_BASE_MS_DEFAULT 500
 #define AGENT_BACKOFF_CAP_MS_DEFAULT  30000
 
 struct agent_rotate_cfg {
-    unsigned lo_pct;        /* 1..99, <= hi_pct */
-    unsigned hi_pct;        /* 1..99 */
+    unsigned lo_pct;         /* 1..99, <= hi_pct */
+    unsigned hi_pct;         /* 1..99 */
     int64_t backoff_base_ms; /* > 0 */
     int64_t backoff_cap_ms;  /* >= base */
 };

@@ -3,6 +3,8 @@
  * agent_sock: the Workload API socket: the accept thread that tells HTTP/2
  * from HTTP/1.1, and the JSON API over libmicrohttpd. See agent_sock.h.
  */
+#include "agent/agent_sock.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -18,12 +21,11 @@
 
 #include "agent/agent_grpc.h"
 #include "agent/agent_metrics.h"
-#include "agent/agent_sock.h"
-#include "api/internal/mf_httpd.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_httpd.h"
 #include "api/pki/mf_x509.h"
 
 #define REQ_BODY_MAX    (MF_JWT_MAX + 2048u) /* POST /v1/jwt/validate; others have none */
@@ -187,12 +189,10 @@ static void free_secret_buf(void *cls)
 /* Replies with the bytes of *b, which may hold keys: MHD sends them from our
  * buffer and the free callback wipes it, so no unwiped copy is left. Takes
  * ownership of b. */
-static enum MHD_Result reply_secret(struct MHD_Connection *conn, unsigned status,
-                                    struct mf_buf *b)
+static enum MHD_Result reply_secret(struct MHD_Connection *conn, unsigned status, struct mf_buf *b)
 {
     struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, free_secret_buf,
-                                                               b);
+        MHD_create_response_from_buffer_with_free_callback_cls(b->len, b->data, free_secret_buf, b);
     if (r == NULL) {
         free_secret_buf(b);
         return MHD_NO;
@@ -221,8 +221,8 @@ struct watch {
     struct agent_workload w;
     struct mf_buf pending; /* secret: the next line(s) to send */
     size_t off;
-    uint64_t seen;         /* state version last rendered */
-    uint8_t last[32];      /* digest of the last document sent */
+    uint64_t seen;    /* state version last rendered */
+    uint8_t last[32]; /* digest of the last document sent */
     bool sent_any;
     bool end;
 };
@@ -251,9 +251,8 @@ static void watch_render(struct watch *x)
         /* E18: the stream ends with permission denied once the workload has
          * no identity left (entry deleted, or every SVID expired) */
         mf_buf_reset(&x->pending);
-        if (!mf_ok(mf_buf_append_str(&x->pending,
-                                     "{\"error\":\"permission_denied\",\"message\":"
-                                     "\"no identity issued\"}\n"))) {
+        if (!mf_ok(mf_buf_append_str(&x->pending, "{\"error\":\"permission_denied\",\"message\":"
+                                                  "\"no identity issued\"}\n"))) {
             mf_buf_reset(&x->pending);
         }
         log_denial(&x->w, "/v1/x509?watch=true", "no identity left");
@@ -387,8 +386,8 @@ static enum MHD_Result do_jwt(struct agent_sock *s, struct MHD_Connection *conn,
     }
     struct agent_jwt_svid *v = NULL;
     size_t n = 0;
-    mf_res r = agent_jwt_fetch(s->jwt, snap, w->sels, w->n_sels,
-                               mf_httpd_query(conn, "spiffe_id"), a.v, a.n, &v, &n);
+    mf_res r = agent_jwt_fetch(s->jwt, snap, w->sels, w->n_sels, mf_httpd_query(conn, "spiffe_id"),
+                               a.v, a.n, &v, &n);
     if (!mf_ok(r)) {
         if (mf_err_category(r.err) == MF_CAT_POLICY) {
             log_denial(w, "/v1/jwt", "no matching identity");
@@ -399,8 +398,8 @@ static enum MHD_Result do_jwt(struct agent_sock *s, struct MHD_Connection *conn,
     for (size_t i = 0; arr != NULL && i < n; i++) {
         char when[MF_RFC3339_LEN];
         mf_time_format(v[i].expires_at, when);
-        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "spiffe_id", v[i].spiffe_id, "svid",
-                              v[i].token, "hint", v[i].hint, "expires_at", when);
+        json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "spiffe_id", v[i].spiffe_id, "svid", v[i].token,
+                              "hint", v[i].hint, "expires_at", when);
         if (o == NULL || json_array_append_new(arr, o) != 0) {
             json_decref(arr);
             arr = NULL;
@@ -594,7 +593,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 enum kind { KIND_WAIT, KIND_WAIT_MORE, KIND_HTTP1, KIND_HTTP2, KIND_CLOSE };
 
-#define REAP_TICK_MS   250 /* how often deadlines of MHD's connections are checked */
+#define REAP_TICK_MS 250 /* how often deadlines of MHD's connections are checked */
 
 struct pending {
     int fd;
@@ -602,7 +601,7 @@ struct pending {
     struct agent_conn_stamp stamp;
     int64_t accept_ms;
     int64_t deadline_ms;
-    bool short_wait;        /* a partial preface: look again shortly */
+    bool short_wait; /* a partial preface: look again shortly */
     struct sockaddr_un addr;
     socklen_t addr_len;
 };
@@ -739,8 +738,8 @@ static void *accept_main(void *arg)
         pf[0] = (struct pollfd){.fd = s->listen_fd, .events = POLLIN};
         pf[1] = (struct pollfd){.fd = s->wake_fd, .events = POLLIN};
         for (size_t i = 0; i < np; i++) {
-            pf[2 + i] = (struct pollfd){.fd = pend[i].fd,
-                                        .events = pend[i].short_wait ? 0 : POLLIN};
+            pf[2 + i] =
+                (struct pollfd){.fd = pend[i].fd, .events = pend[i].short_wait ? 0 : POLLIN};
             int64_t t = pend[i].short_wait ? PEEK_RETRY_MS : pend[i].deadline_ms - now;
             if (timeout < 0 || t < timeout) {
                 timeout = t < 0 ? 0 : t;
@@ -860,13 +859,13 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
     /* the accept thread hands HTTP/1.1 connections over: MHD listens on
      * nothing itself. Its limit is twice ours, so that it is never reached
      * (agent_sock.h). */
-    s->daemon = MHD_start_daemon(
-        MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
-            MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET,
-        0, NULL, NULL, handle, s, MHD_OPTION_CONNECTION_LIMIT, 2 * cfg->max_conns,
-        MHD_OPTION_CONNECTION_TIMEOUT, cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-        (size_t)CONN_MEMORY_MAX, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
-        MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_END);
+    s->daemon = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                                     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_NO_LISTEN_SOCKET,
+                                 0, NULL, NULL, handle, s, MHD_OPTION_CONNECTION_LIMIT,
+                                 2 * cfg->max_conns, MHD_OPTION_CONNECTION_TIMEOUT,
+                                 cfg->conn_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                 (size_t)CONN_MEMORY_MAX, MHD_OPTION_NOTIFY_COMPLETED, completed, s,
+                                 MHD_OPTION_NOTIFY_CONNECTION, notify_conn, s, MHD_OPTION_END);
     MF_ENSURE_OUT_MSG(s->daemon != NULL, MF_ERR_IO, "cannot start the Workload API server on %s",
                       cfg->path);
     MF_ENSURE_OUT_MSG(pthread_create(&s->acceptor, NULL, accept_main, s) == 0, MF_ERR_INTERNAL,

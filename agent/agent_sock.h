@@ -75,10 +75,10 @@ struct agent_sock_conn {
     int fd; /* -1: the slot is free */
     uid_t uid;
     struct agent_conn_stamp stamp; /* agent_attest_stamp() at accept */
-    int64_t accept_ms;   /* mf_mono_ms() at accept */
-    int64_t deadline_ms; /* the request under way must be complete by then; 0: none */
-    bool started;        /* MHD reported it started */
-    bool shut;           /* shut down by us for a missed deadline */
+    int64_t accept_ms;             /* mf_mono_ms() at accept */
+    int64_t deadline_ms;           /* the request under way must be complete by then; 0: none */
+    bool started;                  /* MHD reported it started */
+    bool shut;                     /* shut down by us for a missed deadline */
 };
 
 struct agent_sock {
@@ -98,8 +98,8 @@ struct agent_sock {
     pthread_t acceptor;
     bool acceptor_started;
     bool admit_ok;
-    struct agent_admit admit; /* every open connection, by uid */
-    pthread_mutex_t conns_mu; /* protects conns and n_started */
+    struct agent_admit admit;      /* every open connection, by uid */
+    pthread_mutex_t conns_mu;      /* protects conns and n_started */
     struct agent_sock_conn *conns; /* max_conns slots */
     unsigned n_started;            /* conns that MHD reported started */
 };
@@ -111,7 +111,7 @@ struct agent_sock_cfg {
     unsigned max_watches;
     unsigned conn_timeout_s; /* a connection's first request complete within */
     unsigned idle_timeout_s; /* a connection with no call in progress closed after */
-    struct agent_jwt *jwt; /* JWT-SVIDs; NULL: /v1/jwt answers 503 */
+    struct agent_jwt *jwt;   /* JWT-SVIDs; NULL: /v1/jwt answers 503 */
     /* Bundles and JWT validation for any caller that attests, entry or not
      * (--allow-unauthenticated-verifiers); false: only to callers with an
      * entry, as the SVIDs. */

@@ -3,6 +3,8 @@
  * agent_state: immutable refcounted snapshots and their JSON rendering.
  * See agent_state.h.
  */
+#include "agent/agent_state.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +12,6 @@
 #include <time.h>
 
 #include "agent/agent_rotate.h"
-#include "agent/agent_state.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
@@ -117,8 +118,7 @@ out:
     return rc;
 }
 
-static bool svid_for(const struct agent_snap_svid *v, const struct mf_selector *have,
-                     size_t n_have)
+static bool svid_for(const struct agent_snap_svid *v, const struct mf_selector *have, size_t n_have)
 {
     return mf_selectors_match(v->sels, v->n_sels, have, n_have) &&
            agent_svid_servable(v->not_after);

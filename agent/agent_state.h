@@ -24,9 +24,9 @@
 #include <stdint.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
 #include "api/internal/mf_selector.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 
@@ -34,22 +34,22 @@
 
 struct agent_snap_svid {
     char *spiffe_id;
-    char *hint;                /* "" when none */
+    char *hint; /* "" when none */
     struct mf_selector *sels;
     size_t n_sels;
-    struct mf_buf chain_pem;   /* leaf first */
-    struct mf_buf key_pem;     /* PKCS#8, MF_BUF_SECRET */
-    struct mf_buf chain_der;   /* the same chain, concatenated DER (gRPC) */
-    struct mf_buf key_der;     /* the same key, PKCS#8 DER, MF_BUF_SECRET (gRPC) */
-    int64_t not_after;         /* seconds */
+    struct mf_buf chain_pem; /* leaf first */
+    struct mf_buf key_pem;   /* PKCS#8, MF_BUF_SECRET */
+    struct mf_buf chain_der; /* the same chain, concatenated DER (gRPC) */
+    struct mf_buf key_der;   /* the same key, PKCS#8 DER, MF_BUF_SECRET (gRPC) */
+    int64_t not_after;       /* seconds */
 };
 
 struct agent_snap {
-    int refs;                  /* atomic */
-    uint64_t version;          /* set by publish */
+    int refs;                         /* atomic */
+    uint64_t version;                 /* set by publish */
     char td_id[MF_SPIFFE_ID_MAX + 1]; /* "spiffe://<td>" */
-    struct mf_buf bundle_pem;  /* own trust domain's X.509 authorities */
-    struct mf_bundle *bundle;  /* the same bundle (X.509 and JWT authorities), or NULL */
+    struct mf_buf bundle_pem;         /* own trust domain's X.509 authorities */
+    struct mf_bundle *bundle;         /* the same bundle (X.509 and JWT authorities), or NULL */
     struct agent_snap_svid *svids;
     size_t n;
     size_t cap;
@@ -76,8 +76,7 @@ bool agent_snap_visible(const struct agent_snap *s, size_t i, const struct mf_se
 
 /* Number of SVIDs that a workload with selectors have[0..n_have) may get
  * now. */
-size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *have,
-                        size_t n_have);
+size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *have, size_t n_have);
 
 /* The GET /v1/x509 document (DESIGN.md) for the workload, appended to out
  * (which must be MF_BUF_SECRET: it holds keys). *count is the number of
@@ -103,7 +102,7 @@ struct agent_state {
     struct mf_key *id_key;
     struct mf_certs id_chain;
     struct mf_bundle *id_trust;
-    uint64_t id_gen;        /* bumped on every change; 0 = none yet */
+    uint64_t id_gen; /* bumped on every change; 0 = none yet */
 };
 
 MF_WUR mf_res agent_state_init(struct agent_state *st);
@@ -124,9 +123,8 @@ MF_WUR mf_res agent_state_set_identity(struct agent_state *st, const struct mf_k
  * updated): *key (caller frees), chain (initialised here, caller cleans
  * up) and *trust (a reference). Returns MF_ERR_IO_NOT_FOUND, with nothing
  * set, when the generation is unchanged or no identity was published. */
-MF_WUR mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen,
-                                        struct mf_key **key, struct mf_certs *chain,
-                                        struct mf_bundle **trust);
+MF_WUR mf_res agent_state_copy_identity(struct agent_state *st, uint64_t *gen, struct mf_key **key,
+                                        struct mf_certs *chain, struct mf_bundle **trust);
 
 /* Wakes every waiter for good (shutdown). */
 void agent_state_stop(struct agent_state *st);

@@ -2,6 +2,8 @@
 /*
  * agent_worker: the CA-facing loop. See agent_worker.h.
  */
+#include "agent/agent_worker.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -9,24 +11,24 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 
 #include "agent/agent_metrics.h"
 #include "agent/agent_rotate.h"
-#include "agent/agent_worker.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
 
-#define ATTEST_TRIES     8
-#define MIN_WAKE_MS      100
-#define MAX_IDLE_MS      (AGENT_SYNC_WAIT_MAX * 1000)
-#define TOKEN_POLL_MS    2000             /* evicted: --join-token-file re-read */
-#define BANNED_RETRY_MS  (10 * 60 * 1000) /* banned: ask again this rarely */
-#define TOKEN_MAX        4096
-#define AGENT_SVID_FILE  "agent.svid"     /* agent_cache.c's AGENT_FILE */
+#define ATTEST_TRIES    8
+#define MIN_WAKE_MS     100
+#define MAX_IDLE_MS     (AGENT_SYNC_WAIT_MAX * 1000)
+#define TOKEN_POLL_MS   2000             /* evicted: --join-token-file re-read */
+#define BANNED_RETRY_MS (10 * 60 * 1000) /* banned: ask again this rarely */
+#define TOKEN_MAX       4096
+#define AGENT_SVID_FILE "agent.svid" /* agent_cache.c's AGENT_FILE */
 
 static int64_t min64(int64_t a, int64_t b)
 {
@@ -85,13 +87,12 @@ out:
 }
 
 /* Installs a new agent identity (takes key and the chain's contents). */
-static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key,
-                                 struct mf_certs *chain)
+static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key, struct mf_certs *chain)
 {
     int64_t renew = 0;
     const struct mf_cert *leaf = chain->v[0];
-    mf_res r = agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf),
-                                 &renew);
+    mf_res r =
+        agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf), &renew);
     if (!mf_ok(r)) {
         mf_key_free(key);
         mf_certs_cleanup(chain);
@@ -121,8 +122,8 @@ static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key,
     }
     char when[MF_RFC3339_LEN];
     mf_time_format(mf_cert_not_after(w->agent_chain.v[0]), when);
-    mf_log_event(MF_LOG_INFO, __func__, "agent identity", "spiffe_id", w->agent_id.str,
-                 "not_after", when, NULL);
+    mf_log_event(MF_LOG_INFO, __func__, "agent identity", "spiffe_id", w->agent_id.str, "not_after",
+                 when, NULL);
     return MF_RES_OK;
 }
 
@@ -167,8 +168,8 @@ static mf_res read_token(const struct agent_config *cfg, struct mf_buf *tok)
     MF_ENSURE_OUT_MSG((st.st_mode & 077) == 0, MF_ERR_IO_PERM,
                       "%s is accessible by group or others (mode %03o): chmod 600 it", path,
                       (unsigned)(st.st_mode & 0777));
-    MF_ENSURE_OUT_MSG(st.st_size <= TOKEN_MAX, MF_ERR_PROTO_TOO_LARGE, "%s is over %d bytes",
-                      path, TOKEN_MAX);
+    MF_ENSURE_OUT_MSG(st.st_size <= TOKEN_MAX, MF_ERR_PROTO_TOO_LARGE, "%s is over %d bytes", path,
+                      TOKEN_MAX);
     size_t len = 0;
     for (;;) {
         ssize_t n = read(fd, tmp + len, sizeof(tmp) - len);
@@ -360,8 +361,8 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
     for (size_t i = w->cache.n; i > 0; i--) {
         if (!w->cache.v[i - 1].seen) {
             mf_log_event(MF_LOG_INFO, __func__, "entry removed", "entry_id",
-                         w->cache.v[i - 1].entry.id, "spiffe_id",
-                         w->cache.v[i - 1].entry.spiffe_id, NULL);
+                         w->cache.v[i - 1].entry.id, "spiffe_id", w->cache.v[i - 1].entry.spiffe_id,
+                         NULL);
             agent_cache_remove(&w->cache, i - 1);
             *changed = true;
         }
@@ -417,8 +418,8 @@ static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const j
     MF_ENSURE_OUT(mf_cert_matches_key(chain.v[0], *key), MF_ERR_CRYPTO_MISMATCH);
     const struct mf_cert *leaf = chain.v[0];
     int64_t renew = 0;
-    MF_TRY_OUT(agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf),
-                                 &renew));
+    MF_TRY_OUT(
+        agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf), &renew));
     agent_metrics_svid_signed(rec->key != NULL ? rec->renew_at_ms : 0);
     mf_key_free(rec->key);
     mf_certs_cleanup(&rec->chain);
@@ -438,8 +439,8 @@ static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const j
     mf_cert_serial_hex(rec->chain.v[0], serial);
     mf_time_format(rec->not_after, when);
     mf_time_format(renew / 1000, at);
-    mf_log_event(MF_LOG_INFO, __func__, "svid issued", "spiffe_id", rec->entry.spiffe_id,
-                 "serial", serial, "not_after", when, "renew_at", at, NULL);
+    mf_log_event(MF_LOG_INFO, __func__, "svid issued", "spiffe_id", rec->entry.spiffe_id, "serial",
+                 serial, "not_after", when, "renew_at", at, NULL);
     rc = MF_RES_OK;
 out:
     mf_certs_cleanup(&chain);
@@ -584,8 +585,7 @@ static void drop_identity(struct agent_worker *w)
     agent_client_set_identity(&w->client, NULL, NULL);
     if (w->cache.dirfd >= 0 && unlinkat(w->cache.dirfd, AGENT_SVID_FILE, 0) != 0 &&
         errno != ENOENT) {
-        mf_log_warn("cannot remove %s/%s: %s", w->cfg->data_dir, AGENT_SVID_FILE,
-                    strerror(errno));
+        mf_log_warn("cannot remove %s/%s: %s", w->cfg->data_dir, AGENT_SVID_FILE, strerror(errno));
     }
     free(w->revision);
     w->revision = NULL;
@@ -603,9 +603,9 @@ static bool ca_denied(struct agent_worker *w, mf_res why)
     if (w->client.denial == AGENT_DENIAL_EVICTED) {
         (void)why; /* the CA's answer adds nothing to this line */
         mf_log_err("evicted by the CA: %s is no longer attested; its identity is "
-                          "dropped and a new join token is needed (restart with --join-token, "
-                          "or write it to --join-token-file)",
-                     w->agent_id.str);
+                   "dropped and a new join token is needed (restart with --join-token, "
+                   "or write it to --join-token-file)",
+                   w->agent_id.str);
         drop_identity(w);
         w->evicted = true;
         w->banned = false;
@@ -617,8 +617,8 @@ static bool ca_denied(struct agent_worker *w, mf_res why)
     if (w->client.denial == AGENT_DENIAL_BANNED) {
         if (!w->banned) {
             mf_log_err("banned by the CA: %s may not renew or sign; serving what is still "
-                              "valid until it expires, asking again every %d min",
-                         w->agent_id.str, BANNED_RETRY_MS / 60000);
+                       "valid until it expires, asking again every %d min",
+                       w->agent_id.str, BANNED_RETRY_MS / 60000);
         } else {
             mf_log_debug("still banned by the CA");
         }
@@ -742,8 +742,7 @@ static void *worker_main(void *arg)
         int wait_s = (int)(wait_ms <= 0 ? 0 : min64((wait_ms + 999) / 1000, AGENT_SYNC_WAIT_MAX));
         json_t *obj = NULL;
         if (wait_ms > 0 || w->revision == NULL || !w->synced) {
-            r = agent_client_sync(&w->client, w->revision, w->revision == NULL ? 0 : wait_s,
-                                  &obj);
+            r = agent_client_sync(&w->client, w->revision, w->revision == NULL ? 0 : wait_s, &obj);
             if (!mf_ok(r)) {
                 if (!ca_denied(w, r)) {
                     ca_failed(w, r);

@@ -34,7 +34,7 @@
 
 struct agent_worker {
     const struct agent_config *cfg;
-    struct agent_state *state;       /* where snapshots are published */
+    struct agent_state *state; /* where snapshots are published */
     struct agent_cache cache;
     struct agent_client client;
     char td[MF_TD_MAX + 1];
@@ -44,17 +44,17 @@ struct agent_worker {
     int64_t agent_renew_at_ms;
     unsigned agent_attempts;
     int64_t agent_retry_at_ms;
-    char *revision;                  /* last sync revision, or NULL */
+    char *revision; /* last sync revision, or NULL */
     unsigned ca_attempts;
     int64_t ca_retry_at_ms;
-    int64_t next_expiry_ms;          /* earliest NotAfter published */
-    bool evicted;                    /* the CA forgot us: attest again with a new token */
-    bool banned;                     /* the CA refuses us (said once) */
-    bool token_tried;                /* `token` was spent or refused */
-    struct mf_buf token;             /* the join token last read (secret) */
-    int wake_fd;                     /* eventfd: shutdown */
-    bool stop;                       /* protected by mu */
-    bool synced;                     /* protected by mu: first sync done */
+    int64_t next_expiry_ms; /* earliest NotAfter published */
+    bool evicted;           /* the CA forgot us: attest again with a new token */
+    bool banned;            /* the CA refuses us (said once) */
+    bool token_tried;       /* `token` was spent or refused */
+    struct mf_buf token;    /* the join token last read (secret) */
+    int wake_fd;            /* eventfd: shutdown */
+    bool stop;              /* protected by mu */
+    bool synced;            /* protected by mu: first sync done */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;

@@ -6,22 +6,23 @@
  * refused request changes nothing; each successful write wakes the agents'
  * long-polling sync requests.
  */
+#include "ca/ca_admin.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "api/internal/mf_httpd.h"
-#include "api/internal/mf_selector.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_admin.h"
+#include "api/internal/mf_httpd.h"
+#include "api/internal/mf_selector.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
-#define TOKEN_BYTES 32 /* 256 bits of entropy, shown once as hex */
+#define TOKEN_BYTES   32 /* 256 bits of entropy, shown once as hex */
 #define TOKEN_TTL_MAX (7 * 24 * 3600)
 
 struct ca_admin {
@@ -93,8 +94,8 @@ static mf_res parse_agent_body(const void *body, size_t len, const char *td,
     if (mf_ok(r) && ttl != NULL) {
         r = mf_json_int(doc, "ttl", false, INT64_MIN, INT64_MAX, ttl);
         /* say what the limit is, not that the wire format's field is off */
-        if (mf_ok(r) && (*ttl < 0 || *ttl > TOKEN_TTL_MAX || (*ttl == 0 && json_object_get(
-                                                                             doc, "ttl") != NULL))) {
+        if (mf_ok(r) && (*ttl < 0 || *ttl > TOKEN_TTL_MAX ||
+                         (*ttl == 0 && json_object_get(doc, "ttl") != NULL))) {
             r = MF_RAISE_MSG(MF_ERR_USAGE_ARG,
                              "token ttl %llds is out of range: 1 s to %d s (7 days)",
                              (long long)*ttl, TOKEN_TTL_MAX);
@@ -108,8 +109,8 @@ static mf_res parse_agent_body(const void *body, size_t len, const char *td,
 }
 
 /* see ca_admin.h */
-mf_res ca_admin_parse_token(const void *body, size_t len, const char *td,
-                            struct mf_spiffe_id *id, int64_t *ttl)
+mf_res ca_admin_parse_token(const void *body, size_t len, const char *td, struct mf_spiffe_id *id,
+                            int64_t *ttl)
 {
     MF_ENSURE_REF(ttl);
     return parse_agent_body(body, len, td, id, ttl);
@@ -135,8 +136,8 @@ static enum MHD_Result entry_create(struct ca_ctx *ctx, struct MHD_Connection *c
     }
     enum MHD_Result ret;
     if (mf_ok(r)) {
-        mf_log_event(MF_LOG_INFO, __func__, "entry created", "id", e.id, "spiffe_id",
-                     e.spiffe_id, "parent_id", e.parent_id, NULL);
+        mf_log_event(MF_LOG_INFO, __func__, "entry created", "id", e.id, "spiffe_id", e.spiffe_id,
+                     "parent_id", e.parent_id, NULL);
         ca_ctx_changed(ctx);
         ret = reply_entry(ctx, conn, 201, &e);
     } else {
@@ -161,8 +162,8 @@ static enum MHD_Result entry_update(struct ca_ctx *ctx, struct MHD_Connection *c
     }
     enum MHD_Result ret;
     if (mf_ok(r)) {
-        mf_log_event(MF_LOG_INFO, __func__, "entry updated", "id", e.id, "spiffe_id",
-                     e.spiffe_id, NULL);
+        mf_log_event(MF_LOG_INFO, __func__, "entry updated", "id", e.id, "spiffe_id", e.spiffe_id,
+                     NULL);
         ca_ctx_changed(ctx);
         ret = reply_entry(ctx, conn, 200, &e);
     } else {
@@ -276,8 +277,8 @@ static enum MHD_Result token_create(struct ca_ctx *ctx, struct MHD_Connection *c
     int64_t ttl = ctx->cfg.token_ttl;
     struct mf_spiffe_id id;
     enum MHD_Result ret;
-    mf_res r = ca_admin_parse_token(req->body.data, req->body.len, ctx->cfg.trust_domain, &id,
-                                    &ttl);
+    mf_res r =
+        ca_admin_parse_token(req->body.data, req->body.len, ctx->cfg.trust_domain, &id, &ttl);
     if (mf_ok(r)) {
         r = mf_random(raw, sizeof(raw));
     }
@@ -294,11 +295,11 @@ static enum MHD_Result token_create(struct ca_ctx *ctx, struct MHD_Connection *c
         mf_time_format(exp, exps);
         /* log a short digest of the hash, never the token */
         mf_hex(hash, 8, hh);
-        mf_log_event(MF_LOG_INFO, __func__, "join token created", "spiffe_id", id.str,
-                     "expires_at", exps, "token_sha256_prefix", hh, NULL);
-        ret = mf_httpd_reply_json(conn, 201,
-                                  json_pack("{s:s,s:s,s:s}", "token", token, "spiffe_id", id.str,
-                                            "expires_at", exps));
+        mf_log_event(MF_LOG_INFO, __func__, "join token created", "spiffe_id", id.str, "expires_at",
+                     exps, "token_sha256_prefix", hh, NULL);
+        ret = mf_httpd_reply_json(
+            conn, 201,
+            json_pack("{s:s,s:s,s:s}", "token", token, "spiffe_id", id.str, "expires_at", exps));
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }
@@ -357,8 +358,9 @@ static enum MHD_Result agent_op(struct ca_ctx *ctx, struct MHD_Connection *conn,
         return mf_httpd_reply_res(conn, r);
     }
     if (strcmp(op, "show") != 0) {
-        mf_log_event(MF_LOG_INFO, __func__, strcmp(op, "ban") == 0 ? "agent banned" : "agent evicted",
-                     "spiffe_id", id.str, NULL);
+        mf_log_event(MF_LOG_INFO, __func__,
+                     strcmp(op, "ban") == 0 ? "agent banned" : "agent evicted", "spiffe_id", id.str,
+                     NULL);
         ca_ctx_changed(ctx);
     }
     if (strcmp(op, "evict") == 0) {
@@ -395,8 +397,7 @@ static enum MHD_Result bundle_show(struct ca_ctx *ctx, struct MHD_Connection *co
         mf_res r = ca_bundle_to_json(b, &o);
         ret = mf_ok(r) ? mf_httpd_reply_json(conn, 200, o) : mf_httpd_reply_res(conn, r);
     } else {
-        ret = mf_httpd_reply_error(conn, 400, "invalid_argument",
-                                   "format must be pem or spiffe");
+        ret = mf_httpd_reply_error(conn, 400, "invalid_argument", "format must be pem or spiffe");
     }
     mf_bundle_free(b);
     return ret;
@@ -496,14 +497,12 @@ mf_res ca_admin_start(struct ca_ctx *ctx, struct ca_admin **out)
         free(a);
         return r;
     }
-    a->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
-                                MHD_USE_POLL, 0,
-                            NULL, NULL, handle, ctx, MHD_OPTION_LISTEN_SOCKET, a->fd,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
-                            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-                            MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL,
-                            MHD_OPTION_END);
+    a->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, 0, NULL,
+        NULL, handle, ctx, MHD_OPTION_LISTEN_SOCKET, a->fd, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)64, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        mf_httpd_completed, NULL, MHD_OPTION_END);
     if (a->d == NULL) {
         close(a->fd);
         free(a);

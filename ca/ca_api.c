@@ -5,42 +5,43 @@
  * MHD runs one thread per connection, so a long-polling sync request blocks
  * only its own thread on ctx->ch_cond. ca_gate accepts and decides what
  * reaches MHD (and so the threads): idle and unauthenticated connections
- * are bounded in number, per address and in time (ca_gate.h). Every endpoint but /v1/attest authenticates the caller on the
- * first handler call (before any body is read) and again when the body is
- * in: its chain must verify against the CA's current bundle (mf_svid_verify,
- * so expiry is checked), its ID must be an agent ID of our trust domain, and
- * the registry must know it and not have banned it.
+ * are bounded in number, per address and in time (ca_gate.h). Every endpoint but /v1/attest
+ * authenticates the caller on the first handler call (before any body is read) and again when the
+ * body is in: its chain must verify against the CA's current bundle (mf_svid_verify, so expiry is
+ * checked), its ID must be an agent ID of our trust domain, and the registry must know it and not
+ * have banned it.
  */
+#include "ca/ca_api.h"
+
 #include <errno.h>
+#include <gnutls/abstract.h>
+#include <gnutls/gnutls.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <gnutls/abstract.h>
-#include <gnutls/gnutls.h>
+#include <sys/socket.h>
 
-#include "api/internal/mf_httpd.h"
 #include "api/core/mf_json.h"
-#include "api/pki/mf_jwt.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_api.h"
+#include "api/internal/mf_httpd.h"
+#include "api/pki/mf_jwt.h"
 #include "ca/ca_gate.h"
 #include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
-#define SRV_GENS      8   /* server credentials kept alive (see cert_cb) */
-#define SRV_CHAIN_MAX 4
+#define SRV_GENS          8 /* server credentials kept alive (see cert_cb) */
+#define SRV_CHAIN_MAX     4
 #define SYNC_WAIT_DEFAULT 30
-#define SYNC_WAIT_MAX 60
-#define TLS13_ONLY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define SYNC_WAIT_MAX     60
+#define TLS13_ONLY        "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
 struct srv_cred {
     gnutls_pcert_st pcert[SRV_CHAIN_MAX];
@@ -51,15 +52,15 @@ struct srv_cred {
 struct ca_api {
     struct ca_ctx *ctx;
     struct MHD_Daemon *d;
-    struct ca_gate *gate;         /* owns the listening socket (ca_gate.h) */
+    struct ca_gate *gate; /* owns the listening socket (ca_gate.h) */
     int fd;
     char addr[300];
-    pthread_mutex_t mu;           /* protects gens, cur, renew_at, not_before */
+    pthread_mutex_t mu; /* protects gens, cur, renew_at, not_before */
     struct srv_cred gens[SRV_GENS];
-    int cur;                      /* index of the newest credential, -1 before the first */
+    int cur; /* index of the newest credential, -1 before the first */
     int64_t renew_at;
-    int64_t not_before;           /* of the newest credential */
-    char *trust_pem;              /* bundle PEM handed to MHD_OPTION_HTTPS_MEM_TRUST */
+    int64_t not_before; /* of the newest credential */
+    char *trust_pem;    /* bundle PEM handed to MHD_OPTION_HTTPS_MEM_TRUST */
 };
 
 /* GnuTLS's retrieve callback carries no user pointer, so the one API
@@ -138,8 +139,7 @@ static mf_res renew_server(struct ca_api *api, int64_t now)
     MF_TRY_OUT(mf_key_to_der(key, &der));
     MF_ENSURE_OUT(gnutls_privkey_init(&c.key) == 0, MF_ERR_CRYPTO);
     gnutls_datum_t kd = {.data = der.data, .size = (unsigned)der.len};
-    MF_ENSURE_OUT_MSG(gnutls_privkey_import_x509_raw(c.key, &kd, GNUTLS_X509_FMT_DER, NULL, 0) ==
-                          0,
+    MF_ENSURE_OUT_MSG(gnutls_privkey_import_x509_raw(c.key, &kd, GNUTLS_X509_FMT_DER, NULL, 0) == 0,
                       MF_ERR_CRYPTO_KEY, "GnuTLS refused the server key");
     int64_t nb = mf_cert_not_before(chain.v[0]), na = mf_cert_not_after(chain.v[0]);
     pthread_mutex_lock(&api->mu);
@@ -226,7 +226,7 @@ static void peer_ip(struct MHD_Connection *conn, char *out, size_t cap)
         return;
     }
     socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                             : sizeof(struct sockaddr_in);
+                                                           : sizeof(struct sockaddr_in);
     char host[NI_MAXHOST];
     if (getnameinfo(ci->client_addr, len, host, sizeof(host), NULL, 0, NI_NUMERICHOST) == 0 &&
         cap > 0) {
@@ -432,8 +432,8 @@ mf_res ca_api_parse_jwt(const void *body, size_t len, json_t **doc, const char *
 }
 
 /* {"spiffe_id","x509_svid":[...],"bundle":{...}} */
-static enum MHD_Result reply_svid(struct ca_ctx *ctx, struct MHD_Connection *conn,
-                                  const char *id, const struct mf_certs *chain)
+static enum MHD_Result reply_svid(struct ca_ctx *ctx, struct MHD_Connection *conn, const char *id,
+                                  const struct mf_certs *chain)
 {
     json_t *arr = NULL, *bj = NULL;
     struct mf_bundle *b = ca_keys_bundle(ctx->keys);
@@ -517,8 +517,8 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
         r = ca_store_agent_issued(ctx->store, agent_id, serial, mf_cert_not_after(chain.v[0]), now,
                                   true);
         if (mf_ok(r)) {
-            mf_log_event(MF_LOG_INFO, __func__, "agent attested", "spiffe_id", agent_id, "peer",
-                         ip, NULL);
+            mf_log_event(MF_LOG_INFO, __func__, "agent attested", "spiffe_id", agent_id, "peer", ip,
+                         NULL);
             ca_ctx_changed(ctx);
         }
     }
@@ -561,8 +561,10 @@ static enum MHD_Result do_renew(struct ca_ctx *ctx, struct MHD_Connection *conn,
     }
     int64_t now = mf_now();
     if (mf_ok(r)) {
-        struct ca_leaf_req lr = {
-            .id = agent, .pubkey = mf_csr_pubkey(csr), .ttl = ctx->cfg.svid_ttl, .agent = agent->str};
+        struct ca_leaf_req lr = {.id = agent,
+                                 .pubkey = mf_csr_pubkey(csr),
+                                 .ttl = ctx->cfg.svid_ttl,
+                                 .agent = agent->str};
         r = ca_issue_leaf(ctx->keys, &lr, now, &chain);
     } else {
         ca_issue_log_denied(agent->str, agent->str, r);
@@ -645,8 +647,8 @@ static enum MHD_Result do_sync(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (ws != NULL) {
         mf_res r = mf_duration_parse(ws, &wait);
         if (!mf_ok(r) || wait > SYNC_WAIT_MAX) {
-            return mf_httpd_reply_error(conn, 400, "invalid_argument",
-                                        "wait must be 0..%d seconds", SYNC_WAIT_MAX);
+            return mf_httpd_reply_error(conn, 400, "invalid_argument", "wait must be 0..%d seconds",
+                                        SYNC_WAIT_MAX);
         }
     }
     mf_res seen = ca_store_agent_seen(ctx->store, agent->str, mf_now());
@@ -950,7 +952,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     mf_res r = authenticate(ctx, conn, &agent, &evicted);
     if (!mf_ok(r)) {
         ca_issue_log_denied(agent.str[0] != '\0' ? agent.str : "-",
-                                agent.str[0] != '\0' ? agent.str : "-", r);
+                            agent.str[0] != '\0' ? agent.str : "-", r);
         return reply_auth(conn, r, evicted);
     }
     if (strcmp(url, "/v1/renew") == 0) {

@@ -37,10 +37,8 @@ void ca_api_stop(struct ca_api *api);
  * a batch are decoded one by one later with ca_api_decode_csr. */
 MF_WUR mf_res ca_api_parse_attest(const void *body, size_t len, json_t **doc, const char **token,
                                   struct mf_csr **csr);
-MF_WUR mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc,
-                                 struct mf_csr **csr);
-MF_WUR mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc,
-                                const json_t **reqs);
+MF_WUR mf_res ca_api_parse_renew(const void *body, size_t len, json_t **doc, struct mf_csr **csr);
+MF_WUR mf_res ca_api_parse_sign(const void *body, size_t len, json_t **doc, const json_t **reqs);
 /* A CSR as sent inside JSON (base64 DER), size-checked then verified. */
 MF_WUR mf_res ca_api_decode_csr(const char *b64, struct mf_csr **out);
 /* POST /v1/jwt: {"spiffe_id":"<ID>","audience":["A",...]}, exactly those

@@ -6,6 +6,8 @@
  * (SPIFFE IDs, selectors, duplicates) is enforced by the server, so that
  * the CLI and the API can never disagree.
  */
+#include "ca/ca_cli.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,14 +16,13 @@
 
 #include <jansson.h>
 
-#include "api/net/mf_http.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_opt.h"
-#include "ca/ca_cli.h"
-#include "ca/ca_dscopy.h"
+#include "api/net/mf_http.h"
 #include "ca/ca_config.h"
+#include "ca/ca_dscopy.h"
 
 #define CLI_TIMEOUT_MS 15000
 #define CLI_MAX_BODY   MF_MAX_BUNDLE
@@ -41,10 +42,12 @@ struct opts {
 };
 
 /* Options every admin command takes. */
-#define SOCK_OPT                                                                                   \
-    {"admin-socket", MF_OPT_STR, "PATH", NULL, "the CA's admin socket", MF_OPT_REQUIRED,           \
-     "MAYFLY_CA_ADMIN_SOCKET"},                                                                    \
-        {"json", MF_OPT_BOOL, NULL, NULL, "print the API's JSON instead of text", 0, NULL}
+#define SOCK_OPT                                                                                  \
+    {"admin-socket",          MF_OPT_STR, "PATH", NULL, "the CA's admin socket", MF_OPT_REQUIRED, \
+     "MAYFLY_CA_ADMIN_SOCKET"},                                                                   \
+    {                                                                                             \
+        "json", MF_OPT_BOOL, NULL, NULL, "print the API's JSON instead of text", 0, NULL          \
+    }
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct mf_opt o_plain[] = {SOCK_OPT};
@@ -71,8 +74,8 @@ static const struct mf_opt o_entry_query[] = {
     SOCK_OPT,
     {"spiffe-id", MF_OPT_STR, "ID", NULL, "only entries with this SPIFFE ID", 0, NULL},
     {"parent-id", MF_OPT_STR, "AGENT_ID", NULL, "only entries parented to this agent", 0, NULL},
-    {"selector", MF_OPT_LIST, "TYPE:KEY:VALUE", NULL, "only entries whose selectors match these",
-     0, NULL},
+    {"selector", MF_OPT_LIST, "TYPE:KEY:VALUE", NULL, "only entries whose selectors match these", 0,
+     NULL},
     {"match", MF_OPT_STR, "MODE", "superset",
      "how --selector compares: exact (the same set), subset (the entry's are among them), "
      "superset (the entry has them all), any (one in common)",
@@ -98,8 +101,7 @@ static const struct mf_opt o_dscopy[] = {
     {"data-dir", MF_OPT_STR, "DIR", NULL, "the stopped CA's data dir (its keys stay there)",
      MF_OPT_REQUIRED, NULL},
     {"from", MF_OPT_STR, "DS", NULL, "source registry (default: SQLite in data-dir)", 0, NULL},
-    {"to", MF_OPT_STR, "DS", NULL, "new, empty registry: postgresql://... or sqlite:PATH", 0,
-     NULL},
+    {"to", MF_OPT_STR, "DS", NULL, "new, empty registry: postgresql://... or sqlite:PATH", 0, NULL},
     {"to-file", MF_OPT_STR, "FILE", NULL, "a 0600 file holding the destination (with a password)",
      0, NULL},
 };
@@ -616,7 +618,8 @@ static int cmd_agent(const char *verb, struct opts *o)
         /* the ID, percent-encoded, in the query string */
         char path[3 * MF_SPIFFE_ID_MAX + 64];
         int used = snprintf(path, sizeof(path), "/v1/agents/show?spiffe_id=");
-        if (!mf_pct_encode(o->pos[0], MF_PCT_UNRESERVED, path + used, sizeof(path) - (size_t)used)) {
+        if (!mf_pct_encode(o->pos[0], MF_PCT_UNRESERVED, path + used,
+                           sizeof(path) - (size_t)used)) {
             return usage_err("agent %s: the SPIFFE ID is too long", verb);
         }
         rc = call(o, "GET", path, NULL, &resp, false);
@@ -690,8 +693,8 @@ static int cmd_ca(const char *verb, struct opts *o)
                    json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an "
                                                                   "upstream root)"
                                                                 : "");
-            printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE",
-                   "NOT AFTER", "FINGERPRINT");
+            printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
+                   "FINGERPRINT");
             json_array_foreach(json_object_get(j, "authorities"), i, a)
             {
                 printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),

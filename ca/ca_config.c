@@ -7,18 +7,20 @@
  * the range checks, so that a flag and its config-file key can never drift
  * apart.
  */
+#include "ca/ca_config.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include <sys/stat.h>
 
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_config.h"
 #include "ca/ca_keys.h"
 
 void ca_config_defaults(struct ca_config *c)
@@ -55,8 +57,7 @@ static mf_res set_uint(unsigned *dst, const char *key, const char *value, unsign
     unsigned long v = strtoul(value, &end, 10);
     MF_ENSURE_MSG(errno == 0 && end != value && *end == '\0' && value[0] != '-' && v >= lo &&
                       v <= hi,
-                  MF_ERR_USAGE_ARG, "%s: '%s' is not a whole number in %u..%u", key, value, lo,
-                  hi);
+                  MF_ERR_USAGE_ARG, "%s: '%s' is not a whole number in %u..%u", key, value, lo, hi);
     *dst = (unsigned)v;
     return MF_RES_OK;
 }
@@ -232,7 +233,10 @@ void ca_config_wipe(struct ca_config *c)
     }
 }
 
-#define RUN_OPT(n, k, a, d, h, f) {n, k, a, d, h, MF_OPT_CONFIG | (f), NULL}
+#define RUN_OPT(n, k, a, d, h, f)                \
+    {                                            \
+        n, k, a, d, h, MF_OPT_CONFIG | (f), NULL \
+    }
 const struct mf_opt ca_run_opts[] = {
     RUN_OPT("data-dir", MF_OPT_STR, "DIR", NULL, "registry and CA keys, mode 0700",
             MF_OPT_REQUIRED),
@@ -255,15 +259,14 @@ const struct mf_opt ca_run_opts[] = {
             "agent API connections from one address", 0),
     RUN_OPT("handshake-timeout", MF_OPT_DUR, "DUR", "10s",
             "accept to first authenticated request (1s..60s)", 0),
-    RUN_OPT("log-level", MF_OPT_STR, "LEVEL", "info", "error, warn, info or debug",
-            MF_OPT_RELOAD),
+    RUN_OPT("log-level", MF_OPT_STR, "LEVEL", "info", "error, warn, info or debug", MF_OPT_RELOAD),
     RUN_OPT("log-format", MF_OPT_STR, "FORMAT", "text", "text or json", MF_OPT_RELOAD),
     RUN_OPT("log-file", MF_OPT_STR, "FILE", NULL,
             "append log lines to FILE instead of stderr; reopened on SIGHUP", MF_OPT_RELOAD),
     RUN_OPT("metrics-listen", MF_OPT_STR, "HOST:PORT", NULL,
             "address of /live, /ready, /metrics (default: off)", 0),
-    RUN_OPT("datastore", MF_OPT_STR, "DS",
-            NULL, "registry: sqlite:PATH or postgresql://... (default: SQLite in data-dir)", 0),
+    RUN_OPT("datastore", MF_OPT_STR, "DS", NULL,
+            "registry: sqlite:PATH or postgresql://... (default: SQLite in data-dir)", 0),
     RUN_OPT("datastore-file", MF_OPT_STR, "FILE", NULL,
             "a 0600 file holding the datastore (for a URI with a password)", 0),
     {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},

@@ -19,11 +19,11 @@
 #include "api/internal/mf_opt.h"
 #include "api/pki/mf_spiffeid.h"
 
-#define CA_DEFAULT_SVID_TTL  3600
-#define CA_DEFAULT_CA_TTL    86400
-#define CA_DEFAULT_TOKEN_TTL 600
+#define CA_DEFAULT_SVID_TTL          3600
+#define CA_DEFAULT_CA_TTL            86400
+#define CA_DEFAULT_TOKEN_TTL         600
 #define CA_DEFAULT_HANDSHAKE_TIMEOUT 10
-#define CA_HANDSHAKE_TIMEOUT_MAX 60
+#define CA_HANDSHAKE_TIMEOUT_MAX     60
 
 struct ca_config {
     char data_dir[PATH_MAX];
@@ -37,14 +37,14 @@ struct ca_config {
     char upstream_ca_key[PATH_MAX];
     enum mf_log_level log_level;
     enum mf_log_format log_format;
-    unsigned max_signing;      /* concurrent signing requests (capacity, 503 beyond) */
-    unsigned agent_rate;       /* signing requests per second per agent (429 beyond) */
-    unsigned agent_burst;      /* bucket depth per agent */
-    unsigned max_connections;  /* agent API connections served at once (threads) */
+    unsigned max_signing;            /* concurrent signing requests (capacity, 503 beyond) */
+    unsigned agent_rate;             /* signing requests per second per agent (429 beyond) */
+    unsigned agent_burst;            /* bucket depth per agent */
+    unsigned max_connections;        /* agent API connections served at once (threads) */
     unsigned max_connections_per_ip; /* agent API connections from one address, all states */
-    int64_t handshake_timeout; /* accept to first authenticated request, seconds */
-    char log_file[PATH_MAX];   /* "" = stderr */
-    char metrics_listen[256];  /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
+    int64_t handshake_timeout;       /* accept to first authenticated request, seconds */
+    char log_file[PATH_MAX];         /* "" = stderr */
+    char metrics_listen[256]; /* host:port of /live /ready /metrics; "" = off (ca_metrics.h) */
     /* the registry's engine: "" = SQLite in data_dir, "sqlite:PATH", or a
      * postgresql:// URI (ca_store.h); may hold a password when it came from
      * datastore_file, so it is never logged, and wiped by ca_config_wipe */

@@ -3,10 +3,10 @@
  * ca_db: what every registry engine shares (see ca_db.h): column accessors
  * and the growing row vector.
  */
+#include "ca/ca_db.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "ca/ca_db.h"
 
 static const struct ca_db_val *col(const struct ca_db_row *r, size_t i, enum ca_db_kind k)
 {

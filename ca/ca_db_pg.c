@@ -18,13 +18,12 @@
  * logged, and an error detail names the server only by libpq's message.
  */
 #include <errno.h>
+#include <libpq-fe.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <libpq-fe.h>
 
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
@@ -70,8 +69,8 @@ static mf_res fail(struct pg_db *d, PGresult *res, const char *what)
     if (strncmp(state, "53", 2) == 0) { /* insufficient resources: disk full, memory */
         MF_BAIL_MSG(MF_ERR_IO_NOSPACE, "%s: %s", what, line);
     }
-    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 ||
-        strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0) {
+    if (strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
+        strcmp(state, "57014") == 0) {
         MF_BAIL_MSG(MF_ERR_IO_TIMEOUT, "%s: %s", what, line);
     }
     if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0) {
@@ -221,8 +220,8 @@ static mf_res pq_script(struct ca_db *dd, const char *sql)
     revive(d);
     PGresult *res = PQexec(d->conn, sql);
     ExecStatusType st = PQresultStatus(res);
-    mf_res rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? MF_RES_OK
-                                                                 : fail(d, res, "postgresql");
+    mf_res rc =
+        st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? MF_RES_OK : fail(d, res, "postgresql");
     PQclear(res);
     return rc;
 }

@@ -12,13 +12,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
+#include <sys/resource.h>
 
 #include "api/core/mf_buf.h"
 #include "ca/ca_db.h"
@@ -249,9 +249,8 @@ mf_res ca_db_sqlite_open(const char *path, struct ca_db **out)
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     MF_ENSURE_OUT_MSG(fd >= 0, MF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
     close(fd);
-    int r = sqlite3_open_v2(path, &d->db,
-                            SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
-                            NULL);
+    int r = sqlite3_open_v2(
+        path, &d->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW, NULL);
     if (r != SQLITE_OK) {
         rc = fail(d->db, r, "open database");
         goto out;

@@ -5,12 +5,13 @@
  * CA stopped. It opens both stores itself; nothing goes through the admin
  * socket, since the CA must not write meanwhile.
  */
+#include "ca/ca_dscopy.h"
+
 #include <stdio.h>
 #include <string.h>
 
 #include "api/core/mf_mem.h"
 #include "ca/ca_config.h"
-#include "ca/ca_dscopy.h"
 #include "ca/ca_store.h"
 
 static int fail(const char *what, mf_res r)

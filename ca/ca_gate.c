@@ -11,6 +11,8 @@
  * it down never hits another socket. The pool (g->pool) belongs to the
  * accept thread alone.
  */
+#include "ca/ca_gate.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -28,14 +30,13 @@
 
 #include "api/core/mf_log.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_gate.h"
 
-#define AGENT_SLOTS       4096 /* known agent addresses (direct-mapped) */
-#define ACCEPT_BURST      256  /* accepts per loop turn, so expiry keeps up */
-#define RETRY_MS          50   /* a ready connection waiting for a slot */
-#define FD_PAUSE_MS       100  /* out of descriptors and nothing to evict */
-#define LOG_EVERY_MS      1000
-#define FD_HEADROOM       256  /* descriptors left for the store, keys, admin */
+#define AGENT_SLOTS  4096 /* known agent addresses (direct-mapped) */
+#define ACCEPT_BURST 256  /* accepts per loop turn, so expiry keeps up */
+#define RETRY_MS     50   /* a ready connection waiting for a slot */
+#define FD_PAUSE_MS  100  /* out of descriptors and nothing to evict */
+#define LOG_EVERY_MS 1000
+#define FD_HEADROOM  256 /* descriptors left for the store, keys, admin */
 
 struct ip_key {
     uint8_t b[16]; /* IPv6, or IPv4 as ::ffff:a.b.c.d */
@@ -53,13 +54,13 @@ struct conn_rec {
     int64_t deadline_ms; /* authenticate by then (monotonic) */
     bool started;        /* MHD reported it */
     bool authed;
-    bool killed;         /* shut down at its deadline */
-    size_t idx;          /* in g->live */
+    bool killed; /* shut down at its deadline */
+    size_t idx;  /* in g->live */
 };
 
 /* A connection the gate still holds. */
 struct waiting {
-    int fd; /* -1: a hole, compacted away */
+    int fd;     /* -1: a hole, compacted away */
     bool ready; /* its first bytes arrived */
     struct ip_key ip;
     int64_t deadline_ms;
@@ -76,7 +77,7 @@ struct ca_gate {
     struct ca_gate_cfg cfg;
     unsigned unauth_max; /* max_conns - reserve */
     unsigned mhd_limit;
-    uint64_t seed;       /* keys the address hash: an attacker cannot aim at one chain */
+    uint64_t seed; /* keys the address hash: an attacker cannot aim at one chain */
     int listen_fd;
     int wake_fd;
     struct MHD_Daemon *d;
@@ -84,13 +85,13 @@ struct ca_gate {
     bool running;
     int stop; /* atomic */
 
-    pthread_mutex_t mu;          /* protects ips, live, counters, agents */
+    pthread_mutex_t mu; /* protects ips, live, counters, agents */
     struct ip_slot *ips;
     size_t ip_mask;
     struct conn_rec **live;
     size_t n_live;
-    unsigned n_unauth;           /* live and not authenticated */
-    unsigned n_unstarted;        /* live and not yet reported by MHD */
+    unsigned n_unauth;    /* live and not authenticated */
+    unsigned n_unstarted; /* live and not yet reported by MHD */
     struct agent_addr *agents;
 
     /* accept thread only */
@@ -606,12 +607,11 @@ mf_res ca_gate_new(const struct ca_gate_cfg *cfg, struct ca_gate **out)
             (void)setrlimit(RLIMIT_NOFILE, &rl);
             (void)getrlimit(RLIMIT_NOFILE, &rl);
         }
-        nofile = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 20 ? 1u << 20
-                                                                         : (size_t)rl.rlim_cur;
+        nofile =
+            rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1u << 20 ? 1u << 20 : (size_t)rl.rlim_cur;
     }
-    size_t spare = nofile > (size_t)g->mhd_limit + FD_HEADROOM
-                       ? nofile - g->mhd_limit - FD_HEADROOM
-                       : 0;
+    size_t spare =
+        nofile > (size_t)g->mhd_limit + FD_HEADROOM ? nofile - g->mhd_limit - FD_HEADROOM : 0;
     g->pool_cap = spare < 16 ? 16 : (spare > CA_GATE_POOL_MAX ? CA_GATE_POOL_MAX : spare);
 
     size_t slots = 1;

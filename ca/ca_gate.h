@@ -51,9 +51,9 @@
 struct ca_gate;
 
 struct ca_gate_cfg {
-    unsigned max_conns;   /* connections in MHD at once (threads) */
-    unsigned per_ip;      /* connections from one address, in every state */
-    int64_t deadline_s;   /* accept to first authenticated request */
+    unsigned max_conns; /* connections in MHD at once (threads) */
+    unsigned per_ip;    /* connections from one address, in every state */
+    int64_t deadline_s; /* accept to first authenticated request */
 };
 
 /* MHD_OPTION_CONNECTION_LIMIT to give MHD: comfortably above what the gate

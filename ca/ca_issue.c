@@ -8,6 +8,8 @@
  * completely is reused. If every probed slot is busy the agent shares the
  * home slot, which can only make it stricter.
  */
+#include "ca/ca_issue.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,32 +18,30 @@
 
 #include "api/core/mf_log.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_issue.h"
 #include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 
-#define BUCKETS     4096
-#define PROBES      8
+#define BUCKETS      4096
+#define PROBES       8
 #define SLOT_WAIT_MS 250
 
 struct bucket {
-    uint64_t key;      /* FNV-1a of the agent key; 0 = free */
+    uint64_t key; /* FNV-1a of the agent key; 0 = free */
     double tokens;
     int64_t last_ms;
 };
 
 struct ca_issuer {
-    pthread_mutex_t mu;     /* protects everything below */
-    pthread_cond_t freed;   /* signalled when a slot is released */
+    pthread_mutex_t mu;   /* protects everything below */
+    pthread_cond_t freed; /* signalled when a slot is released */
     unsigned max_slots;
     unsigned in_use;
-    double rate;            /* tokens per second */
+    double rate; /* tokens per second */
     double burst;
     struct bucket buckets[BUCKETS];
 };
 
-mf_res ca_issuer_new(unsigned max_concurrent, unsigned rate, unsigned burst,
-                     struct ca_issuer **out)
+mf_res ca_issuer_new(unsigned max_concurrent, unsigned rate, unsigned burst, struct ca_issuer **out)
 {
     MF_ENSURE_REF(out);
     MF_ENSURE(max_concurrent > 0 && rate > 0 && burst > 0, MF_ERR_USAGE_ARG);
@@ -175,8 +175,8 @@ void ca_issue_log_denied(const char *spiffe_id, const char *agent, mf_res r)
     char msg[512];
     mf_err_format(r, msg, sizeof(msg));
     ca_metrics_denied(ca_policy_reason(r));
-    mf_log_event(MF_LOG_INFO, __func__, "denied", "spiffe_id", spiffe_id ? spiffe_id : "-",
-                 "agent", agent ? agent : "-", "reason", ca_policy_reason(r), "detail", msg, NULL);
+    mf_log_event(MF_LOG_INFO, __func__, "denied", "spiffe_id", spiffe_id ? spiffe_id : "-", "agent",
+                 agent ? agent : "-", "reason", ca_policy_reason(r), "detail", msg, NULL);
 }
 
 mf_res ca_issue_leaf(struct ca_keys *keys, const struct ca_leaf_req *req, int64_t now,

@@ -35,8 +35,8 @@ void ca_issuer_free(struct ca_issuer *is);
 
 /* The answer to a refused admission. */
 struct ca_admit {
-    unsigned status;  /* 429 (rate) or 503 (capacity) */
-    int retry_after;  /* seconds */
+    unsigned status; /* 429 (rate) or 503 (capacity) */
+    int retry_after; /* seconds */
 };
 
 /* Takes one signing slot for key (an agent ID, or "attest:<ip>" before

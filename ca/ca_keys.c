@@ -16,20 +16,22 @@
  * verifiable) after its private half was deleted. Both are written before
  * the generation is recorded in the store.
  */
+#include "ca/ca_keys.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#include "api/pki/mf_jwt.h"
+#include <sys/stat.h>
+
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
-#include "ca/ca_keys.h"
+#include "api/pki/mf_jwt.h"
 #include "ca/ca_store.h"
 
 #define KEY_FILE_MAX (16u * 1024u)
@@ -146,24 +148,24 @@ void ca_keys_plan(int64_t now, const struct ca_key_rec *recs, size_t n, struct c
 struct key_slot {
     struct ca_key_rec rec;
     struct mf_cert *cert;
-    struct mf_key *key;         /* NULL once retired (or moved to the signer) */
-    struct mf_key *jwt_key;     /* the same, for the JWT-SVID key */
-    struct mf_pubkey *jwt_pub;  /* NULL for a generation made before JWT keys */
+    struct mf_key *key;        /* NULL once retired (or moved to the signer) */
+    struct mf_key *jwt_key;    /* the same, for the JWT-SVID key */
+    struct mf_pubkey *jwt_pub; /* NULL for a generation made before JWT keys */
 };
 
 struct ca_keys {
-    pthread_mutex_t mu;             /* protects every field below */
-    const struct ca_config *cfg;    /* borrowed, immutable */
-    struct ca_store *store;         /* borrowed; thread-safe itself */
+    pthread_mutex_t mu;          /* protects every field below */
+    const struct ca_config *cfg; /* borrowed, immutable */
+    struct ca_store *store;      /* borrowed; thread-safe itself */
     struct mf_spiffe_id td_id;
     struct key_slot slots[CA_KEYS_MAX];
     size_t n;
-    struct ca_signer *signer;       /* the active key, or NULL */
-    struct mf_bundle *bundle;       /* published bundle */
+    struct ca_signer *signer; /* the active key, or NULL */
+    struct mf_bundle *bundle; /* published bundle */
     int64_t next_event;
-    struct mf_cert *up_cert;        /* upstream mode: the issuer of our keys */
+    struct mf_cert *up_cert; /* upstream mode: the issuer of our keys */
     struct mf_key *up_key;
-    struct mf_certs up_roots;       /* upstream mode: the bundle */
+    struct mf_certs up_roots; /* upstream mode: the bundle */
 };
 
 void ca_signer_release(struct ca_signer *s)
@@ -270,8 +272,8 @@ static mf_res write_pem_file(const struct ca_config *cfg, const char *id, const 
         if (w < 0 && errno == EINTR) {
             continue;
         }
-        MF_ENSURE_OUT_MSG(w > 0, errno == ENOSPC ? MF_ERR_IO_NOSPACE : MF_ERR_IO,
-                          "write %s: %s", tmp, strerror(errno));
+        MF_ENSURE_OUT_MSG(w > 0, errno == ENOSPC ? MF_ERR_IO_NOSPACE : MF_ERR_IO, "write %s: %s",
+                          tmp, strerror(errno));
         off += (size_t)w;
     }
     MF_ENSURE_OUT_MSG(fsync(fd) == 0, MF_ERR_IO, "fsync %s: %s", tmp, strerror(errno));
@@ -719,8 +721,7 @@ mf_res ca_keys_sign_jwt(struct ca_keys *k, const char *sub, const char *const *a
     if (exp > mf_cert_not_after(sg->cert)) {
         exp = mf_cert_not_after(sg->cert);
     }
-    struct mf_jwt_claims_req req = {
-        .sub = sub, .aud = aud, .n_aud = n_aud, .iat = now, .exp = exp};
+    struct mf_jwt_claims_req req = {.sub = sub, .aud = aud, .n_aud = n_aud, .iat = now, .exp = exp};
     mf_res r = mf_jwt_sign(sg->jwt_key, sg->id, &req, out);
     ca_signer_release(sg);
     if (mf_ok(r)) {

@@ -40,14 +40,14 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_x509.h"
 #include "ca/ca_config.h"
 
-#define CA_KEY_ID_LEN 17 /* 8 random bytes as hex, plus NUL */
+#define CA_KEY_ID_LEN 17  /* 8 random bytes as hex, plus NUL */
 #define CA_JWT_TTL    300 /* seconds: the default JWT-SVID lifetime (SPIRE's) */
-#define CA_KEYS_MAX   8  /* records kept at once (in practice 2 or 3) */
+#define CA_KEYS_MAX   8   /* records kept at once (in practice 2 or 3) */
 
 enum ca_key_state {
     CA_KEY_PREPARED = 0,
@@ -65,13 +65,13 @@ struct ca_key_rec {
 /* What the schedule asks for at a given instant. Indexes refer to the
  * record array given to ca_keys_plan. */
 struct ca_plan {
-    bool create_active;  /* no usable key: make one and activate it at once */
-    bool prepare;        /* make the next key, state prepared */
-    int activate;        /* index of a prepared key to activate, or -1 */
-    int retire;          /* index of the active key to retire, or -1 */
+    bool create_active; /* no usable key: make one and activate it at once */
+    bool prepare;       /* make the next key, state prepared */
+    int activate;       /* index of a prepared key to activate, or -1 */
+    int retire;         /* index of the active key to retire, or -1 */
     size_t n_drop;
     int drop[CA_KEYS_MAX]; /* indexes of retired keys to drop */
-    int64_t next_event;  /* earliest instant the plan can change (INT64_MAX: never) */
+    int64_t next_event;    /* earliest instant the plan can change (INT64_MAX: never) */
 };
 
 const char *ca_key_state_name(enum ca_key_state s);
@@ -99,8 +99,8 @@ struct ca_signer {
     char id[CA_KEY_ID_LEN];
     struct mf_cert *cert;
     struct mf_key *key;
-    struct mf_key *jwt_key;  /* JWT-SVID key of the same generation (kid = id), or NULL */
-    struct mf_certs chain; /* certificates sent after the leaf */
+    struct mf_key *jwt_key; /* JWT-SVID key of the same generation (kid = id), or NULL */
+    struct mf_certs chain;  /* certificates sent after the leaf */
 };
 
 void ca_signer_release(struct ca_signer *s); /* NULL is a no-op */

@@ -15,10 +15,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <sys/signalfd.h>
+#include <sys/stat.h>
 
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"

@@ -8,15 +8,16 @@
  * context is complete, so that the server thread may read ctx->keys only
  * once it has seen the flag (acquire).
  */
+#include "ca/ca_metrics.h"
+
 #include <string.h>
 
 #include "api/core/mf_log.h"
-#include "api/internal/mf_metrics.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_metrics.h"
 #include "ca/ca.h"
 #include "ca/ca_issue.h"
 #include "ca/ca_keys.h"
-#include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
 
 static struct {
@@ -85,14 +86,13 @@ static mf_res registry(void)
                               "JWT-SVID requests refused, by reason", "reason", &g.jwt_refused));
     MF_TRY(mf_metrics_histogram(g.reg, "mayfly_ca_signing_seconds",
                                 "Time to sign one X509-SVID, in seconds", sign_buckets,
-                                sizeof(sign_buckets) / sizeof(sign_buckets[0]),
-                                &g.sign_seconds));
+                                sizeof(sign_buckets) / sizeof(sign_buckets[0]), &g.sign_seconds));
     MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_signing_key_expiry_seconds",
                             "Seconds until the active CA signing key expires", NULL,
                             &g.key_expiry));
     MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_ready",
-                            "1 when the CA serves both sockets with an active signing key",
-                            NULL, &g.ready_gauge));
+                            "1 when the CA serves both sockets with an active signing key", NULL,
+                            &g.ready_gauge));
     /* show the usual kinds as 0 from the start, so rates work at once */
     mf_metric_add(g.issued, "workload", 0);
     mf_metric_add(g.issued, "agent", 0);

@@ -2,12 +2,13 @@
 /*
  * ca_policy: pure authorization and validation decisions (see ca_policy.h).
  */
+#include "ca/ca_policy.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/internal/mf_selector.h"
-#include "ca/ca_policy.h"
 
 bool ca_policy_is_agent_id(const struct mf_spiffe_id *id, const char *td)
 {
@@ -25,8 +26,7 @@ bool ca_policy_is_agent_id(const struct mf_spiffe_id *id, const char *td)
     return name[0] != '\0' && strchr(name, '/') == NULL;
 }
 
-static mf_res parse_in_td(const char *td, const char *what, const char *s,
-                          struct mf_spiffe_id *out)
+static mf_res parse_in_td(const char *td, const char *what, const char *s, struct mf_spiffe_id *out)
 {
     MF_ENSURE_MSG(s != NULL && s[0] != '\0', MF_ERR_ID_EMPTY, "%s is required", what);
     mf_res r = mf_spiffeid_parse_cstr(s, out);
@@ -183,8 +183,7 @@ mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e
                       CA_HINT_MAX);
         for (size_t i = 0; i < n; i++) {
             unsigned char c = (unsigned char)e->hint[i];
-            MF_ENSURE_MSG(c >= 0x20 && c < 0x7f, MF_ERR_USAGE_ARG,
-                          "hint must be printable ASCII");
+            MF_ENSURE_MSG(c >= 0x20 && c < 0x7f, MF_ERR_USAGE_ARG, "hint must be printable ASCII");
         }
     }
     return MF_RES_OK;
@@ -203,8 +202,7 @@ mf_res ca_policy_attest_csr(const char *token_agent_id, const struct mf_spiffe_i
     MF_ENSURE_REF(token_agent_id);
     if (csr_id != NULL) {
         MF_ENSURE_MSG(strcmp(csr_id->str, token_agent_id) == 0, MF_ERR_POLICY_DENIED,
-                      "CSR asks for %s but the join token is for %s", csr_id->str,
-                      token_agent_id);
+                      "CSR asks for %s but the join token is for %s", csr_id->str, token_agent_id);
     }
     return MF_RES_OK;
 }

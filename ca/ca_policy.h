@@ -14,8 +14,8 @@
 #include "api/pki/mf_spiffeid.h"
 #include "ca/ca_store.h"
 
-#define CA_AGENT_PATH  "/mayfly/agent/"
-#define CA_SERVER_PATH "/mayfly/server"
+#define CA_AGENT_PATH    "/mayfly/agent/"
+#define CA_SERVER_PATH   "/mayfly/server"
 #define CA_RESERVED_PATH "/mayfly/"
 
 /* True when id is spiffe://<td>/mayfly/agent/<name> (one segment). */

@@ -7,13 +7,16 @@
  * The mutex is recursive so that ca_store_begin/commit can wrap several
  * calls from one thread in a single transaction.
  */
+#include "ca/ca_store.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
+
+#include <sys/stat.h>
 
 #include <jansson.h>
 
@@ -22,23 +25,22 @@
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 #include "ca/ca_db.h"
-#include "ca/ca_store.h"
 
 #define DB_NAME "mayfly-ca.db"
 
 struct ca_store {
-    struct ca_db *db;        /* protected by mu */
-    pthread_mutex_t mu;      /* recursive; serialises every use of db */
-    int64_t revision;        /* protected by mu; mirrors meta 'revision' */
-    int tx_depth;            /* protected by mu; >0 inside ca_store_begin */
+    struct ca_db *db;   /* protected by mu */
+    pthread_mutex_t mu; /* recursive; serialises every use of db */
+    int64_t revision;   /* protected by mu; mirrors meta 'revision' */
+    int tx_depth;       /* protected by mu; >0 inside ca_store_begin */
     /* change notices from other servers (ca_store_watch) */
     pthread_t watcher;
-    bool watch_asked;        /* ca_store_watch was called */
-    bool watching;           /* the watcher thread runs */
-    int stop;                /* atomic: the watcher ends */
+    bool watch_asked; /* ca_store_watch was called */
+    bool watching;    /* the watcher thread runs */
+    int stop;         /* atomic: the watcher ends */
     void (*changed)(void *cls);
     void *changed_cls;
-    struct ca_db *listener;  /* handed from ca_store_watch to the watcher */
+    struct ca_db *listener; /* handed from ca_store_watch to the watcher */
 };
 
 /* Migration i takes the schema from version i to version i + 1. Never edit
@@ -98,14 +100,14 @@ static mf_res run(struct ca_store *st, const char *what, const char *sql,
 
 /* The parameter list of a statement, written inline:
  * run(st, "entry", sql, ARGS(ca_db_text(id)), fn, cls, NULL) */
-#define ARGS(...)                                                                                  \
-    (const struct ca_db_val[]){__VA_ARGS__},                                                      \
+#define ARGS(...)                            \
+    (const struct ca_db_val[]){__VA_ARGS__}, \
         sizeof((const struct ca_db_val[]){__VA_ARGS__}) / sizeof(struct ca_db_val)
 
 /* Runs one statement under the lock. */
 static mf_res run_locked(struct ca_store *st, const char *what, const char *sql,
-                         const struct ca_db_val *args, size_t n_args, ca_db_row_fn fn,
-                         void *cls, uint64_t *changes)
+                         const struct ca_db_val *args, size_t n_args, ca_db_row_fn fn, void *cls,
+                         uint64_t *changes)
 {
     lock(st);
     mf_res r = run(st, what, sql, args, n_args, fn, cls, changes);
@@ -187,8 +189,8 @@ void ca_store_rollback(struct ca_store *st)
 static mf_res meta_get_locked(struct ca_store *st, const char *key, int64_t *out)
 {
     *out = 0;
-    return run(st, "meta", "SELECT value FROM meta WHERE key = $1", ARGS(ca_db_text(key)),
-               get_int, out, NULL);
+    return run(st, "meta", "SELECT value FROM meta WHERE key = $1", ARGS(ca_db_text(key)), get_int,
+               out, NULL);
 }
 
 static mf_res meta_set_locked(struct ca_store *st, const char *key, int64_t v)
@@ -334,8 +336,7 @@ static mf_res open_engine(const char *data_dir, const char *ds, struct ca_db **o
         return ca_db_pg_open(ds, out);
     }
     /* never echo the string: it may hold a password */
-    MF_BAIL_MSG(MF_ERR_USAGE_ARG,
-                "datastore must be sqlite:PATH or a postgresql:// URI");
+    MF_BAIL_MSG(MF_ERR_USAGE_ARG, "datastore must be sqlite:PATH or a postgresql:// URI");
 }
 
 mf_res ca_store_open_ds(const char *data_dir, const char *datastore, struct ca_store **out)
@@ -608,8 +609,7 @@ out:
  * no row is MF_ERR_POLICY_NOT_FOUND ("no <what> <key>"). On success *rev
  * (may be NULL) is the new revision. */
 static mf_res write_rev(struct ca_store *st, const char *what, const char *key, bool must_change,
-                        const char *sql, const struct ca_db_val *args, size_t n_args,
-                        int64_t *rev)
+                        const char *sql, const struct ca_db_val *args, size_t n_args, int64_t *rev)
 {
     mf_res rc;
     int64_t r = 0;
@@ -617,8 +617,7 @@ static mf_res write_rev(struct ca_store *st, const char *what, const char *key, 
     MF_TRY(ca_store_begin(st));
     MF_TRY_OUT(bump_revision(st, &r));
     MF_TRY_OUT(run(st, what, sql, args, n_args, NULL, NULL, &changed));
-    MF_ENSURE_OUT_MSG(!must_change || changed > 0, MF_ERR_POLICY_NOT_FOUND, "no %s %s", what,
-                      key);
+    MF_ENSURE_OUT_MSG(!must_change || changed > 0, MF_ERR_POLICY_NOT_FOUND, "no %s %s", what, key);
     MF_TRY(write_commit(st, r));
     if (rev != NULL) {
         *rev = r;
@@ -644,8 +643,8 @@ mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
                    "INSERT INTO entries (" ENTRY_COLS ") "
                    "VALUES ($1, $2, $3, $4, $5, $6, $7, " CUR_REVISION ", $8)",
                    ARGS(ca_db_text(e->id), ca_db_text(e->spiffe_id), ca_db_text(e->parent_id),
-                        ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns),
-                        ca_db_text(e->hint), ca_db_int(e->created_at)),
+                        ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns), ca_db_text(e->hint),
+                        ca_db_int(e->created_at)),
                    &e->revision);
     if (rc.err == MF_ERR_POLICY_DUPLICATE) {
         rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
@@ -669,8 +668,8 @@ mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e)
     rc = write_rev(st, "entry", e->id, true,
                    "UPDATE entries SET selectors = $1, ttl = $2, dns_names = $3, hint = $4, "
                    "revision = " CUR_REVISION " WHERE id = $5",
-                   ARGS(ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns),
-                        ca_db_text(e->hint), ca_db_text(e->id)),
+                   ARGS(ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns), ca_db_text(e->hint),
+                        ca_db_text(e->id)),
                    &e->revision);
     if (rc.err == MF_ERR_POLICY_DUPLICATE) {
         rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
@@ -757,10 +756,9 @@ mf_res ca_store_token_add(struct ca_store *st, const uint8_t hash[32], const cha
                           int64_t expires_at)
 {
     MF_ENSURE_REF(st);
-    return run_locked(st, "token",
-                      "INSERT INTO join_tokens (hash, spiffe_id, expires_at) VALUES ($1, $2, $3)",
-                      ARGS(ca_db_blob(hash, 32), ca_db_text(spiffe_id), ca_db_int(expires_at)),
-                      NULL, NULL, NULL);
+    return run_locked(
+        st, "token", "INSERT INTO join_tokens (hash, spiffe_id, expires_at) VALUES ($1, $2, $3)",
+        ARGS(ca_db_blob(hash, 32), ca_db_text(spiffe_id), ca_db_int(expires_at)), NULL, NULL, NULL);
 }
 
 /* What a token lookup found. */
@@ -879,21 +877,21 @@ mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id, const c
     }
     MF_TRY_OUT(bump_revision(st, &rev));
     if (attest) {
-        MF_TRY_OUT(run(st, "agent",
-                       "INSERT INTO agents (" AGENT_COLS ") VALUES ($1, $2, $3, $4, $4, 0) "
-                       "ON CONFLICT (spiffe_id) DO UPDATE SET serial = excluded.serial, "
-                       "expires_at = excluded.expires_at, attested_at = excluded.attested_at, "
-                       "last_seen = excluded.last_seen",
-                       ARGS(ca_db_text(spiffe_id), ca_db_text(serial), ca_db_int(expires_at),
-                            ca_db_int(now)),
-                       NULL, NULL, NULL));
+        MF_TRY_OUT(run(
+            st, "agent",
+            "INSERT INTO agents (" AGENT_COLS ") VALUES ($1, $2, $3, $4, $4, 0) "
+            "ON CONFLICT (spiffe_id) DO UPDATE SET serial = excluded.serial, "
+            "expires_at = excluded.expires_at, attested_at = excluded.attested_at, "
+            "last_seen = excluded.last_seen",
+            ARGS(ca_db_text(spiffe_id), ca_db_text(serial), ca_db_int(expires_at), ca_db_int(now)),
+            NULL, NULL, NULL));
     } else {
-        MF_TRY_OUT(run(st, "agent",
-                       "UPDATE agents SET serial = $1, expires_at = $2, last_seen = $3 "
-                       "WHERE spiffe_id = $4 AND banned = 0",
-                       ARGS(ca_db_text(serial), ca_db_int(expires_at), ca_db_int(now),
-                            ca_db_text(spiffe_id)),
-                       NULL, NULL, NULL));
+        MF_TRY_OUT(run(
+            st, "agent",
+            "UPDATE agents SET serial = $1, expires_at = $2, last_seen = $3 "
+            "WHERE spiffe_id = $4 AND banned = 0",
+            ARGS(ca_db_text(serial), ca_db_int(expires_at), ca_db_int(now), ca_db_text(spiffe_id)),
+            NULL, NULL, NULL));
     }
     return write_commit(st, rev);
 out:
@@ -955,18 +953,19 @@ mf_res ca_store_agent_seen(struct ca_store *st, const char *spiffe_id, int64_t n
 
 /* ---- CA key journal ------------------------------------------------------------ */
 
-mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec,
-                        const uint8_t *cert_der, size_t cert_len)
+mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec, const uint8_t *cert_der,
+                        size_t cert_len)
 {
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(rec);
     MF_ENSURE(cert_len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
-    mf_res r = run_locked(st, "ca key",
-                      "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
-                      "VALUES ($1, $2, $3, $4, $5)",
-                      ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
-                           ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len)),
-                      NULL, NULL, NULL);
+    mf_res r =
+        run_locked(st, "ca key",
+                   "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
+                   "VALUES ($1, $2, $3, $4, $5)",
+                   ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
+                        ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len)),
+                   NULL, NULL, NULL);
     return mf_ok(r) ? announce_locked(st) : r;
 }
 
@@ -974,7 +973,7 @@ mf_res ca_store_key_set_state(struct ca_store *st, const char *id, enum ca_key_s
 {
     MF_ENSURE_REF(st);
     mf_res r = run_locked(st, "ca key", "UPDATE ca_keys SET state = $1 WHERE id = $2",
-                      ARGS(ca_db_int(state), ca_db_text(id)), NULL, NULL, NULL);
+                          ARGS(ca_db_int(state), ca_db_text(id)), NULL, NULL, NULL);
     return mf_ok(r) ? announce_locked(st) : r;
 }
 
@@ -982,7 +981,7 @@ mf_res ca_store_key_delete(struct ca_store *st, const char *id)
 {
     MF_ENSURE_REF(st);
     mf_res r = run_locked(st, "ca key", "DELETE FROM ca_keys WHERE id = $1", ARGS(ca_db_text(id)),
-                      NULL, NULL, NULL);
+                          NULL, NULL, NULL);
     return mf_ok(r) ? announce_locked(st) : r;
 }
 
@@ -1020,8 +1019,8 @@ static mf_res collect_key(void *cls, const struct ca_db_row *row)
     return MF_RES_OK;
 }
 
-mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders,
-                         size_t *lens, size_t *n_out)
+mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders, size_t *lens,
+                         size_t *n_out)
 {
     MF_ENSURE_REF(st);
     *n_out = 0;
@@ -1110,8 +1109,7 @@ mf_res ca_store_copy(struct ca_store *src, struct ca_store *dst, uint64_t counts
         MF_ENSURE_OUT(o + 2 < sizeof(c.insert), MF_ERR_INTERNAL);
         memcpy(c.insert + o, ")", 2);
         char sql[256];
-        snprintf(sql, sizeof(sql), "SELECT %s FROM %s", copy_tables[t].cols,
-                 copy_tables[t].table);
+        snprintf(sql, sizeof(sql), "SELECT %s FROM %s", copy_tables[t].cols, copy_tables[t].table);
         lock(src);
         rc = run(src, "copy", sql, NULL, 0, copy_row, &c, NULL);
         unlock(src);

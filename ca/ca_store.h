@@ -29,10 +29,10 @@
 #include "api/core/mf_err.h"
 #include "ca/ca_keys.h"
 
-#define CA_ENTRY_ID_LEN  33 /* 16 random bytes as hex, plus NUL */
-#define CA_HINT_MAX      256
-#define CA_DNS_MAX       16
-#define CA_DNS_NAME_MAX  253
+#define CA_ENTRY_ID_LEN 33 /* 16 random bytes as hex, plus NUL */
+#define CA_HINT_MAX     256
+#define CA_DNS_MAX      16
+#define CA_DNS_NAME_MAX 253
 
 /* A registration entry. Strings are heap-allocated and owned. selectors are
  * canonical "type:key:value" strings, sorted and unique. */
@@ -71,8 +71,7 @@ MF_WUR mf_res ca_store_open(const char *data_dir, struct ca_store **out);
 /* The same on the engine that datastore names: NULL or "" as above,
  * "sqlite:PATH", or a "postgresql://" URI (several CA servers may share
  * it). The string may hold a password: it is never logged or echoed. */
-MF_WUR mf_res ca_store_open_ds(const char *data_dir, const char *datastore,
-                               struct ca_store **out);
+MF_WUR mf_res ca_store_open_ds(const char *data_dir, const char *datastore, struct ca_store **out);
 void ca_store_close(struct ca_store *st);
 
 /* Several servers on one database: from now until ca_store_close, a thread
@@ -96,13 +95,13 @@ MF_WUR mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e);
 MF_WUR mf_res ca_store_entry_delete(struct ca_store *st, const char *id);
 MF_WUR mf_res ca_store_entry_get(struct ca_store *st, const char *id, struct ca_entry *out);
 /* Every entry (parent_id NULL) or the entries of one parent, by id. */
-MF_WUR mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id,
-                                  struct ca_entry **out, size_t *n_out);
+MF_WUR mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id, struct ca_entry **out,
+                                  size_t *n_out);
 
 /* ---- join tokens ---------------------------------------------------------- */
 
-MF_WUR mf_res ca_store_token_add(struct ca_store *st, const uint8_t hash[32],
-                                 const char *spiffe_id, int64_t expires_at);
+MF_WUR mf_res ca_store_token_add(struct ca_store *st, const uint8_t hash[32], const char *spiffe_id,
+                                 int64_t expires_at);
 /* Atomically checks and spends a token: MF_ERR_AUTH_TOKEN when it is unknown,
  * already used or expired at now. On success writes its agent ID. Expired
  * and used tokens are purged on the way. */
@@ -120,9 +119,8 @@ MF_WUR mf_res ca_store_token_peek(struct ca_store *st, const uint8_t hash[32], i
 /* Records a (re-)attestation or renewal: serial and expiry of its new SVID.
  * With attest, attested_at is set too; refuses a banned agent
  * (MF_ERR_AUTH_BANNED) without writing. */
-MF_WUR mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id,
-                                    const char *serial, int64_t expires_at, int64_t now,
-                                    bool attest);
+MF_WUR mf_res ca_store_agent_issued(struct ca_store *st, const char *spiffe_id, const char *serial,
+                                    int64_t expires_at, int64_t now, bool attest);
 MF_WUR mf_res ca_store_agent_get(struct ca_store *st, const char *spiffe_id, struct ca_agent *out);
 MF_WUR mf_res ca_store_agent_list(struct ca_store *st, struct ca_agent **out, size_t *n_out);
 MF_WUR mf_res ca_store_agent_ban(struct ca_store *st, const char *spiffe_id);

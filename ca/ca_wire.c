@@ -29,11 +29,11 @@ mf_res ca_entry_to_json(const struct ca_entry *e, json_t **out)
 {
     MF_ENSURE_REF(e);
     *out = NULL;
-    json_t *o = json_pack("{s:s,s:s,s:s,s:o*,s:I,s:o*,s:s?,s:I}", "id", e->id, "spiffe_id",
-                          e->spiffe_id, "parent_id", e->parent_id, "selectors",
-                          str_array(e->selectors, e->n_selectors), "ttl", (json_int_t)e->ttl,
-                          "dns_names", str_array(e->dns_names, e->n_dns), "hint", e->hint,
-                          "revision", (json_int_t)e->revision);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:o*,s:I,s:o*,s:s?,s:I}", "id", e->id, "spiffe_id", e->spiffe_id,
+                  "parent_id", e->parent_id, "selectors", str_array(e->selectors, e->n_selectors),
+                  "ttl", (json_int_t)e->ttl, "dns_names", str_array(e->dns_names, e->n_dns), "hint",
+                  e->hint, "revision", (json_int_t)e->revision);
     MF_TRY_PTR(o, MF_ERR_NOMEM);
     *out = o;
     return MF_RES_OK;
@@ -47,9 +47,9 @@ mf_res ca_agent_to_json(const struct ca_agent *a, json_t **out)
     mf_time_format(a->expires_at, exp);
     mf_time_format(a->attested_at, att);
     mf_time_format(a->last_seen, seen);
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "spiffe_id", a->spiffe_id, "serial",
-                          a->serial, "expires_at", exp, "attested_at", att, "last_seen", seen,
-                          "banned", a->banned);
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:b}", "spiffe_id", a->spiffe_id, "serial", a->serial,
+                  "expires_at", exp, "attested_at", att, "last_seen", seen, "banned", a->banned);
     MF_TRY_PTR(o, MF_ERR_NOMEM);
     *out = o;
     return MF_RES_OK;
@@ -113,8 +113,8 @@ static mf_res strs_from_json(const json_t *arr, size_t max, size_t max_len, cons
         size_t len = json_string_length(it);
         if (!json_is_string(it) || len > max_len || strlen(s) != len) {
             mf_strv_free(v, i);
-            MF_BAIL_MSG(MF_ERR_PROTO_JSON, "%s[%zu] must be a string of at most %zu bytes", what,
-                        i, max_len);
+            MF_BAIL_MSG(MF_ERR_PROTO_JSON, "%s[%zu] must be a string of at most %zu bytes", what, i,
+                        max_len);
         }
         v[i] = strdup(s);
         if (v[i] == NULL) {
@@ -132,7 +132,7 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
     MF_ENSURE_REF(obj);
     MF_ENSURE_REF(e);
     static const char *const create_keys[] = {"spiffe_id", "parent_id", "selectors", "ttl",
-                                              "dns_names", "hint", NULL};
+                                              "dns_names", "hint",      NULL};
     static const char *const patch_keys[] = {"selectors", "ttl", "dns_names", "hint", NULL};
     MF_TRY(mf_json_only_keys(obj, patch ? patch_keys : create_keys));
     unsigned mask = 0;

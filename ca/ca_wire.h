@@ -10,8 +10,8 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_x509.h"
 #include "ca/ca_store.h"
 

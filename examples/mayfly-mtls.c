@@ -53,11 +53,11 @@
 
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 #include "api/workload/mf_tlsconfig.h"
 #include "api/workload/mf_workload.h"
-#include "api/pki/mf_x509.h"
 
 #define IO_MS           10000 /* handshake and each read or write */
 #define CONNECT_MS      10000

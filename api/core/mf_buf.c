@@ -2,11 +2,12 @@
 /*
  * mf_buf: capped buffers and bounded cursors. See mf_buf.h.
  */
+#include "api/core/mf_buf.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/core/mf_buf.h"
 #include "api/core/mf_mem.h"
 
 static uint8_t empty_str[1];

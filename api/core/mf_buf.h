@@ -28,13 +28,13 @@
 
 /* Caps on untrusted input (STYLE.md); tighter ones may apply before the peer
  * is authenticated. */
-#define MF_MAX_BODY          (64u * 1024u)     /* HTTP request body */
-#define MF_MAX_BODY_PREAUTH  (16u * 1024u)     /* before the peer is known */
-#define MF_MAX_CSR           (8u * 1024u)      /* one CSR, DER or PEM */
-#define MF_MAX_SIGN_BODY     (4u * 1024u * 1024u) /* a batch of up to 500 CSRs */
-#define MF_MAX_BATCH         500u              /* CSRs per signing request */
-#define MF_MAX_CERT          (16u * 1024u)     /* one certificate */
-#define MF_MAX_BUNDLE        (1024u * 1024u)   /* one trust bundle */
+#define MF_MAX_BODY         (64u * 1024u)        /* HTTP request body */
+#define MF_MAX_BODY_PREAUTH (16u * 1024u)        /* before the peer is known */
+#define MF_MAX_CSR          (8u * 1024u)         /* one CSR, DER or PEM */
+#define MF_MAX_SIGN_BODY    (4u * 1024u * 1024u) /* a batch of up to 500 CSRs */
+#define MF_MAX_BATCH        500u                 /* CSRs per signing request */
+#define MF_MAX_CERT         (16u * 1024u)        /* one certificate */
+#define MF_MAX_BUNDLE       (1024u * 1024u)      /* one trust bundle */
 
 struct mf_buf {
     uint8_t *data; /* NULL until the first append */

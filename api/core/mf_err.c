@@ -3,11 +3,11 @@
  * mf_err: names and sentences for error codes, and the thread-local record of
  * the last error raised (its site and detail). See mf_err.h.
  */
+#include "api/core/mf_err.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-
-#include "api/core/mf_err.h"
 
 struct err_record {
     enum mf_err err;
@@ -116,8 +116,8 @@ const char *mf_err_str(enum mf_err e)
 }
 
 /* see mf_err.h */
-mf_res mf_err_raise(enum mf_err err, const char *file, int line, const char *func,
-                    const char *fmt, ...)
+mf_res mf_err_raise(enum mf_err err, const char *file, int line, const char *func, const char *fmt,
+                    ...)
 {
     last.err = err;
     last.file = file;

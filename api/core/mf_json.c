@@ -9,11 +9,12 @@
  * "absent" for optional members). Every error detail that quotes input goes
  * through clean_text() so that a detail can be logged as it is.
  */
+#include "api/core/mf_json.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "api/core/mf_json.h"
 #include "api/core/mf_mem.h"
 
 /* Longest piece of untrusted text (a member name, jansson's "near '...'")

@@ -44,8 +44,7 @@ MF_WUR mf_res mf_json_bool(const json_t *obj, const char *key, bool required, bo
 /* An array of at most max_items; *out borrowed from obj. */
 MF_WUR mf_res mf_json_array(const json_t *obj, const char *key, bool required, size_t max_items,
                             const json_t **out);
-MF_WUR mf_res mf_json_object(const json_t *obj, const char *key, bool required,
-                             const json_t **out);
+MF_WUR mf_res mf_json_object(const json_t *obj, const char *key, bool required, const json_t **out);
 
 /* Compact encoding of v appended to out (JSON_COMPACT | JSON_SORT_KEYS
  * off, insertion order kept). */

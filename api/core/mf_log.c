@@ -9,6 +9,8 @@
  * UTF-8 replaced by U+FFFD), and a line that would pass LINE_MAX_BYTES is cut
  * inside a string, marked "...", and still closed properly.
  */
+#include "api/core/mf_log.h"
+
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -16,10 +18,10 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/stat.h>
 
 #include "api/core/mf_buf.h"
-#include "api/core/mf_log.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 
@@ -37,10 +39,10 @@ static _Atomic int log_journal = 0;
 #define TEXT_STOP    (LINE_MAX_BYTES - LINE_RESERVE)
 
 /* A log line that does not fit is cut short, never failed. */
-#define IGNORE(x)                                                                                  \
-    do {                                                                                           \
-        mf_res ig_ = (x);                                                                          \
-        (void)ig_;                                                                                 \
+#define IGNORE(x)         \
+    do {                  \
+        mf_res ig_ = (x); \
+        (void)ig_;        \
     } while (0)
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -248,11 +250,11 @@ static void emit(struct mf_buf *b)
     (void)w;
 }
 
-static void vwrite(enum mf_log_level level, const char *func, const char *suffix,
-                   const char *fmt, va_list ap) __attribute__((format(printf, 4, 0)));
+static void vwrite(enum mf_log_level level, const char *func, const char *suffix, const char *fmt,
+                   va_list ap) __attribute__((format(printf, 4, 0)));
 
-static void vwrite(enum mf_log_level level, const char *func, const char *suffix,
-                   const char *fmt, va_list ap)
+static void vwrite(enum mf_log_level level, const char *func, const char *suffix, const char *fmt,
+                   va_list ap)
 {
     /* The macros check the level first; direct calls are filtered here. */
     if (!mf_log_enabled(level)) {

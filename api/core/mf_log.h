@@ -56,11 +56,11 @@ void mf_log_write(enum mf_log_level level, const char *func, const char *fmt, ..
 void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ...)
     __attribute__((sentinel));
 
-#define mf_log_at(lvl, ...)                                                                        \
-    do {                                                                                           \
-        if (mf_log_enabled(lvl)) {                                                                 \
-            mf_log_write((lvl), __func__, __VA_ARGS__);                                            \
-        }                                                                                          \
+#define mf_log_at(lvl, ...)                             \
+    do {                                                \
+        if (mf_log_enabled(lvl)) {                      \
+            mf_log_write((lvl), __func__, __VA_ARGS__); \
+        }                                               \
     } while (0)
 
 #define mf_log_err(...)   mf_log_at(MF_LOG_ERR, __VA_ARGS__)
@@ -71,17 +71,17 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
 /* The _r forms append ": <error string>: <detail>" for r. */
 void mf_log_write_r(enum mf_log_level level, const char *func, mf_res r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-#define mf_log_err_r(r, ...)                                                                       \
-    do {                                                                                           \
-        if (mf_log_enabled(MF_LOG_ERR)) {                                                          \
-            mf_log_write_r(MF_LOG_ERR, __func__, (r), __VA_ARGS__);                                \
-        }                                                                                          \
+#define mf_log_err_r(r, ...)                                        \
+    do {                                                            \
+        if (mf_log_enabled(MF_LOG_ERR)) {                           \
+            mf_log_write_r(MF_LOG_ERR, __func__, (r), __VA_ARGS__); \
+        }                                                           \
     } while (0)
-#define mf_log_warn_r(r, ...)                                                                      \
-    do {                                                                                           \
-        if (mf_log_enabled(MF_LOG_WARN)) {                                                         \
-            mf_log_write_r(MF_LOG_WARN, __func__, (r), __VA_ARGS__);                               \
-        }                                                                                          \
+#define mf_log_warn_r(r, ...)                                        \
+    do {                                                             \
+        if (mf_log_enabled(MF_LOG_WARN)) {                           \
+            mf_log_write_r(MF_LOG_WARN, __func__, (r), __VA_ARGS__); \
+        }                                                            \
     } while (0)
 
 #endif /* MF_LOG_H */

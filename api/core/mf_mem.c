@@ -3,16 +3,17 @@
  * mf_mem: wiping, constant-time comparison, locked secret storage and the
  * kernel CSPRNG. See mf_mem.h.
  */
+#include "api/core/mf_mem.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <unistd.h>
-
-#include "api/core/mf_mem.h"
 
 /* see mf_mem.h */
 void mf_wipe(void *p, size_t n)

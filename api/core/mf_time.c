@@ -2,13 +2,13 @@
 /*
  * mf_time: clocks, durations and timestamps. See mf_time.h.
  */
+#include "api/core/mf_time.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-#include "api/core/mf_time.h"
 
 #define MAX_DURATION (10LL * 366 * 24 * 3600)
 
@@ -69,8 +69,7 @@ mf_res mf_duration_parse(const char *s, int64_t *out)
         const char *start = p;
         while (*p >= '0' && *p <= '9') {
             v = v * 10 + (*p - '0');
-            MF_ENSURE_MSG(v <= MAX_DURATION, MF_ERR_PROTO_DURATION, "duration '%.32s' too long",
-                          s);
+            MF_ENSURE_MSG(v <= MAX_DURATION, MF_ERR_PROTO_DURATION, "duration '%.32s' too long", s);
             p++;
         }
         MF_ENSURE_MSG(p != start, MF_ERR_PROTO_DURATION,
@@ -103,8 +102,7 @@ mf_res mf_duration_parse(const char *s, int64_t *out)
                         s);
         }
         total += v * unit;
-        MF_ENSURE_MSG(total <= MAX_DURATION, MF_ERR_PROTO_DURATION, "duration '%.32s' too long",
-                      s);
+        MF_ENSURE_MSG(total <= MAX_DURATION, MF_ERR_PROTO_DURATION, "duration '%.32s' too long", s);
     }
     *out = total;
     return MF_RES_OK;
@@ -194,8 +192,8 @@ bool mf_civil_to_time(const struct mf_civil *c, int max_sec, int64_t *out)
         c->min > 59 || c->sec < 0 || c->sec > max_sec) {
         return false;
     }
-    *out = days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->min * 60 +
-           c->sec;
+    *out =
+        days_from_civil(c->year, c->month, c->day) * 86400 + c->hour * 3600 + c->min * 60 + c->sec;
     return true;
 }
 

@@ -11,13 +11,13 @@
 #include "api/internal/mf_httpd.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -382,15 +382,14 @@ const char *mf_httpd_query(struct MHD_Connection *conn, const char *name)
 }
 
 /* see mf_httpd.h */
-mf_res mf_httpd_listen_tcp(const char *host_port, int backlog, int *fd_out, char *addr,
-                           size_t cap)
+mf_res mf_httpd_listen_tcp(const char *host_port, int backlog, int *fd_out, char *addr, size_t cap)
 {
     MF_ENSURE_REF(host_port);
     MF_ENSURE_REF(fd_out);
     char host[256];
     const char *colon = strrchr(host_port, ':');
-    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0', MF_ERR_USAGE_ARG,
-                  "'%s' is not HOST:PORT", host_port);
+    MF_ENSURE_MSG(colon != NULL && colon[1] != '\0', MF_ERR_USAGE_ARG, "'%s' is not HOST:PORT",
+                  host_port);
     size_t hl = (size_t)(colon - host_port);
     MF_ENSURE(hl < sizeof(host), MF_ERR_USAGE_ARG);
     memcpy(host, host_port, hl);

@@ -26,6 +26,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -81,7 +82,7 @@ MF_WUR mf_res mf_httpd_peer_chain(struct MHD_Connection *conn, struct mf_certs *
 struct mf_httpd_req {
     struct mf_buf body;
     bool too_large;
-    void *user;                   /* per-request state for the handler */
+    void *user; /* per-request state for the handler */
     void (*user_free)(void *user);
 };
 
@@ -103,9 +104,8 @@ void mf_httpd_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 /* Replies; each creates, queues and destroys the response. */
 enum MHD_Result mf_httpd_reply_json(struct MHD_Connection *conn, unsigned status,
                                     json_t *body /* stolen */);
-enum MHD_Result mf_httpd_reply_error(struct MHD_Connection *conn, unsigned status,
-                                     const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+enum MHD_Result mf_httpd_reply_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                     const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Maps an mf_res to status and code (400 invalid_argument, 403
  * permission_denied, 404 not_found, 409 already_exists, 413 too_large,
  * 429 rate_limited, 500 internal...) with the error's detail as message. */

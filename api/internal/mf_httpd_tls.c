@@ -6,6 +6,7 @@
  * servers are plain Unix sockets.
  */
 #include <gnutls/gnutls.h>
+
 #include <microhttpd.h>
 
 #include "api/internal/mf_httpd.h"

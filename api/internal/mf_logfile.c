@@ -2,13 +2,14 @@
 /*
  * mf_logfile: the log file and its reopening (see mf_logfile.h).
  */
+#include "api/internal/mf_logfile.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "api/core/mf_log.h"
-#include "api/internal/mf_logfile.h"
 
 /* only the main thread opens and reopens (start-up, then the signal loop) */
 static int log_fd = -1;

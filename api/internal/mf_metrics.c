@@ -31,19 +31,19 @@
 #include "api/core/mf_log.h"
 #include "api/internal/mf_httpd.h"
 
-#define COLLECT_MAX      4
-#define OTHER            "other"
-#define OTHER_SLOT       (MF_METRICS_SERIES_MAX - 1)
-#define SRV_CONNS        16u
-#define SRV_TIMEOUT_S    5u
-#define SRV_MEMORY       ((size_t)32 * 1024)
-#define SRV_BODY_MAX     1024u
-#define RENDER_START     4096u
+#define COLLECT_MAX   4
+#define OTHER         "other"
+#define OTHER_SLOT    (MF_METRICS_SERIES_MAX - 1)
+#define SRV_CONNS     16u
+#define SRV_TIMEOUT_S 5u
+#define SRV_MEMORY    ((size_t)32 * 1024)
+#define SRV_BODY_MAX  1024u
+#define RENDER_START  4096u
 
 struct series {
     char label[MF_METRICS_LABEL_MAX]; /* immutable once published */
-    uint64_t value; /* atomic: counter count, or gauge double bits */
-    int set;        /* atomic: gauge has a value */
+    uint64_t value;                   /* atomic: counter count, or gauge double bits */
+    int set;                          /* atomic: gauge has a value */
 };
 
 struct mf_metric {
@@ -110,8 +110,8 @@ static bool name_ok(const char *s, bool colons)
     }
     for (size_t i = 0; s[i] != '\0'; i++) {
         char c = s[i];
-        bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                     (colons && c == ':');
+        bool alpha =
+            (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (colons && c == ':');
         bool digit = c >= '0' && c <= '9';
         if (!alpha && !(digit && i > 0)) {
             return false;
@@ -185,8 +185,8 @@ mf_res mf_metrics_counter(struct mf_metrics *m, const char *name, const char *he
 }
 
 /* see mf_metrics.h */
-mf_res mf_metrics_gauge(struct mf_metrics *m, const char *name, const char *help,
-                        const char *label, struct mf_metric **out)
+mf_res mf_metrics_gauge(struct mf_metrics *m, const char *name, const char *help, const char *label,
+                        struct mf_metric **out)
 {
     return add_family(m, MF_METRIC_GAUGE, name, help, label, NULL, 0, out);
 }
@@ -464,8 +464,8 @@ static mf_res render_histogram(struct mf_buf *b, const struct mf_metric *x)
         } else {
             snprintf(num, sizeof(num), "+Inf");
         }
-        MF_TRY(mf_buf_printf(b, "%s_bucket{le=\"%s\"} %llu\n", x->name, num,
-                             (unsigned long long)cum));
+        MF_TRY(
+            mf_buf_printf(b, "%s_bucket{le=\"%s\"} %llu\n", x->name, num, (unsigned long long)cum));
     }
     fmt_double(bitsd(__atomic_load_n(&x->sum_bits, __ATOMIC_RELAXED)), num);
     MF_TRY(mf_buf_printf(b, "%s_sum %s\n", x->name, num));
@@ -518,8 +518,8 @@ struct mf_metrics_server {
     char addr[NI_MAXHOST + NI_MAXSERV + 4];
 };
 
-static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status,
-                                  const char *type, const void *data, size_t len)
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *type,
+                                  const void *data, size_t len)
 {
     struct MHD_Response *r =
         MHD_create_response_from_buffer(len, (void *)(uintptr_t)data, MHD_RESPMEM_MUST_COPY);
@@ -599,10 +599,8 @@ mf_res mf_metrics_serve(struct mf_metrics *m, const char *host_port, bool (*read
                             NULL, serve, s, MHD_OPTION_LISTEN_SOCKET, fd,
                             MHD_OPTION_CONNECTION_LIMIT, SRV_CONNS, MHD_OPTION_CONNECTION_TIMEOUT,
                             SRV_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, SRV_MEMORY,
-                            MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL,
-                            MHD_OPTION_END);
-    MF_ENSURE_OUT_MSG(s->d != NULL, MF_ERR_IO, "cannot start the metrics server on %s",
-                      host_port);
+                            MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_END);
+    MF_ENSURE_OUT_MSG(s->d != NULL, MF_ERR_IO, "cannot start the metrics server on %s", host_port);
     fd = -1; /* MHD's now */
     *out = s;
     s = NULL;

@@ -40,12 +40,12 @@
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 
-#define MF_METRICS_FAMILIES_MAX 64   /* families per registry */
-#define MF_METRICS_SERIES_MAX   32   /* series per labelled family, "other" included */
-#define MF_METRICS_LABEL_MAX    64   /* bytes of a label value, NUL included */
-#define MF_METRICS_NAME_MAX     96   /* bytes of a metric or label name, NUL included */
-#define MF_METRICS_HELP_MAX     256  /* bytes of a help text, NUL included */
-#define MF_METRICS_BUCKETS_MAX  24   /* finite bucket bounds of a histogram */
+#define MF_METRICS_FAMILIES_MAX 64              /* families per registry */
+#define MF_METRICS_SERIES_MAX   32              /* series per labelled family, "other" included */
+#define MF_METRICS_LABEL_MAX    64              /* bytes of a label value, NUL included */
+#define MF_METRICS_NAME_MAX     96              /* bytes of a metric or label name, NUL included */
+#define MF_METRICS_HELP_MAX     256             /* bytes of a help text, NUL included */
+#define MF_METRICS_BUCKETS_MAX  24              /* finite bucket bounds of a histogram */
 #define MF_METRICS_RENDER_MAX   (1024u * 1024u) /* one exposition document */
 
 /* The Content-Type of an exposition document. */
@@ -141,8 +141,7 @@ double mf_metrics_since(uint64_t t0_ns);
  * thread inherits the mask). *out is freed by mf_metrics_server_stop. */
 struct mf_metrics_server;
 MF_WUR mf_res mf_metrics_serve(struct mf_metrics *m, const char *host_port,
-                               bool (*ready)(void *arg), void *arg,
-                               struct mf_metrics_server **out);
+                               bool (*ready)(void *arg), void *arg, struct mf_metrics_server **out);
 
 /* The bound address as "HOST:PORT" (the real port when 0 was asked).
  * Borrowed from s. */

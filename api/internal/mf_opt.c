@@ -2,12 +2,13 @@
 /*
  * mf_opt: one table-driven parser for flags and config files (mf_opt.h).
  */
+#include "api/internal/mf_opt.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/core/mf_time.h"
-#include "api/internal/mf_opt.h"
 
 #define CONFIG_FILE_MAX (64u * 1024u)
 #define KEY_MAX         64
@@ -152,8 +153,7 @@ static mf_res load_file(const struct mf_cmd *c, const char *path, struct mf_opt_
             continue;
         }
         char *eq = strchr(line, '=');
-        MF_ENSURE_MSG(eq != NULL, MF_ERR_USAGE_ARG, "%s:%d: expected 'key = value'", path,
-                      lineno);
+        MF_ENSURE_MSG(eq != NULL, MF_ERR_USAGE_ARG, "%s:%d: expected 'key = value'", path, lineno);
         *eq = '\0';
         char *key = trim(line);
         char *v = trim(eq + 1);
@@ -175,8 +175,8 @@ static mf_res load_file(const struct mf_cmd *c, const char *path, struct mf_opt_
     return MF_RES_OK;
 }
 
-mf_res mf_opt_find_cmd(const struct mf_prog *p, int argc, char **argv,
-                       const struct mf_cmd **cmd, int *used)
+mf_res mf_opt_find_cmd(const struct mf_prog *p, int argc, char **argv, const struct mf_cmd **cmd,
+                       int *used)
 {
     *cmd = NULL;
     *used = 0;
@@ -212,8 +212,8 @@ mf_res mf_opt_find_cmd(const struct mf_prog *p, int argc, char **argv,
         const char *n = p->cmds[i].name;
         size_t l = strlen(argv[0]);
         if (strncmp(n, argv[0], l) == 0 && n[l] == ' ') {
-            int k = snprintf(choices + used_c, sizeof(choices) - used_c, "%s%s",
-                             used_c ? ", " : "", n + l + 1);
+            int k = snprintf(choices + used_c, sizeof(choices) - used_c, "%s%s", used_c ? ", " : "",
+                             n + l + 1);
             if (k > 0 && (size_t)k < sizeof(choices) - used_c) {
                 used_c += (size_t)k;
             }
@@ -275,8 +275,7 @@ mf_res mf_opt_parse(const struct mf_prog *p, const struct mf_cmd *c, int argc, c
         const char *eq = strchr(name, '=');
         size_t len = eq != NULL ? (size_t)(eq - name) : strlen(name);
         size_t k = find_opt(c, name, len, false);
-        MF_ENSURE_MSG(k != SIZE_MAX, MF_ERR_USAGE_ARG, "unknown option '--%.*s'", (int)len,
-                      name);
+        MF_ENSURE_MSG(k != SIZE_MAX, MF_ERR_USAGE_ARG, "unknown option '--%.*s'", (int)len, name);
         const struct mf_opt *o = &c->opts[k];
         const char *v = eq != NULL ? eq + 1 : NULL;
         if (v == NULL && o->kind == MF_OPT_BOOL) {
@@ -413,8 +412,7 @@ int mf_opt_usage_error(const struct mf_prog *p, const struct mf_cmd *c, mf_res r
         snprintf(msg, sizeof(msg), "%s", d);
     }
     if (c != NULL) {
-        fprintf(stderr, "%s %s: %s (see %s %s --help)\n", p->name, c->name, msg, p->name,
-                c->name);
+        fprintf(stderr, "%s %s: %s (see %s %s --help)\n", p->name, c->name, msg, p->name, c->name);
     } else {
         fprintf(stderr, "%s: %s (see %s --help)\n", p->name, msg, p->name);
     }

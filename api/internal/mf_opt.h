@@ -51,11 +51,11 @@
 #define MF_OPT_POS_MAX  4  /* positional arguments */
 
 enum mf_opt_kind {
-    MF_OPT_STR = 0,  /* any non-empty text */
-    MF_OPT_DUR,      /* a duration: 90s, 10m, 1h30m, a bare number of seconds */
-    MF_OPT_NUM,      /* a whole number, digits only */
-    MF_OPT_BOOL,     /* a switch: --name, --name=true|false */
-    MF_OPT_LIST,     /* repeatable text */
+    MF_OPT_STR = 0, /* any non-empty text */
+    MF_OPT_DUR,     /* a duration: 90s, 10m, 1h30m, a bare number of seconds */
+    MF_OPT_NUM,     /* a whole number, digits only */
+    MF_OPT_BOOL,    /* a switch: --name, --name=true|false */
+    MF_OPT_LIST,    /* repeatable text */
 };
 
 /* flags of an option */
@@ -70,14 +70,14 @@ struct mf_opt {
     const char *def;  /* default (text as on the command line), or NULL */
     const char *help; /* one line */
     unsigned flags;
-    const char *env;  /* environment variable read when not given, or NULL */
+    const char *env; /* environment variable read when not given, or NULL */
 };
 
 struct mf_cmd {
-    const char *name;  /* "run", "entry create" */
-    const char *pos;   /* positional arguments in usage ("ID"), or NULL */
+    const char *name; /* "run", "entry create" */
+    const char *pos;  /* positional arguments in usage ("ID"), or NULL */
     size_t pos_min, pos_max;
-    const char *help;  /* one line */
+    const char *help; /* one line */
     const struct mf_opt *opts;
     size_t n_opts;
 };
@@ -94,8 +94,8 @@ enum mf_opt_src { MF_SRC_NONE = 0, MF_SRC_DEFAULT, MF_SRC_ENV, MF_SRC_FILE, MF_S
 
 struct mf_opt_val {
     enum mf_opt_src src;
-    const char *s;                        /* the (last) value; "true"/"false" for a bool */
-    const char *list[MF_OPT_LIST_MAX];    /* every value of a repeatable option */
+    const char *s;                     /* the (last) value; "true"/"false" for a bool */
+    const char *list[MF_OPT_LIST_MAX]; /* every value of a repeatable option */
     size_t n;
 };
 
@@ -104,8 +104,8 @@ struct mf_opt_vals {
     struct mf_opt_val v[MF_OPT_MAX];
     const char *pos[MF_OPT_POS_MAX];
     size_t n_pos;
-    bool help;     /* --help was given: usage printed, nothing else done */
-    char *file;    /* the config file's text, owned */
+    bool help;  /* --help was given: usage printed, nothing else done */
+    char *file; /* the config file's text, owned */
 };
 
 /* Finds the command named by argv[0] (and argv[1] for two-word commands).
@@ -118,8 +118,8 @@ MF_WUR mf_res mf_opt_find_cmd(const struct mf_prog *p, int argc, char **argv,
  * config file, then the flags. On --help, prints the usage on stdout and
  * sets vals->help. MF_ERR_USAGE_ARG with a detail on any misuse. Call
  * mf_opt_vals_cleanup() afterwards in every case. */
-MF_WUR mf_res mf_opt_parse(const struct mf_prog *p, const struct mf_cmd *cmd, int argc,
-                           char **argv, struct mf_opt_vals *vals);
+MF_WUR mf_res mf_opt_parse(const struct mf_prog *p, const struct mf_cmd *cmd, int argc, char **argv,
+                           struct mf_opt_vals *vals);
 
 void mf_opt_vals_cleanup(struct mf_opt_vals *vals);
 

@@ -12,13 +12,14 @@
  * Error details quote the offending text with control and non-ASCII bytes
  * shown as \xNN and cut to a few dozen bytes, so they are safe to log.
  */
+#include "api/internal/mf_selector.h"
+
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
-#include "api/internal/mf_selector.h"
 
 #define UID_MAX_VALUE 4294967294ULL /* (uid_t)-1 is "no user" and never valid */
 #define NAME_MAX_LEN  32

@@ -312,8 +312,7 @@ static mf_res tcp_connect(const char *host_port, int64_t deadline, int *fd_out)
     int gr = getaddrinfo(host, port, &hints, &ai);
     MF_ENSURE_MSG(gr == 0, MF_ERR_IO_CONNECT, "%s: %s", host_port, gai_strerror(gr));
 
-    mf_res last =
-        MF_RAISE_MSG(MF_ERR_IO_CONNECT, "%s: no address", host_port);
+    mf_res last = MF_RAISE_MSG(MF_ERR_IO_CONNECT, "%s: no address", host_port);
     for (const struct addrinfo *a = ai; a != NULL; a = a->ai_next) {
         int fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -324,8 +323,7 @@ static mf_res tcp_connect(const char *host_port, int64_t deadline, int *fd_out)
         } else if (errno == EINPROGRESS) {
             last = connect_wait(fd, deadline);
         } else {
-            last = MF_RAISE_MSG(MF_ERR_IO_CONNECT, "%s: %s",
-                                host_port, strerror(errno));
+            last = MF_RAISE_MSG(MF_ERR_IO_CONNECT, "%s: %s", host_port, strerror(errno));
         }
         if (mf_ok(last)) {
             int one = 1;

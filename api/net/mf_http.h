@@ -27,9 +27,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 
@@ -118,7 +118,6 @@ void mf_http_close(struct mf_http_conn *c); /* NULL is a no-op */
  * or "unix:/path" into a socket path. Other forms are refused, with a detail
  * saying which rule failed. A bare absolute path is accepted too when
  * allow_bare_path is true (command-line convenience). */
-MF_WUR mf_res mf_endpoint_parse(const char *addr, bool allow_bare_path, char *path_out,
-                                size_t cap);
+MF_WUR mf_res mf_endpoint_parse(const char *addr, bool allow_bare_path, char *path_out, size_t cap);
 
 #endif /* MF_HTTP_H */

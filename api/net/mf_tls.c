@@ -297,8 +297,8 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     struct mf_certs chain;
     char why[MF_TLS_WHY_MAX];
     mf_certs_init(&chain);
-    mf_res r = check_peer(pc->policy, store->certs, store->totalCerts, &id, &chain, why,
-                          sizeof(why));
+    mf_res r =
+        check_peer(pc->policy, store->certs, store->totalCerts, &id, &chain, why, sizeof(why));
     if (!mf_ok(r)) {
         mf_log_debug("%s", why);
     }

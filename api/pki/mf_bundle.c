@@ -14,6 +14,8 @@
  * because a bundle is a trust decision and must not be repaired. Every
  * refusal names keys[i] and the member in the error detail.
  */
+#include "api/pki/mf_bundle.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +23,6 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_mem.h"
 

@@ -51,22 +51,22 @@
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 
-#define MF_KID_MAX 128
+#define MF_KID_MAX         128
 #define MF_BUNDLE_KEYS_MAX 64 /* keys of each kind in one bundle */
 
 struct mf_jwt_authority {
     char kid[MF_KID_MAX + 1];
-    struct mf_pubkey *key;  /* owned */
+    struct mf_pubkey *key; /* owned */
 };
 
 struct mf_bundle {
-    char td[MF_TD_MAX + 1];          /* bare trust domain name */
-    struct mf_certs x509;            /* X.509 authorities */
-    struct mf_jwt_authority *jwt;    /* JWT authorities, n_jwt of them */
+    char td[MF_TD_MAX + 1];       /* bare trust domain name */
+    struct mf_certs x509;         /* X.509 authorities */
+    struct mf_jwt_authority *jwt; /* JWT authorities, n_jwt of them */
     size_t n_jwt;
-    uint64_t sequence;               /* spiffe_sequence (0 = not set) */
-    int64_t refresh_hint;            /* seconds (0 = not set) */
-    int refs;                        /* managed by mf_bundle_ref/free */
+    uint64_t sequence;    /* spiffe_sequence (0 = not set) */
+    int64_t refresh_hint; /* seconds (0 = not set) */
+    int refs;             /* managed by mf_bundle_ref/free */
 };
 
 /* An empty bundle for trust domain td (bare name or ID form). */

@@ -293,8 +293,7 @@ mf_res mf_exts_parse(const struct mf_der *d, struct mf_exts *out)
         } else if (mf_der_oid_is(&oid, mf_oid_san, sizeof(mf_oid_san))) {
             MF_TRY(parse_san(&val, out));
             out->san_critical = critical;
-        } else if (mf_der_oid_is(&oid, mf_oid_name_constraints,
-                                 sizeof(mf_oid_name_constraints))) {
+        } else if (mf_der_oid_is(&oid, mf_oid_name_constraints, sizeof(mf_oid_name_constraints))) {
             MF_TRY(parse_nc(&val, out));
         } else if (mf_der_oid_is(&oid, oid_ski, sizeof(oid_ski))) {
             MF_TRY(parse_ski(&val, out));

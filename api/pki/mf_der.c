@@ -7,10 +7,11 @@
  * the one calendar in mf_time, and the few fixed structures (Extension,
  * GeneralNames, our Name) that certificates and CSRs both write.
  */
+#include "api/pki/mf_der.h"
+
 #include <string.h>
 
 #include "api/core/mf_time.h"
-#include "api/pki/mf_der.h"
 #include "api/pki/mf_x509.h"
 
 /* ---- OIDs ---------------------------------------------------------------- */
@@ -150,13 +151,12 @@ mf_res mf_der_time(const struct mf_der *d, int64_t *out)
     const char *p = (const char *)d->p;
     int yy;
     struct mf_civil c;
-    MF_ENSURE_MSG(p[d->len - 1] == 'Z' && mf_dec_digits(p, ylen, &yy) &&
-                      mf_dec_digits(p + ylen, 2, &c.month) &&
-                      mf_dec_digits(p + ylen + 2, 2, &c.day) &&
-                      mf_dec_digits(p + ylen + 4, 2, &c.hour) &&
-                      mf_dec_digits(p + ylen + 6, 2, &c.min) &&
-                      mf_dec_digits(p + ylen + 8, 2, &c.sec),
-                  MF_ERR_PROTO_DER, "malformed time");
+    MF_ENSURE_MSG(
+        p[d->len - 1] == 'Z' && mf_dec_digits(p, ylen, &yy) &&
+            mf_dec_digits(p + ylen, 2, &c.month) && mf_dec_digits(p + ylen + 2, 2, &c.day) &&
+            mf_dec_digits(p + ylen + 4, 2, &c.hour) && mf_dec_digits(p + ylen + 6, 2, &c.min) &&
+            mf_dec_digits(p + ylen + 8, 2, &c.sec),
+        MF_ERR_PROTO_DER, "malformed time");
     c.year = yy;
     if (ylen == 2) {
         c.year += yy >= 50 ? 1900 : 2000;
@@ -301,4 +301,3 @@ out:
     mf_buf_cleanup(&rdns);
     return rc;
 }
-

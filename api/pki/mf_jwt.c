@@ -9,6 +9,8 @@
  * are trusted only after the signature verified with a key taken from the
  * bundle of the trust domain named in "sub" and nowhere else.
  */
+#include "api/pki/mf_jwt.h"
+
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,7 +18,6 @@
 #include <string.h>
 
 #include "api/core/mf_json.h"
-#include "api/pki/mf_jwt.h"
 #include "api/core/mf_mem.h"
 
 #define PART_MAX MF_JWT_MAX /* decoded header or claims */

@@ -51,8 +51,8 @@
 #include <jansson.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 

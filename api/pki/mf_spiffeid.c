@@ -13,10 +13,11 @@
  * printed as \xNN when it is not a plain printable character, so the detail
  * is always safe to log.
  */
+#include "api/pki/mf_spiffeid.h"
+
 #include <string.h>
 
 #include "api/core/mf_text.h"
-#include "api/pki/mf_spiffeid.h"
 
 /* A4: trust domain bytes are a-z, 0-9, '.', '-' and '_' (three literal
  * characters, not the range from '.' to '_'). */

@@ -21,9 +21,9 @@
 
 #include "api/core/mf_err.h"
 
-#define MF_SPIFFE_ID_MAX 2048 /* bytes, including "spiffe://" (A13) */
-#define MF_TD_MAX        255  /* bytes of trust domain name (A15) */
-#define MF_SPIFFE_SCHEME "spiffe://"
+#define MF_SPIFFE_ID_MAX     2048 /* bytes, including "spiffe://" (A13) */
+#define MF_TD_MAX            255  /* bytes of trust domain name (A15) */
+#define MF_SPIFFE_SCHEME     "spiffe://"
 #define MF_SPIFFE_SCHEME_LEN 9
 
 /* A validated SPIFFE ID. str is NUL-terminated; the trust domain is the

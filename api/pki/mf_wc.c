@@ -4,6 +4,8 @@
  * for api/net and api/workload, which include mf_wc.h for the check
  * macros). The bottom of api/pki's wolfSSL side: see mf_der.h for the order.
  */
+#include "api/pki/mf_wc.h"
+
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,7 +16,6 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/settings.h>
 
-#include "api/pki/mf_wc.h"
 #include "api/pki/mf_x509.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;

@@ -38,22 +38,22 @@ const char *mf_ssl_errstr(int ret, char *buf, size_t cap);
 
 /* One check for each convention; fail is MF_BAIL_MSG (return) or
  * MF_BAIL_OUT (set rc, goto out). */
-#define MF_WC_CHECK_(x, e, fail)                                                                   \
-    do {                                                                                           \
-        int mf_wc_r_ = (x);                                                                        \
-        if (mf_wc_r_ != 0) {                                                                       \
-            fail((e), "wolfCrypt: %s (%d)", mf_wc_errstr(mf_wc_r_), mf_wc_r_);                     \
-        }                                                                                          \
+#define MF_WC_CHECK_(x, e, fail)                                               \
+    do {                                                                       \
+        int mf_wc_r_ = (x);                                                    \
+        if (mf_wc_r_ != 0) {                                                   \
+            fail((e), "wolfCrypt: %s (%d)", mf_wc_errstr(mf_wc_r_), mf_wc_r_); \
+        }                                                                      \
     } while (0)
 
-#define MF_SSL_CHECK_(x, e, fail)                                                                  \
-    do {                                                                                           \
-        int mf_ssl_r_ = (x);                                                                       \
-        if (mf_ssl_r_ != WOLFSSL_SUCCESS) {                                                        \
-            char mf_ssl_s_[MF_SSL_ERRSTR_MAX];                                                     \
-            fail((e), "wolfSSL: %s (%d)", mf_ssl_errstr(mf_ssl_r_, mf_ssl_s_, sizeof(mf_ssl_s_)),  \
-                 mf_ssl_r_);                                                                       \
-        }                                                                                          \
+#define MF_SSL_CHECK_(x, e, fail)                                                                 \
+    do {                                                                                          \
+        int mf_ssl_r_ = (x);                                                                      \
+        if (mf_ssl_r_ != WOLFSSL_SUCCESS) {                                                       \
+            char mf_ssl_s_[MF_SSL_ERRSTR_MAX];                                                    \
+            fail((e), "wolfSSL: %s (%d)", mf_ssl_errstr(mf_ssl_r_, mf_ssl_s_, sizeof(mf_ssl_s_)), \
+                 mf_ssl_r_);                                                                      \
+        }                                                                                         \
     } while (0)
 
 /* For wc_* calls: anything but 0 raises e with "wolfCrypt: <str> (<code>)".

@@ -507,8 +507,7 @@ static bool uri_host_matches(const uint8_t *host, size_t hlen, const uint8_t *ba
 
 /* Does any URI subtree of a GeneralSubtrees SEQUENCE OF (contents, already
  * checked by the parser) match host? Sets *any when it has a URI subtree. */
-static bool subtrees_match(const struct mf_der *trees, const uint8_t *host, size_t hlen,
-                           bool *any)
+static bool subtrees_match(const struct mf_der *trees, const uint8_t *host, size_t hlen, bool *any)
 {
     struct mf_cur c, t;
     struct mf_der st, base;

@@ -174,11 +174,11 @@ MF_WUR mf_res mf_certs_to_der_concat(const struct mf_certs *cs, struct mf_buf *o
 struct mf_issue_req {
     const struct mf_spiffe_id *id; /* leaf: ID with a path; CA: trust domain ID */
     const struct mf_pubkey *subject_key;
-    int64_t now;                    /* seconds since the epoch */
-    int64_t ttl;                    /* seconds, > 0 */
-    const char *const *dns_names;   /* optional DNS SANs (leaf only) */
+    int64_t now;                  /* seconds since the epoch */
+    int64_t ttl;                  /* seconds, > 0 */
+    const char *const *dns_names; /* optional DNS SANs (leaf only) */
     size_t n_dns;
-    bool is_ca;                     /* a signing (intermediate CA) certificate */
+    bool is_ca; /* a signing (intermediate CA) certificate */
 };
 
 /* Issues a certificate signed by issuer_key, whose certificate is issuer.

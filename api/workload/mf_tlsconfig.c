@@ -190,8 +190,7 @@ struct mf_tls_config {
 };
 
 /* The authorizer step of a context's policy. */
-static mf_res authorize_cb(void *arg, const struct mf_spiffe_id *peer,
-                           const struct mf_certs *chain)
+static mf_res authorize_cb(void *arg, const struct mf_spiffe_id *peer, const struct mf_certs *chain)
 {
     return mf_authorize(arg, peer, chain);
 }
@@ -411,7 +410,7 @@ out:
 /* ---- connections ------------------------------------------------------------ */
 
 struct mf_tls_conn {
-    struct mf_tls_io io;       /* socket, deadline, what the transport saw */
+    struct mf_tls_io io; /* socket, deadline, what the transport saw */
     WOLFSSL *ssl;
     struct mf_tls_ctx *t;      /* one reference */
     struct mf_tls_check check; /* record: this connection's peer */

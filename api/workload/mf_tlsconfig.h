@@ -63,8 +63,8 @@
 
 #include "api/core/mf_err.h"
 #include "api/pki/mf_spiffeid.h"
-#include "api/workload/mf_workload.h"
 #include "api/pki/mf_x509.h"
+#include "api/workload/mf_workload.h"
 
 #define MF_TLS_PEER_CHAIN_MAX 8u    /* certificates accepted from a peer */
 #define MF_AUTHZ_IDS_MAX      1024u /* IDs in a one-of authorizer */

@@ -27,11 +27,11 @@
 
 #include <jansson.h>
 
-#include "api/net/mf_http.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
+#include "api/net/mf_http.h"
 
 #define SOCK_PATH_CAP   sizeof(((struct sockaddr_un *)0)->sun_path)
 #define CONNECT_MS      2000

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/stat.h>
 
 #include "agent/agent_cache.h"
@@ -89,8 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (mf_ok(agent_cache_load(&c, "example.org"))) {
         for (size_t i = 0; i < c.n; i++) {
             const struct agent_rec *r = &c.v[i];
-            if (r->key == NULL || r->chain.n == 0 || r->entry.id == NULL ||
-                r->entry.n_sels == 0) {
+            if (r->key == NULL || r->chain.n == 0 || r->entry.id == NULL || r->entry.n_sels == 0) {
                 __builtin_trap(); /* a loaded record is complete */
             }
         }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
+
 #include <sys/mman.h>
 
 #include "agent/agent_config.h"

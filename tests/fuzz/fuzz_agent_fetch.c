@@ -9,6 +9,7 @@
  * directory is a private temp dir, emptied between runs. Anything printed
  * goes to /dev/null.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -17,7 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <dirent.h>
+
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 
 #define FUZZ_TD "example.org"
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/mman.h>
 
 #include "api/core/mf_log.h"

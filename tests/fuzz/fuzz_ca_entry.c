@@ -56,8 +56,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     mf_res r = ca_admin_parse_entry(data + 1, size - 1, TD, MAX_TTL, patch, &e);
     if (mf_ok(r)) {
-        if (e.spiffe_id == NULL || e.parent_id == NULL || e.n_selectors == 0 ||
-            e.ttl < 0 || e.ttl > MAX_TTL ||
+        if (e.spiffe_id == NULL || e.parent_id == NULL || e.n_selectors == 0 || e.ttl < 0 ||
+            e.ttl > MAX_TTL ||
             strncmp(e.spiffe_id, "spiffe://" TD "/", strlen("spiffe://" TD "/")) != 0) {
             __builtin_trap();
         }

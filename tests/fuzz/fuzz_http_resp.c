@@ -20,11 +20,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "api/net/mf_http.h"
 #include "api/core/mf_log.h"
+#include "api/net/mf_http.h"
 
 #define INPUT_MAX (96u * 1024u)
 

@@ -19,8 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_jwt.h"
 #include "api/pki/mf_x509.h"
 

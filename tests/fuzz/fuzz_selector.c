@@ -17,11 +17,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            abort();                                                                               \
-        }                                                                                          \
+#define CHECK(c)     \
+    do {             \
+        if (!(c)) {  \
+            abort(); \
+        }            \
     } while (0)
 
 static bool parse_checked(const uint8_t *data, size_t size, struct mf_selector *out)

@@ -20,11 +20,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(c)                                                                                   \
-    do {                                                                                           \
-        if (!(c)) {                                                                                \
-            abort();                                                                               \
-        }                                                                                          \
+#define CHECK(c)     \
+    do {             \
+        if (!(c)) {  \
+            abort(); \
+        }            \
     } while (0)
 
 static bool is_id_error(enum mf_err e)

@@ -29,13 +29,13 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/net/mf_http.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_x509.h"
 
 struct args {
-    const char *server, *bundle, *dir, *token, *csr_id, *revision, *wait, *entry, *spiffe_id,
-        *out, *td, *csr_file, *body_file, *path, *method;
+    const char *server, *bundle, *dir, *token, *csr_id, *revision, *wait, *entry, *spiffe_id, *out,
+        *td, *csr_file, *body_file, *path, *method;
     int count;
     bool anon;
 };
@@ -78,8 +78,7 @@ static mf_res write_file(const char *dir, const char *name, const void *p, size_
 }
 
 static mf_res connect_ca(const struct args *a, bool mtls, struct mf_certs *chain,
-                         struct mf_key **key, struct mf_bundle_set *set,
-                         struct mf_http_conn **out)
+                         struct mf_key **key, struct mf_bundle_set *set, struct mf_http_conn **out)
 {
     struct mf_buf text;
     struct mf_bundle *b = NULL;
@@ -182,23 +181,40 @@ int main(int argc, char **argv)
     struct args a = {.td = "example.org", .count = 1};
     for (int i = 2; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--server")) a.server = v;
-        else if (!strcmp(k, "--bundle")) a.bundle = v;
-        else if (!strcmp(k, "--dir")) a.dir = v;
-        else if (!strcmp(k, "--token")) a.token = v;
-        else if (!strcmp(k, "--csr-id")) a.csr_id = v;
-        else if (!strcmp(k, "--revision")) a.revision = v;
-        else if (!strcmp(k, "--wait")) a.wait = v;
-        else if (!strcmp(k, "--entry")) a.entry = v;
-        else if (!strcmp(k, "--spiffe-id")) a.spiffe_id = v;
-        else if (!strcmp(k, "--out")) a.out = v;
-        else if (!strcmp(k, "--td")) a.td = v;
-        else if (!strcmp(k, "--count")) a.count = (int)strtol(v, NULL, 10);
-        else if (!strcmp(k, "--csr-file")) a.csr_file = v;
-        else if (!strcmp(k, "--body-file")) a.body_file = v;
-        else if (!strcmp(k, "--path")) a.path = v;
-        else if (!strcmp(k, "--method")) a.method = v;
-        else if (!strcmp(k, "--anon")) a.anon = !strcmp(v, "1");
+        if (!strcmp(k, "--server"))
+            a.server = v;
+        else if (!strcmp(k, "--bundle"))
+            a.bundle = v;
+        else if (!strcmp(k, "--dir"))
+            a.dir = v;
+        else if (!strcmp(k, "--token"))
+            a.token = v;
+        else if (!strcmp(k, "--csr-id"))
+            a.csr_id = v;
+        else if (!strcmp(k, "--revision"))
+            a.revision = v;
+        else if (!strcmp(k, "--wait"))
+            a.wait = v;
+        else if (!strcmp(k, "--entry"))
+            a.entry = v;
+        else if (!strcmp(k, "--spiffe-id"))
+            a.spiffe_id = v;
+        else if (!strcmp(k, "--out"))
+            a.out = v;
+        else if (!strcmp(k, "--td"))
+            a.td = v;
+        else if (!strcmp(k, "--count"))
+            a.count = (int)strtol(v, NULL, 10);
+        else if (!strcmp(k, "--csr-file"))
+            a.csr_file = v;
+        else if (!strcmp(k, "--body-file"))
+            a.body_file = v;
+        else if (!strcmp(k, "--path"))
+            a.path = v;
+        else if (!strcmp(k, "--method"))
+            a.method = v;
+        else if (!strcmp(k, "--anon"))
+            a.anon = !strcmp(v, "1");
         else {
             fprintf(stderr, "ca_client: unknown option %s\n", k);
             return 2;

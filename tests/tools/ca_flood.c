@@ -15,7 +15,6 @@
  * so the pressure lasts. Prints "flood: open N" once the first round is
  * up, then one summary line. Bounded in count and time; loopback only.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -26,12 +25,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
-#define MAX_CONNS      20000
-#define TICK_MS        100
+#define MAX_CONNS       20000
+#define TICK_MS         100
 #define REOPEN_PER_TICK 200
 
 static int64_t now_ms(void)
@@ -195,8 +195,9 @@ int main(int argc, char **argv)
             max_open = open_now;
         }
     }
-    printf("flood: opened=%lu connect_failed=%lu closed_by_server=%lu max_open=%zu open_at_end=%zu\n",
-           opened, failed, closed, max_open, open_now);
+    printf(
+        "flood: opened=%lu connect_failed=%lu closed_by_server=%lu max_open=%zu open_at_end=%zu\n",
+        opened, failed, closed, max_open, open_now);
     for (size_t i = 0; i < n; i++) {
         if (pf[i].fd >= 0) {
             close(pf[i].fd);

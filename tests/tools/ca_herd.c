@@ -29,9 +29,9 @@
 
 #include <jansson.h>
 
-#include "api/pki/mf_bundle.h"
-#include "api/net/mf_http.h"
 #include "api/core/mf_json.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_x509.h"
 
 #define MAX_AGENTS 2000
@@ -163,8 +163,8 @@ static int do_attest(void)
         char body[600];
         json_t *doc = NULL;
         const char *token = NULL;
-        int n = snprintf(body, sizeof(body), "{\"spiffe_id\":\"spiffe://%s/mayfly/agent/herd-%ld\"}",
-                         g.td, i);
+        int n = snprintf(body, sizeof(body),
+                         "{\"spiffe_id\":\"spiffe://%s/mayfly/agent/herd-%ld\"}", g.td, i);
         mf_res r = admin != NULL ? MF_RES_OK : mf_http_connect_unix(g.admin, 10000, &admin);
         if (mf_ok(r)) {
             r = mf_http_request(admin, "POST", "/v1/tokens", NULL, body, (size_t)n, 10000, &resp);
@@ -188,9 +188,8 @@ static int do_attest(void)
         struct mf_key *key = NULL;
         mf_buf_reset(&csr);
         r = make_csr(&key, &csr);
-        json_t *req = mf_ok(r) ? json_pack("{s:s,s:s}", "join_token", token, "csr",
-                                           mf_buf_cstr(&csr))
-                               : NULL;
+        json_t *req =
+            mf_ok(r) ? json_pack("{s:s,s:s}", "join_token", token, "csr", mf_buf_cstr(&csr)) : NULL;
         char *text = req != NULL ? json_dumps(req, JSON_COMPACT) : NULL;
         json_decref(req);
         json_decref(doc);
@@ -275,8 +274,7 @@ static void *agent_main(void *arg)
         for (int t = 0; text != NULL && t < MAX_TRIES && !done; t++) {
             r = c != NULL ? MF_RES_OK : connect_ca(&chain, key, &c);
             if (mf_ok(r)) {
-                r = mf_http_request(c, "POST", "/v1/renew", NULL, text, strlen(text), 60000,
-                                    &resp);
+                r = mf_http_request(c, "POST", "/v1/renew", NULL, text, strlen(text), 60000, &resp);
             }
             if (!mf_ok(r) || !mf_http_reusable(c)) {
                 mf_http_close(c);

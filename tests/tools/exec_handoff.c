@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -147,9 +148,9 @@ static bool http_hello(int fd)
 static void frame(uint8_t *out, size_t *off, uint8_t type, uint8_t flags, uint32_t sid,
                   const uint8_t *p, size_t n)
 {
-    uint8_t h[9] = {(uint8_t)(n >> 16), (uint8_t)(n >> 8), (uint8_t)n, type, flags,
-                    (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8),
-                    (uint8_t)sid};
+    uint8_t h[9] = {
+        (uint8_t)(n >> 16),   (uint8_t)(n >> 8),    (uint8_t)n,          type,        flags,
+        (uint8_t)(sid >> 24), (uint8_t)(sid >> 16), (uint8_t)(sid >> 8), (uint8_t)sid};
     memcpy(out + *off, h, 9);
     if (n > 0) {
         memcpy(out + *off + 9, p, n);

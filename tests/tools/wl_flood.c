@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -181,9 +182,9 @@ static void *client_main(void *arg)
     struct client *c = arg;
     const struct opts *o = c->o;
     char req[256];
-    int rl = snprintf(req, sizeof(req),
-                      "GET %s HTTP/1.1\r\nHost: localhost\r\nworkload.spiffe.io: true\r\n\r\n",
-                      o->path);
+    int rl =
+        snprintf(req, sizeof(req),
+                 "GET %s HTTP/1.1\r\nHost: localhost\r\nworkload.spiffe.io: true\r\n\r\n", o->path);
     char *buf = malloc(RESP_MAX);
     int fd = connect_unix(o->socket);
     if (fd < 0) {
@@ -288,8 +289,8 @@ static void *slow_main(void *arg)
 
 int main(int argc, char **argv)
 {
-    struct opts o = {.path = "/v1/x509", .clients = 1000, .requests = 3, .slow = 0,
-                     .bound_ms = 5000};
+    struct opts o = {
+        .path = "/v1/x509", .clients = 1000, .requests = 3, .slow = 0, .bound_ms = 5000};
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         int bad = 0;
@@ -384,8 +385,7 @@ int main(int argc, char **argv)
            "latency p50 %.1f ms, p99 %.1f ms, max %.1f ms; %.0f requests/s; slow connections "
            "still open at the end: %ld\n",
            o.clients, o.requests, o.slow, ok, failed, (double)p50 / 1000.0, (double)p99 / 1000.0,
-           (double)max / 1000.0, wall > 0 ? (double)ok * 1e6 / (double)wall : 0.0,
-           sl->open_at_end);
+           (double)max / 1000.0, wall > 0 ? (double)ok * 1e6 / (double)wall : 0.0, sl->open_at_end);
     if (failed > 0) {
         fprintf(stderr, "wl_load: first failure: %s\n", why != NULL ? why : "?");
     }

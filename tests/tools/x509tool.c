@@ -28,11 +28,11 @@
 #include <unistd.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_mem.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/pki/mf_bundle.h"
+#include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 
 #define FILE_MAX     (1024u * 1024u)
@@ -107,8 +107,7 @@ static mf_res read_file(const char *path, struct mf_buf *out)
             continue;
         }
         if (n < 0) {
-            rc = MF_RAISE_MSG(MF_ERR_IO, "%s: %s", path,
-                              strerror(errno));
+            rc = MF_RAISE_MSG(MF_ERR_IO, "%s: %s", path, strerror(errno));
             break;
         }
         if (n == 0) {
@@ -508,8 +507,7 @@ int main(int argc, char **argv)
         } else if (strcmp(cmd, "show") == 0) {
             r = cmd_show(&o);
         } else {
-            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "unknown command %s",
-                             cmd);
+            r = MF_RAISE_MSG(MF_ERR_USAGE_ARG, "unknown command %s", cmd);
         }
     }
     if (!mf_ok(r)) {

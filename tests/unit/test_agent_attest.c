@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/socket.h>
 #include <sys/wait.h>
 
@@ -275,8 +276,7 @@ static void test_agent_attest_parse_starttime_hostile_comm_ok(void **state)
     assert_true(mf_ok(agent_attest_parse_starttime(s, strlen(s), &v)));
     assert_int_equal(v, 12345);
     const char *shortstat = "42 (x) S 1 2 3";
-    assert_int_equal(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v).err,
-                     MF_ERR_IO);
+    assert_int_equal(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v).err, MF_ERR_IO);
     const char *noparen = "42 x S 1 2 3";
     assert_int_equal(agent_attest_parse_starttime(noparen, strlen(noparen), &v).err, MF_ERR_IO);
     const char *bad = "42 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12a45 20\n";

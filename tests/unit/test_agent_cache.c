@@ -7,6 +7,7 @@
  * only when all its selectors are the workload's; expired SVIDs and
  * duplicate hints are not served; no match renders nothing).
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <fcntl.h>
+
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -64,8 +65,8 @@ static int teardown(void **state)
 }
 
 /* A leaf for id, with its key. */
-static void issue(struct fixture *f, const char *id, int64_t now, int64_t ttl,
-                  struct mf_key **key, struct mf_certs *chain)
+static void issue(struct fixture *f, const char *id, int64_t now, int64_t ttl, struct mf_key **key,
+                  struct mf_certs *chain)
 {
     struct mf_spiffe_id sid;
     struct mf_pubkey *pub = NULL;
@@ -174,8 +175,7 @@ static void test_agent_file_write_atomic_symlink_refused(void **state)
     assert_int_equal(symlinkat("/etc/passwd", dfd, "svid.0.key"), 0);
     assert_int_equal(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true).err,
                      MF_ERR_IO_SYMLINK);
-    assert_int_equal(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true).err,
-                     MF_ERR_USAGE_ARG);
+    assert_int_equal(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true).err, MF_ERR_USAGE_ARG);
     assert_true(mf_ok(agent_file_write_atomic(dfd, "ok.pem", "hello", 5, 0600, true)));
     struct stat st;
     assert_int_equal(fstatat(dfd, "ok.pem", &st, 0), 0);
@@ -267,10 +267,10 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     const json_t *v = json_array_get(arr, 0);
     assert_string_equal(json_string_value(json_object_get(v, "spiffe_id")),
                         "spiffe://example.org/a");
-    assert_non_null(strstr(json_string_value(json_object_get(v, "x509_svid_key")),
-                           "BEGIN PRIVATE KEY"));
-    assert_non_null(strstr(json_string_value(json_object_get(v, "x509_svid")),
-                           "BEGIN CERTIFICATE"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(v, "x509_svid_key")), "BEGIN PRIVATE KEY"));
+    assert_non_null(
+        strstr(json_string_value(json_object_get(v, "x509_svid")), "BEGIN CERTIFICATE"));
     assert_non_null(json_object_get(v, "expires_at"));
     assert_non_null(json_object_get(doc, "federated_bundles"));
     json_decref(doc);

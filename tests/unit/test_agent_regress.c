@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -43,10 +44,10 @@ long __wrap_syscall(long n, ...);
 
 enum hook { HOOK_NONE, HOOK_OPEN, HOOK_READLINK };
 
-static enum hook g_hook;    /* where to swap the process */
-static pid_t g_victim;      /* the connected child, killed at the hook */
-static pid_t g_recycled;    /* the child that then took its pid, or 0 */
-static bool g_no_pidfd;     /* pidfd_open fails with ENOSYS */
+static enum hook g_hook; /* where to swap the process */
+static pid_t g_victim;   /* the connected child, killed at the hook */
+static pid_t g_recycled; /* the child that then took its pid, or 0 */
+static bool g_no_pidfd;  /* pidfd_open fails with ENOSYS */
 static bool g_fired;
 
 static pid_t spawn_sleeper(void)
@@ -188,8 +189,8 @@ static void attest_with_swap(enum hook hook, bool no_pidfd)
         print_message("note: pid %d not recycled (needs root); only its exit was tested\n",
                       (int)victim);
     } else {
-        print_message("pid %d recycled by a new process: %s: %s\n", (int)victim,
-                      mf_err_name(r.err), mf_err_detail());
+        print_message("pid %d recycled by a new process: %s: %s\n", (int)victim, mf_err_name(r.err),
+                      mf_err_detail());
     }
     /* refused, and nothing describes the process now behind the pid */
     assert_false(mf_ok(r));

@@ -21,9 +21,9 @@
 #include <cmocka.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_json.h"
+#include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 

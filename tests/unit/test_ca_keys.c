@@ -82,8 +82,7 @@ static void test_ca_keys_plan_prepared_waits_until_five_sixths(void **state)
 static void test_ca_keys_plan_retired_dropped_at_not_after(void **state)
 {
     (void)state;
-    struct ca_key_rec r[2] = {rec("a", CA_KEY_RETIRED, T0),
-                              rec("b", CA_KEY_ACTIVE, T0 + LIFE / 2)};
+    struct ca_key_rec r[2] = {rec("a", CA_KEY_RETIRED, T0), rec("b", CA_KEY_ACTIVE, T0 + LIFE / 2)};
     struct ca_plan p;
     ca_keys_plan(T0 + LIFE - 1, r, 2, &p);
     assert_int_equal(p.n_drop, 0);

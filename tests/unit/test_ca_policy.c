@@ -19,12 +19,11 @@
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
-#define TD "example.org"
+#define TD    "example.org"
 #define AGENT "spiffe://example.org/mayfly/agent/n1"
 
 /* An entry built from literals (heap copies, as the store makes them). */
-static void mk(struct ca_entry *e, const char *id, const char *parent, const char **sels,
-               size_t n)
+static void mk(struct ca_entry *e, const char *id, const char *parent, const char **sels, size_t n)
 {
     memset(e, 0, sizeof(*e));
     e->spiffe_id = strdup(id);
@@ -72,11 +71,9 @@ static void test_ca_policy_entry_check_exe_only_refused(void **state)
     const char *sha_only[] = {sha};
     const char *both[] = {"unix:path:/usr/bin/web", sha};
     const char *supp[] = {"unix:path:/usr/bin/web", "unix:supplementary_gid:7"};
-    assert_int_equal(check("spiffe://example.org/w", AGENT, path_only, 1, 0),
-                     MF_ERR_POLICY_DENIED);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, path_only, 1, 0), MF_ERR_POLICY_DENIED);
     assert_non_null(strstr(mf_err_detail(), "needs a unix:uid"));
-    assert_int_equal(check("spiffe://example.org/w", AGENT, sha_only, 1, 0),
-                     MF_ERR_POLICY_DENIED);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, sha_only, 1, 0), MF_ERR_POLICY_DENIED);
     assert_int_equal(check("spiffe://example.org/w", AGENT, both, 2, 0), MF_ERR_POLICY_DENIED);
     assert_int_equal(check("spiffe://example.org/w", AGENT, supp, 2, 0), MF_ERR_POLICY_DENIED);
     /* each of uid, user, gid, group makes it acceptable */
@@ -121,8 +118,7 @@ static void test_ca_policy_entry_check_selectors_refused(void **state)
     const char *badval[] = {"unix:uid:-1"};
     const char *dup[] = {"unix:uid:1", "unix:uid:1"};
     assert_int_equal(check("spiffe://example.org/w", AGENT, NULL, 0, 0), MF_ERR_PROTO_SELECTOR);
-    assert_int_equal(check("spiffe://example.org/w", AGENT, unknown, 1, 0),
-                     MF_ERR_PROTO_SELECTOR);
+    assert_int_equal(check("spiffe://example.org/w", AGENT, unknown, 1, 0), MF_ERR_PROTO_SELECTOR);
     assert_int_equal(check("spiffe://example.org/w", AGENT, badval, 1, 0), MF_ERR_PROTO_SELECTOR);
     assert_int_equal(check("spiffe://example.org/w", AGENT, dup, 2, 0), MF_ERR_PROTO_SELECTOR);
     /* cap and cap + 1 */

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <sys/resource.h>
 
 #include <cmocka.h>
@@ -71,9 +72,13 @@ static void test_ca_api_parse_bodies_malformed_refused(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "", "[]", "{\"join_token\":\"a\"}", "{\"join_token\":\"a\",\"csr\":\"!!\"}",
+        "",
+        "[]",
+        "{\"join_token\":\"a\"}",
+        "{\"join_token\":\"a\",\"csr\":\"!!\"}",
         "{\"join_token\":\"a\",\"join_token\":\"b\",\"csr\":\"AA==\"}",
-        "{\"join_token\":1,\"csr\":\"AA==\"}", "{\"join_token\":\"a\",\"csr\":\"AA==\",\"x\":1}",
+        "{\"join_token\":1,\"csr\":\"AA==\"}",
+        "{\"join_token\":\"a\",\"csr\":\"AA==\",\"x\":1}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *doc = NULL;
@@ -86,8 +91,11 @@ static void test_ca_api_parse_bodies_malformed_refused(void **state)
     json_t *doc = NULL;
     const json_t *reqs = NULL;
     static const char *const bad_sign[] = {
-        "{\"requests\":[]}", "{\"requests\":[1]}", "{\"requests\":[{\"entry_id\":\"a\"}]}",
-        "{\"requests\":[{\"entry_id\":\"a\",\"csr\":\"b\",\"x\":1}]}", "{\"requests\":{}}",
+        "{\"requests\":[]}",
+        "{\"requests\":[1]}",
+        "{\"requests\":[{\"entry_id\":\"a\"}]}",
+        "{\"requests\":[{\"entry_id\":\"a\",\"csr\":\"b\",\"x\":1}]}",
+        "{\"requests\":{}}",
     };
     for (size_t i = 0; i < sizeof(bad_sign) / sizeof(bad_sign[0]); i++) {
         assert_false(mf_ok(ca_api_parse_sign(bad_sign[i], strlen(bad_sign[i]), &doc, &reqs)));

@@ -9,6 +9,7 @@
  * tests run on PostgreSQL, each on an empty database, plus a token spent
  * by two connections at once; without it they run on SQLite.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,13 +17,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <cmocka.h>
+#include <sys/stat.h>
 
-#include <pthread.h>
+#include <cmocka.h>
 
 #include "ca/ca_db.h"
 #include "ca/ca_store.h"
@@ -174,8 +174,7 @@ static void test_ca_store_agents_ban_evict(void **state)
     assert_true(mf_ok(ca_store_agent_ban(st, AGENT)));
     assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, false).err,
                      MF_ERR_AUTH_BANNED);
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, true).err,
-                     MF_ERR_AUTH_BANNED);
+    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, true).err, MF_ERR_AUTH_BANNED);
     assert_true(mf_ok(ca_store_agent_get(st, AGENT, &a)));
     assert_string_equal(a.serial, "02"); /* the refusal changed nothing */
     assert_true(a.banned);
@@ -190,8 +189,8 @@ static void test_ca_store_key_journal_survives_reopen(void **state)
     (void)state;
     struct ca_store *st = NULL;
     assert_true(mf_ok(open_store(&st)));
-    struct ca_key_rec r = {.id = "0011223344556677", .state = CA_KEY_PREPARED,
-                           .not_before = 10, .not_after = 20};
+    struct ca_key_rec r = {
+        .id = "0011223344556677", .state = CA_KEY_PREPARED, .not_before = 10, .not_after = 20};
     const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
     assert_true(mf_ok(ca_store_key_put(st, &r, der, sizeof(der))));
     assert_true(mf_ok(ca_store_key_set_state(st, r.id, CA_KEY_ACTIVE)));
@@ -326,8 +325,8 @@ static void test_ca_store_copy_all_rows_once(void **state)
     assert_true(mf_ok(ca_store_token_add(src, h, AGENT, 5000)));
     assert_true(mf_ok(ca_store_agent_issued(src, AGENT, "01", 100, 50, true)));
     assert_true(mf_ok(ca_store_agent_ban(src, AGENT)));
-    struct ca_key_rec r = {.id = "0011223344556677", .state = CA_KEY_ACTIVE,
-                           .not_before = 10, .not_after = 20};
+    struct ca_key_rec r = {
+        .id = "0011223344556677", .state = CA_KEY_ACTIVE, .not_before = 10, .not_after = 20};
     const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x00};
     assert_true(mf_ok(ca_store_key_put(src, &r, der, sizeof(der))));
     assert_true(mf_ok(ca_store_meta_set(src, "bundle_sequence", 12)));
@@ -385,16 +384,13 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_ca_store_entries_roundtrip_and_duplicate, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_ca_store_token_single_use_and_expiry, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_token_single_use_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_agents_ban_evict, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_ca_store_key_journal_survives_reopen, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_key_journal_survives_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_open_refuses_open_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_token_spent_once_by_two_servers, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(test_ca_store_watch_hears_other_server, setup,
-                                        teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_watch_hears_other_server, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_copy_all_rows_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_bad_datastore_refused, setup, teardown),
     };

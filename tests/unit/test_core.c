@@ -22,9 +22,9 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
-#include "api/core/mf_buf.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
@@ -529,9 +529,9 @@ static void test_mf_civil_to_time_bad_refused(void **state)
     (void)state;
     int64_t t = 42;
     const struct mf_civil bad[] = {
-        {2023, 2, 29, 0, 0, 0}, {1900, 2, 29, 0, 0, 0}, {2026, 4, 31, 0, 0, 0},
-        {2026, 13, 1, 0, 0, 0}, {2026, 0, 1, 0, 0, 0},  {2026, 1, 0, 0, 0, 0},
-        {2026, 1, 1, 24, 0, 0}, {2026, 1, 1, 0, 60, 0}, {2026, 1, 1, 0, 0, 60},
+        {2023, 2, 29, 0, 0, 0}, {1900, 2, 29, 0, 0, 0},     {2026, 4, 31, 0, 0, 0},
+        {2026, 13, 1, 0, 0, 0}, {2026, 0, 1, 0, 0, 0},      {2026, 1, 0, 0, 0, 0},
+        {2026, 1, 1, 24, 0, 0}, {2026, 1, 1, 0, 60, 0},     {2026, 1, 1, 0, 0, 60},
         {2026, 1, 1, -1, 0, 0}, {INT64_MAX, 1, 1, 0, 0, 0},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -797,8 +797,7 @@ static void test_mf_log_event_json_members_ok(void **state)
 static void test_mf_log_write_r_appends_error(void **state)
 {
     (void)state;
-    mf_res r =
-        MF_RAISE_MSG(MF_ERR_ID_DOT_SEGMENT, "segment %d is '..'", 2);
+    mf_res r = MF_RAISE_MSG(MF_ERR_ID_DOT_SEGMENT, "segment %d is '..'", 2);
     mf_log_err_r(r, "refusing %s", "entry");
     const char *line = one_line();
     assert_non_null(strstr(line, "refusing entry: invalid SPIFFE ID: path segment is '.' or "

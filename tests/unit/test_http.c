@@ -41,12 +41,12 @@
 #include <wolfssl/wolfcrypt/ecc.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
-#include "api/net/mf_http.h"
-#include "api/internal/mf_httpd.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_httpd.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_bundle.h"
+#include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 #include "tests/unit/mf_test.h"
 
@@ -201,8 +201,7 @@ static enum MHD_Result plain_handler(void *cls, struct MHD_Connection *conn, con
         return mf_httpd_reply_json(conn, MHD_HTTP_OK, o);
     }
     if (strcmp(url, "/notfound") == 0) {
-        mf_res r = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND,
-                                "entry \"e1\" does not exist\n\x01");
+        mf_res r = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "entry \"e1\" does not exist\n\x01");
         return mf_httpd_reply_res(conn, r);
     }
     if (strcmp(url, "/internal") == 0) {

@@ -215,9 +215,10 @@ static void test_mf_opt_usage_lists_every_option(void **state)
     assert_non_null(f);
     mf_opt_usage(&prog, f);
     fclose(f);
-    const char *want[] = {"--data-dir DIR", "(required)", "--ttl DUR", "(default: 1h)",
-                          "[config: data_dir]", "--peer P", "(repeatable)", "prog thing show ID",
-                          "--format F", "(default: pem)", "prog 9.9"};
+    const char *want[] = {
+        "--data-dir DIR",     "(required)",     "--ttl DUR",    "(default: 1h)",
+        "[config: data_dir]", "--peer P",       "(repeatable)", "prog thing show ID",
+        "--format F",         "(default: pem)", "prog 9.9"};
     for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
         if (strstr(buf, want[i]) == NULL) {
             fail_msg("usage lacks '%s':\n%s", want[i], buf);

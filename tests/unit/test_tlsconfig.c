@@ -33,20 +33,19 @@
 #include <cmocka.h>
 #include <wolfssl/ssl.h>
 
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/pki/mf_bundle.h"
+#include "api/pki/mf_spiffeid.h"
+#include "api/pki/mf_x509.h"
 #include "api/workload/mf_tlsconfig.h"
 #include "api/workload/mf_workload.h"
-#include "api/pki/mf_x509.h"
 #include "tests/unit/mf_test.h"
 
 #define T_MS       5000
 #define DETAIL_MAX 600
 
 /* ---- certificates and snapshots --------------------------------------------- */
-
 
 static struct {
     struct mft_ident ca;      /* spiffe://example.org */

@@ -33,15 +33,15 @@
 #include <microhttpd.h>
 
 #include "api/core/mf_buf.h"
-#include "api/pki/mf_bundle.h"
 #include "api/core/mf_err.h"
-#include "api/net/mf_http.h"
-#include "api/internal/mf_httpd.h"
 #include "api/core/mf_json.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
-#include "api/workload/mf_workload.h"
+#include "api/internal/mf_httpd.h"
+#include "api/net/mf_http.h"
+#include "api/pki/mf_bundle.h"
+#include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
+#include "api/workload/mf_workload.h"
 #include "tests/unit/mf_test.h"
 
 #define T_MS      5000
@@ -49,7 +49,6 @@
 #define LINES_MAX 16
 
 /* ---- certificates ---------------------------------------------------------- */
-
 
 static struct {
     struct mft_ident ca;    /* spiffe://example.org */
@@ -70,10 +69,10 @@ static void serial_of(const struct mf_cert *c, char out[MF_SERIAL_HEX_MAX])
 struct spec {
     const struct mft_ident *leaf;      /* certificate of the SVID */
     const struct mft_ident *key;       /* whose key to send (normally leaf) */
-    const char *spiffe_id;         /* NULL: the leaf's */
-    const char *hint;              /* NULL: no member */
+    const char *spiffe_id;             /* NULL: the leaf's */
+    const char *hint;                  /* NULL: no member */
     const struct mft_ident *bundle_ca; /* NULL: F.ca */
-    const char *key_label;         /* NULL: keep "PRIVATE KEY" */
+    const char *key_label;             /* NULL: keep "PRIVATE KEY" */
 };
 
 static char *pem_of_cert(const struct mf_cert *c)

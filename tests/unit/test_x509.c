@@ -28,8 +28,8 @@
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_mem.h"
-#include "api/pki/mf_spiffeid.h"
 #include "api/core/mf_time.h"
+#include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 #include "api/pki/mf_x509_int.h"
 
@@ -247,8 +247,7 @@ static struct mf_cert *craft(const struct craft *c)
             assert_true(mf_ok(mf_der_put(&tmp, 0x86, c->uris[i], strlen(c->uris[i]))));
         }
         assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-        assert_true(
-            mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), c->san_crit, &v)));
+        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), c->san_crit, &v)));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
@@ -411,8 +410,8 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     /* wolfSSL's reader: the same facts, independently */
     struct DecodedCert *dc = wolf_parse(leaf);
     assert_false(dc->isCA);
-    assert_true(dc->extBasicConstSet && dc->extBasicConstCrit); /* B5 */
-    assert_true(dc->extKeyUsageSet && dc->extKeyUsageCrit);     /* B6 */
+    assert_true(dc->extBasicConstSet && dc->extBasicConstCrit);    /* B5 */
+    assert_true(dc->extKeyUsageSet && dc->extKeyUsageCrit);        /* B6 */
     assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);         /* B7-B9 */
     assert_true(dc->extExtKeyUsageSet && !dc->extExtKeyUsageCrit); /* B10 */
     assert_int_equal(dc->extExtKeyUsage, EXTKEYUSE_SERVER_AUTH | EXTKEYUSE_CLIENT_AUTH);
@@ -985,17 +984,14 @@ static void test_mf_x509_verify_chain_strict_profile_refused(void **state)
     } cases[] = {
         {"valid", LEAF, NULL, 0, false, MF_OK},
         {"root basicConstraints not critical", ROOT, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
-        {"inter basicConstraints not critical", INTER, NULL, 0, false,
-         MF_ERR_AUTH_UNTRUSTED},
+        {"inter basicConstraints not critical", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"leaf pathLen with cA=FALSE", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
-        {"root empty subject (inter issuer empty)", ROOT, NULL, 0, false,
-         MF_ERR_AUTH_UNTRUSTED},
+        {"root empty subject (inter issuer empty)", ROOT, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"inter empty subject", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"leaf empty subject, SAN not critical", LEAF, NULL, 0, false, MF_ERR_AUTH_SVID},
         {"leaf empty subject, SAN critical", LEAF, NULL, 0, false, MF_OK},
         {"inter SPIFFE ID with a path", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
-        {"inter SPIFFE ID with a trailing slash", INTER, NULL, 0, false,
-         MF_ERR_AUTH_UNTRUSTED},
+        {"inter SPIFFE ID with a trailing slash", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"inter without SKI", INTER, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"root without SKI", ROOT, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
         {"leaf without AKI", LEAF, NULL, 0, false, MF_ERR_AUTH_UNTRUSTED},
@@ -1012,12 +1008,10 @@ static void test_mf_x509_verify_chain_strict_profile_refused(void **state)
          MF_ERR_AUTH_UNTRUSTED},
         {"inter NC permitted other, critical", INTER, nc_other, l_other, true,
          MF_ERR_AUTH_UNTRUSTED},
-        {"root NC excluded td, not critical", ROOT, nc_excl, l_excl, false,
-         MF_ERR_AUTH_UNTRUSTED},
+        {"root NC excluded td, not critical", ROOT, nc_excl, l_excl, false, MF_ERR_AUTH_UNTRUSTED},
         {"root NC permitted .td only, not critical", ROOT, nc_sub, l_sub, false,
          MF_ERR_AUTH_UNTRUSTED},
-        {"root NC of DNS form, not critical", ROOT, nc_dns, l_dns, false,
-         MF_ERR_AUTH_UNTRUSTED},
+        {"root NC of DNS form, not critical", ROOT, nc_dns, l_dns, false, MF_ERR_AUTH_UNTRUSTED},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *w = cases[i].what;
@@ -1042,9 +1036,7 @@ static void test_mf_x509_verify_chain_strict_profile_refused(void **state)
                            .na = f->now + 3600,
                            .name = "inter"};
         struct craft lc = leaf_template(f);
-        struct craft *target = cases[i].which == ROOT    ? &rc
-                               : cases[i].which == INTER ? &ic
-                                                         : &lc;
+        struct craft *target = cases[i].which == ROOT ? &rc : cases[i].which == INTER ? &ic : &lc;
         target->nc = cases[i].nc;
         target->nc_len = cases[i].nc_len;
         target->nc_crit = cases[i].nc_crit;
