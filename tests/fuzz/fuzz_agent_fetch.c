@@ -4,7 +4,8 @@
  * with the agent's answer: the document is parsed and, with --write, its
  * PEM members are written into DIR (svid.N.pem, svid.N.key, bundle.0.pem).
  * The input is the body of a 200 answer served on a real Unix socket by a
- * helper thread, and agent_cli_fetch runs unchanged, so the harness covers
+ * helper thread, and the command runs unchanged (parsed by the CLI's own
+ * option table, run by agent_cli_main), so the harness covers
  * exactly the command's path. The first byte says whether to --write; the
  * directory is a private temp dir, emptied between runs. Anything printed
  * goes to /dev/null.
@@ -25,6 +26,7 @@
 
 #include "agent/agent_cli.h"
 #include "api/core/mf_log.h"
+#include "api/internal/mf_opt.h"
 
 #define INPUT_MAX (256u * 1024u)
 
@@ -149,9 +151,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (pthread_create(&t, NULL, serve, &j) != 0) {
         return 0;
     }
-    char a0[] = "x509", a1[] = "--socket", a3[] = "--write";
-    char *argv[] = {a0, a1, g_sock, a3, g_out, NULL};
-    (void)agent_cli_fetch(write_files ? 5 : 3, argv);
+    char a0[] = "fetch", a1[] = "x509", a2[] = "--socket", a4[] = "--write";
+    char *argv[] = {a0, a1, a2, g_sock, a4, g_out, NULL};
+    int argc = write_files ? 6 : 4;
+    const struct mf_prog *prog = agent_cli_prog();
+    const struct mf_cmd *cmd = NULL;
+    int used = 0;
+    if (mf_ok(mf_opt_find_cmd(prog, argc, argv, &cmd, &used))) {
+        struct mf_opt_vals vals;
+        if (mf_ok(mf_opt_parse(prog, cmd, argc - used, argv + used, &vals))) {
+            (void)agent_cli_main(cmd, &vals);
+        }
+        mf_opt_vals_cleanup(&vals);
+    }
     pthread_join(t, NULL);
     if (write_files) {
         rm_files(g_out);
