@@ -26,6 +26,7 @@
 #include "api/pki/mf_bundle.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
+#include "mf_test.h"
 
 #define TD       "example.org"
 #define OTHER_TD "other.org"
@@ -65,7 +66,7 @@ static char *textf(const char *fmt, ...)
     va_start(ap, fmt);
     mf_res r = mf_buf_vprintf(&b, fmt, ap);
     va_end(ap);
-    assert_true(mf_ok(r));
+    ASSERT_OK(r);
     char *s = buf_dup(&b);
     mf_buf_cleanup(&b);
     return s;
@@ -76,13 +77,13 @@ static void encode_key(const struct mf_pubkey *pk, struct enc_key *ek)
     uint8_t x[48];
     uint8_t y[48];
     size_t n = 0;
-    assert_true(mf_ok(mf_pubkey_ec_coords(pk, &ek->crv, x, y, &n)));
+    ASSERT_OK(mf_pubkey_ec_coords(pk, &ek->crv, x, y, &n));
     struct mf_buf b;
     mf_buf_init(&b, 256, 0);
-    assert_true(mf_ok(mf_b64url_encode(x, n, &b)));
+    ASSERT_OK(mf_b64url_encode(x, n, &b));
     ek->x = buf_dup(&b);
     mf_buf_reset(&b);
-    assert_true(mf_ok(mf_b64url_encode(y, n, &b)));
+    ASSERT_OK(mf_b64url_encode(y, n, &b));
     ek->y = buf_dup(&b);
     mf_buf_cleanup(&b);
 }
@@ -93,7 +94,7 @@ static char *cert_b64(const struct mf_cert *c)
     const uint8_t *der = mf_cert_der(c, &len);
     struct mf_buf b;
     mf_buf_init(&b, 64 * 1024, 0);
-    assert_true(mf_ok(mf_b64_encode(der, len, &b)));
+    ASSERT_OK(mf_b64_encode(der, len, &b));
     char *s = buf_dup(&b);
     mf_buf_cleanup(&b);
     return s;
@@ -102,10 +103,10 @@ static char *cert_b64(const struct mf_cert *c)
 static struct mf_cert *make_ca(const char *td, struct mf_key **key)
 {
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_from_parts(td, "", &id)));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, key)));
+    ASSERT_OK(mf_spiffeid_from_parts(td, "", &id));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, key));
     struct mf_cert *c = NULL;
-    assert_true(mf_ok(mf_x509_self_signed(&id, *key, F.now, TTL, &c)));
+    ASSERT_OK(mf_x509_self_signed(&id, *key, F.now, TTL, &c));
     return c;
 }
 
@@ -114,7 +115,7 @@ static struct mf_cert *issue(const char *td, const char *path, const struct mf_p
                              const struct mf_key *issuer_key)
 {
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_from_parts(td, path, &id)));
+    ASSERT_OK(mf_spiffeid_from_parts(td, path, &id));
     struct mf_issue_req req = {
         .id = &id,
         .subject_key = subject,
@@ -125,7 +126,7 @@ static struct mf_cert *issue(const char *td, const char *path, const struct mf_p
         .is_ca = is_ca,
     };
     struct mf_cert *c = NULL;
-    assert_true(mf_ok(mf_x509_issue(&req, issuer, issuer_key, &c)));
+    ASSERT_OK(mf_x509_issue(&req, issuer, issuer_key, &c));
     return c;
 }
 
@@ -137,14 +138,14 @@ static int setup(void **state)
     F.ca = make_ca(TD, &F.ca_key);
     F.ca2 = make_ca(TD, &F.ca2_key);
     F.other_ca = make_ca(OTHER_TD, &F.other_key);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &F.leaf_key)));
-    assert_true(mf_ok(mf_key_public(F.leaf_key, &F.leaf_pub)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &F.leaf_key));
+    ASSERT_OK(mf_key_public(F.leaf_key, &F.leaf_pub));
     F.leaf = issue(TD, "/workload", F.leaf_pub, false, F.ca, F.ca_key);
     F.other_leaf = issue(OTHER_TD, "/workload", F.leaf_pub, false, F.other_ca, F.other_key);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &F.j1_key)));
-    assert_true(mf_ok(mf_key_public(F.j1_key, &F.j1)));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P384, &F.j2_key)));
-    assert_true(mf_ok(mf_key_public(F.j2_key, &F.j2)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &F.j1_key));
+    ASSERT_OK(mf_key_public(F.j1_key, &F.j1));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &F.j2_key));
+    ASSERT_OK(mf_key_public(F.j2_key, &F.j2));
     F.ca_b64 = cert_b64(F.ca);
     F.ca2_b64 = cert_b64(F.ca2);
     encode_key(mf_cert_pubkey(F.ca), &F.ca_ek);
@@ -192,9 +193,9 @@ static struct mf_pubkey *dup_pub(const struct mf_pubkey *pk)
 {
     struct mf_buf der;
     mf_buf_init(&der, 4096, 0);
-    assert_true(mf_ok(mf_pubkey_to_der(pk, &der)));
+    ASSERT_OK(mf_pubkey_to_der(pk, &der));
     struct mf_pubkey *out = NULL;
-    assert_true(mf_ok(mf_pubkey_from_der(der.data, der.len, &out)));
+    ASSERT_OK(mf_pubkey_from_der(der.data, der.len, &out));
     mf_buf_cleanup(&der);
     return out;
 }
@@ -203,11 +204,11 @@ static struct mf_pubkey *dup_pub(const struct mf_pubkey *pk)
 static struct mf_bundle *full_bundle(void)
 {
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &b)));
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca)));
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca2)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1))));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k2", dup_pub(F.j2))));
+    ASSERT_OK(mf_bundle_new(TD, &b));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca2));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1)));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k2", dup_pub(F.j2)));
     b->sequence = 7;
     b->refresh_hint = 300;
     return b;
@@ -216,9 +217,9 @@ static struct mf_bundle *full_bundle(void)
 static struct mf_bundle *bundle_with(const char *td, struct mf_cert *ca)
 {
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(td, &b)));
+    ASSERT_OK(mf_bundle_new(td, &b));
     if (ca != NULL) {
-        assert_true(mf_ok(mf_bundle_add_x509(b, ca)));
+        ASSERT_OK(mf_bundle_add_x509(b, ca));
     }
     return b;
 }
@@ -253,7 +254,7 @@ static void expect_counts(const char *key, size_t nx509, size_t njwt)
     if (!mf_ok(r)) {
         print_error("unexpected refusal: %s: %s\n", mf_err_name(r.err), mf_err_detail());
     }
-    assert_true(mf_ok(r));
+    ASSERT_OK(r);
     assert_int_equal(b->x509.n, nx509);
     assert_int_equal(b->n_jwt, njwt);
     mf_bundle_free(b);
@@ -315,7 +316,7 @@ static void member_names(const json_t *obj, char *out, size_t cap)
 static json_t *parse_buf(const struct mf_buf *b)
 {
     json_t *v = NULL;
-    assert_true(mf_ok(mf_json_parse((const char *)b->data, b->len, MF_MAX_BUNDLE, &v)));
+    ASSERT_OK(mf_json_parse((const char *)b->data, b->len, MF_MAX_BUNDLE, &v));
     return v;
 }
 
@@ -325,7 +326,7 @@ static void test_mf_bundle_new_td_forms_ok(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new("spiffe://example.org", &b)));
+    ASSERT_OK(mf_bundle_new("spiffe://example.org", &b));
     assert_string_equal(b->td, TD); /* D1: the bundle knows its trust domain */
     assert_int_equal(b->refs, 1);
     assert_int_equal(b->x509.n, 0);
@@ -368,9 +369,9 @@ static void test_mf_bundle_add_x509_duplicate_ignored(void **state)
 {
     (void)state;
     struct mf_bundle *b = bundle_with(TD, F.ca);
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca)));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca));
     assert_int_equal(b->x509.n, 1);
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca2)));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca2));
     assert_int_equal(b->x509.n, 2);
     mf_bundle_free(b);
 }
@@ -379,10 +380,10 @@ static void test_mf_bundle_add_x509_cap_plus_one_refused(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &b)));
+    ASSERT_OK(mf_bundle_new(TD, &b));
     for (int i = 0; i < MF_BUNDLE_KEYS_MAX; i++) {
         struct mf_cert *c = issue(TD, "", F.leaf_pub, true, F.ca, F.ca_key);
-        assert_true(mf_ok(mf_bundle_add_x509(b, c)));
+        ASSERT_OK(mf_bundle_add_x509(b, c));
         mf_cert_free(c);
     }
     assert_int_equal(b->x509.n, MF_BUNDLE_KEYS_MAX);
@@ -393,9 +394,9 @@ static void test_mf_bundle_add_x509_cap_plus_one_refused(void **state)
     /* the same 65 certificates as a JWKS are refused too */
     struct mf_buf jwks;
     mf_buf_init(&jwks, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(b, &jwks)));
+    ASSERT_OK(mf_bundle_to_jwks(b, &jwks));
     struct mf_bundle *ok = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwks(TD, (const char *)jwks.data, jwks.len, &ok)));
+    ASSERT_OK(mf_bundle_from_jwks(TD, (const char *)jwks.data, jwks.len, &ok));
     assert_int_equal(ok->x509.n, MF_BUNDLE_KEYS_MAX);
     mf_bundle_free(ok);
     char *b64 = cert_b64(c);
@@ -424,8 +425,8 @@ static void test_mf_bundle_add_jwt_duplicate_and_bad_kid_refused(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &b)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1))));
+    ASSERT_OK(mf_bundle_new(TD, &b));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1)));
     /* D12: kid unique; the refused key is freed (ASan checks for a leak) */
     assert_int_equal(mf_bundle_add_jwt(b, "k1", dup_pub(F.j2)).err, MF_ERR_POLICY_DUPLICATE);
     assert_int_equal(mf_bundle_add_jwt(b, "", dup_pub(F.j2)).err, MF_ERR_USAGE_ARG);
@@ -435,7 +436,7 @@ static void test_mf_bundle_add_jwt_duplicate_and_bad_kid_refused(void **state)
     kid[MF_KID_MAX + 1] = '\0';
     assert_int_equal(mf_bundle_add_jwt(b, kid, dup_pub(F.j2)).err, MF_ERR_USAGE_ARG);
     kid[MF_KID_MAX] = '\0';
-    assert_true(mf_ok(mf_bundle_add_jwt(b, kid, dup_pub(F.j2))));
+    ASSERT_OK(mf_bundle_add_jwt(b, kid, dup_pub(F.j2)));
     assert_int_equal(mf_bundle_add_jwt(b, NULL, dup_pub(F.j2)).err, MF_ERR_USAGE_NULL);
     assert_int_equal(mf_bundle_add_jwt(b, "k9", NULL).err, MF_ERR_USAGE_NULL);
     assert_int_equal(b->n_jwt, 2);
@@ -446,11 +447,11 @@ static void test_mf_bundle_add_jwt_cap_plus_one_refused(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &b)));
+    ASSERT_OK(mf_bundle_new(TD, &b));
     char kid[16];
     for (int i = 0; i < MF_BUNDLE_KEYS_MAX; i++) {
         snprintf(kid, sizeof(kid), "k%d", i);
-        assert_true(mf_ok(mf_bundle_add_jwt(b, kid, dup_pub(F.j1))));
+        ASSERT_OK(mf_bundle_add_jwt(b, kid, dup_pub(F.j1)));
     }
     assert_int_equal(mf_bundle_add_jwt(b, "one-more", dup_pub(F.j1)).err, MF_ERR_PROTO_TOO_LARGE);
     assert_int_equal(b->n_jwt, MF_BUNDLE_KEYS_MAX);
@@ -458,15 +459,15 @@ static void test_mf_bundle_add_jwt_cap_plus_one_refused(void **state)
     /* and a JWKS carrying 65 JWT keys is refused */
     struct mf_buf t;
     mf_buf_init(&t, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_buf_append_str(&t, "{\"keys\":[")));
+    ASSERT_OK(mf_buf_append_str(&t, "{\"keys\":["));
     for (int i = 0; i <= MF_BUNDLE_KEYS_MAX; i++) {
         char member[32];
         snprintf(member, sizeof(member), ",\"kid\":\"k%d\"", i);
         char *k = jwt_key(member, "");
-        assert_true(mf_ok(mf_buf_printf(&t, "%s%s", i ? "," : "", k)));
+        ASSERT_OK(mf_buf_printf(&t, "%s%s", i ? "," : "", k));
         free(k);
     }
-    assert_true(mf_ok(mf_buf_append_str(&t, "]}")));
+    ASSERT_OK(mf_buf_append_str(&t, "]}"));
     struct mf_bundle *big = NULL;
     assert_int_equal(mf_bundle_from_jwks(TD, (const char *)t.data, t.len, &big).err,
                      MF_ERR_PROTO_TOO_LARGE);
@@ -479,7 +480,7 @@ static void test_mf_bundle_copy_is_deep(void **state)
     (void)state;
     struct mf_bundle *a = full_bundle();
     struct mf_bundle *c = NULL;
-    assert_true(mf_ok(mf_bundle_copy(a, &c)));
+    ASSERT_OK(mf_bundle_copy(a, &c));
     assert_ptr_not_equal(a, c);
     assert_int_equal(c->refs, 1);
     assert_string_equal(c->td, TD);
@@ -487,7 +488,7 @@ static void test_mf_bundle_copy_is_deep(void **state)
     assert_int_equal(c->sequence, 7);
     assert_int_equal(c->refresh_hint, 300);
     assert_true(c->jwt[0].key != a->jwt[0].key);
-    assert_true(mf_ok(mf_bundle_add_jwt(c, "k3", dup_pub(F.j1))));
+    ASSERT_OK(mf_bundle_add_jwt(c, "k3", dup_pub(F.j1)));
     assert_int_equal(a->n_jwt, 2);
     assert_false(mf_bundle_same_keys(a, c));
     mf_bundle_free(a);
@@ -499,18 +500,18 @@ static void test_mf_bundle_same_keys_order_free(void **state)
     (void)state;
     struct mf_bundle *a = full_bundle();
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &b)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k2", dup_pub(F.j2))));
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca2)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1))));
-    assert_true(mf_ok(mf_bundle_add_x509(b, F.ca)));
+    ASSERT_OK(mf_bundle_new(TD, &b));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k2", dup_pub(F.j2)));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca2));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1)));
+    ASSERT_OK(mf_bundle_add_x509(b, F.ca));
     assert_true(mf_bundle_same_keys(a, b)); /* sequence and hint differ: ignored */
     struct mf_bundle *c = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &c)));
-    assert_true(mf_ok(mf_bundle_add_x509(c, F.ca)));
-    assert_true(mf_ok(mf_bundle_add_x509(c, F.ca2)));
-    assert_true(mf_ok(mf_bundle_add_jwt(c, "k1", dup_pub(F.j2)))); /* same kid, other key */
-    assert_true(mf_ok(mf_bundle_add_jwt(c, "k2", dup_pub(F.j1))));
+    ASSERT_OK(mf_bundle_new(TD, &c));
+    ASSERT_OK(mf_bundle_add_x509(c, F.ca));
+    ASSERT_OK(mf_bundle_add_x509(c, F.ca2));
+    ASSERT_OK(mf_bundle_add_jwt(c, "k1", dup_pub(F.j2))); /* same kid, other key */
+    ASSERT_OK(mf_bundle_add_jwt(c, "k2", dup_pub(F.j1)));
     assert_false(mf_bundle_same_keys(a, c));
     assert_false(mf_bundle_same_keys(a, NULL));
     assert_true(mf_bundle_same_keys(NULL, NULL));
@@ -527,16 +528,16 @@ static void test_mf_bundle_jwks_round_trip_ok(void **state)
     struct mf_bundle *a = full_bundle();
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(a, &out));
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwks(TD, (const char *)out.data, out.len, &b)));
+    ASSERT_OK(mf_bundle_from_jwks(TD, (const char *)out.data, out.len, &b));
     assert_true(mf_bundle_same_keys(a, b));
     assert_int_equal(b->sequence, 7);
     assert_int_equal(b->refresh_hint, 300);
     /* a second encoding is byte-identical */
     struct mf_buf again;
     mf_buf_init(&again, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(b, &again)));
+    ASSERT_OK(mf_bundle_to_jwks(b, &again));
     assert_string_equal(mf_buf_cstr(&out), mf_buf_cstr(&again));
     mf_buf_cleanup(&again);
     mf_buf_cleanup(&out);
@@ -551,7 +552,7 @@ static void test_mf_bundle_to_jwks_shape_ok(void **state)
     struct mf_bundle *a = full_bundle();
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(a, &out));
     json_t *v = parse_buf(&out);
     char names[256];
     member_names(v, names, sizeof(names));
@@ -602,10 +603,10 @@ static void test_mf_bundle_to_jwks_unset_members_omitted(void **state)
 {
     (void)state;
     struct mf_bundle *a = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &a)));
+    ASSERT_OK(mf_bundle_new(TD, &a));
     struct mf_buf out;
     mf_buf_init(&out, 1024, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(a, &out));
     assert_string_equal(mf_buf_cstr(&out), "{\"keys\":[]}");
     /* a sequence jansson cannot carry is refused, not wrapped */
     a->sequence = (uint64_t)INT64_MAX + 1;
@@ -613,7 +614,7 @@ static void test_mf_bundle_to_jwks_unset_members_omitted(void **state)
     assert_int_equal(mf_bundle_to_jwks(a, &out).err, MF_ERR_USAGE_ARG);
     assert_int_equal(out.len, 0);
     a->sequence = (uint64_t)INT64_MAX;
-    assert_true(mf_ok(mf_bundle_to_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(a, &out));
     assert_non_null(strstr(mf_buf_cstr(&out), "9223372036854775807"));
     mf_buf_cleanup(&out);
     mf_bundle_free(a);
@@ -631,7 +632,7 @@ static void test_mf_bundle_from_jwks_spec_example_ok(void **state)
                        "\"x\":\"%s\",\"y\":\"%s\"}]}",
                        F.ca_ek.x, F.ca_ek.y, F.ca_b64, F.j1_ek.x, F.j1_ek.y);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode(text, &b)));
+    ASSERT_OK(decode(text, &b));
     assert_string_equal(b->td, TD);
     assert_int_equal(b->sequence, 2);
     assert_int_equal(b->refresh_hint, 300);
@@ -656,7 +657,7 @@ static void test_mf_bundle_from_jwks_d1_td_pair(void **state)
     (void)state;
     const char text[] = "{\"keys\":[]}";
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwks("spiffe://other.org", text, strlen(text), &b)));
+    ASSERT_OK(mf_bundle_from_jwks("spiffe://other.org", text, strlen(text), &b));
     assert_string_equal(b->td, OTHER_TD);
     mf_bundle_free(b);
     assert_false(mf_ok(mf_bundle_from_jwks("Other.org", text, strlen(text), &b)));
@@ -684,23 +685,23 @@ static void test_mf_bundle_from_jwks_d2_empty_keys_trusts_nothing(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode("{\"keys\":[],\"spiffe_sequence\":3}", &b)));
+    ASSERT_OK(decode("{\"keys\":[],\"spiffe_sequence\":3}", &b));
     assert_int_equal(b->x509.n, 0);
     assert_int_equal(b->n_jwt, 0);
     assert_int_equal(b->sequence, 3);
     struct mf_bundle_set set;
     mf_bundle_set_init(&set);
-    assert_true(mf_ok(mf_bundle_set_put(&set, b)));
+    ASSERT_OK(mf_bundle_set_put(&set, b));
     struct mf_certs chain;
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.leaf)));
+    ASSERT_OK(mf_certs_push(&chain, F.leaf));
     assert_int_equal(mf_svid_verify(&chain, &set, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
     mf_bundle_free(b);
 
     /* no key survives filtering: the same */
-    assert_true(mf_ok(decode("{\"keys\":[{\"use\":\"wit-svid\",\"kty\":\"EC\"}]}", &b)));
+    ASSERT_OK(decode("{\"keys\":[{\"use\":\"wit-svid\",\"kty\":\"EC\"}]}", &b));
     assert_int_equal(b->x509.n + b->n_jwt, 0);
-    assert_true(mf_ok(mf_bundle_set_put(&set, b)));
+    ASSERT_OK(mf_bundle_set_put(&set, b));
     assert_int_equal(mf_svid_verify(&chain, &set, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
     mf_bundle_free(b);
     mf_certs_cleanup(&chain);
@@ -713,13 +714,13 @@ static void test_mf_bundle_from_jwks_d3_sequence(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode("{\"keys\":[],\"spiffe_sequence\":9223372036854775807}", &b)));
+    ASSERT_OK(decode("{\"keys\":[],\"spiffe_sequence\":9223372036854775807}", &b));
     assert_true(b->sequence == (uint64_t)INT64_MAX);
     mf_bundle_free(b);
-    assert_true(mf_ok(decode("{\"keys\":[]}", &b)));
+    ASSERT_OK(decode("{\"keys\":[]}", &b));
     assert_int_equal(b->sequence, 0); /* absent: not set */
     mf_bundle_free(b);
-    assert_true(mf_ok(decode("{\"keys\":[],\"spiffe_sequence\":null}", &b)));
+    ASSERT_OK(decode("{\"keys\":[],\"spiffe_sequence\":null}", &b));
     assert_int_equal(b->sequence, 0);
     mf_bundle_free(b);
     expect_top_refused("{\"keys\":[],\"spiffe_sequence\":-1}", MF_ERR_PROTO_JSON);
@@ -734,7 +735,7 @@ static void test_mf_bundle_from_jwks_d4_refresh_hint(void **state)
 {
     (void)state;
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode("{\"keys\":[],\"spiffe_refresh_hint\":60}", &b)));
+    ASSERT_OK(decode("{\"keys\":[],\"spiffe_refresh_hint\":60}", &b));
     assert_int_equal(b->refresh_hint, 60);
     mf_bundle_free(b);
     expect_top_refused("{\"keys\":[],\"spiffe_refresh_hint\":\"60\"}", MF_ERR_PROTO_JSON);
@@ -752,7 +753,7 @@ static void test_mf_bundle_from_jwks_d5_unknown_members_ignored(void **state)
                        "\"spiffe_other\":\"x\",\"z\":1.5}",
                        key);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode(text, &b)));
+    ASSERT_OK(decode(text, &b));
     assert_int_equal(b->x509.n, 1);
     mf_bundle_free(b);
     free(text);
@@ -775,7 +776,7 @@ static void test_mf_bundle_from_jwks_d6_unknown_kty_ignored(void **state)
                        "{\"use\":\"jwt-svid\",\"kty\":\"oct\",\"kid\":\"s\",\"k\":\"AAAA\"},%s]}",
                        F.ca2_b64, F.ca2_b64, F.ca2_b64, good);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode(text, &b)));
+    ASSERT_OK(decode(text, &b));
     /* the rest of the set survives */
     assert_int_equal(b->x509.n, 1);
     assert_int_equal(b->n_jwt, 0);
@@ -828,12 +829,12 @@ static void test_mf_bundle_from_jwks_d9_kid_on_x509_ignored(void **state)
     char *k = x509_key(",\"kid\":\"should-not-be-here\"");
     char *text = textf("{\"keys\":[%s]}", k);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode(text, &b)));
+    ASSERT_OK(decode(text, &b));
     assert_int_equal(b->x509.n, 1);
     assert_int_equal(b->n_jwt, 0);
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(b, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(b, &out));
     assert_null(strstr(mf_buf_cstr(&out), "kid")); /* never re-published */
     mf_buf_cleanup(&out);
     mf_bundle_free(b);
@@ -892,7 +893,7 @@ static void test_mf_bundle_from_jwks_d10_extra_x5c_ignored(void **state)
                     F.ca_ek.crv, F.ca_ek.x, F.ca_ek.y, extra);
     char *text = textf("{\"keys\":[%s]}", k);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode(text, &b)));
+    ASSERT_OK(decode(text, &b));
     assert_int_equal(b->x509.n, 1);
     size_t l1 = 0;
     size_t l2 = 0;
@@ -903,7 +904,7 @@ static void test_mf_bundle_from_jwks_d10_extra_x5c_ignored(void **state)
     /* re-encoded with exactly one x5c element */
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(b, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(b, &out));
     json_t *v = parse_buf(&out);
     json_t *x5c = json_object_get(json_array_get(json_object_get(v, "keys"), 0), "x5c");
     assert_int_equal(json_array_size(x5c), 1);
@@ -1110,11 +1111,11 @@ static void test_mf_bundle_map_round_trip_ok(void **state)
     struct mf_bundle *a = full_bundle();
     struct mf_bundle *o = bundle_with(OTHER_TD, F.other_ca);
     o->sequence = 11;
-    assert_true(mf_ok(mf_bundle_set_put(&s, a)));
-    assert_true(mf_ok(mf_bundle_set_put(&s, o)));
+    ASSERT_OK(mf_bundle_set_put(&s, a));
+    ASSERT_OK(mf_bundle_set_put(&s, o));
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_set_to_map(&s, &out)));
+    ASSERT_OK(mf_bundle_set_to_map(&s, &out));
 
     /* shape: trust_domains only; inner bundles have no refresh hint */
     json_t *v = parse_buf(&out);
@@ -1129,7 +1130,7 @@ static void test_mf_bundle_map_round_trip_ok(void **state)
     json_decref(v);
 
     struct mf_bundle_set back;
-    assert_true(mf_ok(mf_bundle_set_from_map((const char *)out.data, out.len, &back)));
+    ASSERT_OK(mf_bundle_set_from_map((const char *)out.data, out.len, &back));
     assert_int_equal(back.n, 2);
     const struct mf_bundle *ba = mf_bundle_set_find(&back, TD);
     const struct mf_bundle *bo = mf_bundle_set_find(&back, OTHER_TD);
@@ -1167,7 +1168,7 @@ static void test_mf_bundle_map_d13_rules(void **state)
     (void)state;
     struct mf_bundle_set s;
     /* trust_domains required, may be empty */
-    assert_true(mf_ok(mf_bundle_set_from_map("{\"trust_domains\":{}}", 20, &s)));
+    ASSERT_OK(mf_bundle_set_from_map("{\"trust_domains\":{}}", 20, &s));
     assert_int_equal(s.n, 0);
     mf_bundle_set_cleanup(&s);
     expect_map_refused("{}", MF_ERR_PROTO_JSON);
@@ -1193,7 +1194,7 @@ static void test_mf_bundle_map_d13_rules(void **state)
     /* unknown top-level members ignored; inner hints dropped */
     const char ok[] = "{\"x\":1,\"trust_domains\":{\"a.org\":{\"keys\":[],"
                       "\"spiffe_refresh_hint\":5,\"spiffe_sequence\":4}}}";
-    assert_true(mf_ok(mf_bundle_set_from_map(ok, strlen(ok), &s)));
+    ASSERT_OK(mf_bundle_set_from_map(ok, strlen(ok), &s));
     assert_int_equal(s.n, 1);
     assert_int_equal(s.v[0]->refresh_hint, 0);
     assert_int_equal(s.v[0]->sequence, 4);
@@ -1215,7 +1216,7 @@ static void test_mf_bundle_map_cap_plus_one_refused(void **state)
     const char body[] = "{\"trust_domains\":{}}";
     memcpy(text, body, strlen(body));
     struct mf_bundle_set s;
-    assert_true(mf_ok(mf_bundle_set_from_map(text, MF_MAX_BUNDLE, &s)));
+    ASSERT_OK(mf_bundle_set_from_map(text, MF_MAX_BUNDLE, &s));
     mf_bundle_set_cleanup(&s);
     assert_int_equal(mf_bundle_set_from_map(text, MF_MAX_BUNDLE + 1, &s).err,
                      MF_ERR_PROTO_TOO_LARGE);
@@ -1230,7 +1231,7 @@ static void test_mf_bundle_jwt_jwks_shape_ok(void **state)
     struct mf_bundle *a = full_bundle();
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_jwt_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_jwt_jwks(a, &out));
     json_t *v = parse_buf(&out);
     char names[256];
     member_names(v, names, sizeof(names));
@@ -1245,14 +1246,14 @@ static void test_mf_bundle_jwt_jwks_shape_ok(void **state)
 
     /* decoded back as a plain JWKS */
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwt_jwks(TD, (const char *)out.data, out.len, &b)));
+    ASSERT_OK(mf_bundle_from_jwt_jwks(TD, (const char *)out.data, out.len, &b));
     assert_int_equal(b->n_jwt, 2);
     assert_int_equal(b->x509.n, 0);
     assert_true(mf_pubkey_eq(b->jwt[0].key, F.j1));
     assert_true(mf_pubkey_eq(b->jwt[1].key, F.j2));
     /* the SPIFFE decoder ignores keys without use (D7) */
     struct mf_bundle *c = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwks(TD, (const char *)out.data, out.len, &c)));
+    ASSERT_OK(mf_bundle_from_jwks(TD, (const char *)out.data, out.len, &c));
     assert_int_equal(c->n_jwt, 0);
     mf_bundle_free(c);
     mf_bundle_free(b);
@@ -1268,7 +1269,7 @@ static void test_mf_bundle_from_jwt_jwks_rules(void **state)
     char *x = x509_key("");
     char *text = textf("{\"keys\":[%s,%s],\"spiffe_sequence\":5}", j, x);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwt_jwks(TD, text, strlen(text), &b)));
+    ASSERT_OK(mf_bundle_from_jwt_jwks(TD, text, strlen(text), &b));
     assert_int_equal(b->n_jwt, 1);
     assert_int_equal(b->x509.n, 0);
     assert_int_equal(b->sequence, 0);
@@ -1293,7 +1294,7 @@ static void test_mf_bundle_d15_names(void **state)
     (void)state;
     /* "refresh_hint" is not the member name: an unknown member, ignored */
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(decode("{\"keys\":[],\"refresh_hint\":300}", &b)));
+    ASSERT_OK(decode("{\"keys\":[],\"refresh_hint\":300}", &b));
     assert_int_equal(b->refresh_hint, 0);
     mf_bundle_free(b);
     /* the trailing-slash trust domain ID of TB App. A is refused */
@@ -1312,7 +1313,7 @@ static void test_mf_bundle_from_jwks_truncated_refused(void **state)
     struct mf_bundle *a = full_bundle();
     struct mf_buf out;
     mf_buf_init(&out, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_jwks(a, &out)));
+    ASSERT_OK(mf_bundle_to_jwks(a, &out));
     for (size_t i = 0; i < out.len; i++) {
         struct mf_bundle *b = NULL;
         mf_res r = mf_bundle_from_jwks(TD, (const char *)out.data, i, &b);
@@ -1357,7 +1358,7 @@ static void test_mf_bundle_from_jwks_cap_plus_one_refused(void **state)
     memset(text, ' ', MF_MAX_BUNDLE + 1);
     memcpy(text, body, n);
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE, &b)));
+    ASSERT_OK(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE, &b));
     assert_int_equal(b->x509.n, 1);
     mf_bundle_free(b);
     assert_int_equal(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE + 1, &b).err,
@@ -1376,19 +1377,19 @@ static void test_mf_bundle_pem_round_trip_ok(void **state)
 {
     (void)state;
     struct mf_bundle *a = bundle_with(TD, F.ca);
-    assert_true(mf_ok(mf_bundle_add_x509(a, F.ca2)));
+    ASSERT_OK(mf_bundle_add_x509(a, F.ca2));
     struct mf_buf pem;
     mf_buf_init(&pem, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_bundle_to_pem(a, &pem)));
+    ASSERT_OK(mf_bundle_to_pem(a, &pem));
     assert_non_null(strstr(mf_buf_cstr(&pem), "-----BEGIN CERTIFICATE-----"));
     struct mf_bundle *b = NULL;
-    assert_true(mf_ok(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b)));
+    ASSERT_OK(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b));
     assert_true(mf_bundle_same_keys(a, b));
     mf_bundle_free(b);
 
     /* a repeated certificate is kept once; text around blocks is skipped */
     char *twice = textf("comment\n%s%s", mf_buf_cstr(&pem), mf_buf_cstr(&pem));
-    assert_true(mf_ok(mf_bundle_from_pem(TD, twice, strlen(twice), &b)));
+    ASSERT_OK(mf_bundle_from_pem(TD, twice, strlen(twice), &b));
     assert_int_equal(b->x509.n, 2);
     mf_bundle_free(b);
     free(twice);
@@ -1396,8 +1397,8 @@ static void test_mf_bundle_pem_round_trip_ok(void **state)
     /* JWT keys are not part of the PEM form */
     mf_buf_reset(&pem);
     struct mf_bundle *j = full_bundle();
-    assert_true(mf_ok(mf_bundle_to_pem(j, &pem)));
-    assert_true(mf_ok(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b)));
+    ASSERT_OK(mf_bundle_to_pem(j, &pem));
+    ASSERT_OK(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b));
     assert_int_equal(b->x509.n, 2);
     assert_int_equal(b->n_jwt, 0);
     mf_bundle_free(b);
@@ -1412,17 +1413,17 @@ static void test_mf_bundle_pem_bad_input_refused(void **state)
     struct mf_bundle *b = NULL;
     /* empty bundle encodes to nothing; nothing decodes to an error */
     struct mf_bundle *e = NULL;
-    assert_true(mf_ok(mf_bundle_new(TD, &e)));
+    ASSERT_OK(mf_bundle_new(TD, &e));
     struct mf_buf pem;
     mf_buf_init(&pem, MF_MAX_BUNDLE, MF_BUF_SECRET);
-    assert_true(mf_ok(mf_bundle_to_pem(e, &pem)));
+    ASSERT_OK(mf_bundle_to_pem(e, &pem));
     assert_int_equal(pem.len, 0);
     mf_bundle_free(e);
     assert_int_equal(mf_bundle_from_pem(TD, "", 0, &b).err, MF_ERR_PROTO_PEM);
     assert_int_equal(mf_bundle_from_pem(TD, "junk", 4, &b).err, MF_ERR_PROTO_PEM);
     assert_null(b);
     /* a private key in a bundle file */
-    assert_true(mf_ok(mf_key_to_pem(F.j1_key, &pem)));
+    ASSERT_OK(mf_key_to_pem(F.j1_key, &pem));
     assert_int_equal(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b).err,
                      MF_ERR_PROTO_PEM);
     mf_buf_cleanup(&pem);
@@ -1446,20 +1447,20 @@ static void test_mf_bundle_set_put_find_replace(void **state)
     struct mf_bundle *a = bundle_with(TD, F.ca);
     struct mf_bundle *a2 = bundle_with(TD, F.ca2);
     struct mf_bundle *o = bundle_with(OTHER_TD, F.other_ca);
-    assert_true(mf_ok(mf_bundle_set_put(&s, a)));
-    assert_true(mf_ok(mf_bundle_set_put(&s, o)));
+    ASSERT_OK(mf_bundle_set_put(&s, a));
+    ASSERT_OK(mf_bundle_set_put(&s, o));
     assert_int_equal(a->refs, 2);
     assert_ptr_equal(mf_bundle_set_find(&s, TD), a);
     assert_ptr_equal(mf_bundle_set_find(&s, OTHER_TD), o);
     assert_null(mf_bundle_set_find(&s, "third.org"));
     assert_null(mf_bundle_set_find(&s, NULL));
     /* replacing drops the set's reference to the old bundle */
-    assert_true(mf_ok(mf_bundle_set_put(&s, a2)));
+    ASSERT_OK(mf_bundle_set_put(&s, a2));
     assert_int_equal(s.n, 2);
     assert_int_equal(a->refs, 1);
     assert_ptr_equal(mf_bundle_set_find(&s, TD), a2);
     /* putting the same bundle again is harmless */
-    assert_true(mf_ok(mf_bundle_set_put(&s, a2)));
+    ASSERT_OK(mf_bundle_set_put(&s, a2));
     assert_int_equal(a2->refs, 2);
     mf_bundle_set_cleanup(&s);
     assert_int_equal(s.n, 0);
@@ -1477,19 +1478,19 @@ static void test_mf_svid_verify_picks_leaf_td(void **state)
     mf_bundle_set_init(&s);
     struct mf_bundle *a = bundle_with(TD, F.ca);
     struct mf_bundle *o = bundle_with(OTHER_TD, F.other_ca);
-    assert_true(mf_ok(mf_bundle_set_put(&s, o)));
-    assert_true(mf_ok(mf_bundle_set_put(&s, a)));
+    ASSERT_OK(mf_bundle_set_put(&s, o));
+    ASSERT_OK(mf_bundle_set_put(&s, a));
     struct mf_certs chain;
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.leaf)));
+    ASSERT_OK(mf_certs_push(&chain, F.leaf));
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_svid_verify(&chain, &s, F.now, &id)));
+    ASSERT_OK(mf_svid_verify(&chain, &s, F.now, &id));
     assert_string_equal(id.str, "spiffe://example.org/workload");
     mf_certs_cleanup(&chain);
 
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.other_leaf)));
-    assert_true(mf_ok(mf_svid_verify(&chain, &s, F.now, &id)));
+    ASSERT_OK(mf_certs_push(&chain, F.other_leaf));
+    ASSERT_OK(mf_svid_verify(&chain, &s, F.now, &id));
     assert_string_equal(id.str, "spiffe://other.org/workload");
     mf_certs_cleanup(&chain);
     mf_bundle_set_cleanup(&s);
@@ -1503,10 +1504,10 @@ static void test_mf_svid_verify_no_bundle_untrusted(void **state)
     struct mf_bundle_set s;
     mf_bundle_set_init(&s);
     struct mf_bundle *o = bundle_with(OTHER_TD, F.other_ca);
-    assert_true(mf_ok(mf_bundle_set_put(&s, o)));
+    ASSERT_OK(mf_bundle_set_put(&s, o));
     struct mf_certs chain;
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.leaf)));
+    ASSERT_OK(mf_certs_push(&chain, F.leaf));
     struct mf_spiffe_id id;
     memset(&id, 'x', sizeof(id));
     assert_int_equal(mf_svid_verify(&chain, &s, F.now, &id).err, MF_ERR_AUTH_UNTRUSTED);
@@ -1533,22 +1534,22 @@ static void test_mf_svid_verify_never_pools_trust_domains(void **state)
     /* example.org's bundle holds only other.org's CA, and vice versa */
     struct mf_bundle *a = bundle_with(TD, F.other_ca);
     struct mf_bundle *o = bundle_with(OTHER_TD, F.ca);
-    assert_true(mf_ok(mf_bundle_set_put(&s, a)));
-    assert_true(mf_ok(mf_bundle_set_put(&s, o)));
+    ASSERT_OK(mf_bundle_set_put(&s, a));
+    ASSERT_OK(mf_bundle_set_put(&s, o));
     struct mf_certs chain;
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.leaf)));
+    ASSERT_OK(mf_certs_push(&chain, F.leaf));
     assert_int_equal(mf_svid_verify(&chain, &s, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
     mf_certs_cleanup(&chain);
     /* a wrong-CA bundle of the right trust domain: still refused */
     struct mf_bundle *a2 = bundle_with(TD, F.ca2);
-    assert_true(mf_ok(mf_bundle_set_put(&s, a2)));
+    ASSERT_OK(mf_bundle_set_put(&s, a2));
     mf_certs_init(&chain);
-    assert_true(mf_ok(mf_certs_push(&chain, F.leaf)));
+    ASSERT_OK(mf_certs_push(&chain, F.leaf));
     assert_int_equal(mf_svid_verify(&chain, &s, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
     /* and with ca added, accepted */
-    assert_true(mf_ok(mf_bundle_add_x509(a2, F.ca)));
-    assert_true(mf_ok(mf_svid_verify(&chain, &s, F.now, NULL)));
+    ASSERT_OK(mf_bundle_add_x509(a2, F.ca));
+    ASSERT_OK(mf_svid_verify(&chain, &s, F.now, NULL));
     mf_certs_cleanup(&chain);
     mf_bundle_set_cleanup(&s);
     mf_bundle_free(a);

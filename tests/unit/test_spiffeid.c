@@ -18,6 +18,7 @@
 
 #include "api/core/mf_err.h"
 #include "api/pki/mf_spiffeid.h"
+#include "mf_test.h"
 
 #define CASES_FILE "tests/data/spiffeid_cases.txt"
 
@@ -120,10 +121,10 @@ static void test_mf_spiffeid_parse_no_path_ok(void **state)
 static void test_mf_spiffeid_parse_cstr_ok(void **state)
 {
     (void)state;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/x", &g_id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/x", &g_id));
     assert_string_equal(g_id.str, "spiffe://td/x");
     /* A C string ends at its NUL: what follows is not part of it. */
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td\0/junk", &g_id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td\0/junk", &g_id));
     assert_string_equal(g_id.str, "spiffe://td");
     assert_int_equal(mf_spiffeid_parse_cstr("", &g_id).err, MF_ERR_ID_EMPTY);
     assert_int_equal(mf_spiffeid_parse_cstr(NULL, &g_id).err, MF_ERR_USAGE_NULL);
@@ -356,11 +357,11 @@ static void test_mf_spiffeid_eq_path_case_differs(void **state)
 {
     (void)state;
     struct mf_spiffe_id a, b;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/A", &a)));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/A", &a));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
     assert_string_equal(mf_spiffeid_path(&a), "/A");
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/A", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/A", &b));
     assert_true(mf_spiffeid_eq(&a, &b));
 }
 
@@ -583,9 +584,9 @@ static void test_mf_td_parse_bare_ok(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1];
-    assert_true(mf_ok(mf_td_parse("example.org", 11, td)));
+    ASSERT_OK(mf_td_parse("example.org", 11, td));
     assert_string_equal(td, "example.org");
-    assert_true(mf_ok(mf_td_parse("a-b_c.d", 7, td)));
+    ASSERT_OK(mf_td_parse("a-b_c.d", 7, td));
     assert_string_equal(td, "a-b_c.d");
 }
 
@@ -593,7 +594,7 @@ static void test_mf_td_parse_id_form_ok(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1];
-    assert_true(mf_ok(mf_td_parse("spiffe://example.org", 20, td)));
+    ASSERT_OK(mf_td_parse("spiffe://example.org", 20, td));
     assert_string_equal(td, "example.org");
 }
 
@@ -660,12 +661,12 @@ static void test_mf_td_parse_len_255_256_limits(void **state)
     static char buf[MF_SPIFFE_ID_MAX + 64];
     char td[MF_TD_MAX + 1];
     memset(buf, 'z', MF_TD_MAX + 1);
-    assert_true(mf_ok(mf_td_parse(buf, MF_TD_MAX, td)));
+    ASSERT_OK(mf_td_parse(buf, MF_TD_MAX, td));
     assert_int_equal(strlen(td), 255);
     assert_int_equal(mf_td_parse(buf, MF_TD_MAX + 1, td).err, MF_ERR_ID_TD_TOO_LONG);
     /* same limits in the ID form */
     build_id(buf, MF_TD_MAX, 0);
-    assert_true(mf_ok(mf_td_parse(buf, strlen(buf), td)));
+    ASSERT_OK(mf_td_parse(buf, strlen(buf), td));
     assert_int_equal(strlen(td), 255);
     build_id(buf, MF_TD_MAX + 1, 0);
     assert_int_equal(mf_td_parse(buf, strlen(buf), td).err, MF_ERR_ID_TD_TOO_LONG);
@@ -678,14 +679,14 @@ static void test_mf_spiffeid_from_parts_ok(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_from_parts("example.org", "/ns/prod", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("example.org", "/ns/prod", &id));
     assert_string_equal(id.str, "spiffe://example.org/ns/prod");
     assert_int_equal(id.td_len, 11);
-    assert_true(mf_ok(mf_spiffeid_from_parts("example.org", "", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("example.org", "", &id));
     assert_string_equal(id.str, "spiffe://example.org");
     assert_true(mf_spiffeid_is_td(&id));
     /* the trust domain may be given in its ID form too */
-    assert_true(mf_ok(mf_spiffeid_from_parts("spiffe://example.org", "/a", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("spiffe://example.org", "/a", &id));
     assert_string_equal(id.str, "spiffe://example.org/a");
 }
 
@@ -726,7 +727,7 @@ static void test_mf_spiffeid_from_parts_limits(void **state)
         path[i] = (i % 2 == 0) ? '/' : 'p';
     }
     path[plen] = '\0';
-    assert_true(mf_ok(mf_spiffeid_from_parts(td, path, &id)));
+    ASSERT_OK(mf_spiffeid_from_parts(td, path, &id));
     assert_int_equal(id.len, 2048);
     path[plen] = 'q';
     path[plen + 1] = '\0';
@@ -743,7 +744,7 @@ static void test_mf_spiffeid_member_of_exact_only(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/w", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org/w", &id));
     assert_true(mf_spiffeid_member_of(&id, "example.org"));
     assert_false(mf_spiffeid_member_of(&id, "org"));
     assert_false(mf_spiffeid_member_of(&id, "example.or"));
@@ -755,9 +756,9 @@ static void test_mf_spiffeid_member_of_exact_only(void **state)
     assert_false(mf_spiffeid_member_of(&id, ""));
     assert_false(mf_spiffeid_member_of(&id, NULL));
     assert_false(mf_spiffeid_member_of(NULL, "example.org"));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://evil.example.org/w", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://evil.example.org/w", &id));
     assert_false(mf_spiffeid_member_of(&id, "example.org"));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org", &id));
     assert_true(mf_spiffeid_member_of(&id, "example.org"));
     /* a zeroed ID is a member of nothing */
     struct mf_spiffe_id zero;
@@ -769,15 +770,15 @@ static void test_mf_spiffeid_eq_byte_equality(void **state)
 {
     (void)state;
     struct mf_spiffe_id a, b, zero1, zero2;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a/b", &a)));
-    assert_true(mf_ok(mf_spiffeid_from_parts("td", "/a/b", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a/b", &a));
+    ASSERT_OK(mf_spiffeid_from_parts("td", "/a/b", &b));
     assert_true(mf_spiffeid_eq(&a, &b));
     assert_true(mf_spiffeid_eq(&a, &a));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a/bc", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a/bc", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://tc/a/b", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://tc/a/b", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
     /* two failed parses never compare equal */
     assert_false(mf_ok(mf_spiffeid_parse_cstr("bad", &zero1)));
