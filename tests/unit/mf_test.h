@@ -14,6 +14,7 @@
 #define MF_TEST_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -106,19 +107,40 @@ static MFT_UNUSED int mft_tmpdir(char *dir, size_t cap, const char *name)
     return mkdtemp(dir) != NULL ? 0 : -1;
 }
 
-/* Removes dir and the files (and sockets) directly in it; best effort. */
+/* Removes everything under the directory open as fd (closed here), to any
+ * depth, without following symlinks; best effort. */
+static MFT_UNUSED void mft_rm_under(int fd)
+{
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        (void)close(fd);
+        return;
+    }
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            continue;
+        }
+        /* not a file: a directory, emptied first */
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) {
+            mft_rm_under(sub);
+            (void)unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+    }
+    closedir(d);
+}
+
+/* Removes dir and everything in it (what `rm -rf` does, without a shell);
+ * best effort. */
 static MFT_UNUSED void mft_rmdir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        const struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            (void)unlinkat(dirfd(d), e->d_name, 0);
-        }
-        closedir(d);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        mft_rm_under(fd);
     }
     (void)rmdir(dir);
 }
@@ -141,9 +163,9 @@ static MFT_UNUSED struct MHD_Daemon *mft_mhd_unix(const char *sock, unsigned int
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, cls, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        notify, notify_cls, MHD_OPTION_CONNECTION_LIMIT, 64, MHD_OPTION_CONNECTION_TIMEOUT,
-        timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, notify,
+        notify_cls, MHD_OPTION_CONNECTION_LIMIT, 64, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (d == NULL) {
         close(fd);
     }

@@ -29,8 +29,7 @@
 
 struct fixture {
     char dir[64];
-    struct mf_key *ca_key;
-    struct mf_cert *ca;
+    struct mft_ident ca;
 };
 
 static int64_t fake_now;
@@ -42,12 +41,8 @@ static int64_t fake_clock(void)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    struct mf_spiffe_id td;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/mayfly-agent-test.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &f->ca_key));
-    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org", &td));
-    ASSERT_OK(mf_x509_self_signed(&td, f->ca_key, mf_now(), 3600, &f->ca));
+    assert_int_equal(mft_tmpdir(f->dir, sizeof(f->dir), "agent-cache"), 0);
+    mft_make_ca(&f->ca, "spiffe://example.org", mf_now());
     *state = f;
     return 0;
 }
@@ -55,12 +50,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
     mf_time_set_clock(NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    mf_key_free(f->ca_key);
-    mf_cert_free(f->ca);
+    mft_rmdir(f->dir);
+    mft_free_ident(&f->ca);
     free(f);
     return 0;
 }
@@ -69,18 +61,12 @@ static int teardown(void **state)
 static void issue(struct fixture *f, const char *id, int64_t now, int64_t ttl, struct mf_key **key,
                   struct mf_certs *chain)
 {
-    struct mf_spiffe_id sid;
-    struct mf_pubkey *pub = NULL;
-    struct mf_cert *leaf = NULL;
-    ASSERT_OK(mf_spiffeid_parse_cstr(id, &sid));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, key));
-    ASSERT_OK(mf_key_public(*key, &pub));
-    struct mf_issue_req req = {.id = &sid, .subject_key = pub, .now = now, .ttl = ttl};
-    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &leaf));
+    struct mft_ident leaf;
+    mft_make_leaf(&leaf, &f->ca, id, now, ttl);
     mf_certs_init(chain);
-    ASSERT_OK(mf_certs_push(chain, leaf));
-    mf_cert_free(leaf);
-    mf_pubkey_free(pub);
+    ASSERT_OK(mf_certs_push(chain, leaf.cert));
+    *key = leaf.key;
+    mf_cert_free(leaf.cert);
 }
 
 static void entry(const char *json, struct agent_entry *e)

@@ -154,8 +154,8 @@ static void test_ca_api_decode_csr_two_uris_is_proto(void **state)
 static void test_ca_store_file_size_limit_nospace(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_ca_regress.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(mft_tmpdir(dir, sizeof(dir), "ca-regress"), 0);
     struct ca_store *st = NULL;
     ASSERT_OK(ca_store_open(dir, &st));
     struct sigaction ign, old;
@@ -198,9 +198,7 @@ static void test_ca_store_file_size_limit_nospace(void **state)
     e.n_selectors = 1;
     ASSERT_OK(ca_store_entry_create(st, &e));
     ca_store_close(st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    mft_rmdir(dir);
 }
 
 /* Verifying with one key over and over in a thread keeps the heap flat. */

@@ -47,8 +47,7 @@ static mf_res open_store(struct ca_store **st)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/test_ca_store.XXXXXX");
-    if (mkdtemp(dir) == NULL) {
+    if (mft_tmpdir(dir, sizeof(dir), "ca-store") != 0) {
         return -1;
     }
     if (datastore() == NULL) {
@@ -67,9 +66,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    mft_rmdir(dir);
+    return 0;
 }
 
 static void fill(struct ca_entry *e, const char *id, const char *sel)

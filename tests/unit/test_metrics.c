@@ -578,8 +578,8 @@ static int bind_dgram(const char *path, bool abstract)
 static void test_mf_metrics_notify_systemd_ok(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/mf-notify.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(mft_tmpdir(dir, sizeof(dir), "notify"), 0);
     char path[256];
     snprintf(path, sizeof(path), "%s/notify", dir);
     int fd = bind_dgram(path, false);
@@ -594,8 +594,7 @@ static void test_mf_metrics_notify_systemd_ok(void **state)
     assert_int_equal(n, 16);
     assert_string_equal(got, "READY=1\nSTATUS=x");
     close(fd);
-    unlink(path);
-    rmdir(dir);
+    mft_rmdir(dir);
 
     char abs_name[64];
     snprintf(abs_name, sizeof(abs_name), "@mf-notify-test-%d", (int)getpid());
