@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,27 +64,50 @@ struct mft_ident {
     struct mf_cert *cert;
 };
 
+/* A self-signed CA certificate for trust domain td_id
+ * ("spiffe://example.org") and its new P-256 key in *key, valid from now
+ * for ttl seconds. */
+static MFT_UNUSED struct mf_cert *mft_ca_cert(const char *td_id, int64_t now, int64_t ttl,
+                                              struct mf_key **key)
+{
+    struct mf_spiffe_id id;
+    struct mf_cert *c = NULL;
+    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, key));
+    ASSERT_OK(mf_x509_self_signed(&id, *key, now, ttl, &c));
+    return c;
+}
+
+/* A certificate for spiffe_id and subject signed by ca / ca_key, valid from
+ * now for ttl seconds; an intermediate CA when is_ca. */
+static MFT_UNUSED struct mf_cert *mft_issue(const struct mf_cert *ca, const struct mf_key *ca_key,
+                                            const char *spiffe_id, const struct mf_pubkey *subject,
+                                            int64_t now, int64_t ttl, bool is_ca)
+{
+    struct mf_spiffe_id id;
+    struct mf_cert *c = NULL;
+    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
+    struct mf_issue_req req = {
+        .id = &id, .subject_key = subject, .now = now, .ttl = ttl, .is_ca = is_ca};
+    ASSERT_OK(mf_x509_issue(&req, ca, ca_key, &c));
+    return c;
+}
+
 /* A self-signed CA for trust domain td_id ("spiffe://example.org"), valid
  * from now for two days. */
 static MFT_UNUSED void mft_make_ca(struct mft_ident *out, const char *td_id, int64_t now)
 {
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_x509_self_signed(&id, out->key, now, 2 * 86400, &out->cert));
+    out->cert = mft_ca_cert(td_id, now, 2 * 86400, &out->key);
 }
 
 /* An X509-SVID for spiffe_id issued by ca, valid from now for ttl seconds. */
 static MFT_UNUSED void mft_make_leaf(struct mft_ident *out, const struct mft_ident *ca,
                                      const char *spiffe_id, int64_t now, int64_t ttl)
 {
-    struct mf_spiffe_id id;
     struct mf_pubkey *pub = NULL;
-    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
     ASSERT_OK(mf_key_public(out->key, &pub));
-    struct mf_issue_req req = {.id = &id, .subject_key = pub, .now = now, .ttl = ttl};
-    ASSERT_OK(mf_x509_issue(&req, ca->cert, ca->key, &out->cert));
+    out->cert = mft_issue(ca->cert, ca->key, spiffe_id, pub, now, ttl, false);
     mf_pubkey_free(pub);
 }
 

@@ -100,48 +100,20 @@ static char *cert_b64(const struct mf_cert *c)
     return s;
 }
 
-static struct mf_cert *make_ca(const char *td, struct mf_key **key)
-{
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_from_parts(td, "", &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, key));
-    struct mf_cert *c = NULL;
-    ASSERT_OK(mf_x509_self_signed(&id, *key, F.now, TTL, &c));
-    return c;
-}
-
-static struct mf_cert *issue(const char *td, const char *path, const struct mf_pubkey *subject,
-                             bool is_ca, const struct mf_cert *issuer,
-                             const struct mf_key *issuer_key)
-{
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_from_parts(td, path, &id));
-    struct mf_issue_req req = {
-        .id = &id,
-        .subject_key = subject,
-        .now = F.now,
-        .ttl = TTL / 2,
-        .dns_names = NULL,
-        .n_dns = 0,
-        .is_ca = is_ca,
-    };
-    struct mf_cert *c = NULL;
-    ASSERT_OK(mf_x509_issue(&req, issuer, issuer_key, &c));
-    return c;
-}
-
 static int setup(void **state)
 {
     (void)state;
     memset(&F, 0, sizeof(F));
     F.now = (int64_t)time(NULL);
-    F.ca = make_ca(TD, &F.ca_key);
-    F.ca2 = make_ca(TD, &F.ca2_key);
-    F.other_ca = make_ca(OTHER_TD, &F.other_key);
+    F.ca = mft_ca_cert("spiffe://" TD, F.now, TTL, &F.ca_key);
+    F.ca2 = mft_ca_cert("spiffe://" TD, F.now, TTL, &F.ca2_key);
+    F.other_ca = mft_ca_cert("spiffe://" OTHER_TD, F.now, TTL, &F.other_key);
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &F.leaf_key));
     ASSERT_OK(mf_key_public(F.leaf_key, &F.leaf_pub));
-    F.leaf = issue(TD, "/workload", F.leaf_pub, false, F.ca, F.ca_key);
-    F.other_leaf = issue(OTHER_TD, "/workload", F.leaf_pub, false, F.other_ca, F.other_key);
+    F.leaf =
+        mft_issue(F.ca, F.ca_key, "spiffe://" TD "/workload", F.leaf_pub, F.now, TTL / 2, false);
+    F.other_leaf = mft_issue(F.other_ca, F.other_key, "spiffe://" OTHER_TD "/workload", F.leaf_pub,
+                             F.now, TTL / 2, false);
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &F.j1_key));
     ASSERT_OK(mf_key_public(F.j1_key, &F.j1));
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &F.j2_key));
@@ -382,12 +354,13 @@ static void test_mf_bundle_add_x509_cap_plus_one_refused(void **state)
     struct mf_bundle *b = NULL;
     ASSERT_OK(mf_bundle_new(TD, &b));
     for (int i = 0; i < MF_BUNDLE_KEYS_MAX; i++) {
-        struct mf_cert *c = issue(TD, "", F.leaf_pub, true, F.ca, F.ca_key);
+        struct mf_cert *c =
+            mft_issue(F.ca, F.ca_key, "spiffe://" TD, F.leaf_pub, F.now, TTL / 2, true);
         ASSERT_OK(mf_bundle_add_x509(b, c));
         mf_cert_free(c);
     }
     assert_int_equal(b->x509.n, MF_BUNDLE_KEYS_MAX);
-    struct mf_cert *c = issue(TD, "", F.leaf_pub, true, F.ca, F.ca_key);
+    struct mf_cert *c = mft_issue(F.ca, F.ca_key, "spiffe://" TD, F.leaf_pub, F.now, TTL / 2, true);
     assert_int_equal(mf_bundle_add_x509(b, c).err, MF_ERR_PROTO_TOO_LARGE);
     assert_int_equal(b->x509.n, MF_BUNDLE_KEYS_MAX);
 

@@ -83,31 +83,6 @@ static int teardown(void **state)
     return 0;
 }
 
-static struct mf_cert *issue(const struct fx *f, const char *id_str, int64_t ttl,
-                             const struct mf_cert *issuer, const struct mf_key *issuer_key,
-                             const char *const *dns, size_t n_dns, bool is_ca)
-{
-    struct mf_spiffe_id id = parse_id(id_str);
-    struct mf_issue_req req = {
-        .id = &id,
-        .subject_key = f->leaf_pub,
-        .now = f->now,
-        .ttl = ttl,
-        .dns_names = dns,
-        .n_dns = n_dns,
-        .is_ca = is_ca,
-    };
-    struct mf_cert *c = NULL;
-    mf_res r = mf_x509_issue(&req, issuer, issuer_key, &c);
-    if (!mf_ok(r)) {
-        char line[512];
-        mf_err_format(r, line, sizeof(line));
-        print_error("issue: %s\n", line);
-    }
-    ASSERT_OK(r);
-    return c;
-}
-
 /* wolfSSL's independent parse of a certificate. */
 static struct DecodedCert *wolf_parse(const struct mf_cert *c)
 {
@@ -377,7 +352,15 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
 {
     struct fx *f = *state;
     const char *dns[] = {"web.example.org", "*.web.example.org"};
-    struct mf_cert *leaf = issue(f, LEAF_ID, 3600, f->ca, f->ca_key, dns, 2, false);
+    struct mf_spiffe_id lid = parse_id(LEAF_ID);
+    struct mf_issue_req req = {.id = &lid,
+                               .subject_key = f->leaf_pub,
+                               .now = f->now,
+                               .ttl = 3600,
+                               .dns_names = dns,
+                               .n_dns = 2};
+    struct mf_cert *leaf = NULL;
+    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &leaf));
 
     /* public accessors */
     assert_false(mf_cert_is_ca(leaf));
@@ -485,7 +468,7 @@ static void test_mf_x509_issue_serials_unique_positive_ok(void **state)
     enum { N = 32 };
     char seen[N][MF_SERIAL_HEX_MAX];
     for (size_t i = 0; i < N; i++) {
-        struct mf_cert *c = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+        struct mf_cert *c = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
         mf_cert_serial_hex(c, seen[i]);
         size_t len = strlen(seen[i]);
         assert_true(len >= 31 && len <= 32); /* 121 to 127 bits */
@@ -505,13 +488,14 @@ static void test_mf_x509_issue_not_after_capped_ok(void **state)
     struct mf_cert *short_ca = NULL;
     ASSERT_OK(mf_x509_self_signed(&td, f->ca_key, f->now - 1000, 1100, &short_ca));
     assert_int_equal(mf_cert_not_after(short_ca), f->now + 100);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 3600, short_ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf =
+        mft_issue(short_ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 3600, false);
     assert_int_equal(mf_cert_not_after(leaf), mf_cert_not_after(short_ca));
     ASSERT_OK(verify1(leaf, NULL, short_ca, f->now + 100, NULL));
     assert_int_equal(verify1(leaf, NULL, short_ca, f->now + 101, NULL).err, MF_ERR_AUTH_EXPIRED);
     /* an intermediate is capped the same way */
     struct mf_cert *inter =
-        issue(f, "spiffe://example.org", 86400, short_ca, f->ca_key, NULL, 0, true);
+        mft_issue(short_ca, f->ca_key, "spiffe://example.org", f->leaf_pub, f->now, 86400, true);
     assert_int_equal(mf_cert_not_after(inter), mf_cert_not_after(short_ca));
     mf_cert_free(inter);
     mf_cert_free(leaf);
@@ -567,7 +551,7 @@ static void test_mf_x509_issue_bad_requests_refused(void **state)
         assert_null(c);
     }
     /* a leaf cannot issue; an expired CA cannot issue */
-    struct mf_cert *leaf = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
     struct mf_issue_req req = {
         .id = &leaf_id, .subject_key = f->leaf_pub, .now = f->now, .ttl = 60};
     struct mf_cert *c = NULL;
@@ -588,7 +572,7 @@ static void test_mf_x509_issue_p384_ca_ok(void **state)
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &k384));
     ASSERT_OK(mf_x509_self_signed(&td, k384, f->now, 3600, &ca));
     assert_int_equal(mf_pubkey_type(mf_cert_pubkey(ca)), MF_KEY_EC_P384);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, ca, k384, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(ca, k384, LEAF_ID, f->leaf_pub, f->now, 600, false);
     struct DecodedCert *dc = wolf_parse(leaf);
     assert_int_equal(dc->signatureOID, CTC_SHA384wECDSA);
     wolf_free(dc);
@@ -613,8 +597,8 @@ static void test_mf_x509_wolfssl_cert_manager_accepts_ok(void **state)
         .id = &td, .subject_key = ipub, .now = f->now, .ttl = 3600, .is_ca = true};
     struct mf_cert *inter = NULL;
     ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &inter));
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, inter, ikey, NULL, 0, false);
-    struct mf_cert *direct = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(inter, ikey, LEAF_ID, f->leaf_pub, f->now, 600, false);
+    struct mf_cert *direct = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
 
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
     assert_non_null(cm);
@@ -655,7 +639,7 @@ static void test_mf_x509_wolfssl_cert_manager_accepts_ok(void **state)
 static void test_mf_x509_verify_chain_validity_edges(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     int64_t nb = mf_cert_not_before(leaf), na = mf_cert_not_after(leaf);
     ASSERT_OK(verify1(leaf, NULL, f->ca, nb, NULL));
     ASSERT_OK(verify1(leaf, NULL, f->ca, na, NULL));
@@ -690,7 +674,7 @@ static void test_mf_x509_verify_chain_validity_edges(void **state)
 static void test_mf_x509_verify_chain_wrong_trust_domain_refused(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     struct mf_spiffe_id id;
     memset(&id, 'x', sizeof(id));
     /* B23: another trust domain's authorities never vouch for it */
@@ -737,7 +721,7 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
     /* distinct subject from the root */
     assert_false(inter->subject_len == f->ca->subject_len &&
                  memcmp(inter->subject, f->ca->subject, inter->subject_len) == 0);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, inter, ikey, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(inter, ikey, LEAF_ID, f->leaf_pub, f->now, 600, false);
 
     struct mf_spiffe_id id;
     ASSERT_OK(verify1(leaf, inter, f->ca, f->now, &id));
@@ -771,7 +755,7 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
 static void test_mf_x509_verify_chain_tampered_refused(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     size_t len;
     const uint8_t *der = mf_cert_der(leaf, &len);
     uint8_t *copy = malloc(len);
@@ -1114,7 +1098,7 @@ static void test_mf_x509_issue_verify_threads_ok(void **state)
     enum { T = 4 };
     pthread_t th[T];
     struct worker w[T];
-    struct mf_cert *shared = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *shared = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
     for (int i = 0; i < T; i++) {
         w[i] = (struct worker){.f = f, .shared = shared, .ok = 1};
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
@@ -1132,7 +1116,7 @@ static void test_mf_x509_issue_verify_threads_ok(void **state)
 static void test_mf_cert_refcount_and_lists_ok(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     assert_ptr_equal(mf_cert_ref(leaf), leaf);
     mf_cert_free(leaf); /* back to one reference */
     mf_cert_free(NULL);
