@@ -110,8 +110,7 @@ static void test_agent_attest_pid_wrong_uid_refused(void **state)
     struct agent_workload w;
     struct agent_conn_stamp st = stamp_of(getpid(), false);
     ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), &st, &w), MF_ERR_AUTH);
     assert_null(w.sels);
     agent_attestor_cleanup(&a);
 }
@@ -130,7 +129,7 @@ static void test_agent_attest_pid_dead_refused(void **state)
     struct agent_conn_stamp st = stamp_of(pid, false);
     assert_false(st.exe_ok);
     ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
-    assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err, MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -143,8 +142,7 @@ static void test_agent_attest_pid_younger_than_connection_refused(void **state)
     struct agent_conn_stamp st = stamp_of(getpid(), false);
     st.ticks = 1;
     ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -158,24 +156,20 @@ static void test_agent_attest_pid_other_exe_stamp_refused(void **state)
     ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     struct agent_conn_stamp st = stamp_of(getpid(), false);
     st.exe_ino++;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     assert_non_null(strstr(mf_err_detail(), "the executable changed since the connection"));
     assert_null(w.sels);
     st = stamp_of(getpid(), false);
     st.exe_dev++;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     /* not seen at accept, but visible now: cannot be compared, refused */
     st = stamp_of(getpid(), false);
     st.exe_ok = false;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     /* a stamp of another pid, or of none */
     st = stamp_of(getpid(), false);
     st.pid = getpid() + 1;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -222,8 +216,7 @@ static void test_agent_attest_pid_exec_after_stamp_refused(void **state)
                 }
             }
             assert_true(execd);
-            assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err,
-                             MF_ERR_AUTH);
+            ASSERT_ERR(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
             assert_non_null(strstr(mf_err_detail(), "the executable changed"));
             assert_null(w.sels);
         } else {
@@ -246,7 +239,7 @@ static void test_agent_attest_recv_other_writer_refused(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct agent_conn_stamp st;
     /* off: refused, the first bytes would come without their writer */
-    assert_int_equal(agent_attest_stamp(sv[0], &st).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_stamp(sv[0], &st), MF_ERR_IO);
     ASSERT_OK(agent_attest_listener(sv[0]));
     ASSERT_OK(agent_attest_stamp(sv[0], &st));
     assert_int_equal(st.pid, getpid());
@@ -277,11 +270,11 @@ static void test_agent_attest_parse_starttime_hostile_comm_ok(void **state)
     ASSERT_OK(agent_attest_parse_starttime(s, strlen(s), &v));
     assert_int_equal(v, 12345);
     const char *shortstat = "42 (x) S 1 2 3";
-    assert_int_equal(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v), MF_ERR_IO);
     const char *noparen = "42 x S 1 2 3";
-    assert_int_equal(agent_attest_parse_starttime(noparen, strlen(noparen), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(noparen, strlen(noparen), &v), MF_ERR_IO);
     const char *bad = "42 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12a45 20\n";
-    assert_int_equal(agent_attest_parse_starttime(bad, strlen(bad), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(bad, strlen(bad), &v), MF_ERR_IO);
 }
 
 int main(void)

@@ -160,9 +160,8 @@ static void test_agent_file_write_atomic_symlink_refused(void **state)
     int dfd = open(f->dir, O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
     assert_int_equal(symlinkat("/etc/passwd", dfd, "svid.0.key"), 0);
-    assert_int_equal(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true).err,
-                     MF_ERR_IO_SYMLINK);
-    assert_int_equal(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true), MF_ERR_IO_SYMLINK);
+    ASSERT_ERR(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true), MF_ERR_USAGE_ARG);
     ASSERT_OK(agent_file_write_atomic(dfd, "ok.pem", "hello", 5, 0600, true));
     struct stat st;
     assert_int_equal(fstatat(dfd, "ok.pem", &st, 0), 0);

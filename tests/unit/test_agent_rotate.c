@@ -66,17 +66,17 @@ static void test_agent_rotate_draw_bad_window_refused(void **state)
     struct agent_rotate_cfg cfg;
     agent_rotate_cfg_default(&cfg);
     int64_t at = 1;
-    assert_int_equal(agent_rotate_draw(&cfg, 2000, 2000, &at).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_draw(&cfg, 2000, 2000, &at), MF_ERR_USAGE_ARG);
     assert_int_equal(at, 0);
     cfg.lo_pct = 60;
     cfg.hi_pct = 40;
-    assert_int_equal(agent_rotate_draw(&cfg, 1000, 2000, &at).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_draw(&cfg, 1000, 2000, &at), MF_ERR_USAGE_ARG);
     cfg.lo_pct = 0;
     cfg.hi_pct = 40;
-    assert_int_equal(agent_rotate_cfg_check(&cfg).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_cfg_check(&cfg), MF_ERR_USAGE_ARG);
     cfg.lo_pct = 40;
     cfg.hi_pct = 100;
-    assert_int_equal(agent_rotate_cfg_check(&cfg).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_cfg_check(&cfg), MF_ERR_USAGE_ARG);
 }
 
 /* The schedule on an injected clock: a 20 s SVID is not due before 45 %,

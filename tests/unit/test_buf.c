@@ -66,12 +66,12 @@ static void test_mf_cur_reads_truncated_refused(void **state)
     ASSERT_OK(mf_cur_u32be(&c, &v32));
     assert_int_equal(v32, 0x01020304);
     uint16_t v16 = 0;
-    assert_int_equal(mf_cur_u16be(&c, &v16).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_u16be(&c, &v16), MF_ERR_PROTO_TRUNCATED);
     assert_int_equal(mf_cur_remaining(&c), 1); /* a failed read does not move */
     uint8_t v8 = 0;
     ASSERT_OK(mf_cur_u8(&c, &v8));
     assert_int_equal(v8, 5);
-    assert_int_equal(mf_cur_u8(&c, &v8).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_u8(&c, &v8), MF_ERR_PROTO_TRUNCATED);
 }
 
 static void test_mf_cur_varint_overlong_refused(void **state)
@@ -89,7 +89,7 @@ static void test_mf_cur_varint_overlong_refused(void **state)
     assert_false(mf_ok(mf_cur_varint(&c, &v)));
     assert_int_equal(c.off, 0);
     mf_cur_init(&c, cut, sizeof(cut));
-    assert_int_equal(mf_cur_varint(&c, &v).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_varint(&c, &v), MF_ERR_PROTO_TRUNCATED);
 }
 
 static mf_res raise_detail(void)

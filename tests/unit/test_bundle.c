@@ -321,7 +321,7 @@ static void test_mf_bundle_new_bad_td_refused(void **state)
         assert_null(b);
     }
     struct mf_bundle *b = NULL;
-    assert_int_equal(mf_bundle_new(NULL, &b).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_new(NULL, &b), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_bundle_ref_free_counts(void **state)
@@ -361,7 +361,7 @@ static void test_mf_bundle_add_x509_cap_plus_one_refused(void **state)
     }
     assert_int_equal(b->x509.n, MF_BUNDLE_KEYS_MAX);
     struct mf_cert *c = mft_issue(F.ca, F.ca_key, "spiffe://" TD, F.leaf_pub, F.now, TTL / 2, true);
-    assert_int_equal(mf_bundle_add_x509(b, c).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_add_x509(b, c), MF_ERR_PROTO_TOO_LARGE);
     assert_int_equal(b->x509.n, MF_BUNDLE_KEYS_MAX);
 
     /* the same 65 certificates as a JWKS are refused too */
@@ -383,7 +383,7 @@ static void test_mf_bundle_add_x509_cap_plus_one_refused(void **state)
     size_t head = (size_t)(last - (const char *)jwks.data);
     char *text = textf("%.*s%s", (int)head, (const char *)jwks.data, extra);
     struct mf_bundle *big = NULL;
-    assert_int_equal(mf_bundle_from_jwks(TD, text, strlen(text), &big).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_from_jwks(TD, text, strlen(text), &big), MF_ERR_PROTO_TOO_LARGE);
     assert_null(big);
     free(text);
     free(extra);
@@ -401,17 +401,17 @@ static void test_mf_bundle_add_jwt_duplicate_and_bad_kid_refused(void **state)
     ASSERT_OK(mf_bundle_new(TD, &b));
     ASSERT_OK(mf_bundle_add_jwt(b, "k1", dup_pub(F.j1)));
     /* D12: kid unique; the refused key is freed (ASan checks for a leak) */
-    assert_int_equal(mf_bundle_add_jwt(b, "k1", dup_pub(F.j2)).err, MF_ERR_POLICY_DUPLICATE);
-    assert_int_equal(mf_bundle_add_jwt(b, "", dup_pub(F.j2)).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_bundle_add_jwt(b, "bad\nkid", dup_pub(F.j2)).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_bundle_add_jwt(b, "k1", dup_pub(F.j2)), MF_ERR_POLICY_DUPLICATE);
+    ASSERT_ERR(mf_bundle_add_jwt(b, "", dup_pub(F.j2)), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_bundle_add_jwt(b, "bad\nkid", dup_pub(F.j2)), MF_ERR_USAGE_ARG);
     char kid[MF_KID_MAX + 2];
     memset(kid, 'a', sizeof(kid));
     kid[MF_KID_MAX + 1] = '\0';
-    assert_int_equal(mf_bundle_add_jwt(b, kid, dup_pub(F.j2)).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_bundle_add_jwt(b, kid, dup_pub(F.j2)), MF_ERR_USAGE_ARG);
     kid[MF_KID_MAX] = '\0';
     ASSERT_OK(mf_bundle_add_jwt(b, kid, dup_pub(F.j2)));
-    assert_int_equal(mf_bundle_add_jwt(b, NULL, dup_pub(F.j2)).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_bundle_add_jwt(b, "k9", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_add_jwt(b, NULL, dup_pub(F.j2)), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_add_jwt(b, "k9", NULL), MF_ERR_USAGE_NULL);
     assert_int_equal(b->n_jwt, 2);
     mf_bundle_free(b);
 }
@@ -426,7 +426,7 @@ static void test_mf_bundle_add_jwt_cap_plus_one_refused(void **state)
         snprintf(kid, sizeof(kid), "k%d", i);
         ASSERT_OK(mf_bundle_add_jwt(b, kid, dup_pub(F.j1)));
     }
-    assert_int_equal(mf_bundle_add_jwt(b, "one-more", dup_pub(F.j1)).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_add_jwt(b, "one-more", dup_pub(F.j1)), MF_ERR_PROTO_TOO_LARGE);
     assert_int_equal(b->n_jwt, MF_BUNDLE_KEYS_MAX);
 
     /* and a JWKS carrying 65 JWT keys is refused */
@@ -442,8 +442,7 @@ static void test_mf_bundle_add_jwt_cap_plus_one_refused(void **state)
     }
     ASSERT_OK(mf_buf_append_str(&t, "]}"));
     struct mf_bundle *big = NULL;
-    assert_int_equal(mf_bundle_from_jwks(TD, (const char *)t.data, t.len, &big).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_from_jwks(TD, (const char *)t.data, t.len, &big), MF_ERR_PROTO_TOO_LARGE);
     mf_buf_cleanup(&t);
     mf_bundle_free(b);
 }
@@ -584,7 +583,7 @@ static void test_mf_bundle_to_jwks_unset_members_omitted(void **state)
     /* a sequence jansson cannot carry is refused, not wrapped */
     a->sequence = (uint64_t)INT64_MAX + 1;
     mf_buf_reset(&out);
-    assert_int_equal(mf_bundle_to_jwks(a, &out).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_bundle_to_jwks(a, &out), MF_ERR_USAGE_ARG);
     assert_int_equal(out.len, 0);
     a->sequence = (uint64_t)INT64_MAX;
     ASSERT_OK(mf_bundle_to_jwks(a, &out));
@@ -635,8 +634,8 @@ static void test_mf_bundle_from_jwks_d1_td_pair(void **state)
     mf_bundle_free(b);
     assert_false(mf_ok(mf_bundle_from_jwks("Other.org", text, strlen(text), &b)));
     assert_null(b);
-    assert_int_equal(mf_bundle_from_jwks(NULL, text, strlen(text), &b).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_bundle_from_jwks(TD, NULL, 0, &b).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_from_jwks(NULL, text, strlen(text), &b), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_from_jwks(TD, NULL, 0, &b), MF_ERR_USAGE_NULL);
 }
 
 /* ---- D2 ------------------------------------------------------------------------ */
@@ -668,14 +667,14 @@ static void test_mf_bundle_from_jwks_d2_empty_keys_trusts_nothing(void **state)
     struct mf_certs chain;
     mf_certs_init(&chain);
     ASSERT_OK(mf_certs_push(&chain, F.leaf));
-    assert_int_equal(mf_svid_verify(&chain, &set, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &set, F.now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_bundle_free(b);
 
     /* no key survives filtering: the same */
     ASSERT_OK(decode("{\"keys\":[{\"use\":\"wit-svid\",\"kty\":\"EC\"}]}", &b));
     assert_int_equal(b->x509.n + b->n_jwt, 0);
     ASSERT_OK(mf_bundle_set_put(&set, b));
-    assert_int_equal(mf_svid_verify(&chain, &set, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &set, F.now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_bundle_free(b);
     mf_certs_cleanup(&chain);
     mf_bundle_set_cleanup(&set);
@@ -1177,7 +1176,7 @@ static void test_mf_bundle_map_d13_rules(void **state)
         assert_false(mf_ok(mf_bundle_set_from_map(ok, i, &s)));
         assert_int_equal(s.n, 0);
     }
-    assert_int_equal(mf_bundle_set_from_map(NULL, 0, &s).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_bundle_set_from_map(NULL, 0, &s), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_bundle_map_cap_plus_one_refused(void **state)
@@ -1191,8 +1190,7 @@ static void test_mf_bundle_map_cap_plus_one_refused(void **state)
     struct mf_bundle_set s;
     ASSERT_OK(mf_bundle_set_from_map(text, MF_MAX_BUNDLE, &s));
     mf_bundle_set_cleanup(&s);
-    assert_int_equal(mf_bundle_set_from_map(text, MF_MAX_BUNDLE + 1, &s).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_set_from_map(text, MF_MAX_BUNDLE + 1, &s), MF_ERR_PROTO_TOO_LARGE);
     free(text);
 }
 
@@ -1252,7 +1250,7 @@ static void test_mf_bundle_from_jwt_jwks_rules(void **state)
     char *nokid = textf("{\"kty\":\"EC\",\"crv\":\"%s\",\"x\":\"%s\",\"y\":\"%s\"}", F.j1_ek.crv,
                         F.j1_ek.x, F.j1_ek.y);
     text = textf("{\"keys\":[%s]}", nokid);
-    assert_int_equal(mf_bundle_from_jwt_jwks(TD, text, strlen(text), &b).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_bundle_from_jwt_jwks(TD, text, strlen(text), &b), MF_ERR_PROTO_JSON);
     assert_null(b);
     free(text);
     free(nokid);
@@ -1313,7 +1311,7 @@ static void test_mf_bundle_from_jwks_embedded_nul_refused(void **state)
     (void)state;
     const char text[] = "{\"keys\":[],\"x\":\"a\0b\"}";
     struct mf_bundle *b = NULL;
-    assert_int_equal(mf_bundle_from_jwks(TD, text, sizeof(text) - 1, &b).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_bundle_from_jwks(TD, text, sizeof(text) - 1, &b), MF_ERR_PROTO_JSON);
     expect_top_refused("{\"keys\":[],\"x\":\"a\\u0000b\"}", MF_ERR_PROTO_JSON);
     char *k = jwt_key(",\"kid\":\"a\\u0000b\"", "");
     expect_refused(k, MF_ERR_PROTO_JSON);
@@ -1334,11 +1332,9 @@ static void test_mf_bundle_from_jwks_cap_plus_one_refused(void **state)
     ASSERT_OK(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE, &b));
     assert_int_equal(b->x509.n, 1);
     mf_bundle_free(b);
-    assert_int_equal(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE + 1, &b).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_from_jwks(TD, text, MF_MAX_BUNDLE + 1, &b), MF_ERR_PROTO_TOO_LARGE);
     assert_null(b);
-    assert_int_equal(mf_bundle_from_jwt_jwks(TD, text, MF_MAX_BUNDLE + 1, &b).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_from_jwt_jwks(TD, text, MF_MAX_BUNDLE + 1, &b), MF_ERR_PROTO_TOO_LARGE);
     free(text);
     free(body);
     free(key);
@@ -1392,20 +1388,18 @@ static void test_mf_bundle_pem_bad_input_refused(void **state)
     ASSERT_OK(mf_bundle_to_pem(e, &pem));
     assert_int_equal(pem.len, 0);
     mf_bundle_free(e);
-    assert_int_equal(mf_bundle_from_pem(TD, "", 0, &b).err, MF_ERR_PROTO_PEM);
-    assert_int_equal(mf_bundle_from_pem(TD, "junk", 4, &b).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_bundle_from_pem(TD, "", 0, &b), MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_bundle_from_pem(TD, "junk", 4, &b), MF_ERR_PROTO_PEM);
     assert_null(b);
     /* a private key in a bundle file */
     ASSERT_OK(mf_key_to_pem(F.j1_key, &pem));
-    assert_int_equal(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b).err,
-                     MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_bundle_from_pem(TD, (const char *)pem.data, pem.len, &b), MF_ERR_PROTO_PEM);
     mf_buf_cleanup(&pem);
     /* cap+1 */
     char *big = malloc(MF_MAX_BUNDLE + 1);
     assert_non_null(big);
     memset(big, '\n', MF_MAX_BUNDLE + 1);
-    assert_int_equal(mf_bundle_from_pem(TD, big, MF_MAX_BUNDLE + 1, &b).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_bundle_from_pem(TD, big, MF_MAX_BUNDLE + 1, &b), MF_ERR_PROTO_TOO_LARGE);
     free(big);
 }
 
@@ -1483,16 +1477,16 @@ static void test_mf_svid_verify_no_bundle_untrusted(void **state)
     ASSERT_OK(mf_certs_push(&chain, F.leaf));
     struct mf_spiffe_id id;
     memset(&id, 'x', sizeof(id));
-    assert_int_equal(mf_svid_verify(&chain, &s, F.now, &id).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &s, F.now, &id), MF_ERR_AUTH_UNTRUSTED);
     assert_non_null(strstr(mf_err_detail(), TD));
     assert_int_equal(id.len, 0); /* cleared */
     /* the empty set trusts nothing */
     struct mf_bundle_set empty;
     mf_bundle_set_init(&empty);
-    assert_int_equal(mf_svid_verify(&chain, &empty, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &empty, F.now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_certs_cleanup(&chain);
     /* an empty chain */
-    assert_int_equal(mf_svid_verify(&chain, &s, F.now, NULL).err, MF_ERR_AUTH_MISSING);
+    ASSERT_ERR(mf_svid_verify(&chain, &s, F.now, NULL), MF_ERR_AUTH_MISSING);
     mf_bundle_set_cleanup(&s);
     mf_bundle_free(o);
 }
@@ -1512,14 +1506,14 @@ static void test_mf_svid_verify_never_pools_trust_domains(void **state)
     struct mf_certs chain;
     mf_certs_init(&chain);
     ASSERT_OK(mf_certs_push(&chain, F.leaf));
-    assert_int_equal(mf_svid_verify(&chain, &s, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &s, F.now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_certs_cleanup(&chain);
     /* a wrong-CA bundle of the right trust domain: still refused */
     struct mf_bundle *a2 = bundle_with(TD, F.ca2);
     ASSERT_OK(mf_bundle_set_put(&s, a2));
     mf_certs_init(&chain);
     ASSERT_OK(mf_certs_push(&chain, F.leaf));
-    assert_int_equal(mf_svid_verify(&chain, &s, F.now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_svid_verify(&chain, &s, F.now, NULL), MF_ERR_AUTH_UNTRUSTED);
     /* and with ca added, accepted */
     ASSERT_OK(mf_bundle_add_x509(a2, F.ca));
     ASSERT_OK(mf_svid_verify(&chain, &s, F.now, NULL));

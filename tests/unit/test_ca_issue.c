@@ -34,7 +34,7 @@ static void test_ca_issue_admit_rate_limited(void **state)
     /* refill: 2 per second, so half a second buys one request */
     ASSERT_OK(ca_issue_admit(is, "agent-a", t + 500, &why));
     ca_issue_release(is);
-    assert_int_equal(ca_issue_admit(is, "agent-a", t + 500, &why).err, MF_ERR_POLICY_LIMIT);
+    ASSERT_ERR(ca_issue_admit(is, "agent-a", t + 500, &why), MF_ERR_POLICY_LIMIT);
     ca_issuer_free(is);
 }
 

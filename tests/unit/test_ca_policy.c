@@ -146,12 +146,12 @@ static void test_ca_policy_entry_check_ttl_dns_hint(void **state)
     e.dns_names = calloc(1, sizeof(char *));
     e.dns_names[0] = strdup("bad_name.example");
     e.n_dns = 1;
-    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_entry_check(TD, 14400, &e), MF_ERR_USAGE_ARG);
     free(e.dns_names[0]);
     e.dns_names[0] = strdup("web.example.org");
     ASSERT_OK(ca_policy_entry_check(TD, 14400, &e));
     e.hint = strdup("line\nbreak");
-    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_entry_check(TD, 14400, &e), MF_ERR_USAGE_ARG);
     ca_entry_cleanup(&e);
 }
 
@@ -219,9 +219,9 @@ static void test_ca_policy_agent_access_decisions(void **state)
     snprintf(a.spiffe_id, sizeof(a.spiffe_id), "%s", AGENT);
     ASSERT_OK(ca_policy_agent_access(&a, AGENT));
     a.banned = true;
-    assert_int_equal(ca_policy_agent_access(&a, AGENT).err, MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_policy_agent_access(&a, AGENT), MF_ERR_AUTH_BANNED);
     /* evicted (no record) */
-    assert_int_equal(ca_policy_agent_access(NULL, AGENT).err, MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_policy_agent_access(NULL, AGENT), MF_ERR_AUTH_BANNED);
 }
 
 static void test_ca_policy_sign_decisions(void **state)
@@ -236,19 +236,19 @@ static void test_ca_policy_sign_decisions(void **state)
     ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org/db", &db));
     ASSERT_OK(mf_spiffeid_parse_cstr(AGENT, &ag));
     ASSERT_OK(ca_policy_sign(AGENT, &e, &web));
-    assert_int_equal(ca_policy_sign("spiffe://example.org/mayfly/agent/n2", &e, &web).err,
-                     MF_ERR_POLICY_NOT_PARENT);
-    assert_int_equal(ca_policy_sign(AGENT, &e, &db).err, MF_ERR_POLICY_DENIED);
-    assert_int_equal(ca_policy_sign(AGENT, &e, NULL).err, MF_ERR_POLICY_DENIED);
+    ASSERT_ERR(ca_policy_sign("spiffe://example.org/mayfly/agent/n2", &e, &web),
+               MF_ERR_POLICY_NOT_PARENT);
+    ASSERT_ERR(ca_policy_sign(AGENT, &e, &db), MF_ERR_POLICY_DENIED);
+    ASSERT_ERR(ca_policy_sign(AGENT, &e, NULL), MF_ERR_POLICY_DENIED);
     assert_int_equal(ca_policy_entry_ttl(&e, 3600), 3600);
     e.ttl = 60;
     assert_int_equal(ca_policy_entry_ttl(&e, 3600), 60);
     /* attestation and renewal CSRs: no SAN, or exactly the agent's ID */
     ASSERT_OK(ca_policy_attest_csr(AGENT, NULL));
     ASSERT_OK(ca_policy_attest_csr(AGENT, &ag));
-    assert_int_equal(ca_policy_attest_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
+    ASSERT_ERR(ca_policy_attest_csr(AGENT, &web), MF_ERR_POLICY_DENIED);
     ASSERT_OK(ca_policy_renew_csr(AGENT, &ag));
-    assert_int_equal(ca_policy_renew_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
+    ASSERT_ERR(ca_policy_renew_csr(AGENT, &web), MF_ERR_POLICY_DENIED);
     assert_string_equal(ca_policy_reason(ca_policy_sign("x", &e, &web)), "not_parent");
     ca_entry_cleanup(&e);
 }
@@ -284,7 +284,7 @@ static void test_ca_policy_entry_matches_modes(void **state)
         }
     }
     enum ca_match m;
-    assert_int_equal(ca_policy_match_parse("all", &m).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_match_parse("all", &m), MF_ERR_USAGE_ARG);
     /* no condition: everything; IDs compare whole */
     struct ca_entry_filter all = {0};
     struct ca_entry_filter web = {.spiffe_id = "spiffe://example.org/web"};
@@ -295,8 +295,7 @@ static void test_ca_policy_entry_matches_modes(void **state)
         assert_int_equal(ca_policy_entry_matches(&e[i], &par), i == 1 || i == 2);
     }
     char canon[MF_SELECTOR_STR_MAX];
-    assert_int_equal(ca_policy_selector_canon("nope", canon, sizeof(canon)).err,
-                     MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(ca_policy_selector_canon("nope", canon, sizeof(canon)), MF_ERR_PROTO_SELECTOR);
     for (size_t i = 0; i < 4; i++) {
         ca_entry_cleanup(&e[i]);
     }

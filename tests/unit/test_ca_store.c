@@ -101,7 +101,7 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
     assert_int_equal(strlen(e.id), 32);
     assert_true(ca_store_revision(st) > rev0);
     fill(&dup, "spiffe://example.org/web", "unix:uid:1");
-    assert_int_equal(ca_store_entry_create(st, &dup).err, MF_ERR_POLICY_DUPLICATE);
+    ASSERT_ERR(ca_store_entry_create(st, &dup), MF_ERR_POLICY_DUPLICATE);
     ca_entry_cleanup(&dup);
 
     ASSERT_OK(ca_store_entry_get(st, e.id, &got));
@@ -122,8 +122,8 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
     e.ttl = 60;
     ASSERT_OK(ca_store_entry_update(st, &e));
     ASSERT_OK(ca_store_entry_delete(st, e.id));
-    assert_int_equal(ca_store_entry_delete(st, e.id).err, MF_ERR_POLICY_NOT_FOUND);
-    assert_int_equal(ca_store_entry_get(st, e.id, &got).err, MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_entry_delete(st, e.id), MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_entry_get(st, e.id, &got), MF_ERR_POLICY_NOT_FOUND);
     ca_entry_cleanup(&e);
     ca_store_close(st);
 }
@@ -145,12 +145,12 @@ static void test_ca_store_token_single_use_and_expiry(void **state)
     ASSERT_OK(ca_store_token_peek(st, h1, 999, id));
     ASSERT_OK(ca_store_token_consume(st, h1, 999, id));
     assert_string_equal(id, AGENT);
-    assert_int_equal(ca_store_token_consume(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_peek(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h1, 999, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_peek(st, h1, 999, id), MF_ERR_AUTH_TOKEN);
     /* expiry is exclusive: at expires_at it is gone */
-    assert_int_equal(ca_store_token_peek(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_consume(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_consume(st, h3, 0, id).err, MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_peek(st, h2, 1000, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h2, 1000, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h3, 0, id), MF_ERR_AUTH_TOKEN);
     assert_string_equal(id, "");
     ca_store_close(st);
 }
@@ -162,8 +162,7 @@ static void test_ca_store_agents_ban_evict(void **state)
     ASSERT_OK(open_store(&st));
     struct ca_agent a;
     /* renew of an unknown agent is refused */
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "01", 100, 50, false).err,
-                     MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "01", 100, 50, false), MF_ERR_POLICY_NOT_FOUND);
     ASSERT_OK(ca_store_agent_issued(st, AGENT, "01", 100, 50, true));
     ASSERT_OK(ca_store_agent_issued(st, AGENT, "02", 200, 60, false));
     ASSERT_OK(ca_store_agent_get(st, AGENT, &a));
@@ -171,15 +170,14 @@ static void test_ca_store_agents_ban_evict(void **state)
     assert_int_equal(a.attested_at, 50);
     assert_false(a.banned);
     ASSERT_OK(ca_store_agent_ban(st, AGENT));
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, false).err,
-                     MF_ERR_AUTH_BANNED);
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, true).err, MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "03", 300, 70, false), MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "03", 300, 70, true), MF_ERR_AUTH_BANNED);
     ASSERT_OK(ca_store_agent_get(st, AGENT, &a));
     assert_string_equal(a.serial, "02"); /* the refusal changed nothing */
     assert_true(a.banned);
     ASSERT_OK(ca_store_agent_evict(st, AGENT));
-    assert_int_equal(ca_store_agent_get(st, AGENT, &a).err, MF_ERR_POLICY_NOT_FOUND);
-    assert_int_equal(ca_store_agent_ban(st, AGENT).err, MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_agent_get(st, AGENT, &a), MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_agent_ban(st, AGENT), MF_ERR_POLICY_NOT_FOUND);
     ca_store_close(st);
 }
 
@@ -221,7 +219,7 @@ static void test_ca_store_open_refuses_open_dir(void **state)
     assert_int_equal(mkdir(sub, 0755), 0);
     assert_int_equal(chmod(sub, 0755), 0);
     struct ca_store *st = NULL;
-    assert_int_equal(ca_store_open(sub, &st).err, MF_ERR_IO_PERM);
+    ASSERT_ERR(ca_store_open(sub, &st), MF_ERR_IO_PERM);
     assert_null(st);
 }
 
@@ -285,7 +283,7 @@ static void test_ca_store_watch_hears_other_server(void **state)
     ASSERT_OK(open_store(&b));
     __atomic_store_n(&heard, 0, __ATOMIC_RELEASE);
     ASSERT_OK(ca_store_watch(a, on_change, NULL));
-    assert_int_equal(ca_store_watch(a, on_change, NULL).err, MF_ERR_STATE);
+    ASSERT_ERR(ca_store_watch(a, on_change, NULL), MF_ERR_STATE);
     if (datastore() == NULL) {
         /* SQLite: one server owns the file; nothing to hear */
         ca_store_close(a);
@@ -359,7 +357,7 @@ static void test_ca_store_copy_all_rows_once(void **state)
     ASSERT_OK(ca_store_meta_get(dst, "bundle_sequence", &seq));
     assert_int_equal(seq, 12);
     /* a registry with rows is never a destination */
-    assert_int_equal(ca_store_copy(src, dst, NULL).err, MF_ERR_POLICY_DUPLICATE);
+    ASSERT_ERR(ca_store_copy(src, dst, NULL), MF_ERR_POLICY_DUPLICATE);
     ca_entry_cleanup(&e);
     ca_store_close(src);
     ca_store_close(dst);
@@ -370,10 +368,10 @@ static void test_ca_store_bad_datastore_refused(void **state)
     (void)state;
     struct ca_store *st = NULL;
     mf_err_clear();
-    assert_int_equal(ca_store_open_ds(dir, "mysql://u:secret@h/db", &st).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_store_open_ds(dir, "mysql://u:secret@h/db", &st), MF_ERR_USAGE_ARG);
     assert_null(strstr(mf_err_detail(), "secret")); /* never echoed */
-    assert_int_equal(ca_store_open_ds(dir, "postgresql://u:secret@127.0.0.1:1/db", &st).err,
-                     MF_ERR_IO_CONNECT);
+    ASSERT_ERR(ca_store_open_ds(dir, "postgresql://u:secret@127.0.0.1:1/db", &st),
+               MF_ERR_IO_CONNECT);
     assert_null(strstr(mf_err_detail(), "secret"));
     assert_null(st);
 }

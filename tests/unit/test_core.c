@@ -83,10 +83,10 @@ static void test_mf_duration_parse_bad_units_refused(void **state)
         }
         assert_int_equal(v, 77); /* untouched on failure */
     }
-    assert_int_equal(mf_duration_parse("10x", &(int64_t){0}).err, MF_ERR_PROTO_DURATION);
+    ASSERT_ERR(mf_duration_parse("10x", &(int64_t){0}), MF_ERR_PROTO_DURATION);
     assert_non_null(strstr(mf_err_detail(), "unknown unit"));
-    assert_int_equal(mf_duration_parse(NULL, &(int64_t){0}).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_duration_parse("1s", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_duration_parse(NULL, &(int64_t){0}), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_duration_parse("1s", NULL), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_duration_parse_overflow_refused(void **state)
@@ -111,7 +111,7 @@ static void test_mf_duration_parse_overflow_refused(void **state)
             fail();
         }
     }
-    assert_int_equal(mf_duration_parse("3661d", &(int64_t){0}).err, MF_ERR_PROTO_DURATION);
+    ASSERT_ERR(mf_duration_parse("3661d", &(int64_t){0}), MF_ERR_PROTO_DURATION);
     assert_non_null(strstr(mf_err_detail(), "too long"));
 }
 
@@ -244,8 +244,8 @@ static void test_mf_time_parse_bad_refused(void **state)
         }
         assert_int_equal(t, 42);
     }
-    assert_int_equal(mf_time_parse(NULL, &(int64_t){0}).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_time_parse("2026-02-30T00:00:00Z", &(int64_t){0}).err, MF_ERR_PROTO);
+    ASSERT_ERR(mf_time_parse(NULL, &(int64_t){0}), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_time_parse("2026-02-30T00:00:00Z", &(int64_t){0}), MF_ERR_PROTO);
     assert_non_null(strstr(mf_err_detail(), "not a valid date"));
 }
 
@@ -341,8 +341,8 @@ static void test_mf_random_range_bounds_ok(void **state)
     uint64_t v = 0;
     ASSERT_OK(mf_random_range(7, 7, &v));
     assert_int_equal(v, 7);
-    assert_int_equal(mf_random_range(8, 7, &v).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_random_range(0, 1, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_random_range(8, 7, &v), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_random_range(0, 1, NULL), MF_ERR_USAGE_NULL);
     ASSERT_OK(mf_random_range(0, UINT64_MAX, &v));
     ASSERT_OK(mf_random_range(UINT64_MAX - 1, UINT64_MAX, &v));
     assert_true(v >= UINT64_MAX - 1);
@@ -380,15 +380,15 @@ static void test_mf_strdup_max_cap_limits(void **state)
     assert_string_equal(p, "abc");
     free(p);
     p = stale;
-    assert_int_equal(mf_strdup_max("abcd", 3, &p).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_strdup_max("abcd", 3, &p), MF_ERR_PROTO_TOO_LARGE);
     assert_null(p);
     ASSERT_OK(mf_strdup_max("", 0, &p));
     assert_string_equal(p, "");
     free(p);
-    assert_int_equal(mf_strdup_max("a", 0, &p).err, MF_ERR_PROTO_TOO_LARGE);
-    assert_int_equal(mf_strdup_max(NULL, 3, &p).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strdup_max("a", 0, &p), MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_strdup_max(NULL, 3, &p), MF_ERR_USAGE_NULL);
     assert_null(p);
-    assert_int_equal(mf_strdup_max("a", 3, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strdup_max("a", 3, NULL), MF_ERR_USAGE_NULL);
 }
 
 /* Regression: max + 1 wrapped to 0 for SIZE_MAX ("no cap"), so strnlen saw
@@ -432,7 +432,7 @@ static void test_mf_strv_dup_free_ok(void **state)
     ASSERT_OK(mf_strv_dup(NULL, 0, &v));
     assert_null(v);
     mf_strv_free(NULL, 7); /* no-op */
-    assert_int_equal(mf_strv_dup(src, 1, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strv_dup(src, 1, NULL), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_hex_value_digits_and_refusals(void **state)
@@ -882,16 +882,16 @@ static void test_mf_log_level_parse_names_ok(void **state)
     ASSERT_OK(mf_log_level_parse("error", &l));
     assert_int_equal(l, MF_LOG_ERR);
     ASSERT_OK(mf_log_level_parse("err", &l));
-    assert_int_equal(mf_log_level_parse("INFO", &l).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_level_parse("", &l).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_level_parse("info", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_log_level_parse("INFO", &l), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_level_parse("", &l), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_level_parse("info", NULL), MF_ERR_USAGE_NULL);
     enum mf_log_format f = MF_LOG_TEXT;
     ASSERT_OK(mf_log_format_parse("json", &f));
     assert_int_equal(f, MF_LOG_JSON);
     ASSERT_OK(mf_log_format_parse("text", &f));
     assert_int_equal(f, MF_LOG_TEXT);
-    assert_int_equal(mf_log_format_parse("xml", &f).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_format_parse("json", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_log_format_parse("xml", &f), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_format_parse("json", NULL), MF_ERR_USAGE_NULL);
 }
 
 #define LOG_TEST(f) cmocka_unit_test_setup_teardown(f, log_setup, log_teardown)

@@ -227,8 +227,8 @@ static void test_mf_csr_create_invalid_id_refused(void **state)
     struct keys *k = *state;
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
-    assert_int_equal(mf_csr_create(k->p256, "spiffe://Example.org/x", &der).err, MF_ERR_ID_TD_CHAR);
-    assert_int_equal(mf_csr_create(k->p256, "https://example.org/x", &der).err, MF_ERR_ID_SCHEME);
+    ASSERT_ERR(mf_csr_create(k->p256, "spiffe://Example.org/x", &der), MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_csr_create(k->p256, "https://example.org/x", &der), MF_ERR_ID_SCHEME);
     assert_int_equal(der.len, 0);
     mf_buf_cleanup(&der);
 }
@@ -253,14 +253,14 @@ static void test_mf_csr_verify_openssl_refusals(void **state)
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     pem_to_der(ossl_two_uris, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_AUTH_SVID);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_AUTH_SVID);
     assert_non_null(strstr(mf_err_detail(), "2 URI SANs"));
     mf_buf_reset(&der);
     pem_to_der(ossl_rsa, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_KEY);
     mf_buf_reset(&der);
     pem_to_der(ossl_k1, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_KEY);
     mf_buf_cleanup(&der);
 }
 
@@ -272,14 +272,14 @@ static void test_mf_csr_verify_tampered_refused(void **state)
     pem_to_der(ossl_csr, &der);
     /* the signature's last byte */
     der.data[der.len - 1] ^= 0x01;
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     assert_non_null(strstr(mf_err_detail(), "signature"));
     der.data[der.len - 1] ^= 0x01;
     /* the requested ID: ".../ossl" becomes ".../osso" */
     uint8_t *p = memmem(der.data, der.len, "ossl", 4);
     assert_non_null(p);
     p[3] = 'o';
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     mf_buf_cleanup(&der);
 }
 
@@ -290,7 +290,7 @@ static void test_mf_csr_verify_signed_by_other_key_refused(void **state)
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     craft_csr(k->p256, &c, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     mf_buf_cleanup(&der);
 }
 
@@ -344,15 +344,15 @@ static void test_mf_csr_verify_size_and_truncation_refused(void **state)
     }
     size_t len = der.len;
     ASSERT_OK(mf_buf_append_u8(&der, 0));
-    assert_int_equal(mf_csr_verify(der.data, der.len, &csr).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_csr_verify(der.data, der.len, &csr), MF_ERR_PROTO_DER);
     /* cap and cap + 1 */
     ASSERT_OK(mf_buf_reserve(&der, MF_MAX_CSR + 1 - der.len));
     memset(der.data + len, 0, MF_MAX_CSR + 1 - len);
     der.len = MF_MAX_CSR + 1;
-    assert_int_equal(mf_csr_verify(der.data, MF_MAX_CSR + 1, &csr).err, MF_ERR_PROTO_TOO_LARGE);
-    assert_int_equal(mf_csr_verify(der.data, MF_MAX_CSR, &csr).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_csr_verify(der.data, 0, &csr).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_csr_verify(NULL, 0, &csr).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_csr_verify(der.data, MF_MAX_CSR + 1, &csr), MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_csr_verify(der.data, MF_MAX_CSR, &csr), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_csr_verify(der.data, 0, &csr), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_csr_verify(NULL, 0, &csr), MF_ERR_USAGE_NULL);
     assert_null(csr);
     mf_buf_cleanup(&der);
 }

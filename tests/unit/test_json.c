@@ -86,7 +86,7 @@ static void test_mf_json_parse_oversize_refused_before_parse(void **state)
     /* not even JSON: the cap must be what refuses it */
     const char junk[] = "}}}}}}}}}}";
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(junk, sizeof(junk) - 1, 4, &v).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_json_parse(junk, sizeof(junk) - 1, 4, &v), MF_ERR_PROTO_TOO_LARGE);
 }
 
 static void test_mf_json_parse_truncated_refused(void **state)
@@ -118,7 +118,7 @@ static void test_mf_json_parse_duplicate_key_refused(void **state)
 
     /* duplicates nested deeper are refused too */
     const char nested[] = "{\"o\":{\"x\":1,\"x\":1}}";
-    assert_int_equal(mf_json_parse(nested, strlen(nested), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(nested, strlen(nested), 4096, &v), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_parse_syntax_error_has_position(void **state)
@@ -138,15 +138,15 @@ static void test_mf_json_parse_embedded_nul_refused(void **state)
     json_t *v = NULL;
     /* a raw NUL byte inside the text */
     const char raw[] = "{\"a\":\"x\0y\"}";
-    assert_int_equal(mf_json_parse(raw, sizeof(raw) - 1, 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(raw, sizeof(raw) - 1, 4096, &v), MF_ERR_PROTO_JSON);
     /* a NUL after a complete value: trailing garbage */
     const char tail[] = "{\"a\":1}\0";
-    assert_int_equal(mf_json_parse(tail, sizeof(tail) - 1, 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(tail, sizeof(tail) - 1, 4096, &v), MF_ERR_PROTO_JSON);
     /* an escaped NUL in a string and in a key */
     const char esc[] = "{\"a\":\"x\\u0000y\"}";
-    assert_int_equal(mf_json_parse(esc, strlen(esc), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(esc, strlen(esc), 4096, &v), MF_ERR_PROTO_JSON);
     const char esck[] = "{\"a\\u0000b\":1}";
-    assert_int_equal(mf_json_parse(esck, strlen(esck), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(esck, strlen(esck), 4096, &v), MF_ERR_PROTO_JSON);
     assert_null(v);
 }
 
@@ -155,7 +155,7 @@ static void test_mf_json_parse_control_chars_cleaned_in_detail(void **state)
     (void)state;
     const char text[] = "{\"a\":\"\x01\x1b[31m\"}";
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(text, strlen(text), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(text, strlen(text), 4096, &v), MF_ERR_PROTO_JSON);
     for (const char *p = mf_err_detail(); *p != '\0'; p++) {
         assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
     }
@@ -165,9 +165,9 @@ static void test_mf_json_parse_null_args_refused(void **state)
 {
     (void)state;
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(NULL, 0, 10, &v).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_json_parse("{}", 2, 10, NULL).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_json_parse("", 0, 10, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(NULL, 0, 10, &v), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_json_parse("{}", 2, 10, NULL), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_json_parse("", 0, 10, &v), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_str_cases(void **state)
@@ -199,7 +199,7 @@ static void test_mf_json_str_cases(void **state)
     /* null counts as absent */
     ASSERT_OK(mf_json_str(v, "z", false, 16, &s));
     assert_null(s);
-    assert_int_equal(mf_json_str(v, "z", true, 16, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(v, "z", true, 16, &s), MF_ERR_PROTO_JSON);
     json_decref(v);
 }
 
@@ -210,7 +210,7 @@ static void test_mf_json_str_embedded_nul_refused(void **state)
     json_t *v = json_object();
     assert_int_equal(json_object_set_new(v, "s", json_stringn("a\0b", 3)), 0);
     const char *s = NULL;
-    assert_int_equal(mf_json_str(v, "s", true, 16, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(v, "s", true, 16, &s), MF_ERR_PROTO_JSON);
     assert_null(s);
     json_decref(v);
 }
@@ -223,27 +223,27 @@ static void test_mf_json_int_cases(void **state)
     int64_t i = 77;
     ASSERT_OK(mf_json_int(v, "i", true, 0, 10, &i));
     assert_int_equal(i, 10);
-    assert_int_equal(mf_json_int(v, "i", true, 0, 9, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "i", true, 11, 20, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "neg", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "i", true, 0, 9, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "i", true, 11, 20, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "neg", true, 0, 10, &i), MF_ERR_PROTO_JSON);
     ASSERT_OK(mf_json_int(v, "neg", true, -3, 10, &i));
     assert_int_equal(i, -3);
-    assert_int_equal(mf_json_int(v, "r", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "s", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "b", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "r", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "s", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "b", true, 0, 10, &i), MF_ERR_PROTO_JSON);
     ASSERT_OK(mf_json_int(v, "big", true, 0, INT64_MAX, &i));
     assert_true(i == INT64_MAX);
     /* optional absent keeps the default */
     i = 42;
     ASSERT_OK(mf_json_int(v, "none", false, 0, 10, &i));
     assert_int_equal(i, 42);
-    assert_int_equal(mf_json_int(v, "none", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "none", true, 0, 10, &i), MF_ERR_PROTO_JSON);
     json_decref(v);
 
     /* beyond int64: jansson refuses while parsing */
     json_t *w = NULL;
     const char huge[] = "{\"i\":9223372036854775808}";
-    assert_int_equal(mf_json_parse(huge, strlen(huge), 64, &w).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(huge, strlen(huge), 64, &w), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_bool_cases(void **state)
@@ -255,7 +255,7 @@ static void test_mf_json_bool_cases(void **state)
     assert_true(b);
     ASSERT_OK(mf_json_bool(v, "f", true, &b));
     assert_false(b);
-    assert_int_equal(mf_json_bool(v, "n", true, &b).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_bool(v, "n", true, &b), MF_ERR_PROTO_JSON);
     b = true;
     ASSERT_OK(mf_json_bool(v, "x", false, &b));
     assert_true(b);
@@ -269,21 +269,21 @@ static void test_mf_json_array_object_cases(void **state)
     const json_t *a = NULL;
     ASSERT_OK(mf_json_array(v, "a", true, 3, &a));
     assert_int_equal(json_array_size(a), 3);
-    assert_int_equal(mf_json_array(v, "a", true, 2, &a).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_json_array(v, "a", true, 2, &a), MF_ERR_PROTO_TOO_LARGE);
     assert_null(a);
-    assert_int_equal(mf_json_array(v, "o", true, 3, &a).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_array(v, "o", true, 3, &a), MF_ERR_PROTO_JSON);
     ASSERT_OK(mf_json_array(v, "none", false, 3, &a));
     assert_null(a);
     const json_t *o = NULL;
     ASSERT_OK(mf_json_object(v, "o", true, &o));
     assert_non_null(o);
-    assert_int_equal(mf_json_object(v, "a", true, &o).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_object(v, "s", true, &o).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_object(v, "none", true, &o).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "a", true, &o), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "s", true, &o), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "none", true, &o), MF_ERR_PROTO_JSON);
     /* getters on a non-object parent refuse */
     const json_t *arr = json_object_get(v, "a");
     const char *s;
-    assert_int_equal(mf_json_str(arr, "x", false, 4, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(arr, "x", false, 4, &s), MF_ERR_PROTO_JSON);
     json_decref(v);
 }
 
@@ -294,10 +294,10 @@ static void test_mf_json_only_keys_unknown_refused(void **state)
     const char *const ok[] = {"a", "b", "c", NULL};
     ASSERT_OK(mf_json_only_keys(v, ok));
     const char *const narrow[] = {"a", NULL};
-    assert_int_equal(mf_json_only_keys(v, narrow).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_only_keys(v, narrow), MF_ERR_PROTO_JSON);
     assert_non_null(strstr(mf_err_detail(), "\"b\""));
     const char *const none[] = {NULL};
-    assert_int_equal(mf_json_only_keys(v, none).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_only_keys(v, none), MF_ERR_PROTO_JSON);
     json_decref(v);
     json_t *e = parse_ok("{}");
     ASSERT_OK(mf_json_only_keys(e, none));
@@ -321,7 +321,7 @@ static void test_mf_json_dump_compact_order_ok(void **state)
     /* a buffer too small is refused and left as it was */
     mf_buf_init(&b, 10, 0);
     ASSERT_OK(mf_buf_append_str(&b, "pre:"));
-    assert_int_equal(mf_json_dump(v, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_json_dump(v, &b), MF_ERR_PROTO_TOO_LARGE);
     assert_string_equal(mf_buf_cstr(&b), "pre:");
     assert_int_equal(b.len, 4);
     mf_buf_cleanup(&b);

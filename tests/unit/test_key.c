@@ -198,7 +198,7 @@ static void test_mf_key_generate_roundtrip_der_pem_ok(void **state)
         mf_key_free(k3);
     }
     struct mf_key *k = NULL;
-    assert_int_equal(mf_key_generate((enum mf_key_type)7, &k).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_generate((enum mf_key_type)7, &k), MF_ERR_USAGE_ARG);
     assert_null(k);
 }
 
@@ -209,8 +209,8 @@ static void test_mf_key_to_der_non_secret_buffer_refused(void **state)
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
     struct mf_buf plain;
     mf_buf_init(&plain, 4096, 0);
-    assert_int_equal(mf_key_to_der(k, &plain).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_key_to_pem(k, &plain).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_to_der(k, &plain), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_to_pem(k, &plain), MF_ERR_USAGE_ARG);
     assert_int_equal(plain.len, 0);
     mf_buf_cleanup(&plain);
     mf_key_free(k);
@@ -311,7 +311,7 @@ static void test_mf_key_from_der_other_algorithms_refused(void **state)
     /* a CERTIFICATE only: no key block */
     static const char cert_only[] =
         "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
-    assert_int_equal(mf_key_from_pem(cert_only, strlen(cert_only), &k).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_key_from_pem(cert_only, strlen(cert_only), &k), MF_ERR_PROTO_PEM);
 }
 
 static void test_mf_key_from_der_malformed_refused(void **state)
@@ -331,24 +331,24 @@ static void test_mf_key_from_der_malformed_refused(void **state)
     uint8_t longer[512];
     memcpy(longer, der.data, der.len);
     longer[der.len] = 0;
-    assert_int_equal(mf_key_from_der(longer, der.len + 1, &k).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_key_from_der(longer, der.len + 1, &k), MF_ERR_PROTO_DER);
     /* the embedded public key does not belong to the scalar: flip its last
      * byte (the last byte of the DER) */
     longer[der.len - 1] ^= 0x01;
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_MISMATCH);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_MISMATCH);
     /* scalar 0 (offset 36..67 holds the 32-byte scalar) */
     memcpy(longer, der.data, der.len);
     assert_int_equal(longer[34], 0x04);
     assert_int_equal(longer[35], 0x20);
     memset(longer + 36, 0, 32);
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_KEY);
     /* scalar n-1+1 = n, the group order: out of range */
     static const uint8_t n256[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
                                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                      0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
                                      0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
     memcpy(longer + 36, n256, 32);
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_KEY);
     assert_null(k);
     mf_wipe(longer, sizeof(longer));
     mf_buf_cleanup(&der);
@@ -389,18 +389,15 @@ static void test_mf_pubkey_der_and_coords_roundtrip_ok(void **state)
         /* refusals: short coordinates, unknown curve, wrong curve name,
          * a point off the curve */
         struct mf_pubkey *bad = NULL;
-        assert_int_equal(mf_pubkey_from_ec_coords(crv, x, n - 1, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
-        assert_int_equal(mf_pubkey_from_ec_coords("P-521", x, n, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
-        assert_int_equal(mf_pubkey_from_ec_coords("p-256", x, n, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords(crv, x, n - 1, y, n, &bad), MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords("P-521", x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords("p-256", x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
         y[n - 1] ^= 1;
-        assert_int_equal(mf_pubkey_from_ec_coords(crv, x, n, y, n, &bad).err, MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords(crv, x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
         assert_null(bad);
         /* the same point off the curve through SPKI */
         der.data[der.len - 1] ^= 1;
-        assert_int_equal(mf_pubkey_from_der(der.data, der.len, &bad).err, MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &bad), MF_ERR_CRYPTO_KEY);
         der.data[der.len - 1] ^= 1;
         assert_null(bad);
         mf_pubkey_free(pk);
@@ -423,11 +420,11 @@ static void test_mf_pubkey_from_der_malformed_refused(void **state)
     }
     /* point format byte 0x04 -> 0x02 (compressed claims) */
     der.data[26] = 0x02;
-    assert_int_equal(mf_pubkey_from_der(der.data, der.len, &pk).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &pk), MF_ERR_CRYPTO_KEY);
     der.data[26] = 0x04;
     /* curve OID P-256 -> something else (last OID byte) */
     der.data[22] ^= 0x40;
-    assert_int_equal(mf_pubkey_from_der(der.data, der.len, &pk).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &pk), MF_ERR_CRYPTO_KEY);
     assert_null(pk);
     mf_buf_cleanup(&der);
 }
@@ -444,15 +441,11 @@ static void test_mf_pubkey_coords_outside_field_refused(void **state)
     memset(ones, 0xff, sizeof(ones));
     memset(zero, 0, sizeof(zero));
     struct mf_pubkey *pk = NULL;
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", p256, 32, zero, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", zero, 32, p256, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", ones, 32, ones, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", p256, 32, zero, 32, &pk), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", zero, 32, p256, 32, &pk), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", ones, 32, ones, 32, &pk), MF_ERR_CRYPTO_KEY);
     /* (0, 0) is in the field but not on the curve (b != 0) */
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", zero, 32, zero, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", zero, 32, zero, 32, &pk), MF_ERR_CRYPTO_KEY);
     assert_null(pk);
 }
 
@@ -468,12 +461,12 @@ static void test_mf_pubkey_verify_jose_openssl_vector_ok(void **state)
     uint8_t bad[64];
     memcpy(bad, jose_sig, 64);
     bad[63] ^= 1;
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, bad, 64).err, MF_ERR_CRYPTO_SIG);
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len - 1, jose_sig, 64).err, MF_ERR_CRYPTO_SIG);
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, jose_sig, 63).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, bad, 64), MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len - 1, jose_sig, 64), MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, jose_sig, 63), MF_ERR_CRYPTO_SIG);
     /* r = 0 and s = 0 */
     memset(bad, 0, sizeof(bad));
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, bad, 64).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, bad, 64), MF_ERR_CRYPTO_SIG);
     mf_pubkey_free(pk);
     mf_key_free(k);
 }
@@ -499,9 +492,8 @@ static void test_mf_key_sign_jose_roundtrip_ok(void **state)
             assert_int_equal(sig.len, sig_len[i]);
             ASSERT_OK(mf_pubkey_verify_jose(pk, msg, sizeof(msg) - 1, sig.data, sig.len));
             if (i == 0) {
-                assert_int_equal(
-                    mf_pubkey_verify_jose(opk, msg, sizeof(msg) - 1, sig.data, sig.len).err,
-                    MF_ERR_CRYPTO_SIG);
+                ASSERT_ERR(mf_pubkey_verify_jose(opk, msg, sizeof(msg) - 1, sig.data, sig.len),
+                           MF_ERR_CRYPTO_SIG);
             }
             mf_buf_cleanup(&sig);
         }

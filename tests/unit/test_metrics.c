@@ -111,7 +111,7 @@ static void test_mf_metrics_names_bad_refused(void **state)
         mf_res r = mf_metrics_counter(m, "ok_total", "h", bad_labels[i], &x);
         assert_int_equal(r.err, MF_ERR_USAGE_ARG);
     }
-    assert_int_equal(mf_metrics_counter(m, "ok_total", NULL, NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "ok_total", NULL, NULL, &x), MF_ERR_USAGE_ARG);
     /* colons are allowed in metric names, not in label names */
     ASSERT_OK(mf_metrics_gauge(m, "ns:sub_x", "h", "l_1", &x));
     ASSERT_OK(mf_metrics_counter(m, "_under", "h", "_l", &x));
@@ -129,11 +129,11 @@ static void test_mf_metrics_name_cap_cap_plus_one(void **state)
     ASSERT_OK(mf_metrics_counter(m, name, "h", NULL, &x));
     name[MF_METRICS_NAME_MAX - 1] = 'a';
     name[MF_METRICS_NAME_MAX] = '\0'; /* one more */
-    assert_int_equal(mf_metrics_counter(m, name, "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, name, "h", NULL, &x), MF_ERR_USAGE_ARG);
     char help[MF_METRICS_HELP_MAX + 1];
     memset(help, 'h', sizeof(help));
     help[MF_METRICS_HELP_MAX] = '\0';
-    assert_int_equal(mf_metrics_counter(m, "b", help, NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "b", help, NULL, &x), MF_ERR_USAGE_ARG);
     help[MF_METRICS_HELP_MAX - 1] = '\0';
     ASSERT_OK(mf_metrics_counter(m, "b", help, NULL, &x));
     mf_metrics_free(m);
@@ -145,14 +145,14 @@ static void test_mf_metrics_duplicate_and_full_refused(void **state)
     struct mf_metrics *m = new_reg();
     struct mf_metric *x = NULL;
     ASSERT_OK(mf_metrics_counter(m, "dup", "h", NULL, &x));
-    assert_int_equal(mf_metrics_gauge(m, "dup", "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_gauge(m, "dup", "h", NULL, &x), MF_ERR_USAGE_ARG);
     assert_null(x);
     for (int i = 1; i < MF_METRICS_FAMILIES_MAX; i++) {
         char n[32];
         snprintf(n, sizeof(n), "m%d", i);
         ASSERT_OK(mf_metrics_gauge(m, n, "h", NULL, &x));
     }
-    assert_int_equal(mf_metrics_gauge(m, "one_too_many", "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_gauge(m, "one_too_many", "h", NULL, &x), MF_ERR_USAGE_ARG);
     mf_metrics_free(m);
 }
 
@@ -310,18 +310,18 @@ static void test_mf_metrics_histogram_bounds_bad_refused(void **state)
     const double equal[] = {1, 1};
     const double inf[] = {1, INFINITY};
     const double nan_b[] = {NAN};
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", unsorted, 3, &h).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", unsorted, 3, &h), MF_ERR_USAGE_ARG);
     assert_null(h);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", equal, 2, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", inf, 2, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", nan_b, 1, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", unsorted, 0, &h).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", equal, 2, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", inf, 2, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", nan_b, 1, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", unsorted, 0, &h), MF_ERR_USAGE_ARG);
     double many[MF_METRICS_BUCKETS_MAX + 1];
     for (size_t i = 0; i < MF_METRICS_BUCKETS_MAX + 1; i++) {
         many[i] = (double)i;
     }
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX + 1, &h).err,
-                     MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX + 1, &h),
+               MF_ERR_USAGE_ARG);
     ASSERT_OK(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX, &h));
     mf_metric_observe(h, 1e9);
     char *doc = render(m);
@@ -399,7 +399,7 @@ static void test_mf_metrics_collect_hook_runs_ok(void **state)
     for (int i = 0; i < 4; i++) {
         ASSERT_OK(mf_metrics_on_collect(m, hook, g));
     }
-    assert_int_equal(mf_metrics_on_collect(m, hook, g).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_on_collect(m, hook, g), MF_ERR_USAGE_ARG);
     char *doc = render(m);
     assert_has_line(doc, "calls 4");
     free(doc);
@@ -414,7 +414,7 @@ static void test_mf_metrics_render_cap_too_large(void **state)
     ASSERT_OK(mf_metrics_counter(m, "long_name_total", "some help text", NULL, &c));
     struct mf_buf b;
     mf_buf_init(&b, 20, 0);
-    assert_int_equal(mf_metrics_render(m, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_metrics_render(m, &b), MF_ERR_PROTO_TOO_LARGE);
     mf_buf_cleanup(&b);
     mf_metrics_free(m);
 }
@@ -609,9 +609,9 @@ static void test_mf_metrics_notify_systemd_ok(void **state)
 
     /* malformed or unreachable addresses are errors, not silence */
     setenv("NOTIFY_SOCKET", "relative/path", 1);
-    assert_int_equal(mf_metrics_notify_systemd("READY=1").err, MF_ERR_IO);
+    ASSERT_ERR(mf_metrics_notify_systemd("READY=1"), MF_ERR_IO);
     setenv("NOTIFY_SOCKET", "/nonexistent/mayfly/notify", 1);
-    assert_int_equal(mf_metrics_notify_systemd("READY=1").err, MF_ERR_IO);
+    ASSERT_ERR(mf_metrics_notify_systemd("READY=1"), MF_ERR_IO);
     unsetenv("NOTIFY_SOCKET");
 }
 

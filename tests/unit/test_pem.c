@@ -131,7 +131,7 @@ static void test_mf_b64_decode_malformed_refused(void **state)
     /* an embedded NUL is just another character outside the alphabet */
     struct mf_buf b;
     mf_buf_init(&b, 64, 0);
-    assert_int_equal(mf_b64_decode("Zm\0v", 4, &b).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_b64_decode("Zm\0v", 4, &b), MF_ERR_PROTO_PEM);
     mf_buf_cleanup(&b);
 }
 
@@ -142,7 +142,7 @@ static void test_mf_b64_decode_cap_refused(void **state)
     mf_buf_init(&b, 6, 0);
     ASSERT_OK(mf_b64_decode("Zm9vYmFy", 8, &b)); /* exactly 6 */
     mf_buf_reset(&b);
-    assert_int_equal(mf_b64_decode("Zm9vYmFyYg==", 12, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_b64_decode("Zm9vYmFyYg==", 12, &b), MF_ERR_PROTO_TOO_LARGE);
     mf_buf_cleanup(&b);
 }
 
@@ -170,8 +170,8 @@ static void test_mf_pem_encode_lines_ok(void **state)
     assert_int_equal(nl - l3, 8);
     assert_string_equal(nl + 1, "-----END CERTIFICATE-----\n");
 
-    assert_int_equal(mf_pem_encode("bad label", der, 1, &b).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_pem_encode("X", der, 0, &b).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_pem_encode("bad label", der, 1, &b), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_pem_encode("X", der, 0, &b), MF_ERR_USAGE_ARG);
     mf_buf_cleanup(&b);
 }
 
@@ -200,7 +200,7 @@ static void test_mf_pem_next_several_blocks_ok(void **state)
     assert_string_equal(label, "EC PRIVATE KEY");
     assert_int_equal(der.len, sizeof(c)); /* written, not appended */
     assert_memory_equal(der.data, c, sizeof(c));
-    assert_int_equal(mf_pem_next(&cur, label, sizeof(label), &der).err, MF_ERR_IO_EOF);
+    ASSERT_ERR(mf_pem_next(&cur, label, sizeof(label), &der), MF_ERR_IO_EOF);
     mf_buf_cleanup(&text);
     mf_buf_cleanup(&der);
 }

@@ -221,7 +221,7 @@ static void test_mf_selector_parse_path_cap_limits(void **state)
     mf_selector_cleanup(&sel);
     v[MF_SELECTOR_VALUE_MAX] = 'q';
     v[MF_SELECTOR_VALUE_MAX + 1] = '\0';
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel).err, MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel), MF_ERR_PROTO_SELECTOR);
     free(v);
 }
 
@@ -313,8 +313,8 @@ static void test_mf_selector_parse_malformed_refused(void **state)
     expect_bad("unix:uid");
     expect_bad("uid:1000");
     struct mf_selector sel = {0};
-    assert_int_equal(mf_selector_parse(NULL, 4, &sel).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_selector_parse("unix:uid:1", 10, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_parse(NULL, 4, &sel), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_parse("unix:uid:1", 10, NULL), MF_ERR_USAGE_NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -359,11 +359,11 @@ static void test_mf_selector_make_bad_refused(void **state)
 {
     (void)state;
     struct mf_selector sel = {0};
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, "x", &sel).err, MF_ERR_PROTO_SELECTOR);
-    assert_int_equal(mf_selector_make((enum mf_sel_kind)99, "1", &sel).err, MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, "x", &sel), MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make((enum mf_sel_kind)99, "1", &sel), MF_ERR_PROTO_SELECTOR);
     assert_non_null(strstr(mf_err_detail(), "99"));
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, NULL, &sel).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, "1", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, NULL, &sel), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, "1", NULL), MF_ERR_USAGE_NULL);
     assert_null(sel.value);
     assert_string_equal(mf_selector_kind_name((enum mf_sel_kind)99), "unknown");
 }
@@ -378,12 +378,12 @@ static void test_mf_selector_format_small_buffer_refused(void **state)
     ASSERT_OK(mf_selector_format(&sel, text, 14));
     assert_string_equal(text, "unix:uid:1000");
     memset(text, 'x', sizeof(text));
-    assert_int_equal(mf_selector_format(&sel, text, 13).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_selector_format(&sel, text, 13), MF_ERR_USAGE_ARG);
     assert_string_equal(text, "");
-    assert_int_equal(mf_selector_format(&sel, text, 0).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_selector_format(&sel, text, 0), MF_ERR_USAGE_ARG);
     mf_selector_cleanup(&sel);
     /* an empty selector has nothing to print */
-    assert_int_equal(mf_selector_format(&sel, text, sizeof(text)).err, MF_ERR_STATE);
+    ASSERT_ERR(mf_selector_format(&sel, text, sizeof(text)), MF_ERR_STATE);
 }
 
 static void test_mf_selector_copy_deep_ok(void **state)
@@ -403,7 +403,7 @@ static void test_mf_selector_copy_deep_ok(void **state)
     /* an empty selector copies to an empty selector */
     ASSERT_OK(mf_selector_copy(&a, &b));
     assert_null(b.value);
-    assert_int_equal(mf_selector_copy(NULL, &b).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_copy(NULL, &b), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_selector_cmp_total_order(void **state)

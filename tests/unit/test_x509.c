@@ -342,9 +342,9 @@ static void test_mf_x509_self_signed_profile_ok(void **state)
     /* a CA ID with a path is refused */
     struct mf_spiffe_id bad = parse_id("spiffe://example.org/ca");
     struct mf_cert *c = NULL;
-    assert_int_equal(mf_x509_self_signed(&bad, f->ca_key, f->now, 60, &c).err, MF_ERR_ID_HAS_PATH);
+    ASSERT_ERR(mf_x509_self_signed(&bad, f->ca_key, f->now, 60, &c), MF_ERR_ID_HAS_PATH);
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
-    assert_int_equal(mf_x509_self_signed(&td, f->ca_key, f->now, 0, &c).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_x509_self_signed(&td, f->ca_key, f->now, 0, &c), MF_ERR_USAGE_ARG);
     assert_null(c);
 }
 
@@ -492,7 +492,7 @@ static void test_mf_x509_issue_not_after_capped_ok(void **state)
         mft_issue(short_ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 3600, false);
     assert_int_equal(mf_cert_not_after(leaf), mf_cert_not_after(short_ca));
     ASSERT_OK(verify1(leaf, NULL, short_ca, f->now + 100, NULL));
-    assert_int_equal(verify1(leaf, NULL, short_ca, f->now + 101, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(leaf, NULL, short_ca, f->now + 101, NULL), MF_ERR_AUTH_EXPIRED);
     /* an intermediate is capped the same way */
     struct mf_cert *inter =
         mft_issue(short_ca, f->ca_key, "spiffe://example.org", f->leaf_pub, f->now, 86400, true);
@@ -555,10 +555,10 @@ static void test_mf_x509_issue_bad_requests_refused(void **state)
     struct mf_issue_req req = {
         .id = &leaf_id, .subject_key = f->leaf_pub, .now = f->now, .ttl = 60};
     struct mf_cert *c = NULL;
-    assert_int_equal(mf_x509_issue(&req, leaf, f->leaf_key, &c).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_x509_issue(&req, leaf, f->leaf_key, &c), MF_ERR_USAGE_ARG);
     req.now = mf_cert_not_after(f->ca) + 1;
-    assert_int_equal(mf_x509_issue(&req, f->ca, f->ca_key, &c).err, MF_ERR_AUTH_EXPIRED);
-    assert_int_equal(mf_x509_issue(NULL, f->ca, f->ca_key, &c).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_x509_issue(&req, f->ca, f->ca_key, &c), MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(mf_x509_issue(NULL, f->ca, f->ca_key, &c), MF_ERR_USAGE_NULL);
     assert_null(c);
     mf_cert_free(leaf);
 }
@@ -577,7 +577,7 @@ static void test_mf_x509_issue_p384_ca_ok(void **state)
     assert_int_equal(dc->signatureOID, CTC_SHA384wECDSA);
     wolf_free(dc);
     ASSERT_OK(verify1(leaf, NULL, ca, f->now, NULL));
-    assert_int_equal(verify1(leaf, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(leaf);
     mf_cert_free(ca);
     mf_key_free(k384);
@@ -643,8 +643,8 @@ static void test_mf_x509_verify_chain_validity_edges(void **state)
     int64_t nb = mf_cert_not_before(leaf), na = mf_cert_not_after(leaf);
     ASSERT_OK(verify1(leaf, NULL, f->ca, nb, NULL));
     ASSERT_OK(verify1(leaf, NULL, f->ca, na, NULL));
-    assert_int_equal(verify1(leaf, NULL, f->ca, nb - 1, NULL).err, MF_ERR_AUTH_EXPIRED);
-    assert_int_equal(verify1(leaf, NULL, f->ca, na + 1, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, nb - 1, NULL), MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, na + 1, NULL), MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(mf_err_detail(), "expired"));
     mf_cert_free(leaf);
 
@@ -663,7 +663,7 @@ static void test_mf_x509_verify_chain_validity_edges(void **state)
     lt.issuer = old_ca;
     lt.nb = f->now - 7000;
     struct mf_cert *l2 = craft(&lt);
-    assert_int_equal(verify1(l2, NULL, old_ca, f->now, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(l2, NULL, old_ca, f->now, NULL), MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(mf_err_detail(), "certificate 1"));
     /* ... and fine at a time when both were valid */
     ASSERT_OK(verify1(l2, NULL, old_ca, f->now - 5000, NULL));
@@ -678,16 +678,16 @@ static void test_mf_x509_verify_chain_wrong_trust_domain_refused(void **state)
     struct mf_spiffe_id id;
     memset(&id, 'x', sizeof(id));
     /* B23: another trust domain's authorities never vouch for it */
-    assert_int_equal(verify1(leaf, NULL, f->other_ca, f->now, &id).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, f->other_ca, f->now, &id), MF_ERR_AUTH_UNTRUSTED);
     assert_int_equal(id.str[0], '\0'); /* out-param cleared, set only on success */
     assert_int_equal(id.len, 0);
 
     struct mf_certs chain, auths;
     mf_certs_init(&chain);
     mf_certs_init(&auths);
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_MISSING);
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_MISSING);
     ASSERT_OK(mf_certs_push(&chain, leaf));
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     /* several authorities: the right one is found */
     ASSERT_OK(mf_certs_push(&auths, f->other_ca));
     ASSERT_OK(mf_certs_push(&auths, f->ca));
@@ -697,7 +697,7 @@ static void test_mf_x509_verify_chain_wrong_trust_domain_refused(void **state)
     struct craft forged = leaf_template(f);
     forged.issuer_key = f->other_key;
     struct mf_cert *bad = craft(&forged);
-    assert_int_equal(verify1(bad, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(bad, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(bad);
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&auths);
@@ -727,7 +727,7 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
     ASSERT_OK(verify1(leaf, inter, f->ca, f->now, &id));
     assert_string_equal(id.str, LEAF_ID);
     /* without the intermediate there is no path */
-    assert_int_equal(verify1(leaf, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     /* the intermediate itself as the authority (an upstream-style anchor) */
     ASSERT_OK(verify1(leaf, NULL, inter, f->now, NULL));
     /* root included in the chain, and intermediates out of order */
@@ -741,11 +741,11 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
     ASSERT_OK(mf_x509_verify_chain(&chain, &auths, f->now, NULL));
     mf_certs_cleanup(&auths);
     ASSERT_OK(mf_certs_push(&auths, f->other_ca));
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&auths);
     /* an intermediate (a CA) is never accepted as the leaf */
-    assert_int_equal(verify1(inter, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_SVID);
+    ASSERT_ERR(verify1(inter, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_SVID);
     mf_cert_free(leaf);
     mf_cert_free(inter);
     mf_pubkey_free(ipub);
@@ -765,7 +765,7 @@ static void test_mf_x509_verify_chain_tampered_refused(void **state)
     copy[len - 1] ^= 0x01;
     struct mf_cert *t = NULL;
     ASSERT_OK(mf_cert_from_der(copy, len, &t));
-    assert_int_equal(verify1(t, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(t, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     assert_non_null(strstr(mf_err_detail(), "signature"));
     mf_cert_free(t);
     /* the SPIFFE ID inside the TBS: ".../web" -> ".../wec" */
@@ -775,7 +775,7 @@ static void test_mf_x509_verify_chain_tampered_refused(void **state)
     p[5] = 'c';
     ASSERT_OK(mf_cert_from_der(copy, len, &t));
     assert_string_equal(mf_cert_spiffe_id(t)->str, "spiffe://example.org/ns/prod/sa/wec");
-    assert_int_equal(verify1(t, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(t, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(t);
     free(copy);
     mf_cert_free(leaf);
@@ -918,7 +918,7 @@ static void test_mf_x509_verify_chain_issuer_rules_refused(void **state)
     struct craft lc = leaf_template(f);
     lc.issuer = notca;
     struct mf_cert *leaf = craft(&lc);
-    assert_int_equal(verify1(leaf, NULL, notca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, notca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     assert_non_null(strstr(mf_err_detail(), "not a CA"));
     mf_cert_free(leaf);
     mf_cert_free(notca);
@@ -1186,9 +1186,9 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
 
     struct mf_certs out;
     mf_certs_init(&out);
-    assert_int_equal(mf_certs_from_pem("", 0, &out).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_certs_from_pem("", 0, &out), MF_ERR_PROTO_PEM);
     static const char key_only[] = "-----BEGIN PRIVATE KEY-----\nAQID\n-----END PRIVATE KEY-----\n";
-    assert_int_equal(mf_certs_from_pem(key_only, strlen(key_only), &out).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_certs_from_pem(key_only, strlen(key_only), &out), MF_ERR_PROTO_PEM);
     /* every truncation of a one-certificate PEM fails, and out stays empty */
     for (size_t n = 0; n < pem.len - 1; n++) {
         assert_false(mf_ok(mf_certs_from_pem(text, n, &out)));
@@ -1200,8 +1200,7 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
     ASSERT_OK(mf_buf_append(&two, pem.data, pem.len));
     ASSERT_OK(mf_buf_append_str(&two, "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n"
                                       "-----END CERTIFICATE-----\n"));
-    assert_int_equal(mf_certs_from_pem((const char *)two.data, two.len, &out).err,
-                     MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_certs_from_pem((const char *)two.data, two.len, &out), MF_ERR_PROTO_DER);
     assert_int_equal(out.n, 0);
     /* DER concatenation: trailing garbage, empty */
     size_t len;
@@ -1211,8 +1210,8 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
     memcpy(buf, der, len);
     buf[len] = 0x30;
     buf[len + 1] = 0x05;
-    assert_int_equal(mf_certs_from_der_concat(buf, len + 2, &out).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_certs_from_der_concat(buf, 0, &out).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_certs_from_der_concat(buf, len + 2, &out), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_certs_from_der_concat(buf, 0, &out), MF_ERR_PROTO_DER);
     assert_int_equal(out.n, 0);
     free(buf);
     mf_buf_cleanup(&two);
@@ -1234,28 +1233,28 @@ static void test_mf_cert_from_der_malformed_refused(void **state)
     assert_non_null(buf);
     memcpy(buf, der, len);
     /* trailing byte */
-    assert_int_equal(mf_cert_from_der(buf, len + 1, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len + 1, &c), MF_ERR_PROTO_DER);
     /* cap + 1 */
-    assert_int_equal(mf_cert_from_der(buf, MF_MAX_CERT + 1, &c).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_cert_from_der(buf, MF_MAX_CERT + 1, &c), MF_ERR_PROTO_TOO_LARGE);
     /* the outer length in a non-minimal long form: 30 82 0x xx -> 30 83 00 0x xx */
     assert_int_equal(buf[0], 0x30);
     assert_int_equal(buf[1], 0x82);
     memmove(buf + 3, buf + 2, len - 2);
     buf[1] = 0x83;
     buf[2] = 0x00;
-    assert_int_equal(mf_cert_from_der(buf, len + 1, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len + 1, &c), MF_ERR_PROTO_DER);
     /* indefinite length */
     memcpy(buf, der, len);
     buf[1] = 0x80;
-    assert_int_equal(mf_cert_from_der(buf, len, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_PROTO_DER);
     /* a different inner signature algorithm (SHA-256 -> SHA-384 in the TBS) */
     memcpy(buf, der, len);
     uint8_t *alg = memmem(buf, len, "\x2a\x86\x48\xce\x3d\x04\x03\x02", 8);
     assert_non_null(alg);
     alg[7] = 0x03;
-    assert_int_equal(mf_cert_from_der(buf, len, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_PROTO_DER);
     assert_null(c);
-    assert_int_equal(mf_cert_from_der(NULL, 1, &c).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_cert_from_der(NULL, 1, &c), MF_ERR_USAGE_NULL);
     free(buf);
 }
 
@@ -1274,7 +1273,7 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     ASSERT_OK(mf_der_next(&c, &d));
     assert_int_equal(d.len, 5);
     mf_cur_init(&c, long_bad, sizeof(long_bad));
-    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_der_next(&c, &d), MF_ERR_PROTO_DER);
     assert_non_null(strstr(mf_err_detail(), "non-minimal length"));
     assert_int_equal(c.off, 0); /* a failed read does not move the cursor */
     /* the edges: 81 7f refused, 81 80 is the shortest long form, accepted */
@@ -1284,7 +1283,7 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     buf[1] = 0x81;
     buf[2] = 0x7f;
     mf_cur_init(&c, buf, 3 + 0x7f);
-    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_der_next(&c, &d), MF_ERR_PROTO_DER);
     buf[2] = 0x80;
     mf_cur_init(&c, buf, sizeof(buf));
     ASSERT_OK(mf_der_next(&c, &d));
@@ -1310,7 +1309,7 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     b[10] = 0x03;
     memcpy(b + 11, der + 10, len - 10);
     struct mf_cert *cert = NULL;
-    assert_int_equal(mf_cert_from_der(b, len + 1, &cert).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(b, len + 1, &cert), MF_ERR_PROTO_DER);
     assert_null(cert);
     /* the same bytes with a0 03 again parse: only the length form was wrong */
     b[9] = 0x03;
@@ -1350,12 +1349,12 @@ static void test_mf_try_wc_ssl_detail_records_code(void **state)
 {
     ASSERT_OK(wc_call(0));
     /* wolfCrypt: anything but 0 fails, with the code and its message */
-    assert_int_equal(wc_call(BAD_FUNC_ARG).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(wc_call(BAD_FUNC_ARG), MF_ERR_CRYPTO_KEY);
     assert_non_null(strstr(mf_err_detail(), "wolfCrypt: "));
     assert_non_null(strstr(mf_err_detail(), "(-173)"));
     ASSERT_OK(wc_call(0));
     /* wolfSSL: only WOLFSSL_SUCCESS (1) passes; 1 would fail MF_TRY_WC */
-    assert_int_equal(wc_call(WOLFSSL_SUCCESS).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(wc_call(WOLFSSL_SUCCESS), MF_ERR_CRYPTO_KEY);
     mf_res r = ssl_load("not PEM");
     assert_int_equal(r.err, MF_ERR_CRYPTO_MISMATCH);
     assert_non_null(strstr(mf_err_detail(), "wolfSSL: "));
