@@ -83,8 +83,10 @@ refused "sign an entry parented to another agent" 'permission_denied' \
 client a attest --dir "$T/x" --token "$tok" >/dev/null || die "the token was spent by a refusal"
 refused "token replay" 'status=401' client a attest --dir "$T/x2" --token "$tok"
 
-# an expired agent SVID (2 s, NotAfter passed)
-sleep 2.5
+# an expired agent SVID (2 s): wait until its NotAfter has passed
+ex_end=$(date -d "$(openssl x509 -enddate -noout -in "$T/ex/agent.pem" | cut -d= -f2)" +%s)
+past_end() { [ "$(date +%s)" -gt "$ex_end" ]; }
+wait_until 5 past_end
 REG=e
 for cmd in renew sync; do
     refused "$cmd with an expired agent SVID" 'status=401' client e $cmd --dir "$T/ex"

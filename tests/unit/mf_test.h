@@ -14,8 +14,10 @@
 #define MF_TEST_H
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -62,27 +64,50 @@ struct mft_ident {
     struct mf_cert *cert;
 };
 
+/* A self-signed CA certificate for trust domain td_id
+ * ("spiffe://example.org") and its new P-256 key in *key, valid from now
+ * for ttl seconds. */
+static MFT_UNUSED struct mf_cert *mft_ca_cert(const char *td_id, int64_t now, int64_t ttl,
+                                              struct mf_key **key)
+{
+    struct mf_spiffe_id id;
+    struct mf_cert *c = NULL;
+    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, key));
+    ASSERT_OK(mf_x509_self_signed(&id, *key, now, ttl, &c));
+    return c;
+}
+
+/* A certificate for spiffe_id and subject signed by ca / ca_key, valid from
+ * now for ttl seconds; an intermediate CA when is_ca. */
+static MFT_UNUSED struct mf_cert *mft_issue(const struct mf_cert *ca, const struct mf_key *ca_key,
+                                            const char *spiffe_id, const struct mf_pubkey *subject,
+                                            int64_t now, int64_t ttl, bool is_ca)
+{
+    struct mf_spiffe_id id;
+    struct mf_cert *c = NULL;
+    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
+    struct mf_issue_req req = {
+        .id = &id, .subject_key = subject, .now = now, .ttl = ttl, .is_ca = is_ca};
+    ASSERT_OK(mf_x509_issue(&req, ca, ca_key, &c));
+    return c;
+}
+
 /* A self-signed CA for trust domain td_id ("spiffe://example.org"), valid
  * from now for two days. */
 static MFT_UNUSED void mft_make_ca(struct mft_ident *out, const char *td_id, int64_t now)
 {
-    struct mf_spiffe_id id;
-    ASSERT_OK(mf_spiffeid_parse_cstr(td_id, &id));
-    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
-    ASSERT_OK(mf_x509_self_signed(&id, out->key, now, 2 * 86400, &out->cert));
+    out->cert = mft_ca_cert(td_id, now, 2 * 86400, &out->key);
 }
 
 /* An X509-SVID for spiffe_id issued by ca, valid from now for ttl seconds. */
 static MFT_UNUSED void mft_make_leaf(struct mft_ident *out, const struct mft_ident *ca,
                                      const char *spiffe_id, int64_t now, int64_t ttl)
 {
-    struct mf_spiffe_id id;
     struct mf_pubkey *pub = NULL;
-    ASSERT_OK(mf_spiffeid_parse_cstr(spiffe_id, &id));
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &out->key));
     ASSERT_OK(mf_key_public(out->key, &pub));
-    struct mf_issue_req req = {.id = &id, .subject_key = pub, .now = now, .ttl = ttl};
-    ASSERT_OK(mf_x509_issue(&req, ca->cert, ca->key, &out->cert));
+    out->cert = mft_issue(ca->cert, ca->key, spiffe_id, pub, now, ttl, false);
     mf_pubkey_free(pub);
 }
 
@@ -106,19 +131,40 @@ static MFT_UNUSED int mft_tmpdir(char *dir, size_t cap, const char *name)
     return mkdtemp(dir) != NULL ? 0 : -1;
 }
 
-/* Removes dir and the files (and sockets) directly in it; best effort. */
+/* Removes everything under the directory open as fd (closed here), to any
+ * depth, without following symlinks; best effort. */
+static MFT_UNUSED void mft_rm_under(int fd)
+{
+    DIR *d = fdopendir(fd);
+    if (d == NULL) {
+        (void)close(fd);
+        return;
+    }
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0) {
+            continue;
+        }
+        /* not a file: a directory, emptied first */
+        int sub = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub >= 0) {
+            mft_rm_under(sub);
+            (void)unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+    }
+    closedir(d);
+}
+
+/* Removes dir and everything in it (what `rm -rf` does, without a shell);
+ * best effort. */
 static MFT_UNUSED void mft_rmdir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d != NULL) {
-        const struct dirent *e;
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
-                continue;
-            }
-            (void)unlinkat(dirfd(d), e->d_name, 0);
-        }
-        closedir(d);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        mft_rm_under(fd);
     }
     (void)rmdir(dir);
 }
@@ -141,9 +187,9 @@ static MFT_UNUSED struct MHD_Daemon *mft_mhd_unix(const char *sock, unsigned int
     }
     struct MHD_Daemon *d = MHD_start_daemon(
         flags | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, cls, MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
-        notify, notify_cls, MHD_OPTION_CONNECTION_LIMIT, 64, MHD_OPTION_CONNECTION_TIMEOUT,
-        timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_COMPLETED, mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, notify,
+        notify_cls, MHD_OPTION_CONNECTION_LIMIT, 64, MHD_OPTION_CONNECTION_TIMEOUT, timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
     if (d == NULL) {
         close(fd);
     }

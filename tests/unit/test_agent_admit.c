@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "agent/agent_admit.h"
+#include "mf_test.h"
 
 static void take_n(struct agent_admit *a, uid_t uid, unsigned n)
 {
@@ -28,7 +29,7 @@ static void test_agent_admit_init_bad_share_refused(void **state)
     assert_false(mf_ok(agent_admit_init(&a, 8, 0)));
     assert_false(mf_ok(agent_admit_init(&a, 8, 9)));
     assert_false(mf_ok(agent_admit_init(&a, 0, 1)));
-    assert_true(mf_ok(agent_admit_init(&a, 8, 8)));
+    ASSERT_OK(agent_admit_init(&a, 8, 8));
     agent_admit_cleanup(&a);
 }
 
@@ -36,7 +37,7 @@ static void test_agent_admit_share_capped_others_served_ok(void **state)
 {
     (void)state;
     struct agent_admit a;
-    assert_true(mf_ok(agent_admit_init(&a, 128, 32)));
+    ASSERT_OK(agent_admit_init(&a, 128, 32));
     take_n(&a, 1002, 32);
     assert_int_equal(agent_admit_take(&a, 1002, 0), AGENT_ADMIT_SHARE); /* cap + 1 */
     assert_int_equal(agent_admit_of(&a, 1002), 32);
@@ -54,7 +55,7 @@ static void test_agent_admit_reserve_kept_for_light_users_ok(void **state)
 {
     (void)state;
     struct agent_admit a;
-    assert_true(mf_ok(agent_admit_init(&a, 128, 32)));
+    ASSERT_OK(agent_admit_init(&a, 128, 32));
     /* four uids flood: together they reach the reserve (112) and stop */
     take_n(&a, 2001, 32);
     take_n(&a, 2002, 32);
@@ -76,7 +77,7 @@ static void test_agent_admit_root_exempt_from_share_ok(void **state)
 {
     (void)state;
     struct agent_admit a;
-    assert_true(mf_ok(agent_admit_init(&a, 16, 1)));
+    ASSERT_OK(agent_admit_init(&a, 16, 1));
     take_n(&a, 0, 16);
     assert_int_equal(agent_admit_take(&a, 0, 0), AGENT_ADMIT_FULL);
     agent_admit_cleanup(&a);
@@ -86,7 +87,7 @@ static void test_agent_admit_extra_counts_against_limit_ok(void **state)
 {
     (void)state;
     struct agent_admit a;
-    assert_true(mf_ok(agent_admit_init(&a, 16, 16)));
+    ASSERT_OK(agent_admit_init(&a, 16, 16));
     take_n(&a, 1001, 10);
     /* 6 closed connections not yet freed elsewhere: full */
     assert_int_equal(agent_admit_take(&a, 1001, 6), AGENT_ADMIT_FULL);
@@ -101,7 +102,7 @@ static void test_agent_admit_rows_reused_many_uids_ok(void **state)
 {
     (void)state;
     struct agent_admit a;
-    assert_true(mf_ok(agent_admit_init(&a, 8, 2)));
+    ASSERT_OK(agent_admit_init(&a, 8, 2));
     /* far more distinct uids over time than rows: each row is freed when
      * its uid's last connection goes */
     for (uid_t u = 1000; u < 1100; u++) {

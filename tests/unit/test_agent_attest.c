@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "agent/agent_attest.h"
+#include "mf_test.h"
 
 static bool has(const struct agent_workload *w, const char *text)
 {
@@ -42,7 +43,7 @@ static bool has(const struct agent_workload *w, const char *text)
 static struct agent_conn_stamp stamp_of(pid_t pid, bool with_ticks)
 {
     struct agent_conn_stamp st;
-    assert_true(mf_ok(agent_attest_stamp_pid(pid, &st)));
+    ASSERT_OK(agent_attest_stamp_pid(pid, &st));
     assert_int_equal(st.pid, pid);
     if (!with_ticks) {
         st.ticks = 0;
@@ -56,10 +57,10 @@ static void test_agent_attest_pid_self_ok(void **state)
     struct agent_attestor a;
     struct agent_workload w;
     char sel[4200];
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     struct agent_conn_stamp st = stamp_of(getpid(), true);
     assert_true(st.exe_ok);
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w)));
+    ASSERT_OK(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w));
     snprintf(sel, sizeof(sel), "unix:uid:%u", (unsigned)geteuid());
     assert_true(has(&w, sel));
     snprintf(sel, sizeof(sel), "unix:gid:%u", (unsigned)getegid());
@@ -79,7 +80,7 @@ static void test_agent_attest_pid_self_ok(void **state)
 
     /* second attestation: digest served from the cache */
     struct agent_workload w2;
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w2)));
+    ASSERT_OK(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w2));
     assert_int_equal(a.hashes, 1);
     assert_int_equal(w2.n_sels, w.n_sels);
     agent_workload_cleanup(&w2);
@@ -93,8 +94,8 @@ static void test_agent_attest_pid_size_limit_no_sha(void **state)
     struct agent_attestor a;
     struct agent_workload w;
     struct agent_conn_stamp st = stamp_of(getpid(), false);
-    assert_true(mf_ok(agent_attestor_init(&a, 16)));
-    assert_true(mf_ok(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w)));
+    ASSERT_OK(agent_attestor_init(&a, 16));
+    ASSERT_OK(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w));
     for (size_t i = 0; i < w.n_sels; i++) {
         assert_int_not_equal(w.sels[i].kind, MF_SEL_UNIX_SHA256);
     }
@@ -108,9 +109,8 @@ static void test_agent_attest_pid_wrong_uid_refused(void **state)
     struct agent_attestor a;
     struct agent_workload w;
     struct agent_conn_stamp st = stamp_of(getpid(), false);
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid() + 1, getegid(), &st, &w), MF_ERR_AUTH);
     assert_null(w.sels);
     agent_attestor_cleanup(&a);
 }
@@ -128,8 +128,8 @@ static void test_agent_attest_pid_dead_refused(void **state)
     assert_int_equal(waitpid(pid, NULL, 0), pid);
     struct agent_conn_stamp st = stamp_of(pid, false);
     assert_false(st.exe_ok);
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err, MF_ERR_AUTH);
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
+    ASSERT_ERR(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -141,9 +141,8 @@ static void test_agent_attest_pid_younger_than_connection_refused(void **state)
     struct agent_workload w;
     struct agent_conn_stamp st = stamp_of(getpid(), false);
     st.ticks = 1;
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -154,27 +153,23 @@ static void test_agent_attest_pid_other_exe_stamp_refused(void **state)
     (void)state;
     struct agent_attestor a;
     struct agent_workload w;
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     struct agent_conn_stamp st = stamp_of(getpid(), false);
     st.exe_ino++;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     assert_non_null(strstr(mf_err_detail(), "the executable changed since the connection"));
     assert_null(w.sels);
     st = stamp_of(getpid(), false);
     st.exe_dev++;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     /* not seen at accept, but visible now: cannot be compared, refused */
     st = stamp_of(getpid(), false);
     st.exe_ok = false;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     /* a stamp of another pid, or of none */
     st = stamp_of(getpid(), false);
     st.pid = getpid() + 1;
-    assert_int_equal(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w).err,
-                     MF_ERR_AUTH);
+    ASSERT_ERR(agent_attest_pid(&a, getpid(), geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
     agent_attestor_cleanup(&a);
 }
 
@@ -187,7 +182,7 @@ static void test_agent_attest_pid_exec_after_stamp_refused(void **state)
     struct agent_attestor a;
     struct agent_workload w;
     int go[2];
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     for (int do_exec = 0; do_exec < 2; do_exec++) {
         assert_int_equal(pipe(go), 0);
         pid_t pid = fork();
@@ -221,12 +216,11 @@ static void test_agent_attest_pid_exec_after_stamp_refused(void **state)
                 }
             }
             assert_true(execd);
-            assert_int_equal(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w).err,
-                             MF_ERR_AUTH);
+            ASSERT_ERR(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w), MF_ERR_AUTH);
             assert_non_null(strstr(mf_err_detail(), "the executable changed"));
             assert_null(w.sels);
         } else {
-            assert_true(mf_ok(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w)));
+            ASSERT_OK(agent_attest_pid(&a, pid, geteuid(), getegid(), &st, &w));
             agent_workload_cleanup(&w);
         }
         kill(pid, SIGKILL);
@@ -245,9 +239,9 @@ static void test_agent_attest_recv_other_writer_refused(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
     struct agent_conn_stamp st;
     /* off: refused, the first bytes would come without their writer */
-    assert_int_equal(agent_attest_stamp(sv[0], &st).err, MF_ERR_IO);
-    assert_true(mf_ok(agent_attest_listener(sv[0])));
-    assert_true(mf_ok(agent_attest_stamp(sv[0], &st)));
+    ASSERT_ERR(agent_attest_stamp(sv[0], &st), MF_ERR_IO);
+    ASSERT_OK(agent_attest_listener(sv[0]));
+    ASSERT_OK(agent_attest_stamp(sv[0], &st));
     assert_int_equal(st.pid, getpid());
     assert_int_equal(write(sv[1], "me", 2), 2);
     pid_t pid = fork();
@@ -273,14 +267,14 @@ static void test_agent_attest_parse_starttime_hostile_comm_ok(void **state)
     (void)state;
     const char *s = "42 (a) b) c (d) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12345 20\n";
     uint64_t v = 0;
-    assert_true(mf_ok(agent_attest_parse_starttime(s, strlen(s), &v)));
+    ASSERT_OK(agent_attest_parse_starttime(s, strlen(s), &v));
     assert_int_equal(v, 12345);
     const char *shortstat = "42 (x) S 1 2 3";
-    assert_int_equal(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(shortstat, strlen(shortstat), &v), MF_ERR_IO);
     const char *noparen = "42 x S 1 2 3";
-    assert_int_equal(agent_attest_parse_starttime(noparen, strlen(noparen), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(noparen, strlen(noparen), &v), MF_ERR_IO);
     const char *bad = "42 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 12a45 20\n";
-    assert_int_equal(agent_attest_parse_starttime(bad, strlen(bad), &v).err, MF_ERR_IO);
+    ASSERT_ERR(agent_attest_parse_starttime(bad, strlen(bad), &v), MF_ERR_IO);
 }
 
 int main(void)

@@ -25,11 +25,11 @@
 #include "agent/agent_state.h"
 #include "api/core/mf_json.h"
 #include "api/core/mf_time.h"
+#include "mf_test.h"
 
 struct fixture {
     char dir[64];
-    struct mf_key *ca_key;
-    struct mf_cert *ca;
+    struct mft_ident ca;
 };
 
 static int64_t fake_now;
@@ -41,12 +41,8 @@ static int64_t fake_clock(void)
 static int setup(void **state)
 {
     struct fixture *f = calloc(1, sizeof(*f));
-    struct mf_spiffe_id td;
-    snprintf(f->dir, sizeof(f->dir), "/tmp/mayfly-agent-test.XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &f->ca_key)));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org", &td)));
-    assert_true(mf_ok(mf_x509_self_signed(&td, f->ca_key, mf_now(), 3600, &f->ca)));
+    assert_int_equal(mft_tmpdir(f->dir, sizeof(f->dir), "agent-cache"), 0);
+    mft_make_ca(&f->ca, "spiffe://example.org", mf_now());
     *state = f;
     return 0;
 }
@@ -54,12 +50,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct fixture *f = *state;
-    char cmd[128];
     mf_time_set_clock(NULL);
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-    assert_int_equal(system(cmd), 0);
-    mf_key_free(f->ca_key);
-    mf_cert_free(f->ca);
+    mft_rmdir(f->dir);
+    mft_free_ident(&f->ca);
     free(f);
     return 0;
 }
@@ -68,25 +61,19 @@ static int teardown(void **state)
 static void issue(struct fixture *f, const char *id, int64_t now, int64_t ttl, struct mf_key **key,
                   struct mf_certs *chain)
 {
-    struct mf_spiffe_id sid;
-    struct mf_pubkey *pub = NULL;
-    struct mf_cert *leaf = NULL;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr(id, &sid)));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, key)));
-    assert_true(mf_ok(mf_key_public(*key, &pub)));
-    struct mf_issue_req req = {.id = &sid, .subject_key = pub, .now = now, .ttl = ttl};
-    assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &leaf)));
+    struct mft_ident leaf;
+    mft_make_leaf(&leaf, &f->ca, id, now, ttl);
     mf_certs_init(chain);
-    assert_true(mf_ok(mf_certs_push(chain, leaf)));
-    mf_cert_free(leaf);
-    mf_pubkey_free(pub);
+    ASSERT_OK(mf_certs_push(chain, leaf.cert));
+    *key = leaf.key;
+    mf_cert_free(leaf.cert);
 }
 
 static void entry(const char *json, struct agent_entry *e)
 {
     json_t *obj = NULL;
-    assert_true(mf_ok(mf_json_parse(json, strlen(json), 4096, &obj)));
-    assert_true(mf_ok(agent_entry_from_json(obj, e)));
+    ASSERT_OK(mf_json_parse(json, strlen(json), 4096, &obj));
+    ASSERT_OK(agent_entry_from_json(obj, e));
     json_decref(obj);
 }
 
@@ -99,24 +86,24 @@ static void test_agent_cache_store_reload_ok(void **state)
     struct mf_key *key = NULL;
     struct mf_certs chain;
     issue(f, "spiffe://example.org/web", mf_now(), 600, &key, &chain);
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
     entry("{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"parent_id\":"
           "\"spiffe://example.org/mayfly/agent/n\",\"selectors\":[\"unix:uid:1000\"],"
           "\"ttl\":600,\"hint\":\"web\",\"revision\":3,\"future_member\":true}",
           &e);
-    assert_true(mf_ok(agent_cache_add(&c, &e, &r)));
+    ASSERT_OK(agent_cache_add(&c, &e, &r));
     r->key = key;
     r->chain = chain;
     r->not_after = mf_cert_not_after(chain.v[0]);
     r->renew_at_ms = 1234567;
-    assert_true(mf_ok(agent_cache_store(&c, r)));
+    ASSERT_OK(agent_cache_store(&c, r));
     agent_cache_close(&c);
 
     /* the file is private */
     char path[256];
     struct stat st;
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
-    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    ASSERT_OK(agent_cache_load(&c, "example.org"));
     assert_int_equal(c.n, 1);
     r = agent_cache_find(&c, "e1");
     assert_non_null(r);
@@ -131,8 +118,8 @@ static void test_agent_cache_store_reload_ok(void **state)
     agent_cache_remove(&c, 0);
     assert_int_equal(c.n, 0);
     agent_cache_close(&c);
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
-    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    ASSERT_OK(agent_cache_load(&c, "example.org"));
     assert_int_equal(c.n, 0); /* removal reached the disk */
     agent_cache_close(&c);
 }
@@ -146,23 +133,23 @@ static void test_agent_cache_expired_dropped_corrupt_skipped(void **state)
     struct mf_key *key = NULL;
     struct mf_certs chain;
     issue(f, "spiffe://example.org/old", mf_now(), 60, &key, &chain);
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
     entry("{\"id\":\"e2\",\"spiffe_id\":\"spiffe://example.org/old\",\"selectors\":"
           "[\"unix:uid:0\"]}",
           &e);
-    assert_true(mf_ok(agent_cache_add(&c, &e, &r)));
+    ASSERT_OK(agent_cache_add(&c, &e, &r));
     int64_t na = mf_cert_not_after(chain.v[0]);
     r->key = key;
     r->chain = chain; /* moved into the cache */
-    assert_true(mf_ok(agent_cache_store(&c, r)));
+    ASSERT_OK(agent_cache_store(&c, r));
     /* a corrupt file beside it */
-    assert_true(mf_ok(agent_file_write_atomic(c.svids_fd, "junk.svid", "{}\nxx", 5, 0600, false)));
+    ASSERT_OK(agent_file_write_atomic(c.svids_fd, "junk.svid", "{}\nxx", 5, 0600, false));
     agent_cache_close(&c);
 
     mf_time_set_clock(fake_clock);
     fake_now = na + 1;
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
-    assert_true(mf_ok(agent_cache_load(&c, "example.org")));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    ASSERT_OK(agent_cache_load(&c, "example.org"));
     assert_int_equal(c.n, 0);
     agent_cache_close(&c);
 }
@@ -173,10 +160,9 @@ static void test_agent_file_write_atomic_symlink_refused(void **state)
     int dfd = open(f->dir, O_RDONLY | O_DIRECTORY);
     assert_true(dfd >= 0);
     assert_int_equal(symlinkat("/etc/passwd", dfd, "svid.0.key"), 0);
-    assert_int_equal(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true).err,
-                     MF_ERR_IO_SYMLINK);
-    assert_int_equal(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true).err, MF_ERR_USAGE_ARG);
-    assert_true(mf_ok(agent_file_write_atomic(dfd, "ok.pem", "hello", 5, 0600, true)));
+    ASSERT_ERR(agent_file_write_atomic(dfd, "svid.0.key", "x", 1, 0600, true), MF_ERR_IO_SYMLINK);
+    ASSERT_ERR(agent_file_write_atomic(dfd, "a/b", "x", 1, 0600, true), MF_ERR_USAGE_ARG);
+    ASSERT_OK(agent_file_write_atomic(dfd, "ok.pem", "hello", 5, 0600, true));
     struct stat st;
     assert_int_equal(fstatat(dfd, "ok.pem", &st, 0), 0);
     assert_int_equal(st.st_mode & 0777, 0600);
@@ -190,7 +176,7 @@ static void test_agent_cache_open_removes_interrupted_writes(void **state)
 {
     struct fixture *f = *state;
     struct agent_cache c;
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
     agent_cache_close(&c);
     char path[512];
     const char *left[] = {"/.agent.svid.00112233aabbccdd.tmp",
@@ -205,7 +191,7 @@ static void test_agent_cache_open_removes_interrupted_writes(void **state)
     int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
     assert_true(fd >= 0);
     close(fd);
-    assert_true(mf_ok(agent_cache_open(f->dir, &c)));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
     agent_cache_close(&c);
     struct stat st;
     for (size_t i = 0; i < 2; i++) {
@@ -219,7 +205,7 @@ static void test_agent_cache_open_removes_interrupted_writes(void **state)
 static void sels(const char *const *texts, size_t n, struct mf_selector *out)
 {
     for (size_t i = 0; i < n; i++) {
-        assert_true(mf_ok(mf_selector_parse(texts[i], strlen(texts[i]), &out[i])));
+        ASSERT_OK(mf_selector_parse(texts[i], strlen(texts[i]), &out[i]));
     }
 }
 
@@ -244,24 +230,24 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     issue(f, "spiffe://example.org/a", now, 600, &k1, &c1);
     issue(f, "spiffe://example.org/b", now, 600, &k2, &c2);
     issue(f, "spiffe://example.org/a2", now, 600, &k3, &c3);
-    assert_true(mf_ok(agent_snap_new("example.org", &s)));
-    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/a", "main", want1, 2, &c1, k1,
-                                     mf_cert_not_after(c1.v[0]))));
-    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/b", "", want2, 1, &c2, k2,
-                                     mf_cert_not_after(c2.v[0]))));
+    ASSERT_OK(agent_snap_new("example.org", &s));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/a", "main", want1, 2, &c1, k1,
+                             mf_cert_not_after(c1.v[0])));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/b", "", want2, 1, &c2, k2,
+                             mf_cert_not_after(c2.v[0])));
     /* same hint as the first: left out when both match */
-    assert_true(mf_ok(agent_snap_add(s, "spiffe://example.org/a2", "main", want3, 1, &c3, k3,
-                                     mf_cert_not_after(c3.v[0]))));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/a2", "main", want3, 1, &c3, k3,
+                             mf_cert_not_after(c3.v[0])));
 
     /* workload A has uid and gid: gets /a (default, first); /a2 has a dup hint */
     assert_int_equal(agent_snap_count(s, have_a, 3), 1);
     struct mf_buf out;
     size_t count = 0;
     mf_buf_init(&out, AGENT_RENDER_MAX, MF_BUF_SECRET);
-    assert_true(mf_ok(agent_snap_render_x509(s, have_a, 3, &out, &count)));
+    ASSERT_OK(agent_snap_render_x509(s, have_a, 3, &out, &count));
     assert_int_equal(count, 1);
     json_t *doc = NULL;
-    assert_true(mf_ok(mf_json_parse(mf_buf_cstr(&out), out.len, AGENT_RENDER_MAX, &doc)));
+    ASSERT_OK(mf_json_parse(mf_buf_cstr(&out), out.len, AGENT_RENDER_MAX, &doc));
     const json_t *arr = json_object_get(doc, "svids");
     assert_int_equal(json_array_size(arr), 1);
     const json_t *v = json_array_get(arr, 0);
@@ -278,13 +264,13 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     /* workload B has only the uid: the two-selector entry does not match,
      * /a2 does (its hint is now unique) */
     mf_buf_reset(&out);
-    assert_true(mf_ok(agent_snap_render_x509(s, have_b, 1, &out, &count)));
+    ASSERT_OK(agent_snap_render_x509(s, have_b, 1, &out, &count));
     assert_int_equal(count, 1);
     assert_non_null(strstr(mf_buf_cstr(&out), "spiffe://example.org/a2"));
 
     /* nobody: nothing rendered, no key material */
     mf_buf_reset(&out);
-    assert_true(mf_ok(agent_snap_render_x509(s, want2, 0, &out, &count)));
+    ASSERT_OK(agent_snap_render_x509(s, want2, 0, &out, &count));
     assert_int_equal(count, 0);
     assert_int_equal(out.len, 0);
 
@@ -328,7 +314,7 @@ static void test_agent_entry_from_json_bad_refused(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *obj = NULL;
         struct agent_entry e;
-        assert_true(mf_ok(mf_json_parse(bad[i], strlen(bad[i]), 4096, &obj)));
+        ASSERT_OK(mf_json_parse(bad[i], strlen(bad[i]), 4096, &obj));
         assert_false(mf_ok(agent_entry_from_json(obj, &e)));
         assert_null(e.id);
         json_decref(obj);

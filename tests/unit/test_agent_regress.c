@@ -34,6 +34,7 @@
 #include "agent/agent_attest.h"
 #include "agent/agent_rotate.h"
 #include "api/core/mf_time.h"
+#include "mf_test.h"
 
 int __real_open(const char *path, int flags, ...);
 int __wrap_open(const char *path, int flags, ...);
@@ -173,12 +174,12 @@ static void attest_with_swap(enum hook hook, bool no_pidfd)
     struct agent_attestor a;
     struct agent_workload w;
     memset(&w, 0, sizeof(w));
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     pid_t victim = spawn_sleeper();
     assert_true(victim > 0);
     usleep(20000); /* the connection comes after the process started */
     struct agent_conn_stamp st;
-    assert_true(mf_ok(agent_attest_stamp_pid(victim, &st)));
+    ASSERT_OK(agent_attest_stamp_pid(victim, &st));
     g_victim = victim;
     g_hook = hook;
     g_no_pidfd = no_pidfd;
@@ -232,16 +233,16 @@ static void test_agent_attest_pid_unswapped_ok(void **state)
     (void)state;
     struct agent_attestor a;
     struct agent_workload w;
-    assert_true(mf_ok(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT)));
+    ASSERT_OK(agent_attestor_init(&a, AGENT_HASH_MAX_DEFAULT));
     for (int k = 0; k < 2; k++) {
         g_no_pidfd = k == 1;
         pid_t child = spawn_sleeper();
         usleep(20000);
         struct agent_conn_stamp st;
-        assert_true(mf_ok(agent_attest_stamp_pid(child, &st)));
+        ASSERT_OK(agent_attest_stamp_pid(child, &st));
         mf_res r = agent_attest_pid(&a, child, geteuid(), getegid(), &st, &w);
         reap(child);
-        assert_true(mf_ok(r));
+        ASSERT_OK(r);
         assert_true(w.n_sels > 0);
         agent_workload_cleanup(&w);
     }
@@ -268,7 +269,7 @@ static void test_agent_rotate_draw_short_backdated_svid_not_due(void **state)
     const int64_t nb = g_now - 10, na = g_now + 6; /* issued now, 6 s TTL */
     for (int i = 0; i < 200; i++) {
         int64_t at = 0;
-        assert_true(mf_ok(agent_rotate_draw(&cfg, nb, na, &at)));
+        ASSERT_OK(agent_rotate_draw(&cfg, nb, na, &at));
         assert_false(agent_rotate_due(at));
         assert_true(at >= g_now * 1000 + 6 * 450);
         assert_true(at <= g_now * 1000 + 6 * 550);

@@ -14,6 +14,7 @@
 
 #include "agent/agent_rotate.h"
 #include "api/core/mf_time.h"
+#include "mf_test.h"
 
 static int64_t fake_now;
 static int64_t fake_clock(void)
@@ -37,7 +38,7 @@ static void test_agent_rotate_draw_in_window_ok(void **state)
     int64_t lo = INT64_MAX, hi = 0;
     for (int i = 0; i < 2000; i++) {
         int64_t at = 0;
-        assert_true(mf_ok(agent_rotate_draw(&cfg, nb, na, &at)));
+        ASSERT_OK(agent_rotate_draw(&cfg, nb, na, &at));
         assert_true(at >= nb * 1000 + 3600 * 450);
         assert_true(at <= nb * 1000 + 3600 * 550);
         lo = at < lo ? at : lo;
@@ -55,7 +56,7 @@ static void test_agent_rotate_draw_custom_window_ok(void **state)
     cfg.lo_pct = 50;
     cfg.hi_pct = 50;
     int64_t at = 0;
-    assert_true(mf_ok(agent_rotate_draw(&cfg, 1000, 1020, &at)));
+    ASSERT_OK(agent_rotate_draw(&cfg, 1000, 1020, &at));
     assert_int_equal(at, 1010 * 1000);
 }
 
@@ -65,17 +66,17 @@ static void test_agent_rotate_draw_bad_window_refused(void **state)
     struct agent_rotate_cfg cfg;
     agent_rotate_cfg_default(&cfg);
     int64_t at = 1;
-    assert_int_equal(agent_rotate_draw(&cfg, 2000, 2000, &at).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_draw(&cfg, 2000, 2000, &at), MF_ERR_USAGE_ARG);
     assert_int_equal(at, 0);
     cfg.lo_pct = 60;
     cfg.hi_pct = 40;
-    assert_int_equal(agent_rotate_draw(&cfg, 1000, 2000, &at).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_draw(&cfg, 1000, 2000, &at), MF_ERR_USAGE_ARG);
     cfg.lo_pct = 0;
     cfg.hi_pct = 40;
-    assert_int_equal(agent_rotate_cfg_check(&cfg).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_cfg_check(&cfg), MF_ERR_USAGE_ARG);
     cfg.lo_pct = 40;
     cfg.hi_pct = 100;
-    assert_int_equal(agent_rotate_cfg_check(&cfg).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(agent_rotate_cfg_check(&cfg), MF_ERR_USAGE_ARG);
 }
 
 /* The schedule on an injected clock: a 20 s SVID is not due before 45 %,
@@ -89,7 +90,7 @@ static void test_agent_rotate_schedule_fake_clock_ok(void **state)
     mf_time_set_clock(fake_clock);
     const int64_t nb = 1800000000, na = nb + 20;
     int64_t at = 0;
-    assert_true(mf_ok(agent_rotate_draw(&cfg, nb, na, &at)));
+    ASSERT_OK(agent_rotate_draw(&cfg, nb, na, &at));
     fake_now = nb + 8; /* 40 % */
     assert_false(agent_rotate_due(at));
     assert_true(agent_svid_servable(na));
@@ -112,7 +113,7 @@ static void test_agent_rotate_due_stable_over_checks_ok(void **state)
     agent_rotate_cfg_default(&cfg);
     mf_time_set_clock(fake_clock);
     int64_t at = 0;
-    assert_true(mf_ok(agent_rotate_draw(&cfg, 0 + 1000, 1000 + 3600, &at)));
+    ASSERT_OK(agent_rotate_draw(&cfg, 0 + 1000, 1000 + 3600, &at));
     bool was = false;
     for (fake_now = 1000; fake_now < 1000 + 3600; fake_now += 5) {
         bool due = agent_rotate_due(at);
@@ -136,15 +137,15 @@ static void test_agent_backoff_grows_capped_jittered_ok(void **state)
         }
         want = want > 5000 ? 5000 : want;
         int64_t d = 0;
-        assert_true(mf_ok(agent_backoff_delay(&cfg, a, &d)));
+        ASSERT_OK(agent_backoff_delay(&cfg, a, &d));
         assert_true(d >= want / 2 && d <= want);
     }
     /* jitter: not all the same */
     int64_t first = 0, d = 0;
     bool differ = false;
-    assert_true(mf_ok(agent_backoff_delay(&cfg, 10, &first)));
+    ASSERT_OK(agent_backoff_delay(&cfg, 10, &first));
     for (int i = 0; i < 50 && !differ; i++) {
-        assert_true(mf_ok(agent_backoff_delay(&cfg, 10, &d)));
+        ASSERT_OK(agent_backoff_delay(&cfg, 10, &d));
         differ = d != first;
     }
     assert_true(differ);

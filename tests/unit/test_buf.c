@@ -12,13 +12,14 @@
 
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
+#include "mf_test.h"
 
 static void test_mf_buf_append_at_cap_ok(void **state)
 {
     (void)state;
     struct mf_buf b;
     mf_buf_init(&b, 8, 0);
-    assert_true(mf_ok(mf_buf_append(&b, "12345678", 8)));
+    ASSERT_OK(mf_buf_append(&b, "12345678", 8));
     assert_int_equal(b.len, 8);
     assert_string_equal(mf_buf_cstr(&b), "12345678");
     mf_buf_cleanup(&b);
@@ -29,7 +30,7 @@ static void test_mf_buf_append_cap_plus_one_refused(void **state)
     (void)state;
     struct mf_buf b;
     mf_buf_init(&b, 8, 0);
-    assert_true(mf_ok(mf_buf_append(&b, "1234", 4)));
+    ASSERT_OK(mf_buf_append(&b, "1234", 4));
     mf_res r = mf_buf_append(&b, "56789", 5);
     assert_int_equal(r.err, MF_ERR_PROTO_TOO_LARGE);
     /* a refused append leaves the buffer as it was */
@@ -44,7 +45,7 @@ static void test_mf_buf_printf_grows_ok(void **state)
     struct mf_buf b;
     mf_buf_init(&b, 4096, MF_BUF_SECRET);
     for (int i = 0; i < 100; i++) {
-        assert_true(mf_ok(mf_buf_printf(&b, "%02d", i)));
+        ASSERT_OK(mf_buf_printf(&b, "%02d", i));
     }
     assert_int_equal(b.len, 200);
     assert_memory_equal(b.data + 198, "99", 2);
@@ -62,15 +63,15 @@ static void test_mf_cur_reads_truncated_refused(void **state)
     struct mf_cur c;
     mf_cur_init(&c, data, sizeof(data));
     uint32_t v32 = 0;
-    assert_true(mf_ok(mf_cur_u32be(&c, &v32)));
+    ASSERT_OK(mf_cur_u32be(&c, &v32));
     assert_int_equal(v32, 0x01020304);
     uint16_t v16 = 0;
-    assert_int_equal(mf_cur_u16be(&c, &v16).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_u16be(&c, &v16), MF_ERR_PROTO_TRUNCATED);
     assert_int_equal(mf_cur_remaining(&c), 1); /* a failed read does not move */
     uint8_t v8 = 0;
-    assert_true(mf_ok(mf_cur_u8(&c, &v8)));
+    ASSERT_OK(mf_cur_u8(&c, &v8));
     assert_int_equal(v8, 5);
-    assert_int_equal(mf_cur_u8(&c, &v8).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_u8(&c, &v8), MF_ERR_PROTO_TRUNCATED);
 }
 
 static void test_mf_cur_varint_overlong_refused(void **state)
@@ -82,13 +83,13 @@ static void test_mf_cur_varint_overlong_refused(void **state)
     struct mf_cur c;
     uint64_t v = 0;
     mf_cur_init(&c, ok, sizeof(ok));
-    assert_true(mf_ok(mf_cur_varint(&c, &v)));
+    ASSERT_OK(mf_cur_varint(&c, &v));
     assert_int_equal(v, 300);
     mf_cur_init(&c, overlong, sizeof(overlong));
     assert_false(mf_ok(mf_cur_varint(&c, &v)));
     assert_int_equal(c.off, 0);
     mf_cur_init(&c, cut, sizeof(cut));
-    assert_int_equal(mf_cur_varint(&c, &v).err, MF_ERR_PROTO_TRUNCATED);
+    ASSERT_ERR(mf_cur_varint(&c, &v), MF_ERR_PROTO_TRUNCATED);
 }
 
 static mf_res raise_detail(void)

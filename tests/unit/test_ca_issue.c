@@ -11,16 +11,17 @@
 #include <cmocka.h>
 
 #include "ca/ca_issue.h"
+#include "mf_test.h"
 
 static void test_ca_issue_admit_rate_limited(void **state)
 {
     (void)state;
     struct ca_issuer *is = NULL;
-    assert_true(mf_ok(ca_issuer_new(4, 2, 3, &is)));
+    ASSERT_OK(ca_issuer_new(4, 2, 3, &is));
     struct ca_admit why;
     int64_t t = 1000000;
     for (int i = 0; i < 3; i++) { /* the burst */
-        assert_true(mf_ok(ca_issue_admit(is, "agent-a", t, &why)));
+        ASSERT_OK(ca_issue_admit(is, "agent-a", t, &why));
         ca_issue_release(is);
     }
     mf_res r = ca_issue_admit(is, "agent-a", t, &why);
@@ -28,12 +29,12 @@ static void test_ca_issue_admit_rate_limited(void **state)
     assert_int_equal(why.status, 429);
     assert_true(why.retry_after >= 1);
     /* another agent has its own bucket */
-    assert_true(mf_ok(ca_issue_admit(is, "agent-b", t, &why)));
+    ASSERT_OK(ca_issue_admit(is, "agent-b", t, &why));
     ca_issue_release(is);
     /* refill: 2 per second, so half a second buys one request */
-    assert_true(mf_ok(ca_issue_admit(is, "agent-a", t + 500, &why)));
+    ASSERT_OK(ca_issue_admit(is, "agent-a", t + 500, &why));
     ca_issue_release(is);
-    assert_int_equal(ca_issue_admit(is, "agent-a", t + 500, &why).err, MF_ERR_POLICY_LIMIT);
+    ASSERT_ERR(ca_issue_admit(is, "agent-a", t + 500, &why), MF_ERR_POLICY_LIMIT);
     ca_issuer_free(is);
 }
 
@@ -41,16 +42,16 @@ static void test_ca_issue_admit_capacity_busy(void **state)
 {
     (void)state;
     struct ca_issuer *is = NULL;
-    assert_true(mf_ok(ca_issuer_new(1, 1000, 1000, &is)));
+    ASSERT_OK(ca_issuer_new(1, 1000, 1000, &is));
     struct ca_admit why;
-    assert_true(mf_ok(ca_issue_admit(is, "a", 0, &why)));
+    ASSERT_OK(ca_issue_admit(is, "a", 0, &why));
     /* the only slot is taken: the second caller waits briefly, then 503 */
     mf_res r = ca_issue_admit(is, "b", 0, &why);
     assert_int_equal(r.err, MF_ERR_POLICY_LIMIT);
     assert_int_equal(why.status, 503);
     assert_int_equal(why.retry_after, 1);
     ca_issue_release(is);
-    assert_true(mf_ok(ca_issue_admit(is, "b", 0, &why)));
+    ASSERT_OK(ca_issue_admit(is, "b", 0, &why));
     ca_issue_release(is);
     ca_issuer_free(is);
 }

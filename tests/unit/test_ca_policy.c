@@ -18,6 +18,7 @@
 #include "api/internal/mf_selector.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
+#include "mf_test.h"
 
 #define TD    "example.org"
 #define AGENT "spiffe://example.org/mayfly/agent/n1"
@@ -52,7 +53,7 @@ static void test_ca_policy_entry_check_valid_ok(void **state)
     const char *sels[] = {"unix:uid:1000", "unix:path:/usr/bin/web"};
     struct ca_entry e;
     mk(&e, "spiffe://example.org/web", AGENT, sels, 2);
-    assert_true(mf_ok(ca_policy_entry_check(TD, 14400, &e)));
+    ASSERT_OK(ca_policy_entry_check(TD, 14400, &e));
     /* canonical order */
     assert_string_equal(e.selectors[0], "unix:path:/usr/bin/web");
     assert_string_equal(e.selectors[1], "unix:uid:1000");
@@ -145,12 +146,12 @@ static void test_ca_policy_entry_check_ttl_dns_hint(void **state)
     e.dns_names = calloc(1, sizeof(char *));
     e.dns_names[0] = strdup("bad_name.example");
     e.n_dns = 1;
-    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_entry_check(TD, 14400, &e), MF_ERR_USAGE_ARG);
     free(e.dns_names[0]);
     e.dns_names[0] = strdup("web.example.org");
-    assert_true(mf_ok(ca_policy_entry_check(TD, 14400, &e)));
+    ASSERT_OK(ca_policy_entry_check(TD, 14400, &e));
     e.hint = strdup("line\nbreak");
-    assert_int_equal(ca_policy_entry_check(TD, 14400, &e).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_entry_check(TD, 14400, &e), MF_ERR_USAGE_ARG);
     ca_entry_cleanup(&e);
 }
 
@@ -169,22 +170,22 @@ static void test_ca_entry_from_json_strict(void **state)
     json_t *j = NULL;
     struct ca_entry e;
     memset(&e, 0, sizeof(e));
-    assert_true(mf_ok(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j)));
-    assert_true(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
+    ASSERT_OK(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j));
+    ASSERT_OK(ca_entry_from_json(j, false, &e, NULL));
     assert_int_equal(e.ttl, 60);
     assert_int_equal(e.n_selectors, 1);
     json_decref(j);
     /* a patch may not change the IDs */
-    assert_true(mf_ok(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j)));
+    ASSERT_OK(mf_json_parse(ok, strlen(ok), MF_MAX_BODY, &j));
     assert_false(mf_ok(ca_entry_from_json(j, true, &e, NULL)));
     json_decref(j);
     ca_entry_cleanup(&e);
 
-    assert_true(mf_ok(mf_json_parse(unknown, strlen(unknown), MF_MAX_BODY, &j)));
+    ASSERT_OK(mf_json_parse(unknown, strlen(unknown), MF_MAX_BODY, &j));
     assert_false(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
     json_decref(j);
     ca_entry_cleanup(&e);
-    assert_true(mf_ok(mf_json_parse(wrong_type, strlen(wrong_type), MF_MAX_BODY, &j)));
+    ASSERT_OK(mf_json_parse(wrong_type, strlen(wrong_type), MF_MAX_BODY, &j));
     assert_false(mf_ok(ca_entry_from_json(j, false, &e, NULL)));
     json_decref(j);
     ca_entry_cleanup(&e);
@@ -201,7 +202,7 @@ static void test_ca_policy_agent_id_rules(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_true(mf_ok(ca_policy_agent_id(TD, AGENT, &id)));
+    ASSERT_OK(ca_policy_agent_id(TD, AGENT, &id));
     assert_true(ca_policy_is_agent_id(&id, TD));
     assert_false(ca_policy_is_agent_id(&id, "other.org"));
     assert_false(mf_ok(ca_policy_agent_id(TD, "spiffe://example.org/mayfly/agent", &id)));
@@ -216,11 +217,11 @@ static void test_ca_policy_agent_access_decisions(void **state)
     struct ca_agent a;
     memset(&a, 0, sizeof(a));
     snprintf(a.spiffe_id, sizeof(a.spiffe_id), "%s", AGENT);
-    assert_true(mf_ok(ca_policy_agent_access(&a, AGENT)));
+    ASSERT_OK(ca_policy_agent_access(&a, AGENT));
     a.banned = true;
-    assert_int_equal(ca_policy_agent_access(&a, AGENT).err, MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_policy_agent_access(&a, AGENT), MF_ERR_AUTH_BANNED);
     /* evicted (no record) */
-    assert_int_equal(ca_policy_agent_access(NULL, AGENT).err, MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_policy_agent_access(NULL, AGENT), MF_ERR_AUTH_BANNED);
 }
 
 static void test_ca_policy_sign_decisions(void **state)
@@ -231,23 +232,23 @@ static void test_ca_policy_sign_decisions(void **state)
     mk(&e, "spiffe://example.org/web", AGENT, sels, 1);
     snprintf(e.id, sizeof(e.id), "%s", "e1");
     struct mf_spiffe_id web, db, ag;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/web", &web)));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/db", &db)));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr(AGENT, &ag)));
-    assert_true(mf_ok(ca_policy_sign(AGENT, &e, &web)));
-    assert_int_equal(ca_policy_sign("spiffe://example.org/mayfly/agent/n2", &e, &web).err,
-                     MF_ERR_POLICY_NOT_PARENT);
-    assert_int_equal(ca_policy_sign(AGENT, &e, &db).err, MF_ERR_POLICY_DENIED);
-    assert_int_equal(ca_policy_sign(AGENT, &e, NULL).err, MF_ERR_POLICY_DENIED);
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org/web", &web));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org/db", &db));
+    ASSERT_OK(mf_spiffeid_parse_cstr(AGENT, &ag));
+    ASSERT_OK(ca_policy_sign(AGENT, &e, &web));
+    ASSERT_ERR(ca_policy_sign("spiffe://example.org/mayfly/agent/n2", &e, &web),
+               MF_ERR_POLICY_NOT_PARENT);
+    ASSERT_ERR(ca_policy_sign(AGENT, &e, &db), MF_ERR_POLICY_DENIED);
+    ASSERT_ERR(ca_policy_sign(AGENT, &e, NULL), MF_ERR_POLICY_DENIED);
     assert_int_equal(ca_policy_entry_ttl(&e, 3600), 3600);
     e.ttl = 60;
     assert_int_equal(ca_policy_entry_ttl(&e, 3600), 60);
     /* attestation and renewal CSRs: no SAN, or exactly the agent's ID */
-    assert_true(mf_ok(ca_policy_attest_csr(AGENT, NULL)));
-    assert_true(mf_ok(ca_policy_attest_csr(AGENT, &ag)));
-    assert_int_equal(ca_policy_attest_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
-    assert_true(mf_ok(ca_policy_renew_csr(AGENT, &ag)));
-    assert_int_equal(ca_policy_renew_csr(AGENT, &web).err, MF_ERR_POLICY_DENIED);
+    ASSERT_OK(ca_policy_attest_csr(AGENT, NULL));
+    ASSERT_OK(ca_policy_attest_csr(AGENT, &ag));
+    ASSERT_ERR(ca_policy_attest_csr(AGENT, &web), MF_ERR_POLICY_DENIED);
+    ASSERT_OK(ca_policy_renew_csr(AGENT, &ag));
+    ASSERT_ERR(ca_policy_renew_csr(AGENT, &web), MF_ERR_POLICY_DENIED);
     assert_string_equal(ca_policy_reason(ca_policy_sign("x", &e, &web)), "not_parent");
     ca_entry_cleanup(&e);
 }
@@ -277,13 +278,13 @@ static void test_ca_policy_entry_matches_modes(void **state)
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         struct ca_entry_filter f = {.selectors = q, .n_selectors = 2};
-        assert_true(mf_ok(ca_policy_match_parse(cases[c].mode, &f.match)));
+        ASSERT_OK(ca_policy_match_parse(cases[c].mode, &f.match));
         for (size_t i = 0; i < 4; i++) {
             assert_int_equal(ca_policy_entry_matches(&e[i], &f), cases[c].want[i]);
         }
     }
     enum ca_match m;
-    assert_int_equal(ca_policy_match_parse("all", &m).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_policy_match_parse("all", &m), MF_ERR_USAGE_ARG);
     /* no condition: everything; IDs compare whole */
     struct ca_entry_filter all = {0};
     struct ca_entry_filter web = {.spiffe_id = "spiffe://example.org/web"};
@@ -294,8 +295,7 @@ static void test_ca_policy_entry_matches_modes(void **state)
         assert_int_equal(ca_policy_entry_matches(&e[i], &par), i == 1 || i == 2);
     }
     char canon[MF_SELECTOR_STR_MAX];
-    assert_int_equal(ca_policy_selector_canon("nope", canon, sizeof(canon)).err,
-                     MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(ca_policy_selector_canon("nope", canon, sizeof(canon)), MF_ERR_PROTO_SELECTOR);
     for (size_t i = 0; i < 4; i++) {
         ca_entry_cleanup(&e[i]);
     }

@@ -32,6 +32,7 @@
 #include "ca/ca_admin.h"
 #include "ca/ca_api.h"
 #include "ca/ca_store.h"
+#include "mf_test.h"
 
 /* A body {"join_token":T,"csr":"<b64 of a CSR for id>"}. */
 static char *attest_body(const char *id)
@@ -40,9 +41,9 @@ static char *attest_body(const char *id)
     struct mf_buf der, b64;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     mf_buf_init(&b64, 2 * MF_MAX_CSR, 0);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &k)));
-    assert_true(mf_ok(mf_csr_create(k, id, &der)));
-    assert_true(mf_ok(mf_b64_encode(der.data, der.len, &b64)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
+    ASSERT_OK(mf_csr_create(k, id, &der));
+    ASSERT_OK(mf_b64_encode(der.data, der.len, &b64));
     size_t n = b64.len + 100;
     char *body = malloc(n);
     assert_non_null(body);
@@ -60,7 +61,7 @@ static void test_ca_api_parse_attest_good_ok(void **state)
     json_t *doc = NULL;
     const char *token = NULL;
     struct mf_csr *csr = NULL;
-    assert_true(mf_ok(ca_api_parse_attest(body, strlen(body), &doc, &token, &csr)));
+    ASSERT_OK(ca_api_parse_attest(body, strlen(body), &doc, &token, &csr));
     assert_string_equal(token, "abc");
     assert_string_equal(mf_csr_spiffe_id(csr)->str, "spiffe://example.org/mayfly/agent/n1");
     mf_csr_free(csr);
@@ -103,7 +104,7 @@ static void test_ca_api_parse_bodies_malformed_refused(void **state)
         doc = NULL;
     }
     const char *good = "{\"requests\":[{\"entry_id\":\"a\",\"csr\":\"b\"}]}";
-    assert_true(mf_ok(ca_api_parse_sign(good, strlen(good), &doc, &reqs)));
+    ASSERT_OK(ca_api_parse_sign(good, strlen(good), &doc, &reqs));
     assert_int_equal(json_array_size(reqs), 1);
     json_decref(doc);
 }
@@ -114,7 +115,7 @@ static void test_ca_admin_parse_bodies_ok(void **state)
     struct mf_spiffe_id id;
     int64_t ttl = 600;
     const char *tok = "{\"spiffe_id\":\"spiffe://example.org/mayfly/agent/n1\",\"ttl\":60}";
-    assert_true(mf_ok(ca_admin_parse_token(tok, strlen(tok), "example.org", &id, &ttl)));
+    ASSERT_OK(ca_admin_parse_token(tok, strlen(tok), "example.org", &id, &ttl));
     assert_int_equal(ttl, 60);
     const char *tok_bad = "{\"spiffe_id\":\"spiffe://example.org/web\"}";
     assert_false(mf_ok(ca_admin_parse_token(tok_bad, strlen(tok_bad), "example.org", &id, &ttl)));
@@ -125,7 +126,7 @@ static void test_ca_admin_parse_bodies_ok(void **state)
     const char *ent = "{\"spiffe_id\":\"spiffe://example.org/web\",\"parent_id\":"
                       "\"spiffe://example.org/mayfly/agent/n1\",\"selectors\":[\"unix:uid:2\","
                       "\"unix:gid:1\"]}";
-    assert_true(mf_ok(ca_admin_parse_entry(ent, strlen(ent), "example.org", 3600, false, &e)));
+    ASSERT_OK(ca_admin_parse_entry(ent, strlen(ent), "example.org", 3600, false, &e));
     assert_string_equal(e.selectors[0], "unix:gid:1"); /* canonical order */
     ca_entry_cleanup(&e);
 }
@@ -153,10 +154,10 @@ static void test_ca_api_decode_csr_two_uris_is_proto(void **state)
 static void test_ca_store_file_size_limit_nospace(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/test_ca_regress.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(mft_tmpdir(dir, sizeof(dir), "ca-regress"), 0);
     struct ca_store *st = NULL;
-    assert_true(mf_ok(ca_store_open(dir, &st)));
+    ASSERT_OK(ca_store_open(dir, &st));
     struct sigaction ign, old;
     memset(&ign, 0, sizeof(ign));
     ign.sa_handler = SIG_IGN;
@@ -195,11 +196,9 @@ static void test_ca_store_file_size_limit_nospace(void **state)
     e.parent_id = (char *)(uintptr_t) "spiffe://example.org/mayfly/agent/n1";
     e.selectors = sels;
     e.n_selectors = 1;
-    assert_true(mf_ok(ca_store_entry_create(st, &e)));
+    ASSERT_OK(ca_store_entry_create(st, &e));
     ca_store_close(st);
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    assert_int_equal(system(cmd), 0);
+    mft_rmdir(dir);
 }
 
 /* Verifying with one key over and over in a thread keeps the heap flat. */
@@ -209,15 +208,15 @@ static void test_mf_csr_verify_repeated_no_fp_table(void **state)
     struct mf_key *k = NULL;
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &k)));
-    assert_true(mf_ok(mf_csr_create(k, "spiffe://example.org/web", &der)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
+    ASSERT_OK(mf_csr_create(k, "spiffe://example.org/web", &der));
     struct mf_csr *csr = NULL;
     /* the key generation and the CSR's signature used the base point
      * already: the next verification would be its second use */
     size_t before = mallinfo2().uordblks;
     for (int i = 0; i < 4; i++) {
         csr = NULL;
-        assert_true(mf_ok(mf_csr_verify(der.data, der.len, &csr)));
+        ASSERT_OK(mf_csr_verify(der.data, der.len, &csr));
         mf_csr_free(csr);
     }
     size_t after = mallinfo2().uordblks;

@@ -26,6 +26,7 @@
 
 #include "ca/ca_db.h"
 #include "ca/ca_store.h"
+#include "mf_test.h"
 
 #define AGENT "spiffe://example.org/mayfly/agent/n1"
 
@@ -46,8 +47,7 @@ static mf_res open_store(struct ca_store **st)
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/test_ca_store.XXXXXX");
-    if (mkdtemp(dir) == NULL) {
+    if (mft_tmpdir(dir, sizeof(dir), "ca-store") != 0) {
         return -1;
     }
     if (datastore() == NULL) {
@@ -66,9 +66,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    mft_rmdir(dir);
+    return 0;
 }
 
 static void fill(struct ca_entry *e, const char *id, const char *sel)
@@ -85,7 +84,7 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(open_store(&st)));
+    ASSERT_OK(open_store(&st));
     if (datastore() == NULL) {
         struct stat sb;
         char path[128];
@@ -98,14 +97,14 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
     fill(&e, "spiffe://example.org/web", "unix:uid:1");
     e.hint = strdup("h");
     int64_t rev0 = ca_store_revision(st);
-    assert_true(mf_ok(ca_store_entry_create(st, &e)));
+    ASSERT_OK(ca_store_entry_create(st, &e));
     assert_int_equal(strlen(e.id), 32);
     assert_true(ca_store_revision(st) > rev0);
     fill(&dup, "spiffe://example.org/web", "unix:uid:1");
-    assert_int_equal(ca_store_entry_create(st, &dup).err, MF_ERR_POLICY_DUPLICATE);
+    ASSERT_ERR(ca_store_entry_create(st, &dup), MF_ERR_POLICY_DUPLICATE);
     ca_entry_cleanup(&dup);
 
-    assert_true(mf_ok(ca_store_entry_get(st, e.id, &got)));
+    ASSERT_OK(ca_store_entry_get(st, e.id, &got));
     assert_string_equal(got.spiffe_id, "spiffe://example.org/web");
     assert_string_equal(got.selectors[0], "unix:uid:1");
     assert_string_equal(got.hint, "h");
@@ -113,18 +112,18 @@ static void test_ca_store_entries_roundtrip_and_duplicate(void **state)
 
     struct ca_entry *v = NULL;
     size_t n = 0;
-    assert_true(mf_ok(ca_store_entry_list(st, AGENT, &v, &n)));
+    ASSERT_OK(ca_store_entry_list(st, AGENT, &v, &n));
     assert_int_equal(n, 1);
     ca_entries_free(v, n);
-    assert_true(mf_ok(ca_store_entry_list(st, "spiffe://example.org/mayfly/agent/x", &v, &n)));
+    ASSERT_OK(ca_store_entry_list(st, "spiffe://example.org/mayfly/agent/x", &v, &n));
     assert_int_equal(n, 0);
     ca_entries_free(v, n);
 
     e.ttl = 60;
-    assert_true(mf_ok(ca_store_entry_update(st, &e)));
-    assert_true(mf_ok(ca_store_entry_delete(st, e.id)));
-    assert_int_equal(ca_store_entry_delete(st, e.id).err, MF_ERR_POLICY_NOT_FOUND);
-    assert_int_equal(ca_store_entry_get(st, e.id, &got).err, MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_OK(ca_store_entry_update(st, &e));
+    ASSERT_OK(ca_store_entry_delete(st, e.id));
+    ASSERT_ERR(ca_store_entry_delete(st, e.id), MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_entry_get(st, e.id, &got), MF_ERR_POLICY_NOT_FOUND);
     ca_entry_cleanup(&e);
     ca_store_close(st);
 }
@@ -133,25 +132,25 @@ static void test_ca_store_token_single_use_and_expiry(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(open_store(&st)));
+    ASSERT_OK(open_store(&st));
     uint8_t h1[32], h2[32], h3[32];
     memset(h1, 1, sizeof(h1));
     memset(h2, 2, sizeof(h2));
     memset(h3, 3, sizeof(h3));
     char id[MF_SPIFFE_ID_MAX + 1];
-    assert_true(mf_ok(ca_store_token_add(st, h1, AGENT, 1000)));
-    assert_true(mf_ok(ca_store_token_add(st, h2, AGENT, 1000)));
+    ASSERT_OK(ca_store_token_add(st, h1, AGENT, 1000));
+    ASSERT_OK(ca_store_token_add(st, h2, AGENT, 1000));
     /* peek does not spend */
-    assert_true(mf_ok(ca_store_token_peek(st, h1, 999, id)));
-    assert_true(mf_ok(ca_store_token_peek(st, h1, 999, id)));
-    assert_true(mf_ok(ca_store_token_consume(st, h1, 999, id)));
+    ASSERT_OK(ca_store_token_peek(st, h1, 999, id));
+    ASSERT_OK(ca_store_token_peek(st, h1, 999, id));
+    ASSERT_OK(ca_store_token_consume(st, h1, 999, id));
     assert_string_equal(id, AGENT);
-    assert_int_equal(ca_store_token_consume(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_peek(st, h1, 999, id).err, MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h1, 999, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_peek(st, h1, 999, id), MF_ERR_AUTH_TOKEN);
     /* expiry is exclusive: at expires_at it is gone */
-    assert_int_equal(ca_store_token_peek(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_consume(st, h2, 1000, id).err, MF_ERR_AUTH_TOKEN);
-    assert_int_equal(ca_store_token_consume(st, h3, 0, id).err, MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_peek(st, h2, 1000, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h2, 1000, id), MF_ERR_AUTH_TOKEN);
+    ASSERT_ERR(ca_store_token_consume(st, h3, 0, id), MF_ERR_AUTH_TOKEN);
     assert_string_equal(id, "");
     ca_store_close(st);
 }
@@ -160,27 +159,25 @@ static void test_ca_store_agents_ban_evict(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(open_store(&st)));
+    ASSERT_OK(open_store(&st));
     struct ca_agent a;
     /* renew of an unknown agent is refused */
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "01", 100, 50, false).err,
-                     MF_ERR_POLICY_NOT_FOUND);
-    assert_true(mf_ok(ca_store_agent_issued(st, AGENT, "01", 100, 50, true)));
-    assert_true(mf_ok(ca_store_agent_issued(st, AGENT, "02", 200, 60, false)));
-    assert_true(mf_ok(ca_store_agent_get(st, AGENT, &a)));
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "01", 100, 50, false), MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_OK(ca_store_agent_issued(st, AGENT, "01", 100, 50, true));
+    ASSERT_OK(ca_store_agent_issued(st, AGENT, "02", 200, 60, false));
+    ASSERT_OK(ca_store_agent_get(st, AGENT, &a));
     assert_string_equal(a.serial, "02");
     assert_int_equal(a.attested_at, 50);
     assert_false(a.banned);
-    assert_true(mf_ok(ca_store_agent_ban(st, AGENT)));
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, false).err,
-                     MF_ERR_AUTH_BANNED);
-    assert_int_equal(ca_store_agent_issued(st, AGENT, "03", 300, 70, true).err, MF_ERR_AUTH_BANNED);
-    assert_true(mf_ok(ca_store_agent_get(st, AGENT, &a)));
+    ASSERT_OK(ca_store_agent_ban(st, AGENT));
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "03", 300, 70, false), MF_ERR_AUTH_BANNED);
+    ASSERT_ERR(ca_store_agent_issued(st, AGENT, "03", 300, 70, true), MF_ERR_AUTH_BANNED);
+    ASSERT_OK(ca_store_agent_get(st, AGENT, &a));
     assert_string_equal(a.serial, "02"); /* the refusal changed nothing */
     assert_true(a.banned);
-    assert_true(mf_ok(ca_store_agent_evict(st, AGENT)));
-    assert_int_equal(ca_store_agent_get(st, AGENT, &a).err, MF_ERR_POLICY_NOT_FOUND);
-    assert_int_equal(ca_store_agent_ban(st, AGENT).err, MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_OK(ca_store_agent_evict(st, AGENT));
+    ASSERT_ERR(ca_store_agent_get(st, AGENT, &a), MF_ERR_POLICY_NOT_FOUND);
+    ASSERT_ERR(ca_store_agent_ban(st, AGENT), MF_ERR_POLICY_NOT_FOUND);
     ca_store_close(st);
 }
 
@@ -188,29 +185,29 @@ static void test_ca_store_key_journal_survives_reopen(void **state)
 {
     (void)state;
     struct ca_store *st = NULL;
-    assert_true(mf_ok(open_store(&st)));
+    ASSERT_OK(open_store(&st));
     struct ca_key_rec r = {
         .id = "0011223344556677", .state = CA_KEY_PREPARED, .not_before = 10, .not_after = 20};
     const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
-    assert_true(mf_ok(ca_store_key_put(st, &r, der, sizeof(der))));
-    assert_true(mf_ok(ca_store_key_set_state(st, r.id, CA_KEY_ACTIVE)));
-    assert_true(mf_ok(ca_store_meta_set(st, "bundle_sequence", 7)));
+    ASSERT_OK(ca_store_key_put(st, &r, der, sizeof(der)));
+    ASSERT_OK(ca_store_key_set_state(st, r.id, CA_KEY_ACTIVE));
+    ASSERT_OK(ca_store_meta_set(st, "bundle_sequence", 7));
     ca_store_close(st);
 
-    assert_true(mf_ok(open_store(&st))); /* migrations are idempotent */
+    ASSERT_OK(open_store(&st)); /* migrations are idempotent */
     struct ca_key_rec recs[CA_KEYS_MAX];
     uint8_t *ders[CA_KEYS_MAX] = {0};
     size_t lens[CA_KEYS_MAX], n = 0;
-    assert_true(mf_ok(ca_store_key_list(st, recs, ders, lens, &n)));
+    ASSERT_OK(ca_store_key_list(st, recs, ders, lens, &n));
     assert_int_equal(n, 1);
     assert_int_equal(recs[0].state, CA_KEY_ACTIVE);
     assert_int_equal(lens[0], sizeof(der));
     assert_memory_equal(ders[0], der, sizeof(der));
     free(ders[0]);
     int64_t seq = 0;
-    assert_true(mf_ok(ca_store_meta_get(st, "bundle_sequence", &seq)));
+    ASSERT_OK(ca_store_meta_get(st, "bundle_sequence", &seq));
     assert_int_equal(seq, 7);
-    assert_true(mf_ok(ca_store_key_delete(st, r.id)));
+    ASSERT_OK(ca_store_key_delete(st, r.id));
     ca_store_close(st);
 }
 
@@ -222,7 +219,7 @@ static void test_ca_store_open_refuses_open_dir(void **state)
     assert_int_equal(mkdir(sub, 0755), 0);
     assert_int_equal(chmod(sub, 0755), 0);
     struct ca_store *st = NULL;
-    assert_int_equal(ca_store_open(sub, &st).err, MF_ERR_IO_PERM);
+    ASSERT_ERR(ca_store_open(sub, &st), MF_ERR_IO_PERM);
     assert_null(st);
 }
 
@@ -247,12 +244,12 @@ static void test_ca_store_token_spent_once_by_two_servers(void **state)
 {
     (void)state;
     struct ca_store *a = NULL, *b = NULL;
-    assert_true(mf_ok(open_store(&a)));
-    assert_true(mf_ok(open_store(&b))); /* a second connection: another server */
+    ASSERT_OK(open_store(&a));
+    ASSERT_OK(open_store(&b)); /* a second connection: another server */
     for (int round = 0; round < 20; round++) {
         uint8_t h[32];
         memset(h, round + 1, sizeof(h));
-        assert_true(mf_ok(ca_store_token_add(a, h, AGENT, 1000)));
+        ASSERT_OK(ca_store_token_add(a, h, AGENT, 1000));
         pthread_barrier_t go;
         pthread_barrier_init(&go, NULL, 2);
         struct spender x = {.hash = h, .go = &go, .st = a}, y = {.hash = h, .go = &go, .st = b};
@@ -282,11 +279,11 @@ static void test_ca_store_watch_hears_other_server(void **state)
 {
     (void)state;
     struct ca_store *a = NULL, *b = NULL;
-    assert_true(mf_ok(open_store(&a)));
-    assert_true(mf_ok(open_store(&b)));
+    ASSERT_OK(open_store(&a));
+    ASSERT_OK(open_store(&b));
     __atomic_store_n(&heard, 0, __ATOMIC_RELEASE);
-    assert_true(mf_ok(ca_store_watch(a, on_change, NULL)));
-    assert_int_equal(ca_store_watch(a, on_change, NULL).err, MF_ERR_STATE);
+    ASSERT_OK(ca_store_watch(a, on_change, NULL));
+    ASSERT_ERR(ca_store_watch(a, on_change, NULL), MF_ERR_STATE);
     if (datastore() == NULL) {
         /* SQLite: one server owns the file; nothing to hear */
         ca_store_close(a);
@@ -295,7 +292,7 @@ static void test_ca_store_watch_hears_other_server(void **state)
     }
     struct ca_entry e;
     fill(&e, "spiffe://example.org/pushed", "unix:uid:7");
-    assert_true(mf_ok(ca_store_entry_create(b, &e)));
+    ASSERT_OK(ca_store_entry_create(b, &e));
     for (int i = 0; i < 200 && __atomic_load_n(&heard, __ATOMIC_ACQUIRE) == 0; i++) {
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL); /* a bounded wait for the condition */
@@ -315,52 +312,52 @@ static void test_ca_store_copy_all_rows_once(void **state)
     struct ca_store *src = NULL, *dst = NULL;
     char copy[128];
     snprintf(copy, sizeof(copy), "sqlite:%s/copy.db", dir);
-    assert_true(mf_ok(ca_store_open_ds(dir, NULL, &src)));
+    ASSERT_OK(ca_store_open_ds(dir, NULL, &src));
     struct ca_entry e;
     fill(&e, "spiffe://example.org/web", "unix:uid:1");
     e.hint = strdup("h");
-    assert_true(mf_ok(ca_store_entry_create(src, &e)));
+    ASSERT_OK(ca_store_entry_create(src, &e));
     uint8_t h[32];
     memset(h, 9, sizeof(h));
-    assert_true(mf_ok(ca_store_token_add(src, h, AGENT, 5000)));
-    assert_true(mf_ok(ca_store_agent_issued(src, AGENT, "01", 100, 50, true)));
-    assert_true(mf_ok(ca_store_agent_ban(src, AGENT)));
+    ASSERT_OK(ca_store_token_add(src, h, AGENT, 5000));
+    ASSERT_OK(ca_store_agent_issued(src, AGENT, "01", 100, 50, true));
+    ASSERT_OK(ca_store_agent_ban(src, AGENT));
     struct ca_key_rec r = {
         .id = "0011223344556677", .state = CA_KEY_ACTIVE, .not_before = 10, .not_after = 20};
     const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x00};
-    assert_true(mf_ok(ca_store_key_put(src, &r, der, sizeof(der))));
-    assert_true(mf_ok(ca_store_meta_set(src, "bundle_sequence", 12)));
+    ASSERT_OK(ca_store_key_put(src, &r, der, sizeof(der)));
+    ASSERT_OK(ca_store_meta_set(src, "bundle_sequence", 12));
 
-    assert_true(mf_ok(ca_store_open_ds(dir, datastore() != NULL ? datastore() : copy, &dst)));
+    ASSERT_OK(ca_store_open_ds(dir, datastore() != NULL ? datastore() : copy, &dst));
     uint64_t counts[CA_STORE_TABLES] = {0};
-    assert_true(mf_ok(ca_store_copy(src, dst, counts)));
+    ASSERT_OK(ca_store_copy(src, dst, counts));
     assert_int_equal(counts[1], 1); /* entries */
     assert_string_equal(ca_store_table_name(1), "entries");
     assert_int_equal(ca_store_revision(dst), ca_store_revision(src));
 
     struct ca_entry got;
-    assert_true(mf_ok(ca_store_entry_get(dst, e.id, &got)));
+    ASSERT_OK(ca_store_entry_get(dst, e.id, &got));
     assert_string_equal(got.spiffe_id, e.spiffe_id);
     assert_string_equal(got.hint, "h");
     assert_int_equal(got.revision, e.revision);
     ca_entry_cleanup(&got);
     char id[MF_SPIFFE_ID_MAX + 1];
-    assert_true(mf_ok(ca_store_token_peek(dst, h, 10, id)));
+    ASSERT_OK(ca_store_token_peek(dst, h, 10, id));
     struct ca_agent a;
-    assert_true(mf_ok(ca_store_agent_get(dst, AGENT, &a)));
+    ASSERT_OK(ca_store_agent_get(dst, AGENT, &a));
     assert_true(a.banned);
     struct ca_key_rec recs[CA_KEYS_MAX];
     uint8_t *ders[CA_KEYS_MAX] = {0};
     size_t lens[CA_KEYS_MAX], n = 0;
-    assert_true(mf_ok(ca_store_key_list(dst, recs, ders, lens, &n)));
+    ASSERT_OK(ca_store_key_list(dst, recs, ders, lens, &n));
     assert_int_equal(n, 1);
     assert_memory_equal(ders[0], der, sizeof(der));
     free(ders[0]);
     int64_t seq = 0;
-    assert_true(mf_ok(ca_store_meta_get(dst, "bundle_sequence", &seq)));
+    ASSERT_OK(ca_store_meta_get(dst, "bundle_sequence", &seq));
     assert_int_equal(seq, 12);
     /* a registry with rows is never a destination */
-    assert_int_equal(ca_store_copy(src, dst, NULL).err, MF_ERR_POLICY_DUPLICATE);
+    ASSERT_ERR(ca_store_copy(src, dst, NULL), MF_ERR_POLICY_DUPLICATE);
     ca_entry_cleanup(&e);
     ca_store_close(src);
     ca_store_close(dst);
@@ -371,10 +368,10 @@ static void test_ca_store_bad_datastore_refused(void **state)
     (void)state;
     struct ca_store *st = NULL;
     mf_err_clear();
-    assert_int_equal(ca_store_open_ds(dir, "mysql://u:secret@h/db", &st).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(ca_store_open_ds(dir, "mysql://u:secret@h/db", &st), MF_ERR_USAGE_ARG);
     assert_null(strstr(mf_err_detail(), "secret")); /* never echoed */
-    assert_int_equal(ca_store_open_ds(dir, "postgresql://u:secret@127.0.0.1:1/db", &st).err,
-                     MF_ERR_IO_CONNECT);
+    ASSERT_ERR(ca_store_open_ds(dir, "postgresql://u:secret@127.0.0.1:1/db", &st),
+               MF_ERR_IO_CONNECT);
     assert_null(strstr(mf_err_detail(), "secret"));
     assert_null(st);
 }

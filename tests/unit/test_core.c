@@ -28,6 +28,7 @@
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
+#include "mf_test.h"
 
 /* ================================================================== */
 /* mf_time: durations                                                  */
@@ -82,10 +83,10 @@ static void test_mf_duration_parse_bad_units_refused(void **state)
         }
         assert_int_equal(v, 77); /* untouched on failure */
     }
-    assert_int_equal(mf_duration_parse("10x", &(int64_t){0}).err, MF_ERR_PROTO_DURATION);
+    ASSERT_ERR(mf_duration_parse("10x", &(int64_t){0}), MF_ERR_PROTO_DURATION);
     assert_non_null(strstr(mf_err_detail(), "unknown unit"));
-    assert_int_equal(mf_duration_parse(NULL, &(int64_t){0}).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_duration_parse("1s", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_duration_parse(NULL, &(int64_t){0}), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_duration_parse("1s", NULL), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_duration_parse_overflow_refused(void **state)
@@ -110,7 +111,7 @@ static void test_mf_duration_parse_overflow_refused(void **state)
             fail();
         }
     }
-    assert_int_equal(mf_duration_parse("3661d", &(int64_t){0}).err, MF_ERR_PROTO_DURATION);
+    ASSERT_ERR(mf_duration_parse("3661d", &(int64_t){0}), MF_ERR_PROTO_DURATION);
     assert_non_null(strstr(mf_err_detail(), "too long"));
 }
 
@@ -145,7 +146,7 @@ static void test_mf_duration_format_parse_round_trip(void **state)
         char out[32];
         int64_t back = -1;
         mf_duration_format(vals[i], out, sizeof(out));
-        assert_true(mf_ok(mf_duration_parse(out, &back)));
+        ASSERT_OK(mf_duration_parse(out, &back));
         assert_int_equal(back, vals[i]);
     }
 }
@@ -185,16 +186,16 @@ static void test_mf_time_parse_round_trip_ok(void **state)
         char out[MF_RFC3339_LEN];
         int64_t back = -1;
         mf_time_format(vals[i], out);
-        assert_true(mf_ok(mf_time_parse(out, &back)));
+        ASSERT_OK(mf_time_parse(out, &back));
         assert_int_equal(back, vals[i]);
     }
     int64_t t = 0;
-    assert_true(mf_ok(mf_time_parse("2026-11-22T18:42:00.123456Z", &t)));
+    ASSERT_OK(mf_time_parse("2026-11-22T18:42:00.123456Z", &t));
     assert_int_equal(t, 1795372920);
-    assert_true(mf_ok(mf_time_parse("2000-02-29T00:00:00Z", &t)));
+    ASSERT_OK(mf_time_parse("2000-02-29T00:00:00Z", &t));
     assert_int_equal(t, 951782400);
     /* RFC 3339's leap second reads as the following second */
-    assert_true(mf_ok(mf_time_parse("1998-12-31T23:59:60Z", &t)));
+    ASSERT_OK(mf_time_parse("1998-12-31T23:59:60Z", &t));
     assert_int_equal(t, 915148800);
 }
 
@@ -243,8 +244,8 @@ static void test_mf_time_parse_bad_refused(void **state)
         }
         assert_int_equal(t, 42);
     }
-    assert_int_equal(mf_time_parse(NULL, &(int64_t){0}).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_time_parse("2026-02-30T00:00:00Z", &(int64_t){0}).err, MF_ERR_PROTO);
+    ASSERT_ERR(mf_time_parse(NULL, &(int64_t){0}), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_time_parse("2026-02-30T00:00:00Z", &(int64_t){0}), MF_ERR_PROTO);
     assert_non_null(strstr(mf_err_detail(), "not a valid date"));
 }
 
@@ -328,26 +329,26 @@ static void test_mf_random_fills_ok(void **state)
 {
     (void)state;
     uint8_t a[32] = {0}, b[32] = {0};
-    assert_true(mf_ok(mf_random(a, sizeof(a))));
-    assert_true(mf_ok(mf_random(b, sizeof(b))));
+    ASSERT_OK(mf_random(a, sizeof(a)));
+    ASSERT_OK(mf_random(b, sizeof(b)));
     assert_memory_not_equal(a, b, sizeof(a));
-    assert_true(mf_ok(mf_random(a, 0)));
+    ASSERT_OK(mf_random(a, 0));
 }
 
 static void test_mf_random_range_bounds_ok(void **state)
 {
     (void)state;
     uint64_t v = 0;
-    assert_true(mf_ok(mf_random_range(7, 7, &v)));
+    ASSERT_OK(mf_random_range(7, 7, &v));
     assert_int_equal(v, 7);
-    assert_int_equal(mf_random_range(8, 7, &v).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_random_range(0, 1, NULL).err, MF_ERR_USAGE_NULL);
-    assert_true(mf_ok(mf_random_range(0, UINT64_MAX, &v)));
-    assert_true(mf_ok(mf_random_range(UINT64_MAX - 1, UINT64_MAX, &v)));
+    ASSERT_ERR(mf_random_range(8, 7, &v), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_random_range(0, 1, NULL), MF_ERR_USAGE_NULL);
+    ASSERT_OK(mf_random_range(0, UINT64_MAX, &v));
+    ASSERT_OK(mf_random_range(UINT64_MAX - 1, UINT64_MAX, &v));
     assert_true(v >= UINT64_MAX - 1);
     /* a span that is not a power of two, where modulo bias would show */
     for (int i = 0; i < 1000; i++) {
-        assert_true(mf_ok(mf_random_range(1ULL << 63, (1ULL << 63) + 2, &v)));
+        ASSERT_OK(mf_random_range(1ULL << 63, (1ULL << 63) + 2, &v));
         assert_true(v >= (1ULL << 63) && v <= (1ULL << 63) + 2);
     }
 }
@@ -361,7 +362,7 @@ static void test_mf_random_range_distribution_sane(void **state)
     size_t count[6] = {0};
     for (int i = 0; i < 6000; i++) {
         uint64_t v = 0;
-        assert_true(mf_ok(mf_random_range(10, 15, &v)));
+        ASSERT_OK(mf_random_range(10, 15, &v));
         assert_true(v >= 10 && v <= 15);
         count[v - 10]++;
     }
@@ -375,19 +376,19 @@ static void test_mf_strdup_max_cap_limits(void **state)
     (void)state;
     static char stale[] = "stale";
     char *p = stale;
-    assert_true(mf_ok(mf_strdup_max("abc", 3, &p)));
+    ASSERT_OK(mf_strdup_max("abc", 3, &p));
     assert_string_equal(p, "abc");
     free(p);
     p = stale;
-    assert_int_equal(mf_strdup_max("abcd", 3, &p).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_strdup_max("abcd", 3, &p), MF_ERR_PROTO_TOO_LARGE);
     assert_null(p);
-    assert_true(mf_ok(mf_strdup_max("", 0, &p)));
+    ASSERT_OK(mf_strdup_max("", 0, &p));
     assert_string_equal(p, "");
     free(p);
-    assert_int_equal(mf_strdup_max("a", 0, &p).err, MF_ERR_PROTO_TOO_LARGE);
-    assert_int_equal(mf_strdup_max(NULL, 3, &p).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strdup_max("a", 0, &p), MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_strdup_max(NULL, 3, &p), MF_ERR_USAGE_NULL);
     assert_null(p);
-    assert_int_equal(mf_strdup_max("a", 3, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strdup_max("a", 3, NULL), MF_ERR_USAGE_NULL);
 }
 
 /* Regression: max + 1 wrapped to 0 for SIZE_MAX ("no cap"), so strnlen saw
@@ -396,7 +397,7 @@ static void test_mf_strdup_max_size_max_copies_all(void **state)
 {
     (void)state;
     char *p = NULL;
-    assert_true(mf_ok(mf_strdup_max("whole string", SIZE_MAX, &p)));
+    ASSERT_OK(mf_strdup_max("whole string", SIZE_MAX, &p));
     assert_string_equal(p, "whole string");
     free(p);
 }
@@ -419,7 +420,7 @@ static void test_mf_strv_dup_free_ok(void **state)
     char a[] = "unix:uid:0", b[] = "", c[] = "unix:gid:5";
     char *const src[] = {a, b, c};
     char **v = NULL;
-    assert_true(mf_ok(mf_strv_dup(src, 3, &v)));
+    ASSERT_OK(mf_strv_dup(src, 3, &v));
     assert_non_null(v);
     for (size_t i = 0; i < 3; i++) {
         assert_string_equal(v[i], src[i]);
@@ -428,10 +429,10 @@ static void test_mf_strv_dup_free_ok(void **state)
     mf_strv_free(v, 3);
     char *dummy[1] = {a};
     v = dummy; /* cleared on entry */
-    assert_true(mf_ok(mf_strv_dup(NULL, 0, &v)));
+    ASSERT_OK(mf_strv_dup(NULL, 0, &v));
     assert_null(v);
     mf_strv_free(NULL, 7); /* no-op */
-    assert_int_equal(mf_strv_dup(src, 1, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_strv_dup(src, 1, NULL), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_hex_value_digits_and_refusals(void **state)
@@ -466,14 +467,14 @@ static void test_mf_pct_append_sets_ok(void **state)
     (void)state;
     struct mf_buf b;
     mf_buf_init(&b, 64, 0);
-    assert_true(mf_ok(mf_pct_append(&b, "spiffe://td/a b~%\xc3", MF_PCT_UNRESERVED)));
-    assert_true(mf_ok(mf_buf_append_u8(&b, 0)));
+    ASSERT_OK(mf_pct_append(&b, "spiffe://td/a b~%\xc3", MF_PCT_UNRESERVED));
+    ASSERT_OK(mf_buf_append_u8(&b, 0));
     assert_string_equal((const char *)b.data, "spiffe%3A%2F%2Ftd%2Fa%20b~%25%C3");
     mf_buf_cleanup(&b);
 
     mf_buf_init(&b, 64, 0);
-    assert_true(mf_ok(mf_pct_append(&b, "bad: 100%\n", MF_PCT_GRPC)));
-    assert_true(mf_ok(mf_buf_append_u8(&b, 0)));
+    ASSERT_OK(mf_pct_append(&b, "bad: 100%\n", MF_PCT_GRPC));
+    ASSERT_OK(mf_buf_append_u8(&b, 0));
     assert_string_equal((const char *)b.data, "bad: 100%25%0A");
     mf_buf_cleanup(&b);
 
@@ -722,7 +723,7 @@ static void test_mf_log_write_json_parses(void **state)
     char ts[MF_RFC3339_LEN];
     const char *s = jstr(j, "ts");
     assert_true(strlen(s) < sizeof(ts));
-    assert_true(mf_ok(mf_time_parse(s, &t)));
+    ASSERT_OK(mf_time_parse(s, &t));
     json_decref(j);
 }
 
@@ -872,25 +873,25 @@ static void test_mf_log_level_parse_names_ok(void **state)
 {
     (void)state;
     enum mf_log_level l = MF_LOG_ERR;
-    assert_true(mf_ok(mf_log_level_parse("debug", &l)));
+    ASSERT_OK(mf_log_level_parse("debug", &l));
     assert_int_equal(l, MF_LOG_DEBUG);
-    assert_true(mf_ok(mf_log_level_parse("warn", &l)));
+    ASSERT_OK(mf_log_level_parse("warn", &l));
     assert_int_equal(l, MF_LOG_WARN);
-    assert_true(mf_ok(mf_log_level_parse("info", &l)));
+    ASSERT_OK(mf_log_level_parse("info", &l));
     assert_int_equal(l, MF_LOG_INFO);
-    assert_true(mf_ok(mf_log_level_parse("error", &l)));
+    ASSERT_OK(mf_log_level_parse("error", &l));
     assert_int_equal(l, MF_LOG_ERR);
-    assert_true(mf_ok(mf_log_level_parse("err", &l)));
-    assert_int_equal(mf_log_level_parse("INFO", &l).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_level_parse("", &l).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_level_parse("info", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_OK(mf_log_level_parse("err", &l));
+    ASSERT_ERR(mf_log_level_parse("INFO", &l), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_level_parse("", &l), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_level_parse("info", NULL), MF_ERR_USAGE_NULL);
     enum mf_log_format f = MF_LOG_TEXT;
-    assert_true(mf_ok(mf_log_format_parse("json", &f)));
+    ASSERT_OK(mf_log_format_parse("json", &f));
     assert_int_equal(f, MF_LOG_JSON);
-    assert_true(mf_ok(mf_log_format_parse("text", &f)));
+    ASSERT_OK(mf_log_format_parse("text", &f));
     assert_int_equal(f, MF_LOG_TEXT);
-    assert_int_equal(mf_log_format_parse("xml", &f).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_log_format_parse("json", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_log_format_parse("xml", &f), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_log_format_parse("json", NULL), MF_ERR_USAGE_NULL);
 }
 
 #define LOG_TEST(f) cmocka_unit_test_setup_teardown(f, log_setup, log_teardown)

@@ -20,6 +20,7 @@
 #include "api/core/mf_mem.h"
 #include "api/pki/mf_x509.h"
 #include "api/pki/mf_x509_int.h"
+#include "mf_test.h"
 
 /* openssl req -new -key <P-256> -subj /O=acme
  *     -addext subjectAltName=URI:spiffe://example.org/ossl,DNS:a.example.org */
@@ -95,7 +96,7 @@ static void pem_to_der(const char *pem, struct mf_buf *der)
     struct mf_cur cur;
     char label[32];
     mf_cur_init(&cur, pem, strlen(pem));
-    assert_true(mf_ok(mf_pem_next(&cur, label, sizeof(label), der)));
+    ASSERT_OK(mf_pem_next(&cur, label, sizeof(label), der));
     assert_string_equal(label, "CERTIFICATE REQUEST");
 }
 
@@ -122,27 +123,27 @@ static void put_ext_req(const struct craft *c, struct mf_buf *attrs)
     mf_buf_init(&v, 64, 0);
     if (c->n_uri > 0) {
         for (size_t i = 0; i < c->n_uri; i++) {
-            assert_true(mf_ok(mf_der_put(&names, 0x86, c->uris[i], strlen(c->uris[i]))));
+            ASSERT_OK(mf_der_put(&names, 0x86, c->uris[i], strlen(c->uris[i])));
         }
-        assert_true(mf_ok(mf_der_wrap(&san, MF_DER_SEQUENCE, &names)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), false, &san)));
+        ASSERT_OK(mf_der_wrap(&san, MF_DER_SEQUENCE, &names));
+        ASSERT_OK(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), false, &san));
     }
     if (c->bc) {
         static const uint8_t ca_true[5] = {0x30, 0x03, 0x01, 0x01, 0xff};
         static const uint8_t ca_false[2] = {0x30, 0x00};
-        assert_true(mf_ok(mf_buf_append(&v, c->bc_ca ? ca_true : ca_false,
-                                        c->bc_ca ? sizeof(ca_true) : sizeof(ca_false))));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_basic_constraints,
-                                         sizeof(mf_oid_basic_constraints), true, &v)));
+        ASSERT_OK(mf_buf_append(&v, c->bc_ca ? ca_true : ca_false,
+                                c->bc_ca ? sizeof(ca_true) : sizeof(ca_false)));
+        ASSERT_OK(mf_der_put_ext(&exts, mf_oid_basic_constraints, sizeof(mf_oid_basic_constraints),
+                                 true, &v));
     }
-    assert_true(mf_ok(mf_der_wrap(&extseq, MF_DER_SEQUENCE, &exts)));
-    assert_true(mf_ok(mf_der_wrap(&values, MF_DER_SET, &extseq)));
-    assert_true(mf_ok(
-        mf_der_put(&attr, MF_DER_OID, mf_oid_extension_request, sizeof(mf_oid_extension_request))));
-    assert_true(mf_ok(mf_buf_append(&attr, values.data, values.len)));
-    assert_true(mf_ok(mf_der_wrap(attrs, MF_DER_SEQUENCE, &attr)));
+    ASSERT_OK(mf_der_wrap(&extseq, MF_DER_SEQUENCE, &exts));
+    ASSERT_OK(mf_der_wrap(&values, MF_DER_SET, &extseq));
+    ASSERT_OK(
+        mf_der_put(&attr, MF_DER_OID, mf_oid_extension_request, sizeof(mf_oid_extension_request)));
+    ASSERT_OK(mf_buf_append(&attr, values.data, values.len));
+    ASSERT_OK(mf_der_wrap(attrs, MF_DER_SEQUENCE, &attr));
     if (c->two_attrs) {
-        assert_true(mf_ok(mf_der_wrap(attrs, MF_DER_SEQUENCE, &attr)));
+        ASSERT_OK(mf_der_wrap(attrs, MF_DER_SEQUENCE, &attr));
     }
     mf_buf_cleanup(&names);
     mf_buf_cleanup(&san);
@@ -160,15 +161,15 @@ static void craft_csr(const struct mf_key *key, const struct craft *c, struct mf
     mf_buf_init(&info, 8192, 0);
     mf_buf_init(&tbs, 8192, 0);
     mf_buf_init(&attrs, 8192, 0);
-    assert_true(mf_ok(mf_buf_append(&info, version0, sizeof(version0))));
-    assert_true(mf_ok(mf_der_put_name(&info, NULL)));
-    assert_true(mf_ok(mf_buf_append(&info, key->pub.spki, key->pub.spki_len)));
+    ASSERT_OK(mf_buf_append(&info, version0, sizeof(version0)));
+    ASSERT_OK(mf_der_put_name(&info, NULL));
+    ASSERT_OK(mf_buf_append(&info, key->pub.spki, key->pub.spki_len));
     if (!c->no_attr) {
         put_ext_req(c, &attrs);
     }
-    assert_true(mf_ok(mf_der_wrap(&info, 0xa0, &attrs)));
-    assert_true(mf_ok(mf_der_wrap(&tbs, MF_DER_SEQUENCE, &info)));
-    assert_true(mf_ok(mf_x509_sign_tbs(c->signer != NULL ? c->signer : key, &tbs, out)));
+    ASSERT_OK(mf_der_wrap(&info, 0xa0, &attrs));
+    ASSERT_OK(mf_der_wrap(&tbs, MF_DER_SEQUENCE, &info));
+    ASSERT_OK(mf_x509_sign_tbs(c->signer != NULL ? c->signer : key, &tbs, out));
     mf_buf_cleanup(&info);
     mf_buf_cleanup(&tbs);
     mf_buf_cleanup(&attrs);
@@ -192,14 +193,14 @@ static void test_mf_csr_create_verify_ok(void **state)
     for (size_t i = 0; i < 2; i++) {
         struct mf_buf der;
         mf_buf_init(&der, MF_MAX_CSR, 0);
-        assert_true(mf_ok(mf_csr_create(keys[i], "spiffe://example.org/ns/web", &der)));
+        ASSERT_OK(mf_csr_create(keys[i], "spiffe://example.org/ns/web", &der));
         struct mf_csr *csr = NULL;
-        assert_true(mf_ok(mf_csr_verify(der.data, der.len, &csr)));
+        ASSERT_OK(mf_csr_verify(der.data, der.len, &csr));
         const struct mf_spiffe_id *id = mf_csr_spiffe_id(csr);
         assert_non_null(id);
         assert_string_equal(id->str, "spiffe://example.org/ns/web");
         struct mf_pubkey *pk = NULL;
-        assert_true(mf_ok(mf_key_public(keys[i], &pk)));
+        ASSERT_OK(mf_key_public(keys[i], &pk));
         assert_true(mf_pubkey_eq(mf_csr_pubkey(csr), pk));
         mf_pubkey_free(pk);
         mf_csr_free(csr);
@@ -213,9 +214,9 @@ static void test_mf_csr_create_without_id_ok(void **state)
     struct keys *k = *state;
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
-    assert_true(mf_ok(mf_csr_create(k->p256, NULL, &der)));
+    ASSERT_OK(mf_csr_create(k->p256, NULL, &der));
     struct mf_csr *csr = NULL;
-    assert_true(mf_ok(mf_csr_verify(der.data, der.len, &csr)));
+    ASSERT_OK(mf_csr_verify(der.data, der.len, &csr));
     assert_null(mf_csr_spiffe_id(csr));
     mf_csr_free(csr);
     mf_buf_cleanup(&der);
@@ -226,8 +227,8 @@ static void test_mf_csr_create_invalid_id_refused(void **state)
     struct keys *k = *state;
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
-    assert_int_equal(mf_csr_create(k->p256, "spiffe://Example.org/x", &der).err, MF_ERR_ID_TD_CHAR);
-    assert_int_equal(mf_csr_create(k->p256, "https://example.org/x", &der).err, MF_ERR_ID_SCHEME);
+    ASSERT_ERR(mf_csr_create(k->p256, "spiffe://Example.org/x", &der), MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_csr_create(k->p256, "https://example.org/x", &der), MF_ERR_ID_SCHEME);
     assert_int_equal(der.len, 0);
     mf_buf_cleanup(&der);
 }
@@ -239,7 +240,7 @@ static void test_mf_csr_verify_openssl_ok(void **state)
     mf_buf_init(&der, MF_MAX_CSR, 0);
     pem_to_der(ossl_csr, &der);
     struct mf_csr *csr = NULL;
-    assert_true(mf_ok(mf_csr_verify(der.data, der.len, &csr)));
+    ASSERT_OK(mf_csr_verify(der.data, der.len, &csr));
     assert_string_equal(mf_csr_spiffe_id(csr)->str, "spiffe://example.org/ossl");
     assert_int_equal(mf_pubkey_type(mf_csr_pubkey(csr)), MF_KEY_EC_P256);
     mf_csr_free(csr);
@@ -252,14 +253,14 @@ static void test_mf_csr_verify_openssl_refusals(void **state)
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     pem_to_der(ossl_two_uris, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_AUTH_SVID);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_AUTH_SVID);
     assert_non_null(strstr(mf_err_detail(), "2 URI SANs"));
     mf_buf_reset(&der);
     pem_to_der(ossl_rsa, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_KEY);
     mf_buf_reset(&der);
     pem_to_der(ossl_k1, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_KEY);
     mf_buf_cleanup(&der);
 }
 
@@ -271,14 +272,14 @@ static void test_mf_csr_verify_tampered_refused(void **state)
     pem_to_der(ossl_csr, &der);
     /* the signature's last byte */
     der.data[der.len - 1] ^= 0x01;
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     assert_non_null(strstr(mf_err_detail(), "signature"));
     der.data[der.len - 1] ^= 0x01;
     /* the requested ID: ".../ossl" becomes ".../osso" */
     uint8_t *p = memmem(der.data, der.len, "ossl", 4);
     assert_non_null(p);
     p[3] = 'o';
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     mf_buf_cleanup(&der);
 }
 
@@ -289,7 +290,7 @@ static void test_mf_csr_verify_signed_by_other_key_refused(void **state)
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR, 0);
     craft_csr(k->p256, &c, &der);
-    assert_int_equal(verify_buf(&der).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(verify_buf(&der), MF_ERR_CRYPTO_SIG);
     mf_buf_cleanup(&der);
 }
 
@@ -334,7 +335,7 @@ static void test_mf_csr_verify_size_and_truncation_refused(void **state)
     struct keys *k = *state;
     struct mf_buf der;
     mf_buf_init(&der, MF_MAX_CSR + 2, 0);
-    assert_true(mf_ok(mf_csr_create(k->p256, "spiffe://example.org/t", &der)));
+    ASSERT_OK(mf_csr_create(k->p256, "spiffe://example.org/t", &der));
     struct mf_csr *csr = NULL;
     for (size_t n = 0; n < der.len; n++) {
         mf_res r = mf_csr_verify(der.data, n, &csr);
@@ -342,16 +343,16 @@ static void test_mf_csr_verify_size_and_truncation_refused(void **state)
         assert_null(csr);
     }
     size_t len = der.len;
-    assert_true(mf_ok(mf_buf_append_u8(&der, 0)));
-    assert_int_equal(mf_csr_verify(der.data, der.len, &csr).err, MF_ERR_PROTO_DER);
+    ASSERT_OK(mf_buf_append_u8(&der, 0));
+    ASSERT_ERR(mf_csr_verify(der.data, der.len, &csr), MF_ERR_PROTO_DER);
     /* cap and cap + 1 */
-    assert_true(mf_ok(mf_buf_reserve(&der, MF_MAX_CSR + 1 - der.len)));
+    ASSERT_OK(mf_buf_reserve(&der, MF_MAX_CSR + 1 - der.len));
     memset(der.data + len, 0, MF_MAX_CSR + 1 - len);
     der.len = MF_MAX_CSR + 1;
-    assert_int_equal(mf_csr_verify(der.data, MF_MAX_CSR + 1, &csr).err, MF_ERR_PROTO_TOO_LARGE);
-    assert_int_equal(mf_csr_verify(der.data, MF_MAX_CSR, &csr).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_csr_verify(der.data, 0, &csr).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_csr_verify(NULL, 0, &csr).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_csr_verify(der.data, MF_MAX_CSR + 1, &csr), MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_csr_verify(der.data, MF_MAX_CSR, &csr), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_csr_verify(der.data, 0, &csr), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_csr_verify(NULL, 0, &csr), MF_ERR_USAGE_NULL);
     assert_null(csr);
     mf_buf_cleanup(&der);
 }

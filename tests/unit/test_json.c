@@ -17,11 +17,12 @@
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_json.h"
+#include "mf_test.h"
 
 static json_t *parse_ok(const char *text)
 {
     json_t *v = NULL;
-    assert_true(mf_ok(mf_json_parse(text, strlen(text), 4096, &v)));
+    ASSERT_OK(mf_json_parse(text, strlen(text), 4096, &v));
     assert_non_null(v);
     return v;
 }
@@ -51,10 +52,10 @@ static void test_mf_json_parse_any_array_ok(void **state)
 {
     (void)state;
     json_t *v = NULL;
-    assert_true(mf_ok(mf_json_parse_any("[1,2,3]", 7, 64, &v)));
+    ASSERT_OK(mf_json_parse_any("[1,2,3]", 7, 64, &v));
     assert_true(json_is_array(v));
     json_decref(v);
-    assert_true(mf_ok(mf_json_parse_any("\"s\"", 3, 64, &v)));
+    ASSERT_OK(mf_json_parse_any("\"s\"", 3, 64, &v));
     assert_true(json_is_string(v));
     json_decref(v);
 }
@@ -69,7 +70,7 @@ static void test_mf_json_parse_cap_ok_cap_plus_one_refused(void **state)
     memset(text, ' ', cap + 1);
     memcpy(text, "{\"k\":\"xxxx\"}", 12);
     json_t *v = NULL;
-    assert_true(mf_ok(mf_json_parse(text, cap, cap, &v)));
+    ASSERT_OK(mf_json_parse(text, cap, cap, &v));
     json_decref(v);
     mf_res r = mf_json_parse(text, cap + 1, cap, &v);
     assert_int_equal(r.err, MF_ERR_PROTO_TOO_LARGE);
@@ -85,7 +86,7 @@ static void test_mf_json_parse_oversize_refused_before_parse(void **state)
     /* not even JSON: the cap must be what refuses it */
     const char junk[] = "}}}}}}}}}}";
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(junk, sizeof(junk) - 1, 4, &v).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_json_parse(junk, sizeof(junk) - 1, 4, &v), MF_ERR_PROTO_TOO_LARGE);
 }
 
 static void test_mf_json_parse_truncated_refused(void **state)
@@ -117,7 +118,7 @@ static void test_mf_json_parse_duplicate_key_refused(void **state)
 
     /* duplicates nested deeper are refused too */
     const char nested[] = "{\"o\":{\"x\":1,\"x\":1}}";
-    assert_int_equal(mf_json_parse(nested, strlen(nested), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(nested, strlen(nested), 4096, &v), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_parse_syntax_error_has_position(void **state)
@@ -137,15 +138,15 @@ static void test_mf_json_parse_embedded_nul_refused(void **state)
     json_t *v = NULL;
     /* a raw NUL byte inside the text */
     const char raw[] = "{\"a\":\"x\0y\"}";
-    assert_int_equal(mf_json_parse(raw, sizeof(raw) - 1, 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(raw, sizeof(raw) - 1, 4096, &v), MF_ERR_PROTO_JSON);
     /* a NUL after a complete value: trailing garbage */
     const char tail[] = "{\"a\":1}\0";
-    assert_int_equal(mf_json_parse(tail, sizeof(tail) - 1, 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(tail, sizeof(tail) - 1, 4096, &v), MF_ERR_PROTO_JSON);
     /* an escaped NUL in a string and in a key */
     const char esc[] = "{\"a\":\"x\\u0000y\"}";
-    assert_int_equal(mf_json_parse(esc, strlen(esc), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(esc, strlen(esc), 4096, &v), MF_ERR_PROTO_JSON);
     const char esck[] = "{\"a\\u0000b\":1}";
-    assert_int_equal(mf_json_parse(esck, strlen(esck), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(esck, strlen(esck), 4096, &v), MF_ERR_PROTO_JSON);
     assert_null(v);
 }
 
@@ -154,7 +155,7 @@ static void test_mf_json_parse_control_chars_cleaned_in_detail(void **state)
     (void)state;
     const char text[] = "{\"a\":\"\x01\x1b[31m\"}";
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(text, strlen(text), 4096, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(text, strlen(text), 4096, &v), MF_ERR_PROTO_JSON);
     for (const char *p = mf_err_detail(); *p != '\0'; p++) {
         assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
     }
@@ -164,9 +165,9 @@ static void test_mf_json_parse_null_args_refused(void **state)
 {
     (void)state;
     json_t *v = NULL;
-    assert_int_equal(mf_json_parse(NULL, 0, 10, &v).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_json_parse("{}", 2, 10, NULL).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_json_parse("", 0, 10, &v).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(NULL, 0, 10, &v), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_json_parse("{}", 2, 10, NULL), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_json_parse("", 0, 10, &v), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_str_cases(void **state)
@@ -174,7 +175,7 @@ static void test_mf_json_str_cases(void **state)
     (void)state;
     json_t *v = parse_ok("{\"s\":\"abcd\",\"n\":5,\"z\":null,\"e\":\"\"}");
     const char *s = NULL;
-    assert_true(mf_ok(mf_json_str(v, "s", true, 4, &s)));
+    ASSERT_OK(mf_json_str(v, "s", true, 4, &s));
     assert_string_equal(s, "abcd");
     /* cap and cap+1 */
     mf_res r = mf_json_str(v, "s", true, 3, &s);
@@ -182,7 +183,7 @@ static void test_mf_json_str_cases(void **state)
     assert_null(s);
     assert_non_null(strstr(mf_err_detail(), "\"s\""));
     /* empty string is a string */
-    assert_true(mf_ok(mf_json_str(v, "e", true, 4, &s)));
+    ASSERT_OK(mf_json_str(v, "e", true, 4, &s));
     assert_string_equal(s, "");
     /* wrong type */
     r = mf_json_str(v, "n", true, 16, &s);
@@ -193,12 +194,12 @@ static void test_mf_json_str_cases(void **state)
     assert_int_equal(r.err, MF_ERR_PROTO_JSON);
     assert_non_null(strstr(mf_err_detail(), "missing"));
     s = "poison";
-    assert_true(mf_ok(mf_json_str(v, "missing", false, 16, &s)));
+    ASSERT_OK(mf_json_str(v, "missing", false, 16, &s));
     assert_null(s);
     /* null counts as absent */
-    assert_true(mf_ok(mf_json_str(v, "z", false, 16, &s)));
+    ASSERT_OK(mf_json_str(v, "z", false, 16, &s));
     assert_null(s);
-    assert_int_equal(mf_json_str(v, "z", true, 16, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(v, "z", true, 16, &s), MF_ERR_PROTO_JSON);
     json_decref(v);
 }
 
@@ -209,7 +210,7 @@ static void test_mf_json_str_embedded_nul_refused(void **state)
     json_t *v = json_object();
     assert_int_equal(json_object_set_new(v, "s", json_stringn("a\0b", 3)), 0);
     const char *s = NULL;
-    assert_int_equal(mf_json_str(v, "s", true, 16, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(v, "s", true, 16, &s), MF_ERR_PROTO_JSON);
     assert_null(s);
     json_decref(v);
 }
@@ -220,29 +221,29 @@ static void test_mf_json_int_cases(void **state)
     json_t *v = parse_ok("{\"i\":10,\"neg\":-3,\"r\":1.0,\"s\":\"10\",\"b\":true,"
                          "\"big\":9223372036854775807}");
     int64_t i = 77;
-    assert_true(mf_ok(mf_json_int(v, "i", true, 0, 10, &i)));
+    ASSERT_OK(mf_json_int(v, "i", true, 0, 10, &i));
     assert_int_equal(i, 10);
-    assert_int_equal(mf_json_int(v, "i", true, 0, 9, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "i", true, 11, 20, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "neg", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_true(mf_ok(mf_json_int(v, "neg", true, -3, 10, &i)));
+    ASSERT_ERR(mf_json_int(v, "i", true, 0, 9, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "i", true, 11, 20, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "neg", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_OK(mf_json_int(v, "neg", true, -3, 10, &i));
     assert_int_equal(i, -3);
-    assert_int_equal(mf_json_int(v, "r", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "s", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_int(v, "b", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
-    assert_true(mf_ok(mf_json_int(v, "big", true, 0, INT64_MAX, &i)));
+    ASSERT_ERR(mf_json_int(v, "r", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "s", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "b", true, 0, 10, &i), MF_ERR_PROTO_JSON);
+    ASSERT_OK(mf_json_int(v, "big", true, 0, INT64_MAX, &i));
     assert_true(i == INT64_MAX);
     /* optional absent keeps the default */
     i = 42;
-    assert_true(mf_ok(mf_json_int(v, "none", false, 0, 10, &i)));
+    ASSERT_OK(mf_json_int(v, "none", false, 0, 10, &i));
     assert_int_equal(i, 42);
-    assert_int_equal(mf_json_int(v, "none", true, 0, 10, &i).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_int(v, "none", true, 0, 10, &i), MF_ERR_PROTO_JSON);
     json_decref(v);
 
     /* beyond int64: jansson refuses while parsing */
     json_t *w = NULL;
     const char huge[] = "{\"i\":9223372036854775808}";
-    assert_int_equal(mf_json_parse(huge, strlen(huge), 64, &w).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_parse(huge, strlen(huge), 64, &w), MF_ERR_PROTO_JSON);
 }
 
 static void test_mf_json_bool_cases(void **state)
@@ -250,13 +251,13 @@ static void test_mf_json_bool_cases(void **state)
     (void)state;
     json_t *v = parse_ok("{\"t\":true,\"f\":false,\"n\":1}");
     bool b = false;
-    assert_true(mf_ok(mf_json_bool(v, "t", true, &b)));
+    ASSERT_OK(mf_json_bool(v, "t", true, &b));
     assert_true(b);
-    assert_true(mf_ok(mf_json_bool(v, "f", true, &b)));
+    ASSERT_OK(mf_json_bool(v, "f", true, &b));
     assert_false(b);
-    assert_int_equal(mf_json_bool(v, "n", true, &b).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_bool(v, "n", true, &b), MF_ERR_PROTO_JSON);
     b = true;
-    assert_true(mf_ok(mf_json_bool(v, "x", false, &b)));
+    ASSERT_OK(mf_json_bool(v, "x", false, &b));
     assert_true(b);
     json_decref(v);
 }
@@ -266,23 +267,23 @@ static void test_mf_json_array_object_cases(void **state)
     (void)state;
     json_t *v = parse_ok("{\"a\":[1,2,3],\"o\":{\"k\":1},\"s\":\"x\"}");
     const json_t *a = NULL;
-    assert_true(mf_ok(mf_json_array(v, "a", true, 3, &a)));
+    ASSERT_OK(mf_json_array(v, "a", true, 3, &a));
     assert_int_equal(json_array_size(a), 3);
-    assert_int_equal(mf_json_array(v, "a", true, 2, &a).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_json_array(v, "a", true, 2, &a), MF_ERR_PROTO_TOO_LARGE);
     assert_null(a);
-    assert_int_equal(mf_json_array(v, "o", true, 3, &a).err, MF_ERR_PROTO_JSON);
-    assert_true(mf_ok(mf_json_array(v, "none", false, 3, &a)));
+    ASSERT_ERR(mf_json_array(v, "o", true, 3, &a), MF_ERR_PROTO_JSON);
+    ASSERT_OK(mf_json_array(v, "none", false, 3, &a));
     assert_null(a);
     const json_t *o = NULL;
-    assert_true(mf_ok(mf_json_object(v, "o", true, &o)));
+    ASSERT_OK(mf_json_object(v, "o", true, &o));
     assert_non_null(o);
-    assert_int_equal(mf_json_object(v, "a", true, &o).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_object(v, "s", true, &o).err, MF_ERR_PROTO_JSON);
-    assert_int_equal(mf_json_object(v, "none", true, &o).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "a", true, &o), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "s", true, &o), MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_object(v, "none", true, &o), MF_ERR_PROTO_JSON);
     /* getters on a non-object parent refuse */
     const json_t *arr = json_object_get(v, "a");
     const char *s;
-    assert_int_equal(mf_json_str(arr, "x", false, 4, &s).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_str(arr, "x", false, 4, &s), MF_ERR_PROTO_JSON);
     json_decref(v);
 }
 
@@ -291,15 +292,15 @@ static void test_mf_json_only_keys_unknown_refused(void **state)
     (void)state;
     json_t *v = parse_ok("{\"a\":1,\"b\":2}");
     const char *const ok[] = {"a", "b", "c", NULL};
-    assert_true(mf_ok(mf_json_only_keys(v, ok)));
+    ASSERT_OK(mf_json_only_keys(v, ok));
     const char *const narrow[] = {"a", NULL};
-    assert_int_equal(mf_json_only_keys(v, narrow).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_only_keys(v, narrow), MF_ERR_PROTO_JSON);
     assert_non_null(strstr(mf_err_detail(), "\"b\""));
     const char *const none[] = {NULL};
-    assert_int_equal(mf_json_only_keys(v, none).err, MF_ERR_PROTO_JSON);
+    ASSERT_ERR(mf_json_only_keys(v, none), MF_ERR_PROTO_JSON);
     json_decref(v);
     json_t *e = parse_ok("{}");
-    assert_true(mf_ok(mf_json_only_keys(e, none)));
+    ASSERT_OK(mf_json_only_keys(e, none));
     json_decref(e);
 }
 
@@ -312,15 +313,15 @@ static void test_mf_json_dump_compact_order_ok(void **state)
     assert_int_equal(json_object_set_new(v, "m", json_array()), 0);
     struct mf_buf b;
     mf_buf_init(&b, 1024, 0);
-    assert_true(mf_ok(mf_buf_append_str(&b, "pre:")));
-    assert_true(mf_ok(mf_json_dump(v, &b)));
+    ASSERT_OK(mf_buf_append_str(&b, "pre:"));
+    ASSERT_OK(mf_json_dump(v, &b));
     assert_string_equal(mf_buf_cstr(&b), "pre:{\"z\":1,\"a\":\"x/y\",\"m\":[]}");
     mf_buf_cleanup(&b);
 
     /* a buffer too small is refused and left as it was */
     mf_buf_init(&b, 10, 0);
-    assert_true(mf_ok(mf_buf_append_str(&b, "pre:")));
-    assert_int_equal(mf_json_dump(v, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_OK(mf_buf_append_str(&b, "pre:"));
+    ASSERT_ERR(mf_json_dump(v, &b), MF_ERR_PROTO_TOO_LARGE);
     assert_string_equal(mf_buf_cstr(&b), "pre:");
     assert_int_equal(b.len, 4);
     mf_buf_cleanup(&b);
@@ -329,7 +330,7 @@ static void test_mf_json_dump_compact_order_ok(void **state)
     /* any value may be dumped */
     json_t *s = json_string("hi");
     mf_buf_init(&b, 16, 0);
-    assert_true(mf_ok(mf_json_dump(s, &b)));
+    ASSERT_OK(mf_json_dump(s, &b));
     assert_string_equal(mf_buf_cstr(&b), "\"hi\"");
     mf_buf_cleanup(&b);
     json_decref(s);
@@ -342,7 +343,7 @@ static void test_mf_json_dump_parse_round_trip_ok(void **state)
     json_t *v = parse_ok(text);
     struct mf_buf b;
     mf_buf_init(&b, 1024, 0);
-    assert_true(mf_ok(mf_json_dump(v, &b)));
+    ASSERT_OK(mf_json_dump(v, &b));
     assert_string_equal(mf_buf_cstr(&b), text);
     json_decref(v);
     mf_buf_cleanup(&b);

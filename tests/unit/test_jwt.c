@@ -17,6 +17,7 @@
 #include "api/pki/mf_bundle.h"
 #include "api/pki/mf_jwt.h"
 #include "api/pki/mf_x509.h"
+#include "mf_test.h"
 
 #define NOW 1800000000
 #define SUB "spiffe://example.org/app"
@@ -34,16 +35,16 @@ static int setup(void **state)
     struct mf_bundle *b = NULL;
     struct mf_pubkey *pk = NULL;
     assert_non_null(f);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &f->key)));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P384, &f->key384)));
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &f->stranger)));
-    assert_true(mf_ok(mf_bundle_new("example.org", &b)));
-    assert_true(mf_ok(mf_key_public(f->key, &pk)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k1", pk)));
-    assert_true(mf_ok(mf_key_public(f->key384, &pk)));
-    assert_true(mf_ok(mf_bundle_add_jwt(b, "k384", pk)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &f->key));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &f->key384));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &f->stranger));
+    ASSERT_OK(mf_bundle_new("example.org", &b));
+    ASSERT_OK(mf_key_public(f->key, &pk));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k1", pk));
+    ASSERT_OK(mf_key_public(f->key384, &pk));
+    ASSERT_OK(mf_bundle_add_jwt(b, "k384", pk));
     mf_bundle_set_init(&f->set);
-    assert_true(mf_ok(mf_bundle_set_put(&f->set, b)));
+    ASSERT_OK(mf_bundle_set_put(&f->set, b));
     mf_bundle_free(b);
     *state = f;
     return 0;
@@ -66,12 +67,12 @@ static char *make_token(const struct mf_key *key, const char *hdr, const char *c
     struct mf_buf t, sig;
     mf_buf_init(&t, 64 * 1024, 0);
     mf_buf_init(&sig, 256, 0);
-    assert_true(mf_ok(mf_b64url_encode((const uint8_t *)hdr, strlen(hdr), &t)));
-    assert_true(mf_ok(mf_buf_append_u8(&t, '.')));
-    assert_true(mf_ok(mf_b64url_encode((const uint8_t *)claims, strlen(claims), &t)));
-    assert_true(mf_ok(mf_key_sign_jose(key, t.data, t.len, &sig)));
-    assert_true(mf_ok(mf_buf_append_u8(&t, '.')));
-    assert_true(mf_ok(mf_b64url_encode(sig.data, sig.len, &t)));
+    ASSERT_OK(mf_b64url_encode((const uint8_t *)hdr, strlen(hdr), &t));
+    ASSERT_OK(mf_buf_append_u8(&t, '.'));
+    ASSERT_OK(mf_b64url_encode((const uint8_t *)claims, strlen(claims), &t));
+    ASSERT_OK(mf_key_sign_jose(key, t.data, t.len, &sig));
+    ASSERT_OK(mf_buf_append_u8(&t, '.'));
+    ASSERT_OK(mf_b64url_encode(sig.data, sig.len, &t));
     char *s = strdup(mf_buf_cstr(&t));
     mf_buf_cleanup(&t);
     mf_buf_cleanup(&sig);
@@ -112,8 +113,8 @@ static void test_mf_jwt_sign_then_validate_ok(void **state)
     struct mf_buf out;
     struct mf_jwt j;
     mf_buf_init(&out, MF_JWT_MAX, 0);
-    assert_true(mf_ok(mf_jwt_sign(f->key, "k1", &req, &out)));
-    assert_true(mf_ok(mf_jwt_validate(mf_buf_cstr(&out), out.len, &f->set, "other", NOW + 1, &j)));
+    ASSERT_OK(mf_jwt_sign(f->key, "k1", &req, &out));
+    ASSERT_OK(mf_jwt_validate(mf_buf_cstr(&out), out.len, &f->set, "other", NOW + 1, &j));
     assert_string_equal(j.sub.str, SUB);
     assert_string_equal(j.alg, "ES256");
     assert_string_equal(j.kid, "k1");
@@ -139,8 +140,8 @@ static void test_mf_jwt_sign_p384_is_es384_ok(void **state)
     struct mf_buf out;
     struct mf_jwt j;
     mf_buf_init(&out, MF_JWT_MAX, 0);
-    assert_true(mf_ok(mf_jwt_sign(f->key384, "k384", &req, &out)));
-    assert_true(mf_ok(mf_jwt_validate(mf_buf_cstr(&out), out.len, &f->set, "svc", NOW, &j)));
+    ASSERT_OK(mf_jwt_sign(f->key384, "k384", &req, &out));
+    ASSERT_OK(mf_jwt_validate(mf_buf_cstr(&out), out.len, &f->set, "svc", NOW, &j));
     assert_string_equal(j.alg, "ES384");
     assert_string_equal(json_string_value(json_object_get(j.claims, "iss")), "mayfly");
     mf_jwt_cleanup(&j);
@@ -155,15 +156,15 @@ static void test_mf_jwt_sign_bad_args_refused(void **state)
     struct mf_buf out;
     mf_buf_init(&out, MF_JWT_MAX, 0);
     struct mf_jwt_claims_req req = {.sub = SUB, .aud = aud, .n_aud = 1, .iat = NOW, .exp = NOW};
-    assert_int_equal(mf_jwt_sign(f->key, "k1", &req, &out).err, MF_ERR_USAGE_ARG); /* exp<=iat */
+    ASSERT_ERR(mf_jwt_sign(f->key, "k1", &req, &out), MF_ERR_USAGE_ARG); /* exp<=iat */
     req.exp = NOW + 1;
-    assert_int_equal(mf_jwt_sign(f->key, "", &req, &out).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_jwt_sign(f->key, "k 1", &req, &out).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_jwt_sign(f->key, "", &req, &out), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_jwt_sign(f->key, "k 1", &req, &out), MF_ERR_USAGE_ARG);
     req.n_aud = 0;
-    assert_int_equal(mf_jwt_sign(f->key, "k1", &req, &out).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_jwt_sign(f->key, "k1", &req, &out), MF_ERR_USAGE_ARG);
     req.aud = empty;
     req.n_aud = 1;
-    assert_int_equal(mf_jwt_sign(f->key, "k1", &req, &out).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_jwt_sign(f->key, "k1", &req, &out), MF_ERR_USAGE_ARG);
     req.aud = aud;
     req.sub = "spiffe://Example.org/app";
     assert_int_not_equal(mf_jwt_sign(f->key, "k1", &req, &out).err, MF_OK);
@@ -177,32 +178,32 @@ static void test_mf_jwt_validate_shape_refused(void **state)
 {
     struct fx *f = *state;
     char *t = make_token(f->key, HDR_OK, CLAIMS_OK);
-    assert_true(mf_ok(check(f, t, "svc", NOW)));
+    ASSERT_OK(check(f, t, "svc", NOW));
     char *dot2 = strrchr(t, '.');
     size_t n = strlen(t);
     char buf[4096];
 
     snprintf(buf, sizeof(buf), "%.*s", (int)(dot2 - t), t); /* two parts */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     snprintf(buf, sizeof(buf), "%s.", t); /* four parts, last empty */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     snprintf(buf, sizeof(buf), "%.*s.", (int)(dot2 - t), t); /* empty signature */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     snprintf(buf, sizeof(buf), "%s=", t); /* padding */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     snprintf(buf, sizeof(buf), " %s", t); /* whitespace */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     snprintf(buf, sizeof(buf), "{\"payload\":\"x\",\"signatures\":[]}"); /* JWS JSON */
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     /* standard base64 characters in the signature */
     snprintf(buf, sizeof(buf), "%s", t);
     buf[n - 3] = '+';
-    assert_int_equal(check(f, buf, "svc", NOW).err, MF_ERR_PROTO);
+    ASSERT_ERR(check(f, buf, "svc", NOW), MF_ERR_PROTO);
     /* an embedded NUL */
     struct mf_jwt j;
     memcpy(buf, t, n);
     buf[5] = '\0';
-    assert_int_equal(mf_jwt_validate(buf, n, &f->set, "svc", NOW, &j).err, MF_ERR_PROTO);
+    ASSERT_ERR(mf_jwt_validate(buf, n, &f->set, "svc", NOW, &j), MF_ERR_PROTO);
     free(t);
 }
 
@@ -216,10 +217,10 @@ static void test_mf_jwt_validate_size_cap_cap_plus_one(void **state)
     big[10] = '.';
     big[20] = '.';
     big[MF_JWT_MAX + 1] = '\0';
-    assert_int_equal(mf_jwt_validate(big, MF_JWT_MAX + 1, &f->set, "svc", NOW, &j).err,
-                     MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_jwt_validate(big, MF_JWT_MAX + 1, &f->set, "svc", NOW, &j),
+               MF_ERR_PROTO_TOO_LARGE);
     /* at the cap the size is fine; the header is what is wrong */
-    assert_int_equal(mf_jwt_validate(big, MF_JWT_MAX, &f->set, "svc", NOW, &j).err, MF_ERR_PROTO);
+    ASSERT_ERR(mf_jwt_validate(big, MF_JWT_MAX, &f->set, "svc", NOW, &j), MF_ERR_PROTO);
     free(big);
 }
 
@@ -316,7 +317,7 @@ static void test_mf_jwt_validate_aud(void **state)
            MF_ERR_PROTO); /* more than MF_JWT_AUD_MAX */
     char *t = make_token(f->key, HDR_OK, CLAIMS_OK);
     struct mf_jwt j;
-    assert_int_equal(mf_jwt_validate(t, strlen(t), &f->set, "", NOW, &j).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_jwt_validate(t, strlen(t), &f->set, "", NOW, &j), MF_ERR_USAGE_ARG);
     free(t);
 }
 
@@ -324,10 +325,10 @@ static void test_mf_jwt_validate_exp_nbf_leeway(void **state)
 {
     struct fx *f = *state;
     char *t = make_token(f->key, HDR_OK, CLAIMS_OK); /* exp NOW + 300 */
-    assert_true(mf_ok(check(f, t, "svc", NOW + 300)));
-    assert_true(mf_ok(check(f, t, "svc", NOW + 300 + MF_JWT_LEEWAY - 1)));
-    assert_int_equal(check(f, t, "svc", NOW + 300 + MF_JWT_LEEWAY).err, MF_ERR_AUTH_EXPIRED);
-    assert_int_equal(check(f, t, "svc", NOW + 3600).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_OK(check(f, t, "svc", NOW + 300));
+    ASSERT_OK(check(f, t, "svc", NOW + 300 + MF_JWT_LEEWAY - 1));
+    ASSERT_ERR(check(f, t, "svc", NOW + 300 + MF_JWT_LEEWAY), MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(check(f, t, "svc", NOW + 3600), MF_ERR_AUTH_EXPIRED);
     free(t);
     expect(f, f->key, HDR_OK, "{\"sub\":\"" SUB "\",\"aud\":\"svc\"}", MF_ERR_PROTO);
     expect(f, f->key, HDR_OK, "{\"sub\":\"" SUB "\",\"aud\":\"svc\",\"exp\":\"soon\"}",
@@ -362,20 +363,20 @@ static void test_mf_jwt_validate_signature(void **state)
     size_t n = strlen(t);
     char *bad = strdup(t);
     bad[n - 10] = bad[n - 10] == 'A' ? 'B' : 'A'; /* a signature byte */
-    assert_int_equal(check(f, bad, "svc", NOW).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(check(f, bad, "svc", NOW), MF_ERR_CRYPTO_SIG);
     /* the claims changed after signing (exp moved): the signature fails
      * before the time is even looked at */
     char *d1 = strchr(t, '.');
     struct mf_buf forged;
     mf_buf_init(&forged, 8192, 0);
-    assert_true(mf_ok(mf_buf_append(&forged, t, (size_t)(d1 + 1 - t))));
+    ASSERT_OK(mf_buf_append(&forged, t, (size_t)(d1 + 1 - t)));
     const char *c2 = "{\"sub\":\"" SUB "\",\"aud\":[\"svc\"],\"exp\":1900000000}";
-    assert_true(mf_ok(mf_b64url_encode((const uint8_t *)c2, strlen(c2), &forged)));
-    assert_true(mf_ok(mf_buf_append_str(&forged, strrchr(t, '.'))));
-    assert_int_equal(check(f, mf_buf_cstr(&forged), "svc", NOW).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_OK(mf_b64url_encode((const uint8_t *)c2, strlen(c2), &forged));
+    ASSERT_OK(mf_buf_append_str(&forged, strrchr(t, '.')));
+    ASSERT_ERR(check(f, mf_buf_cstr(&forged), "svc", NOW), MF_ERR_CRYPTO_SIG);
     /* a signature one byte short (84 characters: whole base64 groups) */
     bad[n - 2] = '\0';
-    assert_int_equal(check(f, bad, "svc", NOW).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(check(f, bad, "svc", NOW), MF_ERR_CRYPTO_SIG);
     mf_buf_cleanup(&forged);
     free(bad);
     free(t);
@@ -388,12 +389,10 @@ static void test_mf_jwt_validate_empty_set_untrusted(void **state)
     struct mf_bundle_set empty;
     struct mf_jwt j;
     mf_bundle_set_init(&empty);
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &k)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
     char *t = make_token(k, HDR_OK, CLAIMS_OK);
-    assert_int_equal(mf_jwt_validate(t, strlen(t), &empty, "svc", NOW, &j).err,
-                     MF_ERR_AUTH_UNTRUSTED);
-    assert_int_equal(mf_jwt_validate(t, strlen(t), NULL, "svc", NOW, &j).err,
-                     MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_jwt_validate(t, strlen(t), &empty, "svc", NOW, &j), MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_jwt_validate(t, strlen(t), NULL, "svc", NOW, &j), MF_ERR_AUTH_UNTRUSTED);
     free(t);
     mf_key_free(k);
 }

@@ -22,6 +22,7 @@
 #include "api/core/mf_err.h"
 #include "api/core/mf_mem.h"
 #include "api/pki/mf_x509.h"
+#include "mf_test.h"
 
 /* ---- release watchers ----------------------------------------------------- */
 
@@ -144,7 +145,7 @@ static void pem_block(const char *pem, const char *want, struct mf_buf *der)
     char label[32];
     mf_cur_init(&cur, pem, strlen(pem));
     for (;;) {
-        assert_true(mf_ok(mf_pem_next(&cur, label, sizeof(label), der)));
+        ASSERT_OK(mf_pem_next(&cur, label, sizeof(label), der));
         if (strcmp(label, want) == 0) {
             return;
         }
@@ -154,7 +155,7 @@ static void pem_block(const char *pem, const char *want, struct mf_buf *der)
 static struct mf_pubkey *public_of(const struct mf_key *key)
 {
     struct mf_pubkey *pk = NULL;
-    assert_true(mf_ok(mf_key_public(key, &pk)));
+    ASSERT_OK(mf_key_public(key, &pk));
     return pk;
 }
 
@@ -166,16 +167,16 @@ static void test_mf_key_generate_roundtrip_der_pem_ok(void **state)
     const enum mf_key_type types[] = {MF_KEY_EC_P256, MF_KEY_EC_P384};
     for (size_t i = 0; i < 2; i++) {
         struct mf_key *k = NULL, *k2 = NULL, *k3 = NULL;
-        assert_true(mf_ok(mf_key_generate(types[i], &k)));
+        ASSERT_OK(mf_key_generate(types[i], &k));
         assert_int_equal(mf_key_type(k), types[i]);
         struct mf_buf der, pem;
         mf_buf_init(&der, 4096, MF_BUF_SECRET);
         mf_buf_init(&pem, 4096, MF_BUF_SECRET);
-        assert_true(mf_ok(mf_key_to_der(k, &der)));
-        assert_true(mf_ok(mf_key_to_pem(k, &pem)));
+        ASSERT_OK(mf_key_to_der(k, &der));
+        ASSERT_OK(mf_key_to_pem(k, &pem));
         assert_non_null(strstr(mf_buf_cstr(&pem), "-----BEGIN PRIVATE KEY-----"));
-        assert_true(mf_ok(mf_key_from_der(der.data, der.len, &k2)));
-        assert_true(mf_ok(mf_key_from_pem((const char *)pem.data, pem.len, &k3)));
+        ASSERT_OK(mf_key_from_der(der.data, der.len, &k2));
+        ASSERT_OK(mf_key_from_pem((const char *)pem.data, pem.len, &k3));
         struct mf_pubkey *p1 = public_of(k), *p2 = public_of(k2), *p3 = public_of(k3);
         assert_true(mf_pubkey_eq(p1, p2));
         assert_true(mf_pubkey_eq(p1, p3));
@@ -183,7 +184,7 @@ static void test_mf_key_generate_roundtrip_der_pem_ok(void **state)
         /* the encoding is canonical: re-encoding gives the same bytes */
         struct mf_buf der2;
         mf_buf_init(&der2, 4096, MF_BUF_SECRET);
-        assert_true(mf_ok(mf_key_to_der(k3, &der2)));
+        ASSERT_OK(mf_key_to_der(k3, &der2));
         assert_int_equal(der.len, der2.len);
         assert_memory_equal(der.data, der2.data, der.len);
         mf_buf_cleanup(&der2);
@@ -197,7 +198,7 @@ static void test_mf_key_generate_roundtrip_der_pem_ok(void **state)
         mf_key_free(k3);
     }
     struct mf_key *k = NULL;
-    assert_int_equal(mf_key_generate((enum mf_key_type)7, &k).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_generate((enum mf_key_type)7, &k), MF_ERR_USAGE_ARG);
     assert_null(k);
 }
 
@@ -205,11 +206,11 @@ static void test_mf_key_to_der_non_secret_buffer_refused(void **state)
 {
     (void)state;
     struct mf_key *k = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &k)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
     struct mf_buf plain;
     mf_buf_init(&plain, 4096, 0);
-    assert_int_equal(mf_key_to_der(k, &plain).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_key_to_pem(k, &plain).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_to_der(k, &plain), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_key_to_pem(k, &plain), MF_ERR_USAGE_ARG);
     assert_int_equal(plain.len, 0);
     mf_buf_cleanup(&plain);
     mf_key_free(k);
@@ -219,10 +220,10 @@ static void test_mf_key_der_buffer_wiped_on_cleanup_ok(void **state)
 {
     (void)state;
     struct mf_key *k = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &k)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
     struct mf_buf der;
     mf_buf_init(&der, 4096, MF_BUF_SECRET);
-    assert_true(mf_ok(mf_key_to_der(k, &der)));
+    ASSERT_OK(mf_key_to_der(k, &der));
     assert_false(all_zero(der.data, der.len));
     watch(der.data, der.cap + 1);
     mf_buf_cleanup(&der);
@@ -232,7 +233,7 @@ static void test_mf_key_der_buffer_wiped_on_cleanup_ok(void **state)
     /* PEM text of a key is a secret too */
     struct mf_buf pem;
     mf_buf_init(&pem, 4096, MF_BUF_SECRET);
-    assert_true(mf_ok(mf_key_to_pem(k, &pem)));
+    ASSERT_OK(mf_key_to_pem(k, &pem));
     watch(pem.data, pem.cap + 1);
     mf_buf_cleanup(&pem);
     assert_int_equal(watch_seen, 1);
@@ -244,7 +245,7 @@ static void test_mf_key_free_wipes_page_ok(void **state)
 {
     (void)state;
     struct mf_key *k = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P384, &k)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &k));
     /* the key is the start of its own locked page */
     watch(k, 4096);
     mf_key_free(k);
@@ -257,8 +258,8 @@ static void test_mf_key_from_pem_openssl_forms_ok(void **state)
 {
     (void)state;
     struct mf_key *a = NULL, *b = NULL;
-    assert_true(mf_ok(mf_key_from_pem(p256_pkcs8, strlen(p256_pkcs8), &a)));
-    assert_true(mf_ok(mf_key_from_pem(p256_sec1, strlen(p256_sec1), &b)));
+    ASSERT_OK(mf_key_from_pem(p256_pkcs8, strlen(p256_pkcs8), &a));
+    ASSERT_OK(mf_key_from_pem(p256_sec1, strlen(p256_sec1), &b));
     struct mf_pubkey *pa = public_of(a), *pb = public_of(b);
     assert_true(mf_pubkey_eq(pa, pb));
 
@@ -266,8 +267,8 @@ static void test_mf_key_from_pem_openssl_forms_ok(void **state)
     struct mf_buf want, got;
     mf_buf_init(&want, 256, 0);
     mf_buf_init(&got, 256, 0);
-    assert_true(mf_ok(mf_b64_decode(p256_spki_b64, strlen(p256_spki_b64), &want)));
-    assert_true(mf_ok(mf_pubkey_to_der(pa, &got)));
+    ASSERT_OK(mf_b64_decode(p256_spki_b64, strlen(p256_spki_b64), &want));
+    ASSERT_OK(mf_pubkey_to_der(pa, &got));
     assert_int_equal(want.len, got.len);
     assert_memory_equal(want.data, got.data, want.len);
 
@@ -276,12 +277,12 @@ static void test_mf_key_from_pem_openssl_forms_ok(void **state)
     mf_buf_init(&ossl, 4096, MF_BUF_SECRET);
     mf_buf_init(&ours, 4096, MF_BUF_SECRET);
     pem_block(p256_pkcs8, "PRIVATE KEY", &ossl);
-    assert_true(mf_ok(mf_key_to_der(b, &ours)));
+    ASSERT_OK(mf_key_to_der(b, &ours));
     assert_int_equal(ossl.len, ours.len);
     assert_memory_equal(ossl.data, ours.data, ours.len);
 
     struct mf_key *c = NULL;
-    assert_true(mf_ok(mf_key_from_pem(p384_pkcs8, strlen(p384_pkcs8), &c)));
+    ASSERT_OK(mf_key_from_pem(p384_pkcs8, strlen(p384_pkcs8), &c));
     assert_int_equal(mf_key_type(c), MF_KEY_EC_P384);
 
     mf_buf_cleanup(&want);
@@ -310,7 +311,7 @@ static void test_mf_key_from_der_other_algorithms_refused(void **state)
     /* a CERTIFICATE only: no key block */
     static const char cert_only[] =
         "-----BEGIN CERTIFICATE-----\nAQID\n-----END CERTIFICATE-----\n";
-    assert_int_equal(mf_key_from_pem(cert_only, strlen(cert_only), &k).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_key_from_pem(cert_only, strlen(cert_only), &k), MF_ERR_PROTO_PEM);
 }
 
 static void test_mf_key_from_der_malformed_refused(void **state)
@@ -330,24 +331,24 @@ static void test_mf_key_from_der_malformed_refused(void **state)
     uint8_t longer[512];
     memcpy(longer, der.data, der.len);
     longer[der.len] = 0;
-    assert_int_equal(mf_key_from_der(longer, der.len + 1, &k).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_key_from_der(longer, der.len + 1, &k), MF_ERR_PROTO_DER);
     /* the embedded public key does not belong to the scalar: flip its last
      * byte (the last byte of the DER) */
     longer[der.len - 1] ^= 0x01;
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_MISMATCH);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_MISMATCH);
     /* scalar 0 (offset 36..67 holds the 32-byte scalar) */
     memcpy(longer, der.data, der.len);
     assert_int_equal(longer[34], 0x04);
     assert_int_equal(longer[35], 0x20);
     memset(longer + 36, 0, 32);
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_KEY);
     /* scalar n-1+1 = n, the group order: out of range */
     static const uint8_t n256[32] = {0xff, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x00,
                                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
                                      0xbc, 0xe6, 0xfa, 0xad, 0xa7, 0x17, 0x9e, 0x84,
                                      0xf3, 0xb9, 0xca, 0xc2, 0xfc, 0x63, 0x25, 0x51};
     memcpy(longer + 36, n256, 32);
-    assert_int_equal(mf_key_from_der(longer, der.len, &k).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_key_from_der(longer, der.len, &k), MF_ERR_CRYPTO_KEY);
     assert_null(k);
     mf_wipe(longer, sizeof(longer));
     mf_buf_cleanup(&der);
@@ -362,25 +363,25 @@ static void test_mf_pubkey_der_and_coords_roundtrip_ok(void **state)
     const enum mf_key_type types[] = {MF_KEY_EC_P256, MF_KEY_EC_P384};
     for (size_t i = 0; i < 2; i++) {
         struct mf_key *k = NULL;
-        assert_true(mf_ok(mf_key_generate(types[i], &k)));
+        ASSERT_OK(mf_key_generate(types[i], &k));
         struct mf_pubkey *pk = public_of(k), *p2 = NULL, *p3 = NULL;
         struct mf_buf der;
         mf_buf_init(&der, 1024, 0);
-        assert_true(mf_ok(mf_pubkey_to_der(pk, &der)));
-        assert_true(mf_ok(mf_pubkey_from_der(der.data, der.len, &p2)));
+        ASSERT_OK(mf_pubkey_to_der(pk, &der));
+        ASSERT_OK(mf_pubkey_from_der(der.data, der.len, &p2));
         assert_true(mf_pubkey_eq(pk, p2));
         const char *crv = NULL;
         uint8_t x[48], y[48];
         size_t n = 0;
-        assert_true(mf_ok(mf_pubkey_ec_coords(pk, &crv, x, y, &n)));
+        ASSERT_OK(mf_pubkey_ec_coords(pk, &crv, x, y, &n));
         assert_string_equal(crv, i == 0 ? "P-256" : "P-384");
         assert_int_equal(n, i == 0 ? 32 : 48);
-        assert_true(mf_ok(mf_pubkey_from_ec_coords(crv, x, n, y, n, &p3)));
+        ASSERT_OK(mf_pubkey_from_ec_coords(crv, x, n, y, n, &p3));
         assert_true(mf_pubkey_eq(pk, p3));
         /* fingerprint is SHA-256 of the SPKI */
         char fp[MF_FINGERPRINT_LEN], want[MF_FINGERPRINT_LEN];
         uint8_t h[32];
-        assert_true(mf_ok(mf_sha256(der.data, der.len, h)));
+        ASSERT_OK(mf_sha256(der.data, der.len, h));
         mf_hex(h, 32, want);
         mf_pubkey_fingerprint(pk, fp);
         assert_string_equal(fp, want);
@@ -388,18 +389,15 @@ static void test_mf_pubkey_der_and_coords_roundtrip_ok(void **state)
         /* refusals: short coordinates, unknown curve, wrong curve name,
          * a point off the curve */
         struct mf_pubkey *bad = NULL;
-        assert_int_equal(mf_pubkey_from_ec_coords(crv, x, n - 1, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
-        assert_int_equal(mf_pubkey_from_ec_coords("P-521", x, n, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
-        assert_int_equal(mf_pubkey_from_ec_coords("p-256", x, n, y, n, &bad).err,
-                         MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords(crv, x, n - 1, y, n, &bad), MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords("P-521", x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords("p-256", x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
         y[n - 1] ^= 1;
-        assert_int_equal(mf_pubkey_from_ec_coords(crv, x, n, y, n, &bad).err, MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_ec_coords(crv, x, n, y, n, &bad), MF_ERR_CRYPTO_KEY);
         assert_null(bad);
         /* the same point off the curve through SPKI */
         der.data[der.len - 1] ^= 1;
-        assert_int_equal(mf_pubkey_from_der(der.data, der.len, &bad).err, MF_ERR_CRYPTO_KEY);
+        ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &bad), MF_ERR_CRYPTO_KEY);
         der.data[der.len - 1] ^= 1;
         assert_null(bad);
         mf_pubkey_free(pk);
@@ -415,18 +413,18 @@ static void test_mf_pubkey_from_der_malformed_refused(void **state)
     (void)state;
     struct mf_buf der;
     mf_buf_init(&der, 256, 0);
-    assert_true(mf_ok(mf_b64_decode(p256_spki_b64, strlen(p256_spki_b64), &der)));
+    ASSERT_OK(mf_b64_decode(p256_spki_b64, strlen(p256_spki_b64), &der));
     struct mf_pubkey *pk = NULL;
     for (size_t n = 0; n < der.len; n++) {
         assert_false(mf_ok(mf_pubkey_from_der(der.data, n, &pk)));
     }
     /* point format byte 0x04 -> 0x02 (compressed claims) */
     der.data[26] = 0x02;
-    assert_int_equal(mf_pubkey_from_der(der.data, der.len, &pk).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &pk), MF_ERR_CRYPTO_KEY);
     der.data[26] = 0x04;
     /* curve OID P-256 -> something else (last OID byte) */
     der.data[22] ^= 0x40;
-    assert_int_equal(mf_pubkey_from_der(der.data, der.len, &pk).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_der(der.data, der.len, &pk), MF_ERR_CRYPTO_KEY);
     assert_null(pk);
     mf_buf_cleanup(&der);
 }
@@ -443,15 +441,11 @@ static void test_mf_pubkey_coords_outside_field_refused(void **state)
     memset(ones, 0xff, sizeof(ones));
     memset(zero, 0, sizeof(zero));
     struct mf_pubkey *pk = NULL;
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", p256, 32, zero, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", zero, 32, p256, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", ones, 32, ones, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", p256, 32, zero, 32, &pk), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", zero, 32, p256, 32, &pk), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", ones, 32, ones, 32, &pk), MF_ERR_CRYPTO_KEY);
     /* (0, 0) is in the field but not on the curve (b != 0) */
-    assert_int_equal(mf_pubkey_from_ec_coords("P-256", zero, 32, zero, 32, &pk).err,
-                     MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_pubkey_from_ec_coords("P-256", zero, 32, zero, 32, &pk), MF_ERR_CRYPTO_KEY);
     assert_null(pk);
 }
 
@@ -459,20 +453,20 @@ static void test_mf_pubkey_verify_jose_openssl_vector_ok(void **state)
 {
     (void)state;
     struct mf_key *k = NULL;
-    assert_true(mf_ok(mf_key_from_pem(p256_pkcs8, strlen(p256_pkcs8), &k)));
+    ASSERT_OK(mf_key_from_pem(p256_pkcs8, strlen(p256_pkcs8), &k));
     struct mf_pubkey *pk = public_of(k);
     const uint8_t *msg = (const uint8_t *)jose_msg;
     size_t len = strlen(jose_msg);
-    assert_true(mf_ok(mf_pubkey_verify_jose(pk, msg, len, jose_sig, sizeof(jose_sig))));
+    ASSERT_OK(mf_pubkey_verify_jose(pk, msg, len, jose_sig, sizeof(jose_sig)));
     uint8_t bad[64];
     memcpy(bad, jose_sig, 64);
     bad[63] ^= 1;
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, bad, 64).err, MF_ERR_CRYPTO_SIG);
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len - 1, jose_sig, 64).err, MF_ERR_CRYPTO_SIG);
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, jose_sig, 63).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, bad, 64), MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len - 1, jose_sig, 64), MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, jose_sig, 63), MF_ERR_CRYPTO_SIG);
     /* r = 0 and s = 0 */
     memset(bad, 0, sizeof(bad));
-    assert_int_equal(mf_pubkey_verify_jose(pk, msg, len, bad, 64).err, MF_ERR_CRYPTO_SIG);
+    ASSERT_ERR(mf_pubkey_verify_jose(pk, msg, len, bad, 64), MF_ERR_CRYPTO_SIG);
     mf_pubkey_free(pk);
     mf_key_free(k);
 }
@@ -483,24 +477,23 @@ static void test_mf_key_sign_jose_roundtrip_ok(void **state)
     const enum mf_key_type types[] = {MF_KEY_EC_P256, MF_KEY_EC_P384};
     const size_t sig_len[] = {64, 96};
     struct mf_key *other = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &other)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &other));
     struct mf_pubkey *opk = public_of(other);
     for (size_t i = 0; i < 2; i++) {
         struct mf_key *k = NULL;
-        assert_true(mf_ok(mf_key_generate(types[i], &k)));
+        ASSERT_OK(mf_key_generate(types[i], &k));
         struct mf_pubkey *pk = public_of(k);
         const uint8_t msg[] = "header.payload";
         /* enough rounds that some r or s has a leading zero byte */
         for (int round = 0; round < 40; round++) {
             struct mf_buf sig;
             mf_buf_init(&sig, 256, 0);
-            assert_true(mf_ok(mf_key_sign_jose(k, msg, sizeof(msg) - 1, &sig)));
+            ASSERT_OK(mf_key_sign_jose(k, msg, sizeof(msg) - 1, &sig));
             assert_int_equal(sig.len, sig_len[i]);
-            assert_true(mf_ok(mf_pubkey_verify_jose(pk, msg, sizeof(msg) - 1, sig.data, sig.len)));
+            ASSERT_OK(mf_pubkey_verify_jose(pk, msg, sizeof(msg) - 1, sig.data, sig.len));
             if (i == 0) {
-                assert_int_equal(
-                    mf_pubkey_verify_jose(opk, msg, sizeof(msg) - 1, sig.data, sig.len).err,
-                    MF_ERR_CRYPTO_SIG);
+                ASSERT_ERR(mf_pubkey_verify_jose(opk, msg, sizeof(msg) - 1, sig.data, sig.len),
+                           MF_ERR_CRYPTO_SIG);
             }
             mf_buf_cleanup(&sig);
         }

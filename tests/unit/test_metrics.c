@@ -28,13 +28,14 @@
 #include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 #include "api/internal/mf_metrics.h"
+#include "mf_test.h"
 
 /* ---- helpers ------------------------------------------------------------------------ */
 
 static struct mf_metrics *new_reg(void)
 {
     struct mf_metrics *m = NULL;
-    assert_true(mf_ok(mf_metrics_new(&m)));
+    ASSERT_OK(mf_metrics_new(&m));
     assert_non_null(m);
     return m;
 }
@@ -44,7 +45,7 @@ static char *render(struct mf_metrics *m)
 {
     struct mf_buf b;
     mf_buf_init(&b, MF_METRICS_RENDER_MAX, 0);
-    assert_true(mf_ok(mf_metrics_render(m, &b)));
+    ASSERT_OK(mf_metrics_render(m, &b));
     char *s = strdup(mf_buf_cstr(&b));
     assert_non_null(s);
     mf_buf_cleanup(&b);
@@ -81,7 +82,7 @@ static void test_mf_metrics_counter_unlabelled_zero_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "x_total", "Things done", NULL, &c)));
+    ASSERT_OK(mf_metrics_counter(m, "x_total", "Things done", NULL, &c));
     char *doc = render(m);
     assert_string_equal(doc, "# HELP x_total Things done\n# TYPE x_total counter\nx_total 0\n");
     free(doc);
@@ -110,10 +111,10 @@ static void test_mf_metrics_names_bad_refused(void **state)
         mf_res r = mf_metrics_counter(m, "ok_total", "h", bad_labels[i], &x);
         assert_int_equal(r.err, MF_ERR_USAGE_ARG);
     }
-    assert_int_equal(mf_metrics_counter(m, "ok_total", NULL, NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "ok_total", NULL, NULL, &x), MF_ERR_USAGE_ARG);
     /* colons are allowed in metric names, not in label names */
-    assert_true(mf_ok(mf_metrics_gauge(m, "ns:sub_x", "h", "l_1", &x)));
-    assert_true(mf_ok(mf_metrics_counter(m, "_under", "h", "_l", &x)));
+    ASSERT_OK(mf_metrics_gauge(m, "ns:sub_x", "h", "l_1", &x));
+    ASSERT_OK(mf_metrics_counter(m, "_under", "h", "_l", &x));
     mf_metrics_free(m);
 }
 
@@ -125,16 +126,16 @@ static void test_mf_metrics_name_cap_cap_plus_one(void **state)
     char name[MF_METRICS_NAME_MAX + 1];
     memset(name, 'a', sizeof(name));
     name[MF_METRICS_NAME_MAX - 1] = '\0'; /* longest allowed */
-    assert_true(mf_ok(mf_metrics_counter(m, name, "h", NULL, &x)));
+    ASSERT_OK(mf_metrics_counter(m, name, "h", NULL, &x));
     name[MF_METRICS_NAME_MAX - 1] = 'a';
     name[MF_METRICS_NAME_MAX] = '\0'; /* one more */
-    assert_int_equal(mf_metrics_counter(m, name, "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, name, "h", NULL, &x), MF_ERR_USAGE_ARG);
     char help[MF_METRICS_HELP_MAX + 1];
     memset(help, 'h', sizeof(help));
     help[MF_METRICS_HELP_MAX] = '\0';
-    assert_int_equal(mf_metrics_counter(m, "b", help, NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "b", help, NULL, &x), MF_ERR_USAGE_ARG);
     help[MF_METRICS_HELP_MAX - 1] = '\0';
-    assert_true(mf_ok(mf_metrics_counter(m, "b", help, NULL, &x)));
+    ASSERT_OK(mf_metrics_counter(m, "b", help, NULL, &x));
     mf_metrics_free(m);
 }
 
@@ -143,15 +144,15 @@ static void test_mf_metrics_duplicate_and_full_refused(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *x = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "dup", "h", NULL, &x)));
-    assert_int_equal(mf_metrics_gauge(m, "dup", "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_OK(mf_metrics_counter(m, "dup", "h", NULL, &x));
+    ASSERT_ERR(mf_metrics_gauge(m, "dup", "h", NULL, &x), MF_ERR_USAGE_ARG);
     assert_null(x);
     for (int i = 1; i < MF_METRICS_FAMILIES_MAX; i++) {
         char n[32];
         snprintf(n, sizeof(n), "m%d", i);
-        assert_true(mf_ok(mf_metrics_gauge(m, n, "h", NULL, &x)));
+        ASSERT_OK(mf_metrics_gauge(m, n, "h", NULL, &x));
     }
-    assert_int_equal(mf_metrics_gauge(m, "one_too_many", "h", NULL, &x).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_gauge(m, "one_too_many", "h", NULL, &x), MF_ERR_USAGE_ARG);
     mf_metrics_free(m);
 }
 
@@ -162,7 +163,7 @@ static void test_mf_metrics_label_value_escaped_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "e_total", "h", "reason", &c)));
+    ASSERT_OK(mf_metrics_counter(m, "e_total", "h", "reason", &c));
     mf_metric_inc(c, "quote\" back\\slash\nnewline");
     mf_metric_inc(c, "ctl\x01 del\x7f high\xc3\xa9");
     mf_metric_inc(c, "");
@@ -182,7 +183,7 @@ static void test_mf_metrics_help_escaped_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "h_total", "a \"q\" b\\c\nd", NULL, &c)));
+    ASSERT_OK(mf_metrics_counter(m, "h_total", "a \"q\" b\\c\nd", NULL, &c));
     char *doc = render(m);
     /* HELP escapes backslash and newline only; quotes stay */
     assert_has_line(doc, "# HELP h_total a \"q\" b\\\\c\\nd");
@@ -195,7 +196,7 @@ static void test_mf_metrics_gauge_values_formatted_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *g = NULL;
-    assert_true(mf_ok(mf_metrics_gauge(m, "g", "h", "k", &g)));
+    ASSERT_OK(mf_metrics_gauge(m, "g", "h", "k", &g));
     mf_metric_set(g, "int", 3600.0);
     mf_metric_set(g, "neg", -2.5);
     mf_metric_set(g, "tenth", 0.1);
@@ -228,7 +229,7 @@ static void test_mf_metrics_unlabelled_gauge_absent_until_set_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *g = NULL;
-    assert_true(mf_ok(mf_metrics_gauge(m, "soon_seconds", "h", NULL, &g)));
+    ASSERT_OK(mf_metrics_gauge(m, "soon_seconds", "h", NULL, &g));
     char *doc = render(m);
     assert_string_equal(doc, "# HELP soon_seconds h\n# TYPE soon_seconds gauge\n");
     free(doc);
@@ -245,7 +246,7 @@ static void test_mf_metrics_float_round_trip_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *g = NULL;
-    assert_true(mf_ok(mf_metrics_gauge(m, "r", "h", NULL, &g)));
+    ASSERT_OK(mf_metrics_gauge(m, "r", "h", NULL, &g));
     const double vals[] = {0.1 + 0.2, 1.0 / 3.0, 123456789.123456789, 5e-324, 2.5e-7};
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
         mf_metric_set(g, NULL, vals[i]);
@@ -266,7 +267,7 @@ static void test_mf_metrics_histogram_buckets_ok(void **state)
     struct mf_metrics *m = new_reg();
     struct mf_metric *h = NULL;
     const double b[] = {1, 2, 5};
-    assert_true(mf_ok(mf_metrics_histogram(m, "lat_seconds", "h", b, 3, &h)));
+    ASSERT_OK(mf_metrics_histogram(m, "lat_seconds", "h", b, 3, &h));
     const double obs[] = {0.5, 1.0, 1.5, 2.0, 5.0, 6.0, -1.0};
     for (size_t i = 0; i < sizeof(obs) / sizeof(obs[0]); i++) {
         mf_metric_observe(h, obs[i]);
@@ -292,7 +293,7 @@ static void test_mf_metrics_histogram_empty_ok(void **state)
     struct mf_metrics *m = new_reg();
     struct mf_metric *h = NULL;
     const double b[] = {0.25};
-    assert_true(mf_ok(mf_metrics_histogram(m, "e", "h", b, 1, &h)));
+    ASSERT_OK(mf_metrics_histogram(m, "e", "h", b, 1, &h));
     char *doc = render(m);
     assert_string_equal(doc, "# HELP e h\n# TYPE e histogram\ne_bucket{le=\"0.25\"} 0\n"
                              "e_bucket{le=\"+Inf\"} 0\ne_sum 0\ne_count 0\n");
@@ -309,19 +310,19 @@ static void test_mf_metrics_histogram_bounds_bad_refused(void **state)
     const double equal[] = {1, 1};
     const double inf[] = {1, INFINITY};
     const double nan_b[] = {NAN};
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", unsorted, 3, &h).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", unsorted, 3, &h), MF_ERR_USAGE_ARG);
     assert_null(h);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", equal, 2, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", inf, 2, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", nan_b, 1, &h).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", unsorted, 0, &h).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", equal, 2, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", inf, 2, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", nan_b, 1, &h), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", unsorted, 0, &h), MF_ERR_USAGE_ARG);
     double many[MF_METRICS_BUCKETS_MAX + 1];
     for (size_t i = 0; i < MF_METRICS_BUCKETS_MAX + 1; i++) {
         many[i] = (double)i;
     }
-    assert_int_equal(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX + 1, &h).err,
-                     MF_ERR_USAGE_ARG);
-    assert_true(mf_ok(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX, &h)));
+    ASSERT_ERR(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX + 1, &h),
+               MF_ERR_USAGE_ARG);
+    ASSERT_OK(mf_metrics_histogram(m, "a", "h", many, MF_METRICS_BUCKETS_MAX, &h));
     mf_metric_observe(h, 1e9);
     char *doc = render(m);
     assert_int_equal(count_substr(doc, "a_bucket{"), MF_METRICS_BUCKETS_MAX + 1);
@@ -338,7 +339,7 @@ static void test_mf_metrics_series_cap_folds_into_other_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "c_total", "h", "who", &c)));
+    ASSERT_OK(mf_metrics_counter(m, "c_total", "h", "who", &c));
     for (int i = 0; i < MF_METRICS_SERIES_MAX + 5; i++) {
         char v[16];
         snprintf(v, sizeof(v), "v%d", i);
@@ -363,7 +364,7 @@ static void test_mf_metrics_label_value_cap_cap_plus_one(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "l_total", "h", "v", &c)));
+    ASSERT_OK(mf_metrics_counter(m, "l_total", "h", "v", &c));
     char cap[MF_METRICS_LABEL_MAX], over[MF_METRICS_LABEL_MAX + 1];
     memset(cap, 'x', sizeof(cap));
     cap[MF_METRICS_LABEL_MAX - 1] = '\0';
@@ -393,12 +394,12 @@ static void test_mf_metrics_collect_hook_runs_ok(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *g = NULL;
-    assert_true(mf_ok(mf_metrics_gauge(m, "calls", "h", NULL, &g)));
+    ASSERT_OK(mf_metrics_gauge(m, "calls", "h", NULL, &g));
     hook_calls = 0;
     for (int i = 0; i < 4; i++) {
-        assert_true(mf_ok(mf_metrics_on_collect(m, hook, g)));
+        ASSERT_OK(mf_metrics_on_collect(m, hook, g));
     }
-    assert_int_equal(mf_metrics_on_collect(m, hook, g).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_on_collect(m, hook, g), MF_ERR_USAGE_ARG);
     char *doc = render(m);
     assert_has_line(doc, "calls 4");
     free(doc);
@@ -410,10 +411,10 @@ static void test_mf_metrics_render_cap_too_large(void **state)
     (void)state;
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "long_name_total", "some help text", NULL, &c)));
+    ASSERT_OK(mf_metrics_counter(m, "long_name_total", "some help text", NULL, &c));
     struct mf_buf b;
     mf_buf_init(&b, 20, 0);
-    assert_int_equal(mf_metrics_render(m, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_metrics_render(m, &b), MF_ERR_PROTO_TOO_LARGE);
     mf_buf_cleanup(&b);
     mf_metrics_free(m);
 }
@@ -432,8 +433,8 @@ static void test_mf_metrics_null_metric_noop_ok(void **state)
     /* a counter ignores gauge and histogram updates, and vice versa */
     struct mf_metrics *m = new_reg();
     struct mf_metric *c = NULL, *g = NULL;
-    assert_true(mf_ok(mf_metrics_counter(m, "c", "h", NULL, &c)));
-    assert_true(mf_ok(mf_metrics_gauge(m, "g", "h", NULL, &g)));
+    ASSERT_OK(mf_metrics_counter(m, "c", "h", NULL, &c));
+    ASSERT_OK(mf_metrics_gauge(m, "g", "h", NULL, &g));
     mf_metric_set(c, NULL, 9.0);
     mf_metric_observe(c, 9.0);
     mf_metric_inc(g, NULL);
@@ -519,10 +520,10 @@ static void test_mf_metrics_concurrent_updates_exact_ok(void **state)
     memset(&s, 0, sizeof(s));
     s.m = new_reg();
     const double b[] = {2, 4, 8};
-    assert_true(mf_ok(mf_metrics_counter(s.m, "cc_total", "h", NULL, &s.c)));
-    assert_true(mf_ok(mf_metrics_counter(s.m, "lc_total", "h", "l", &s.lc)));
-    assert_true(mf_ok(mf_metrics_histogram(s.m, "hh", "h", b, 3, &s.h)));
-    assert_true(mf_ok(mf_metrics_gauge(s.m, "gg", "h", NULL, &s.g)));
+    ASSERT_OK(mf_metrics_counter(s.m, "cc_total", "h", NULL, &s.c));
+    ASSERT_OK(mf_metrics_counter(s.m, "lc_total", "h", "l", &s.lc));
+    ASSERT_OK(mf_metrics_histogram(s.m, "hh", "h", b, 3, &s.h));
+    ASSERT_OK(mf_metrics_gauge(s.m, "gg", "h", NULL, &s.g));
     pthread_t w[THREADS], r;
     assert_int_equal(pthread_create(&r, NULL, renderer, &s), 0);
     for (int i = 0; i < THREADS; i++) {
@@ -577,30 +578,29 @@ static int bind_dgram(const char *path, bool abstract)
 static void test_mf_metrics_notify_systemd_ok(void **state)
 {
     (void)state;
-    char dir[] = "/tmp/mf-notify.XXXXXX";
-    assert_non_null(mkdtemp(dir));
+    char dir[64];
+    assert_int_equal(mft_tmpdir(dir, sizeof(dir), "notify"), 0);
     char path[256];
     snprintf(path, sizeof(path), "%s/notify", dir);
     int fd = bind_dgram(path, false);
 
     unsetenv("NOTIFY_SOCKET");
-    assert_true(mf_ok(mf_metrics_notify_systemd("READY=1"))); /* not under systemd */
+    ASSERT_OK(mf_metrics_notify_systemd("READY=1")); /* not under systemd */
 
     setenv("NOTIFY_SOCKET", path, 1);
-    assert_true(mf_ok(mf_metrics_notify_systemd("READY=1\nSTATUS=x")));
+    ASSERT_OK(mf_metrics_notify_systemd("READY=1\nSTATUS=x"));
     char got[64] = "";
     ssize_t n = recv(fd, got, sizeof(got) - 1, MSG_DONTWAIT);
     assert_int_equal(n, 16);
     assert_string_equal(got, "READY=1\nSTATUS=x");
     close(fd);
-    unlink(path);
-    rmdir(dir);
+    mft_rmdir(dir);
 
     char abs_name[64];
     snprintf(abs_name, sizeof(abs_name), "@mf-notify-test-%d", (int)getpid());
     fd = bind_dgram(abs_name, true);
     setenv("NOTIFY_SOCKET", abs_name, 1);
-    assert_true(mf_ok(mf_metrics_notify_systemd("STOPPING=1")));
+    ASSERT_OK(mf_metrics_notify_systemd("STOPPING=1"));
     memset(got, 0, sizeof(got));
     n = recv(fd, got, sizeof(got) - 1, MSG_DONTWAIT);
     assert_int_equal(n, 10);
@@ -609,9 +609,9 @@ static void test_mf_metrics_notify_systemd_ok(void **state)
 
     /* malformed or unreachable addresses are errors, not silence */
     setenv("NOTIFY_SOCKET", "relative/path", 1);
-    assert_int_equal(mf_metrics_notify_systemd("READY=1").err, MF_ERR_IO);
+    ASSERT_ERR(mf_metrics_notify_systemd("READY=1"), MF_ERR_IO);
     setenv("NOTIFY_SOCKET", "/nonexistent/mayfly/notify", 1);
-    assert_int_equal(mf_metrics_notify_systemd("READY=1").err, MF_ERR_IO);
+    ASSERT_ERR(mf_metrics_notify_systemd("READY=1"), MF_ERR_IO);
     unsetenv("NOTIFY_SOCKET");
 }
 
@@ -619,12 +619,12 @@ static void test_mf_metrics_life_serve_ready_stop_ok(void **state)
 {
     (void)state;
     struct mf_metrics *m = NULL;
-    assert_true(mf_ok(mf_metrics_new(&m)));
+    ASSERT_OK(mf_metrics_new(&m));
     struct mf_metrics_life l = {0};
     (void)unsetenv("NOTIFY_SOCKET");
-    assert_true(mf_ok(mf_metrics_life_serve(&l, m, "", NULL))); /* no listener asked */
+    ASSERT_OK(mf_metrics_life_serve(&l, m, "", NULL)); /* no listener asked */
     assert_null(l.srv);
-    assert_true(mf_ok(mf_metrics_life_serve(&l, m, "127.0.0.1:0", NULL)));
+    ASSERT_OK(mf_metrics_life_serve(&l, m, "127.0.0.1:0", NULL));
     assert_non_null(l.srv);
     assert_false(mf_metrics_life_is_ready(&l));
     mf_metrics_life_ready(&l, "serving", "the test");

@@ -20,6 +20,7 @@
 
 #include "api/core/mf_err.h"
 #include "api/internal/mf_opt.h"
+#include "mf_test.h"
 
 static const struct mf_opt o_run[] = {
     {"data-dir", MF_OPT_STR, "DIR", NULL, "data", MF_OPT_CONFIG | MF_OPT_REQUIRED, NULL},
@@ -56,7 +57,7 @@ static void test_mf_opt_both_forms_ok(void **state)
 {
     (void)state;
     struct mf_opt_vals v;
-    assert_true(mf_ok(parse(&cmds[0], &v, 4, "--data-dir=/x", "--ttl", "5m", "--verbose")));
+    ASSERT_OK(parse(&cmds[0], &v, 4, "--data-dir=/x", "--ttl", "5m", "--verbose"));
     assert_string_equal(mf_opt_get(&v, "data-dir"), "/x");
     assert_string_equal(mf_opt_get(&v, "ttl"), "5m");
     assert_string_equal(mf_opt_get(&v, "max"), "8"); /* default */
@@ -68,7 +69,7 @@ static void test_mf_opt_list_collects_ok(void **state)
 {
     (void)state;
     struct mf_opt_vals v;
-    assert_true(mf_ok(parse(&cmds[0], &v, 4, "--data-dir", "/x", "--peer=a", "--peer=b")));
+    ASSERT_OK(parse(&cmds[0], &v, 4, "--data-dir", "/x", "--peer=a", "--peer=b"));
     const struct mf_opt_val *p = mf_opt_val(&v, "peer");
     assert_int_equal(p->n, 2);
     assert_string_equal(p->list[0], "a");
@@ -115,7 +116,7 @@ static void test_mf_opt_required_and_positional(void **state)
     mf_opt_vals_cleanup(&v);
     assert_false(mf_ok(parse(&cmds[1], &v, 0)));
     mf_opt_vals_cleanup(&v);
-    assert_true(mf_ok(parse(&cmds[1], &v, 1, "abc")));
+    ASSERT_OK(parse(&cmds[1], &v, 1, "abc"));
     assert_string_equal(v.pos[0], "abc");
     mf_opt_vals_cleanup(&v);
     assert_false(mf_ok(parse(&cmds[1], &v, 2, "abc", "def")));
@@ -126,7 +127,7 @@ static void test_mf_opt_help_ok(void **state)
 {
     (void)state;
     struct mf_opt_vals v;
-    assert_true(mf_ok(parse(&cmds[0], &v, 1, "--help")));
+    ASSERT_OK(parse(&cmds[0], &v, 1, "--help"));
     assert_true(v.help);
     mf_opt_vals_cleanup(&v);
 }
@@ -148,7 +149,7 @@ static void test_mf_opt_file_ok_and_flags_win(void **state)
     struct mf_opt_vals v;
     char *p = write_tmp("# comment\n\ndata_dir = \"/from file\"\nttl = 2h\nmax = 3\n"
                         "verbose = true\npeer = a\npeer = b\n");
-    assert_true(mf_ok(parse(&cmds[0], &v, 6, "--config", p, "--max=4", "--peer", "c", "--ttl=1m")));
+    ASSERT_OK(parse(&cmds[0], &v, 6, "--config", p, "--max=4", "--peer", "c", "--ttl=1m"));
     assert_string_equal(mf_opt_get(&v, "data-dir"), "/from file");
     assert_string_equal(mf_opt_get(&v, "max"), "4");
     assert_string_equal(mf_opt_get(&v, "ttl"), "1m");
@@ -196,7 +197,7 @@ static void test_mf_opt_find_cmd(void **state)
     int used = 0;
     char t[] = "thing", sh[] = "show", x[] = "x", nope[] = "nope";
     char *a1[] = {t, sh, x};
-    assert_true(mf_ok(mf_opt_find_cmd(&prog, 3, a1, &c, &used)));
+    ASSERT_OK(mf_opt_find_cmd(&prog, 3, a1, &c, &used));
     assert_ptr_equal(c, &cmds[1]);
     assert_int_equal(used, 2);
     char *a2[] = {t};
@@ -231,8 +232,8 @@ static void test_mf_opt_changed(void **state)
 {
     (void)state;
     struct mf_opt_vals a, b;
-    assert_true(mf_ok(parse(&cmds[0], &a, 2, "--data-dir=/x", "--max=1")));
-    assert_true(mf_ok(parse(&cmds[0], &b, 2, "--data-dir=/x", "--max=2")));
+    ASSERT_OK(parse(&cmds[0], &a, 2, "--data-dir=/x", "--max=1"));
+    ASSERT_OK(parse(&cmds[0], &b, 2, "--data-dir=/x", "--max=2"));
     assert_false(mf_opt_changed(&a, &b, 0));
     assert_true(mf_opt_changed(&a, &b, 2));
     mf_opt_vals_cleanup(&a);

@@ -17,6 +17,7 @@
 #include "api/core/mf_err.h"
 #include "api/core/mf_mem.h"
 #include "api/pki/mf_x509.h"
+#include "mf_test.h"
 
 struct vec {
     const char *plain;
@@ -42,17 +43,17 @@ static void test_mf_b64_encode_rfc4648_vectors_ok(void **state)
         const struct vec *v = &vectors[i];
         struct mf_buf b;
         mf_buf_init(&b, 64, 0);
-        assert_true(mf_ok(mf_b64_encode((const uint8_t *)v->plain, strlen(v->plain), &b)));
+        ASSERT_OK(mf_b64_encode((const uint8_t *)v->plain, strlen(v->plain), &b));
         assert_string_equal(mf_buf_cstr(&b), v->std);
         mf_buf_reset(&b);
-        assert_true(mf_ok(mf_b64url_encode((const uint8_t *)v->plain, strlen(v->plain), &b)));
+        ASSERT_OK(mf_b64url_encode((const uint8_t *)v->plain, strlen(v->plain), &b));
         assert_string_equal(mf_buf_cstr(&b), v->url);
         mf_buf_reset(&b);
-        assert_true(mf_ok(mf_b64_decode(v->std, strlen(v->std), &b)));
+        ASSERT_OK(mf_b64_decode(v->std, strlen(v->std), &b));
         assert_int_equal(b.len, strlen(v->plain));
         assert_memory_equal(mf_buf_cstr(&b), v->plain, b.len);
         mf_buf_reset(&b);
-        assert_true(mf_ok(mf_b64url_decode(v->url, strlen(v->url), &b)));
+        ASSERT_OK(mf_b64url_decode(v->url, strlen(v->url), &b));
         assert_int_equal(b.len, strlen(v->plain));
         assert_memory_equal(mf_buf_cstr(&b), v->plain, b.len);
         mf_buf_cleanup(&b);
@@ -71,17 +72,17 @@ static void test_mf_b64_alphabet_roundtrip_ok(void **state)
         struct mf_buf e, d;
         mf_buf_init(&e, 1024, 0);
         mf_buf_init(&d, 1024, 0);
-        assert_true(mf_ok(mf_b64_encode(all, n, &e)));
-        assert_true(mf_ok(mf_b64_decode((const char *)e.data, e.len, &d)));
+        ASSERT_OK(mf_b64_encode(all, n, &e));
+        ASSERT_OK(mf_b64_decode((const char *)e.data, e.len, &d));
         assert_int_equal(d.len, n);
         assert_memory_equal(d.data, all, n);
         mf_buf_reset(&e);
         mf_buf_reset(&d);
-        assert_true(mf_ok(mf_b64url_encode(all, n, &e)));
+        ASSERT_OK(mf_b64url_encode(all, n, &e));
         assert_null(memchr(e.data, '+', e.len));
         assert_null(memchr(e.data, '/', e.len));
         assert_null(memchr(e.data, '=', e.len));
-        assert_true(mf_ok(mf_b64url_decode((const char *)e.data, e.len, &d)));
+        ASSERT_OK(mf_b64url_decode((const char *)e.data, e.len, &d));
         assert_int_equal(d.len, n);
         assert_memory_equal(d.data, all, n);
         mf_buf_cleanup(&e);
@@ -130,7 +131,7 @@ static void test_mf_b64_decode_malformed_refused(void **state)
     /* an embedded NUL is just another character outside the alphabet */
     struct mf_buf b;
     mf_buf_init(&b, 64, 0);
-    assert_int_equal(mf_b64_decode("Zm\0v", 4, &b).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_b64_decode("Zm\0v", 4, &b), MF_ERR_PROTO_PEM);
     mf_buf_cleanup(&b);
 }
 
@@ -139,9 +140,9 @@ static void test_mf_b64_decode_cap_refused(void **state)
     (void)state;
     struct mf_buf b;
     mf_buf_init(&b, 6, 0);
-    assert_true(mf_ok(mf_b64_decode("Zm9vYmFy", 8, &b))); /* exactly 6 */
+    ASSERT_OK(mf_b64_decode("Zm9vYmFy", 8, &b)); /* exactly 6 */
     mf_buf_reset(&b);
-    assert_int_equal(mf_b64_decode("Zm9vYmFyYg==", 12, &b).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_b64_decode("Zm9vYmFyYg==", 12, &b), MF_ERR_PROTO_TOO_LARGE);
     mf_buf_cleanup(&b);
 }
 
@@ -154,7 +155,7 @@ static void test_mf_pem_encode_lines_ok(void **state)
     }
     struct mf_buf b;
     mf_buf_init(&b, 4096, 0);
-    assert_true(mf_ok(mf_pem_encode("CERTIFICATE", der, sizeof(der), &b)));
+    ASSERT_OK(mf_pem_encode("CERTIFICATE", der, sizeof(der), &b));
     const char *s = mf_buf_cstr(&b);
     assert_true(strncmp(s, "-----BEGIN CERTIFICATE-----\n", 28) == 0);
     /* 100 bytes: two 64-column lines (48 bytes each), then 8 characters */
@@ -169,8 +170,8 @@ static void test_mf_pem_encode_lines_ok(void **state)
     assert_int_equal(nl - l3, 8);
     assert_string_equal(nl + 1, "-----END CERTIFICATE-----\n");
 
-    assert_int_equal(mf_pem_encode("bad label", der, 1, &b).err, MF_ERR_USAGE_ARG);
-    assert_int_equal(mf_pem_encode("X", der, 0, &b).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_pem_encode("bad label", der, 1, &b), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_pem_encode("X", der, 0, &b), MF_ERR_USAGE_ARG);
     mf_buf_cleanup(&b);
 }
 
@@ -182,24 +183,24 @@ static void test_mf_pem_next_several_blocks_ok(void **state)
     struct mf_buf text, der;
     mf_buf_init(&text, 4096, 0);
     mf_buf_init(&der, 64, 0);
-    assert_true(mf_ok(mf_buf_append_str(&text, "leading junk\n")));
-    assert_true(mf_ok(mf_pem_encode("CERTIFICATE", a, sizeof(a), &text)));
-    assert_true(mf_ok(mf_buf_append_str(&text, "between\r\n")));
-    assert_true(mf_ok(mf_buf_append_str(&text, "-----BEGIN EC PRIVATE KEY-----\r\n//4=\r\n"
-                                               "-----END EC PRIVATE KEY-----")));
+    ASSERT_OK(mf_buf_append_str(&text, "leading junk\n"));
+    ASSERT_OK(mf_pem_encode("CERTIFICATE", a, sizeof(a), &text));
+    ASSERT_OK(mf_buf_append_str(&text, "between\r\n"));
+    ASSERT_OK(mf_buf_append_str(&text, "-----BEGIN EC PRIVATE KEY-----\r\n//4=\r\n"
+                                       "-----END EC PRIVATE KEY-----"));
 
     struct mf_cur cur;
     char label[32];
     mf_cur_init(&cur, text.data, text.len);
-    assert_true(mf_ok(mf_pem_next(&cur, label, sizeof(label), &der)));
+    ASSERT_OK(mf_pem_next(&cur, label, sizeof(label), &der));
     assert_string_equal(label, "CERTIFICATE");
     assert_int_equal(der.len, sizeof(a));
     assert_memory_equal(der.data, a, sizeof(a));
-    assert_true(mf_ok(mf_pem_next(&cur, label, sizeof(label), &der)));
+    ASSERT_OK(mf_pem_next(&cur, label, sizeof(label), &der));
     assert_string_equal(label, "EC PRIVATE KEY");
     assert_int_equal(der.len, sizeof(c)); /* written, not appended */
     assert_memory_equal(der.data, c, sizeof(c));
-    assert_int_equal(mf_pem_next(&cur, label, sizeof(label), &der).err, MF_ERR_IO_EOF);
+    ASSERT_ERR(mf_pem_next(&cur, label, sizeof(label), &der), MF_ERR_IO_EOF);
     mf_buf_cleanup(&text);
     mf_buf_cleanup(&der);
 }
@@ -261,15 +262,15 @@ static void test_mf_pem_roundtrip_secret_ok(void **state)
 {
     (void)state;
     uint8_t key[48];
-    assert_true(mf_ok(mf_random(key, sizeof(key))));
+    ASSERT_OK(mf_random(key, sizeof(key)));
     struct mf_buf pem, der;
     mf_buf_init(&pem, 4096, MF_BUF_SECRET);
     mf_buf_init(&der, 4096, MF_BUF_SECRET);
-    assert_true(mf_ok(mf_pem_encode("PRIVATE KEY", key, sizeof(key), &pem)));
+    ASSERT_OK(mf_pem_encode("PRIVATE KEY", key, sizeof(key), &pem));
     struct mf_cur cur;
     char label[16];
     mf_cur_init(&cur, pem.data, pem.len);
-    assert_true(mf_ok(mf_pem_next(&cur, label, sizeof(label), &der)));
+    ASSERT_OK(mf_pem_next(&cur, label, sizeof(label), &der));
     assert_string_equal(label, "PRIVATE KEY");
     assert_int_equal(der.len, sizeof(key));
     assert_memory_equal(der.data, key, sizeof(key));
@@ -285,10 +286,10 @@ static void test_mf_sha256_abc_ok(void **state)
     /* FIPS 180-2 appendix B.1 */
     uint8_t h[32];
     char hex[65];
-    assert_true(mf_ok(mf_sha256((const uint8_t *)"abc", 3, h)));
+    ASSERT_OK(mf_sha256((const uint8_t *)"abc", 3, h));
     mf_hex(h, sizeof(h), hex);
     assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    assert_true(mf_ok(mf_sha256(NULL, 0, h)));
+    ASSERT_OK(mf_sha256(NULL, 0, h));
     mf_hex(h, sizeof(h), hex);
     assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }

@@ -17,6 +17,7 @@
 
 #include "api/core/mf_err.h"
 #include "api/internal/mf_selector.h"
+#include "mf_test.h"
 
 static mf_res parse(const char *s, struct mf_selector *out)
 {
@@ -196,11 +197,11 @@ static void test_mf_selector_parse_path_cap_limits(void **state)
     (void)state;
     char *at = long_path_selector(MF_SELECTOR_VALUE_MAX);
     struct mf_selector sel = {0};
-    assert_true(mf_ok(parse(at, &sel)));
+    ASSERT_OK(parse(at, &sel));
     assert_int_equal(sel.value_len, MF_SELECTOR_VALUE_MAX);
     /* the longest selector formats into MF_SELECTOR_STR_MAX */
     char text[MF_SELECTOR_STR_MAX];
-    assert_true(mf_ok(mf_selector_format(&sel, text, sizeof(text))));
+    ASSERT_OK(mf_selector_format(&sel, text, sizeof(text)));
     assert_string_equal(text, at);
     mf_selector_cleanup(&sel);
     free(at);
@@ -216,11 +217,11 @@ static void test_mf_selector_parse_path_cap_limits(void **state)
     v[0] = '/';
     memset(v + 1, 'q', MF_SELECTOR_VALUE_MAX);
     v[MF_SELECTOR_VALUE_MAX] = '\0';
-    assert_true(mf_ok(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel)));
+    ASSERT_OK(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel));
     mf_selector_cleanup(&sel);
     v[MF_SELECTOR_VALUE_MAX] = 'q';
     v[MF_SELECTOR_VALUE_MAX + 1] = '\0';
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel).err, MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_PATH, v, &sel), MF_ERR_PROTO_SELECTOR);
     free(v);
 }
 
@@ -312,8 +313,8 @@ static void test_mf_selector_parse_malformed_refused(void **state)
     expect_bad("unix:uid");
     expect_bad("uid:1000");
     struct mf_selector sel = {0};
-    assert_int_equal(mf_selector_parse(NULL, 4, &sel).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_selector_parse("unix:uid:1", 10, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_parse(NULL, 4, &sel), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_parse("unix:uid:1", 10, NULL), MF_ERR_USAGE_NULL);
 }
 
 /* ------------------------------------------------------------------ */
@@ -338,12 +339,12 @@ static void test_mf_selector_make_each_kind_ok(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct mf_selector a = {0}, b = {0};
-        assert_true(mf_ok(mf_selector_make(cases[i].kind, cases[i].value, &a)));
+        ASSERT_OK(mf_selector_make(cases[i].kind, cases[i].value, &a));
         char text[MF_SELECTOR_STR_MAX];
-        assert_true(mf_ok(mf_selector_format(&a, text, sizeof(text))));
+        ASSERT_OK(mf_selector_format(&a, text, sizeof(text)));
         assert_string_equal(text, cases[i].text);
         /* round trip: parse(format(x)) == x */
-        assert_true(mf_ok(parse(text, &b)));
+        ASSERT_OK(parse(text, &b));
         assert_int_equal(mf_selector_cmp(&a, &b), 0);
         /* kind name is the text prefix */
         const char *name = mf_selector_kind_name(cases[i].kind);
@@ -358,11 +359,11 @@ static void test_mf_selector_make_bad_refused(void **state)
 {
     (void)state;
     struct mf_selector sel = {0};
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, "x", &sel).err, MF_ERR_PROTO_SELECTOR);
-    assert_int_equal(mf_selector_make((enum mf_sel_kind)99, "1", &sel).err, MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, "x", &sel), MF_ERR_PROTO_SELECTOR);
+    ASSERT_ERR(mf_selector_make((enum mf_sel_kind)99, "1", &sel), MF_ERR_PROTO_SELECTOR);
     assert_non_null(strstr(mf_err_detail(), "99"));
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, NULL, &sel).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_selector_make(MF_SEL_UNIX_UID, "1", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, NULL, &sel), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_make(MF_SEL_UNIX_UID, "1", NULL), MF_ERR_USAGE_NULL);
     assert_null(sel.value);
     assert_string_equal(mf_selector_kind_name((enum mf_sel_kind)99), "unknown");
 }
@@ -371,26 +372,26 @@ static void test_mf_selector_format_small_buffer_refused(void **state)
 {
     (void)state;
     struct mf_selector sel = {0};
-    assert_true(mf_ok(parse("unix:uid:1000", &sel)));
+    ASSERT_OK(parse("unix:uid:1000", &sel));
     char text[14];
     /* 13 characters + NUL fit exactly; one byte less does not */
-    assert_true(mf_ok(mf_selector_format(&sel, text, 14)));
+    ASSERT_OK(mf_selector_format(&sel, text, 14));
     assert_string_equal(text, "unix:uid:1000");
     memset(text, 'x', sizeof(text));
-    assert_int_equal(mf_selector_format(&sel, text, 13).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_selector_format(&sel, text, 13), MF_ERR_USAGE_ARG);
     assert_string_equal(text, "");
-    assert_int_equal(mf_selector_format(&sel, text, 0).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_selector_format(&sel, text, 0), MF_ERR_USAGE_ARG);
     mf_selector_cleanup(&sel);
     /* an empty selector has nothing to print */
-    assert_int_equal(mf_selector_format(&sel, text, sizeof(text)).err, MF_ERR_STATE);
+    ASSERT_ERR(mf_selector_format(&sel, text, sizeof(text)), MF_ERR_STATE);
 }
 
 static void test_mf_selector_copy_deep_ok(void **state)
 {
     (void)state;
     struct mf_selector a = {0}, b = {0};
-    assert_true(mf_ok(parse("unix:path:/usr/bin/env", &a)));
-    assert_true(mf_ok(mf_selector_copy(&a, &b)));
+    ASSERT_OK(parse("unix:path:/usr/bin/env", &a));
+    ASSERT_OK(mf_selector_copy(&a, &b));
     assert_ptr_not_equal(a.value, b.value);
     assert_int_equal(mf_selector_cmp(&a, &b), 0);
     mf_selector_cleanup(&a);
@@ -400,20 +401,20 @@ static void test_mf_selector_copy_deep_ok(void **state)
     mf_selector_cleanup(&b); /* twice is harmless */
     mf_selector_cleanup(NULL);
     /* an empty selector copies to an empty selector */
-    assert_true(mf_ok(mf_selector_copy(&a, &b)));
+    ASSERT_OK(mf_selector_copy(&a, &b));
     assert_null(b.value);
-    assert_int_equal(mf_selector_copy(NULL, &b).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_selector_copy(NULL, &b), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_selector_cmp_total_order(void **state)
 {
     (void)state;
     struct mf_selector s[5] = {{0}};
-    assert_true(mf_ok(parse("unix:uid:1", &s[0])));
-    assert_true(mf_ok(parse("unix:uid:10", &s[1])));
-    assert_true(mf_ok(parse("unix:uid:2", &s[2])));
-    assert_true(mf_ok(parse("unix:user:a", &s[3])));
-    assert_true(mf_ok(parse("unix:gid:1", &s[4])));
+    ASSERT_OK(parse("unix:uid:1", &s[0]));
+    ASSERT_OK(parse("unix:uid:10", &s[1]));
+    ASSERT_OK(parse("unix:uid:2", &s[2]));
+    ASSERT_OK(parse("unix:user:a", &s[3]));
+    ASSERT_OK(parse("unix:gid:1", &s[4]));
     assert_true(mf_selector_cmp(&s[0], &s[1]) < 0); /* prefix sorts first */
     assert_true(mf_selector_cmp(&s[1], &s[0]) > 0);
     assert_true(mf_selector_cmp(&s[1], &s[2]) < 0); /* bytes, not numbers */
@@ -435,7 +436,7 @@ static struct mf_selector *sels(size_t n, const char *const *text)
     struct mf_selector *a = calloc(n > 0 ? n : 1, sizeof(*a));
     assert_non_null(a);
     for (size_t i = 0; i < n; i++) {
-        assert_true(mf_ok(parse(text[i], &a[i])));
+        ASSERT_OK(parse(text[i], &a[i]));
     }
     return a;
 }
@@ -520,10 +521,10 @@ static void test_mf_selectors_match_max_entry_ok(void **state)
     for (size_t i = 0; i < MF_SELECTORS_MAX; i++) {
         char text[64];
         (void)snprintf(text, sizeof(text), "unix:supplementary_gid:%zu", 100 + i);
-        assert_true(mf_ok(parse(text, &want[i])));
+        ASSERT_OK(parse(text, &want[i]));
         (void)snprintf(text, sizeof(text), "unix:supplementary_gid:%zu",
                        100 + (MF_SELECTORS_MAX - 1 - i));
-        assert_true(mf_ok(parse(text, &have[i])));
+        ASSERT_OK(parse(text, &have[i]));
     }
     assert_true(mf_selectors_match(want, MF_SELECTORS_MAX, have, MF_SELECTORS_MAX));
     assert_false(mf_selectors_match(want, MF_SELECTORS_MAX, have, MF_SELECTORS_MAX - 1));

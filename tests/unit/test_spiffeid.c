@@ -18,6 +18,7 @@
 
 #include "api/core/mf_err.h"
 #include "api/pki/mf_spiffeid.h"
+#include "mf_test.h"
 
 #define CASES_FILE "tests/data/spiffeid_cases.txt"
 
@@ -120,23 +121,23 @@ static void test_mf_spiffeid_parse_no_path_ok(void **state)
 static void test_mf_spiffeid_parse_cstr_ok(void **state)
 {
     (void)state;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/x", &g_id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/x", &g_id));
     assert_string_equal(g_id.str, "spiffe://td/x");
     /* A C string ends at its NUL: what follows is not part of it. */
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td\0/junk", &g_id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td\0/junk", &g_id));
     assert_string_equal(g_id.str, "spiffe://td");
-    assert_int_equal(mf_spiffeid_parse_cstr("", &g_id).err, MF_ERR_ID_EMPTY);
-    assert_int_equal(mf_spiffeid_parse_cstr(NULL, &g_id).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_spiffeid_parse_cstr("spiffe://td", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_parse_cstr("", &g_id), MF_ERR_ID_EMPTY);
+    ASSERT_ERR(mf_spiffeid_parse_cstr(NULL, &g_id), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_parse_cstr("spiffe://td", NULL), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_spiffeid_parse_null_args_refused(void **state)
 {
     (void)state;
-    assert_int_equal(mf_spiffeid_parse(NULL, 5, &g_id).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_spiffeid_parse("spiffe://td", 11, NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_parse(NULL, 5, &g_id), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_parse("spiffe://td", 11, NULL), MF_ERR_USAGE_NULL);
     /* (NULL, 0) is just an empty input */
-    assert_int_equal(mf_spiffeid_parse(NULL, 0, &g_id).err, MF_ERR_ID_EMPTY);
+    ASSERT_ERR(mf_spiffeid_parse(NULL, 0, &g_id), MF_ERR_ID_EMPTY);
 }
 
 static void test_mf_spiffeid_parse_empty_refused(void **state)
@@ -356,11 +357,11 @@ static void test_mf_spiffeid_eq_path_case_differs(void **state)
 {
     (void)state;
     struct mf_spiffe_id a, b;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/A", &a)));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/A", &a));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
     assert_string_equal(mf_spiffeid_path(&a), "/A");
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/A", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/A", &b));
     assert_true(mf_spiffeid_eq(&a, &b));
 }
 
@@ -405,7 +406,7 @@ static void test_mf_spiffeid_parse_len_2049_refused(void **state)
     expect_refused(buf, MF_ERR_ID_TOO_LONG);
     assert_non_null(strstr(mf_err_detail(), "2049 bytes"));
     /* parse_cstr must refuse the same way (it bounds its strlen) */
-    assert_int_equal(mf_spiffeid_parse_cstr(buf, &g_id).err, MF_ERR_ID_TOO_LONG);
+    ASSERT_ERR(mf_spiffeid_parse_cstr(buf, &g_id), MF_ERR_ID_TOO_LONG);
 }
 
 /* The length cap is checked before any byte is read: a wild length over a
@@ -583,9 +584,9 @@ static void test_mf_td_parse_bare_ok(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1];
-    assert_true(mf_ok(mf_td_parse("example.org", 11, td)));
+    ASSERT_OK(mf_td_parse("example.org", 11, td));
     assert_string_equal(td, "example.org");
-    assert_true(mf_ok(mf_td_parse("a-b_c.d", 7, td)));
+    ASSERT_OK(mf_td_parse("a-b_c.d", 7, td));
     assert_string_equal(td, "a-b_c.d");
 }
 
@@ -593,7 +594,7 @@ static void test_mf_td_parse_id_form_ok(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1];
-    assert_true(mf_ok(mf_td_parse("spiffe://example.org", 20, td)));
+    ASSERT_OK(mf_td_parse("spiffe://example.org", 20, td));
     assert_string_equal(td, "example.org");
 }
 
@@ -601,11 +602,11 @@ static void test_mf_td_parse_id_with_path_refused(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1] = "stale";
-    assert_int_equal(mf_td_parse("spiffe://example.org/a", 22, td).err, MF_ERR_ID_HAS_PATH);
+    ASSERT_ERR(mf_td_parse("spiffe://example.org/a", 22, td), MF_ERR_ID_HAS_PATH);
     assert_string_equal(td, "");
     assert_non_null(strstr(mf_err_detail(), "offset 20"));
     /* an invalid path is reported as such */
-    assert_int_equal(mf_td_parse("spiffe://example.org/", 21, td).err, MF_ERR_ID_TRAILING_SLASH);
+    ASSERT_ERR(mf_td_parse("spiffe://example.org/", 21, td), MF_ERR_ID_TRAILING_SLASH);
 }
 
 static void test_mf_td_parse_bad_refused(void **state)
@@ -641,7 +642,7 @@ static void test_mf_td_parse_bad_refused(void **state)
         }
         assert_string_equal(td, "");
     }
-    assert_int_equal(mf_td_parse("Example.org", 11, td).err, MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_td_parse("Example.org", 11, td), MF_ERR_ID_TD_CHAR);
     assert_non_null(strstr(mf_err_detail(), "'E' at offset 0"));
 }
 
@@ -649,9 +650,9 @@ static void test_mf_td_parse_embedded_nul_refused(void **state)
 {
     (void)state;
     char td[MF_TD_MAX + 1];
-    assert_int_equal(mf_td_parse("exam\0ple", 8, td).err, MF_ERR_ID_TD_CHAR);
-    assert_int_equal(mf_td_parse("spiffe://exam\0ple", 17, td).err, MF_ERR_ID_TD_CHAR);
-    assert_int_equal(mf_td_parse(NULL, 3, td).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_td_parse("exam\0ple", 8, td), MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_td_parse("spiffe://exam\0ple", 17, td), MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_td_parse(NULL, 3, td), MF_ERR_USAGE_NULL);
 }
 
 static void test_mf_td_parse_len_255_256_limits(void **state)
@@ -660,15 +661,15 @@ static void test_mf_td_parse_len_255_256_limits(void **state)
     static char buf[MF_SPIFFE_ID_MAX + 64];
     char td[MF_TD_MAX + 1];
     memset(buf, 'z', MF_TD_MAX + 1);
-    assert_true(mf_ok(mf_td_parse(buf, MF_TD_MAX, td)));
+    ASSERT_OK(mf_td_parse(buf, MF_TD_MAX, td));
     assert_int_equal(strlen(td), 255);
-    assert_int_equal(mf_td_parse(buf, MF_TD_MAX + 1, td).err, MF_ERR_ID_TD_TOO_LONG);
+    ASSERT_ERR(mf_td_parse(buf, MF_TD_MAX + 1, td), MF_ERR_ID_TD_TOO_LONG);
     /* same limits in the ID form */
     build_id(buf, MF_TD_MAX, 0);
-    assert_true(mf_ok(mf_td_parse(buf, strlen(buf), td)));
+    ASSERT_OK(mf_td_parse(buf, strlen(buf), td));
     assert_int_equal(strlen(td), 255);
     build_id(buf, MF_TD_MAX + 1, 0);
-    assert_int_equal(mf_td_parse(buf, strlen(buf), td).err, MF_ERR_ID_TD_TOO_LONG);
+    ASSERT_ERR(mf_td_parse(buf, strlen(buf), td), MF_ERR_ID_TD_TOO_LONG);
 }
 
 /* ------------------------------------------------------------------ */
@@ -678,14 +679,14 @@ static void test_mf_spiffeid_from_parts_ok(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_from_parts("example.org", "/ns/prod", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("example.org", "/ns/prod", &id));
     assert_string_equal(id.str, "spiffe://example.org/ns/prod");
     assert_int_equal(id.td_len, 11);
-    assert_true(mf_ok(mf_spiffeid_from_parts("example.org", "", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("example.org", "", &id));
     assert_string_equal(id.str, "spiffe://example.org");
     assert_true(mf_spiffeid_is_td(&id));
     /* the trust domain may be given in its ID form too */
-    assert_true(mf_ok(mf_spiffeid_from_parts("spiffe://example.org", "/a", &id)));
+    ASSERT_OK(mf_spiffeid_from_parts("spiffe://example.org", "/a", &id));
     assert_string_equal(id.str, "spiffe://example.org/a");
 }
 
@@ -693,23 +694,19 @@ static void test_mf_spiffeid_from_parts_bad_refused(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "a/b", &id).err, MF_ERR_ID_PATH_CHAR);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "a/b", &id), MF_ERR_ID_PATH_CHAR);
     assert_non_null(strstr(mf_err_detail(), "start with '/'"));
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "/a/", &id).err,
-                     MF_ERR_ID_TRAILING_SLASH);
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "/", &id).err, MF_ERR_ID_TRAILING_SLASH);
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "//a", &id).err,
-                     MF_ERR_ID_PATH_EMPTY_SEGMENT);
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "/a/../b", &id).err,
-                     MF_ERR_ID_DOT_SEGMENT);
-    assert_int_equal(mf_spiffeid_from_parts("example.org", "/a?b", &id).err, MF_ERR_ID_PATH_CHAR);
-    assert_int_equal(mf_spiffeid_from_parts("Example.org", "/a", &id).err, MF_ERR_ID_TD_CHAR);
-    assert_int_equal(mf_spiffeid_from_parts("", "/a", &id).err, MF_ERR_ID_TD_EMPTY);
-    assert_int_equal(mf_spiffeid_from_parts("spiffe://example.org/x", "/a", &id).err,
-                     MF_ERR_ID_HAS_PATH);
-    assert_int_equal(mf_spiffeid_from_parts(NULL, "/a", &id).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_spiffeid_from_parts("td", NULL, &id).err, MF_ERR_USAGE_NULL);
-    assert_int_equal(mf_spiffeid_from_parts("td", "/a", NULL).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "/a/", &id), MF_ERR_ID_TRAILING_SLASH);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "/", &id), MF_ERR_ID_TRAILING_SLASH);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "//a", &id), MF_ERR_ID_PATH_EMPTY_SEGMENT);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "/a/../b", &id), MF_ERR_ID_DOT_SEGMENT);
+    ASSERT_ERR(mf_spiffeid_from_parts("example.org", "/a?b", &id), MF_ERR_ID_PATH_CHAR);
+    ASSERT_ERR(mf_spiffeid_from_parts("Example.org", "/a", &id), MF_ERR_ID_TD_CHAR);
+    ASSERT_ERR(mf_spiffeid_from_parts("", "/a", &id), MF_ERR_ID_TD_EMPTY);
+    ASSERT_ERR(mf_spiffeid_from_parts("spiffe://example.org/x", "/a", &id), MF_ERR_ID_HAS_PATH);
+    ASSERT_ERR(mf_spiffeid_from_parts(NULL, "/a", &id), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_from_parts("td", NULL, &id), MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_spiffeid_from_parts("td", "/a", NULL), MF_ERR_USAGE_NULL);
     assert_int_equal(id.len, 0);
 }
 
@@ -726,14 +723,14 @@ static void test_mf_spiffeid_from_parts_limits(void **state)
         path[i] = (i % 2 == 0) ? '/' : 'p';
     }
     path[plen] = '\0';
-    assert_true(mf_ok(mf_spiffeid_from_parts(td, path, &id)));
+    ASSERT_OK(mf_spiffeid_from_parts(td, path, &id));
     assert_int_equal(id.len, 2048);
     path[plen] = 'q';
     path[plen + 1] = '\0';
-    assert_int_equal(mf_spiffeid_from_parts(td, path, &id).err, MF_ERR_ID_TOO_LONG);
+    ASSERT_ERR(mf_spiffeid_from_parts(td, path, &id), MF_ERR_ID_TOO_LONG);
     td[MF_TD_MAX] = 'a';
     td[MF_TD_MAX + 1] = '\0';
-    assert_int_equal(mf_spiffeid_from_parts(td, "/a", &id).err, MF_ERR_ID_TD_TOO_LONG);
+    ASSERT_ERR(mf_spiffeid_from_parts(td, "/a", &id), MF_ERR_ID_TD_TOO_LONG);
 }
 
 /* ------------------------------------------------------------------ */
@@ -743,7 +740,7 @@ static void test_mf_spiffeid_member_of_exact_only(void **state)
 {
     (void)state;
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org/w", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org/w", &id));
     assert_true(mf_spiffeid_member_of(&id, "example.org"));
     assert_false(mf_spiffeid_member_of(&id, "org"));
     assert_false(mf_spiffeid_member_of(&id, "example.or"));
@@ -755,9 +752,9 @@ static void test_mf_spiffeid_member_of_exact_only(void **state)
     assert_false(mf_spiffeid_member_of(&id, ""));
     assert_false(mf_spiffeid_member_of(&id, NULL));
     assert_false(mf_spiffeid_member_of(NULL, "example.org"));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://evil.example.org/w", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://evil.example.org/w", &id));
     assert_false(mf_spiffeid_member_of(&id, "example.org"));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://example.org", &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://example.org", &id));
     assert_true(mf_spiffeid_member_of(&id, "example.org"));
     /* a zeroed ID is a member of nothing */
     struct mf_spiffe_id zero;
@@ -769,15 +766,15 @@ static void test_mf_spiffeid_eq_byte_equality(void **state)
 {
     (void)state;
     struct mf_spiffe_id a, b, zero1, zero2;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a/b", &a)));
-    assert_true(mf_ok(mf_spiffeid_from_parts("td", "/a/b", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a/b", &a));
+    ASSERT_OK(mf_spiffeid_from_parts("td", "/a/b", &b));
     assert_true(mf_spiffeid_eq(&a, &b));
     assert_true(mf_spiffeid_eq(&a, &a));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td/a/bc", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td/a/bc", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://td", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://td", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
-    assert_true(mf_ok(mf_spiffeid_parse_cstr("spiffe://tc/a/b", &b)));
+    ASSERT_OK(mf_spiffeid_parse_cstr("spiffe://tc/a/b", &b));
     assert_false(mf_spiffeid_eq(&a, &b));
     /* two failed parses never compare equal */
     assert_false(mf_ok(mf_spiffeid_parse_cstr("bad", &zero1)));

@@ -32,6 +32,7 @@
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 #include "api/pki/mf_x509_int.h"
+#include "mf_test.h"
 
 #define LEAF_ID "spiffe://example.org/ns/prod/sa/web"
 
@@ -48,7 +49,7 @@ struct fx {
 static struct mf_spiffe_id parse_id(const char *s)
 {
     struct mf_spiffe_id id;
-    assert_true(mf_ok(mf_spiffeid_parse_cstr(s, &id)));
+    ASSERT_OK(mf_spiffeid_parse_cstr(s, &id));
     return id;
 }
 
@@ -80,31 +81,6 @@ static int teardown(void **state)
     mf_key_free(f->other_key);
     mf_key_free(f->leaf_key);
     return 0;
-}
-
-static struct mf_cert *issue(const struct fx *f, const char *id_str, int64_t ttl,
-                             const struct mf_cert *issuer, const struct mf_key *issuer_key,
-                             const char *const *dns, size_t n_dns, bool is_ca)
-{
-    struct mf_spiffe_id id = parse_id(id_str);
-    struct mf_issue_req req = {
-        .id = &id,
-        .subject_key = f->leaf_pub,
-        .now = f->now,
-        .ttl = ttl,
-        .dns_names = dns,
-        .n_dns = n_dns,
-        .is_ca = is_ca,
-    };
-    struct mf_cert *c = NULL;
-    mf_res r = mf_x509_issue(&req, issuer, issuer_key, &c);
-    if (!mf_ok(r)) {
-        char line[512];
-        mf_err_format(r, line, sizeof(line));
-        print_error("issue: %s\n", line);
-    }
-    assert_true(mf_ok(r));
-    return c;
 }
 
 /* wolfSSL's independent parse of a certificate. */
@@ -178,7 +154,7 @@ static void put_ku(struct mf_buf *v, unsigned ku)
     }
     size_t nbytes = (nbits + 7) / 8;
     uint8_t content[3] = {(uint8_t)(nbytes * 8 - nbits), bytes[0], bytes[1]};
-    assert_true(mf_ok(mf_der_put(v, MF_DER_BIT_STRING, content, 1 + nbytes)));
+    ASSERT_OK(mf_der_put(v, MF_DER_BIT_STRING, content, 1 + nbytes));
 }
 
 static struct mf_cert *craft(const struct craft *c)
@@ -201,87 +177,87 @@ static struct mf_cert *craft(const struct craft *c)
     mf_buf_init(&tbs, 8192, 0);
     mf_buf_init(&der, 8192, 0);
     uint8_t serial[16];
-    assert_true(mf_ok(mf_random(serial, sizeof(serial))));
+    ASSERT_OK(mf_random(serial, sizeof(serial)));
     serial[0] = 0x01;
     if (c->empty_subject) {
         static const uint8_t empty_name[2] = {MF_DER_SEQUENCE, 0x00};
-        assert_true(mf_ok(mf_buf_append(&subject, empty_name, sizeof(empty_name))));
+        ASSERT_OK(mf_buf_append(&subject, empty_name, sizeof(empty_name)));
     } else {
-        assert_true(mf_ok(mf_der_put_name(&subject, c->name != NULL ? c->name : "crafted")));
+        ASSERT_OK(mf_der_put_name(&subject, c->name != NULL ? c->name : "crafted"));
     }
-    assert_true(mf_ok(mf_buf_append(&body, v3, sizeof(v3))));
-    assert_true(mf_ok(mf_der_put(&body, MF_DER_INTEGER, serial, sizeof(serial))));
-    assert_true(mf_ok(mf_sigalg_put(&body, signer->type)));
+    ASSERT_OK(mf_buf_append(&body, v3, sizeof(v3)));
+    ASSERT_OK(mf_der_put(&body, MF_DER_INTEGER, serial, sizeof(serial)));
+    ASSERT_OK(mf_sigalg_put(&body, signer->type));
     if (c->issuer != NULL) {
-        assert_true(mf_ok(mf_buf_append(&body, c->issuer->subject, c->issuer->subject_len)));
+        ASSERT_OK(mf_buf_append(&body, c->issuer->subject, c->issuer->subject_len));
     } else {
-        assert_true(mf_ok(mf_buf_append(&body, subject.data, subject.len)));
+        ASSERT_OK(mf_buf_append(&body, subject.data, subject.len));
     }
-    assert_true(mf_ok(mf_der_put_time(&validity, c->nb)));
-    assert_true(mf_ok(mf_der_put_time(&validity, c->na)));
-    assert_true(mf_ok(mf_der_wrap(&body, MF_DER_SEQUENCE, &validity)));
-    assert_true(mf_ok(mf_buf_append(&body, subject.data, subject.len)));
-    assert_true(mf_ok(mf_buf_append(&body, c->key->pub.spki, c->key->pub.spki_len)));
+    ASSERT_OK(mf_der_put_time(&validity, c->nb));
+    ASSERT_OK(mf_der_put_time(&validity, c->na));
+    ASSERT_OK(mf_der_wrap(&body, MF_DER_SEQUENCE, &validity));
+    ASSERT_OK(mf_buf_append(&body, subject.data, subject.len));
+    ASSERT_OK(mf_buf_append(&body, c->key->pub.spki, c->key->pub.spki_len));
     if (!c->no_bc) {
         if (c->ca) {
             static const uint8_t t[3] = {0x01, 0x01, 0xff};
-            assert_true(mf_ok(mf_buf_append(&tmp, t, sizeof(t))));
+            ASSERT_OK(mf_buf_append(&tmp, t, sizeof(t)));
         }
         if (c->pathlen >= 0) {
             uint8_t pl = (uint8_t)c->pathlen;
-            assert_true(mf_ok(mf_der_put(&tmp, MF_DER_INTEGER, &pl, 1)));
+            ASSERT_OK(mf_der_put(&tmp, MF_DER_INTEGER, &pl, 1));
         }
-        assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_basic_constraints,
-                                         sizeof(mf_oid_basic_constraints), !c->bc_noncrit, &v)));
+        ASSERT_OK(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp));
+        ASSERT_OK(mf_der_put_ext(&exts, mf_oid_basic_constraints, sizeof(mf_oid_basic_constraints),
+                                 !c->bc_noncrit, &v));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
     if (!c->no_ku) {
         put_ku(&v, c->ku);
-        assert_true(mf_ok(mf_der_put_ext(&exts, ku_oid, sizeof(ku_oid), true, &v)));
+        ASSERT_OK(mf_der_put_ext(&exts, ku_oid, sizeof(ku_oid), true, &v));
         mf_buf_reset(&v);
     }
     if (c->n_uri > 0) {
         for (size_t i = 0; i < c->n_uri; i++) {
-            assert_true(mf_ok(mf_der_put(&tmp, 0x86, c->uris[i], strlen(c->uris[i]))));
+            ASSERT_OK(mf_der_put(&tmp, 0x86, c->uris[i], strlen(c->uris[i])));
         }
-        assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), c->san_crit, &v)));
+        ASSERT_OK(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp));
+        ASSERT_OK(mf_der_put_ext(&exts, mf_oid_san, sizeof(mf_oid_san), c->san_crit, &v));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
     if (c->nc != NULL) {
-        assert_true(mf_ok(mf_buf_append(&v, c->nc, c->nc_len)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, mf_oid_name_constraints,
-                                         sizeof(mf_oid_name_constraints), c->nc_crit, &v)));
+        ASSERT_OK(mf_buf_append(&v, c->nc, c->nc_len));
+        ASSERT_OK(mf_der_put_ext(&exts, mf_oid_name_constraints, sizeof(mf_oid_name_constraints),
+                                 c->nc_crit, &v));
         mf_buf_reset(&v);
     }
     uint8_t kid[MF_KEYID_LEN];
     if (!c->no_ski) {
-        assert_true(mf_ok(mf_pubkey_keyid(&c->key->pub, kid)));
-        assert_true(mf_ok(mf_der_put(&v, MF_DER_OCTET, kid, sizeof(kid))));
-        assert_true(mf_ok(mf_der_put_ext(&exts, ski_oid, sizeof(ski_oid), c->ski_crit, &v)));
+        ASSERT_OK(mf_pubkey_keyid(&c->key->pub, kid));
+        ASSERT_OK(mf_der_put(&v, MF_DER_OCTET, kid, sizeof(kid)));
+        ASSERT_OK(mf_der_put_ext(&exts, ski_oid, sizeof(ski_oid), c->ski_crit, &v));
         mf_buf_reset(&v);
     }
     if (!c->no_aki) {
-        assert_true(mf_ok(mf_pubkey_keyid(&signer->pub, kid)));
-        assert_true(mf_ok(mf_der_put(&tmp, 0x80, kid, sizeof(kid))));
-        assert_true(mf_ok(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp)));
-        assert_true(mf_ok(mf_der_put_ext(&exts, aki_oid, sizeof(aki_oid), c->aki_crit, &v)));
+        ASSERT_OK(mf_pubkey_keyid(&signer->pub, kid));
+        ASSERT_OK(mf_der_put(&tmp, 0x80, kid, sizeof(kid)));
+        ASSERT_OK(mf_der_wrap(&v, MF_DER_SEQUENCE, &tmp));
+        ASSERT_OK(mf_der_put_ext(&exts, aki_oid, sizeof(aki_oid), c->aki_crit, &v));
         mf_buf_reset(&v);
         mf_buf_reset(&tmp);
     }
     if (c->unknown_crit) {
-        assert_true(mf_ok(mf_buf_append(&v, null_der, sizeof(null_der))));
-        assert_true(mf_ok(mf_der_put_ext(&exts, odd_oid, sizeof(odd_oid), true, &v)));
+        ASSERT_OK(mf_buf_append(&v, null_der, sizeof(null_der)));
+        ASSERT_OK(mf_der_put_ext(&exts, odd_oid, sizeof(odd_oid), true, &v));
     }
-    assert_true(mf_ok(mf_der_wrap(&extseq, MF_DER_SEQUENCE, &exts)));
-    assert_true(mf_ok(mf_der_wrap(&body, 0xa3, &extseq)));
-    assert_true(mf_ok(mf_der_wrap(&tbs, MF_DER_SEQUENCE, &body)));
-    assert_true(mf_ok(mf_x509_sign_tbs(signer, &tbs, &der)));
+    ASSERT_OK(mf_der_wrap(&extseq, MF_DER_SEQUENCE, &exts));
+    ASSERT_OK(mf_der_wrap(&body, 0xa3, &extseq));
+    ASSERT_OK(mf_der_wrap(&tbs, MF_DER_SEQUENCE, &body));
+    ASSERT_OK(mf_x509_sign_tbs(signer, &tbs, &der));
     struct mf_cert *cert = NULL;
-    assert_true(mf_ok(mf_cert_from_der(der.data, der.len, &cert)));
+    ASSERT_OK(mf_cert_from_der(der.data, der.len, &cert));
     mf_buf_cleanup(&body);
     mf_buf_cleanup(&subject);
     mf_buf_cleanup(&validity);
@@ -320,11 +296,11 @@ static mf_res verify1(struct mf_cert *leaf, struct mf_cert *extra, struct mf_cer
     struct mf_certs chain, auths;
     mf_certs_init(&chain);
     mf_certs_init(&auths);
-    assert_true(mf_ok(mf_certs_push(&chain, leaf)));
+    ASSERT_OK(mf_certs_push(&chain, leaf));
     if (extra != NULL) {
-        assert_true(mf_ok(mf_certs_push(&chain, extra)));
+        ASSERT_OK(mf_certs_push(&chain, extra));
     }
-    assert_true(mf_ok(mf_certs_push(&auths, authority)));
+    ASSERT_OK(mf_certs_push(&auths, authority));
     mf_res r = mf_x509_verify_chain(&chain, &auths, now, id);
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&auths);
@@ -366,9 +342,9 @@ static void test_mf_x509_self_signed_profile_ok(void **state)
     /* a CA ID with a path is refused */
     struct mf_spiffe_id bad = parse_id("spiffe://example.org/ca");
     struct mf_cert *c = NULL;
-    assert_int_equal(mf_x509_self_signed(&bad, f->ca_key, f->now, 60, &c).err, MF_ERR_ID_HAS_PATH);
+    ASSERT_ERR(mf_x509_self_signed(&bad, f->ca_key, f->now, 60, &c), MF_ERR_ID_HAS_PATH);
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
-    assert_int_equal(mf_x509_self_signed(&td, f->ca_key, f->now, 0, &c).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_x509_self_signed(&td, f->ca_key, f->now, 0, &c), MF_ERR_USAGE_ARG);
     assert_null(c);
 }
 
@@ -376,7 +352,15 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
 {
     struct fx *f = *state;
     const char *dns[] = {"web.example.org", "*.web.example.org"};
-    struct mf_cert *leaf = issue(f, LEAF_ID, 3600, f->ca, f->ca_key, dns, 2, false);
+    struct mf_spiffe_id lid = parse_id(LEAF_ID);
+    struct mf_issue_req req = {.id = &lid,
+                               .subject_key = f->leaf_pub,
+                               .now = f->now,
+                               .ttl = 3600,
+                               .dns_names = dns,
+                               .n_dns = 2};
+    struct mf_cert *leaf = NULL;
+    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &leaf));
 
     /* public accessors */
     assert_false(mf_cert_is_ca(leaf));
@@ -399,7 +383,7 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     assert_int_equal(leaf->serial_len, 16);
     assert_true(leaf->serial[0] != 0 && (leaf->serial[0] & 0x80) == 0);
     uint8_t kid[MF_KEYID_LEN];
-    assert_true(mf_ok(mf_pubkey_keyid(f->leaf_pub, kid)));
+    ASSERT_OK(mf_pubkey_keyid(f->leaf_pub, kid));
     assert_int_equal(x->ski_len, MF_KEYID_LEN);
     assert_memory_equal(x->ski, kid, MF_KEYID_LEN);
     assert_int_equal(x->aki_len, f->ca->ext.ski_len);
@@ -426,7 +410,7 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
     /* B29: O=SPIFFE, serialNumber = hex of SHA-256(ID)[0..16) */
     uint8_t h[32];
     char want[33];
-    assert_true(mf_ok(mf_sha256((const uint8_t *)LEAF_ID, strlen(LEAF_ID), h)));
+    ASSERT_OK(mf_sha256((const uint8_t *)LEAF_ID, strlen(LEAF_ID), h));
     mf_hex(h, 16, want);
     assert_int_equal(dc->subjectOLen, 6);
     assert_memory_equal(dc->subjectO, "SPIFFE", 6);
@@ -442,7 +426,7 @@ static void test_mf_x509_issue_leaf_profile_ok(void **state)
                 (size_t)(uri - leaf->der) < tbs_off + leaf->tbs_len);
 
     struct mf_spiffe_id id;
-    assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, &id)));
+    ASSERT_OK(verify1(leaf, NULL, f->ca, f->now, &id));
     assert_string_equal(id.str, LEAF_ID);
     mf_cert_free(leaf);
 }
@@ -459,11 +443,11 @@ static void test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok(void **state)
         struct mf_key *k = NULL;
         struct mf_pubkey *pk = NULL;
         struct mf_cert *leaf = NULL;
-        assert_true(mf_ok(mf_key_generate(types[i], &k)));
-        assert_true(mf_ok(mf_key_public(k, &pk)));
+        ASSERT_OK(mf_key_generate(types[i], &k));
+        ASSERT_OK(mf_key_public(k, &pk));
         struct mf_spiffe_id id = parse_id(LEAF_ID);
         struct mf_issue_req req = {.id = &id, .subject_key = pk, .now = f->now, .ttl = 600};
-        assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &leaf)));
+        ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &leaf));
         assert_true(leaf->ext.has_ku && leaf->ext.ku_critical);
         assert_false(leaf->ext.ku & MF_KU_KEY_ENCIPHERMENT);
         assert_false(leaf->ext.ku & MF_KU_DATA_ENCIPHERMENT);
@@ -471,7 +455,7 @@ static void test_mf_x509_issue_leaf_key_usage_fits_ec_key_ok(void **state)
         struct DecodedCert *dc = wolf_parse(leaf);
         assert_int_equal(dc->extKeyUsage, KEYUSE_DIGITAL_SIG);
         wolf_free(dc);
-        assert_true(mf_ok(verify1(leaf, NULL, f->ca, f->now, NULL)));
+        ASSERT_OK(verify1(leaf, NULL, f->ca, f->now, NULL));
         mf_cert_free(leaf);
         mf_pubkey_free(pk);
         mf_key_free(k);
@@ -484,7 +468,7 @@ static void test_mf_x509_issue_serials_unique_positive_ok(void **state)
     enum { N = 32 };
     char seen[N][MF_SERIAL_HEX_MAX];
     for (size_t i = 0; i < N; i++) {
-        struct mf_cert *c = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+        struct mf_cert *c = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
         mf_cert_serial_hex(c, seen[i]);
         size_t len = strlen(seen[i]);
         assert_true(len >= 31 && len <= 32); /* 121 to 127 bits */
@@ -502,15 +486,16 @@ static void test_mf_x509_issue_not_after_capped_ok(void **state)
     /* a CA with 100 s left cannot issue a 1 h leaf */
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
     struct mf_cert *short_ca = NULL;
-    assert_true(mf_ok(mf_x509_self_signed(&td, f->ca_key, f->now - 1000, 1100, &short_ca)));
+    ASSERT_OK(mf_x509_self_signed(&td, f->ca_key, f->now - 1000, 1100, &short_ca));
     assert_int_equal(mf_cert_not_after(short_ca), f->now + 100);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 3600, short_ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf =
+        mft_issue(short_ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 3600, false);
     assert_int_equal(mf_cert_not_after(leaf), mf_cert_not_after(short_ca));
-    assert_true(mf_ok(verify1(leaf, NULL, short_ca, f->now + 100, NULL)));
-    assert_int_equal(verify1(leaf, NULL, short_ca, f->now + 101, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_OK(verify1(leaf, NULL, short_ca, f->now + 100, NULL));
+    ASSERT_ERR(verify1(leaf, NULL, short_ca, f->now + 101, NULL), MF_ERR_AUTH_EXPIRED);
     /* an intermediate is capped the same way */
     struct mf_cert *inter =
-        issue(f, "spiffe://example.org", 86400, short_ca, f->ca_key, NULL, 0, true);
+        mft_issue(short_ca, f->ca_key, "spiffe://example.org", f->leaf_pub, f->now, 86400, true);
     assert_int_equal(mf_cert_not_after(inter), mf_cert_not_after(short_ca));
     mf_cert_free(inter);
     mf_cert_free(leaf);
@@ -566,14 +551,14 @@ static void test_mf_x509_issue_bad_requests_refused(void **state)
         assert_null(c);
     }
     /* a leaf cannot issue; an expired CA cannot issue */
-    struct mf_cert *leaf = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
     struct mf_issue_req req = {
         .id = &leaf_id, .subject_key = f->leaf_pub, .now = f->now, .ttl = 60};
     struct mf_cert *c = NULL;
-    assert_int_equal(mf_x509_issue(&req, leaf, f->leaf_key, &c).err, MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_x509_issue(&req, leaf, f->leaf_key, &c), MF_ERR_USAGE_ARG);
     req.now = mf_cert_not_after(f->ca) + 1;
-    assert_int_equal(mf_x509_issue(&req, f->ca, f->ca_key, &c).err, MF_ERR_AUTH_EXPIRED);
-    assert_int_equal(mf_x509_issue(NULL, f->ca, f->ca_key, &c).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_x509_issue(&req, f->ca, f->ca_key, &c), MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(mf_x509_issue(NULL, f->ca, f->ca_key, &c), MF_ERR_USAGE_NULL);
     assert_null(c);
     mf_cert_free(leaf);
 }
@@ -584,15 +569,15 @@ static void test_mf_x509_issue_p384_ca_ok(void **state)
     struct mf_key *k384 = NULL;
     struct mf_cert *ca = NULL;
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P384, &k384)));
-    assert_true(mf_ok(mf_x509_self_signed(&td, k384, f->now, 3600, &ca)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &k384));
+    ASSERT_OK(mf_x509_self_signed(&td, k384, f->now, 3600, &ca));
     assert_int_equal(mf_pubkey_type(mf_cert_pubkey(ca)), MF_KEY_EC_P384);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, ca, k384, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(ca, k384, LEAF_ID, f->leaf_pub, f->now, 600, false);
     struct DecodedCert *dc = wolf_parse(leaf);
     assert_int_equal(dc->signatureOID, CTC_SHA384wECDSA);
     wolf_free(dc);
-    assert_true(mf_ok(verify1(leaf, NULL, ca, f->now, NULL)));
-    assert_int_equal(verify1(leaf, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_OK(verify1(leaf, NULL, ca, f->now, NULL));
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(leaf);
     mf_cert_free(ca);
     mf_key_free(k384);
@@ -606,14 +591,14 @@ static void test_mf_x509_wolfssl_cert_manager_accepts_ok(void **state)
     struct mf_key *ikey = NULL;
     struct mf_pubkey *ipub = NULL;
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &ikey)));
-    assert_true(mf_ok(mf_key_public(ikey, &ipub)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &ikey));
+    ASSERT_OK(mf_key_public(ikey, &ipub));
     struct mf_issue_req req = {
         .id = &td, .subject_key = ipub, .now = f->now, .ttl = 3600, .is_ca = true};
     struct mf_cert *inter = NULL;
-    assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &inter)));
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, inter, ikey, NULL, 0, false);
-    struct mf_cert *direct = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &inter));
+    struct mf_cert *leaf = mft_issue(inter, ikey, LEAF_ID, f->leaf_pub, f->now, 600, false);
+    struct mf_cert *direct = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
 
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
     assert_non_null(cm);
@@ -654,12 +639,12 @@ static void test_mf_x509_wolfssl_cert_manager_accepts_ok(void **state)
 static void test_mf_x509_verify_chain_validity_edges(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     int64_t nb = mf_cert_not_before(leaf), na = mf_cert_not_after(leaf);
-    assert_true(mf_ok(verify1(leaf, NULL, f->ca, nb, NULL)));
-    assert_true(mf_ok(verify1(leaf, NULL, f->ca, na, NULL)));
-    assert_int_equal(verify1(leaf, NULL, f->ca, nb - 1, NULL).err, MF_ERR_AUTH_EXPIRED);
-    assert_int_equal(verify1(leaf, NULL, f->ca, na + 1, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_OK(verify1(leaf, NULL, f->ca, nb, NULL));
+    ASSERT_OK(verify1(leaf, NULL, f->ca, na, NULL));
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, nb - 1, NULL), MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, na + 1, NULL), MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(mf_err_detail(), "expired"));
     mf_cert_free(leaf);
 
@@ -678,10 +663,10 @@ static void test_mf_x509_verify_chain_validity_edges(void **state)
     lt.issuer = old_ca;
     lt.nb = f->now - 7000;
     struct mf_cert *l2 = craft(&lt);
-    assert_int_equal(verify1(l2, NULL, old_ca, f->now, NULL).err, MF_ERR_AUTH_EXPIRED);
+    ASSERT_ERR(verify1(l2, NULL, old_ca, f->now, NULL), MF_ERR_AUTH_EXPIRED);
     assert_non_null(strstr(mf_err_detail(), "certificate 1"));
     /* ... and fine at a time when both were valid */
-    assert_true(mf_ok(verify1(l2, NULL, old_ca, f->now - 5000, NULL)));
+    ASSERT_OK(verify1(l2, NULL, old_ca, f->now - 5000, NULL));
     mf_cert_free(l2);
     mf_cert_free(old_ca);
 }
@@ -689,30 +674,30 @@ static void test_mf_x509_verify_chain_validity_edges(void **state)
 static void test_mf_x509_verify_chain_wrong_trust_domain_refused(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     struct mf_spiffe_id id;
     memset(&id, 'x', sizeof(id));
     /* B23: another trust domain's authorities never vouch for it */
-    assert_int_equal(verify1(leaf, NULL, f->other_ca, f->now, &id).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, f->other_ca, f->now, &id), MF_ERR_AUTH_UNTRUSTED);
     assert_int_equal(id.str[0], '\0'); /* out-param cleared, set only on success */
     assert_int_equal(id.len, 0);
 
     struct mf_certs chain, auths;
     mf_certs_init(&chain);
     mf_certs_init(&auths);
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_MISSING);
-    assert_true(mf_ok(mf_certs_push(&chain, leaf)));
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_MISSING);
+    ASSERT_OK(mf_certs_push(&chain, leaf));
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     /* several authorities: the right one is found */
-    assert_true(mf_ok(mf_certs_push(&auths, f->other_ca)));
-    assert_true(mf_ok(mf_certs_push(&auths, f->ca)));
-    assert_true(mf_ok(mf_x509_verify_chain(&chain, &auths, f->now, &id)));
+    ASSERT_OK(mf_certs_push(&auths, f->other_ca));
+    ASSERT_OK(mf_certs_push(&auths, f->ca));
+    ASSERT_OK(mf_x509_verify_chain(&chain, &auths, f->now, &id));
     assert_string_equal(id.str, LEAF_ID);
     /* the other CA's key signing under our CA's name (a forged issuer) */
     struct craft forged = leaf_template(f);
     forged.issuer_key = f->other_key;
     struct mf_cert *bad = craft(&forged);
-    assert_int_equal(verify1(bad, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(bad, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(bad);
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&auths);
@@ -725,42 +710,42 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
     struct mf_key *ikey = NULL;
     struct mf_pubkey *ipub = NULL;
     struct mf_spiffe_id td = parse_id("spiffe://example.org");
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P384, &ikey)));
-    assert_true(mf_ok(mf_key_public(ikey, &ipub)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &ikey));
+    ASSERT_OK(mf_key_public(ikey, &ipub));
     struct mf_issue_req req = {
         .id = &td, .subject_key = ipub, .now = f->now, .ttl = 3600, .is_ca = true};
     struct mf_cert *inter = NULL;
-    assert_true(mf_ok(mf_x509_issue(&req, f->ca, f->ca_key, &inter)));
+    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &inter));
     assert_true(mf_cert_is_ca(inter));
     assert_int_equal(inter->ext.ku, MF_KU_KEY_CERT_SIGN | MF_KU_CRL_SIGN);
     /* distinct subject from the root */
     assert_false(inter->subject_len == f->ca->subject_len &&
                  memcmp(inter->subject, f->ca->subject, inter->subject_len) == 0);
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, inter, ikey, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(inter, ikey, LEAF_ID, f->leaf_pub, f->now, 600, false);
 
     struct mf_spiffe_id id;
-    assert_true(mf_ok(verify1(leaf, inter, f->ca, f->now, &id)));
+    ASSERT_OK(verify1(leaf, inter, f->ca, f->now, &id));
     assert_string_equal(id.str, LEAF_ID);
     /* without the intermediate there is no path */
-    assert_int_equal(verify1(leaf, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     /* the intermediate itself as the authority (an upstream-style anchor) */
-    assert_true(mf_ok(verify1(leaf, NULL, inter, f->now, NULL)));
+    ASSERT_OK(verify1(leaf, NULL, inter, f->now, NULL));
     /* root included in the chain, and intermediates out of order */
     struct mf_certs chain, auths;
     mf_certs_init(&chain);
     mf_certs_init(&auths);
-    assert_true(mf_ok(mf_certs_push(&chain, leaf)));
-    assert_true(mf_ok(mf_certs_push(&chain, f->ca)));
-    assert_true(mf_ok(mf_certs_push(&chain, inter)));
-    assert_true(mf_ok(mf_certs_push(&auths, f->ca)));
-    assert_true(mf_ok(mf_x509_verify_chain(&chain, &auths, f->now, NULL)));
+    ASSERT_OK(mf_certs_push(&chain, leaf));
+    ASSERT_OK(mf_certs_push(&chain, f->ca));
+    ASSERT_OK(mf_certs_push(&chain, inter));
+    ASSERT_OK(mf_certs_push(&auths, f->ca));
+    ASSERT_OK(mf_x509_verify_chain(&chain, &auths, f->now, NULL));
     mf_certs_cleanup(&auths);
-    assert_true(mf_ok(mf_certs_push(&auths, f->other_ca)));
-    assert_int_equal(mf_x509_verify_chain(&chain, &auths, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_OK(mf_certs_push(&auths, f->other_ca));
+    ASSERT_ERR(mf_x509_verify_chain(&chain, &auths, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_certs_cleanup(&chain);
     mf_certs_cleanup(&auths);
     /* an intermediate (a CA) is never accepted as the leaf */
-    assert_int_equal(verify1(inter, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_SVID);
+    ASSERT_ERR(verify1(inter, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_SVID);
     mf_cert_free(leaf);
     mf_cert_free(inter);
     mf_pubkey_free(ipub);
@@ -770,7 +755,7 @@ static void test_mf_x509_verify_chain_intermediate_ok(void **state)
 static void test_mf_x509_verify_chain_tampered_refused(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     size_t len;
     const uint8_t *der = mf_cert_der(leaf, &len);
     uint8_t *copy = malloc(len);
@@ -779,8 +764,8 @@ static void test_mf_x509_verify_chain_tampered_refused(void **state)
     memcpy(copy, der, len);
     copy[len - 1] ^= 0x01;
     struct mf_cert *t = NULL;
-    assert_true(mf_ok(mf_cert_from_der(copy, len, &t)));
-    assert_int_equal(verify1(t, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_OK(mf_cert_from_der(copy, len, &t));
+    ASSERT_ERR(verify1(t, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     assert_non_null(strstr(mf_err_detail(), "signature"));
     mf_cert_free(t);
     /* the SPIFFE ID inside the TBS: ".../web" -> ".../wec" */
@@ -788,9 +773,9 @@ static void test_mf_x509_verify_chain_tampered_refused(void **state)
     uint8_t *p = memmem(copy, len, "sa/web", 6);
     assert_non_null(p);
     p[5] = 'c';
-    assert_true(mf_ok(mf_cert_from_der(copy, len, &t)));
+    ASSERT_OK(mf_cert_from_der(copy, len, &t));
     assert_string_equal(mf_cert_spiffe_id(t)->str, "spiffe://example.org/ns/prod/sa/wec");
-    assert_int_equal(verify1(t, NULL, f->ca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(t, NULL, f->ca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     mf_cert_free(t);
     free(copy);
     mf_cert_free(leaf);
@@ -868,7 +853,7 @@ static void test_mf_x509_verify_chain_issuer_rules_refused(void **state)
 {
     struct fx *f = *state;
     struct mf_key *ik = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &ik)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &ik));
     struct {
         const char *what;
         int root_pathlen;
@@ -933,7 +918,7 @@ static void test_mf_x509_verify_chain_issuer_rules_refused(void **state)
     struct craft lc = leaf_template(f);
     lc.issuer = notca;
     struct mf_cert *leaf = craft(&lc);
-    assert_int_equal(verify1(leaf, NULL, notca, f->now, NULL).err, MF_ERR_AUTH_UNTRUSTED);
+    ASSERT_ERR(verify1(leaf, NULL, notca, f->now, NULL), MF_ERR_AUTH_UNTRUSTED);
     assert_non_null(strstr(mf_err_detail(), "not a CA"));
     mf_cert_free(leaf);
     mf_cert_free(notca);
@@ -966,7 +951,7 @@ static void test_mf_x509_verify_chain_strict_profile_refused(void **state)
 {
     struct fx *f = *state;
     struct mf_key *ik = NULL;
-    assert_true(mf_ok(mf_key_generate(MF_KEY_EC_P256, &ik)));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &ik));
     uint8_t nc_td[64], nc_other[64], nc_excl[64], nc_sub[64], nc_dns[64];
     size_t l_td = nc_value(nc_td, 0xa0, 0x86, "example.org");
     size_t l_other = nc_value(nc_other, 0xa0, 0x86, "other.org");
@@ -1113,7 +1098,7 @@ static void test_mf_x509_issue_verify_threads_ok(void **state)
     enum { T = 4 };
     pthread_t th[T];
     struct worker w[T];
-    struct mf_cert *shared = issue(f, LEAF_ID, 60, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *shared = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 60, false);
     for (int i = 0; i < T; i++) {
         w[i] = (struct worker){.f = f, .shared = shared, .ok = 1};
         assert_int_equal(pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
@@ -1131,7 +1116,7 @@ static void test_mf_x509_issue_verify_threads_ok(void **state)
 static void test_mf_cert_refcount_and_lists_ok(void **state)
 {
     struct fx *f = *state;
-    struct mf_cert *leaf = issue(f, LEAF_ID, 600, f->ca, f->ca_key, NULL, 0, false);
+    struct mf_cert *leaf = mft_issue(f->ca, f->ca_key, LEAF_ID, f->leaf_pub, f->now, 600, false);
     assert_ptr_equal(mf_cert_ref(leaf), leaf);
     mf_cert_free(leaf); /* back to one reference */
     mf_cert_free(NULL);
@@ -1141,18 +1126,18 @@ static void test_mf_cert_refcount_and_lists_ok(void **state)
     mf_certs_init(&cs);
     mf_certs_init(&back);
     mf_certs_init(&back2);
-    assert_true(mf_ok(mf_certs_push(&cs, leaf)));
-    assert_true(mf_ok(mf_certs_push(&cs, f->ca)));
+    ASSERT_OK(mf_certs_push(&cs, leaf));
+    ASSERT_OK(mf_certs_push(&cs, f->ca));
     mf_cert_free(leaf); /* the list holds its own reference */
     leaf = cs.v[0];
 
     struct mf_buf pem, der;
     mf_buf_init(&pem, MF_MAX_BUNDLE, 0);
     mf_buf_init(&der, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_certs_to_pem(&cs, &pem)));
-    assert_true(mf_ok(mf_certs_to_der_concat(&cs, &der)));
-    assert_true(mf_ok(mf_certs_from_pem((const char *)pem.data, pem.len, &back)));
-    assert_true(mf_ok(mf_certs_from_der_concat(der.data, der.len, &back2)));
+    ASSERT_OK(mf_certs_to_pem(&cs, &pem));
+    ASSERT_OK(mf_certs_to_der_concat(&cs, &der));
+    ASSERT_OK(mf_certs_from_pem((const char *)pem.data, pem.len, &back));
+    ASSERT_OK(mf_certs_from_der_concat(der.data, der.len, &back2));
     assert_int_equal(back.n, 2);
     assert_int_equal(back2.n, 2);
     for (size_t i = 0; i < 2; i++) {
@@ -1166,7 +1151,7 @@ static void test_mf_cert_refcount_and_lists_ok(void **state)
         assert_memory_equal(da, dc, a);
         char f1[MF_FINGERPRINT_LEN], f2[MF_FINGERPRINT_LEN], want[MF_FINGERPRINT_LEN];
         uint8_t h[32];
-        assert_true(mf_ok(mf_sha256(da, a, h)));
+        ASSERT_OK(mf_sha256(da, a, h));
         mf_hex(h, 32, want);
         mf_cert_fingerprint(cs.v[i], f1);
         mf_cert_fingerprint(back.v[i], f2);
@@ -1178,7 +1163,7 @@ static void test_mf_cert_refcount_and_lists_ok(void **state)
         assert_string_equal(s1, s2);
     }
     /* appending to a non-empty list */
-    assert_true(mf_ok(mf_certs_from_pem((const char *)pem.data, pem.len, &back)));
+    ASSERT_OK(mf_certs_from_pem((const char *)pem.data, pem.len, &back));
     assert_int_equal(back.n, 4);
     mf_buf_cleanup(&pem);
     mf_buf_cleanup(&der);
@@ -1193,17 +1178,17 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
     struct fx *f = *state;
     struct mf_certs cs;
     mf_certs_init(&cs);
-    assert_true(mf_ok(mf_certs_push(&cs, f->ca)));
+    ASSERT_OK(mf_certs_push(&cs, f->ca));
     struct mf_buf pem;
     mf_buf_init(&pem, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_certs_to_pem(&cs, &pem)));
+    ASSERT_OK(mf_certs_to_pem(&cs, &pem));
     const char *text = (const char *)pem.data;
 
     struct mf_certs out;
     mf_certs_init(&out);
-    assert_int_equal(mf_certs_from_pem("", 0, &out).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_certs_from_pem("", 0, &out), MF_ERR_PROTO_PEM);
     static const char key_only[] = "-----BEGIN PRIVATE KEY-----\nAQID\n-----END PRIVATE KEY-----\n";
-    assert_int_equal(mf_certs_from_pem(key_only, strlen(key_only), &out).err, MF_ERR_PROTO_PEM);
+    ASSERT_ERR(mf_certs_from_pem(key_only, strlen(key_only), &out), MF_ERR_PROTO_PEM);
     /* every truncation of a one-certificate PEM fails, and out stays empty */
     for (size_t n = 0; n < pem.len - 1; n++) {
         assert_false(mf_ok(mf_certs_from_pem(text, n, &out)));
@@ -1212,11 +1197,10 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
     /* a good block then a garbage one: nothing is appended */
     struct mf_buf two;
     mf_buf_init(&two, MF_MAX_BUNDLE, 0);
-    assert_true(mf_ok(mf_buf_append(&two, pem.data, pem.len)));
-    assert_true(mf_ok(mf_buf_append_str(&two, "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n"
-                                              "-----END CERTIFICATE-----\n")));
-    assert_int_equal(mf_certs_from_pem((const char *)two.data, two.len, &out).err,
-                     MF_ERR_PROTO_DER);
+    ASSERT_OK(mf_buf_append(&two, pem.data, pem.len));
+    ASSERT_OK(mf_buf_append_str(&two, "-----BEGIN CERTIFICATE-----\nMAMCAQA=\n"
+                                      "-----END CERTIFICATE-----\n"));
+    ASSERT_ERR(mf_certs_from_pem((const char *)two.data, two.len, &out), MF_ERR_PROTO_DER);
     assert_int_equal(out.n, 0);
     /* DER concatenation: trailing garbage, empty */
     size_t len;
@@ -1226,8 +1210,8 @@ static void test_mf_certs_from_pem_malformed_refused(void **state)
     memcpy(buf, der, len);
     buf[len] = 0x30;
     buf[len + 1] = 0x05;
-    assert_int_equal(mf_certs_from_der_concat(buf, len + 2, &out).err, MF_ERR_PROTO_DER);
-    assert_int_equal(mf_certs_from_der_concat(buf, 0, &out).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_certs_from_der_concat(buf, len + 2, &out), MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_certs_from_der_concat(buf, 0, &out), MF_ERR_PROTO_DER);
     assert_int_equal(out.n, 0);
     free(buf);
     mf_buf_cleanup(&two);
@@ -1249,28 +1233,28 @@ static void test_mf_cert_from_der_malformed_refused(void **state)
     assert_non_null(buf);
     memcpy(buf, der, len);
     /* trailing byte */
-    assert_int_equal(mf_cert_from_der(buf, len + 1, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len + 1, &c), MF_ERR_PROTO_DER);
     /* cap + 1 */
-    assert_int_equal(mf_cert_from_der(buf, MF_MAX_CERT + 1, &c).err, MF_ERR_PROTO_TOO_LARGE);
+    ASSERT_ERR(mf_cert_from_der(buf, MF_MAX_CERT + 1, &c), MF_ERR_PROTO_TOO_LARGE);
     /* the outer length in a non-minimal long form: 30 82 0x xx -> 30 83 00 0x xx */
     assert_int_equal(buf[0], 0x30);
     assert_int_equal(buf[1], 0x82);
     memmove(buf + 3, buf + 2, len - 2);
     buf[1] = 0x83;
     buf[2] = 0x00;
-    assert_int_equal(mf_cert_from_der(buf, len + 1, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len + 1, &c), MF_ERR_PROTO_DER);
     /* indefinite length */
     memcpy(buf, der, len);
     buf[1] = 0x80;
-    assert_int_equal(mf_cert_from_der(buf, len, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_PROTO_DER);
     /* a different inner signature algorithm (SHA-256 -> SHA-384 in the TBS) */
     memcpy(buf, der, len);
     uint8_t *alg = memmem(buf, len, "\x2a\x86\x48\xce\x3d\x04\x03\x02", 8);
     assert_non_null(alg);
     alg[7] = 0x03;
-    assert_int_equal(mf_cert_from_der(buf, len, &c).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_PROTO_DER);
     assert_null(c);
-    assert_int_equal(mf_cert_from_der(NULL, 1, &c).err, MF_ERR_USAGE_NULL);
+    ASSERT_ERR(mf_cert_from_der(NULL, 1, &c), MF_ERR_USAGE_NULL);
     free(buf);
 }
 
@@ -1286,10 +1270,10 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     static const uint8_t short_ok[7] = {MF_DER_OCTET, 0x05, 1, 2, 3, 4, 5};
     static const uint8_t long_bad[8] = {MF_DER_OCTET, 0x81, 0x05, 1, 2, 3, 4, 5};
     mf_cur_init(&c, short_ok, sizeof(short_ok));
-    assert_true(mf_ok(mf_der_next(&c, &d)));
+    ASSERT_OK(mf_der_next(&c, &d));
     assert_int_equal(d.len, 5);
     mf_cur_init(&c, long_bad, sizeof(long_bad));
-    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_der_next(&c, &d), MF_ERR_PROTO_DER);
     assert_non_null(strstr(mf_err_detail(), "non-minimal length"));
     assert_int_equal(c.off, 0); /* a failed read does not move the cursor */
     /* the edges: 81 7f refused, 81 80 is the shortest long form, accepted */
@@ -1299,10 +1283,10 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     buf[1] = 0x81;
     buf[2] = 0x7f;
     mf_cur_init(&c, buf, 3 + 0x7f);
-    assert_int_equal(mf_der_next(&c, &d).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_der_next(&c, &d), MF_ERR_PROTO_DER);
     buf[2] = 0x80;
     mf_cur_init(&c, buf, sizeof(buf));
-    assert_true(mf_ok(mf_der_next(&c, &d)));
+    ASSERT_OK(mf_der_next(&c, &d));
     assert_int_equal(d.len, 0x80);
 
     /* in a whole certificate: the version [0] a0 03 -> a0 81 03, with the
@@ -1325,7 +1309,7 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     b[10] = 0x03;
     memcpy(b + 11, der + 10, len - 10);
     struct mf_cert *cert = NULL;
-    assert_int_equal(mf_cert_from_der(b, len + 1, &cert).err, MF_ERR_PROTO_DER);
+    ASSERT_ERR(mf_cert_from_der(b, len + 1, &cert), MF_ERR_PROTO_DER);
     assert_null(cert);
     /* the same bytes with a0 03 again parse: only the length form was wrong */
     b[9] = 0x03;
@@ -1334,7 +1318,7 @@ static void test_mf_der_next_long_form_short_fits_refused(void **state)
     b[3] = der[3];
     b[6] = der[6];
     b[7] = der[7];
-    assert_true(mf_ok(mf_cert_from_der(b, len, &cert)));
+    ASSERT_OK(mf_cert_from_der(b, len, &cert));
     mf_cert_free(cert);
     free(b);
 }
@@ -1363,14 +1347,14 @@ out:
 
 static void test_mf_try_wc_ssl_detail_records_code(void **state)
 {
-    assert_true(mf_ok(wc_call(0)));
+    ASSERT_OK(wc_call(0));
     /* wolfCrypt: anything but 0 fails, with the code and its message */
-    assert_int_equal(wc_call(BAD_FUNC_ARG).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(wc_call(BAD_FUNC_ARG), MF_ERR_CRYPTO_KEY);
     assert_non_null(strstr(mf_err_detail(), "wolfCrypt: "));
     assert_non_null(strstr(mf_err_detail(), "(-173)"));
-    assert_true(mf_ok(wc_call(0)));
+    ASSERT_OK(wc_call(0));
     /* wolfSSL: only WOLFSSL_SUCCESS (1) passes; 1 would fail MF_TRY_WC */
-    assert_int_equal(wc_call(WOLFSSL_SUCCESS).err, MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(wc_call(WOLFSSL_SUCCESS), MF_ERR_CRYPTO_KEY);
     mf_res r = ssl_load("not PEM");
     assert_int_equal(r.err, MF_ERR_CRYPTO_MISMATCH);
     assert_non_null(strstr(mf_err_detail(), "wolfSSL: "));
@@ -1382,12 +1366,12 @@ static void test_mf_try_wc_ssl_detail_records_code(void **state)
     const struct fx *f = *state;
     struct mf_certs cs;
     mf_certs_init(&cs);
-    assert_true(mf_ok(mf_certs_push(&cs, f->ca)));
+    ASSERT_OK(mf_certs_push(&cs, f->ca));
     struct mf_buf pem;
     mf_buf_init(&pem, MF_MAX_CERT, 0);
-    assert_true(mf_ok(mf_certs_to_pem(&cs, &pem)));
-    assert_true(mf_ok(mf_buf_append_u8(&pem, 0)));
-    assert_true(mf_ok(ssl_load((const char *)pem.data)));
+    ASSERT_OK(mf_certs_to_pem(&cs, &pem));
+    ASSERT_OK(mf_buf_append_u8(&pem, 0));
+    ASSERT_OK(ssl_load((const char *)pem.data));
     mf_buf_cleanup(&pem);
     mf_certs_cleanup(&cs);
 }
