@@ -29,8 +29,10 @@ make_tmp
 chmod 0755 "$T" # the other-uid workload must reach the agent's socket
 ADMIN="$T/ca/admin.sock"
 SOCK="$T/n1/agent.sock"
-# the CA, first on a port of its own, then again on the same one
-ca_up() { start_ca a "$T/ca" ${CA_ADDR_a:+--listen "$CA_ADDR_a"} --svid-ttl 20s --ca-ttl 10m; }
+# the CA comes back on the same port: a reserved one below the ephemeral
+# range, which no outgoing connection of a parallel test can be holding
+CA_PORT=$(pick_port)
+ca_up() { start_ca a "$T/ca" --listen "127.0.0.1:$CA_PORT" --svid-ttl 20s --ca-ttl 10m; }
 CA=("$MAYFLY_BIN/mayfly-ca")
 AGENT_ID=spiffe://example.org/mayfly/agent/node1
 APP=spiffe://example.org/grpc-app

@@ -65,13 +65,13 @@ stop_pid "$CA_PID_a"
 
 # the way out of SQLite: a CA with its registry in SQLite, stopped, copied
 # into a new database, started on it; its agent goes on without a new token
-start_ca s "$T/sq"
+sq_addr=127.0.0.1:$(pick_port) # it comes back on the same port
+start_ca s "$T/sq" --listen "$sq_addr"
 AS=spiffe://example.org/mayfly/agent/s1
 add_entry s spiffe://example.org/kept $AS unix:uid:0 >/dev/null
 start_agent s1 "$T/s1" s --join-token "$(fresh_token s $AS)"
 wait_until 10 fetch_has root "$AGENT_SOCK_s1" spiffe://example.org/kept
 "$CA_BIN" entry list --admin-socket "$CA_SOCK_s" --json >"$T/before"
-sq_addr=$CA_ADDR_s
 stop_pid "$CA_PID_s"
 "${PG_AS[@]}" "$PG_BIN/createdb" -h "$T/pg" -U mayfly moved || die "createdb moved"
 printf '%s\n' "${PG_URI/\/mayfly?//moved?}" >"$T/ds2"
