@@ -147,4 +147,16 @@ int mf_opt_main(const struct mf_prog *p, int argc, char **argv, const struct mf_
  * stderr and returns 2. */
 int mf_opt_usage_error(const struct mf_prog *p, const struct mf_cmd *cmd, mf_res r);
 
+/* The command "run" gets its raw arguments: it parses them itself, to
+ * re-read them on SIGHUP. Any other command gets them parsed. */
+typedef int (*mf_opt_run_fn)(const struct mf_prog *p, const struct mf_cmd *cmd, int argc,
+                             char **argv);
+typedef int (*mf_opt_cli_fn)(const struct mf_cmd *cmd, const struct mf_opt_vals *v);
+
+/* A daemon's whole main(): mf_opt_main, then run for the command "run",
+ * else mf_opt_parse and cli (a usage error: 2; --help: 0). Returns the exit
+ * status. */
+int mf_opt_dispatch(const struct mf_prog *p, int argc, char **argv, mf_opt_run_fn run,
+                    mf_opt_cli_fn cli);
+
 #endif /* MF_OPT_H */
