@@ -264,6 +264,19 @@ static void print_json(const struct mf_http_resp *resp)
     }
 }
 
+/* The answer as it came (--json) or as print shows it. */
+static void print_resp(const struct opts *o, const struct mf_http_resp *resp,
+                       void (*print)(const json_t *))
+{
+    if (o->json) {
+        print_json(resp);
+    } else {
+        json_t *j = resp_json(resp);
+        print(j);
+        json_decref(j);
+    }
+}
+
 static const char *jstr(const json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -507,13 +520,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         rc = call(o, upd ? "PATCH" : "GET", path, body, &resp, false);
         json_decref(body);
         if (rc == 0) {
-            if (o->json) {
-                print_json(&resp);
-            } else {
-                json_t *e = resp_json(&resp);
-                print_entry(e);
-                json_decref(e);
-            }
+            print_resp(o, &resp, print_entry);
         }
         mf_http_resp_cleanup(&resp);
         return rc;
@@ -638,12 +645,8 @@ static int cmd_agent(const char *verb, struct opts *o)
             } else {
                 printf("evicted %s\n", o->pos[0]);
             }
-        } else if (o->json) {
-            print_json(&resp);
         } else {
-            json_t *a = resp_json(&resp);
-            print_agent(a);
-            json_decref(a);
+            print_resp(o, &resp, print_agent);
         }
     }
     mf_http_resp_cleanup(&resp);
