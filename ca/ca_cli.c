@@ -353,6 +353,21 @@ static int ttl_arg(const char *s, json_int_t *out)
     return 0;
 }
 
+/* --ttl, when given, into body's "ttl". Returns 0, or the usage exit
+ * status (body is left to the caller). */
+static int put_ttl(const struct opts *o, json_t *body)
+{
+    if (o->ttl != NULL) {
+        json_int_t t = 0;
+        int rc = ttl_arg(o->ttl, &t);
+        if (rc != 0) {
+            return rc;
+        }
+        json_object_set_new(body, "ttl", json_integer(t));
+    }
+    return 0;
+}
+
 static json_t *str_list(const char *const *v, size_t n)
 {
     json_t *a = json_array();
@@ -382,14 +397,10 @@ static int entry_body(const struct opts *o, bool patch, json_t **out)
     if (!patch || o->n_sel > 0) {
         json_object_set_new(b, "selectors", str_list(o->sel, o->n_sel));
     }
-    if (o->ttl != NULL) {
-        json_int_t t = 0;
-        int rc = ttl_arg(o->ttl, &t);
-        if (rc != 0) {
-            json_decref(b);
-            return rc;
-        }
-        json_object_set_new(b, "ttl", json_integer(t));
+    int ttl_rc = put_ttl(o, b);
+    if (ttl_rc != 0) {
+        json_decref(b);
+        return ttl_rc;
     }
     if (o->n_dns > 0 || o->clear_dns) {
         json_object_set_new(b, "dns_names", str_list(o->dns, o->n_dns));
@@ -549,14 +560,10 @@ static int cmd_token(const char *verb, struct opts *o)
         return usage_err("%s", "token generate needs --spiffe-id AGENT_ID");
     }
     json_t *body = json_pack("{s:s}", "spiffe_id", o->spiffe_id);
-    if (o->ttl != NULL) {
-        json_int_t t = 0;
-        int rc = ttl_arg(o->ttl, &t);
-        if (rc != 0) {
-            json_decref(body);
-            return rc;
-        }
-        json_object_set_new(body, "ttl", json_integer(t));
+    int ttl_rc = put_ttl(o, body);
+    if (ttl_rc != 0) {
+        json_decref(body);
+        return ttl_rc;
     }
     struct mf_http_resp resp;
     int rc = call(o, "POST", "/v1/tokens", body, &resp, false);
