@@ -816,6 +816,16 @@ static mf_res in_line(struct mf_http_conn *c, size_t max, size_t *len)
     }
 }
 
+/* Up to cap bytes of the body already read, reading more when none is. */
+static mf_res take_body(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t *got)
+{
+    if (c->in.len == 0) {
+        MF_TRY(fill_body(c));
+    }
+    *got = take(c, dst, cap);
+    return MF_RES_OK;
+}
+
 /* Decodes the next body bytes into dst (1..cap of them, *got set), or
  * returns MF_ERR_IO_EOF once the body is complete. */
 static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t *got)
@@ -834,11 +844,7 @@ static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t
                 c->in_exchange = false;
                 break;
             }
-            if (c->in.len == 0) {
-                MF_TRY(fill_body(c));
-            }
-            *got = take(c, dst, cap);
-            return MF_RES_OK;
+            return take_body(c, dst, cap, got);
         case BODY_EOF:
             if (c->in.len == 0) {
                 mf_res r = fill(c);
@@ -871,11 +877,7 @@ static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t
                     c->cstate = CH_DATA_CRLF;
                     break;
                 }
-                if (c->in.len == 0) {
-                    MF_TRY(fill_body(c));
-                }
-                *got = take(c, dst, cap);
-                return MF_RES_OK;
+                return take_body(c, dst, cap, got);
             case CH_DATA_CRLF:
                 while (c->in.len < 2) {
                     MF_TRY(fill_body(c));
