@@ -398,10 +398,7 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
     if (cfg->chain != NULL) {
         MF_TRY_OUT(mf_tls_load_identity(c->ctx, cfg->chain, cfg->key, "the client"));
     }
-    c->ssl = wolfSSL_new(c->ctx);
-    MF_ENSURE_OUT_MSG(c->ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
-    mf_tls_io_attach(c->ssl, &c->io);
-    MF_TRY_OUT(mf_tls_handshake(c->ssl, &c->io, false, &check));
+    MF_TRY_OUT(mf_tls_session(c->ctx, &c->io, false, &check, &c->ssl));
     /* the check goes out of scope: nothing may call back into it */
     wolfSSL_SetCertCbCtx(c->ssl, NULL);
     wolfSSL_CTX_SetCertCbCtx(c->ctx, NULL);
