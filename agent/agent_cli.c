@@ -119,22 +119,13 @@ const struct mf_prog *agent_cli_prog(void)
     /* run's table lives with the settings it fills (agent_config.c) */
     static struct mf_cmd all[N(cmds)];
     static struct mf_prog prog;
-    if (prog.name == NULL) {
-        memcpy(all, cmds, sizeof(cmds));
-        all[0].opts = agent_run_opts;
-        all[0].n_opts = agent_run_n_opts;
-        prog = (struct mf_prog){
-            .name = "mayfly-agent",
-            .version = MAYFLY_VERSION,
-            .help = "The workload commands talk to a running agent over its Workload API\n"
-                    "socket. Every option may be written --name VALUE or --name=VALUE.\n"
-                    "Durations: 90s, 10m, 1h. SIGHUP makes `run` reopen --log-file and\n"
-                    "re-read log-level and log-format from its flags and config file.",
-            .cmds = all,
-            .n_cmds = N(all),
-        };
-    }
-    return &prog;
+    static const char help[] =
+        "The workload commands talk to a running agent over its Workload API\n"
+        "socket. Every option may be written --name VALUE or --name=VALUE.\n"
+        "Durations: 90s, 10m, 1h. SIGHUP makes `run` reopen --log-file and\n"
+        "re-read log-level and log-format from its flags and config file.";
+    return mf_opt_prog_init(&prog, "mayfly-agent", help, all, cmds, N(cmds), agent_run_opts,
+                            agent_run_n_opts);
 }
 
 static void opts_from(const struct mf_opt_vals *v, struct cli_opts *o)

@@ -141,22 +141,14 @@ const struct mf_prog *ca_cli_prog(void)
     /* run's table lives with the settings it fills (ca_config.c) */
     static struct mf_cmd all[N(cmds)];
     static struct mf_prog prog;
-    if (prog.name == NULL) {
-        memcpy(all, cmds, sizeof(cmds));
-        all[0].n_opts = ca_run_n_opts;
-        prog = (struct mf_prog){
-            .name = "mayfly-ca",
-            .version = MAYFLY_VERSION,
-            .help = "The admin commands talk to a running CA over its admin socket\n"
-                    "(--admin-socket or $MAYFLY_CA_ADMIN_SOCKET). Every option may be written\n"
-                    "--name VALUE or --name=VALUE. Durations: 90s, 10m, 1h, 7d.\n"
-                    "SIGHUP makes `run` reopen --log-file and re-read log-level and\n"
-                    "log-format from its flags and config file.",
-            .cmds = all,
-            .n_cmds = N(all),
-        };
-    }
-    return &prog;
+    static const char help[] =
+        "The admin commands talk to a running CA over its admin socket\n"
+        "(--admin-socket or $MAYFLY_CA_ADMIN_SOCKET). Every option may be written\n"
+        "--name VALUE or --name=VALUE. Durations: 90s, 10m, 1h, 7d.\n"
+        "SIGHUP makes `run` reopen --log-file and re-read log-level and\n"
+        "log-format from its flags and config file.";
+    return mf_opt_prog_init(&prog, "mayfly-ca", help, all, cmds, N(cmds), ca_run_opts,
+                            ca_run_n_opts);
 }
 
 static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -482,3 +482,22 @@ int mf_opt_dispatch(const struct mf_prog *p, int argc, char **argv, mf_opt_run_f
     mf_opt_vals_cleanup(&vals);
     return rc;
 }
+
+const struct mf_prog *mf_opt_prog_init(struct mf_prog *prog, const char *name, const char *help,
+                                       struct mf_cmd *all, const struct mf_cmd *cmds, size_t n_cmds,
+                                       const struct mf_opt *run_opts, size_t n_run_opts)
+{
+    if (prog->name == NULL) {
+        memcpy(all, cmds, n_cmds * sizeof(all[0]));
+        all[0].opts = run_opts;
+        all[0].n_opts = n_run_opts;
+        *prog = (struct mf_prog){
+            .name = name,
+            .version = MAYFLY_VERSION,
+            .help = help,
+            .cmds = all,
+            .n_cmds = n_cmds,
+        };
+    }
+    return prog;
+}
