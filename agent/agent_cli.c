@@ -585,6 +585,16 @@ static void reload(const struct cli_opts *o, int sig)
 
 #define DIR_CHECK_MS 2000 /* how often watch looks at its --write directory */
 
+/* The files the workload reads can no longer be kept current: says so and
+ * returns the exit status 1. */
+static int write_failed(const char *dir, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n", dir, msg);
+    return 1;
+}
+
 static int watch(const struct cli_opts *opts)
 {
     const struct cli_opts o = *opts;
@@ -645,11 +655,7 @@ static int watch(const struct cli_opts *opts)
                 r = MF_RES_OK;
                 mf_res dr = check_out_dir(o.write_dir);
                 if (!mf_ok(dr)) {
-                    char msg[512];
-                    mf_err_format(dr, msg, sizeof(msg));
-                    fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
-                            o.write_dir, msg);
-                    status = 1;
+                    status = write_failed(o.write_dir, dr);
                     break;
                 }
                 continue;
@@ -681,11 +687,7 @@ static int watch(const struct cli_opts *opts)
                 /* the directory went away or turned unsafe: the files the
                  * workload reads can no longer be kept current, so say so
                  * and stop rather than serve stale ones in silence */
-                char msg[512];
-                mf_err_format(pr, msg, sizeof(msg));
-                fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
-                        o.write_dir, msg);
-                status = 1;
+                status = write_failed(o.write_dir, pr);
                 break;
             }
             reload(&o, sig);
