@@ -335,6 +335,41 @@ static void print_agent(const json_t *a)
     printf("Banned      : %s\n", json_is_true(json_object_get(a, "banned")) ? "yes" : "no");
 }
 
+static void print_agents(const json_t *j)
+{
+    size_t i;
+    const json_t *a;
+    printf("%-48s  %-6s  %-20s  %s\n", "SPIFFE ID", "BANNED", "EXPIRES AT", "LAST SEEN");
+    json_array_foreach(json_object_get(j, "agents"), i, a)
+    {
+        printf("%-48s  %-6s  %-20s  %s\n", jstr(a, "spiffe_id"),
+               json_is_true(json_object_get(a, "banned")) ? "yes" : "no", jstr(a, "expires_at"),
+               jstr(a, "last_seen"));
+    }
+}
+
+static void print_cas(const json_t *j)
+{
+    size_t i;
+    const json_t *a;
+    printf("bundle spiffe_sequence %lld%s\n",
+           (long long)json_integer_value(json_object_get(j, "spiffe_sequence")),
+           json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an upstream root)"
+                                                        : "");
+    printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
+           "FINGERPRINT");
+    json_array_foreach(json_object_get(j, "authorities"), i, a)
+    {
+        printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),
+               jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "fingerprint"));
+    }
+}
+
+static void print_token(const json_t *j)
+{
+    printf("%s\n", jstr(j, "token"));
+}
+
 static int ttl_arg(const char *s, json_int_t *out)
 {
     int64_t v = 0;
@@ -561,13 +596,7 @@ static int cmd_token(const char *verb, struct opts *o)
     int rc = call(o, "POST", "/v1/tokens", body, &resp, false);
     json_decref(body);
     if (rc == 0) {
-        if (o->json) {
-            print_json(&resp);
-        } else {
-            json_t *j = resp_json(&resp);
-            printf("%s\n", jstr(j, "token"));
-            json_decref(j);
-        }
+        print_resp(o, &resp, print_token);
     }
     /* the body held the token */
     mf_buf_reset(&resp.body);
@@ -593,22 +622,7 @@ static int cmd_agent(const char *verb, struct opts *o)
     if (strcmp(verb, "list") == 0) {
         rc = call(o, "GET", "/v1/agents", NULL, &resp, false);
         if (rc == 0) {
-            if (o->json) {
-                print_json(&resp);
-            } else {
-                json_t *j = resp_json(&resp);
-                size_t i;
-                const json_t *a;
-                printf("%-48s  %-6s  %-20s  %s\n", "SPIFFE ID", "BANNED", "EXPIRES AT",
-                       "LAST SEEN");
-                json_array_foreach(json_object_get(j, "agents"), i, a)
-                {
-                    printf("%-48s  %-6s  %-20s  %s\n", jstr(a, "spiffe_id"),
-                           json_is_true(json_object_get(a, "banned")) ? "yes" : "no",
-                           jstr(a, "expires_at"), jstr(a, "last_seen"));
-                }
-                json_decref(j);
-            }
+            print_resp(o, &resp, print_agents);
         }
         mf_http_resp_cleanup(&resp);
         return rc;
@@ -684,26 +698,7 @@ static int cmd_ca(const char *verb, struct opts *o)
     struct mf_http_resp resp;
     int rc = call(o, "GET", "/v1/ca", NULL, &resp, false);
     if (rc == 0) {
-        if (o->json) {
-            print_json(&resp);
-        } else {
-            json_t *j = resp_json(&resp);
-            size_t i;
-            const json_t *a;
-            printf("bundle spiffe_sequence %lld%s\n",
-                   (long long)json_integer_value(json_object_get(j, "spiffe_sequence")),
-                   json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an "
-                                                                  "upstream root)"
-                                                                : "");
-            printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
-                   "FINGERPRINT");
-            json_array_foreach(json_object_get(j, "authorities"), i, a)
-            {
-                printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),
-                       jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "fingerprint"));
-            }
-            json_decref(j);
-        }
+        print_resp(o, &resp, print_cas);
     }
     mf_http_resp_cleanup(&resp);
     return rc;
