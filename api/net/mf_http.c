@@ -1024,7 +1024,7 @@ out:
 }
 
 /* Reads the rest of the body into resp->body (under its cap). */
-static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
+static mf_res read_body_in(struct mf_http_conn *c, struct mf_http_resp *resp)
 {
     uint8_t *tmp = c->scratch;
     for (;;) {
@@ -1040,6 +1040,20 @@ static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
     }
 }
 
+/* read_body_in; on failure the connection is done with (the rest of the
+ * answer is unknown) and the partial body is dropped. */
+static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
+{
+    mf_res r = read_body_in(c, resp);
+    if (!mf_ok(r)) {
+        c->broken = true;
+        c->in_exchange = false;
+        mf_buf_reset(&resp->body);
+        return r;
+    }
+    return r;
+}
+
 /* see mf_http.h */
 mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *path,
                        const char *const *headers, const void *body, size_t body_len,
@@ -1052,13 +1066,7 @@ mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *p
     MF_ENSURE_MSG(!c->streaming, MF_ERR_STATE, "a stream is open on this connection");
     MF_TRY(set_deadline(c, timeout_ms));
     MF_TRY(start_exchange(c, method, path, headers, body, body_len, resp->body.max, resp));
-    mf_res r = read_body(c, resp);
-    if (!mf_ok(r)) {
-        c->broken = true;
-        c->in_exchange = false;
-        mf_buf_reset(&resp->body);
-        return r;
-    }
+    MF_TRY(read_body(c, resp));
     c->reused = true;
     return MF_RES_OK;
 }
@@ -1077,14 +1085,7 @@ mf_res mf_http_stream_begin(struct mf_http_conn *c, const char *method, const ch
     mf_buf_reset(&c->pend);
     if (resp->status < 200 || resp->status > 299) {
         /* an error answer, not a stream: hand over its (capped) body */
-        mf_res r = read_body(c, resp);
-        if (!mf_ok(r)) {
-            c->broken = true;
-            c->in_exchange = false;
-            mf_buf_reset(&resp->body);
-            return r;
-        }
-        return MF_RES_OK;
+        return read_body(c, resp);
     }
     c->streaming = true;
     return MF_RES_OK;
