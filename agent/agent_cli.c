@@ -119,22 +119,13 @@ const struct mf_prog *agent_cli_prog(void)
     /* run's table lives with the settings it fills (agent_config.c) */
     static struct mf_cmd all[N(cmds)];
     static struct mf_prog prog;
-    if (prog.name == NULL) {
-        memcpy(all, cmds, sizeof(cmds));
-        all[0].opts = agent_run_opts;
-        all[0].n_opts = agent_run_n_opts;
-        prog = (struct mf_prog){
-            .name = "mayfly-agent",
-            .version = MAYFLY_VERSION,
-            .help = "The workload commands talk to a running agent over its Workload API\n"
-                    "socket. Every option may be written --name VALUE or --name=VALUE.\n"
-                    "Durations: 90s, 10m, 1h. SIGHUP makes `run` reopen --log-file and\n"
-                    "re-read log-level and log-format from its flags and config file.",
-            .cmds = all,
-            .n_cmds = N(all),
-        };
-    }
-    return &prog;
+    static const char help[] =
+        "The workload commands talk to a running agent over its Workload API\n"
+        "socket. Every option may be written --name VALUE or --name=VALUE.\n"
+        "Durations: 90s, 10m, 1h. SIGHUP makes `run` reopen --log-file and\n"
+        "re-read log-level and log-format from its flags and config file.";
+    return mf_opt_prog_init(&prog, "mayfly-agent", help, all, cmds, N(cmds), agent_run_opts,
+                            agent_run_n_opts);
 }
 
 static void opts_from(const struct mf_opt_vals *v, struct cli_opts *o)
@@ -594,6 +585,16 @@ static void reload(const struct cli_opts *o, int sig)
 
 #define DIR_CHECK_MS 2000 /* how often watch looks at its --write directory */
 
+/* The files the workload reads can no longer be kept current: says so and
+ * returns the exit status 1. */
+static int write_failed(const char *dir, mf_res r)
+{
+    char msg[512];
+    mf_err_format(r, msg, sizeof(msg));
+    fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n", dir, msg);
+    return 1;
+}
+
 static int watch(const struct cli_opts *opts)
 {
     const struct cli_opts o = *opts;
@@ -654,11 +655,7 @@ static int watch(const struct cli_opts *opts)
                 r = MF_RES_OK;
                 mf_res dr = check_out_dir(o.write_dir);
                 if (!mf_ok(dr)) {
-                    char msg[512];
-                    mf_err_format(dr, msg, sizeof(msg));
-                    fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
-                            o.write_dir, msg);
-                    status = 1;
+                    status = write_failed(o.write_dir, dr);
                     break;
                 }
                 continue;
@@ -690,11 +687,7 @@ static int watch(const struct cli_opts *opts)
                 /* the directory went away or turned unsafe: the files the
                  * workload reads can no longer be kept current, so say so
                  * and stop rather than serve stale ones in silence */
-                char msg[512];
-                mf_err_format(pr, msg, sizeof(msg));
-                fprintf(stderr, "mayfly-agent watch: cannot write to %s: %s; exiting\n",
-                        o.write_dir, msg);
-                status = 1;
+                status = write_failed(o.write_dir, pr);
                 break;
             }
             reload(&o, sig);

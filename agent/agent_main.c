@@ -36,6 +36,7 @@
 #include "agent/agent_worker.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/internal/mf_daemon.h"
 #include "api/internal/mf_logfile.h"
 #include "api/internal/mf_opt.h"
 
@@ -57,10 +58,7 @@ struct run {
 
 static int fail(const char *what, mf_res r)
 {
-    char msg[512];
-    mf_err_format(r, msg, sizeof(msg));
-    fprintf(stderr, "mayfly-agent: %s: %s\n", what, msg);
-    return 1;
+    return mf_daemon_fail("mayfly-agent", what, r);
 }
 
 /* Returns an exit status, or -1 to go on. */
@@ -71,28 +69,6 @@ static int load_config(struct run *run)
         return mf_opt_usage_error(agent_cli_prog(), agent_config_cmd(), r);
     }
     return run->cfg.vals->help ? 0 : -1;
-}
-
-static mf_res start_logging(const struct agent_config *cfg)
-{
-    mf_log_setup(cfg->log_level, cfg->log_format);
-    return mf_logfile_open(cfg->log_file);
-}
-
-/* Blocked before any thread exists: only the signalfd sees them. */
-static mf_res block_signals(int *sfd)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    signal(SIGPIPE, SIG_IGN);
-    MF_ENSURE_MSG(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, MF_ERR_INTERNAL,
-                  "cannot block signals");
-    *sfd = signalfd(-1, &set, SFD_CLOEXEC);
-    MF_ENSURE_MSG(*sfd >= 0, MF_ERR_INTERNAL, "cannot set up signals");
-    return MF_RES_OK;
 }
 
 /* Attest or reload the identity and start the CA worker; then wait briefly
@@ -187,7 +163,7 @@ static void reload(struct run *run)
             }
         }
     }
-    r = start_logging(&nc);
+    r = mf_daemon_start_logging(nc.log_level, nc.log_format, nc.log_file);
     if (!mf_ok(r)) {
         mf_log_err_r(r, "SIGHUP: cannot reopen the log file; logging continues where it was");
     }
@@ -246,8 +222,10 @@ static void stop(struct run *run)
     agent_config_cleanup(&run->cfg);
 }
 
-static int run(int argc, char **argv)
+static int run(const struct mf_prog *prog, const struct mf_cmd *cmd, int argc, char **argv)
 {
+    (void)prog;
+    (void)cmd;
     static struct run run = {.sfd = -1};
     run.argc = argc;
     run.argv = argv;
@@ -256,13 +234,13 @@ static int run(int argc, char **argv)
         agent_config_cleanup(&run.cfg);
         return rc;
     }
-    mf_res r = start_logging(&run.cfg);
+    mf_res r = mf_daemon_start_logging(run.cfg.log_level, run.cfg.log_format, run.cfg.log_file);
     if (mf_ok(r)) {
         r = mf_harden_process();
     }
     umask(077);
     if (mf_ok(r)) {
-        r = block_signals(&run.sfd);
+        r = mf_daemon_block_signals(&run.sfd, 0);
     }
     rc = mf_ok(r) ? 0 : fail("start", r);
     if (rc == 0) {
@@ -281,25 +259,5 @@ static int run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    const struct mf_prog *prog = agent_cli_prog();
-    const struct mf_cmd *cmd = NULL;
-    int used = 0;
-    int rc = mf_opt_main(prog, argc, argv, &cmd, &used);
-    if (rc >= 0) {
-        return rc;
-    }
-    int n = argc - 1 - used;
-    char **rest = argv + 1 + used;
-    if (strcmp(cmd->name, "run") == 0) {
-        return run(n, rest);
-    }
-    struct mf_opt_vals vals;
-    mf_res r = mf_opt_parse(prog, cmd, n, rest, &vals);
-    if (!mf_ok(r)) {
-        rc = mf_opt_usage_error(prog, cmd, r);
-    } else {
-        rc = vals.help ? 0 : agent_cli_main(cmd, &vals);
-    }
-    mf_opt_vals_cleanup(&vals);
-    return rc;
+    return mf_opt_dispatch(agent_cli_prog(), argc, argv, run, agent_cli_main);
 }

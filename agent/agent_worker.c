@@ -196,27 +196,18 @@ out:
     return rc;
 }
 
-/* Attests with token, trying up to tries times while the CA is unreachable
- * (a refused token will not get better). */
-static mf_res attest(struct agent_worker *w, const char *token, unsigned tries)
+/* Asks the CA to attest with token, up to tries times while it is
+ * unreachable (a refused token will not get better). */
+static mf_res attest_call(struct agent_worker *w, const char *token, unsigned tries,
+                          struct mf_key *key, struct mf_certs *chain, struct mf_bundle **b)
 {
-    mf_res rc;
-    struct mf_key *key = NULL;
-    struct mf_certs chain;
-    struct mf_bundle *b = NULL;
-    bool changed = false;
-    mf_certs_init(&chain);
-    MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
     for (unsigned i = 0;; i++) {
-        rc = agent_client_attest(&w->client, token, key, &chain, &b);
-        if (mf_ok(rc)) {
-            break;
+        mf_res rc = agent_client_attest(&w->client, token, key, chain, b);
+        if (mf_ok(rc) || mf_err_category(rc.err) != MF_CAT_IO || i + 1 >= tries || stopping(w)) {
+            return rc;
         }
-        if (mf_err_category(rc.err) != MF_CAT_IO || i + 1 >= tries || stopping(w)) {
-            goto out;
-        }
-        /* not MF_TRY_OUT: that would overwrite rc, and the line would say
-         * "success" instead of why attestation failed */
+        /* not MF_TRY: that would lose rc, and the line would say "success"
+         * instead of why attestation failed */
         int64_t d = 0;
         if (!mf_ok(agent_backoff_delay(&w->cfg->rot, i, &d))) {
             d = w->cfg->rot.backoff_cap_ms;
@@ -224,19 +215,12 @@ static mf_res attest(struct agent_worker *w, const char *token, unsigned tries)
         mf_log_warn_r(rc, "attestation failed; retrying in %lld ms", (long long)d);
         nap(w, d);
     }
-    MF_TRY_OUT(take_bundle(w, b, &changed));
-    rc = set_agent_identity(w, key, &chain);
-    key = NULL;
-    MF_TRY_OUT(rc);
-    rc = MF_RES_OK;
-out:
-    mf_key_free(key);
-    mf_certs_cleanup(&chain);
-    mf_bundle_free(b);
-    return rc;
 }
 
-static mf_res renew_agent(struct agent_worker *w)
+/* A new key and agent SVID: attested with token (tries times, see
+ * attest_call), or with token NULL renewed with the current SVID, which
+ * also publishes a bundle that changed. */
+static mf_res new_agent_identity(struct agent_worker *w, const char *token, unsigned tries)
 {
     mf_res rc;
     struct mf_key *key = NULL;
@@ -245,13 +229,17 @@ static mf_res renew_agent(struct agent_worker *w)
     bool changed = false;
     mf_certs_init(&chain);
     MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
-    MF_TRY_OUT(agent_client_renew(&w->client, w->agent_id.str, key, &chain, &b));
-    agent_metrics_agent_renewed(w->agent_renew_at_ms);
+    if (token != NULL) {
+        MF_TRY_OUT(attest_call(w, token, tries, key, &chain, &b));
+    } else {
+        MF_TRY_OUT(agent_client_renew(&w->client, w->agent_id.str, key, &chain, &b));
+        agent_metrics_agent_renewed(w->agent_renew_at_ms);
+    }
     MF_TRY_OUT(take_bundle(w, b, &changed));
     rc = set_agent_identity(w, key, &chain);
     key = NULL;
     MF_TRY_OUT(rc);
-    if (changed) {
+    if (token == NULL && changed) {
         MF_TRY_OUT(agent_worker_publish(w));
     }
     rc = MF_RES_OK;
@@ -656,7 +644,7 @@ static void reattest(struct agent_worker *w)
         return;
     }
     w->token_tried = false;
-    r = attest(w, mf_buf_cstr(&w->token), 1);
+    r = new_agent_identity(w, mf_buf_cstr(&w->token), 1);
     if (mf_ok(r)) {
         mf_log_event(MF_LOG_INFO, __func__, "attested again after the eviction", "spiffe_id",
                      w->agent_id.str, NULL);
@@ -711,7 +699,7 @@ static void *worker_main(void *arg)
             continue;
         }
         if (w->agent_key != NULL && now >= w->agent_renew_at_ms && now >= w->agent_retry_at_ms) {
-            r = renew_agent(w);
+            r = new_agent_identity(w, NULL, 0);
             if (!mf_ok(r) && ca_denied(w, r)) {
                 continue;
             }
@@ -855,7 +843,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
                           "no valid agent identity in %s: --join-token or --join-token-file is "
                           "needed",
                           cfg->data_dir);
-        MF_TRY_OUT(attest(w, mf_buf_cstr(&w->token), ATTEST_TRIES));
+        MF_TRY_OUT(new_agent_identity(w, mf_buf_cstr(&w->token), ATTEST_TRIES));
     }
     MF_TRY_OUT(agent_worker_publish(w));
     rc = MF_RES_OK;

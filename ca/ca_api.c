@@ -724,6 +724,17 @@ static json_t *item_error(const char *entry_id, mf_res r)
                      "message", msg);
 }
 
+/* Admits one more request of the agent (its rate limits; *admitted once
+ * counted) and lists the entries parented to it. */
+static mf_res admit_entries(struct ca_ctx *ctx, const struct mf_spiffe_id *agent,
+                            struct ca_admit *why, bool *admitted, struct ca_entry **entries,
+                            size_t *n_entries)
+{
+    MF_TRY(ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), why));
+    *admitted = true;
+    return ca_store_entry_list(ctx->store, agent->str, entries, n_entries);
+}
+
 static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
 {
@@ -737,11 +748,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     /* every item's shape is checked first: a malformed batch fails whole */
     mf_res r = ca_api_parse_sign(req->body.data, req->body.len, &body, &reqs);
     if (mf_ok(r)) {
-        r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
-        admitted = mf_ok(r);
-    }
-    if (mf_ok(r)) {
-        r = ca_store_entry_list(ctx->store, agent->str, &entries, &n_entries);
+        r = admit_entries(ctx, agent, &why, &admitted, &entries, &n_entries);
     }
     if (mf_ok(r)) {
         results = json_array();
@@ -850,11 +857,7 @@ static enum MHD_Result do_jwt(struct ca_ctx *ctx, struct MHD_Connection *conn,
     mf_buf_init(&tok, MF_JWT_MAX, MF_BUF_SECRET);
     mf_res r = ca_api_parse_jwt(req->body.data, req->body.len, &doc, &sid, aud, &n_aud);
     if (mf_ok(r)) {
-        r = ca_issue_admit(ctx->issuer, agent->str, mf_mono_ms(), &why);
-        admitted = mf_ok(r);
-    }
-    if (mf_ok(r)) {
-        r = ca_store_entry_list(ctx->store, agent->str, &entries, &n_entries);
+        r = admit_entries(ctx, agent, &why, &admitted, &entries, &n_entries);
     }
     if (mf_ok(r)) {
         bool parent = false;

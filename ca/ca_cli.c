@@ -141,22 +141,14 @@ const struct mf_prog *ca_cli_prog(void)
     /* run's table lives with the settings it fills (ca_config.c) */
     static struct mf_cmd all[N(cmds)];
     static struct mf_prog prog;
-    if (prog.name == NULL) {
-        memcpy(all, cmds, sizeof(cmds));
-        all[0].n_opts = ca_run_n_opts;
-        prog = (struct mf_prog){
-            .name = "mayfly-ca",
-            .version = MAYFLY_VERSION,
-            .help = "The admin commands talk to a running CA over its admin socket\n"
-                    "(--admin-socket or $MAYFLY_CA_ADMIN_SOCKET). Every option may be written\n"
-                    "--name VALUE or --name=VALUE. Durations: 90s, 10m, 1h, 7d.\n"
-                    "SIGHUP makes `run` reopen --log-file and re-read log-level and\n"
-                    "log-format from its flags and config file.",
-            .cmds = all,
-            .n_cmds = N(all),
-        };
-    }
-    return &prog;
+    static const char help[] =
+        "The admin commands talk to a running CA over its admin socket\n"
+        "(--admin-socket or $MAYFLY_CA_ADMIN_SOCKET). Every option may be written\n"
+        "--name VALUE or --name=VALUE. Durations: 90s, 10m, 1h, 7d.\n"
+        "SIGHUP makes `run` reopen --log-file and re-read log-level and\n"
+        "log-format from its flags and config file.";
+    return mf_opt_prog_init(&prog, "mayfly-ca", help, all, cmds, N(cmds), ca_run_opts,
+                            ca_run_n_opts);
 }
 
 static int usage_err(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -264,6 +256,19 @@ static void print_json(const struct mf_http_resp *resp)
     }
 }
 
+/* The answer as it came (--json) or as print shows it. */
+static void print_resp(const struct opts *o, const struct mf_http_resp *resp,
+                       void (*print)(const json_t *))
+{
+    if (o->json) {
+        print_json(resp);
+    } else {
+        json_t *j = resp_json(resp);
+        print(j);
+        json_decref(j);
+    }
+}
+
 static const char *jstr(const json_t *o, const char *k)
 {
     const char *s = json_string_value(json_object_get(o, k));
@@ -330,6 +335,41 @@ static void print_agent(const json_t *a)
     printf("Banned      : %s\n", json_is_true(json_object_get(a, "banned")) ? "yes" : "no");
 }
 
+static void print_agents(const json_t *j)
+{
+    size_t i;
+    const json_t *a;
+    printf("%-48s  %-6s  %-20s  %s\n", "SPIFFE ID", "BANNED", "EXPIRES AT", "LAST SEEN");
+    json_array_foreach(json_object_get(j, "agents"), i, a)
+    {
+        printf("%-48s  %-6s  %-20s  %s\n", jstr(a, "spiffe_id"),
+               json_is_true(json_object_get(a, "banned")) ? "yes" : "no", jstr(a, "expires_at"),
+               jstr(a, "last_seen"));
+    }
+}
+
+static void print_cas(const json_t *j)
+{
+    size_t i;
+    const json_t *a;
+    printf("bundle spiffe_sequence %lld%s\n",
+           (long long)json_integer_value(json_object_get(j, "spiffe_sequence")),
+           json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an upstream root)"
+                                                        : "");
+    printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
+           "FINGERPRINT");
+    json_array_foreach(json_object_get(j, "authorities"), i, a)
+    {
+        printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),
+               jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "fingerprint"));
+    }
+}
+
+static void print_token(const json_t *j)
+{
+    printf("%s\n", jstr(j, "token"));
+}
+
 static int ttl_arg(const char *s, json_int_t *out)
 {
     int64_t v = 0;
@@ -337,6 +377,21 @@ static int ttl_arg(const char *s, json_int_t *out)
         return usage_err("--ttl '%s' is not a duration such as 90s, 10m, 1h", s);
     }
     *out = (json_int_t)v;
+    return 0;
+}
+
+/* --ttl, when given, into body's "ttl". Returns 0, or the usage exit
+ * status (body is left to the caller). */
+static int put_ttl(const struct opts *o, json_t *body)
+{
+    if (o->ttl != NULL) {
+        json_int_t t = 0;
+        int rc = ttl_arg(o->ttl, &t);
+        if (rc != 0) {
+            return rc;
+        }
+        json_object_set_new(body, "ttl", json_integer(t));
+    }
     return 0;
 }
 
@@ -369,14 +424,10 @@ static int entry_body(const struct opts *o, bool patch, json_t **out)
     if (!patch || o->n_sel > 0) {
         json_object_set_new(b, "selectors", str_list(o->sel, o->n_sel));
     }
-    if (o->ttl != NULL) {
-        json_int_t t = 0;
-        int rc = ttl_arg(o->ttl, &t);
-        if (rc != 0) {
-            json_decref(b);
-            return rc;
-        }
-        json_object_set_new(b, "ttl", json_integer(t));
+    int ttl_rc = put_ttl(o, b);
+    if (ttl_rc != 0) {
+        json_decref(b);
+        return ttl_rc;
     }
     if (o->n_dns > 0 || o->clear_dns) {
         json_object_set_new(b, "dns_names", str_list(o->dns, o->n_dns));
@@ -507,13 +558,7 @@ static int cmd_entry(const char *verb, struct opts *o)
         rc = call(o, upd ? "PATCH" : "GET", path, body, &resp, false);
         json_decref(body);
         if (rc == 0) {
-            if (o->json) {
-                print_json(&resp);
-            } else {
-                json_t *e = resp_json(&resp);
-                print_entry(e);
-                json_decref(e);
-            }
+            print_resp(o, &resp, print_entry);
         }
         mf_http_resp_cleanup(&resp);
         return rc;
@@ -542,26 +587,16 @@ static int cmd_token(const char *verb, struct opts *o)
         return usage_err("%s", "token generate needs --spiffe-id AGENT_ID");
     }
     json_t *body = json_pack("{s:s}", "spiffe_id", o->spiffe_id);
-    if (o->ttl != NULL) {
-        json_int_t t = 0;
-        int rc = ttl_arg(o->ttl, &t);
-        if (rc != 0) {
-            json_decref(body);
-            return rc;
-        }
-        json_object_set_new(body, "ttl", json_integer(t));
+    int ttl_rc = put_ttl(o, body);
+    if (ttl_rc != 0) {
+        json_decref(body);
+        return ttl_rc;
     }
     struct mf_http_resp resp;
     int rc = call(o, "POST", "/v1/tokens", body, &resp, false);
     json_decref(body);
     if (rc == 0) {
-        if (o->json) {
-            print_json(&resp);
-        } else {
-            json_t *j = resp_json(&resp);
-            printf("%s\n", jstr(j, "token"));
-            json_decref(j);
-        }
+        print_resp(o, &resp, print_token);
     }
     /* the body held the token */
     mf_buf_reset(&resp.body);
@@ -587,22 +622,7 @@ static int cmd_agent(const char *verb, struct opts *o)
     if (strcmp(verb, "list") == 0) {
         rc = call(o, "GET", "/v1/agents", NULL, &resp, false);
         if (rc == 0) {
-            if (o->json) {
-                print_json(&resp);
-            } else {
-                json_t *j = resp_json(&resp);
-                size_t i;
-                const json_t *a;
-                printf("%-48s  %-6s  %-20s  %s\n", "SPIFFE ID", "BANNED", "EXPIRES AT",
-                       "LAST SEEN");
-                json_array_foreach(json_object_get(j, "agents"), i, a)
-                {
-                    printf("%-48s  %-6s  %-20s  %s\n", jstr(a, "spiffe_id"),
-                           json_is_true(json_object_get(a, "banned")) ? "yes" : "no",
-                           jstr(a, "expires_at"), jstr(a, "last_seen"));
-                }
-                json_decref(j);
-            }
+            print_resp(o, &resp, print_agents);
         }
         mf_http_resp_cleanup(&resp);
         return rc;
@@ -638,12 +658,8 @@ static int cmd_agent(const char *verb, struct opts *o)
             } else {
                 printf("evicted %s\n", o->pos[0]);
             }
-        } else if (o->json) {
-            print_json(&resp);
         } else {
-            json_t *a = resp_json(&resp);
-            print_agent(a);
-            json_decref(a);
+            print_resp(o, &resp, print_agent);
         }
     }
     mf_http_resp_cleanup(&resp);
@@ -682,26 +698,7 @@ static int cmd_ca(const char *verb, struct opts *o)
     struct mf_http_resp resp;
     int rc = call(o, "GET", "/v1/ca", NULL, &resp, false);
     if (rc == 0) {
-        if (o->json) {
-            print_json(&resp);
-        } else {
-            json_t *j = resp_json(&resp);
-            size_t i;
-            const json_t *a;
-            printf("bundle spiffe_sequence %lld%s\n",
-                   (long long)json_integer_value(json_object_get(j, "spiffe_sequence")),
-                   json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an "
-                                                                  "upstream root)"
-                                                                : "");
-            printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
-                   "FINGERPRINT");
-            json_array_foreach(json_object_get(j, "authorities"), i, a)
-            {
-                printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),
-                       jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "fingerprint"));
-            }
-            json_decref(j);
-        }
+        print_resp(o, &resp, print_cas);
     }
     mf_http_resp_cleanup(&resp);
     return rc;

@@ -24,6 +24,7 @@
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
+#include "api/internal/mf_daemon.h"
 #include "api/internal/mf_logfile.h"
 #include "api/internal/mf_opt.h"
 #include "api/pki/mf_x509.h"
@@ -48,10 +49,7 @@ struct run {
 
 static int fail(const char *what, mf_res r)
 {
-    char msg[1024];
-    mf_err_format(r, msg, sizeof(msg));
-    fprintf(stderr, "mayfly-ca: %s: %s\n", what, msg);
-    return 1;
+    return mf_daemon_fail("mayfly-ca", what, r);
 }
 
 /* Flags and config file into cfg. Returns an exit status, or -1 to go on. */
@@ -70,29 +68,6 @@ static int load_config(struct run *run)
     /* a combination of valid values that cannot work is bad usage too */
     r = ca_config_validate(&run->ctx.cfg);
     return mf_ok(r) ? -1 : mf_opt_usage_error(run->prog, run->cmd, r);
-}
-
-static mf_res start_logging(const struct ca_config *cfg)
-{
-    mf_log_setup(cfg->log_level, cfg->log_format);
-    return mf_logfile_open(cfg->log_file);
-}
-
-/* Signals are blocked before any thread exists, so only the signalfd sees
- * them. */
-static mf_res block_signals(int *sfd)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    MF_ENSURE_MSG(pthread_sigmask(SIG_BLOCK, &set, NULL) == 0, MF_ERR_INTERNAL,
-                  "cannot block signals");
-    signal(SIGPIPE, SIG_IGN);
-    *sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
-    MF_ENSURE_MSG(*sfd >= 0, MF_ERR_INTERNAL, "signalfd: %s", strerror(errno));
-    return MF_RES_OK;
 }
 
 static void init_ctx(struct ca_ctx *ctx)
@@ -199,7 +174,8 @@ static void reload(struct run *run)
     memcpy(run->ctx.cfg.log_file, nc.log_file, sizeof(nc.log_file));
     run->ctx.cfg.log_level = nc.log_level;
     run->ctx.cfg.log_format = nc.log_format;
-    r = start_logging(&run->ctx.cfg);
+    r = mf_daemon_start_logging(run->ctx.cfg.log_level, run->ctx.cfg.log_format,
+                                run->ctx.cfg.log_file);
     if (!mf_ok(r)) {
         mf_log_err_r(r, "SIGHUP: cannot reopen the log file; logging continues where it was");
     }
@@ -294,9 +270,10 @@ static int run(const struct mf_prog *prog, const struct mf_cmd *cmd, int argc, c
         mf_opt_vals_cleanup(&run.vals);
         return rc;
     }
-    r = start_logging(&run.ctx.cfg);
+    r = mf_daemon_start_logging(run.ctx.cfg.log_level, run.ctx.cfg.log_format,
+                                run.ctx.cfg.log_file);
     if (mf_ok(r)) {
-        r = block_signals(&run.sfd);
+        r = mf_daemon_block_signals(&run.sfd, SFD_NONBLOCK);
     }
     if (!mf_ok(r)) {
         mf_opt_vals_cleanup(&run.vals);
@@ -317,25 +294,5 @@ static int run(const struct mf_prog *prog, const struct mf_cmd *cmd, int argc, c
 
 int main(int argc, char **argv)
 {
-    const struct mf_prog *prog = ca_cli_prog();
-    const struct mf_cmd *cmd = NULL;
-    int used = 0;
-    int rc = mf_opt_main(prog, argc, argv, &cmd, &used);
-    if (rc >= 0) {
-        return rc;
-    }
-    int n = argc - 1 - used;
-    char **rest = argv + 1 + used;
-    if (strcmp(cmd->name, "run") == 0) {
-        return run(prog, cmd, n, rest);
-    }
-    struct mf_opt_vals vals;
-    mf_res r = mf_opt_parse(prog, cmd, n, rest, &vals);
-    if (!mf_ok(r)) {
-        rc = mf_opt_usage_error(prog, cmd, r);
-    } else {
-        rc = vals.help ? 0 : ca_cli_main(cmd, &vals);
-    }
-    mf_opt_vals_cleanup(&vals);
-    return rc;
+    return mf_opt_dispatch(ca_cli_prog(), argc, argv, run, ca_cli_main);
 }

@@ -628,6 +628,14 @@ out:
     return rc;
 }
 
+/* An entry's selectors and DNS names as the JSON arrays the table keeps
+ * (both freed by the caller, also on failure). */
+static mf_res entry_lists(const struct ca_entry *e, char **sels, char **dns)
+{
+    MF_TRY(strs_to_json(e->selectors, e->n_selectors, sels));
+    return strs_to_json(e->dns_names, e->n_dns, dns);
+}
+
 mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
 {
     mf_res rc;
@@ -637,8 +645,7 @@ mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
     uint8_t rnd[16];
     MF_TRY_OUT(mf_random(rnd, sizeof(rnd)));
     mf_hex(rnd, sizeof(rnd), e->id);
-    MF_TRY_OUT(strs_to_json(e->selectors, e->n_selectors, &sels));
-    MF_TRY_OUT(strs_to_json(e->dns_names, e->n_dns, &dns));
+    MF_TRY_OUT(entry_lists(e, &sels, &dns));
     rc = write_rev(st, "entry", e->id, false,
                    "INSERT INTO entries (" ENTRY_COLS ") "
                    "VALUES ($1, $2, $3, $4, $5, $6, $7, " CUR_REVISION ", $8)",
@@ -663,8 +670,7 @@ mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e)
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(e);
     char *sels = NULL, *dns = NULL;
-    MF_TRY_OUT(strs_to_json(e->selectors, e->n_selectors, &sels));
-    MF_TRY_OUT(strs_to_json(e->dns_names, e->n_dns, &dns));
+    MF_TRY_OUT(entry_lists(e, &sels, &dns));
     rc = write_rev(st, "entry", e->id, true,
                    "UPDATE entries SET selectors = $1, ttl = $2, dns_names = $3, hint = $4, "
                    "revision = " CUR_REVISION " WHERE id = $5",

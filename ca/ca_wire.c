@@ -127,6 +127,26 @@ static mf_res strs_from_json(const json_t *arr, size_t max, size_t max_len, cons
     return MF_RES_OK;
 }
 
+/* The string array key of obj (at most max strings of max_len), when
+ * present or required, in place of *v (n of them); adds bit to *mask
+ * when present. */
+static mf_res replace_strs(const json_t *obj, const char *key, bool required, size_t max,
+                           size_t max_len, char ***v, size_t *n, unsigned bit, unsigned *mask)
+{
+    const json_t *arr = NULL;
+    MF_TRY(mf_json_array(obj, key, required, max, &arr));
+    if (arr != NULL) {
+        char **nv = NULL;
+        size_t nn = 0;
+        MF_TRY(strs_from_json(arr, max, max_len, key, &nv, &nn));
+        mf_strv_free(*v, *n);
+        *v = nv;
+        *n = nn;
+        *mask |= bit;
+    }
+    return MF_RES_OK;
+}
+
 mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, unsigned *set_mask)
 {
     MF_ENSURE_REF(obj);
@@ -146,34 +166,16 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
         e->parent_id = strdup(pid);
         MF_ENSURE(e->spiffe_id != NULL && e->parent_id != NULL, MF_ERR_NOMEM);
     }
-    const json_t *arr = NULL;
-    MF_TRY(mf_json_array(obj, "selectors", !patch, MF_SELECTORS_MAX, &arr));
-    if (arr != NULL) {
-        char **v = NULL;
-        size_t n = 0;
-        MF_TRY(strs_from_json(arr, MF_SELECTORS_MAX, MF_SELECTOR_STR_MAX, "selectors", &v, &n));
-        mf_strv_free(e->selectors, e->n_selectors);
-        e->selectors = v;
-        e->n_selectors = n;
-        mask |= 1;
-    }
+    MF_TRY(replace_strs(obj, "selectors", !patch, MF_SELECTORS_MAX, MF_SELECTOR_STR_MAX,
+                        &e->selectors, &e->n_selectors, 1, &mask));
     if (json_object_get(obj, "ttl") != NULL) {
         int64_t ttl = 0;
         MF_TRY(mf_json_int(obj, "ttl", true, 0, INT32_MAX, &ttl));
         e->ttl = ttl;
         mask |= 2;
     }
-    arr = NULL;
-    MF_TRY(mf_json_array(obj, "dns_names", false, CA_DNS_MAX, &arr));
-    if (arr != NULL) {
-        char **v = NULL;
-        size_t n = 0;
-        MF_TRY(strs_from_json(arr, CA_DNS_MAX, CA_DNS_NAME_MAX, "dns_names", &v, &n));
-        mf_strv_free(e->dns_names, e->n_dns);
-        e->dns_names = v;
-        e->n_dns = n;
-        mask |= 4;
-    }
+    MF_TRY(replace_strs(obj, "dns_names", false, CA_DNS_MAX, CA_DNS_NAME_MAX, &e->dns_names,
+                        &e->n_dns, 4, &mask));
     if (json_object_get(obj, "hint") != NULL) {
         const char *hint = NULL;
         MF_TRY(mf_json_str(obj, "hint", false, CA_HINT_MAX, &hint));

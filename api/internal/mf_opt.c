@@ -457,3 +457,47 @@ int mf_opt_main(const struct mf_prog *p, int argc, char **argv, const struct mf_
     }
     return -1;
 }
+
+int mf_opt_dispatch(const struct mf_prog *p, int argc, char **argv, mf_opt_run_fn run,
+                    mf_opt_cli_fn cli)
+{
+    const struct mf_cmd *cmd = NULL;
+    int used = 0;
+    int rc = mf_opt_main(p, argc, argv, &cmd, &used);
+    if (rc >= 0) {
+        return rc;
+    }
+    int n = argc - 1 - used;
+    char **rest = argv + 1 + used;
+    if (strcmp(cmd->name, "run") == 0) {
+        return run(p, cmd, n, rest);
+    }
+    struct mf_opt_vals vals;
+    mf_res r = mf_opt_parse(p, cmd, n, rest, &vals);
+    if (!mf_ok(r)) {
+        rc = mf_opt_usage_error(p, cmd, r);
+    } else {
+        rc = vals.help ? 0 : cli(cmd, &vals);
+    }
+    mf_opt_vals_cleanup(&vals);
+    return rc;
+}
+
+const struct mf_prog *mf_opt_prog_init(struct mf_prog *prog, const char *name, const char *help,
+                                       struct mf_cmd *all, const struct mf_cmd *cmds, size_t n_cmds,
+                                       const struct mf_opt *run_opts, size_t n_run_opts)
+{
+    if (prog->name == NULL) {
+        memcpy(all, cmds, n_cmds * sizeof(all[0]));
+        all[0].opts = run_opts;
+        all[0].n_opts = n_run_opts;
+        *prog = (struct mf_prog){
+            .name = name,
+            .version = MAYFLY_VERSION,
+            .help = help,
+            .cmds = all,
+            .n_cmds = n_cmds,
+        };
+    }
+    return prog;
+}

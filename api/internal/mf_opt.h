@@ -137,6 +137,15 @@ bool mf_opt_changed(const struct mf_opt_vals *a, const struct mf_opt_vals *b, si
 void mf_opt_usage_cmd(const struct mf_prog *p, const struct mf_cmd *cmd, FILE *out);
 void mf_opt_usage(const struct mf_prog *p, FILE *out);
 
+/* For a program whose first command is "run" with its options in a table
+ * of another file (whose size is no constant here): the first time, copies
+ * cmds into all (n_cmds of them), gives all[0] run_opts, and makes *prog
+ * the program name (version MAYFLY_VERSION) with all as its commands.
+ * Returns prog. */
+const struct mf_prog *mf_opt_prog_init(struct mf_prog *prog, const char *name, const char *help,
+                                       struct mf_cmd *all, const struct mf_cmd *cmds, size_t n_cmds,
+                                       const struct mf_opt *run_opts, size_t n_run_opts);
+
 /* The dispatcher's common part: handles no arguments (usage, 2), --help
  * (0), --version (0), an unknown command (2). Returns -1 when cmd was
  * found and argv + *used starts its arguments. */
@@ -146,5 +155,17 @@ int mf_opt_main(const struct mf_prog *p, int argc, char **argv, const struct mf_
 /* Prints "PROG CMD: detail (see PROG CMD --help)" for a usage error on
  * stderr and returns 2. */
 int mf_opt_usage_error(const struct mf_prog *p, const struct mf_cmd *cmd, mf_res r);
+
+/* The command "run" gets its raw arguments: it parses them itself, to
+ * re-read them on SIGHUP. Any other command gets them parsed. */
+typedef int (*mf_opt_run_fn)(const struct mf_prog *p, const struct mf_cmd *cmd, int argc,
+                             char **argv);
+typedef int (*mf_opt_cli_fn)(const struct mf_cmd *cmd, const struct mf_opt_vals *v);
+
+/* A daemon's whole main(): mf_opt_main, then run for the command "run",
+ * else mf_opt_parse and cli (a usage error: 2; --help: 0). Returns the exit
+ * status. */
+int mf_opt_dispatch(const struct mf_prog *p, int argc, char **argv, mf_opt_run_fn run,
+                    mf_opt_cli_fn cli);
 
 #endif /* MF_OPT_H */

@@ -398,10 +398,7 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
     if (cfg->chain != NULL) {
         MF_TRY_OUT(mf_tls_load_identity(c->ctx, cfg->chain, cfg->key, "the client"));
     }
-    c->ssl = wolfSSL_new(c->ctx);
-    MF_ENSURE_OUT_MSG(c->ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
-    mf_tls_io_attach(c->ssl, &c->io);
-    MF_TRY_OUT(mf_tls_handshake(c->ssl, &c->io, false, &check));
+    MF_TRY_OUT(mf_tls_session(c->ctx, &c->io, false, &check, &c->ssl));
     /* the check goes out of scope: nothing may call back into it */
     wolfSSL_SetCertCbCtx(c->ssl, NULL);
     wolfSSL_CTX_SetCertCbCtx(c->ctx, NULL);
@@ -816,6 +813,16 @@ static mf_res in_line(struct mf_http_conn *c, size_t max, size_t *len)
     }
 }
 
+/* Up to cap bytes of the body already read, reading more when none is. */
+static mf_res take_body(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t *got)
+{
+    if (c->in.len == 0) {
+        MF_TRY(fill_body(c));
+    }
+    *got = take(c, dst, cap);
+    return MF_RES_OK;
+}
+
 /* Decodes the next body bytes into dst (1..cap of them, *got set), or
  * returns MF_ERR_IO_EOF once the body is complete. */
 static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t *got)
@@ -834,11 +841,7 @@ static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t
                 c->in_exchange = false;
                 break;
             }
-            if (c->in.len == 0) {
-                MF_TRY(fill_body(c));
-            }
-            *got = take(c, dst, cap);
-            return MF_RES_OK;
+            return take_body(c, dst, cap, got);
         case BODY_EOF:
             if (c->in.len == 0) {
                 mf_res r = fill(c);
@@ -871,11 +874,7 @@ static mf_res body_read(struct mf_http_conn *c, uint8_t *dst, size_t cap, size_t
                     c->cstate = CH_DATA_CRLF;
                     break;
                 }
-                if (c->in.len == 0) {
-                    MF_TRY(fill_body(c));
-                }
-                *got = take(c, dst, cap);
-                return MF_RES_OK;
+                return take_body(c, dst, cap, got);
             case CH_DATA_CRLF:
                 while (c->in.len < 2) {
                     MF_TRY(fill_body(c));
@@ -1025,7 +1024,7 @@ out:
 }
 
 /* Reads the rest of the body into resp->body (under its cap). */
-static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
+static mf_res read_body_in(struct mf_http_conn *c, struct mf_http_resp *resp)
 {
     uint8_t *tmp = c->scratch;
     for (;;) {
@@ -1041,6 +1040,20 @@ static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
     }
 }
 
+/* read_body_in; on failure the connection is done with (the rest of the
+ * answer is unknown) and the partial body is dropped. */
+static mf_res read_body(struct mf_http_conn *c, struct mf_http_resp *resp)
+{
+    mf_res r = read_body_in(c, resp);
+    if (!mf_ok(r)) {
+        c->broken = true;
+        c->in_exchange = false;
+        mf_buf_reset(&resp->body);
+        return r;
+    }
+    return r;
+}
+
 /* see mf_http.h */
 mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *path,
                        const char *const *headers, const void *body, size_t body_len,
@@ -1053,13 +1066,7 @@ mf_res mf_http_request(struct mf_http_conn *c, const char *method, const char *p
     MF_ENSURE_MSG(!c->streaming, MF_ERR_STATE, "a stream is open on this connection");
     MF_TRY(set_deadline(c, timeout_ms));
     MF_TRY(start_exchange(c, method, path, headers, body, body_len, resp->body.max, resp));
-    mf_res r = read_body(c, resp);
-    if (!mf_ok(r)) {
-        c->broken = true;
-        c->in_exchange = false;
-        mf_buf_reset(&resp->body);
-        return r;
-    }
+    MF_TRY(read_body(c, resp));
     c->reused = true;
     return MF_RES_OK;
 }
@@ -1078,14 +1085,7 @@ mf_res mf_http_stream_begin(struct mf_http_conn *c, const char *method, const ch
     mf_buf_reset(&c->pend);
     if (resp->status < 200 || resp->status > 299) {
         /* an error answer, not a stream: hand over its (capped) body */
-        mf_res r = read_body(c, resp);
-        if (!mf_ok(r)) {
-            c->broken = true;
-            c->in_exchange = false;
-            mf_buf_reset(&resp->body);
-            return r;
-        }
-        return MF_RES_OK;
+        return read_body(c, resp);
     }
     c->streaming = true;
     return MF_RES_OK;

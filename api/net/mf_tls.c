@@ -391,6 +391,16 @@ mf_res mf_tls_handshake(WOLFSSL *ssl, struct mf_tls_io *io, bool server, struct 
 }
 
 /* see mf_tls.h */
+mf_res mf_tls_session(WOLFSSL_CTX *ctx, struct mf_tls_io *io, bool server,
+                      struct mf_tls_check *check, WOLFSSL **ssl)
+{
+    *ssl = wolfSSL_new(ctx);
+    MF_ENSURE_MSG(*ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
+    mf_tls_io_attach(*ssl, io);
+    return mf_tls_handshake(*ssl, io, server, check);
+}
+
+/* see mf_tls.h */
 mf_res mf_tls_check_finished(const struct mf_tls_policy *policy, WOLFSSL *ssl,
                              struct mf_spiffe_id *id, struct mf_certs *chain)
 {

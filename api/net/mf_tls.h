@@ -146,6 +146,12 @@ MF_WUR mf_res mf_tls_ctx_setup(WOLFSSL_CTX *ctx, bool server, struct mf_tls_chec
 MF_WUR mf_res mf_tls_handshake(WOLFSSL *ssl, struct mf_tls_io *io, bool server,
                                struct mf_tls_check *check);
 
+/* Makes *ssl from ctx, attaches io and runs mf_tls_handshake. *ssl is set
+ * as soon as it exists, so the caller frees it (wolfSSL_free) on failure
+ * too. */
+MF_WUR mf_res mf_tls_session(WOLFSSL_CTX *ctx, struct mf_tls_io *io, bool server,
+                             struct mf_tls_check *check, WOLFSSL **ssl);
+
 /* The same decision after the fact, on the peer chain a finished handshake
  * kept (wolfSSL_get_peer_chain); writes the peer's ID to id and its chain
  * to chain (initialised by the caller, filled on success). */

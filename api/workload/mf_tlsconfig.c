@@ -471,10 +471,7 @@ static mf_res handshake(struct mf_tls_config *cfg, enum mf_tls_role role, int fd
     MF_TRY_OUT(mf_tls_config_acquire(cfg, &c->t));
     c->check.policy = &c->t->policy;
 
-    c->ssl = wolfSSL_new(c->t->ssl_ctx);
-    MF_ENSURE_OUT_MSG(c->ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
-    mf_tls_io_attach(c->ssl, &c->io);
-    MF_TRY_OUT(mf_tls_handshake(c->ssl, &c->io, role == MF_TLS_SERVER, &c->check));
+    MF_TRY_OUT(mf_tls_session(c->t->ssl_ctx, &c->io, role == MF_TLS_SERVER, &c->check, &c->ssl));
     *out = c;
     c = NULL;
     rc = MF_RES_OK;
