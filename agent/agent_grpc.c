@@ -75,6 +75,50 @@ static const struct {
     {"FetchWITBundles", RPC_WIT},
 };
 
+/* Label values of mayfly_agent_grpc_requests_total (lower-case). */
+static const char *rpc_label(enum rpc r)
+{
+    switch (r) {
+    case RPC_X509_SVID:
+        return "fetch_x509_svid";
+    case RPC_X509_BUNDLES:
+        return "fetch_x509_bundles";
+    case RPC_JWT_SVID:
+        return "fetch_jwt_svid";
+    case RPC_JWT_BUNDLES:
+        return "fetch_jwt_bundles";
+    case RPC_VALIDATE:
+        return "validate_jwt_svid";
+    case RPC_WIT:
+        return "wit";
+    case RPC_UNKNOWN:
+    default:
+        return "unknown";
+    }
+}
+
+static const char *code_label(int status)
+{
+    switch (status) {
+    case GS_OK:
+        return "ok";
+    case GS_INVALID_ARGUMENT:
+        return "invalid_argument";
+    case GS_PERMISSION_DENIED:
+        return "permission_denied";
+    case GS_RESOURCE_EXHAUSTED:
+        return "resource_exhausted";
+    case GS_UNIMPLEMENTED:
+        return "unimplemented";
+    case GS_INTERNAL:
+        return "internal";
+    case GS_UNAVAILABLE:
+        return "unavailable";
+    default:
+        return "other";
+    }
+}
+
 struct gconn;
 
 struct gstream {
@@ -467,6 +511,7 @@ static ssize_t read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf
             return (ssize_t)n;
         }
         if (s->final >= 0) {
+            agent_metrics_grpc(rpc_label(s->rpc), code_label(s->final));
             char status[12], msg[sizeof(s->final_msg) * 3 + 1];
             snprintf(status, sizeof(status), "%d", s->final);
             (void)mf_pct_encode(s->final_msg, MF_PCT_GRPC, msg, sizeof(msg));
@@ -492,6 +537,7 @@ static ssize_t read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf
 /* Answers with status alone (Trailers-Only, one HEADERS frame). */
 static void reply_status(struct gconn *c, struct gstream *s, int status, const char *msg)
 {
+    agent_metrics_grpc(rpc_label(s->rpc), code_label(status));
     char st[12], m[sizeof(s->final_msg) * 3 + 1];
     snprintf(st, sizeof(st), "%d", status);
     (void)mf_pct_encode(msg, MF_PCT_GRPC, m, sizeof(m));

@@ -21,6 +21,7 @@
 #include "api/core/mf_log.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_metrics.h"
+#include "api/internal/mf_opt.h"
 
 #define WARN_EVERY_MIN_MS 1000
 #define WARN_EVERY_MAX_MS 30000
@@ -31,6 +32,7 @@ static struct {
     struct mf_metric *svid_expiry, *agent_expiry, *entries, *svids, *expiring, *warnings;
     struct mf_metric *fetch_seconds, *denied, *ready_gauge;
     struct mf_metric *jwt_fetched, *jwt_failed, *reconnects;
+    struct mf_metric *grpc, *build_info;
     struct mf_metrics_life life;
     int64_t warn_ms;      /* written by start only */
     int64_t next_warn_ms; /* worker thread only */
@@ -101,7 +103,7 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_gauge(r, "mayfly_agent_svid_expiry_seconds",
                             "Seconds until the soonest workload X509-SVID expires", NULL,
                             &g.svid_expiry));
-    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_agent_svid_expiry_seconds",
+    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_own_svid_expiry_seconds",
                             "Seconds until the agent's own X509-SVID expires", NULL,
                             &g.agent_expiry));
     MF_TRY(mf_metrics_gauge(r, "mayfly_agent_cache_entries",
@@ -131,6 +133,12 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_ca_reconnects_total",
                               "Requests sent again after the CA closed an idle connection", NULL,
                               &g.reconnects));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_grpc_requests_total",
+                              "Workload API gRPC calls answered, by method and status code",
+                              "method,code", &g.grpc));
+    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_build_info", "1, labelled with the version",
+                            "version", &g.build_info));
+    mf_metric_set(g.build_info, MAYFLY_VERSION, 1.0);
     mf_metric_add(g.renewals, "workload", 0);
     mf_metric_add(g.renewals, "agent", 0);
     return mf_metrics_on_collect(r, collect, NULL);
@@ -333,4 +341,12 @@ void agent_metrics_jwt_failed(mf_res r)
 void agent_metrics_ca_reconnected(void)
 {
     mf_metric_inc(g.reconnects, NULL);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_grpc(const char *method, const char *code)
+{
+    char v[MF_METRICS_LABEL_MAX];
+    snprintf(v, sizeof(v), "%s,%s", method, code);
+    mf_metric_inc(g.grpc, v);
 }

@@ -98,5 +98,8 @@ uint64_t agent_metrics_clock(void);
 void agent_metrics_fetch_done(uint64_t t0);
 /* One request was refused, for reason (free text; spaces become '_'). */
 void agent_metrics_denied(const char *reason);
+/* One gRPC call answered: method and code as lower-case snake_case
+ * ("fetch_x509_svid", "permission_denied"). */
+void agent_metrics_grpc(const char *method, const char *code);
 
 #endif /* AGENT_METRICS_H */

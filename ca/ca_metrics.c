@@ -15,10 +15,12 @@
 #include "api/core/mf_log.h"
 #include "api/core/mf_time.h"
 #include "api/internal/mf_metrics.h"
+#include "api/internal/mf_opt.h"
 #include "ca/ca.h"
 #include "ca/ca_issue.h"
 #include "ca/ca_keys.h"
 #include "ca/ca_policy.h"
+#include "ca/ca_store.h"
 
 static struct {
     struct ca_ctx *ctx;
@@ -28,6 +30,7 @@ static struct {
     struct mf_metric *jwt_issued, *jwt_refused;
     struct mf_metric *sign_seconds;
     struct mf_metric *key_expiry;
+    struct mf_metric *entries, *agents, *build_info;
     struct mf_metric *ready_gauge;
     struct mf_metrics_life life;
 } g;
@@ -69,6 +72,15 @@ static void collect(void *arg)
         mf_metric_unset(g.key_expiry, NULL);
     }
     mf_metric_set(g.ready_gauge, NULL, have && left > 0 ? 1.0 : 0.0);
+    int64_t entries = 0, agents = 0;
+    if (mf_metrics_life_is_ready(&g.life) && g.ctx != NULL && g.ctx->store != NULL &&
+        mf_ok(ca_store_counts(g.ctx->store, &entries, &agents))) {
+        mf_metric_set(g.entries, NULL, (double)entries);
+        mf_metric_set(g.agents, NULL, (double)agents);
+    } else { /* the registry cannot be read now: no figure rather than a wrong one */
+        mf_metric_unset(g.entries, NULL);
+        mf_metric_unset(g.agents, NULL);
+    }
 }
 
 static mf_res registry(void)
@@ -93,6 +105,14 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_ready",
                             "1 when the CA serves both sockets with an active signing key", NULL,
                             &g.ready_gauge));
+    MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_entries", "Registration entries in the registry",
+                            NULL, &g.entries));
+    MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_agents",
+                            "Attested agents in the registry (banned ones included)", NULL,
+                            &g.agents));
+    MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_build_info", "1, labelled with the version",
+                            "version", &g.build_info));
+    mf_metric_set(g.build_info, MAYFLY_VERSION, 1.0);
     /* show the usual kinds as 0 from the start, so rates work at once */
     mf_metric_add(g.issued, "workload", 0);
     mf_metric_add(g.issued, "agent", 0);

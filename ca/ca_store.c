@@ -1136,3 +1136,15 @@ const char *ca_store_table_name(size_t i)
 {
     return i < CA_STORE_TABLES ? copy_tables[i].table : "";
 }
+
+mf_res ca_store_counts(struct ca_store *st, int64_t *entries, int64_t *agents)
+{
+    MF_ENSURE_REF(st);
+    lock(st);
+    mf_res r = count_rows(st, "entries", entries);
+    if (mf_ok(r)) {
+        r = count_rows(st, "agents", agents);
+    }
+    unlock(st);
+    return r;
+}

@@ -148,6 +148,9 @@ void ca_store_rollback(struct ca_store *st);
 MF_WUR mf_res ca_store_meta_get(struct ca_store *st, const char *key, int64_t *out);
 MF_WUR mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v);
 
+/* How many entries and agents the registry holds (for the CA's gauges). */
+MF_WUR mf_res ca_store_counts(struct ca_store *st, int64_t *entries, int64_t *agents);
+
 /* ---- copying a registry ------------------------------------------------------ */
 
 #define CA_STORE_TABLES 5

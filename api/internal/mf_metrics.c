@@ -120,6 +120,28 @@ static bool name_ok(const char *s, bool colons)
     return true;
 }
 
+static bool label_name_ok(const char *l)
+{
+    return name_ok(l, false) && strncmp(l, "__", 2) != 0 && strcmp(l, "le") != 0;
+}
+
+/* One label name, or two as "a,b" (see mf_metrics.h). */
+static bool labels_ok(const char *label)
+{
+    const char *comma = strchr(label, ',');
+    if (comma == NULL) {
+        return label_name_ok(label);
+    }
+    char first[MF_METRICS_NAME_MAX];
+    size_t n = (size_t)(comma - label);
+    if (n == 0 || n >= sizeof(first) || strchr(comma + 1, ',') != NULL) {
+        return false;
+    }
+    memcpy(first, label, n);
+    first[n] = '\0';
+    return label_name_ok(first) && label_name_ok(comma + 1) && strcmp(first, comma + 1) != 0;
+}
+
 static mf_res add_family(struct mf_metrics *m, enum mf_metric_type type, const char *name,
                          const char *help, const char *label, const double *bounds, size_t nb,
                          struct mf_metric **out)
@@ -130,9 +152,7 @@ static mf_res add_family(struct mf_metrics *m, enum mf_metric_type type, const c
     *out = NULL;
     MF_ENSURE_MSG(name_ok(name, true), MF_ERR_USAGE_ARG, "bad metric name");
     if (label != NULL) {
-        MF_ENSURE_MSG(name_ok(label, false) && strncmp(label, "__", 2) != 0 &&
-                          strcmp(label, "le") != 0,
-                      MF_ERR_USAGE_ARG, "bad label name for %s", name);
+        MF_ENSURE_MSG(labels_ok(label), MF_ERR_USAGE_ARG, "bad label name for %s", name);
     }
     MF_ENSURE_MSG(help != NULL && strlen(help) < MF_METRICS_HELP_MAX, MF_ERR_USAGE_ARG,
                   "help text of %s missing or too long", name);
@@ -429,9 +449,23 @@ static mf_res put_series_name(struct mf_buf *b, const struct mf_metric *x, const
                               const struct series *s)
 {
     MF_TRY(mf_buf_printf(b, "%s%s", x->name, suffix));
-    if (x->label[0] != '\0') {
+    const char *comma = strchr(x->label, ',');
+    if (x->label[0] != '\0' && comma == NULL) {
         MF_TRY(mf_buf_printf(b, "{%s=\"", x->label));
         MF_TRY(put_text(b, s->label, true));
+        MF_TRY(mf_buf_append_str(b, "\"}"));
+    } else if (comma != NULL) {
+        /* two labels: the value is "v1,v2" (a value without a comma, such
+         * as "other", leaves the second one empty) */
+        char v1[MF_METRICS_LABEL_MAX];
+        const char *vc = strchr(s->label, ',');
+        size_t n1 = vc != NULL ? (size_t)(vc - s->label) : strlen(s->label);
+        memcpy(v1, s->label, n1);
+        v1[n1] = '\0';
+        MF_TRY(mf_buf_printf(b, "{%.*s=\"", (int)(comma - x->label), x->label));
+        MF_TRY(put_text(b, v1, true));
+        MF_TRY(mf_buf_printf(b, "\",%s=\"", comma + 1));
+        MF_TRY(put_text(b, vc != NULL ? vc + 1 : "", true));
         MF_TRY(mf_buf_append_str(b, "\"}"));
     }
     return mf_buf_append_u8(b, ' ');

@@ -7,8 +7,8 @@
  * daemons need no libsystemd. Internal to mayfly: workloads do not use it.
  *
  * Model. A registry (struct mf_metrics) holds families in registration
- * order. A family has a name, a help text, a type and at most one label
- * name; each distinct label value is one series. Unlabelled families have
+ * order. A family has a name, a help text, a type and at most two label
+ * names; each distinct label value is one series. Unlabelled families have
  * exactly one series, created with the family, so that a counter reads 0
  * rather than being absent before its first event. A labelled family holds at
  * most MF_METRICS_SERIES_MAX series: the last slot is reserved for the value
@@ -67,7 +67,9 @@ void mf_metrics_free(struct mf_metrics *m); /* NULL is a no-op */
 
 /* Registers a counter or a gauge. name must match [a-zA-Z_:][a-zA-Z0-9_:]*,
  * label (or NULL for none) [a-zA-Z_][a-zA-Z0-9_]* and not start with "__"
- * nor be "le"; help is one line of text (it is escaped on output). Both are
+ * nor be "le"; or two such names as "a,b" (say "method,code"), whose series
+ * are then named by values "x,y" (the first comma splits them, so the first
+ * value holds none); help is one line of text (it is escaped on output). Both are
  * copied. *out is borrowed from the registry and lives as long as it.
  * MF_ERR_USAGE_ARG for a bad name, a duplicate name or a full registry. */
 MF_WUR mf_res mf_metrics_counter(struct mf_metrics *m, const char *name, const char *help,

@@ -280,6 +280,12 @@ done
 
 # ---- scrape and parse ---------------------------------------------------------------------------
 curl -s "http://$CA_M/metrics" >"$T/ca.prom"
+# one gRPC call the agent refuses (FetchJWTSVID without an audience), over
+# HTTP/2 with curl: it must be counted by method and code
+printf '\0\0\0\0\0' >"$T/empty.grpc"
+curl -s --http2-prior-knowledge --unix-socket "$SOCK" -H 'content-type: application/grpc' \
+    -H 'te: trailers' -H 'workload.spiffe.io: true' --data-binary @"$T/empty.grpc" \
+    -o /dev/null http://localhost/SpiffeWorkloadAPI/FetchJWTSVID || true
 curl -s "http://$AG_M/metrics" >"$T/agent.prom"
 parse "$T/ca.prom" >"$T/ca.parsed" || die "the CA's /metrics is not valid exposition format"
 parse "$T/agent.prom" >"$T/agent.parsed" || die "the agent's /metrics is not valid exposition format"
@@ -307,11 +313,21 @@ check "$T/agent.parsed" 'mayfly_agent_svid_renewals_total{kind="workload"}' ge 1
 check "$T/agent.parsed" 'mayfly_agent_renewal_lag_seconds_count' ge 1
 check "$T/agent.parsed" 'mayfly_agent_workload_fetch_seconds_count' ge 1
 check "$T/agent.parsed" 'mayfly_agent_svid_expiry_seconds' in 1 20
-check "$T/agent.parsed" 'mayfly_agent_agent_svid_expiry_seconds' in 1 20
+check "$T/agent.parsed" 'mayfly_agent_own_svid_expiry_seconds' in 1 20
+check "$T/agent.parsed" 'mayfly_agent_grpc_requests_total{code="invalid_argument",method="fetch_jwt_svid"}' ge 1
+check "$T/agent.parsed" 'mayfly_agent_build_info{version="0.2.0"}' in 1 1
+check "$T/ca.parsed" 'mayfly_ca_build_info{version="0.2.0"}' in 1 1
+check "$T/ca.parsed" 'mayfly_ca_entries' in 1 1
+check "$T/ca.parsed" 'mayfly_ca_agents' in 1 1
 check "$T/agent.parsed" 'mayfly_agent_cache_entries' in 1 1
 check "$T/agent.parsed" 'mayfly_agent_cache_svids' in 1 1
 check "$T/agent.parsed" 'mayfly_agent_ready' in 1 1
 check "$T/agent.parsed" 'mayfly_agent_workload_denied_total{reason="missing_security_header"}' ge 1
+# label values are lower-case, and no name stutters
+grep -hE '^mayfly_[a-z_]+\{' "$T/agent.prom" "$T/ca.prom" | sed 's/le="+Inf"//' |
+    grep -E '="[^"]*[A-Z]' &&
+    die "a label value with upper case"
+grep -E '^mayfly_(agent_agent|ca_ca)_' "$T/agent.prom" "$T/ca.prom" && die "a stuttering name"
 if [ "$denied_nobody" = 1 ]; then
     check "$T/agent.parsed" 'mayfly_agent_workload_denied_total{reason="no_matching_entry"}' ge 1
 fi

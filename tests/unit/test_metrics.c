@@ -178,6 +178,28 @@ static void test_mf_metrics_label_value_escaped_ok(void **state)
     mf_metrics_free(m);
 }
 
+static void test_mf_metrics_two_labels_ok(void **state)
+{
+    (void)state;
+    struct mf_metrics *m = new_reg();
+    struct mf_metric *c = NULL;
+    ASSERT_OK(mf_metrics_counter(m, "rpc_total", "h", "method,code", &c));
+    mf_metric_inc(c, "fetch_x509_svid,ok");
+    mf_metric_add(c, "fetch_x509_svid,permission_denied", 2);
+    mf_metric_inc(c, "va\"l,with,commas"); /* the first comma splits */
+    char *doc = render(m);
+    assert_has_line(doc, "rpc_total{method=\"fetch_x509_svid\",code=\"ok\"} 1");
+    assert_has_line(doc, "rpc_total{method=\"fetch_x509_svid\",code=\"permission_denied\"} 2");
+    assert_has_line(doc, "rpc_total{method=\"va\\\"l\",code=\"with,commas\"} 1");
+    free(doc);
+    struct mf_metric *bad = NULL;
+    ASSERT_ERR(mf_metrics_counter(m, "x_total", "h", "a,b,c", &bad), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "y_total", "h", "a,a", &bad), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "z_total", "h", ",b", &bad), MF_ERR_USAGE_ARG);
+    ASSERT_ERR(mf_metrics_counter(m, "w_total", "h", "a,le", &bad), MF_ERR_USAGE_ARG);
+    mf_metrics_free(m);
+}
+
 static void test_mf_metrics_help_escaped_ok(void **state)
 {
     (void)state;
@@ -642,6 +664,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_metrics_counter_unlabelled_zero_ok),
+        cmocka_unit_test(test_mf_metrics_two_labels_ok),
         cmocka_unit_test(test_mf_metrics_names_bad_refused),
         cmocka_unit_test(test_mf_metrics_name_cap_cap_plus_one),
         cmocka_unit_test(test_mf_metrics_duplicate_and_full_refused),
