@@ -60,6 +60,28 @@ mf_res ca_issuer_new(unsigned max_concurrent, unsigned rate, unsigned burst, str
     return MF_RES_OK;
 }
 
+/* see ca_issue.h */
+mf_res ca_issuer_set_limits(struct ca_issuer *is, unsigned max_concurrent, unsigned rate,
+                            unsigned burst)
+{
+    MF_ENSURE_REF(is);
+    MF_ENSURE(max_concurrent > 0 && rate > 0 && burst > 0, MF_ERR_USAGE_ARG);
+    pthread_mutex_lock(&is->mu);
+    is->max_slots = max_concurrent;
+    is->rate = rate;
+    is->burst = burst;
+    /* a smaller bucket takes effect at once; requests in flight keep their
+     * slots and the count drains below a lowered limit as they finish */
+    for (size_t i = 0; i < BUCKETS; i++) {
+        if (is->buckets[i].tokens > is->burst) {
+            is->buckets[i].tokens = is->burst;
+        }
+    }
+    pthread_cond_broadcast(&is->freed); /* a raised limit may admit a waiter */
+    pthread_mutex_unlock(&is->mu);
+    return MF_RES_OK;
+}
+
 void ca_issuer_free(struct ca_issuer *is)
 {
     if (is == NULL) {

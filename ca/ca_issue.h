@@ -32,6 +32,10 @@ struct ca_issuer;
 MF_WUR mf_res ca_issuer_new(unsigned max_concurrent, unsigned rate, unsigned burst,
                             struct ca_issuer **out);
 void ca_issuer_free(struct ca_issuer *is);
+/* Changes the limits of a running issuer (SIGHUP): the same meaning and
+ * ranges as ca_issuer_new. Thread-safe. */
+MF_WUR mf_res ca_issuer_set_limits(struct ca_issuer *is, unsigned max_concurrent, unsigned rate,
+                                   unsigned burst);
 
 /* The answer to a refused admission. */
 struct ca_admit {

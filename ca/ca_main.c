@@ -5,7 +5,7 @@
  * `run` builds the context (store, keys, issuer, agent API, admin API),
  * prints one readiness line on stderr once both sockets accept, and then
  * sits in a loop that reads signals from a signalfd (SIGTERM/SIGINT: clean
- * shutdown, SIGHUP: reload the log settings) and drives the CA key schedule
+ * shutdown, SIGHUP: reload the log settings and the signing limits) and drives the CA key schedule
  * and server SVID renewal. Each step of that sequence is a function below,
  * and run() reads as the list of them.
  */
@@ -139,7 +139,8 @@ static void say_ready(const struct ca_ctx *ctx)
 }
 
 /* SIGHUP: re-read the flags and the config file; apply the log settings
- * (level, format, file: the file is reopened in any case, for logrotate);
+ * (level, format, file: the file is reopened in any case, for logrotate)
+ * and the signing limits (max-signing, agent-rate, agent-burst);
  * name every other changed option, which needs a restart. A file that no
  * longer parses changes nothing. */
 static void reload(struct run *run)
@@ -171,6 +172,14 @@ static void reload(struct run *run)
             }
         }
     }
+    r = ca_issuer_set_limits(run->ctx.issuer, nc.max_signing, nc.agent_rate, nc.agent_burst);
+    if (mf_ok(r)) {
+        run->ctx.cfg.max_signing = nc.max_signing;
+        run->ctx.cfg.agent_rate = nc.agent_rate;
+        run->ctx.cfg.agent_burst = nc.agent_burst;
+    } else {
+        mf_log_err_r(r, "SIGHUP: cannot change the signing limits");
+    }
     memcpy(run->ctx.cfg.log_file, nc.log_file, sizeof(nc.log_file));
     run->ctx.cfg.log_level = nc.log_level;
     run->ctx.cfg.log_format = nc.log_format;
@@ -179,10 +188,11 @@ static void reload(struct run *run)
     if (!mf_ok(r)) {
         mf_log_err_r(r, "SIGHUP: cannot reopen the log file; logging continues where it was");
     }
-    mf_log_info("SIGHUP: reloaded log-level=%s log-format=%s log-file=%s; every other option "
-                "needs a restart",
+    mf_log_info("SIGHUP: reloaded log-level=%s log-format=%s log-file=%s max-signing=%u "
+                "agent-rate=%u agent-burst=%u; every other option needs a restart",
                 mf_opt_get(&nv, "log-level"), mf_opt_get(&nv, "log-format"),
-                nc.log_file[0] != '\0' ? nc.log_file : "(stderr)");
+                nc.log_file[0] != '\0' ? nc.log_file : "(stderr)", nc.max_signing, nc.agent_rate,
+                nc.agent_burst);
     if (used > 0) {
         mf_log_warn("SIGHUP: changed but not reloaded (restart to apply):%s", skipped);
     }

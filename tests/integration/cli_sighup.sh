@@ -38,8 +38,11 @@ CA_ADDR=$(sed -n 's/^mayfly-ca ready listen=\([^ ]*\).*/\1/p' "$T/ca.err")
 
 mv "$T/ca.log" "$T/ca.log.1"
 sed -i -e 's/^log_level = .*/log_level = info/' -e 's/^svid_ttl = .*/svid_ttl = 2h/' "$T/ca.conf"
+echo 'agent_rate = 7' >>"$T/ca.conf"
 kill -HUP $CA_PID
 wait_for_log "$T/ca.log" 'SIGHUP: reloaded log-level=info log-format=text' 5
+grep -q 'SIGHUP: reloaded .* agent-rate=7 ' "$T/ca.log" ||
+    die "the CA did not reload its signing limits: $(cat "$T/ca.log")"
 grep -q 'SIGHUP: changed but not reloaded (restart to apply): svid-ttl' "$T/ca.log" ||
     die "the CA did not name svid-ttl as not reloaded: $(cat "$T/ca.log")"
 grep -q 'SIGHUP' "$T/ca.log.1" && die "the CA logged to the moved file after SIGHUP"

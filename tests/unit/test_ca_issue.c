@@ -38,6 +38,27 @@ static void test_ca_issue_admit_rate_limited(void **state)
     ca_issuer_free(is);
 }
 
+/* SIGHUP's new limits apply to a running issuer at once. */
+static void test_ca_issuer_set_limits_applies(void **state)
+{
+    (void)state;
+    struct ca_issuer *is = NULL;
+    struct ca_admit why;
+    int64_t t = 1000000;
+    ASSERT_OK(ca_issuer_new(4, 1, 100, &is));
+    ASSERT_OK(ca_issue_admit(is, "agent-a", t, &why)); /* a bucket of 100 */
+    ca_issue_release(is);
+    ASSERT_OK(ca_issuer_set_limits(is, 1, 1, 1)); /* bucket cut to 1, one slot */
+    ASSERT_OK(ca_issue_admit(is, "agent-a", t, &why));
+    ASSERT_ERR(ca_issue_admit(is, "agent-b", t, &why), MF_ERR_POLICY_LIMIT);
+    assert_int_equal(why.status, 503); /* the one slot is taken */
+    ca_issue_release(is);
+    ASSERT_ERR(ca_issue_admit(is, "agent-a", t, &why), MF_ERR_POLICY_LIMIT);
+    assert_int_equal(why.status, 429); /* its bucket is empty */
+    ASSERT_ERR(ca_issuer_set_limits(is, 0, 1, 1), MF_ERR_USAGE_ARG);
+    ca_issuer_free(is);
+}
+
 static void test_ca_issue_admit_capacity_busy(void **state)
 {
     (void)state;
@@ -71,6 +92,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ca_issue_admit_rate_limited),
         cmocka_unit_test(test_ca_issue_admit_capacity_busy),
+        cmocka_unit_test(test_ca_issuer_set_limits_applies),
         cmocka_unit_test(test_ca_issue_admit_bad_args_refused),
     };
     return cmocka_run_group_tests_name("ca_issue", tests, NULL, NULL);
