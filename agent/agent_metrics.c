@@ -136,8 +136,8 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_grpc_requests_total",
                               "Workload API gRPC calls answered, by method and status code",
                               "method,code", &g.grpc));
-    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_build_info", "1, labelled with the version",
-                            "version", &g.build_info));
+    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_build_info", "1, labelled with the version", "version",
+                            &g.build_info));
     mf_metric_set(g.build_info, MAYFLY_VERSION, 1.0);
     mf_metric_add(g.renewals, "workload", 0);
     mf_metric_add(g.renewals, "agent", 0);

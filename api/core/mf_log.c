@@ -47,15 +47,15 @@ static _Atomic int log_journal = 0;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
-/* True when fd 2 is the stream systemd connected to the journal: it sets
+/* True when fd is the stream systemd connected to the journal: it sets
  * JOURNAL_STREAM to "DEV:INODE" of that stream (systemd.exec(5)); comparing
  * with fstat(2) keeps a variable inherited by a child whose stderr was
  * redirected elsewhere from changing its format. */
-static bool stderr_is_journal(void)
+static bool is_journal(int fd)
 {
     const char *e = getenv("JOURNAL_STREAM");
     struct stat st;
-    if (e == NULL || fstat(2, &st) != 0) {
+    if (e == NULL || fstat(fd, &st) != 0) {
         return false;
     }
     char want[64];
@@ -69,13 +69,15 @@ void mf_log_setup(enum mf_log_level level, enum mf_log_format format)
 {
     atomic_store(&log_level, (int)level);
     atomic_store(&log_format, (int)format);
-    atomic_store(&log_journal, stderr_is_journal() ? 1 : 0);
+    atomic_store(&log_journal, is_journal(atomic_load(&log_fd)) ? 1 : 0);
 }
 
 /* see mf_log.h */
 void mf_log_set_fd(int fd)
 {
     atomic_store(&log_fd, fd);
+    /* a log file is not the journal: its lines need their timestamps */
+    atomic_store(&log_journal, is_journal(fd) ? 1 : 0);
 }
 
 /* see mf_log.h */

@@ -36,5 +36,6 @@ mf_res mf_logfile_open(const char *path)
     int e = errno;
     close(fd);
     MF_ENSURE_MSG(r >= 0, MF_ERR_IO, "cannot switch the log file: %s", strerror(e));
+    mf_log_set_fd(log_fd); /* the same number, another file: look at it again */
     return MF_RES_OK;
 }

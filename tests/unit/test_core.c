@@ -19,6 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <cmocka.h>
 #include <jansson.h>
 
@@ -663,6 +665,35 @@ static void test_mf_log_write_text_line_ok(void **state)
     assert_true(line[4] == '-' && line[10] == 'T');
 }
 
+/* Under systemd, lines to the journal carry a priority instead of a time;
+ * lines to a log file keep their time, even when stderr is the journal. */
+static void stream_id(int fd, char *out, size_t cap)
+{
+    struct stat st;
+    assert_int_equal(fstat(fd, &st), 0);
+    snprintf(out, cap, "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+}
+
+static void test_mf_log_journal_prefix_only_on_the_journal(void **state)
+{
+    (void)state;
+    char js[64];
+    stream_id(log_pipe[1], js, sizeof(js)); /* the log fd is the journal */
+    assert_int_equal(setenv("JOURNAL_STREAM", js, 1), 0);
+    mf_log_set_fd(log_pipe[1]);
+    mf_log_info("to the journal");
+    const char *line = one_line();
+    assert_true(strncmp(line, "<6>info ", 8) == 0);
+    stream_id(2, js, sizeof(js)); /* stderr is the journal, the log fd a file */
+    assert_int_equal(setenv("JOURNAL_STREAM", js, 1), 0);
+    mf_log_set_fd(log_pipe[1]);
+    mf_log_info("to a file");
+    line = one_line();
+    assert_true(line[4] == '-' && line[10] == 'T'); /* a timestamp */
+    assert_int_equal(unsetenv("JOURNAL_STREAM"), 0);
+    mf_log_set_fd(log_pipe[1]);
+}
+
 static void test_mf_log_enabled_levels_filter(void **state)
 {
     (void)state;
@@ -926,6 +957,7 @@ int main(void)
         cmocka_unit_test(test_mf_civil_to_time_bad_refused),
         cmocka_unit_test(test_mf_add_mul_size_overflow_refused),
         LOG_TEST(test_mf_log_write_text_line_ok),
+        LOG_TEST(test_mf_log_journal_prefix_only_on_the_journal),
         LOG_TEST(test_mf_log_enabled_levels_filter),
         LOG_TEST(test_mf_log_write_control_chars_escaped),
         LOG_TEST(test_mf_log_write_json_parses),
