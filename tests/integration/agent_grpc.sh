@@ -17,13 +17,7 @@ source ./lib.sh
 command -v setpriv >/dev/null || skip "setpriv missing"
 [ "$(id -u)" = 0 ] || skip "needs root for the other-uid workload"
 
-# Debian's packages live with the system python, which a pyenv or venv
-# python3 earlier in PATH does not see.
-PY=""
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then PY=$p; break; fi
-done
-[ -n "$PY" ] || skip "python3-grpcio/python3-grpc-tools missing"
+need_grpc_python
 
 make_tmp
 chmod 0755 "$T" # the other-uid workload must reach the agent's socket
@@ -38,10 +32,7 @@ AGENT_ID=spiffe://example.org/mayfly/agent/node1
 APP=spiffe://example.org/grpc-app
 CHECK="$(cd ../grpc && pwd)/workload_check.py"
 
-mkdir -m 0755 "$T/gen"
-"$PY" -m grpc_tools.protoc -I../../api/proto --python_out="$T/gen" \
-    --grpc_python_out="$T/gen" ../../api/proto/workload.proto
-chmod -R a+rX "$T/gen"
+grpc_stubs "$T/gen"
 export MAYFLY_GRPC_GEN="$T/gen" SPIFFE_ENDPOINT_SOCKET="unix://$SOCK"
 export MAYFLY_CA_KEYS="$T/ca/data/keys" MAYFLY_CA="${CA[0]}" MAYFLY_ADMIN="$ADMIN"
 export MAYFLY_PARENT="$AGENT_ID"

@@ -12,11 +12,7 @@ source ./lib.sh
 command -v setpriv >/dev/null || skip "setpriv missing"
 command -v curl >/dev/null || skip "curl missing"
 [ "$(id -u)" = 0 ] || skip "needs root for the other-uid workload"
-PY=""
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then PY=$p; break; fi
-done
-[ -n "$PY" ] || skip "python3-grpcio/python3-grpc-tools missing"
+need_grpc_python
 
 make_tmp
 chmod 0755 "$T"
@@ -32,9 +28,7 @@ wait_until 5 fetch_has root "$SOCK" "$APP"
 TOK=$("$AGENT_BIN" fetch jwt --socket "$SOCK" --audience v-aud)
 [ -n "$TOK" ] || die "no JWT-SVID for root"
 
-mkdir -m 0755 "$T/gen"
-"$PY" -m grpc_tools.protoc -I../../api/proto --python_out="$T/gen" \
-    --grpc_python_out="$T/gen" ../../api/proto/workload.proto
+grpc_stubs "$T/gen"
 cat >"$T/gen/verifiers.py" <<'PYEOF'
 import os, sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

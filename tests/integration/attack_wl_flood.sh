@@ -22,21 +22,10 @@ make_tmp
 chmod 755 "$T"
 FLOOD="$MAYFLY_BUILD/tools/wl_flood"
 as() { local u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
-PY=""
-for p in /usr/bin/python3 python3; do
-    if "$p" -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then PY=$p; break; fi
-done
-if [ -n "$PY" ]; then
-    mkdir -m 0755 "$T/gen"
-    "$PY" -m grpc_tools.protoc -I"$(dirname "$0")/../../api/proto" --python_out="$T/gen" \
-        --grpc_python_out="$T/gen" "$(dirname "$0")/../../api/proto/workload.proto"
-    chmod -R a+rX "$T/gen"
-else
-    echo "note: python3-grpcio missing, the gRPC fetches are skipped"
-fi
+need_grpc_python
+grpc_stubs "$T/gen"
 # one FetchX509SVID over gRPC as uid $1, within 2 s; prints the SPIFFE ID
 grpc_fetch() {
-    [ -n "$PY" ] || return 0
     as "$1" env PYTHONPATH="$T/gen" "$PY" - "$2" <<'PY'
 import sys, grpc
 import workload_pb2 as pb, workload_pb2_grpc as rpc

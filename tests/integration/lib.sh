@@ -376,3 +376,32 @@ start_pg_again() {
         -o "-k $(dirname "$PG_DATA") -c listen_addresses='' -c max_connections=200" \
         start >/dev/null || die "PostgreSQL did not start again"
 }
+
+# ---- gRPC clients ---------------------------------------------------------------
+
+# need_grpc_python: sets PY to a python3 that has Debian's python3-grpcio and
+# python3-grpc-tools, or skips the test. Debian's packages live with the
+# system python, which a pyenv or venv python3 earlier in PATH does not see.
+need_grpc_python() {
+    local p
+    PY=""
+    for p in /usr/bin/python3 python3; do
+        if "$p" -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then
+            PY=$p
+            return 0
+        fi
+    done
+    skip "python3-grpcio/python3-grpc-tools missing"
+}
+
+# grpc_stubs DIR: the Workload API's Python stubs, generated now from
+# api/proto/workload.proto into DIR (made 0755, readable by other uids);
+# never committed. Needs PY (need_grpc_python).
+grpc_stubs() {
+    local proto
+    proto="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../api/proto" && pwd)"
+    mkdir -m 0755 "$1"
+    "$PY" -m grpc_tools.protoc -I"$proto" --python_out="$1" --grpc_python_out="$1" \
+        "$proto/workload.proto" || die "cannot generate the gRPC stubs"
+    chmod -R a+rX "$1"
+}
