@@ -20,7 +20,6 @@
 
 #include <sys/resource.h>
 
-#include "api/core/mf_buf.h"
 #include "ca/ca_db.h"
 
 #define BUSY_TIMEOUT_MS 5000

@@ -160,6 +160,7 @@ static void reload(struct run *run)
             mf_log_err_r(lr, "SIGHUP: cannot reopen the log file");
         }
         mf_log_err_r(r, "SIGHUP: the configuration does not parse; nothing changed");
+        ca_config_wipe(&nc);
         mf_opt_vals_cleanup(&nv);
         return;
     }
@@ -198,6 +199,7 @@ static void reload(struct run *run)
     }
     mf_opt_vals_cleanup(&run->vals);
     run->vals = nv;
+    ca_config_wipe(&nc); /* its datastore string may hold a password */
 }
 
 /* One tick of the CA key schedule and of the server SVID's renewal. */

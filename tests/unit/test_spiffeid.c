@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "api/core/mf_err.h"
+#include "api/core/mf_text.h"
 #include "api/pki/mf_spiffeid.h"
 #include "mf_test.h"
 
@@ -801,20 +802,6 @@ static void test_mf_spiffeid_accessors_zeroed_safe(void **state)
 /* ------------------------------------------------------------------ */
 /* Conformance table                                                   */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Decodes \xNN escapes in s into out; returns the length, or -1 on a
  * malformed escape (a lone backslash is written as \x5c in the table). */
 static long unescape(const char *s, char *out, size_t cap)
@@ -831,8 +818,8 @@ static long unescape(const char *s, char *out, size_t cap)
         if (s[i + 1] != 'x') {
             return -1;
         }
-        int hi = hexval(s[i + 2]);
-        int lo = hi < 0 ? -1 : hexval(s[i + 3]);
+        int hi = mf_hex_value(s[i + 2]);
+        int lo = hi < 0 ? -1 : mf_hex_value(s[i + 3]);
         if (lo < 0) {
             return -1;
         }
