@@ -95,6 +95,7 @@ static mf_res ensure_conn(struct agent_client *cl, bool with_identity)
         .key = with_identity ? cl->key : NULL,
         .trust = &cl->trust,
         .expect_server_id = cl->server_id,
+        .server_id_below = true,
     };
     mf_res r = mf_http_connect_tls(cl->server, &cfg, CONNECT_TIMEOUT_MS, &cl->conn);
     if (r.err == MF_ERR_IO_CONNECT || r.err == MF_ERR_IO_TIMEOUT) {

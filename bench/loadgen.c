@@ -328,7 +328,8 @@ static void *run_mayfly(void *arg)
     mf_x509_global_init();
     struct mf_tls_client_cfg cfg = {
         .chain = &sh->chain, .key = sh->key, .trust = &sh->trust,
-        .expect_server_id = sh->server_id};
+        .expect_server_id = sh->server_id,
+        .server_id_below = true};
     struct mf_http_conn *c = NULL;
     struct mf_http_resp resp;
     mf_http_resp_init(&resp, RESP_MAX);

@@ -340,15 +340,31 @@ static mf_res tcp_connect(const char *host_port, int64_t deadline, int *fd_out)
     return last;
 }
 
+/* What the authorizer checks. */
+struct server_want {
+    struct mf_spiffe_id id;
+    bool below;
+};
+
+/* True when peer is want plus exactly one non-empty path segment. */
+static bool one_below(const struct mf_spiffe_id *peer, const struct mf_spiffe_id *want)
+{
+    size_t n = strlen(want->str);
+    const char *rest = peer->str + n;
+    return strncmp(peer->str, want->str, n) == 0 && rest[0] == '/' && rest[1] != '\0' &&
+           strchr(rest + 1, '/') == NULL;
+}
+
 /* The authorizer of mf_http's policy: the server must be exactly the
- * expected SPIFFE ID (arg), when one is set. */
+ * expected SPIFFE ID (arg), or one segment below it when allowed. */
 static mf_res expect_server(void *arg, const struct mf_spiffe_id *peer,
                             const struct mf_certs *chain)
 {
     (void)chain;
-    const struct mf_spiffe_id *want = arg;
-    MF_ENSURE_MSG(mf_spiffeid_eq(peer, want), MF_ERR_AUTH_UNTRUSTED,
-                  "not authorized (want server %s)", want->str);
+    const struct server_want *want = arg;
+    MF_ENSURE_MSG(mf_spiffeid_eq(peer, &want->id) || (want->below && one_below(peer, &want->id)),
+                  MF_ERR_AUTH_UNTRUSTED, "not authorized (want server %s%s)", want->id.str,
+                  want->below ? "[/<server id>]" : "");
     return MF_RES_OK;
 }
 
@@ -359,7 +375,7 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
     mf_res rc;
     int fd = -1;
     struct mf_http_conn *c = NULL;
-    struct mf_spiffe_id want;
+    struct server_want want = {.below = false};
     struct mf_tls_policy policy = {.trust = NULL};
     struct mf_tls_check check;
     mf_tls_check_init(&check, &policy, true);
@@ -373,7 +389,8 @@ mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg
     MF_ENSURE_MSG(strlen(host_port) < HOST_MAX, MF_ERR_USAGE_ARG, "address too long");
     MF_ENSURE_MSG(timeout_ms >= 0, MF_ERR_USAGE_ARG, "negative timeout %d", timeout_ms);
     if (cfg->expect_server_id != NULL) {
-        MF_TRY(mf_spiffeid_parse_cstr(cfg->expect_server_id, &want));
+        MF_TRY(mf_spiffeid_parse_cstr(cfg->expect_server_id, &want.id));
+        want.below = cfg->server_id_below;
     }
     policy = (struct mf_tls_policy){
         .trust = cfg->trust,

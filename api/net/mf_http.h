@@ -10,7 +10,8 @@
  * Over TLS the server is authenticated the SPIFFE way, not by host name,
  * inside the handshake (mf_tls, the one TLS layer of libmayfly): its chain
  * must verify against the given bundle set (mf_svid_verify) and, when
- * expect_server_id is set, carry exactly that SPIFFE ID. A server that fails
+ * expect_server_id is set, carry exactly that SPIFFE ID (or, with
+ * server_id_below, that ID plus one path segment). A server that fails
  * is sent a fatal alert and nothing else; the error (MF_ERR_AUTH_*) reads
  * "refused peer <ID>: chain does not verify: ..." or "refused peer <ID>:
  * not authorized (want server <expected>)". A fatal alert from the server
@@ -40,6 +41,10 @@ struct mf_tls_client_cfg {
     const struct mf_key *key;          /* its private key, or NULL */
     const struct mf_bundle_set *trust; /* bundles the server must chain to */
     const char *expect_server_id;      /* exact server SPIFFE ID, or NULL */
+    /* when set, the server's ID may also be expect_server_id followed by
+     * one more path segment (".../mayfly/server/<server id>"): any one of
+     * a family of servers */
+    bool server_id_below;
 };
 
 /* Connects to a Unix socket path. */

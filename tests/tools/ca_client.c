@@ -109,6 +109,7 @@ static mf_res connect_ca(const struct args *a, bool mtls, struct mf_certs *chain
         .key = mtls ? *key : NULL,
         .trust = set,
         .expect_server_id = server_id,
+        .server_id_below = true,
     };
     return mf_http_connect_tls(a->server, &cfg, 10000, out);
 }

@@ -144,8 +144,11 @@ static mf_res load_identity(long i, struct mf_certs *chain, struct mf_key **key)
 static mf_res connect_ca(const struct mf_certs *chain, const struct mf_key *key,
                          struct mf_http_conn **c)
 {
-    struct mf_tls_client_cfg cfg = {
-        .chain = chain, .key = key, .trust = &g_trust, .expect_server_id = g_server_id};
+    struct mf_tls_client_cfg cfg = {.chain = chain,
+                                    .key = key,
+                                    .trust = &g_trust,
+                                    .expect_server_id = g_server_id,
+                                    .server_id_below = true};
     return mf_http_connect_tls(g.server, &cfg, 30000, c);
 }
 
