@@ -121,7 +121,13 @@ static mf_res renew_server(struct ca_api *api, int64_t now)
     mf_certs_init(&chain);
     mf_buf_init(&der, 8192, MF_BUF_SECRET);
     struct mf_spiffe_id id;
-    MF_TRY_OUT(mf_spiffeid_from_parts(api->ctx->cfg.trust_domain, CA_SERVER_PATH, &id));
+    char path[sizeof(CA_SERVER_PATH) + CA_SERVER_ID_MAX + 1];
+    /* spiffe://<td>/mayfly/server/<server id>: agents check that the peer
+     * is a server of their trust domain, and the log says which one */
+    int pn =
+        snprintf(path, sizeof(path), "%s/%s", CA_SERVER_PATH, ca_keys_server_id(api->ctx->keys));
+    MF_ENSURE_OUT(pn > 0 && (size_t)pn < sizeof(path), MF_ERR_INTERNAL);
+    MF_TRY_OUT(mf_spiffeid_from_parts(api->ctx->cfg.trust_domain, path, &id));
     MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &key));
     MF_TRY_OUT(mf_key_public(key, &pub));
     struct ca_leaf_req req = {

@@ -356,12 +356,14 @@ static void print_cas(const json_t *j)
            (long long)json_integer_value(json_object_get(j, "spiffe_sequence")),
            json_is_true(json_object_get(j, "upstream")) ? " (intermediate under an upstream root)"
                                                         : "");
-    printf("%-16s  %-8s  %-20s  %-20s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
-           "FINGERPRINT");
+    printf("this server %s\n", jstr(j, "server_id"));
+    printf("%-16s  %-8s  %-20s  %-20s  %-16s  %s\n", "KEY ID", "STATE", "NOT BEFORE", "NOT AFTER",
+           "SERVER", "FINGERPRINT");
     json_array_foreach(json_object_get(j, "authorities"), i, a)
     {
-        printf("%-16s  %-8s  %-20s  %-20s  %s\n", jstr(a, "id"), jstr(a, "state"),
-               jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "fingerprint"));
+        printf("%-16s  %-8s  %-20s  %-20s  %-16s  %s\n", jstr(a, "id"), jstr(a, "state"),
+               jstr(a, "not_before"), jstr(a, "not_after"), jstr(a, "server_id"),
+               jstr(a, "fingerprint"));
     }
 }
 

@@ -161,9 +161,12 @@ struct ca_keys {
     struct key_slot slots[CA_KEYS_MAX];
     size_t n;
     struct ca_signer *signer; /* the active key, or NULL */
-    struct mf_bundle *bundle; /* published bundle */
+    struct mf_bundle *bundle; /* published bundle: every server's keys */
     int64_t next_event;
-    struct mf_cert *up_cert; /* upstream mode: the issuer of our keys */
+    int64_t others_next;                  /* earliest NotAfter of another server's key */
+    bool dirty;                           /* the bundle must be rebuilt (a publish failed) */
+    char server_id[CA_SERVER_ID_MAX + 1]; /* this server's id (keys/server.id) */
+    struct mf_cert *up_cert;              /* upstream mode: the issuer of our keys */
     struct mf_key *up_key;
     struct mf_certs up_roots; /* upstream mode: the bundle */
 };
@@ -397,42 +400,54 @@ static mf_res pubkey_dup(const struct mf_pubkey *pk, struct mf_pubkey **out)
     return r;
 }
 
-/* Rebuilds the signer and the bundle from the slots; bumps the bundle's
- * spiffe_sequence when its keys changed. Caller holds k->mu. */
-static mf_res publish(struct ca_keys *k, bool *changed)
+/* The slot of our own key id, or NULL. */
+static struct key_slot *own_slot(struct ca_keys *k, const char *id)
+{
+    for (size_t i = 0; i < k->n; i++) {
+        if (strcmp(k->slots[i].rec.id, id) == 0) {
+            return &k->slots[i];
+        }
+    }
+    return NULL;
+}
+
+/* Adds one journal row to bundle b: its CA certificate (unless an upstream
+ * root is what relying parties trust) and its JWT key. */
+static mf_res bundle_add_row(struct ca_keys *k, struct mf_bundle *b, const struct ca_key_row *row)
 {
     mf_res rc;
-    struct mf_bundle *b = NULL;
-    struct ca_signer *sg = NULL;
-    MF_TRY_OUT(mf_bundle_new(k->cfg->trust_domain, &b));
-    if (k->up_cert != NULL) {
-        for (size_t i = 0; i < k->up_roots.n; i++) {
-            MF_TRY_OUT(mf_bundle_add_x509(b, k->up_roots.v[i]));
-        }
+    struct mf_cert *cert = NULL;
+    struct mf_pubkey *pk = NULL;
+    if (k->up_cert == NULL) {
+        MF_TRY(mf_cert_from_der(row->cert, row->cert_len, &cert));
+        rc = mf_bundle_add_x509(b, cert);
+        mf_cert_free(cert);
+        MF_TRY(rc);
+    }
+    if (row->jwt_pub != NULL) {
+        MF_TRY(mf_pubkey_from_der(row->jwt_pub, row->jwt_pub_len, &pk));
     } else {
-        for (size_t i = 0; i < k->n; i++) {
-            MF_TRY_OUT(mf_bundle_add_x509(b, k->slots[i].cert));
+        /* one of ours from before the journal kept JWT keys: from its file */
+        const struct key_slot *s = own_slot(k, row->rec.id);
+        if (s == NULL || s->jwt_pub == NULL) {
+            return MF_RES_OK;
         }
+        MF_TRY(pubkey_dup(s->jwt_pub, &pk));
     }
-    /* every generation's JWT key, kid = its id ("use":"jwt-svid") */
-    for (size_t i = 0; i < k->n; i++) {
-        struct mf_pubkey *pk = NULL;
-        if (k->slots[i].jwt_pub == NULL) {
-            continue;
-        }
-        MF_TRY_OUT(pubkey_dup(k->slots[i].jwt_pub, &pk));
-        MF_TRY_OUT(mf_bundle_add_jwt(b, k->slots[i].rec.id, pk));
-    }
-    /* spiffe_sequence goes up whenever the set of authorities changes, and
-     * survives restarts: a digest of the authorities is kept next to it. */
-    int64_t seq = 0, prev_fp = 0, fp = 0;
-    MF_TRY_OUT(ca_store_meta_get(k->store, "bundle_sequence", &seq));
-    MF_TRY_OUT(ca_store_meta_get(k->store, "bundle_keys", &prev_fp));
+    return mf_bundle_add_jwt(b, row->rec.id, pk);
+}
+
+/* A digest of the bundle's authorities, to tell when they changed. */
+static mf_res bundle_digest(const struct mf_bundle *b, int64_t *out)
+{
+    MF_ENSURE_REF(b);
+    mf_res rc = MF_RES_OK;
+    int64_t fp = 0;
     for (size_t i = 0; i < b->x509.n; i++) {
         size_t len = 0;
         const uint8_t *der = mf_cert_der(b->x509.v[i], &len);
         uint8_t h[32];
-        MF_TRY_OUT(mf_sha256(der, len, h));
+        MF_TRY(mf_sha256(der, len, h));
         int64_t part = 0;
         memcpy(&part, h, sizeof(part));
         fp ^= part;
@@ -446,25 +461,98 @@ static mf_res publish(struct ca_keys *k, bool *changed)
             rc = mf_sha256(der.data, der.len, h);
         }
         mf_buf_cleanup(&der);
-        MF_TRY_OUT(rc);
+        MF_TRY(rc);
         int64_t part = 0;
         memcpy(&part, h + 8, sizeof(part));
         fp ^= part;
     }
-    if (seq == 0 || fp != prev_fp) {
+    *out = fp;
+    return MF_RES_OK;
+}
+
+/* Builds the bundle from the registry, in one write transaction so that
+ * servers publishing at once agree: every server's keys (ordered by
+ * NotBefore, so every server builds the same bundle), after dropping
+ * another server's keys whose NotAfter has passed (a server that is gone
+ * for good leaves nothing behind). Caller holds k->mu and has begun the
+ * transaction; *fp_out is the digest of the authorities. */
+static mf_res build_bundle(struct ca_keys *k, int64_t now, struct mf_bundle **out)
+{
+    mf_res rc;
+    struct ca_key_row *rows = NULL;
+    size_t n = 0;
+    struct mf_bundle *b = NULL;
+    *out = NULL;
+    k->others_next = INT64_MAX;
+    MF_TRY_OUT(ca_store_key_rows(k->store, &rows, &n));
+    MF_TRY_OUT(mf_bundle_new(k->cfg->trust_domain, &b));
+    if (k->up_cert != NULL) {
+        for (size_t i = 0; i < k->up_roots.n; i++) {
+            MF_TRY_OUT(mf_bundle_add_x509(b, k->up_roots.v[i]));
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const struct ca_key_rec *r = &rows[i].rec;
+        bool own = strcmp(r->server, k->server_id) == 0;
+        if (!own && now >= r->not_after) {
+            /* every leaf and token it signed has expired */
+            MF_TRY_OUT(ca_store_key_delete(k->store, r->id));
+            mf_log_event(MF_LOG_INFO, __func__, "ca key of another server dropped from bundle",
+                         "id", r->id, "server", r->server[0] != '\0' ? r->server : "-", NULL);
+            continue;
+        }
+        if (!own && r->not_after < k->others_next) {
+            k->others_next = r->not_after;
+        }
+        MF_TRY_OUT(bundle_add_row(k, b, &rows[i]));
+    }
+    *out = b;
+    b = NULL;
+    rc = MF_RES_OK;
+out:
+    mf_bundle_free(b);
+    ca_key_rows_free(rows, n);
+    return rc;
+}
+
+/* Rebuilds the signer and the bundle (build_bundle); bumps the bundle's
+ * spiffe_sequence when its keys changed, on whichever server saw it
+ * first. Caller holds k->mu. */
+static mf_res publish(struct ca_keys *k, int64_t now, bool *changed)
+{
+    mf_res rc;
+    struct mf_bundle *b = NULL;
+    struct ca_signer *sg = NULL;
+    int64_t seq = 0, prev_fp = 0, fp = 0;
+    k->dirty = true;
+    MF_TRY(ca_store_begin(k->store));
+    rc = build_bundle(k, now, &b);
+    if (mf_ok(rc)) {
+        rc = bundle_digest(b, &fp);
+    }
+    /* spiffe_sequence goes up whenever the set of authorities changes, and
+     * survives restarts: a digest of the authorities is kept next to it. */
+    if (mf_ok(rc)) {
+        rc = ca_store_meta_get(k->store, "bundle_sequence", &seq);
+    }
+    if (mf_ok(rc)) {
+        rc = ca_store_meta_get(k->store, "bundle_keys", &prev_fp);
+    }
+    bool bump = mf_ok(rc) && (seq == 0 || fp != prev_fp);
+    if (bump) {
         seq++;
-        MF_TRY_OUT(ca_store_begin(k->store));
         rc = ca_store_meta_set(k->store, "bundle_sequence", seq);
         if (mf_ok(rc)) {
             rc = ca_store_meta_set(k->store, "bundle_keys", fp);
         }
-        if (!mf_ok(rc)) {
-            ca_store_rollback(k->store);
-            goto out;
-        }
-        MF_TRY_OUT(ca_store_commit(k->store));
-        *changed = true;
-    } else if (k->bundle == NULL) {
+    }
+    if (!mf_ok(rc)) {
+        ca_store_rollback(k->store);
+        goto out;
+    }
+    MF_TRY_OUT(ca_store_commit(k->store));
+    MF_ENSURE_OUT(b != NULL, MF_ERR_INTERNAL);
+    if (bump || k->bundle == NULL || k->bundle->sequence != (uint64_t)seq) {
         *changed = true;
     }
     b->sequence = (uint64_t)seq;
@@ -498,6 +586,7 @@ static mf_res publish(struct ca_keys *k, bool *changed)
     mf_bundle_free(k->bundle);
     k->bundle = b;
     b = NULL;
+    k->dirty = false;
     rc = MF_RES_OK;
 out:
     mf_bundle_free(b);
@@ -511,6 +600,8 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
     struct mf_key *key = NULL, *jwt_key = NULL;
     struct mf_pubkey *pub = NULL, *jwt_pub = NULL;
     struct mf_cert *cert = NULL;
+    struct mf_buf pub_der;
+    mf_buf_init(&pub_der, KEY_FILE_MAX, 0);
     MF_ENSURE(k->n < CA_KEYS_MAX, MF_ERR_STATE);
     uint8_t rnd[8];
     char id[CA_KEY_ID_LEN];
@@ -539,12 +630,16 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
     struct ca_key_rec rec;
     memset(&rec, 0, sizeof(rec));
     memcpy(rec.id, id, sizeof(id));
+    memcpy(rec.server, k->server_id, sizeof(rec.server));
     rec.state = state;
     rec.not_before = mf_cert_not_before(cert);
     rec.not_after = mf_cert_not_after(cert);
     size_t len = 0;
     const uint8_t *der = mf_cert_der(cert, &len);
-    rc = ca_store_key_put(k->store, &rec, der, len);
+    rc = mf_pubkey_to_der(jwt_pub, &pub_der);
+    if (mf_ok(rc)) {
+        rc = ca_store_key_add(k->store, &rec, der, len, pub_der.data, pub_der.len);
+    }
     if (!mf_ok(rc)) {
         remove_generation_files(k->cfg, id);
         goto out;
@@ -566,6 +661,7 @@ static mf_res make_key(struct ca_keys *k, int64_t now, enum ca_key_state state)
                  ca_key_state_name(state), "not_after", na, "fingerprint", fp, NULL);
     rc = MF_RES_OK;
 out:
+    mf_buf_cleanup(&pub_der);
     mf_key_free(key);
     mf_key_free(jwt_key);
     mf_pubkey_free(pub);
@@ -674,17 +770,40 @@ mf_res ca_keys_tick(struct ca_keys *k, int64_t now, bool *changed)
         }
         any = true;
     }
-    if (mf_ok(rc) && (any || k->bundle == NULL)) {
-        rc = publish(k, changed);
+    if (mf_ok(rc) && (any || k->dirty || k->bundle == NULL || now >= k->others_next)) {
+        rc = publish(k, now, changed);
     }
     pthread_mutex_unlock(&k->mu);
     return rc;
 }
 
+mf_res ca_keys_refresh(struct ca_keys *k, bool *changed)
+{
+    MF_ENSURE_REF(k);
+    MF_ENSURE_REF(changed);
+    *changed = false;
+    int64_t seq = 0;
+    /* the sequence moves with every change of any server's keys: when it
+     * is ours, so is the bundle (a cheap read, done on every notice) */
+    MF_TRY(ca_store_meta_get(k->store, "bundle_sequence", &seq));
+    pthread_mutex_lock(&k->mu);
+    mf_res rc = MF_RES_OK;
+    if (k->dirty || k->bundle == NULL || k->bundle->sequence != (uint64_t)seq) {
+        rc = publish(k, mf_now(), changed);
+    }
+    pthread_mutex_unlock(&k->mu);
+    return rc;
+}
+
+const char *ca_keys_server_id(const struct ca_keys *k)
+{
+    return k != NULL ? k->server_id : "";
+}
+
 int64_t ca_keys_next_event(struct ca_keys *k)
 {
     pthread_mutex_lock(&k->mu);
-    int64_t t = k->next_event;
+    int64_t t = min64(k->next_event, k->others_next);
     pthread_mutex_unlock(&k->mu);
     return t;
 }
@@ -742,33 +861,45 @@ mf_res ca_keys_describe(struct ca_keys *k, json_t **out)
 {
     MF_ENSURE_REF(k);
     *out = NULL;
+    struct ca_key_row *rows = NULL;
+    size_t n = 0;
+    MF_TRY(ca_store_key_rows(k->store, &rows, &n));
     json_t *o = json_object();
     json_t *arr = json_array();
     if (o == NULL || arr == NULL) {
         json_decref(o);
         json_decref(arr);
+        ca_key_rows_free(rows, n);
         MF_BAIL(MF_ERR_NOMEM);
     }
     json_object_set_new(o, "authorities", arr);
-    pthread_mutex_lock(&k->mu);
-    for (size_t i = 0; i < k->n; i++) {
-        const struct key_slot *s = &k->slots[i];
+    /* every server's keys, as the registry holds them */
+    for (size_t i = 0; i < n; i++) {
+        const struct ca_key_rec *r = &rows[i].rec;
+        struct mf_cert *cert = NULL;
+        if (!mf_ok(mf_cert_from_der(rows[i].cert, rows[i].cert_len, &cert))) {
+            continue;
+        }
         char serial[MF_SERIAL_HEX_MAX], fp[MF_FINGERPRINT_LEN], nb[MF_RFC3339_LEN],
             na[MF_RFC3339_LEN];
-        mf_cert_serial_hex(s->cert, serial);
-        mf_cert_fingerprint(s->cert, fp);
-        mf_time_format(s->rec.not_before, nb);
-        mf_time_format(s->rec.not_after, na);
-        json_t *a = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "id", s->rec.id, "state",
-                              ca_key_state_name(s->rec.state), "serial", serial, "not_before", nb,
-                              "not_after", na, "fingerprint", fp);
+        mf_cert_serial_hex(cert, serial);
+        mf_cert_fingerprint(cert, fp);
+        mf_cert_free(cert);
+        mf_time_format(r->not_before, nb);
+        mf_time_format(r->not_after, na);
+        json_t *a = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id", r->id, "state",
+                              ca_key_state_name(r->state), "serial", serial, "not_before", nb,
+                              "not_after", na, "fingerprint", fp, "server_id", r->server);
         if (a != NULL) {
             json_array_append_new(arr, a);
         }
     }
+    ca_key_rows_free(rows, n);
+    pthread_mutex_lock(&k->mu);
     json_object_set_new(o, "spiffe_sequence",
                         json_integer(k->bundle ? (json_int_t)k->bundle->sequence : 0));
     json_object_set_new(o, "upstream", json_boolean(k->up_cert != NULL));
+    json_object_set_new(o, "server_id", json_string(k->server_id));
     pthread_mutex_unlock(&k->mu);
     *out = o;
     return MF_RES_OK;
@@ -834,15 +965,148 @@ static mf_res load_jwt_key(struct ca_keys *k, struct key_slot *s)
     return MF_RES_OK;
 }
 
+/* see ca_keys.h */
+bool ca_server_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > CA_SERVER_ID_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* This server's id: "<data_dir>/keys/server.id", made (8 random bytes as
+ * hex) on first start. It lives beside the keys because it names them: a
+ * data dir restored with its keys is the same server again. */
+static mf_res load_server_id(const struct ca_config *cfg, char out[CA_SERVER_ID_MAX + 1])
+{
+    char path[4096], text[CA_SERVER_ID_MAX + 8];
+    MF_TRY(key_path(cfg, "server", ".id", path, sizeof(path)));
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        MF_ENSURE_MSG(errno == ENOENT, MF_ERR_IO, "cannot open %s: %s", path, strerror(errno));
+        uint8_t rnd[8];
+        struct mf_buf b;
+        MF_TRY(mf_random(rnd, sizeof(rnd)));
+        mf_hex(rnd, sizeof(rnd), out);
+        mf_buf_init(&b, 64, 0);
+        mf_res r = mf_buf_printf(&b, "%s\n", out);
+        if (mf_ok(r)) {
+            r = write_pem_file(cfg, "server", ".id", &b);
+        }
+        mf_buf_cleanup(&b);
+        MF_TRY(r);
+        mf_log_event(MF_LOG_INFO, __func__, "server id created", "server_id", out, NULL);
+        return MF_RES_OK;
+    }
+    size_t got = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[got] = '\0';
+    while (got > 0 && (text[got - 1] == '\n' || text[got - 1] == '\r')) {
+        text[--got] = '\0';
+    }
+    MF_ENSURE_MSG(ca_server_id_valid(text), MF_ERR_POLICY_CONFIG,
+                  "%s must hold 1 to %d of a-z, 0-9 and '-'", path, CA_SERVER_ID_MAX);
+    memcpy(out, text, got + 1);
+    return MF_RES_OK;
+}
+
+/* True when this data dir holds a file of generation id. */
+static bool holds_generation(const struct ca_config *cfg, const char *id)
+{
+    static const char *const suffixes[] = {".key", ".jwt.pub"};
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char path[4096];
+        struct stat sb;
+        if (mf_ok(key_path(cfg, id, suffixes[i], path, sizeof(path))) && lstat(path, &sb) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Is row ours? A row with no owner (written before servers had ids) is
+ * claimed by the server whose data dir holds its files. On an engine one
+ * server owns (SQLite), every row must be ours: anything else means the
+ * registry is another server's, or the keys were not restored. */
+static mf_res own_row(struct ca_keys *k, const struct ca_key_row *row, bool *own)
+{
+    const struct ca_key_rec *r = &row->rec;
+    *own = strcmp(r->server, k->server_id) == 0;
+    if (!*own && r->server[0] == '\0' && holds_generation(k->cfg, r->id)) {
+        MF_TRY(ca_store_key_claim(k->store, r->id, k->server_id, own));
+        if (*own) {
+            mf_log_event(MF_LOG_INFO, __func__, "ca key claimed by this server", "id", r->id,
+                         "server_id", k->server_id, NULL);
+        }
+    }
+    if (!*own && !ca_store_shared(k->store)) {
+        char path[4096];
+        MF_TRY(key_path(k->cfg, r->id, ".key", path, sizeof(path)));
+        MF_BAIL_MSG(MF_ERR_STATE,
+                    "the registry holds CA key %s of server %s but %s does not exist: the "
+                    "registry belongs to another mayfly-ca (a SQLite registry has one server; "
+                    "several servers share PostgreSQL), or the data dir was restored without "
+                    "its keys/",
+                    r->id, r->server[0] != '\0' ? r->server : "(none)", path);
+    }
+    return MF_RES_OK;
+}
+
+/* Loads one of our rows into a slot: its certificate, and its keys unless
+ * it is retired. */
+static mf_res load_own(struct ca_keys *k, const struct ca_key_row *row)
+{
+    MF_ENSURE_MSG(k->n < CA_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys of this server",
+                  CA_KEYS_MAX);
+    struct key_slot *s = &k->slots[k->n];
+    s->rec = row->rec;
+    memcpy(s->rec.server, k->server_id, sizeof(s->rec.server));
+    MF_TRY(mf_cert_from_der(row->cert, row->cert_len, &s->cert));
+    k->n++;
+    if (s->rec.state != CA_KEY_RETIRED) {
+        char path[4096];
+        MF_TRY(key_path(k->cfg, s->rec.id, ".key", path, sizeof(path)));
+        mf_res rc = read_key_file(path, &s->key);
+        if (rc.err == MF_ERR_IO_NOT_FOUND) {
+            MF_BAIL_MSG(MF_ERR_STATE,
+                        "the registry holds CA key %s of this server (%s) but %s does not "
+                        "exist: the data dir was restored without its keys/",
+                        s->rec.id, k->server_id, path);
+        }
+        MF_TRY(rc);
+        MF_ENSURE_MSG(mf_cert_matches_key(s->cert, s->key), MF_ERR_CRYPTO_MISMATCH,
+                      "key file %s does not match its certificate", path);
+    }
+    MF_TRY(load_jwt_key(k, s));
+    if (row->jwt_pub == NULL && s->jwt_pub != NULL) {
+        /* a row from before the journal kept JWT keys: record it, so that
+         * the other servers publish it too */
+        struct mf_buf der;
+        mf_buf_init(&der, KEY_FILE_MAX, 0);
+        mf_res r = mf_pubkey_to_der(s->jwt_pub, &der);
+        if (mf_ok(r)) {
+            r = ca_store_key_set_jwt_pub(k->store, s->rec.id, der.data, der.len);
+        }
+        mf_buf_cleanup(&der);
+        MF_TRY(r);
+    }
+    return MF_RES_OK;
+}
+
 mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct ca_keys **out)
 {
     mf_res rc;
     MF_ENSURE_REF(cfg);
     MF_ENSURE_REF(store);
     *out = NULL;
-    uint8_t *ders[CA_KEYS_MAX] = {0};
-    size_t lens[CA_KEYS_MAX] = {0};
-    struct ca_key_rec recs[CA_KEYS_MAX];
+    struct ca_key_row *rows = NULL;
     size_t n = 0;
     struct ca_keys *k = calloc(1, sizeof(*k));
     MF_TRY_PTR(k, MF_ERR_NOMEM);
@@ -851,33 +1115,19 @@ mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct 
     k->cfg = cfg;
     k->store = store;
     k->next_event = INT64_MAX;
+    k->others_next = INT64_MAX;
     MF_TRY_OUT(mf_spiffeid_from_parts(cfg->trust_domain, "", &k->td_id));
+    MF_TRY_OUT(load_server_id(cfg, k->server_id));
     if (cfg->upstream_ca_cert[0] != '\0') {
         MF_TRY_OUT(load_upstream(k));
     }
-    MF_TRY_OUT(ca_store_key_list(store, recs, ders, lens, &n));
+    MF_TRY_OUT(ca_store_key_rows(store, &rows, &n));
     for (size_t i = 0; i < n; i++) {
-        struct key_slot *s = &k->slots[k->n];
-        s->rec = recs[i];
-        MF_TRY_OUT(mf_cert_from_der(ders[i], lens[i], &s->cert));
-        k->n++;
-        if (recs[i].state != CA_KEY_RETIRED) {
-            char path[4096];
-            MF_TRY_OUT(key_path(cfg, recs[i].id, ".key", path, sizeof(path)));
-            rc = read_key_file(path, &s->key);
-            if (rc.err == MF_ERR_IO_NOT_FOUND) {
-                /* the registry names a key this data dir does not hold */
-                MF_BAIL_OUT(MF_ERR_STATE,
-                            "the registry holds CA key %s but %s does not exist: the registry "
-                            "belongs to another mayfly-ca (one server per registry), or the data "
-                            "dir was restored without its keys/",
-                            recs[i].id, path);
-            }
-            MF_TRY_OUT(rc);
-            MF_ENSURE_OUT_MSG(mf_cert_matches_key(s->cert, s->key), MF_ERR_CRYPTO_MISMATCH,
-                              "key file %s does not match its certificate", path);
+        bool own = false;
+        MF_TRY_OUT(own_row(k, &rows[i], &own));
+        if (own) {
+            MF_TRY_OUT(load_own(k, &rows[i]));
         }
-        MF_TRY_OUT(load_jwt_key(k, s));
     }
     bool changed = false;
     MF_TRY_OUT(ca_keys_tick(k, mf_now(), &changed));
@@ -885,9 +1135,7 @@ mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store, struct 
     k = NULL;
     rc = MF_RES_OK;
 out:
-    for (size_t i = 0; i < n; i++) {
-        free(ders[i]);
-    }
+    ca_key_rows_free(rows, n);
     ca_keys_free(k);
     return rc;
 }

@@ -45,9 +45,11 @@
 #include "api/pki/mf_x509.h"
 #include "ca/ca_config.h"
 
-#define CA_KEY_ID_LEN 17  /* 8 random bytes as hex, plus NUL */
-#define CA_JWT_TTL    300 /* seconds: the default JWT-SVID lifetime (SPIRE's) */
-#define CA_KEYS_MAX   8   /* records kept at once (in practice 2 or 3) */
+#define CA_KEY_ID_LEN      17  /* 8 random bytes as hex, plus NUL */
+#define CA_JWT_TTL         300 /* seconds: the default JWT-SVID lifetime (SPIRE's) */
+#define CA_KEYS_MAX        8   /* records kept at once (in practice 2 or 3) */
+#define CA_BUNDLE_KEYS_MAX 64  /* every server's records, in one registry */
+#define CA_SERVER_ID_MAX   32  /* a server id: 1..32 of [a-z0-9-] */
 
 enum ca_key_state {
     CA_KEY_PREPARED = 0,
@@ -60,6 +62,7 @@ struct ca_key_rec {
     enum ca_key_state state;
     int64_t not_before;
     int64_t not_after;
+    char server[CA_SERVER_ID_MAX + 1]; /* owner's server id; "" for none */
 };
 
 /* What the schedule asks for at a given instant. Indexes refer to the
@@ -105,12 +108,31 @@ struct ca_signer {
 
 void ca_signer_release(struct ca_signer *s); /* NULL is a no-op */
 
-/* Loads the journal from store and the key files from cfg->data_dir/keys,
+/* Loads this server's id (making it on first start), this server's part of
+ * the journal from store and its key files from cfg->data_dir/keys,
  * refusing a key file readable by group or others, then applies the
- * schedule once (which makes the first key on first start). */
+ * schedule once (which makes the first key on first start).
+ *
+ * Several servers may share one registry (PostgreSQL): each loads, rotates
+ * and signs with its own keys only (rows whose server_id is its id, and
+ * rows with no owner whose files its data dir holds, which it claims),
+ * while the published bundle holds every server's keys. On SQLite, a
+ * journal row of another server is refused as before. */
 MF_WUR mf_res ca_keys_open(const struct ca_config *cfg, struct ca_store *store,
                            struct ca_keys **out);
 void ca_keys_free(struct ca_keys *k);
+
+/* True when id is a valid server id (1..CA_SERVER_ID_MAX of [a-z0-9-]). */
+bool ca_server_id_valid(const char *id);
+
+/* This server's id, made on first start and kept in
+ * <data_dir>/keys/server.id. Valid as long as k. */
+const char *ca_keys_server_id(const struct ca_keys *k);
+
+/* Rebuilds the bundle from the registry when another server changed its
+ * keys (the registry's bundle sequence is not ours); *changed as for
+ * ca_keys_tick. Called on every change notice from the registry. */
+MF_WUR mf_res ca_keys_refresh(struct ca_keys *k, bool *changed);
 
 /* Applies the schedule at now. *changed is set when the bundle changed
  * (its spiffe_sequence went up). */

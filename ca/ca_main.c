@@ -81,9 +81,18 @@ static void init_ctx(struct ca_ctx *ctx)
     mf_x509_global_init();
 }
 
+/* A change notice from another server sharing the registry: it may have
+ * been a key change (the bundle is every server's keys), so the bundle is
+ * brought up to date before the long polls wake. */
 static void store_changed(void *cls)
 {
-    ca_ctx_changed(cls);
+    struct ca_ctx *ctx = cls;
+    bool changed = false;
+    mf_res r = ca_keys_refresh(ctx->keys, &changed);
+    if (!mf_ok(r)) {
+        mf_log_warn_r(r, "cannot reload the bundle from the registry; will retry");
+    }
+    ca_ctx_changed(ctx);
 }
 
 /* The registry, the CA keys and the signer. */
@@ -93,15 +102,22 @@ static int open_store(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         return fail("cannot open the registry", r);
     }
+    r = ca_keys_open(&ctx->cfg, ctx->store, &ctx->keys);
+    if (!mf_ok(r)) {
+        return fail("cannot load the CA keys", r);
+    }
     /* with a database shared by several servers, their changes wake this
-     * server's long polls too */
+     * server's long polls too, and their key changes reach its bundle; a
+     * change made between loading the keys and listening is caught by one
+     * refresh after */
     r = ca_store_watch(ctx->store, store_changed, ctx);
     if (!mf_ok(r)) {
         return fail("cannot watch the registry", r);
     }
-    r = ca_keys_open(&ctx->cfg, ctx->store, &ctx->keys);
+    bool changed = false;
+    r = ca_keys_refresh(ctx->keys, &changed);
     if (!mf_ok(r)) {
-        return fail("cannot load the CA keys", r);
+        return fail("cannot load the bundle", r);
     }
     r = ca_issuer_new(ctx->cfg.max_signing, ctx->cfg.agent_rate, ctx->cfg.agent_burst,
                       &ctx->issuer);

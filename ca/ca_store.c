@@ -77,6 +77,13 @@ static const char *const migrations[] = {
     " not_after {INT64} NOT NULL,"
     " cert {BLOB} NOT NULL);"
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value {INT64} NOT NULL);",
+    /* several servers on one registry: each CA key row names the server
+     * that holds its private key (NULL: written before servers had ids;
+     * claimed by the server whose data dir holds the key), and carries the
+     * public half of its JWT key so that every server publishes every
+     * server's JWT keys */
+    "ALTER TABLE ca_keys ADD COLUMN server_id TEXT;"
+    "ALTER TABLE ca_keys ADD COLUMN jwt_pub {BLOB};",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -399,7 +406,10 @@ static void *watch_main(void *arg)
                     struct timespec ts = {0, 50 * 1000 * 1000};
                     nanosleep(&ts, NULL);
                 }
-                backoff_ms = backoff_ms < 4000 ? backoff_ms * 2 : 5000;
+                /* capped at 1 s: missed notices are what a ban or a key
+                 * change on another server waits for (one reconnect
+                 * attempt a second costs the database nothing) */
+                backoff_ms = backoff_ms < 500 ? backoff_ms * 2 : 1000;
                 lost = true;
                 continue;
             }
@@ -457,6 +467,11 @@ mf_res ca_store_watch(struct ca_store *st, void (*changed)(void *cls), void *cls
     }
     st->watching = true;
     return MF_RES_OK;
+}
+
+bool ca_store_shared(const struct ca_store *st)
+{
+    return st != NULL && st->db->ops->listen != NULL;
 }
 
 void ca_store_close(struct ca_store *st)
@@ -959,19 +974,55 @@ mf_res ca_store_agent_seen(struct ca_store *st, const char *spiffe_id, int64_t n
 
 /* ---- CA key journal ------------------------------------------------------------ */
 
-mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec, const uint8_t *cert_der,
-                        size_t cert_len)
+mf_res ca_store_key_add(struct ca_store *st, const struct ca_key_rec *rec, const uint8_t *cert_der,
+                        size_t cert_len, const uint8_t *jwt_pub, size_t jwt_pub_len)
 {
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(rec);
     MF_ENSURE(cert_len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
-    mf_res r =
-        run_locked(st, "ca key",
-                   "INSERT INTO ca_keys (id, state, not_before, not_after, cert) "
-                   "VALUES ($1, $2, $3, $4, $5)",
-                   ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
-                        ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len)),
-                   NULL, NULL, NULL);
+    MF_ENSURE(jwt_pub_len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
+    struct ca_db_val pub =
+        jwt_pub != NULL ? ca_db_blob(jwt_pub, jwt_pub_len) : (struct ca_db_val){.kind = CA_DB_NULL};
+    mf_res r = run_locked(
+        st, "ca key",
+        "INSERT INTO ca_keys (id, state, not_before, not_after, cert, server_id, jwt_pub) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        ARGS(ca_db_text(rec->id), ca_db_int(rec->state), ca_db_int(rec->not_before),
+             ca_db_int(rec->not_after), ca_db_blob(cert_der, cert_len),
+             ca_db_text(rec->server[0] != '\0' ? rec->server : NULL), pub),
+        NULL, NULL, NULL);
+    return mf_ok(r) ? announce_locked(st) : r;
+}
+
+mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec, const uint8_t *cert_der,
+                        size_t cert_len)
+{
+    return ca_store_key_add(st, rec, cert_der, cert_len, NULL, 0);
+}
+
+mf_res ca_store_key_claim(struct ca_store *st, const char *id, const char *server, bool *claimed)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(server);
+    MF_ENSURE_REF(claimed);
+    *claimed = false;
+    uint64_t n = 0;
+    mf_res r = run_locked(st, "ca key",
+                          "UPDATE ca_keys SET server_id = $1 WHERE id = $2 AND server_id IS NULL",
+                          ARGS(ca_db_text(server), ca_db_text(id)), NULL, NULL, &n);
+    if (mf_ok(r)) {
+        *claimed = n > 0;
+    }
+    return mf_ok(r) ? announce_locked(st) : r;
+}
+
+mf_res ca_store_key_set_jwt_pub(struct ca_store *st, const char *id, const uint8_t *der, size_t len)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE(len <= MF_MAX_CERT, MF_ERR_PROTO_TOO_LARGE);
+    mf_res r = run_locked(st, "ca key",
+                          "UPDATE ca_keys SET jwt_pub = $1 WHERE id = $2 AND jwt_pub IS NULL",
+                          ARGS(ca_db_blob(der, len), ca_db_text(id)), NULL, NULL, NULL);
     return mf_ok(r) ? announce_locked(st) : r;
 }
 
@@ -999,13 +1050,11 @@ struct key_rows {
     size_t n;
 };
 
-/* Row: id, state, not_before, not_after, cert. */
-static mf_res collect_key(void *cls, const struct ca_db_row *row)
+/* Row: id, state, not_before, not_after, cert, server_id into rec (state
+ * checked); the certificate is returned borrowed. */
+static mf_res row_to_key(const struct ca_db_row *row, struct ca_key_rec *rec, const void **cert,
+                         size_t *cert_len)
 {
-    struct key_rows *k = cls;
-    MF_ENSURE_MSG(k->n < CA_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys in the journal",
-                  CA_KEYS_MAX);
-    struct ca_key_rec *rec = &k->recs[k->n];
     memset(rec, 0, sizeof(*rec));
     snprintf(rec->id, sizeof(rec->id), "%s", ca_db_col_text(row, 0));
     int64_t state = ca_db_col_int(row, 1);
@@ -1014,9 +1063,25 @@ static mf_res collect_key(void *cls, const struct ca_db_row *row)
     rec->state = (enum ca_key_state)state;
     rec->not_before = ca_db_col_int(row, 2);
     rec->not_after = ca_db_col_int(row, 3);
+    *cert = ca_db_col_blob(row, 4, cert_len);
+    MF_ENSURE_MSG(*cert != NULL && *cert_len > 0, MF_ERR_STATE, "CA key %s has no certificate",
+                  rec->id);
+    const char *srv = ca_db_col_text(row, 5);
+    MF_ENSURE_MSG(strlen(srv) < sizeof(rec->server), MF_ERR_STATE,
+                  "CA key %s names a server id that is too long", rec->id);
+    memcpy(rec->server, srv, strlen(srv) + 1);
+    return MF_RES_OK;
+}
+
+static mf_res collect_key(void *cls, const struct ca_db_row *row)
+{
+    struct key_rows *k = cls;
+    MF_ENSURE_MSG(k->n < CA_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys in the journal",
+                  CA_KEYS_MAX);
+    struct ca_key_rec *rec = &k->recs[k->n];
+    const void *blob = NULL;
     size_t len = 0;
-    const void *blob = ca_db_col_blob(row, 4, &len);
-    MF_ENSURE(blob != NULL, MF_ERR_STATE);
+    MF_TRY(row_to_key(row, rec, &blob, &len));
     k->ders[k->n] = malloc(len);
     MF_TRY_PTR(k->ders[k->n], MF_ERR_NOMEM);
     memcpy(k->ders[k->n], blob, len);
@@ -1025,16 +1090,17 @@ static mf_res collect_key(void *cls, const struct ca_db_row *row)
     return MF_RES_OK;
 }
 
+#define KEY_COLS "id, state, not_before, not_after, cert, server_id, jwt_pub"
+
 mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders, size_t *lens,
                          size_t *n_out)
 {
     MF_ENSURE_REF(st);
     *n_out = 0;
     struct key_rows k = {.recs = recs, .ders = ders, .lens = lens};
-    mf_res rc = run_locked(st, "ca keys",
-                           "SELECT id, state, not_before, not_after, cert FROM ca_keys "
-                           "ORDER BY not_before, id",
-                           NULL, 0, collect_key, &k, NULL);
+    mf_res rc =
+        run_locked(st, "ca keys", "SELECT " KEY_COLS " FROM ca_keys ORDER BY not_before, id", NULL,
+                   0, collect_key, &k, NULL);
     if (!mf_ok(rc)) {
         for (size_t i = 0; i < k.n; i++) {
             free(ders[i]);
@@ -1043,6 +1109,63 @@ mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t *
         return rc;
     }
     *n_out = k.n;
+    return MF_RES_OK;
+}
+
+void ca_key_rows_free(struct ca_key_row *v, size_t n)
+{
+    if (v == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(v[i].cert);
+        free(v[i].jwt_pub);
+    }
+    free(v);
+}
+
+static mf_res collect_key_row(void *cls, const struct ca_db_row *row)
+{
+    struct ca_db_vec *vec = cls;
+    MF_ENSURE_MSG(vec->n < CA_BUNDLE_KEYS_MAX, MF_ERR_STATE, "more than %d CA keys in the registry",
+                  CA_BUNDLE_KEYS_MAX);
+    struct ca_key_row *kr = ca_db_vec_push(vec);
+    MF_TRY_PTR(kr, MF_ERR_NOMEM);
+    const void *cert = NULL;
+    size_t len = 0;
+    MF_TRY(row_to_key(row, &kr->rec, &cert, &len));
+    kr->cert = malloc(len);
+    MF_TRY_PTR(kr->cert, MF_ERR_NOMEM);
+    memcpy(kr->cert, cert, len);
+    kr->cert_len = len;
+    size_t plen = 0;
+    const void *pub = ca_db_col_blob(row, 6, &plen);
+    if (pub != NULL && plen > 0) {
+        kr->jwt_pub = malloc(plen);
+        MF_TRY_PTR(kr->jwt_pub, MF_ERR_NOMEM);
+        memcpy(kr->jwt_pub, pub, plen);
+        kr->jwt_pub_len = plen;
+    }
+    return MF_RES_OK;
+}
+
+mf_res ca_store_key_rows(struct ca_store *st, struct ca_key_row **out, size_t *n_out)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(out);
+    MF_ENSURE_REF(n_out);
+    *out = NULL;
+    *n_out = 0;
+    struct ca_db_vec vec = {.size = sizeof(struct ca_key_row)};
+    mf_res rc =
+        run_locked(st, "ca keys", "SELECT " KEY_COLS " FROM ca_keys ORDER BY not_before, id", NULL,
+                   0, collect_key_row, &vec, NULL);
+    if (!mf_ok(rc)) {
+        ca_key_rows_free(vec.v, vec.n);
+        return rc;
+    }
+    *out = vec.v;
+    *n_out = vec.n;
     return MF_RES_OK;
 }
 
@@ -1055,11 +1178,9 @@ static const struct {
     const char *cols;
     size_t n_cols;
 } copy_tables[] = {
-    {"meta", "key, value", 2},
-    {"entries", ENTRY_COLS, 9},
-    {"agents", AGENT_COLS, 6},
-    {"join_tokens", "hash, spiffe_id, expires_at", 3},
-    {"ca_keys", "id, state, not_before, not_after, cert", 5},
+    {"meta", "key, value", 2}, {"entries", ENTRY_COLS, 9},
+    {"agents", AGENT_COLS, 6}, {"join_tokens", "hash, spiffe_id, expires_at", 3},
+    {"ca_keys", KEY_COLS, 7},
 };
 
 struct copy_ctx {

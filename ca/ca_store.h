@@ -81,6 +81,10 @@ void ca_store_close(struct ca_store *st);
  * engine that one server owns (SQLite). changed runs on that thread. */
 MF_WUR mf_res ca_store_watch(struct ca_store *st, void (*changed)(void *cls), void *cls);
 
+/* True when the engine is one that several servers may share (PostgreSQL);
+ * false for SQLite, which one server owns. */
+bool ca_store_shared(const struct ca_store *st);
+
 /* The registry revision: goes up with every change of entries or agents. */
 int64_t ca_store_revision(struct ca_store *st);
 
@@ -130,14 +134,41 @@ MF_WUR mf_res ca_store_agent_seen(struct ca_store *st, const char *spiffe_id, in
 
 /* ---- CA key journal --------------------------------------------------------- */
 
+/* Records a new key (rec->server is its owner, "" for none) with its
+ * certificate and the DER public half of its JWT key (jwt_pub may be
+ * NULL). ca_store_key_put is ca_store_key_add without a JWT key. */
+MF_WUR mf_res ca_store_key_add(struct ca_store *st, const struct ca_key_rec *rec,
+                               const uint8_t *cert_der, size_t cert_len, const uint8_t *jwt_pub,
+                               size_t jwt_pub_len);
 MF_WUR mf_res ca_store_key_put(struct ca_store *st, const struct ca_key_rec *rec,
                                const uint8_t *cert_der, size_t cert_len);
+/* Makes server the owner of key id if it has none (a row written before
+ * servers had ids); *claimed says whether this call did it. */
+MF_WUR mf_res ca_store_key_claim(struct ca_store *st, const char *id, const char *server,
+                                 bool *claimed);
+/* Records the JWT public key (DER) of key id where none is recorded. */
+MF_WUR mf_res ca_store_key_set_jwt_pub(struct ca_store *st, const char *id, const uint8_t *der,
+                                       size_t len);
 MF_WUR mf_res ca_store_key_set_state(struct ca_store *st, const char *id, enum ca_key_state s);
 MF_WUR mf_res ca_store_key_delete(struct ca_store *st, const char *id);
 /* Up to CA_KEYS_MAX records, oldest first; ders[i] is a malloc'd copy of
  * the certificate DER of recs[i] (caller frees each). */
 MF_WUR mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t **ders,
                                 size_t *lens, size_t *n_out);
+
+/* One row of the key journal, with everything the bundle needs. */
+struct ca_key_row {
+    struct ca_key_rec rec; /* rec.server: the owner, "" for none */
+    uint8_t *cert;         /* certificate DER */
+    size_t cert_len;
+    uint8_t *jwt_pub; /* JWT public key DER, or NULL */
+    size_t jwt_pub_len;
+};
+
+/* Every server's keys (up to CA_BUNDLE_KEYS_MAX), oldest first; free
+ * with ca_key_rows_free. */
+MF_WUR mf_res ca_store_key_rows(struct ca_store *st, struct ca_key_row **out, size_t *n_out);
+void ca_key_rows_free(struct ca_key_row *v, size_t n);
 
 /* One transaction for a rotation step (several key changes at once). */
 MF_WUR mf_res ca_store_begin(struct ca_store *st);

@@ -67,7 +67,7 @@ wait_until 5 logged 'ca key created .*state=prepared'
 echo "prepared: $("$CA_BIN" ca show "${S[@]}" | tail -n +2 | awk '{print $1, $2}' | paste -sd' ')"
 # 10 min before 5/6: an agent whose SVID (1h, old key) spans the activation
 jump +71400
-wait_until 5 logged "issued spiffe_id=spiffe://example.org/mayfly/server .*not_after=$(ft date -u -d +1hour +%Y-%m-%dT%H)"
+wait_until 5 logged "issued spiffe_id=spiffe://example.org/mayfly/server/[0-9a-f]* .*not_after=$(ft date -u -d +1hour +%Y-%m-%dT%H)"
 fresh_agent
 grep "issued spiffe_id=$AG" "$T/ca/ca.log" | tail -1 | grep -q "ca_key=$first" || die "old key does not sign before 5/6"
 
@@ -102,7 +102,7 @@ s=$(seq_of)
 [ "$s" = 4 ] || die "sequence after drop and prepare: $s"
 echo "measured: full prepare/activate/retire/drop cycle, spiffe_sequence now $s"
 # the server SVID (1h) expired at every jump and renewed itself; TLS still works
-n=$(grep -c 'issued spiffe_id=spiffe://example.org/mayfly/server' "$T/ca/ca.log")
+n=$(grep -c "issued spiffe_id=spiffe://example.org/mayfly/server/" "$T/ca/ca.log")
 [ "$n" -ge 3 ] || die "server SVID renewed only $n times"
 [ "$n" -le 30 ] || die "server SVID renewed $n times: renewal is not at half life"
 fresh_agent
