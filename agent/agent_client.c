@@ -6,6 +6,7 @@
 #include "agent/agent_client.h"
 
 #include <ctype.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,137 @@
 #define SYNC_REPLY_MAX     (16u * 1024u * 1024u)
 #define SIGN_REPLY_MAX     (16u * 1024u * 1024u)
 #define CHAIN_MAX          8
+#define SERVER_BACKOFF_MS  1000  /* a failed server's first pause */
+#define SERVER_BACKOFF_CAP 60000 /* and its longest */
+
+/* Splits a comma-separated list of host:port into cl->servers. */
+static mf_res parse_servers(struct agent_client *cl, const char *list)
+{
+    const char *p = list;
+    for (;;) {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        while (n > 0 && (*p == ' ' || *p == '\t')) {
+            p++;
+            n--;
+        }
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t')) {
+            n--;
+        }
+        MF_ENSURE_MSG(n > 0, MF_ERR_USAGE_ARG, "--server: an empty address in the list");
+        MF_ENSURE_MSG(n < sizeof(cl->servers[0].addr), MF_ERR_USAGE_ARG,
+                      "--server: an address is too long");
+        MF_ENSURE_MSG(cl->n_servers < AGENT_SERVERS_MAX, MF_ERR_USAGE_ARG,
+                      "--server: more than %d addresses", AGENT_SERVERS_MAX);
+        struct agent_server *s = &cl->servers[cl->n_servers];
+        memcpy(s->addr, p, n);
+        s->addr[n] = '\0';
+        for (size_t i = 0; i < cl->n_servers; i++) {
+            MF_ENSURE_MSG(strcmp(cl->servers[i].addr, s->addr) != 0, MF_ERR_USAGE_ARG,
+                          "--server: %s is listed twice", s->addr);
+        }
+        cl->n_servers++;
+        if (end == NULL) {
+            return MF_RES_OK;
+        }
+        p = end + 1;
+    }
+}
+
+/* A uniform draw in [0, n) (n > 0). */
+static uint64_t draw(uint64_t n)
+{
+    uint64_t r = 0;
+    if (!mf_ok(mf_random((uint8_t *)&r, sizeof(r)))) {
+        r = (uint64_t)mf_mono_ms();
+    }
+    return r % n;
+}
+
+static void use_server(struct agent_client *cl, size_t i)
+{
+    cl->cur = i;
+    memcpy(cl->server, cl->servers[i].addr, sizeof(cl->server));
+    if (cl->report) {
+        agent_metrics_ca_server(cl->server);
+    }
+}
+
+/* see agent_client.h */
+void agent_client_report(struct agent_client *cl)
+{
+    cl->report = true;
+    agent_metrics_ca_server(cl->server);
+    if (cl->n_servers > 1) {
+        char n[24];
+        snprintf(n, sizeof(n), "%zu", cl->n_servers);
+        mf_log_event(MF_LOG_INFO, __func__, "CA server drawn", "server", cl->server, "of", n, NULL);
+    }
+}
+
+/* True when the owner asked to abandon requests (not the server's fault). */
+static bool cancelled(const struct agent_client *cl)
+{
+    if (cl->cancel_fd < 0) {
+        return false;
+    }
+    struct pollfd p = {.fd = cl->cancel_fd, .events = POLLIN};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
+}
+
+/* The server in use failed (why): pause it with backoff and jitter and
+ * move to another one. With one server, nothing to do: the caller's own
+ * backoff paces the retries. */
+static void fail_over(struct agent_client *cl, const char *reason)
+{
+    if (cl->n_servers < 2 || cancelled(cl)) {
+        return;
+    }
+    char why[256];
+    snprintf(why, sizeof(why), "%s", reason);
+    int64_t now = mf_mono_ms();
+    struct agent_server *s = &cl->servers[cl->cur];
+    s->fails++;
+    int64_t pause = SERVER_BACKOFF_MS;
+    for (unsigned i = 1; i < s->fails && pause < SERVER_BACKOFF_CAP; i++) {
+        pause *= 2;
+    }
+    if (pause > SERVER_BACKOFF_CAP) {
+        pause = SERVER_BACKOFF_CAP;
+    }
+    /* in the upper half: agents that lost one server together do not
+     * come back to it together */
+    pause = pause / 2 + (int64_t)draw((uint64_t)pause / 2 + 1);
+    s->down_until_ms = now + pause;
+    size_t ready[AGENT_SERVERS_MAX], n_ready = 0, soonest = cl->cur;
+    for (size_t i = 0; i < cl->n_servers; i++) {
+        if (i == cl->cur) {
+            continue;
+        }
+        if (cl->servers[i].down_until_ms <= now) {
+            ready[n_ready++] = i;
+        }
+        if (soonest == cl->cur ||
+            cl->servers[i].down_until_ms < cl->servers[soonest].down_until_ms) {
+            soonest = i;
+        }
+    }
+    size_t next = n_ready > 0 ? ready[draw(n_ready)] : soonest;
+    char from[sizeof(cl->server)];
+    memcpy(from, cl->server, sizeof(from));
+    agent_client_disconnect(cl);
+    use_server(cl, next);
+    agent_metrics_ca_failover();
+    mf_log_event(MF_LOG_WARN, __func__, "moved to another CA server", "server", cl->server, "from",
+                 from, "reason", why, NULL);
+}
+
+/* The server in use answered: it is in good standing again. */
+static void server_ok(struct agent_client *cl)
+{
+    cl->servers[cl->cur].fails = 0;
+    cl->servers[cl->cur].down_until_ms = 0;
+}
 
 /* see agent_client.h */
 mf_res agent_client_init(struct agent_client *cl, const char *server, const char *td,
@@ -34,9 +166,10 @@ mf_res agent_client_init(struct agent_client *cl, const char *server, const char
     mf_bundle_set_init(&cl->trust);
     cl->retry_after = -1;
     cl->cancel_fd = -1;
-    int n = snprintf(cl->server, sizeof(cl->server), "%s", server);
-    MF_ENSURE(n > 0 && (size_t)n < sizeof(cl->server), MF_ERR_USAGE_ARG);
-    n = snprintf(cl->td, sizeof(cl->td), "%s", td);
+    MF_TRY(parse_servers(cl, server));
+    /* spread agents over the servers; each stays on its draw */
+    use_server(cl, cl->n_servers > 1 ? (size_t)draw(cl->n_servers) : 0);
+    int n = snprintf(cl->td, sizeof(cl->td), "%s", td);
     MF_ENSURE(n > 0 && (size_t)n < sizeof(cl->td), MF_ERR_USAGE_ARG);
     n = snprintf(cl->server_id, sizeof(cl->server_id), "spiffe://%s/mayfly/server", td);
     MF_ENSURE(n > 0 && (size_t)n < sizeof(cl->server_id), MF_ERR_USAGE_ARG);
@@ -184,7 +317,11 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
     *status = 0;
     cl->denial = AGENT_DENIAL_NONE;
     mf_http_resp_init(&resp, max_body);
-    MF_TRY_OUT(ensure_conn(cl, with_identity));
+    rc = ensure_conn(cl, with_identity);
+    if (!mf_ok(rc)) {
+        fail_over(cl, mf_err_detail());
+        goto out;
+    }
     rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
                          body != NULL ? body->len : 0, timeout_ms, &resp);
     if (!mf_ok(rc) && mf_http_stale(cl->conn)) {
@@ -199,15 +336,30 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         agent_client_disconnect(cl);
         mf_http_resp_cleanup(&resp);
         mf_http_resp_init(&resp, max_body);
-        MF_TRY_OUT(ensure_conn(cl, with_identity));
+        rc = ensure_conn(cl, with_identity);
+        if (!mf_ok(rc)) {
+            fail_over(cl, mf_err_detail());
+            goto out;
+        }
         rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
                              body != NULL ? body->len : 0, timeout_ms, &resp);
     }
     if (!mf_ok(rc)) {
+        char why[256];
+        mf_err_format(rc, why, sizeof(why));
         agent_client_disconnect(cl);
+        fail_over(cl, why);
         goto out;
     }
     *status = resp.status;
+    if (resp.status >= 500) {
+        char why[64];
+        snprintf(why, sizeof(why), "answered %d", resp.status);
+        rc = status_error(cl, &resp);
+        fail_over(cl, why);
+        goto out;
+    }
+    server_ok(cl);
     cl->retry_after = resp.retry_after;
     if (resp.status == 204) {
         rc = MF_RES_OK;

@@ -18,6 +18,7 @@
 #ifndef AGENT_CLIENT_H
 #define AGENT_CLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,8 +39,21 @@ enum agent_denial {
     AGENT_DENIAL_EVICTED, /* "evicted": the identity is gone; attest again */
 };
 
+#define AGENT_SERVERS_MAX 16 /* CA servers in --server */
+
+/* One CA server of the list, and how it has been failing. */
+struct agent_server {
+    char addr[256];        /* host:port */
+    unsigned fails;        /* failures in a row */
+    int64_t down_until_ms; /* monotonic: not tried again before */
+};
+
 struct agent_client {
-    char server[256]; /* host:port */
+    char server[256]; /* host:port of the server in use */
+    struct agent_server servers[AGENT_SERVERS_MAX];
+    size_t n_servers;
+    size_t cur;  /* index of the server in use */
+    bool report; /* this client's server is the one in the metrics */
     char td[MF_TD_MAX + 1];
     char server_id[MF_SPIFFE_ID_MAX + 1]; /* spiffe://<td>/mayfly/server */
     struct mf_bundle_set trust;           /* what the server must chain to */
@@ -51,9 +65,20 @@ struct agent_client {
     int cancel_fd;                        /* readable = abandon requests (-1: none) */
 };
 
-MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *server, const char *td,
+/* servers is one "host:port" or several, comma-separated (at most
+ * AGENT_SERVERS_MAX, each a CA server of the same trust domain). The client
+ * starts on one drawn at random, so that agents spread over the servers,
+ * and stays on it while it answers. When connecting, the TLS handshake or
+ * a request fails at the transport, or the server answers 5xx, the next
+ * request goes to another server: one whose backoff has passed, drawn at
+ * random (or the one whose backoff ends first); the failed server is not
+ * tried again for an exponential backoff with jitter (1 s doubling to
+ * 60 s, drawn in its upper half). The move is logged with its reason. */
+MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *servers, const char *td,
                                 struct mf_bundle *trust);
 void agent_client_cleanup(struct agent_client *cl);
+/* Makes this client's server the one the metrics show (the worker's). */
+void agent_client_report(struct agent_client *cl);
 /* Replaces the trust bundle (adds a reference) and drops the connection. */
 MF_WUR mf_res agent_client_set_trust(struct agent_client *cl, struct mf_bundle *b);
 /* Sets the client identity (borrowed until the next call) and drops the

@@ -22,7 +22,10 @@
 const struct mf_opt agent_run_opts[] = {
     OPT("data-dir", MF_OPT_STR, "DIR", NULL, "the agent's identity and SVID cache (0700)",
         MF_OPT_REQUIRED),
-    OPT("server", MF_OPT_STR, "HOST:PORT", NULL, "address of the CA", MF_OPT_REQUIRED),
+    OPT("server", MF_OPT_STR, "HOST:PORT[,...]", NULL,
+        "address of the CA; several servers of one trust domain comma-separated (the agent "
+        "sticks to one, moving on when it fails)",
+        MF_OPT_REQUIRED),
     OPT("trust-bundle", MF_OPT_STR, "FILE", NULL, "PEM CA certificates to trust at first contact",
         MF_OPT_REQUIRED),
     OPT("socket", MF_OPT_STR, "PATH", NULL, "Workload API socket to serve", MF_OPT_REQUIRED),

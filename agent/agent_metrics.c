@@ -32,7 +32,8 @@ static struct {
     struct mf_metric *svid_expiry, *agent_expiry, *entries, *svids, *expiring, *warnings;
     struct mf_metric *fetch_seconds, *denied, *ready_gauge;
     struct mf_metric *jwt_fetched, *jwt_failed, *reconnects;
-    struct mf_metric *grpc, *build_info;
+    struct mf_metric *grpc, *build_info, *ca_server, *failovers;
+    char server[MF_METRICS_LABEL_MAX]; /* worker thread only: the CA server shown */
     struct mf_metrics_life life;
     int64_t warn_ms;      /* written by start only */
     int64_t next_warn_ms; /* worker thread only */
@@ -133,6 +134,11 @@ static mf_res registry(void)
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_ca_reconnects_total",
                               "Requests sent again after the CA closed an idle connection", NULL,
                               &g.reconnects));
+    MF_TRY(mf_metrics_gauge(r, "mayfly_agent_ca_server",
+                            "1 for the CA server the agent talks to, 0 for one it left", "server",
+                            &g.ca_server));
+    MF_TRY(mf_metrics_counter(r, "mayfly_agent_ca_failovers_total",
+                              "Moves to another CA server after a failure", NULL, &g.failovers));
     MF_TRY(mf_metrics_counter(r, "mayfly_agent_grpc_requests_total",
                               "Workload API gRPC calls answered, by method and status code",
                               "method,code", &g.grpc));
@@ -335,6 +341,22 @@ void agent_metrics_jwt_failed(mf_res r)
         break;
     }
     mf_metric_inc(g.jwt_failed, reason);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_ca_server(const char *server)
+{
+    if (g.server[0] != '\0') {
+        mf_metric_set(g.ca_server, g.server, 0.0);
+    }
+    snprintf(g.server, sizeof(g.server), "%s", server);
+    mf_metric_set(g.ca_server, g.server, 1.0);
+}
+
+/* see agent_metrics.h */
+void agent_metrics_ca_failover(void)
+{
+    mf_metric_inc(g.failovers, NULL);
 }
 
 /* see agent_metrics.h */

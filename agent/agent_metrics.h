@@ -87,6 +87,10 @@ void agent_metrics_jwt_failed(mf_res r);
 /* A request was sent again because the CA had closed the kept-alive
  * connection (agent_client). */
 void agent_metrics_ca_reconnected(void);
+/* The worker's client now talks to CA server (host:port). */
+void agent_metrics_ca_server(const char *server);
+/* A client moved to another CA server after a failure. */
+void agent_metrics_ca_failover(void);
 void agent_metrics_ca_failed(void);
 /* The expiry warning pass (see the top), at wall-clock now_ms. */
 void agent_metrics_check_expiry(const struct agent_worker *w, int64_t now_ms);

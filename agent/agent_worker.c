@@ -820,6 +820,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
     MF_TRY_OUT(agent_client_init(&w->client, cfg->server, w->td, trust));
     /* stopping writes wake_fd: that also abandons a long poll in flight */
     w->client.cancel_fd = w->wake_fd;
+    agent_client_report(&w->client);
     MF_TRY_OUT(agent_state_set_identity(state, NULL, NULL, trust));
 
     rc = agent_cache_load_agent(&w->cache, &key, &chain, &renew);
