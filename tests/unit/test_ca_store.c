@@ -211,6 +211,46 @@ static void test_ca_store_key_journal_survives_reopen(void **state)
     ca_store_close(st);
 }
 
+/* Each row names its owner; a row with none is claimed once, by the
+ * first server that asks; the JWT public key is kept beside the row. */
+static void test_ca_store_key_owner_claimed_once(void **state)
+{
+    (void)state;
+    struct ca_store *st = NULL;
+    ASSERT_OK(open_store(&st));
+    const uint8_t der[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+    const uint8_t pub[] = {0x30, 0x03, 0x02, 0x01, 0x02};
+    struct ca_key_rec mine = {
+        .id = "00000000000000aa", .state = CA_KEY_ACTIVE, .not_before = 10, .not_after = 20};
+    snprintf(mine.server, sizeof(mine.server), "%s", "srv-a");
+    struct ca_key_rec old = {
+        .id = "00000000000000bb", .state = CA_KEY_RETIRED, .not_before = 5, .not_after = 20};
+    ASSERT_OK(ca_store_key_add(st, &mine, der, sizeof(der), pub, sizeof(pub)));
+    ASSERT_OK(ca_store_key_put(st, &old, der, sizeof(der)));
+    bool claimed = false;
+    ASSERT_OK(ca_store_key_claim(st, mine.id, "srv-b", &claimed));
+    assert_false(claimed); /* owned already */
+    ASSERT_OK(ca_store_key_claim(st, old.id, "srv-b", &claimed));
+    assert_true(claimed);
+    ASSERT_OK(ca_store_key_claim(st, old.id, "srv-c", &claimed));
+    assert_false(claimed);
+    ASSERT_OK(ca_store_key_set_jwt_pub(st, old.id, pub, sizeof(pub)));
+    struct ca_key_row *rows = NULL;
+    size_t n = 0;
+    ASSERT_OK(ca_store_key_rows(st, &rows, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(rows[0].rec.id, old.id); /* oldest first */
+    assert_string_equal(rows[0].rec.server, "srv-b");
+    assert_string_equal(rows[1].rec.server, "srv-a");
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(rows[i].cert_len, sizeof(der));
+        assert_int_equal(rows[i].jwt_pub_len, sizeof(pub));
+        assert_memory_equal(rows[i].jwt_pub, pub, sizeof(pub));
+    }
+    ca_key_rows_free(rows, n);
+    ca_store_close(st);
+}
+
 static void test_ca_store_open_refuses_open_dir(void **state)
 {
     (void)state;
@@ -384,6 +424,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ca_store_token_single_use_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_agents_ban_evict, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_key_journal_survives_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_ca_store_key_owner_claimed_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_open_refuses_open_dir, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ca_store_token_spent_once_by_two_servers, setup,
                                         teardown),
