@@ -5,9 +5,11 @@
  * connection that is reused while it lasts.
  *
  * Every connection checks before sending anything that the server chains to
- * the current trust bundle and presents exactly spiffe://<td>/mayfly/server
- * (mf_http_connect_tls with expect_server_id). After attestation the agent's
- * own SVID is the client certificate.
+ * the current trust bundle and presents spiffe://<td>/mayfly/server or an ID
+ * one segment below it, spiffe://<td>/mayfly/server/<server id> (any server
+ * of the trust domain: mf_http_connect_tls with expect_server_id and
+ * server_id_below). After attestation the agent's own SVID is the client
+ * certificate.
  *
  * Responses come from an authenticated CA, so unknown members are tolerated
  * (a newer CA may add some); known members are type- and size-checked, and
@@ -55,7 +57,7 @@ struct agent_client {
     size_t cur;  /* index of the server in use */
     bool report; /* this client's server is the one in the metrics */
     char td[MF_TD_MAX + 1];
-    char server_id[MF_SPIFFE_ID_MAX + 1]; /* spiffe://<td>/mayfly/server */
+    char server_id[MF_SPIFFE_ID_MAX + 1]; /* spiffe://<td>/mayfly/server[/<id>] */
     struct mf_bundle_set trust;           /* what the server must chain to */
     const struct mf_key *key;             /* agent key (borrowed), or NULL */
     const struct mf_certs *chain;         /* agent SVID (borrowed), or NULL */

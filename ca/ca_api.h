@@ -3,10 +3,10 @@
  * ca_api: the agent-facing API (HTTPS, TLS 1.3, docs/api.md): attestation
  * with a join token, renewal, entry sync (long poll) and batch signing.
  *
- * The server presents its own SVID spiffe://<td>/mayfly/server, issued by
- * the CA itself and renewed at half its life without a restart: GnuTLS asks
- * for the certificate on every handshake (MHD_OPTION_HTTPS_CERT_CALLBACK),
- * and the callback hands out the newest one.
+ * The server presents its own SVID spiffe://<td>/mayfly/server/<server id>
+ * (ca_keys_server_id), issued by the CA itself and renewed at half its life without a restart:
+ * GnuTLS asks for the certificate on every handshake (MHD_OPTION_HTTPS_CERT_CALLBACK), and the
+ * callback hands out the newest one.
  */
 #ifndef CA_API_H
 #define CA_API_H
