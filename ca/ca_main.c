@@ -272,6 +272,8 @@ static void stop(struct run *run)
     }
     ca_api_stop(ctx->api);
     ca_issuer_free(ctx->issuer);
+    /* the watcher refreshes the keys: it ends before they are freed */
+    ca_store_unwatch(ctx->store);
     ca_keys_free(ctx->keys);
     ca_store_close(ctx->store);
     ca_config_wipe(&ctx->cfg);

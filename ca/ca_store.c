@@ -474,16 +474,22 @@ bool ca_store_shared(const struct ca_store *st)
     return st != NULL && st->db->ops->listen != NULL;
 }
 
+void ca_store_unwatch(struct ca_store *st)
+{
+    if (st == NULL || !st->watching) {
+        return;
+    }
+    __atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
+    pthread_join(st->watcher, NULL);
+    st->watching = false;
+}
+
 void ca_store_close(struct ca_store *st)
 {
     if (st == NULL) {
         return;
     }
-    if (st->watching) {
-        __atomic_store_n(&st->stop, 1, __ATOMIC_RELEASE);
-        pthread_join(st->watcher, NULL);
-        st->watching = false;
-    }
+    ca_store_unwatch(st);
     if (st->db != NULL) {
         st->db->ops->close(st->db);
     }

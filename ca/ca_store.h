@@ -81,6 +81,11 @@ void ca_store_close(struct ca_store *st);
  * engine that one server owns (SQLite). changed runs on that thread. */
 MF_WUR mf_res ca_store_watch(struct ca_store *st, void (*changed)(void *cls), void *cls);
 
+/* Stops the watcher (if any) and waits for it: no callback runs after
+ * this returns. ca_store_close does it too; call it first when the
+ * callback uses something freed before the store. */
+void ca_store_unwatch(struct ca_store *st);
+
 /* True when the engine is one that several servers may share (PostgreSQL);
  * false for SQLite, which one server owns. */
 bool ca_store_shared(const struct ca_store *st);

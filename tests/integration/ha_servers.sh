@@ -111,4 +111,14 @@ done
 wait_until 1 refused "$CA_ADDR_b"
 wait_until 1 refused "$CA_ADDR_c"
 echo "ok: a ban made through server a is refused by servers b and c within 1 s"
+
+# each server stops cleanly on SIGTERM while the others keep announcing
+# changes (a key refresh must never run into a server that is stopping)
+gone() { ! kill -0 "$1" 2>/dev/null; }
+for s in c b; do
+    pid="CA_PID_$s"
+    add_entry a "spiffe://example.org/stop$s" $A1 unix:uid:0 >/dev/null
+    kill -TERM "${!pid}"
+    wait_until 5 gone "${!pid}"
+done
 echo "ha_servers: ok"
