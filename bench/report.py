@@ -497,6 +497,34 @@ plot $d using 2:xtic(1) title "agent, keep-alive", '' using 3 title "bare MHD, k
       'SPIRE\'s agents poll every 5 s.')
     P('')
 
+    # ------------------------------------------------------------------ 4b several servers
+    P('## 4b. Several CA servers on one PostgreSQL')
+    P('')
+    hprop = next((r for r in rows if r.get('sec') == 'ha_prop'), {})
+    fo = [num(r.get('ms')) for r in rows if r.get('sec') == 'ha_failover' and r.get('ms')]
+    fo_to = sum(1 for r in rows if r.get('sec') == 'ha_failover' and r.get('timeout'))
+    if notes.get('ha_not_measured'):
+        P(f'Not measured in this run ({notes.get("ha_not_measured")}).')
+        P('')
+    else:
+        P('`bench/ha.sh`: two mayfly-ca servers share one PostgreSQL (a private server started '
+          'for the run). Propagation: as section 4, but the entry is created through server A '
+          'and the workload\'s agent talks to server B, so the change crosses servers through '
+          'PostgreSQL LISTEN/NOTIFY. Failover: an agent given both servers loses the one it '
+          'drew to SIGKILL; an entry is then created through the other, and the clock stops when '
+          'the workload is served it (the agent noticed, moved with its backoff, synced and '
+          'signed through the other server).')
+        P('')
+        P('| propagation trials | p50 | p90 | max | timeouts (5 s) | failover runs | failover '
+          'median | failover max | failover timeouts (30 s) |')
+        P('|---|---|---|---|---|---|---|---|---|')
+        P(f'| {hprop.get("trials", "n/m")} | {f0(num(hprop.get("p50_ms")))} ms | '
+          f'{f0(num(hprop.get("p90_ms")))} ms | {f0(num(hprop.get("max_ms")))} ms | '
+          f'{hprop.get("timeouts", "n/m")} | {len(fo)} | '
+          f'{f0(statistics.median(fo) if fo else None)} ms | {f0(max(fo) if fo else None)} ms | '
+          f'{fo_to} |')
+        P('')
+
     # ------------------------------------------------------------------ 5 storm
     P('## 5. Rotation storm')
     P('')

@@ -492,6 +492,14 @@ stop "$POLL_PID"
 stop "$AGENT_PID"
 stop "$CA_PID"
 
+# ---- 8. several CA servers on one PostgreSQL (bench/ha.sh) -----------------------------------
+# cross-server propagation and failover time; noted as not measured
+# without PostgreSQL
+# shellcheck source=bench/ha.sh
+source "$ROOT/bench/ha.sh"
+ha_bench
+# ---- end of 8 ------------------------------------------------------------------------------------
+
 echo "load_after $(cut -d' ' -f1-3 /proc/loadavg) elapsed_s=$(( $(date +%s) - T_START ))" >>"$RES"
 
 # ---- the report -----------------------------------------------------------------------------------
