@@ -116,11 +116,11 @@ writer() {
 writer &
 wpid=$!
 acked() { [ "$(wc -l <"$T/acked")" -ge "$1" ]; }
-wait_until 10 acked 10
+wait_until 10 acked 6
 stop_pg immediate
 before=$(wc -l <"$T/acked")
 start_pg_again
-wait_until 15 acked $((before + 10))
+wait_until 15 acked $((before + 6))
 touch "$T/stop_w"
 wait $wpid
 for s in a b; do
