@@ -101,10 +101,8 @@ static bool cancelled(const struct agent_client *cl)
     return poll(&p, 1, 0) > 0 && (p.revents & POLLIN) != 0;
 }
 
-/* The server in use failed (why): pause it with backoff and jitter and
- * move to another one. With one server, nothing to do: the caller's own
- * backoff paces the retries. */
-static void fail_over(struct agent_client *cl, const char *reason)
+/* see agent_client.h */
+void agent_client_fail_over(struct agent_client *cl, const char *reason)
 {
     if (cl->n_servers < 2 || cancelled(cl)) {
         return;
@@ -319,7 +317,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
     mf_http_resp_init(&resp, max_body);
     rc = ensure_conn(cl, with_identity);
     if (!mf_ok(rc)) {
-        fail_over(cl, mf_err_detail());
+        agent_client_fail_over(cl, mf_err_detail());
         goto out;
     }
     rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
@@ -338,7 +336,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         mf_http_resp_init(&resp, max_body);
         rc = ensure_conn(cl, with_identity);
         if (!mf_ok(rc)) {
-            fail_over(cl, mf_err_detail());
+            agent_client_fail_over(cl, mf_err_detail());
             goto out;
         }
         rc = mf_http_request(cl->conn, method, path, NULL, body != NULL ? body->data : NULL,
@@ -348,7 +346,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         char why[256];
         mf_err_format(rc, why, sizeof(why));
         agent_client_disconnect(cl);
-        fail_over(cl, why);
+        agent_client_fail_over(cl, why);
         goto out;
     }
     *status = resp.status;
@@ -356,7 +354,7 @@ static mf_res call(struct agent_client *cl, bool with_identity, const char *meth
         char why[64];
         snprintf(why, sizeof(why), "answered %d", resp.status);
         rc = status_error(cl, &resp);
-        fail_over(cl, why);
+        agent_client_fail_over(cl, why);
         goto out;
     }
     server_ok(cl);

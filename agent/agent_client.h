@@ -79,6 +79,11 @@ struct agent_client {
 MF_WUR mf_res agent_client_init(struct agent_client *cl, const char *servers, const char *td,
                                 struct mf_bundle *trust);
 void agent_client_cleanup(struct agent_client *cl);
+/* The server in use failed (reason, for the log): pause it with backoff
+ * and jitter and move to another one, as described at agent_client_init.
+ * Called by the requests themselves; nothing happens with one server, or
+ * when the owner cancelled the request (cancel_fd readable). */
+void agent_client_fail_over(struct agent_client *cl, const char *reason);
 /* Makes this client's server the one the metrics show (the worker's). */
 void agent_client_report(struct agent_client *cl);
 /* Replaces the trust bundle (adds a reference) and drops the connection. */
