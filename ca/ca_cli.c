@@ -36,7 +36,9 @@ struct opts {
     size_t n_sel;
     const char *dns[MAX_REPEAT];
     size_t n_dns;
-    bool clear_dns, clear_hint;
+    const char *fed[MAX_REPEAT];
+    size_t n_fed;
+    bool clear_dns, clear_hint, clear_fed;
     const char *pos[4];
     size_t n_pos;
 };
@@ -60,6 +62,8 @@ static const struct mf_opt o_entry_create[] = {
     {"ttl", MF_OPT_DUR, "DUR", NULL, "SVID lifetime (default: the CA's svid-ttl)", 0, NULL},
     {"dns-name", MF_OPT_LIST, "NAME", NULL, "DNS SAN of the SVID", 0, NULL},
     {"hint", MF_OPT_STR, "HINT", NULL, "hint passed to the workload", 0, NULL},
+    {"federates-with", MF_OPT_LIST, "spiffe://TD", NULL,
+     "foreign trust domain whose bundle the workload receives", 0, NULL},
 };
 static const struct mf_opt o_entry_update[] = {
     SOCK_OPT,
@@ -69,6 +73,9 @@ static const struct mf_opt o_entry_update[] = {
     {"no-dns-names", MF_OPT_BOOL, NULL, NULL, "remove every DNS SAN", 0, NULL},
     {"hint", MF_OPT_STR, "HINT", NULL, "new hint", 0, NULL},
     {"no-hint", MF_OPT_BOOL, NULL, NULL, "remove the hint", 0, NULL},
+    {"federates-with", MF_OPT_LIST, "spiffe://TD", NULL, "new list of federated trust domains", 0,
+     NULL},
+    {"no-federation", MF_OPT_BOOL, NULL, NULL, "federate with no trust domain", 0, NULL},
 };
 static const struct mf_opt o_entry_query[] = {
     SOCK_OPT,
@@ -188,6 +195,8 @@ static void opts_from(const struct mf_opt_vals *v, struct opts *o)
     get_list(v, "dns-name", o->dns, &o->n_dns);
     o->clear_dns = mf_opt_bool(v, "no-dns-names");
     o->clear_hint = mf_opt_bool(v, "no-hint");
+    get_list(v, "federates-with", o->fed, &o->n_fed);
+    o->clear_fed = mf_opt_bool(v, "no-federation");
     for (size_t i = 0; i < v->n_pos && i < 4; i++) {
         o->pos[o->n_pos++] = v->pos[i];
     }
@@ -322,6 +331,11 @@ static void print_entry(const json_t *e)
     print_ttl(e);
     printf("DNS names  : %s\n", dns);
     printf("Hint       : %s\n", jstr(e, "hint"));
+    if (json_array_size(json_object_get(e, "federates_with")) > 0) {
+        char fed[4096];
+        join_arr(json_object_get(e, "federates_with"), fed, sizeof(fed));
+        printf("Federates  : %s\n", fed);
+    }
     printf("Revision   : %lld\n", (long long)json_integer_value(json_object_get(e, "revision")));
 }
 
@@ -434,6 +448,9 @@ static int entry_body(const struct opts *o, bool patch, json_t **out)
     }
     if (o->hint != NULL || o->clear_hint) {
         json_object_set_new(b, "hint", json_string(o->hint ? o->hint : ""));
+    }
+    if (o->n_fed > 0 || o->clear_fed) {
+        json_object_set_new(b, "federates_with", str_list(o->fed, o->n_fed));
     }
     *out = b;
     return 0;

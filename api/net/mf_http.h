@@ -50,6 +50,15 @@ MF_WUR mf_res mf_http_connect_unix(const char *path, int timeout_ms, struct mf_h
 MF_WUR mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg *cfg,
                                   int timeout_ms, struct mf_http_conn **out);
 
+/* Connects to "host:port" over TLS 1.2 or 1.3 authenticated the web way
+ * (the https_web profile of a SPIFFE bundle endpoint): the server's
+ * certificate must chain to a root in ca_file (PEM), or to the system's
+ * roots when ca_file is NULL or "", and name host (DNS or IP SAN, RFC
+ * 6125). A server that fails is MF_ERR_AUTH_UNTRUSTED with wolfSSL's
+ * reason. No client certificate is sent. */
+MF_WUR mf_res mf_http_connect_web(const char *host_port, const char *ca_file, int timeout_ms,
+                                  struct mf_http_conn **out);
+
 /* The server's verified SPIFFE ID (TLS connections only). Borrowed. */
 const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c);
 
