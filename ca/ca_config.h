@@ -50,7 +50,7 @@ struct ca_config {
      * datastore_file, so it is never logged, and wiped by ca_config_wipe */
     char datastore[2048];
     /* federation (ca_bundle_ep.h, ca_fed.h) */
-    char bundle_endpoint[256];          /* host:port of the bundle endpoint; "" = off */
+    char bundle_endpoint[256];           /* host:port of the bundle endpoint; "" = off */
     char bundle_endpoint_cert[PATH_MAX]; /* https_web: certificate chain PEM ("" = https_spiffe) */
     char bundle_endpoint_key[PATH_MAX];  /* https_web: its key (mode 0600) */
     int64_t bundle_refresh_hint;         /* spiffe_refresh_hint served; 0 = from ca_ttl */

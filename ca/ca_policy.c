@@ -162,8 +162,8 @@ static mf_res fed_check(const char *td, struct ca_entry *e)
         qsort(e->federates_with, e->n_fed, sizeof(char *), cmp_str);
     }
     for (size_t i = 1; i < e->n_fed; i++) {
-        MF_ENSURE_MSG(strcmp(e->federates_with[i - 1], e->federates_with[i]) != 0,
-                      MF_ERR_USAGE_ARG, "trust domain %s is given twice", e->federates_with[i]);
+        MF_ENSURE_MSG(strcmp(e->federates_with[i - 1], e->federates_with[i]) != 0, MF_ERR_USAGE_ARG,
+                      "trust domain %s is given twice", e->federates_with[i]);
     }
     return MF_RES_OK;
 }

@@ -621,7 +621,7 @@ out:
     return rc;
 }
 
-#define ENTRY_COLS                                                                        \
+#define ENTRY_COLS                                                                      \
     "id, spiffe_id, parent_id, selectors, ttl, dns_names, hint, revision, created_at, " \
     "federates_with"
 /* The revision just taken by bump_revision, inside the same transaction. */
@@ -1074,7 +1074,7 @@ mf_res ca_store_key_list(struct ca_store *st, struct ca_key_rec *recs, uint8_t *
 
 /* ---- federation ---------------------------------------------------------------- */
 
-#define FED_COLS "trust_domain, endpoint_url, profile, endpoint_spiffe_id, created_at, updated_at"
+#define FED_COLS     "trust_domain, endpoint_url, profile, endpoint_spiffe_id, created_at, updated_at"
 #define FBUNDLE_COLS "trust_domain, jwks, sequence, fetched_at, source"
 
 static mf_res collect_fed(void *cls, const struct ca_db_row *row)
@@ -1149,9 +1149,9 @@ mf_res ca_store_fed_get(struct ca_store *st, const char *td, struct ca_federatio
     MF_ENSURE_REF(out);
     memset(out, 0, sizeof(*out));
     struct ca_db_vec vec = {.size = sizeof(struct ca_federation)};
-    mf_res rc = run_locked(st, "federation",
-                           "SELECT " FED_COLS " FROM federations WHERE trust_domain = $1",
-                           ARGS(ca_db_text(td)), collect_fed, &vec, NULL);
+    mf_res rc =
+        run_locked(st, "federation", "SELECT " FED_COLS " FROM federations WHERE trust_domain = $1",
+                   ARGS(ca_db_text(td)), collect_fed, &vec, NULL);
     if (mf_ok(rc) && vec.n == 0) {
         rc = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "no federation relationship with %s", td);
     }
@@ -1169,9 +1169,9 @@ mf_res ca_store_fed_list(struct ca_store *st, struct ca_federation **out, size_t
     *out = NULL;
     *n_out = 0;
     struct ca_db_vec vec = {.size = sizeof(struct ca_federation)};
-    mf_res rc = run_locked(st, "federations",
-                           "SELECT " FED_COLS " FROM federations ORDER BY trust_domain", NULL, 0,
-                           collect_fed, &vec, NULL);
+    mf_res rc =
+        run_locked(st, "federations", "SELECT " FED_COLS " FROM federations ORDER BY trust_domain",
+                   NULL, 0, collect_fed, &vec, NULL);
     if (!mf_ok(rc)) {
         free(vec.v);
         return rc;

@@ -161,10 +161,10 @@ MF_WUR mf_res ca_store_counts(struct ca_store *st, int64_t *entries, int64_t *ag
 
 /* A relationship with a foreign trust domain's bundle endpoint. */
 struct ca_federation {
-    char td[MF_TD_MAX + 1];                   /* bare name, the key */
-    char url[CA_FED_URL_MAX + 1];             /* https://... */
-    char profile[CA_FED_PROFILE_N];           /* "https_spiffe" or "https_web" */
-    char endpoint_id[MF_SPIFFE_ID_MAX + 1];   /* https_spiffe only, else "" */
+    char td[MF_TD_MAX + 1];                 /* bare name, the key */
+    char url[CA_FED_URL_MAX + 1];           /* https://... */
+    char profile[CA_FED_PROFILE_N];         /* "https_spiffe" or "https_web" */
+    char endpoint_id[MF_SPIFFE_ID_MAX + 1]; /* https_spiffe only, else "" */
     int64_t created_at;
     int64_t updated_at;
 };

@@ -36,8 +36,8 @@ mf_res ca_entry_to_json(const struct ca_entry *e, json_t **out)
                   e->hint, "revision", (json_int_t)e->revision);
     MF_TRY_PTR(o, MF_ERR_NOMEM);
     /* only when set, so that entries without federation read as before */
-    if (e->n_fed > 0 && json_object_set_new(o, "federates_with",
-                                            str_array(e->federates_with, e->n_fed)) != 0) {
+    if (e->n_fed > 0 &&
+        json_object_set_new(o, "federates_with", str_array(e->federates_with, e->n_fed)) != 0) {
         json_decref(o);
         MF_BAIL(MF_ERR_NOMEM);
     }
@@ -159,8 +159,8 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
     MF_ENSURE_REF(e);
     static const char *const create_keys[] = {"spiffe_id", "parent_id",      "selectors", "ttl",
                                               "dns_names", "federates_with", "hint",      NULL};
-    static const char *const patch_keys[] = {"selectors", "ttl", "dns_names", "federates_with",
-                                             "hint",      NULL};
+    static const char *const patch_keys[] = {"selectors",      "ttl",  "dns_names",
+                                             "federates_with", "hint", NULL};
     MF_TRY(mf_json_only_keys(obj, patch ? patch_keys : create_keys));
     unsigned mask = 0;
     if (!patch) {
