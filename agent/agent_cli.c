@@ -280,6 +280,22 @@ static mf_res write_files(const char *dir, const json_t *doc)
         MF_TRY_OUT(writable_name(dfd, name));
     }
     MF_TRY_OUT(writable_name(dfd, "bundle.0.pem"));
+    /* one file per foreign trust domain, never merged into ours (SPIFFE.md
+     * F13): federated.<td>.pem */
+    const json_t *fed = NULL;
+    MF_TRY_OUT(mf_json_object(doc, "federated_bundles", false, &fed));
+    const char *ftd;
+    const json_t *fpem;
+    json_object_foreach((json_t *)(uintptr_t)fed, ftd, fpem)
+    {
+        char bare[MF_TD_MAX + 1];
+        char fname[MF_TD_MAX + 32];
+        MF_TRY_OUT(mf_td_parse(ftd, strlen(ftd), bare));
+        MF_ENSURE_OUT_MSG(json_is_string(fpem), MF_ERR_PROTO_JSON,
+                          "federated bundle of %s is not a string", ftd);
+        snprintf(fname, sizeof(fname), "federated.%s.pem", bare);
+        MF_TRY_OUT(writable_name(dfd, fname));
+    }
     for (size_t i = 0; i < json_array_size(svids); i++) {
         const json_t *s = json_array_get(svids, i);
         const char *cert = NULL, *key = NULL, *bundle = NULL;
@@ -294,6 +310,15 @@ static mf_res write_files(const char *dir, const json_t *doc)
             MF_TRY_OUT(
                 agent_file_write_atomic(dfd, "bundle.0.pem", bundle, strlen(bundle), 0644, true));
         }
+    }
+    json_object_foreach((json_t *)(uintptr_t)fed, ftd, fpem)
+    {
+        char bare[MF_TD_MAX + 1];
+        char fname[MF_TD_MAX + 32];
+        MF_TRY_OUT(mf_td_parse(ftd, strlen(ftd), bare));
+        snprintf(fname, sizeof(fname), "federated.%s.pem", bare);
+        const char *pem = json_string_value(fpem);
+        MF_TRY_OUT(agent_file_write_atomic(dfd, fname, pem, strlen(pem), 0644, true));
     }
     rc = MF_RES_OK;
 out:
@@ -312,6 +337,13 @@ static void print_doc(const json_t *doc)
         printf("svid %zu: spiffe_id=%s expires_at=%s%s%s\n", i, id != NULL ? id : "?",
                exp != NULL ? exp : "?", hint != NULL && hint[0] != '\0' ? " hint=" : "",
                hint != NULL ? hint : "");
+    }
+    const char *ftd;
+    const json_t *fpem;
+    json_object_foreach(json_object_get(doc, "federated_bundles"), ftd, fpem)
+    {
+        (void)fpem;
+        printf("federated bundle: %s\n", ftd);
     }
     fflush(stdout);
 }
