@@ -134,15 +134,17 @@ EID=$("${CA[@]}" entry create --admin-socket "$CA_SOCK_A" --spiffe-id spiffe://a
     --parent-id "$BID" --selector unix:uid:0 --federates-with spiffe://a.test >/dev/null
 "${CA[@]}" entry show --admin-socket "$CA_SOCK_A" "$EID" | grep -q 'Federates  : spiffe://b.test' ||
     die "entry show does not show federates_with"
+SOCK_A=$T/na/agent.sock
+SOCK_B=$T/nb/agent.sock
 start_agent na "$T/na" A --join-token "$(fresh_token A "$AID")"
 start_agent nb "$T/nb" B --join-token "$(fresh_token B "$BID")"
-wait_until 10 fetch_has root "$AGENT_SOCK_na" 'federated bundle: spiffe://b.test'
-wait_until 10 fetch_has root "$AGENT_SOCK_nb" 'federated bundle: spiffe://a.test'
-wait_until 10 fetch_has nobody "$AGENT_SOCK_na" spiffe://a.test/plain
-if fetch_as nobody "$AGENT_SOCK_na" | grep -q 'federated'; then
+wait_until 10 fetch_has root "$SOCK_A" 'federated bundle: spiffe://b.test'
+wait_until 10 fetch_has root "$SOCK_B" 'federated bundle: spiffe://a.test'
+wait_until 10 fetch_has nobody "$SOCK_A" spiffe://a.test/plain
+if fetch_as nobody "$SOCK_A" | grep -q 'federated'; then
     die "an entry without --federates-with received a foreign bundle"
 fi
-curl -s -H 'workload.spiffe.io: true' --unix-socket "$AGENT_SOCK_na" http://x/v1/bundles |
+curl -s -H 'workload.spiffe.io: true' --unix-socket "$SOCK_A" http://x/v1/bundles |
     grep -q '"spiffe://b.test"' || die "/v1/bundles lacks b.test for the federated workload"
 echo "ok: the agents deliver exactly the federated bundles"
 
@@ -153,8 +155,8 @@ write_files() {
     "$AGENT_BIN" fetch x509 --socket "$2" --write "$1" >/dev/null
 }
 openssl_mtls() {
-    write_files "$T/wa" "$AGENT_SOCK_na"
-    write_files "$T/wb" "$AGENT_SOCK_nb"
+    write_files "$T/wa" "$SOCK_A"
+    write_files "$T/wb" "$SOCK_B"
     [ -f "$T/wa/federated.b.test.pem" ] && [ -f "$T/wb/federated.a.test.pem" ] ||
         die "no federated.<td>.pem file"
     cmp -s "$T/wa/bundle.0.pem" "$T/wa/federated.b.test.pem" && die "bundles merged"
@@ -180,7 +182,7 @@ openssl_mtls() {
 openssl_mtls
 echo "ok: openssl s_server (a.test) and s_client (b.test) did mTLS on the written files"
 # the same client against our own bundle only is refused: no pooled trust
-write_files "$T/wb" "$AGENT_SOCK_nb"
+write_files "$T/wb" "$SOCK_B"
 if openssl verify -CAfile "$T/wb/bundle.0.pem" "$T/wa/svid.0.pem" >/dev/null 2>&1; then
     die "b.test's own bundle verified an a.test SVID"
 fi
@@ -190,14 +192,14 @@ mtls_once() {
     local out="$T/mtls-server.out"
     : >"$out"
     "$MTLS" server --listen 127.0.0.1:0 --allow-td b.test --once \
-        --socket "unix://$AGENT_SOCK_na" >"$out" 2>&1 &
+        --socket "unix://$SOCK_A" >"$out" 2>&1 &
     local spid=$!
     track_pid "$spid"
     wait_until 10 grep -q '^server: listening on' "$out"
     local addr
     addr=$(sed -n 's/^server: listening on \([^;]*\);.*/\1/p' "$out")
     "$MTLS" client --connect "$addr" --expect-id spiffe://a.test/web \
-        --socket "unix://$AGENT_SOCK_nb" >"$T/mtls-client.out" 2>&1 ||
+        --socket "unix://$SOCK_B" >"$T/mtls-client.out" 2>&1 ||
         die "mayfly-mtls client failed: $(cat "$T/mtls-client.out")"
     wait "$spid" || die "mayfly-mtls server refused: $(cat "$out")"
     grep -q 'accepted peer spiffe://b.test/client' "$out" || die "server: $(cat "$out")"
@@ -224,7 +226,7 @@ rotated() { [ "$(active_key)" != "$first_key" ]; }
 wait_until 30 rotated
 # b.test's workload gets an SVID from the new key (svid-ttl 4 s)
 new_svid() {
-    write_files "$T/wb" "$AGENT_SOCK_nb"
+    write_files "$T/wb" "$SOCK_B"
     [ "$(openssl x509 -in "$T/wb/svid.0.pem" -noout -issuer)" != "$issuer0" ]
 }
 wait_until 15 new_svid
@@ -240,7 +242,7 @@ grep -m1 'cannot fetch the bundle of b.test' "$T/a/ca.log"
 "${CA[@]}" bundle list --admin-socket "$CA_SOCK_A" | grep -q '^b.test ' || die "bundle dropped"
 fed_a show --trust-domain b.test | grep -q 'Last error   : ' || die "show: no last error"
 expect_fail "a refresh of an unreachable endpoint" fed_a refresh --trust-domain b.test
-fetch_has root "$AGENT_SOCK_na" 'federated bundle: spiffe://b.test' || die "agent lost b.test"
+fetch_has root "$SOCK_A" 'federated bundle: spiffe://b.test' || die "agent lost b.test"
 echo "ok: with b.test's endpoint down, a.test keeps the last bundle and says so"
 
 # ---- https_web --------------------------------------------------------------------------------
