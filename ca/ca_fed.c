@@ -20,7 +20,7 @@
 #include "api/net/mf_http.h"
 #include "ca/ca_wire.h"
 
-#define STATUS_MAX 64 /* relationships whose last fetch we remember */
+#define STATUS_MAX 1024 /* relationships refreshed (and their last fetch remembered) */
 #define ERR_MAX    400
 
 /* What the last fetch of one relationship did (memory only). */

@@ -265,12 +265,14 @@ static void stop(struct run *run)
     ctx->stopping = true;
     pthread_cond_broadcast(&ctx->ch_cond);
     pthread_mutex_unlock(&ctx->ch_mu);
-    ca_fed_stop(ctx->fed);
-    ca_bundle_ep_stop(ctx->bep);
-    ca_admin_stop(ctx->admin);
+    ca_admin_stop(ctx->admin); /* its handlers use ctx->fed */
     if (ctx->admin != NULL) {
         (void)unlink(ctx->cfg.admin_socket);
     }
+    ca_fed_stop(ctx->fed);
+    ctx->fed = NULL;
+    ca_bundle_ep_stop(ctx->bep);
+    ctx->bep = NULL;
     ca_api_stop(ctx->api);
     ca_issuer_free(ctx->issuer);
     ca_keys_free(ctx->keys);

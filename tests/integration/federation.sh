@@ -146,7 +146,20 @@ if fetch_as nobody "$SOCK_A" | grep -q 'federated'; then
 fi
 curl -s -H 'workload.spiffe.io: true' --unix-socket "$SOCK_A" http://x/v1/bundles |
     grep -q '"spiffe://b.test"' || die "/v1/bundles lacks b.test for the federated workload"
+curl -s -H 'workload.spiffe.io: true' --unix-socket "$SOCK_A" http://x/v1/jwt/bundles |
+    grep -q '"spiffe://b.test"' || die "/v1/jwt/bundles lacks b.test for the federated workload"
 echo "ok: the agents deliver exactly the federated bundles"
+
+# a JWT-SVID of b.test validates at a.test's agent, for the federated workload only
+tok=$("$AGENT_BIN" fetch jwt --socket "$SOCK_B" --audience spiffe://a.test/web 2>/dev/null)
+[ -n "$tok" ] || die "no JWT-SVID from b.test's agent"
+out=$("$AGENT_BIN" validate jwt --socket "$SOCK_A" --audience spiffe://a.test/web --svid "$tok")
+grep -q 'valid: spiffe_id=spiffe://b.test/client' <<<"$out" || die "validate: $out"
+if setpriv --reuid=65534 --regid=65534 --clear-groups "$AGENT_BIN" validate jwt \
+    --socket "$SOCK_A" --audience spiffe://a.test/web --svid "$tok" >/dev/null 2>&1; then
+    die "a workload without federation validated a b.test JWT-SVID"
+fi
+echo "ok: a b.test JWT-SVID validates for the federated workload, not for the other"
 
 # ---- mTLS with openssl on the written files ------------------------------------------
 write_files() {
@@ -188,7 +201,7 @@ if openssl verify -CAfile "$T/wb/bundle.0.pem" "$T/wa/svid.0.pem" >/dev/null 2>&
 fi
 
 # ---- mTLS with mayfly-mtls --------------------------------------------------------------
-mtls_once() {
+mtls_once() { # mtls_once FLAG VALUE: the client's --expect-id or --expect-td
     local out="$T/mtls-server.out"
     : >"$out"
     "$MTLS" server --listen 127.0.0.1:0 --allow-td b.test --once \
@@ -198,13 +211,13 @@ mtls_once() {
     wait_until 10 grep -q '^server: listening on' "$out"
     local addr
     addr=$(sed -n 's/^server: listening on \([^;]*\);.*/\1/p' "$out")
-    "$MTLS" client --connect "$addr" --expect-id spiffe://a.test/web \
+    "$MTLS" client --connect "$addr" "$1" "$2" \
         --socket "unix://$SOCK_B" >"$T/mtls-client.out" 2>&1 ||
         die "mayfly-mtls client failed: $(cat "$T/mtls-client.out")"
     wait "$spid" || die "mayfly-mtls server refused: $(cat "$out")"
     grep -q 'accepted peer spiffe://b.test/client' "$out" || die "server: $(cat "$out")"
 }
-mtls_once
+mtls_once --expect-id spiffe://a.test/web
 echo "ok: mayfly-mtls server (a.test, --allow-td b.test) and client (b.test) did mTLS"
 
 # ---- b.test rotates ------------------------------------------------------------------------
@@ -231,7 +244,7 @@ new_svid() {
 }
 wait_until 15 new_svid
 openssl_mtls
-mtls_once
+mtls_once --expect-td a.test
 echo "ok: after b.test's rotation, mTLS works both ways with no manual step"
 
 # ---- b.test's endpoint stopped ---------------------------------------------------------------
