@@ -280,19 +280,51 @@ out:
     return rc;
 }
 
-/* GET the endpoint's bundle. */
+static bool is_redirect(int status)
+{
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/* GET the endpoint's bundle. Redirects are followed (at most
+ * CA_FED_REDIRECTS): the target must be a valid https URL and pass the
+ * same checks as the configured one (for https_spiffe, the same SPIFFE
+ * ID); it is never stored, so every refresh starts from f->url (F9). */
 static mf_res fetch(struct ca_fed *fed, const struct ca_federation *f, struct mf_bundle **out)
 {
     mf_res rc;
     char hp[300], path[CA_FED_URL_MAX + 1];
+    char url[CA_FED_URL_MAX + 1];
     struct mf_http_conn *conn = NULL;
     struct mf_http_resp resp;
     mf_http_resp_init(&resp, MF_MAX_BUNDLE);
     *out = NULL;
-    MF_TRY_OUT(ca_fed_split_url(f->url, hp, sizeof(hp), path, sizeof(path)));
-    MF_TRY_OUT(connect_endpoint(fed, f, hp, &conn));
-    static const char *const hdrs[] = {"Accept: application/json", NULL};
-    MF_TRY_OUT(mf_http_request(conn, "GET", path, hdrs, NULL, 0, CA_FED_FETCH_TIMEOUT, &resp));
+    snprintf(url, sizeof(url), "%s", f->url);
+    for (int hop = 0;; hop++) {
+        MF_TRY_OUT(ca_fed_split_url(url, hp, sizeof(hp), path, sizeof(path)));
+        MF_TRY_OUT(connect_endpoint(fed, f, hp, &conn));
+        static const char *const hdrs[] = {"Accept: application/json", NULL};
+        MF_TRY_OUT(mf_http_request(conn, "GET", path, hdrs, NULL, 0, CA_FED_FETCH_TIMEOUT, &resp));
+        mf_http_close(conn);
+        conn = NULL;
+        if (!is_redirect(resp.status)) {
+            break;
+        }
+        MF_ENSURE_OUT_MSG(hop < CA_FED_REDIRECTS, MF_ERR_PROTO_HTTP,
+                          "the endpoint redirected more than %d times", CA_FED_REDIRECTS);
+        MF_ENSURE_OUT_MSG(resp.location[0] != '\0', MF_ERR_PROTO_HTTP,
+                          "the endpoint answered HTTP %d without a usable Location", resp.status);
+        if (resp.location[0] == '/') {
+            /* a path on the same server */
+            int n = snprintf(url, sizeof(url), "https://%s%s", hp, resp.location);
+            MF_ENSURE_OUT_MSG(n > 0 && (size_t)n < sizeof(url), MF_ERR_PROTO_HTTP,
+                              "redirect target too long");
+        } else {
+            snprintf(url, sizeof(url), "%s", resp.location);
+        }
+        mf_log_info("federation: %s redirects (HTTP %d) to %s", f->td, resp.status, url);
+        mf_http_resp_cleanup(&resp);
+        mf_http_resp_init(&resp, MF_MAX_BUNDLE);
+    }
     MF_ENSURE_OUT_MSG(resp.status == 200, MF_ERR_PROTO_HTTP, "the endpoint answered HTTP %d",
                       resp.status);
     rc = mf_bundle_from_jwks(f->td, mf_buf_cstr(&resp.body), resp.body.len, out);

@@ -18,6 +18,8 @@
  *                 fetched one, F8) and carry exactly the configured ID (F7);
  *   https_web     TLS 1.2+ verified against the system's roots, or
  *                 federation_ca_file, with the URL's host name (F6).
+ * Redirects are followed (3 at most) with the same checks, never stored
+ * (F9).
  * A fetched bundle is stored unless its spiffe_sequence is lower than the
  * stored one's (never backwards, F11); an unchanged one writes nothing.
  * A failed fetch keeps the last good bundle and logs a warning naming the
@@ -51,6 +53,7 @@
 #define CA_FED_DEFAULT_REFRESH 300  /* seconds, when the peer gives no hint */
 #define CA_FED_MAX_REFRESH     3600 /* seconds: the longest interval */
 #define CA_FED_FETCH_TIMEOUT   10000
+#define CA_FED_REDIRECTS       3 /* redirects followed in one fetch */
 
 struct ca_fed;
 

@@ -554,6 +554,7 @@ void mf_http_resp_init(struct mf_http_resp *r, size_t max_body)
     mf_buf_init(&r->body, max_body, MF_BUF_SECRET);
     r->content_type[0] = '\0';
     r->retry_after = -1;
+    r->location[0] = '\0';
 }
 
 /* see mf_http.h */
@@ -566,6 +567,7 @@ void mf_http_resp_cleanup(struct mf_http_resp *r)
     r->status = 0;
     r->content_type[0] = '\0';
     r->retry_after = -1;
+    r->location[0] = '\0';
 }
 
 /* Next CRLF-terminated line from cur (without the CRLF). A bare CR or LF
@@ -687,6 +689,12 @@ static mf_res parse_header(const uint8_t *p, size_t n, struct head *h, struct mf
                       "Content-Type over %zu bytes", sizeof(resp->content_type) - 1);
         memcpy(resp->content_type, v, vl);
         resp->content_type[vl] = '\0';
+    } else if (ieq(name, nl, "Location")) {
+        /* kept for callers that follow redirects; one too long is dropped */
+        if (vl <= MF_HTTP_LOCATION_MAX) {
+            memcpy(resp->location, v, vl);
+            resp->location[vl] = '\0';
+        }
     } else if (ieq(name, nl, "Retry-After")) {
         /* delta-seconds only; an HTTP-date is left as "not given" */
         uint64_t secs = 0;
@@ -712,6 +720,7 @@ static mf_res parse_head(const uint8_t *p, size_t n, struct head *h, struct mf_h
     memset(h, 0, sizeof(*h));
     resp->content_type[0] = '\0';
     resp->retry_after = -1;
+    resp->location[0] = '\0';
 
     /* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
     MF_TRY(next_line(&cur, &line, &len));

@@ -75,11 +75,14 @@ bool mf_http_reusable(const struct mf_http_conn *c);
  * send it again once on a fresh connection. A timeout is never stale. */
 bool mf_http_stale(const struct mf_http_conn *c);
 
+#define MF_HTTP_LOCATION_MAX 2048
+
 struct mf_http_resp {
     int status;
     struct mf_buf body;
     char content_type[128];
-    int retry_after; /* seconds from Retry-After, or -1 */
+    int retry_after;                         /* seconds from Retry-After, or -1 */
+    char location[MF_HTTP_LOCATION_MAX + 1]; /* Location, or "" (also when longer) */
 };
 
 void mf_http_resp_init(struct mf_http_resp *r, size_t max_body);

@@ -309,6 +309,34 @@ fed_a create --trust-domain c.test --profile https_web \
     --endpoint-url "https://127.0.0.1:$port_c/" >/dev/null
 wait_until 10 fetched "$T/a" c.test
 fed_a refresh --trust-domain c.test | grep -q 'c.test: ' || die "https_web refresh"
+# a redirect is followed with the same checks (F9): a small HTTPS server with
+# the same certificate sends a.test to c.test's endpoint
+rport=$(pick_port)
+python3 - "$rport" "$T/web/ep.pem" "$T/web/ep.key" "https://127.0.0.1:$port_c/" \
+    >"$T/redirect.log" 2>&1 <<'PY' &
+import http.server, ssl, sys
+port, cert, key, target = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", target)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("listening", flush=True)
+srv.serve_forever()
+PY
+track_pid $!
+wait_until 10 grep -q listening "$T/redirect.log"
+fed_a update --trust-domain c.test --endpoint-url "https://127.0.0.1:$rport/old" >/dev/null
+fed_a refresh --trust-domain c.test | grep -q 'c.test: ' || die "refresh through a redirect"
+grep -q "federation: c.test redirects (HTTP 302) to https://127.0.0.1:$port_c/" "$T/a/ca.log" ||
+    die "the redirect was not logged"
+fed_a show --trust-domain c.test | grep -q "Endpoint URL : https://127.0.0.1:$rport/old" ||
+    die "the redirect target was stored"
 # the certificate names 127.0.0.1, not localhost: refused
 fed_a update --trust-domain c.test --endpoint-url "https://localhost:$port_c/" >/dev/null
 expect_fail "an https_web endpoint whose certificate names another host" \
