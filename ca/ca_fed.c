@@ -18,6 +18,7 @@
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
 #include "api/net/mf_http.h"
+#include "ca/ca_metrics.h"
 #include "ca/ca_wire.h"
 
 #define STATUS_MAX 1024 /* relationships refreshed (and their last fetch remembered) */
@@ -377,6 +378,8 @@ static mf_res refresh_one(struct ca_fed *fed, const struct ca_federation *f, boo
     }
     pthread_mutex_unlock(&fed->fetch_mu);
     char why[ERR_MAX] = "";
+    ca_metrics_federation(mf_ok(r) ? (store ? "stored" : "unchanged")
+                                   : (r.err == MF_ERR_POLICY_DENIED ? "refused" : "failed"));
     if (mf_ok(r)) {
         mf_log_info("federation: fetched the bundle of %s from %s: spiffe_sequence %llu, %zu "
                     "X.509 and %zu JWT authorities (%s)",

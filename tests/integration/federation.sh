@@ -46,8 +46,9 @@ chmod 600 "$T/web/ep.key"
 # ---- two deployments ------------------------------------------------------------
 # b.test rotates fast: a key lives 24 s, the next is published at 12 s and
 # signs from 20 s (ca_keys.h), with a served refresh hint of 2 s
+MPORT=$(pick_port)
 TD=a.test start_ca A "$T/a" --bundle-endpoint 127.0.0.1:0 --federation-min-refresh 1s \
-    --federation-ca-file "$T/web/root.pem"
+    --federation-ca-file "$T/web/root.pem" --metrics-listen "127.0.0.1:$MPORT"
 TD=b.test start_ca B "$T/b" --bundle-endpoint 127.0.0.1:0 --federation-min-refresh 1s \
     --ca-ttl 24s --svid-ttl 4s
 LOG_ON_FAIL=$T/a/ca.log
@@ -290,6 +291,11 @@ grep -m1 'cannot fetch the bundle of b.test' "$T/a/ca.log"
 fed_a show --trust-domain b.test | grep -q 'Last error   : ' || die "show: no last error"
 expect_fail "a refresh of an unreachable endpoint" fed_a refresh --trust-domain b.test
 fetch_has root "$SOCK_A" 'federated bundle: spiffe://b.test' || die "agent lost b.test"
+metrics=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+grep -Eq '^mayfly_ca_federation_fetches_total\{result="stored"\} [1-9]' <<<"$metrics" ||
+    die "no stored fetch counted: $(grep federation <<<"$metrics")"
+grep -Eq '^mayfly_ca_federation_fetches_total\{result="failed"\} [1-9]' <<<"$metrics" ||
+    die "no failed fetch counted: $(grep federation <<<"$metrics")"
 echo "ok: with b.test's endpoint down, a.test keeps the last bundle and says so"
 
 # ---- https_web --------------------------------------------------------------------------------
