@@ -4,6 +4,7 @@
  */
 #include "agent/agent_cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -253,6 +254,42 @@ static mf_res writable_name(int dfd, const char *name)
     return MF_RES_OK;
 }
 
+/* Removes the federated.<td>.pem files (regular files only) of trust
+ * domains that fed no longer holds: a workload must stop trusting a domain
+ * whose federation ended (SPIFFE.md F14). Best effort: a file that cannot
+ * be removed is reported on stderr. */
+static void drop_stale_federated(int dfd, const json_t *fed)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l <= 14 || strncmp(de->d_name, "federated.", 10) != 0 ||
+            strcmp(de->d_name + l - 4, ".pem") != 0 || l - 14 > MF_TD_MAX) {
+            continue;
+        }
+        char id[MF_TD_MAX + 16];
+        snprintf(id, sizeof(id), "spiffe://%.*s", (int)(l - 14), de->d_name + 10);
+        struct stat st;
+        if (json_object_get(fed, id) != NULL ||
+            fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+            continue;
+        }
+        if (unlinkat(dfd, de->d_name, 0) != 0) {
+            fprintf(stderr, "mayfly-agent: cannot remove %s: %s\n", de->d_name, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
 /* Writes the files for one /v1/x509 document. Keys first, so a reader who
  * sees a new certificate never pairs it with an old key for longer than
  * the two renames take; bundle last. */
@@ -320,6 +357,7 @@ static mf_res write_files(const char *dir, const json_t *doc)
         const char *pem = json_string_value(fpem);
         MF_TRY_OUT(agent_file_write_atomic(dfd, fname, pem, strlen(pem), 0644, true));
     }
+    drop_stale_federated(dfd, fed);
     rc = MF_RES_OK;
 out:
     close(dfd);

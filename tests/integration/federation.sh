@@ -362,3 +362,14 @@ echo "ok: https_web against an openssl-made certificate; wrong host refused"
 expect_fail "show a deleted bundle" "${CA[@]}" bundle show --admin-socket "$CA_SOCK_A" \
     --trust-domain d.test
 echo "ok: static bundles set, shown and deleted"
+
+# ---- the entry stops federating -----------------------------------------------------------------
+write_files "$T/wa" "$SOCK_A"
+[ -f "$T/wa/federated.b.test.pem" ] || die "no federated.b.test.pem before the update"
+"${CA[@]}" entry update --admin-socket "$CA_SOCK_A" "$EID" --no-federation >/dev/null
+no_fed() { ! fetch_as root "$SOCK_A" | grep -q 'federated bundle'; }
+wait_until 10 no_fed
+"$AGENT_BIN" fetch x509 --socket "$SOCK_A" --write "$T/wa" >/dev/null
+[ -f "$T/wa/federated.b.test.pem" ] && die "fetch --write left the ended federation's bundle"
+[ -f "$T/wa/bundle.0.pem" ] || die "fetch --write lost our own bundle"
+echo "ok: an entry that stops federating loses the foreign bundle, files included"
