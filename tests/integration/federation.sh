@@ -291,6 +291,12 @@ grep -m1 'cannot fetch the bundle of b.test' "$T/a/ca.log"
 fed_a show --trust-domain b.test | grep -q 'Last error   : ' || die "show: no last error"
 expect_fail "a refresh of an unreachable endpoint" fed_a refresh --trust-domain b.test
 fetch_has root "$SOCK_A" 'federated bundle: spiffe://b.test' || die "agent lost b.test"
+# an unreachable peer blocks nothing: an entry federating with it is created at once
+t0=$(date +%s%N)
+"${CA[@]}" entry create --admin-socket "$CA_SOCK_A" --spiffe-id spiffe://a.test/late \
+    --parent-id "$AID" --selector unix:uid:4242 --federates-with spiffe://b.test >/dev/null
+ms=$((($(date +%s%N) - t0) / 1000000))
+echo "measured: entry create with b.test unreachable took ${ms} ms"
 metrics=$(curl -s "http://127.0.0.1:$MPORT/metrics")
 grep -Eq '^mayfly_ca_federation_fetches_total\{result="stored"\} [1-9]' <<<"$metrics" ||
     die "no stored fetch counted: $(grep federation <<<"$metrics")"
