@@ -192,7 +192,8 @@ mf_res ca_fed_accept(const struct mf_bundle *cur, const struct mf_bundle *next, 
     if (cur == NULL) {
         return MF_RES_OK;
     }
-    MF_ENSURE_MSG(next->sequence >= cur->sequence, MF_ERR_POLICY_DENIED,
+    /* a peer that sets no sequence: the most recent fetch wins (F11) */
+    MF_ENSURE_MSG(next->sequence == 0 || next->sequence >= cur->sequence, MF_ERR_POLICY_DENIED,
                   "the endpoint served spiffe_sequence %llu, older than the stored %llu; kept "
                   "the stored bundle",
                   (unsigned long long)next->sequence, (unsigned long long)cur->sequence);

@@ -85,7 +85,8 @@ MF_WUR mf_res ca_fed_parse_bundle(const char *td, const char *text, size_t len,
 int64_t ca_fed_interval(int64_t hint, int64_t floor_s);
 
 /* Whether a fetched bundle replaces the stored one (cur, NULL when none):
- * MF_ERR_POLICY_DENIED when its sequence is lower (never backwards); else
+ * MF_ERR_POLICY_DENIED when its sequence is lower (never backwards; a
+ * bundle without a sequence, 0, is the most recent and accepted); else
  * *store is false when it holds the same sequence and keys. */
 MF_WUR mf_res ca_fed_accept(const struct mf_bundle *cur, const struct mf_bundle *next, bool *store);
 

@@ -188,6 +188,10 @@ static void test_ca_fed_accept_sequence(void **state)
     assert_true(store);                                                 /* the peer's next key */
     ASSERT_ERR(ca_fed_accept(next, old, &store), MF_ERR_POLICY_DENIED); /* never backwards */
     ASSERT_ERR(ca_fed_accept(next, cur, &store), MF_ERR_POLICY_DENIED);
+    /* a peer that sets no sequence: the most recent fetch wins */
+    old->sequence = 0;
+    ASSERT_OK(ca_fed_accept(next, old, &store));
+    assert_true(store);
     /* a bootstrap without a sequence (PEM) never blocks the first fetch */
     old->sequence = 0;
     ASSERT_OK(ca_fed_accept(old, next, &store));
