@@ -26,6 +26,8 @@
 #define SVIDS_DIR   "svids"
 #define AGENT_FILE  "agent.svid"
 #define BUNDLE_FILE "bundle.json"
+#define FED_FILE    "federated.json"
+#define FED_MAX     32 /* trust domains one entry federates with (the CA's cap) */
 #define MAX_TTL     (10ll * 365 * 24 * 3600)
 
 /* ---- entries ------------------------------------------------------------ */
@@ -44,6 +46,7 @@ void agent_entry_cleanup(struct agent_entry *e)
         free(e->dns[i]);
     }
     free(e->dns);
+    mf_strv_free(e->fed, e->n_fed);
     json_decref(e->raw);
     memset(e, 0, sizeof(*e));
 }
@@ -54,7 +57,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
     mf_res rc;
     struct agent_entry e = {0};
     const char *id = NULL, *sid = NULL, *hint = NULL;
-    const json_t *sels = NULL, *dns = NULL;
+    const json_t *sels = NULL, *dns = NULL, *fed = NULL;
     struct mf_spiffe_id parsed;
 
     MF_ENSURE_REF(out);
@@ -67,6 +70,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
     MF_TRY(mf_json_int(obj, "ttl", false, 0, MAX_TTL, &e.ttl));
     MF_TRY(mf_json_array(obj, "selectors", true, MF_SELECTORS_MAX, &sels));
     MF_TRY(mf_json_array(obj, "dns_names", false, AGENT_DNS_MAX, &dns));
+    MF_TRY(mf_json_array(obj, "federates_with", false, FED_MAX, &fed));
     MF_ENSURE_MSG(id[0] != '\0', MF_ERR_PROTO_JSON, "entry id is empty");
 
     e.id = strdup(id);
@@ -98,6 +102,24 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
             e.dns[i] = strdup(json_string_value(s));
             MF_ENSURE_OUT(e.dns[i] != NULL, MF_ERR_NOMEM);
             e.n_dns++;
+        }
+    }
+    size_t nf = fed != NULL ? json_array_size(fed) : 0;
+    if (nf > 0) {
+        e.fed = calloc(nf, sizeof(*e.fed));
+        MF_ENSURE_OUT(e.fed != NULL, MF_ERR_NOMEM);
+        for (size_t i = 0; i < nf; i++) {
+            const char *ts = json_string_value(json_array_get(fed, i));
+            struct mf_spiffe_id tid;
+            MF_ENSURE_OUT_MSG(ts != NULL && mf_ok(mf_spiffeid_parse_cstr(ts, &tid)) &&
+                                  mf_spiffeid_is_td(&tid),
+                              MF_ERR_PROTO_JSON,
+                              "entry %s: federates_with[%zu] is not a trust "
+                              "domain ID",
+                              id, i);
+            e.fed[i] = strdup(tid.str);
+            MF_ENSURE_OUT(e.fed[i] != NULL, MF_ERR_NOMEM);
+            e.n_fed++;
         }
     }
     *out = e;
@@ -387,6 +409,7 @@ void agent_cache_close(struct agent_cache *c)
     }
     free(c->v);
     mf_bundle_free(c->bundle);
+    mf_bundle_set_cleanup(&c->fed);
     if (c->svids_fd >= 0) {
         close(c->svids_fd);
     }
@@ -544,6 +567,20 @@ mf_res agent_cache_load(struct agent_cache *c, const char *td)
     } else if (r.err != MF_ERR_IO_NOT_FOUND) {
         mf_log_warn_r(r, "ignoring %s", BUNDLE_FILE);
     }
+    mf_buf_reset(&text);
+    r = agent_file_read(c->dirfd, FED_FILE, &text);
+    if (mf_ok(r)) {
+        struct mf_bundle_set fs;
+        r = mf_bundle_set_from_map(mf_buf_cstr(&text), text.len, &fs);
+        if (mf_ok(r)) {
+            mf_bundle_set_cleanup(&c->fed);
+            c->fed = fs;
+        } else {
+            mf_log_warn_r(r, "ignoring %s", FED_FILE);
+        }
+    } else if (r.err != MF_ERR_IO_NOT_FOUND) {
+        mf_log_warn_r(r, "ignoring %s", FED_FILE);
+    }
 
     int fd = dup(c->svids_fd);
     MF_ENSURE_OUT(fd >= 0, MF_ERR_IO);
@@ -586,6 +623,51 @@ mf_res agent_cache_set_bundle(struct agent_cache *c, struct mf_bundle *b)
     c->bundle = mf_bundle_ref(b);
     rc = MF_RES_OK;
 out:
+    mf_buf_cleanup(&text);
+    return rc;
+}
+
+static bool sets_equal(const struct mf_bundle_set *a, const struct mf_bundle_set *b)
+{
+    if (a->n != b->n) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        const struct mf_bundle *o = mf_bundle_set_find(b, a->v[i]->td);
+        if (o == NULL || !mf_bundle_same_keys(a->v[i], o) || o->sequence != a->v[i]->sequence) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* see agent_cache.h */
+mf_res agent_cache_set_federated(struct agent_cache *c, const struct mf_bundle_set *set,
+                                 bool *changed)
+{
+    mf_res rc;
+    struct mf_buf text;
+    struct mf_bundle_set copy;
+    MF_ENSURE_REF(set);
+    MF_ENSURE_REF(changed);
+    *changed = false;
+    if (sets_equal(&c->fed, set)) {
+        return MF_RES_OK;
+    }
+    mf_bundle_set_init(&copy);
+    mf_buf_init(&text, MF_MAX_BUNDLE, 0);
+    for (size_t i = 0; i < set->n; i++) {
+        MF_TRY_OUT(mf_bundle_set_put(&copy, set->v[i]));
+    }
+    MF_TRY_OUT(mf_bundle_set_to_map(set, &text));
+    MF_TRY_OUT(agent_file_write_atomic(c->dirfd, FED_FILE, text.data, text.len, 0600, false));
+    mf_bundle_set_cleanup(&c->fed);
+    c->fed = copy;
+    mf_bundle_set_init(&copy);
+    *changed = true;
+    rc = MF_RES_OK;
+out:
+    mf_bundle_set_cleanup(&copy);
     mf_buf_cleanup(&text);
     return rc;
 }

@@ -6,6 +6,8 @@
  * On-disk layout, all under the data dir (0700), every file 0600:
  *   agent.svid          the agent's own key and SVID chain
  *   bundle.json         the trust bundle last received from the CA (JWKS)
+ *   federated.json      the foreign trust domains' bundles last received
+ *                       (a bundle map, only those some entry federates with)
  *   svids/<h>.svid      one file per entry, h = hex of SHA-256(entry id)[0..16)
  *
  * A .svid file is one JSON header line (no secrets: the entry as the CA sent
@@ -57,6 +59,8 @@ struct agent_entry {
     char **dns;
     size_t n_dns;
     int64_t ttl; /* seconds; 0 = the CA's default */
+    char **fed;  /* "spiffe://<td>" of the trust domains it federates with */
+    size_t n_fed;
     json_t *raw; /* the object as received, for persisting */
 };
 
@@ -88,6 +92,7 @@ struct agent_cache {
     size_t n;
     size_t cap;
     struct mf_bundle *bundle; /* own trust domain's bundle, or NULL */
+    struct mf_bundle_set fed; /* foreign bundles the CA sent (federated.json) */
 };
 
 /* Opens (creating, 0700) the data dir and its svids/ subdir. Refuses a data
@@ -115,6 +120,11 @@ MF_WUR mf_res agent_cache_store(struct agent_cache *c, struct agent_rec *rec);
 /* Replaces the bundle (adds a reference) and writes bundle.json. */
 MF_WUR mf_res agent_cache_set_bundle(struct agent_cache *c, struct mf_bundle *b);
 
+/* Replaces the federated bundles (adds references) and writes
+ * federated.json (a bundle map, SPIFFE.md D13). *changed says whether they
+ * differ from the ones held (trust domains or keys). */
+MF_WUR mf_res agent_cache_set_federated(struct agent_cache *c, const struct mf_bundle_set *set,
+                                        bool *changed);
 /* The agent's own identity in agent.svid. */
 MF_WUR mf_res agent_cache_load_agent(struct agent_cache *c, struct mf_key **key,
                                      struct mf_certs *chain, int64_t *renew_at_ms);

@@ -4,6 +4,7 @@
  */
 #include "agent/agent_cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -253,6 +254,42 @@ static mf_res writable_name(int dfd, const char *name)
     return MF_RES_OK;
 }
 
+/* Removes the federated.<td>.pem files (regular files only) of trust
+ * domains that fed no longer holds: a workload must stop trusting a domain
+ * whose federation ended (SPIFFE.md F14). Best effort: a file that cannot
+ * be removed is reported on stderr. */
+static void drop_stale_federated(int dfd, const json_t *fed)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        if (l <= 14 || strncmp(de->d_name, "federated.", 10) != 0 ||
+            strcmp(de->d_name + l - 4, ".pem") != 0 || l - 14 > MF_TD_MAX) {
+            continue;
+        }
+        char id[MF_TD_MAX + 16];
+        snprintf(id, sizeof(id), "spiffe://%.*s", (int)(l - 14), de->d_name + 10);
+        struct stat st;
+        if (json_object_get(fed, id) != NULL ||
+            fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) {
+            continue;
+        }
+        if (unlinkat(dfd, de->d_name, 0) != 0) {
+            fprintf(stderr, "mayfly-agent: cannot remove %s: %s\n", de->d_name, strerror(errno));
+        }
+    }
+    closedir(d);
+}
+
 /* Writes the files for one /v1/x509 document. Keys first, so a reader who
  * sees a new certificate never pairs it with an old key for longer than
  * the two renames take; bundle last. */
@@ -280,6 +317,22 @@ static mf_res write_files(const char *dir, const json_t *doc)
         MF_TRY_OUT(writable_name(dfd, name));
     }
     MF_TRY_OUT(writable_name(dfd, "bundle.0.pem"));
+    /* one file per foreign trust domain, never merged into ours (SPIFFE.md
+     * F13): federated.<td>.pem */
+    const json_t *fed = NULL;
+    MF_TRY_OUT(mf_json_object(doc, "federated_bundles", false, &fed));
+    const char *ftd;
+    const json_t *fpem;
+    json_object_foreach((json_t *)(uintptr_t)fed, ftd, fpem)
+    {
+        char bare[MF_TD_MAX + 1];
+        char fname[MF_TD_MAX + 32];
+        MF_TRY_OUT(mf_td_parse(ftd, strlen(ftd), bare));
+        MF_ENSURE_OUT_MSG(json_is_string(fpem), MF_ERR_PROTO_JSON,
+                          "federated bundle of %s is not a string", ftd);
+        snprintf(fname, sizeof(fname), "federated.%s.pem", bare);
+        MF_TRY_OUT(writable_name(dfd, fname));
+    }
     for (size_t i = 0; i < json_array_size(svids); i++) {
         const json_t *s = json_array_get(svids, i);
         const char *cert = NULL, *key = NULL, *bundle = NULL;
@@ -295,6 +348,16 @@ static mf_res write_files(const char *dir, const json_t *doc)
                 agent_file_write_atomic(dfd, "bundle.0.pem", bundle, strlen(bundle), 0644, true));
         }
     }
+    json_object_foreach((json_t *)(uintptr_t)fed, ftd, fpem)
+    {
+        char bare[MF_TD_MAX + 1];
+        char fname[MF_TD_MAX + 32];
+        MF_TRY_OUT(mf_td_parse(ftd, strlen(ftd), bare));
+        snprintf(fname, sizeof(fname), "federated.%s.pem", bare);
+        const char *pem = json_string_value(fpem);
+        MF_TRY_OUT(agent_file_write_atomic(dfd, fname, pem, strlen(pem), 0644, true));
+    }
+    drop_stale_federated(dfd, fed);
     rc = MF_RES_OK;
 out:
     close(dfd);
@@ -312,6 +375,13 @@ static void print_doc(const json_t *doc)
         printf("svid %zu: spiffe_id=%s expires_at=%s%s%s\n", i, id != NULL ? id : "?",
                exp != NULL ? exp : "?", hint != NULL && hint[0] != '\0' ? " hint=" : "",
                hint != NULL ? hint : "");
+    }
+    const char *ftd;
+    const json_t *fpem;
+    json_object_foreach(json_object_get(doc, "federated_bundles"), ftd, fpem)
+    {
+        (void)fpem;
+        printf("federated bundle: %s\n", ftd);
     }
     fflush(stdout);
 }

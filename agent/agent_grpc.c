@@ -269,6 +269,7 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     struct mf_buf bder;
     X509SVID *items = calloc(n, sizeof(*items));
     X509SVID **ptrs = calloc(n, sizeof(*ptrs));
+    X509SVIDResponse__FederatedBundlesEntry *fitems = NULL, **fptrs = NULL;
     mf_buf_init(&bder, MF_MAX_BUNDLE, 0);
     MF_ENSURE_OUT(items != NULL && ptrs != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(bundle_der(snap, &bder));
@@ -291,60 +292,135 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     x509_svidresponse__init(&resp);
     resp.n_svids = k;
     resp.svids = ptrs;
+    /* the foreign bundles of the trust domains these SVIDs federate with,
+     * each under its own trust domain ID (never merged with ours) */
+    if (snap->n_feds > 0) {
+        fitems = calloc(snap->n_feds, sizeof(*fitems));
+        fptrs = calloc(snap->n_feds, sizeof(*fptrs));
+        MF_ENSURE_OUT(fitems != NULL && fptrs != NULL, MF_ERR_NOMEM);
+    }
+    size_t nf = 0;
+    for (size_t i = 0; i < snap->n_feds; i++) {
+        if (!agent_snap_fed_visible(snap, i, w->sels, w->n_sels)) {
+            continue;
+        }
+        x509_svidresponse__federated_bundles_entry__init(&fitems[nf]);
+        fitems[nf].key = mutable_str(snap->feds[i].td_id);
+        fitems[nf].value = bin(&snap->feds[i].der);
+        fptrs[nf] = &fitems[nf];
+        nf++;
+    }
+    resp.n_federated_bundles = nf;
+    resp.federated_bundles = fptrs;
     MF_TRY_OUT(frame_msg(&resp.base, out));
     rc = MF_RES_OK;
 out:
     free(items);
     free(ptrs);
+    free(fitems);
+    free(fptrs);
     mf_buf_cleanup(&bder);
     return rc;
 }
 
-static mf_res render_x509_bundles(const struct agent_snap *snap, struct mf_buf *out)
+/* Ours first, then the foreign bundles visible to the workload w. */
+static size_t bundle_slots(const struct agent_snap *snap, const struct agent_workload *w,
+                           const struct mf_bundle **v, const char **ids)
 {
-    struct mf_buf bder;
-    mf_buf_init(&bder, MF_MAX_BUNDLE, 0);
-    mf_res r = bundle_der(snap, &bder);
-    if (mf_ok(r)) {
-        X509BundlesResponse__BundlesEntry e;
-        x509_bundles_response__bundles_entry__init(&e);
-        X509BundlesResponse__BundlesEntry *pe = &e;
-        e.key = mutable_str(snap->td_id);
-        e.value = bin(&bder);
-        X509BundlesResponse resp;
-        x509_bundles_response__init(&resp);
-        resp.n_bundles = 1;
-        resp.bundles = &pe;
-        r = frame_msg(&resp.base, out);
+    size_t n = 0;
+    v[n] = snap->bundle;
+    ids[n++] = snap->td_id;
+    for (size_t k = 0; k < snap->n_feds; k++) {
+        if (agent_snap_fed_visible(snap, k, w->sels, w->n_sels)) {
+            v[n] = snap->feds[k].bundle;
+            ids[n++] = snap->feds[k].td_id;
+        }
     }
-    mf_buf_cleanup(&bder);
-    return r;
+    return n;
 }
 
-static mf_res render_jwt_bundles(const struct agent_snap *snap, struct mf_buf *out)
+static mf_res render_x509_bundles(const struct agent_snap *snap, const struct agent_workload *w,
+                                  struct mf_buf *out)
 {
-    struct mf_buf jwks;
-    mf_buf_init(&jwks, MF_MAX_BUNDLE, 0);
-    mf_res r = MF_RES_OK;
-    if (snap->bundle != NULL) {
-        r = mf_bundle_jwt_jwks(snap->bundle, &jwks);
-    } else {
-        r = mf_buf_append_str(&jwks, "{\"keys\":[]}");
+    mf_res rc;
+    size_t cap = snap->n_feds + 1;
+    const struct mf_bundle **v = calloc(cap, sizeof(*v));
+    const char **ids = calloc(cap, sizeof(*ids));
+    struct mf_buf *ders = calloc(cap, sizeof(*ders));
+    X509BundlesResponse__BundlesEntry *e = calloc(cap, sizeof(*e));
+    X509BundlesResponse__BundlesEntry **pe = calloc(cap, sizeof(*pe));
+    size_t n = 0;
+    MF_ENSURE_OUT(v != NULL && ids != NULL && ders != NULL && e != NULL && pe != NULL,
+                  MF_ERR_NOMEM);
+    n = bundle_slots(snap, w, v, ids);
+    for (size_t i = 0; i < n; i++) {
+        mf_buf_init(&ders[i], MF_MAX_BUNDLE, 0);
+        if (v[i] != NULL && v[i]->x509.n > 0) {
+            MF_TRY_OUT(mf_certs_to_der_concat(&v[i]->x509, &ders[i]));
+        }
+        x509_bundles_response__bundles_entry__init(&e[i]);
+        e[i].key = mutable_str(ids[i]);
+        e[i].value = bin(&ders[i]);
+        pe[i] = &e[i];
     }
-    if (mf_ok(r)) {
-        JWTBundlesResponse__BundlesEntry e;
-        jwtbundles_response__bundles_entry__init(&e);
-        JWTBundlesResponse__BundlesEntry *pe = &e;
-        e.key = mutable_str(snap->td_id);
-        e.value = bin(&jwks);
-        JWTBundlesResponse resp;
-        jwtbundles_response__init(&resp);
-        resp.n_bundles = 1;
-        resp.bundles = &pe;
-        r = frame_msg(&resp.base, out);
+    X509BundlesResponse resp;
+    x509_bundles_response__init(&resp);
+    resp.n_bundles = n;
+    resp.bundles = pe;
+    rc = frame_msg(&resp.base, out);
+out:
+    for (size_t i = 0; ders != NULL && i < n; i++) {
+        mf_buf_cleanup(&ders[i]);
     }
-    mf_buf_cleanup(&jwks);
-    return r;
+    free(v);
+    free(ids);
+    free(ders);
+    free(e);
+    free(pe);
+    return rc;
+}
+
+static mf_res render_jwt_bundles(const struct agent_snap *snap, const struct agent_workload *w,
+                                 struct mf_buf *out)
+{
+    mf_res rc;
+    size_t cap = snap->n_feds + 1;
+    const struct mf_bundle **v = calloc(cap, sizeof(*v));
+    const char **ids = calloc(cap, sizeof(*ids));
+    struct mf_buf *jwks = calloc(cap, sizeof(*jwks));
+    JWTBundlesResponse__BundlesEntry *e = calloc(cap, sizeof(*e));
+    JWTBundlesResponse__BundlesEntry **pe = calloc(cap, sizeof(*pe));
+    size_t n = 0;
+    MF_ENSURE_OUT(v != NULL && ids != NULL && jwks != NULL && e != NULL && pe != NULL,
+                  MF_ERR_NOMEM);
+    n = bundle_slots(snap, w, v, ids);
+    for (size_t i = 0; i < n; i++) {
+        mf_buf_init(&jwks[i], MF_MAX_BUNDLE, 0);
+        if (v[i] != NULL) {
+            MF_TRY_OUT(mf_bundle_jwt_jwks(v[i], &jwks[i]));
+        } else {
+            MF_TRY_OUT(mf_buf_append_str(&jwks[i], "{\"keys\":[]}"));
+        }
+        jwtbundles_response__bundles_entry__init(&e[i]);
+        e[i].key = mutable_str(ids[i]);
+        e[i].value = bin(&jwks[i]);
+        pe[i] = &e[i];
+    }
+    JWTBundlesResponse resp;
+    jwtbundles_response__init(&resp);
+    resp.n_bundles = n;
+    resp.bundles = pe;
+    rc = frame_msg(&resp.base, out);
+out:
+    for (size_t i = 0; jwks != NULL && i < n; i++) {
+        mf_buf_cleanup(&jwks[i]);
+    }
+    free(v);
+    free(ids);
+    free(jwks);
+    free(e);
+    free(pe);
+    return rc;
 }
 
 /* The current state for a streaming RPC, into s->out (empty on entry). */
@@ -364,10 +440,10 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         r = render_x509_svid(snap, &s->w, n, &s->out);
         break;
     case RPC_X509_BUNDLES:
-        r = render_x509_bundles(snap, &s->out);
+        r = render_x509_bundles(snap, &s->w, &s->out);
         break;
     case RPC_JWT_BUNDLES:
-        r = render_jwt_bundles(snap, &s->out);
+        r = render_jwt_bundles(snap, &s->w, &s->out);
         break;
     default:
         r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
@@ -816,7 +892,8 @@ static int do_validate(struct gconn *c, struct gstream *s, const uint8_t *msg, s
         st = GS_PERMISSION_DENIED;
         goto out;
     }
-    mf_res r = agent_jwt_validate(snap, req->audience, req->svid, strlen(req->svid), &jw);
+    mf_res r = agent_jwt_validate(snap, s->w.sels, s->w.n_sels, req->audience, req->svid,
+                                  strlen(req->svid), &jw);
     agent_snap_unref(snap);
     if (!mf_ok(r)) {
         mf_err_format(r, why, why_cap);

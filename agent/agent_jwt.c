@@ -270,7 +270,7 @@ static mf_res fetch_from_ca(struct agent_jwt *j, const struct agent_snap *snap, 
     *token = NULL;
     MF_TRY_OUT(refresh_identity(j));
     MF_TRY_OUT(agent_client_jwt(&j->client, id, aud, n_aud, &tok));
-    MF_TRY_OUT(agent_jwt_validate(snap, aud[0], tok, strlen(tok), &jw));
+    MF_TRY_OUT(agent_jwt_validate(snap, NULL, 0, aud[0], tok, strlen(tok), &jw));
     MF_ENSURE_OUT_MSG(strcmp(jw.sub.str, id) == 0 && mf_jwt_aud_equal(&jw, aud, n_aud),
                       MF_ERR_AUTH_SVID, "the CA signed a JWT for %s, not the one asked for",
                       jw.sub.str);
@@ -400,8 +400,9 @@ out:
 }
 
 /* see agent_jwt.h */
-mf_res agent_jwt_validate(const struct agent_snap *snap, const char *audience, const char *token,
-                          size_t len, struct mf_jwt *out)
+mf_res agent_jwt_validate(const struct agent_snap *snap, const struct mf_selector *have,
+                          size_t n_have, const char *audience, const char *token, size_t len,
+                          struct mf_jwt *out)
 {
     struct mf_bundle_set set;
     MF_ENSURE_REF(out);
@@ -410,10 +411,10 @@ mf_res agent_jwt_validate(const struct agent_snap *snap, const char *audience, c
                   "audience must be specified");
     MF_ENSURE_MSG(token != NULL && len > 0, MF_ERR_USAGE_ARG, "svid must be specified");
     mf_bundle_set_init(&set);
-    if (snap != NULL && snap->bundle != NULL) {
-        MF_TRY(mf_bundle_set_put(&set, snap->bundle));
+    mf_res r = agent_snap_trust(snap, have, n_have, &set);
+    if (mf_ok(r)) {
+        r = mf_jwt_validate(token, len, &set, audience, mf_now(), out);
     }
-    mf_res r = mf_jwt_validate(token, len, &set, audience, mf_now(), out);
     mf_bundle_set_cleanup(&set);
     return r;
 }

@@ -65,9 +65,13 @@ MF_WUR mf_res agent_jwt_fetch(struct agent_jwt *j, const struct agent_snap *snap
                               size_t *n_out);
 void agent_jwt_svids_free(struct agent_jwt_svid *v, size_t n);
 
-/* Validates a token for audience against the JWT authorities of snap's
- * bundle (mf_jwt_validate at the current time). */
-MF_WUR mf_res agent_jwt_validate(const struct agent_snap *snap, const char *audience,
-                                 const char *token, size_t len, struct mf_jwt *out);
+/* Validates a token for audience (mf_jwt_validate at the current time)
+ * against the JWT authorities of snap's bundle and, for a workload with
+ * selectors have[0..n_have), of the foreign bundles its SVIDs federate with
+ * (agent_snap_trust): each token is checked against its own trust
+ * domain's keys only. */
+MF_WUR mf_res agent_jwt_validate(const struct agent_snap *snap, const struct mf_selector *have,
+                                 size_t n_have, const char *audience, const char *token, size_t len,
+                                 struct mf_jwt *out);
 
 #endif /* AGENT_JWT_H */

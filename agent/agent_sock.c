@@ -413,27 +413,46 @@ static enum MHD_Result do_jwt(struct agent_sock *s, struct MHD_Connection *conn,
 }
 
 /* GET /v1/jwt/bundles: the JWT authorities as plain JWKS (D14). */
-static enum MHD_Result do_jwt_bundles(struct MHD_Connection *conn, const struct agent_snap *snap)
+static mf_res jwt_jwks_json(const struct mf_bundle *b, json_t **out)
 {
     struct mf_buf text;
-    json_t *jwks = NULL;
     mf_buf_init(&text, MF_MAX_BUNDLE, 0);
-    mf_res r = snap->bundle != NULL ? mf_bundle_jwt_jwks(snap->bundle, &text)
-                                    : mf_buf_append_str(&text, "{\"keys\":[]}");
+    mf_res r = b != NULL ? mf_bundle_jwt_jwks(b, &text) : mf_buf_append_str(&text, "{\"keys\":[]}");
     if (mf_ok(r)) {
-        r = mf_json_parse(mf_buf_cstr(&text), text.len, MF_MAX_BUNDLE, &jwks);
+        r = mf_json_parse(mf_buf_cstr(&text), text.len, MF_MAX_BUNDLE, out);
     }
     mf_buf_cleanup(&text);
-    if (!mf_ok(r)) {
-        return mf_httpd_reply_res(conn, r);
+    return r;
+}
+
+/* ... with the federated trust domains' JWT keys the workload may use, each
+ * under its own trust domain. */
+static enum MHD_Result do_jwt_bundles(struct MHD_Connection *conn, const struct agent_snap *snap,
+                                      const struct agent_workload *w)
+{
+    json_t *jwks = NULL;
+    mf_res r = jwt_jwks_json(snap->bundle, &jwks);
+    json_t *all = mf_ok(r) ? json_pack("{s:o}", snap->td_id, jwks) : NULL;
+    for (size_t k = 0; all != NULL && mf_ok(r) && k < snap->n_feds; k++) {
+        if (agent_snap_fed_visible(snap, k, w->sels, w->n_sels)) {
+            r = jwt_jwks_json(snap->feds[k].bundle, &jwks);
+            if (mf_ok(r)) {
+                json_object_set_new(all, snap->feds[k].td_id, jwks);
+            }
+        }
     }
-    return mf_httpd_reply_json(conn, 200, json_pack("{s:{s:o}}", "bundles", snap->td_id, jwks));
+    if (!mf_ok(r) || all == NULL) {
+        json_decref(all);
+        return mf_httpd_reply_res(conn, mf_ok(r) ? MF_RAISE(MF_ERR_NOMEM) : r);
+    }
+    return mf_httpd_reply_json(conn, 200, json_pack("{s:o}", "bundles", all));
 }
 
 /* POST /v1/jwt/validate {"audience","svid"}. The caller needs an entry
  * unless allow_verifiers, as for the gRPC ValidateJWTSVID. */
 static enum MHD_Result do_jwt_validate(struct agent_sock *s, struct MHD_Connection *conn,
-                                       const struct mf_httpd_req *req)
+                                       const struct mf_httpd_req *req,
+                                       const struct agent_workload *w)
 {
     static const char *const keys[] = {"audience", "svid", NULL};
     json_t *body = NULL;
@@ -452,7 +471,7 @@ static enum MHD_Result do_jwt_validate(struct agent_sock *s, struct MHD_Connecti
     }
     if (mf_ok(r)) {
         struct agent_snap *snap = agent_state_get(s->state, NULL);
-        r = agent_jwt_validate(snap, aud, svid, strlen(svid), &jw);
+        r = agent_jwt_validate(snap, w->sels, w->n_sels, aud, svid, strlen(svid), &jw);
         agent_snap_unref(snap);
     }
     json_decref(body);
@@ -541,11 +560,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     }
     if (is_validate) {
         agent_snap_unref(snap);
+        ret = do_jwt_validate(s, conn, req, &w);
         agent_workload_cleanup(&w);
-        return do_jwt_validate(s, conn, req);
+        return ret;
     }
     if (is_jwt || is_jwt_bundles) {
-        ret = is_jwt ? do_jwt(s, conn, snap, &w) : do_jwt_bundles(conn, snap);
+        ret = is_jwt ? do_jwt(s, conn, snap, &w) : do_jwt_bundles(conn, snap, &w);
         agent_snap_unref(snap);
         agent_workload_cleanup(&w);
         return ret;
@@ -569,7 +589,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     if (is_x509) {
         r = agent_snap_render_x509(snap, w.sels, w.n_sels, b, &count);
     } else {
-        r = agent_snap_render_bundles(snap, b);
+        r = agent_snap_render_bundles_for(snap, w.sels, w.n_sels, b);
     }
     agent_snap_unref(snap);
     if (!mf_ok(r) || (is_x509 && count == 0)) {

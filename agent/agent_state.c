@@ -53,6 +53,7 @@ static void snap_svid_cleanup(struct agent_snap_svid *v)
     mf_buf_cleanup(&v->key_pem);
     mf_buf_cleanup(&v->chain_der);
     mf_buf_cleanup(&v->key_der);
+    mf_strv_free(v->fed, v->n_fed);
     memset(v, 0, sizeof(*v));
 }
 
@@ -66,6 +67,12 @@ void agent_snap_unref(struct agent_snap *s)
         snap_svid_cleanup(&s->svids[i]);
     }
     free(s->svids);
+    for (size_t i = 0; i < s->n_feds; i++) {
+        mf_bundle_free(s->feds[i].bundle);
+        mf_buf_cleanup(&s->feds[i].pem);
+        mf_buf_cleanup(&s->feds[i].der);
+    }
+    free(s->feds);
     mf_buf_cleanup(&s->bundle_pem);
     mf_bundle_free(s->bundle);
     free(s);
@@ -116,6 +123,120 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
 out:
     snap_svid_cleanup(&v);
     return rc;
+}
+
+/* see agent_state.h */
+mf_res agent_snap_add_federated(struct agent_snap *s, struct mf_bundle *b)
+{
+    mf_res rc;
+    MF_ENSURE_REF(s);
+    MF_ENSURE_REF(b);
+    struct agent_snap_fed f;
+    memset(&f, 0, sizeof(f));
+    mf_buf_init(&f.pem, MF_MAX_BUNDLE, 0);
+    mf_buf_init(&f.der, MF_MAX_BUNDLE, 0);
+    int n = snprintf(f.td_id, sizeof(f.td_id), "spiffe://%s", b->td);
+    MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(f.td_id), MF_ERR_USAGE_ARG);
+    MF_TRY_OUT(mf_bundle_to_pem(b, &f.pem));
+    MF_TRY_OUT(mf_certs_to_der_concat(&b->x509, &f.der));
+    size_t bytes;
+    MF_ENSURE_OUT(mf_mul_size(s->n_feds + 1, sizeof(*s->feds), &bytes), MF_ERR_OVERFLOW);
+    struct agent_snap_fed *nv = realloc(s->feds, bytes);
+    MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
+    s->feds = nv;
+    f.bundle = mf_bundle_ref(b);
+    s->feds[s->n_feds++] = f;
+    return MF_RES_OK;
+out:
+    mf_buf_cleanup(&f.pem);
+    mf_buf_cleanup(&f.der);
+    return rc;
+}
+
+/* see agent_state.h */
+mf_res agent_snap_set_federates(struct agent_snap *s, size_t i, char *const *ids, size_t n)
+{
+    MF_ENSURE_REF(s);
+    MF_ENSURE(i < s->n, MF_ERR_USAGE_ARG);
+    char **v = NULL;
+    MF_TRY(mf_strv_dup(ids, n, &v));
+    mf_strv_free(s->svids[i].fed, s->svids[i].n_fed);
+    s->svids[i].fed = v;
+    s->svids[i].n_fed = n;
+    return MF_RES_OK;
+}
+
+/* td as "spiffe://<td>" into id (td may be given either way). */
+static bool td_id(const char *td, char id[MF_SPIFFE_ID_MAX + 1])
+{
+    char bare[MF_TD_MAX + 1];
+    if (td == NULL || !mf_ok(mf_td_parse(td, strlen(td), bare))) {
+        mf_err_clear();
+        return false;
+    }
+    snprintf(id, MF_SPIFFE_ID_MAX + 1, "spiffe://%s", bare);
+    return true;
+}
+
+static bool svid_federates(const struct agent_snap_svid *v, const char *id)
+{
+    for (size_t k = 0; k < v->n_fed; k++) {
+        if (strcmp(v->fed[k], id) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* see agent_state.h */
+const struct agent_snap_fed *agent_state_federated(const struct agent_snap *s, size_t i,
+                                                   const char *td)
+{
+    char id[MF_SPIFFE_ID_MAX + 1];
+    if (s == NULL || i >= s->n || !td_id(td, id) || !svid_federates(&s->svids[i], id)) {
+        return NULL;
+    }
+    for (size_t k = 0; k < s->n_feds; k++) {
+        if (strcmp(s->feds[k].td_id, id) == 0) {
+            return &s->feds[k];
+        }
+    }
+    return NULL;
+}
+
+/* see agent_state.h */
+bool agent_snap_fed_visible(const struct agent_snap *s, size_t k, const struct mf_selector *have,
+                            size_t n_have)
+{
+    if (s == NULL || k >= s->n_feds) {
+        return false;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        if (svid_federates(&s->svids[i], s->feds[k].td_id) &&
+            agent_snap_visible(s, i, have, n_have)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* see agent_state.h */
+mf_res agent_snap_trust(const struct agent_snap *s, const struct mf_selector *have, size_t n_have,
+                        struct mf_bundle_set *out)
+{
+    MF_ENSURE_REF(out);
+    if (s == NULL) {
+        return MF_RES_OK;
+    }
+    if (s->bundle != NULL) {
+        MF_TRY(mf_bundle_set_put(out, s->bundle));
+    }
+    for (size_t k = 0; k < s->n_feds; k++) {
+        if (agent_snap_fed_visible(s, k, have, n_have)) {
+            MF_TRY(mf_bundle_set_put(out, s->feds[k].bundle));
+        }
+    }
+    return MF_RES_OK;
 }
 
 static bool svid_for(const struct agent_snap_svid *v, const struct mf_selector *have, size_t n_have)
@@ -242,7 +363,28 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
         n++;
     }
     if (mf_ok(rc)) {
-        rc = mf_buf_append_str(out, "],\"federated_bundles\":{}}");
+        rc = mf_buf_append_str(out, "],\"federated_bundles\":{");
+    }
+    size_t nf = 0;
+    for (size_t k = 0; mf_ok(rc) && k < s->n_feds; k++) {
+        if (!agent_snap_fed_visible(s, k, have, n_have)) {
+            continue;
+        }
+        if (nf++ > 0) {
+            rc = mf_buf_append_u8(out, ',');
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, s->feds[k].td_id);
+        }
+        if (mf_ok(rc)) {
+            rc = mf_buf_append_u8(out, ':');
+        }
+        if (mf_ok(rc)) {
+            rc = agent_json_str(out, mf_buf_cstr(&s->feds[k].pem));
+        }
+    }
+    if (mf_ok(rc)) {
+        rc = mf_buf_append_str(out, "}}");
     }
     if (!mf_ok(rc) || n == 0) {
         /* nothing half-written stays behind (the buffer is secret, so the
@@ -266,6 +408,27 @@ mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out)
     MF_TRY(agent_json_str(out, s->td_id));
     MF_TRY(mf_buf_append_u8(out, ':'));
     MF_TRY(agent_json_str(out, mf_buf_cstr(&s->bundle_pem)));
+    return mf_buf_append_str(out, "}}");
+}
+
+/* see agent_state.h */
+mf_res agent_snap_render_bundles_for(const struct agent_snap *s, const struct mf_selector *have,
+                                     size_t n_have, struct mf_buf *out)
+{
+    MF_ENSURE_REF(s);
+    MF_TRY(mf_buf_append_str(out, "{\"bundles\":{"));
+    MF_TRY(agent_json_str(out, s->td_id));
+    MF_TRY(mf_buf_append_u8(out, ':'));
+    MF_TRY(agent_json_str(out, mf_buf_cstr(&s->bundle_pem)));
+    for (size_t k = 0; k < s->n_feds; k++) {
+        if (!agent_snap_fed_visible(s, k, have, n_have)) {
+            continue;
+        }
+        MF_TRY(mf_buf_append_u8(out, ','));
+        MF_TRY(agent_json_str(out, s->feds[k].td_id));
+        MF_TRY(mf_buf_append_u8(out, ':'));
+        MF_TRY(agent_json_str(out, mf_buf_cstr(&s->feds[k].pem)));
+    }
     return mf_buf_append_str(out, "}}");
 }
 

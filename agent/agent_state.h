@@ -10,6 +10,12 @@
  * PEMs wiped) when the last reference goes. Each publication bumps a version
  * counter and wakes the watch streams waiting on the condition variable.
  *
+ * Federation: a snapshot also holds the foreign bundles that the entries
+ * federate with (agent_snap_fed), and each SVID the list of its entry's
+ * federated trust domains. A workload receives a foreign bundle only when
+ * one of the SVIDs it receives federates with that trust domain; a foreign
+ * bundle always keeps its own trust domain key (never merged).
+ *
  * Rendering filters at the moment of the request: only SVIDs whose entry's
  * selectors are all among the workload's, and that have not expired, are
  * written, so an SVID that expires while the CA is unreachable disappears
@@ -42,6 +48,17 @@ struct agent_snap_svid {
     struct mf_buf chain_der; /* the same chain, concatenated DER (gRPC) */
     struct mf_buf key_der;   /* the same key, PKCS#8 DER, MF_BUF_SECRET (gRPC) */
     int64_t not_after;       /* seconds */
+    char **fed;              /* "spiffe://<td>" it federates with (its entry's) */
+    size_t n_fed;
+};
+
+/* A foreign trust domain's bundle, as the snapshot serves it. Never merged
+ * with ours or another's (SPIFFE.md F13). */
+struct agent_snap_fed {
+    char td_id[MF_SPIFFE_ID_MAX + 1]; /* "spiffe://<td>" */
+    struct mf_bundle *bundle;         /* X.509 and JWT authorities */
+    struct mf_buf pem;                /* its X.509 authorities, PEM */
+    struct mf_buf der;                /* the same, concatenated DER (gRPC) */
 };
 
 struct agent_snap {
@@ -53,6 +70,8 @@ struct agent_snap {
     struct agent_snap_svid *svids;
     size_t n;
     size_t cap;
+    struct agent_snap_fed *feds; /* foreign bundles some SVID federates with */
+    size_t n_feds;
 };
 
 /* A new empty snapshot with one reference, for trust domain td (bare). */
@@ -66,6 +85,29 @@ MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const 
                              const struct mf_selector *sels, size_t n_sels,
                              const struct mf_certs *chain, const struct mf_key *key,
                              int64_t not_after);
+
+/* Adds a foreign bundle (a reference; its PEM and DER are made here). */
+MF_WUR mf_res agent_snap_add_federated(struct agent_snap *s, struct mf_bundle *b);
+/* Sets the trust domains SVID i federates with (copied; "spiffe://<td>"). */
+MF_WUR mf_res agent_snap_set_federates(struct agent_snap *s, size_t i, char *const *ids, size_t n);
+
+/* The accessor for every renderer of federated bundles (JSON, gRPC, the
+ * file sink, an SDS server): the bundle of foreign trust domain td (bare
+ * name or "spiffe://<td>") that SVID i of s is entitled to, or NULL when
+ * that SVID's entry does not federate with td or no bundle of td is held.
+ * Borrowed from s: valid while the caller holds its reference to s. */
+const struct agent_snap_fed *agent_state_federated(const struct agent_snap *s, size_t i,
+                                                   const char *td);
+/* True when foreign bundle k of s goes to a workload with selectors
+ * have[0..n_have): some SVID visible to it federates with that trust
+ * domain. */
+bool agent_snap_fed_visible(const struct agent_snap *s, size_t k, const struct mf_selector *have,
+                            size_t n_have);
+/* The bundles a workload may verify peers with: ours and the foreign ones
+ * visible to it (agent_snap_fed_visible), each in its own slot of out
+ * (initialised by the caller; references added). */
+MF_WUR mf_res agent_snap_trust(const struct agent_snap *s, const struct mf_selector *have,
+                               size_t n_have, struct mf_bundle_set *out);
 
 /* True when SVID i of s goes to a workload with selectors have[0..n_have)
  * now: its entry's selectors are all present, it has not expired, and no
@@ -86,6 +128,11 @@ MF_WUR mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf
 
 /* {"bundles":{"spiffe://td":"PEM"}} */
 MF_WUR mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out);
+/* The same with the foreign bundles visible to the workload added, each
+ * under its own trust domain ID. */
+MF_WUR mf_res agent_snap_render_bundles_for(const struct agent_snap *s,
+                                            const struct mf_selector *have, size_t n_have,
+                                            struct mf_buf *out);
 
 /* Appends s as a JSON string literal (quotes and escapes included). */
 MF_WUR mf_res agent_json_str(struct mf_buf *out, const char *s);

@@ -270,7 +270,13 @@ mf_res agent_worker_publish(struct agent_worker *w)
         }
         MF_TRY_OUT(agent_snap_add(s, r->entry.spiffe_id, r->entry.hint, r->entry.sels,
                                   r->entry.n_sels, &r->chain, r->key, r->not_after));
+        if (r->entry.n_fed > 0) {
+            MF_TRY_OUT(agent_snap_set_federates(s, s->n - 1, r->entry.fed, r->entry.n_fed));
+        }
         next = min64(next, r->not_after * 1000);
+    }
+    for (size_t i = 0; i < w->cache.fed.n; i++) {
+        MF_TRY_OUT(agent_snap_add_federated(s, w->cache.fed.v[i]));
     }
     w->next_expiry_ms = next;
     agent_metrics_published(w);
@@ -283,6 +289,40 @@ out:
 }
 
 /* ---- sync ---------------------------------------------------------------- */
+
+/* The federated_bundles member of a sync answer ({"spiffe://td": bundle},
+ * absent when no entry federates) into the cache. */
+static mf_res take_federated(struct agent_worker *w, const json_t *obj, bool *changed)
+{
+    mf_res rc;
+    const json_t *fobj = NULL;
+    struct mf_bundle_set set;
+    mf_bundle_set_init(&set);
+    MF_TRY(mf_json_object(obj, "federated_bundles", false, &fobj));
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)(uintptr_t)fobj, key, val)
+    {
+        char td[MF_TD_MAX + 1];
+        struct mf_bundle *b = NULL;
+        MF_TRY_OUT(mf_td_parse(key, strlen(key), td));
+        /* never a bundle for our own trust domain under another name */
+        MF_ENSURE_OUT_MSG(strcmp(td, w->td) != 0, MF_ERR_PROTO_JSON,
+                          "federated_bundles holds our own trust domain");
+        MF_TRY_OUT(agent_bundle_from_json(td, val, &b));
+        rc = mf_bundle_set_put(&set, b);
+        mf_bundle_free(b);
+        MF_TRY_OUT(rc);
+    }
+    MF_TRY_OUT(agent_cache_set_federated(&w->cache, &set, changed));
+    if (*changed) {
+        mf_log_info("federated bundles updated (%zu trust domains)", set.n);
+    }
+    rc = MF_RES_OK;
+out:
+    mf_bundle_set_cleanup(&set);
+    return rc;
+}
 
 /* Applies a 200 answer of /v1/sync. *changed says whether workloads could
  * see a difference. */
@@ -306,6 +346,9 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
         MF_TRY(rc);
         *changed = *changed || bchanged;
     }
+    bchanged = false;
+    MF_TRY(take_federated(w, obj, &bchanged));
+    *changed = *changed || bchanged;
 
     for (size_t i = 0; i < w->cache.n; i++) {
         w->cache.v[i].seen = false;

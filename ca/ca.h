@@ -21,6 +21,8 @@
 
 struct ca_api;
 struct ca_admin;
+struct ca_bundle_ep;
+struct ca_fed;
 
 struct ca_ctx {
     struct ca_config cfg;     /* immutable after start */
@@ -29,6 +31,8 @@ struct ca_ctx {
     struct ca_issuer *issuer; /* thread-safe */
     struct ca_api *api;       /* owned by ca_main */
     struct ca_admin *admin;   /* owned by ca_main */
+    struct ca_bundle_ep *bep; /* owned by ca_main; NULL when off */
+    struct ca_fed *fed;       /* owned by ca_main; thread-safe */
     pthread_mutex_t ch_mu;    /* protects gen and stopping */
     pthread_cond_t ch_cond;   /* broadcast when gen moves or stopping is set */
     uint64_t gen;             /* protected by ch_mu: change generation */

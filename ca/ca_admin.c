@@ -19,6 +19,7 @@
 #include "api/core/mf_time.h"
 #include "api/internal/mf_httpd.h"
 #include "api/internal/mf_selector.h"
+#include "ca/ca_fed.h"
 #include "ca/ca_policy.h"
 #include "ca/ca_wire.h"
 
@@ -427,6 +428,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
     const char *prefix = "/v1/entries/";
     if (strcmp(url, "/health") == 0 && get) {
         return mf_httpd_reply_json(conn, 200, json_pack("{s:s}", "status", "ok"));
+    }
+    if (ca_fed_admin_url(url)) {
+        return ca_fed_admin(ctx, conn, url, method, req);
     }
     if (strcmp(url, "/v1/entries") == 0) {
         if (post) {

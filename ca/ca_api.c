@@ -32,6 +32,7 @@
 #include "api/core/mf_time.h"
 #include "api/internal/mf_httpd.h"
 #include "api/pki/mf_jwt.h"
+#include "ca/ca_fed.h"
 #include "ca/ca_gate.h"
 #include "ca/ca_metrics.h"
 #include "ca/ca_policy.h"
@@ -625,6 +626,8 @@ static mf_res build_view(struct ca_ctx *ctx, const char *agent, json_t **out, ch
     arr = NULL;
     bj = NULL;
     MF_ENSURE_OUT(o != NULL, MF_ERR_NOMEM);
+    /* the foreign bundles its entries federate with, and only those */
+    MF_TRY_OUT(ca_fed_view(ctx->store, v, n, o));
     text = json_dumps(o, JSON_COMPACT);
     MF_ENSURE_OUT(text != NULL, MF_ERR_NOMEM);
     uint8_t h[32];

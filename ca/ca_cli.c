@@ -8,6 +8,7 @@
  */
 #include "ca/ca_cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +33,14 @@ struct opts {
     const char *socket;
     bool json;
     const char *spiffe_id, *parent_id, *ttl, *hint, *format, *wait, *match;
+    const char *trust_domain, *endpoint_url, *profile, *endpoint_id, *bundle;
     const char *sel[MAX_REPEAT];
     size_t n_sel;
     const char *dns[MAX_REPEAT];
     size_t n_dns;
-    bool clear_dns, clear_hint;
+    const char *fed[MAX_REPEAT];
+    size_t n_fed;
+    bool clear_dns, clear_hint, clear_fed;
     const char *pos[4];
     size_t n_pos;
 };
@@ -60,6 +64,8 @@ static const struct mf_opt o_entry_create[] = {
     {"ttl", MF_OPT_DUR, "DUR", NULL, "SVID lifetime (default: the CA's svid-ttl)", 0, NULL},
     {"dns-name", MF_OPT_LIST, "NAME", NULL, "DNS SAN of the SVID", 0, NULL},
     {"hint", MF_OPT_STR, "HINT", NULL, "hint passed to the workload", 0, NULL},
+    {"federates-with", MF_OPT_LIST, "spiffe://TD", NULL,
+     "foreign trust domain whose bundle the workload receives", 0, NULL},
 };
 static const struct mf_opt o_entry_update[] = {
     SOCK_OPT,
@@ -69,6 +75,9 @@ static const struct mf_opt o_entry_update[] = {
     {"no-dns-names", MF_OPT_BOOL, NULL, NULL, "remove every DNS SAN", 0, NULL},
     {"hint", MF_OPT_STR, "HINT", NULL, "new hint", 0, NULL},
     {"no-hint", MF_OPT_BOOL, NULL, NULL, "remove the hint", 0, NULL},
+    {"federates-with", MF_OPT_LIST, "spiffe://TD", NULL, "new list of federated trust domains", 0,
+     NULL},
+    {"no-federation", MF_OPT_BOOL, NULL, NULL, "federate with no trust domain", 0, NULL},
 };
 static const struct mf_opt o_entry_query[] = {
     SOCK_OPT,
@@ -91,6 +100,31 @@ static const struct mf_opt o_bundle[] = {
     SOCK_OPT,
     {"format", MF_OPT_STR, "pem|spiffe", NULL, "output format (default: pem; spiffe with --json)",
      0, NULL},
+    {"trust-domain", MF_OPT_STR, "TD", NULL, "a foreign trust domain's bundle (default: ours)", 0,
+     NULL},
+};
+#define TD_OPT                                                                                    \
+    {                                                                                             \
+        "trust-domain", MF_OPT_STR, "TD", NULL, "the foreign trust domain", MF_OPT_REQUIRED, NULL \
+    }
+static const struct mf_opt o_td[] = {SOCK_OPT, TD_OPT};
+static const struct mf_opt o_bundle_set[] = {
+    SOCK_OPT,
+    TD_OPT,
+    {"bundle", MF_OPT_STR, "FILE", NULL, "its bundle: SPIFFE bundle (JWKS) or PEM certificates",
+     MF_OPT_REQUIRED, NULL},
+};
+static const struct mf_opt o_fed_write[] = {
+    SOCK_OPT,
+    TD_OPT,
+    {"endpoint-url", MF_OPT_STR, "URL", NULL, "https:// URL of its bundle endpoint", 0, NULL},
+    {"profile", MF_OPT_STR, "PROFILE", NULL,
+     "https_spiffe (default: the endpoint presents an SVID) or https_web", 0, NULL},
+    {"endpoint-spiffe-id", MF_OPT_STR, "ID", NULL, "https_spiffe: the SPIFFE ID of the endpoint", 0,
+     NULL},
+    {"bundle", MF_OPT_STR, "FILE", NULL,
+     "bootstrap bundle of the trust domain (JWKS or PEM), to authenticate the first fetch", 0,
+     NULL},
 };
 static const struct mf_opt o_health[] = {
     SOCK_OPT,
@@ -128,7 +162,19 @@ static const struct mf_cmd cmds[] = {
     {"agent evict", "AGENT_ID", 1, 1, "forget the agent (it may attest again)", o_plain,
      N(o_plain)},
     {"agent count", NULL, 0, 0, "count attested agents", o_plain, N(o_plain)},
-    {"bundle show", NULL, 0, 0, "print the trust bundle", o_bundle, N(o_bundle)},
+    {"bundle show", NULL, 0, 0, "print the trust bundle (ours, or a foreign one)", o_bundle,
+     N(o_bundle)},
+    {"bundle set", NULL, 0, 0, "store a foreign trust domain's bundle (static)", o_bundle_set,
+     N(o_bundle_set)},
+    {"bundle list", NULL, 0, 0, "list the foreign bundles", o_plain, N(o_plain)},
+    {"bundle delete", NULL, 0, 0, "delete a foreign bundle", o_td, N(o_td)},
+    {"federation create", NULL, 0, 0, "federate with a trust domain through its bundle endpoint",
+     o_fed_write, N(o_fed_write)},
+    {"federation list", NULL, 0, 0, "list the federation relationships", o_plain, N(o_plain)},
+    {"federation show", NULL, 0, 0, "show one relationship and its last fetch", o_td, N(o_td)},
+    {"federation update", NULL, 0, 0, "change a relationship", o_fed_write, N(o_fed_write)},
+    {"federation delete", NULL, 0, 0, "end a relationship and drop its bundle", o_td, N(o_td)},
+    {"federation refresh", NULL, 0, 0, "fetch a relationship's bundle now", o_td, N(o_td)},
     {"ca show", NULL, 0, 0, "list the CA signing keys", o_plain, N(o_plain)},
     {"healthcheck", NULL, 0, 0, "exit 0 when the admin API answers", o_health, N(o_health)},
     {"datastore copy", NULL, 0, 0,
@@ -184,10 +230,17 @@ static void opts_from(const struct mf_opt_vals *v, struct opts *o)
     o->format = mf_opt_get(v, "format");
     o->wait = mf_opt_get(v, "wait");
     o->match = mf_opt_get(v, "match");
+    o->trust_domain = mf_opt_get(v, "trust-domain");
+    o->endpoint_url = mf_opt_get(v, "endpoint-url");
+    o->profile = mf_opt_get(v, "profile");
+    o->endpoint_id = mf_opt_get(v, "endpoint-spiffe-id");
+    o->bundle = mf_opt_get(v, "bundle");
     get_list(v, "selector", o->sel, &o->n_sel);
     get_list(v, "dns-name", o->dns, &o->n_dns);
     o->clear_dns = mf_opt_bool(v, "no-dns-names");
     o->clear_hint = mf_opt_bool(v, "no-hint");
+    get_list(v, "federates-with", o->fed, &o->n_fed);
+    o->clear_fed = mf_opt_bool(v, "no-federation");
     for (size_t i = 0; i < v->n_pos && i < 4; i++) {
         o->pos[o->n_pos++] = v->pos[i];
     }
@@ -322,6 +375,11 @@ static void print_entry(const json_t *e)
     print_ttl(e);
     printf("DNS names  : %s\n", dns);
     printf("Hint       : %s\n", jstr(e, "hint"));
+    if (json_array_size(json_object_get(e, "federates_with")) > 0) {
+        char fed[4096];
+        join_arr(json_object_get(e, "federates_with"), fed, sizeof(fed));
+        printf("Federates  : %s\n", fed);
+    }
     printf("Revision   : %lld\n", (long long)json_integer_value(json_object_get(e, "revision")));
 }
 
@@ -436,6 +494,9 @@ static int entry_body(const struct opts *o, bool patch, json_t **out)
     }
     if (o->hint != NULL || o->clear_hint) {
         json_object_set_new(b, "hint", json_string(o->hint ? o->hint : ""));
+    }
+    if (o->n_fed > 0 || o->clear_fed) {
+        json_object_set_new(b, "federates_with", str_list(o->fed, o->n_fed));
     }
     *out = b;
     return 0;
@@ -668,10 +729,253 @@ static int cmd_agent(const char *verb, struct opts *o)
     return rc;
 }
 
+/* ---- federation ---------------------------------------------------------- */
+
+/* Reads a bundle file (PEM or JWKS) into a new string. */
+static int read_bundle_file(const char *path, char **out)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        fprintf(stderr, "mayfly-ca: cannot open %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    struct mf_buf b;
+    mf_buf_init(&b, MF_MAX_BUNDLE, 0);
+    char chunk[4096];
+    size_t n;
+    mf_res r = MF_RES_OK;
+    while (mf_ok(r) && (n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        r = mf_buf_append(&b, chunk, n);
+    }
+    bool err = ferror(f) != 0;
+    fclose(f);
+    if (!mf_ok(r) || err || b.len == 0) {
+        fprintf(stderr, "mayfly-ca: %s: %s\n", path,
+                !mf_ok(r) ? "larger than a bundle may be" : (err ? "read error" : "empty file"));
+        mf_buf_cleanup(&b);
+        return 1;
+    }
+    *out = strdup(mf_buf_cstr(&b));
+    mf_buf_cleanup(&b);
+    if (*out == NULL) {
+        fprintf(stderr, "mayfly-ca: out of memory\n");
+        return 1;
+    }
+    return 0;
+}
+
+static void print_federation(const json_t *f)
+{
+    printf("Trust domain : %s\n", jstr(f, "trust_domain"));
+    printf("Endpoint URL : %s\n", jstr(f, "endpoint_url"));
+    printf("Profile      : %s\n", jstr(f, "profile"));
+    if (json_object_get(f, "endpoint_spiffe_id") != NULL) {
+        printf("Endpoint ID  : %s\n", jstr(f, "endpoint_spiffe_id"));
+    }
+    printf("Last fetch   : %s\n", jstr(f, "last_attempt"));
+    printf("Last success : %s\n", jstr(f, "last_success"));
+    printf("Next refresh : %s\n", jstr(f, "next_refresh"));
+    if (json_object_get(f, "last_error") != NULL) {
+        printf("Last error   : %s\n", jstr(f, "last_error"));
+    }
+}
+
+static void print_federations(const json_t *j)
+{
+    size_t i;
+    const json_t *f;
+    printf("%-24s  %-12s  %-20s  %s\n", "TRUST DOMAIN", "PROFILE", "LAST SUCCESS", "ENDPOINT URL");
+    json_array_foreach(json_object_get(j, "federations"), i, f)
+    {
+        printf("%-24s  %-12s  %-20s  %s\n", jstr(f, "trust_domain"), jstr(f, "profile"),
+               jstr(f, "last_success"), jstr(f, "endpoint_url"));
+    }
+}
+
+static void print_fbundle(const json_t *b)
+{
+    printf("Trust domain     : %s\n", jstr(b, "trust_domain"));
+    printf("Source           : %s\n", jstr(b, "source"));
+    printf("spiffe_sequence  : %lld\n",
+           (long long)json_integer_value(json_object_get(b, "spiffe_sequence")));
+    printf("Fetched/set at   : %s\n", jstr(b, "fetched_at"));
+    printf("X.509 authorities: %lld\n",
+           (long long)json_integer_value(json_object_get(b, "x509_authorities")));
+    printf("JWT authorities  : %lld\n",
+           (long long)json_integer_value(json_object_get(b, "jwt_authorities")));
+}
+
+static void print_fbundles(const json_t *j)
+{
+    size_t i;
+    const json_t *b;
+    printf("%-24s  %-8s  %-8s  %-20s  %s\n", "TRUST DOMAIN", "SOURCE", "SEQUENCE", "FETCHED AT",
+           "AUTHORITIES (X.509/JWT)");
+    json_array_foreach(json_object_get(j, "bundles"), i, b)
+    {
+        printf("%-24s  %-8s  %-8lld  %-20s  %lld/%lld\n", jstr(b, "trust_domain"),
+               jstr(b, "source"),
+               (long long)json_integer_value(json_object_get(b, "spiffe_sequence")),
+               jstr(b, "fetched_at"),
+               (long long)json_integer_value(json_object_get(b, "x509_authorities")),
+               (long long)json_integer_value(json_object_get(b, "jwt_authorities")));
+    }
+}
+
+static void print_refresh(const json_t *j)
+{
+    printf("%s: %s (spiffe_sequence %lld)\n", jstr(j, "trust_domain"),
+           json_is_true(json_object_get(j, "changed")) ? "new bundle stored" : "unchanged",
+           (long long)json_integer_value(json_object_get(j, "spiffe_sequence")));
+}
+
+/* A call whose answer is printed by print (or shown as JSON). */
+static int call_print(struct opts *o, const char *method, const char *path, json_t *body,
+                      void (*print)(const json_t *))
+{
+    struct mf_http_resp resp;
+    int rc = call(o, method, path, body, &resp, false);
+    json_decref(body);
+    if (rc == 0 && print != NULL) {
+        print_resp(o, &resp, print);
+    }
+    mf_http_resp_cleanup(&resp);
+    return rc;
+}
+
+/* GET path?trust_domain=<td, percent-encoded>[&format=F] */
+static int td_path(const char *base, const char *td, const char *fmt, char *out, size_t cap)
+{
+    int used = snprintf(out, cap, "%s?trust_domain=", base);
+    if (used < 0 || (size_t)used >= cap ||
+        !mf_pct_encode(td, MF_PCT_UNRESERVED, out + used, cap - (size_t)used)) {
+        return usage_err("--trust-domain is too long");
+    }
+    if (fmt != NULL) {
+        size_t l = strlen(out);
+        if (snprintf(out + l, cap - l, "&format=%s", fmt) >= (int)(cap - l)) {
+            return usage_err("--format is too long");
+        }
+    }
+    return 0;
+}
+
+static int cmd_foreign_bundle(const char *verb, struct opts *o)
+{
+    char path[3 * MF_SPIFFE_ID_MAX + 64];
+    if (strcmp(verb, "list") == 0) {
+        return call_print(o, "GET", "/v1/bundles", NULL, print_fbundles);
+    }
+    if (o->trust_domain == NULL) {
+        return usage_err("bundle %s needs --trust-domain", verb);
+    }
+    if (strcmp(verb, "show") == 0) {
+        const char *fmt = o->format ? o->format : (o->json ? NULL : "pem");
+        if (fmt != NULL && strcmp(fmt, "pem") != 0 && strcmp(fmt, "spiffe") != 0) {
+            return usage_err("--format '%s' must be pem or spiffe", fmt);
+        }
+        int rc = td_path("/v1/bundles/show", o->trust_domain, fmt, path, sizeof(path));
+        if (rc != 0) {
+            return rc;
+        }
+        struct mf_http_resp resp;
+        rc = call(o, "GET", path, NULL, &resp, false);
+        if (rc == 0) {
+            if (fmt != NULL && fmt[0] == 'p') {
+                fwrite(resp.body.data, 1, resp.body.len, stdout);
+            } else {
+                print_json(&resp);
+            }
+        }
+        mf_http_resp_cleanup(&resp);
+        return rc;
+    }
+    if (strcmp(verb, "delete") == 0) {
+        int rc = call_print(o, "POST", "/v1/bundles/delete",
+                            json_pack("{s:s}", "trust_domain", o->trust_domain), NULL);
+        if (rc == 0 && !o->json) {
+            printf("deleted the bundle of %s\n", o->trust_domain);
+        }
+        return rc;
+    }
+    if (strcmp(verb, "set") == 0) {
+        char *text = NULL;
+        if (o->bundle == NULL) {
+            return usage_err("bundle set needs --bundle FILE");
+        }
+        if (read_bundle_file(o->bundle, &text) != 0) {
+            return 1;
+        }
+        json_t *body = json_pack("{s:s,s:s}", "trust_domain", o->trust_domain, "bundle", text);
+        free(text);
+        if (body == NULL) {
+            return usage_err("%s is not UTF-8 text", o->bundle);
+        }
+        return call_print(o, "POST", "/v1/bundles", body, print_fbundle);
+    }
+    return usage_err("unknown bundle subcommand '%s'", verb);
+}
+
+static int cmd_federation(const char *verb, struct opts *o)
+{
+    char path[3 * MF_SPIFFE_ID_MAX + 64];
+    if (strcmp(verb, "list") == 0) {
+        return call_print(o, "GET", "/v1/federations", NULL, print_federations);
+    }
+    if (o->trust_domain == NULL) {
+        return usage_err("federation %s needs --trust-domain", verb);
+    }
+    if (strcmp(verb, "show") == 0) {
+        int rc = td_path("/v1/federations/show", o->trust_domain, NULL, path, sizeof(path));
+        return rc != 0 ? rc : call_print(o, "GET", path, NULL, print_federation);
+    }
+    if (strcmp(verb, "delete") == 0) {
+        int rc = call_print(o, "POST", "/v1/federations/delete",
+                            json_pack("{s:s}", "trust_domain", o->trust_domain), NULL);
+        if (rc == 0 && !o->json) {
+            printf("deleted the federation with %s\n", o->trust_domain);
+        }
+        return rc;
+    }
+    if (strcmp(verb, "refresh") == 0) {
+        return call_print(o, "POST", "/v1/federations/refresh",
+                          json_pack("{s:s}", "trust_domain", o->trust_domain), print_refresh);
+    }
+    bool create = strcmp(verb, "create") == 0;
+    if (!create && strcmp(verb, "update") != 0) {
+        return usage_err("unknown federation subcommand '%s'", verb);
+    }
+    if (create && o->endpoint_url == NULL) {
+        return usage_err("federation create needs --endpoint-url");
+    }
+    json_t *body = json_pack("{s:s}", "trust_domain", o->trust_domain);
+    if (o->endpoint_url != NULL) {
+        json_object_set_new(body, "endpoint_url", json_string(o->endpoint_url));
+    }
+    if (o->profile != NULL) {
+        json_object_set_new(body, "profile", json_string(o->profile));
+    }
+    if (o->endpoint_id != NULL) {
+        json_object_set_new(body, "endpoint_spiffe_id", json_string(o->endpoint_id));
+    }
+    if (o->bundle != NULL) {
+        char *text = NULL;
+        if (read_bundle_file(o->bundle, &text) != 0) {
+            json_decref(body);
+            return 1;
+        }
+        json_object_set_new(body, "bundle", json_string(text));
+        free(text);
+    }
+    return call_print(o, "POST", create ? "/v1/federations" : "/v1/federations/update", body,
+                      print_federation);
+}
+
 static int cmd_bundle(const char *verb, struct opts *o)
 {
-    if (strcmp(verb, "show") != 0) {
-        return usage_err("unknown bundle subcommand '%s'", verb);
+    if (strcmp(verb, "show") != 0 || o->trust_domain != NULL) {
+        return cmd_foreign_bundle(verb, o);
     }
     const char *fmt = o->format ? o->format : (o->json ? "spiffe" : "pem");
     if (strcmp(fmt, "pem") != 0 && strcmp(fmt, "spiffe") != 0) {
@@ -755,6 +1059,9 @@ int ca_cli_main(const struct mf_cmd *cmd, const struct mf_opt_vals *v)
     }
     if (strncmp(cmd->name, "ca ", 3) == 0) {
         return cmd_ca(verb, &o);
+    }
+    if (strncmp(cmd->name, "federation ", 11) == 0) {
+        return cmd_federation(verb, &o);
     }
     if (strcmp(cmd->name, "healthcheck") == 0) {
         return cmd_health(&o);

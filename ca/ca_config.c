@@ -39,6 +39,7 @@ void ca_config_defaults(struct ca_config *c)
     c->max_connections = 1024;
     c->max_connections_per_ip = 256;
     c->handshake_timeout = CA_DEFAULT_HANDSHAKE_TIMEOUT;
+    c->federation_min_refresh = 5;
 }
 
 static mf_res set_str(char *dst, size_t cap, const char *key, const char *value)
@@ -223,6 +224,26 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     if (strcmp(key, "datastore_file") == 0) {
         return read_datastore_file(c, value);
     }
+    if (strcmp(key, "bundle_endpoint") == 0) {
+        MF_ENSURE_MSG(strrchr(value, ':') != NULL, MF_ERR_USAGE_ARG,
+                      "bundle_endpoint: '%s' is not HOST:PORT", value);
+        return set_str(c->bundle_endpoint, sizeof(c->bundle_endpoint), key, value);
+    }
+    if (strcmp(key, "bundle_endpoint_cert") == 0) {
+        return set_str(c->bundle_endpoint_cert, sizeof(c->bundle_endpoint_cert), key, value);
+    }
+    if (strcmp(key, "bundle_endpoint_key") == 0) {
+        return set_str(c->bundle_endpoint_key, sizeof(c->bundle_endpoint_key), key, value);
+    }
+    if (strcmp(key, "bundle_refresh_hint") == 0) {
+        return set_dur(&c->bundle_refresh_hint, key, value);
+    }
+    if (strcmp(key, "federation_min_refresh") == 0) {
+        return set_dur(&c->federation_min_refresh, key, value);
+    }
+    if (strcmp(key, "federation_ca_file") == 0) {
+        return set_str(c->federation_ca_file, sizeof(c->federation_ca_file), key, value);
+    }
     MF_BAIL_MSG(MF_ERR_USAGE_ARG, "unknown option '%s'", key);
 }
 
@@ -271,6 +292,18 @@ const struct mf_opt ca_run_opts[] = {
             "registry: sqlite:PATH or postgresql://... (default: SQLite in data-dir)", 0),
     RUN_OPT("datastore-file", MF_OPT_STR, "FILE", NULL,
             "a 0600 file holding the datastore (for a URI with a password)", 0),
+    RUN_OPT("bundle-endpoint", MF_OPT_STR, "HOST:PORT", NULL,
+            "serve the SPIFFE bundle to federated trust domains here (default: off)", 0),
+    RUN_OPT("bundle-endpoint-cert", MF_OPT_STR, "FILE", NULL,
+            "https_web profile: the endpoint's certificate chain (default: https_spiffe)", 0),
+    RUN_OPT("bundle-endpoint-key", MF_OPT_STR, "FILE", NULL,
+            "https_web profile: its private key (mode 0600)", 0),
+    RUN_OPT("bundle-refresh-hint", MF_OPT_DUR, "DUR", NULL,
+            "spiffe_refresh_hint served (default: ca-ttl/12, at most 5m)", 0),
+    RUN_OPT("federation-min-refresh", MF_OPT_DUR, "DUR", "5s",
+            "shortest interval between two fetches of a foreign bundle", 0),
+    RUN_OPT("federation-ca-file", MF_OPT_STR, "FILE", NULL,
+            "roots for https_web bundle endpoints (default: the system's)", 0),
     {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
 };
 const size_t ca_run_n_opts = sizeof(ca_run_opts) / sizeof(ca_run_opts[0]);
@@ -304,6 +337,11 @@ mf_res ca_config_validate(const struct ca_config *c)
     MF_ENSURE_MSG((c->upstream_ca_cert[0] == '\0') == (c->upstream_ca_key[0] == '\0'),
                   MF_ERR_USAGE_ARG,
                   "--upstream-ca-cert and --upstream-ca-key must be given together");
+    MF_ENSURE_MSG((c->bundle_endpoint_cert[0] == '\0') == (c->bundle_endpoint_key[0] == '\0'),
+                  MF_ERR_USAGE_ARG,
+                  "--bundle-endpoint-cert and --bundle-endpoint-key must be given together");
+    MF_ENSURE_MSG(c->bundle_endpoint_cert[0] == '\0' || c->bundle_endpoint[0] != '\0',
+                  MF_ERR_USAGE_ARG, "--bundle-endpoint-cert needs --bundle-endpoint");
     char why[512];
     if (!ca_keys_ttl_fits(c->svid_ttl, c->ca_ttl, why, sizeof(why))) {
         MF_BAIL_MSG(MF_ERR_POLICY_CONFIG, "%s", why);

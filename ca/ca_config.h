@@ -49,6 +49,13 @@ struct ca_config {
      * postgresql:// URI (ca_store.h); may hold a password when it came from
      * datastore_file, so it is never logged, and wiped by ca_config_wipe */
     char datastore[2048];
+    /* federation (ca_bundle_ep.h, ca_fed.h) */
+    char bundle_endpoint[256];           /* host:port of the bundle endpoint; "" = off */
+    char bundle_endpoint_cert[PATH_MAX]; /* https_web: certificate chain PEM ("" = https_spiffe) */
+    char bundle_endpoint_key[PATH_MAX];  /* https_web: its key (mode 0600) */
+    int64_t bundle_refresh_hint;         /* spiffe_refresh_hint served; 0 = from ca_ttl */
+    int64_t federation_min_refresh;      /* floor of a relationship's refresh interval */
+    char federation_ca_file[PATH_MAX];   /* https_web roots; "" = the system's */
 };
 
 /* Wipes what may be secret in c (the datastore string). */

@@ -31,7 +31,9 @@
 #include "ca/ca.h"
 #include "ca/ca_admin.h"
 #include "ca/ca_api.h"
+#include "ca/ca_bundle_ep.h"
 #include "ca/ca_cli.h"
+#include "ca/ca_fed.h"
 #include "ca/ca_metrics.h"
 
 #define TICK_MS 200
@@ -142,14 +144,23 @@ static int start_servers(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         return fail("cannot start the admin API", r);
     }
+    r = ca_bundle_ep_start(ctx, &ctx->bep);
+    if (!mf_ok(r)) {
+        return fail("cannot start the bundle endpoint", r);
+    }
+    r = ca_fed_start(ctx, &ctx->fed);
+    if (!mf_ok(r)) {
+        return fail("cannot start federation", r);
+    }
     return 0;
 }
 
 /* Both sockets are listening (MHD accepts from here on). */
 static void say_ready(const struct ca_ctx *ctx)
 {
-    fprintf(stderr, "mayfly-ca ready listen=%s admin=%s trust_domain=%s\n",
-            ca_api_address(ctx->api), ctx->cfg.admin_socket, ctx->cfg.trust_domain);
+    fprintf(stderr, "mayfly-ca ready listen=%s admin=%s trust_domain=%s%s%s\n",
+            ca_api_address(ctx->api), ctx->cfg.admin_socket, ctx->cfg.trust_domain,
+            ctx->bep != NULL ? " bundle_endpoint=" : "", ca_bundle_ep_address(ctx->bep));
     fflush(stderr);
     ca_metrics_ready();
 }
@@ -233,6 +244,10 @@ static void maintain(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         mf_log_err_r(r, "server SVID renewal failed; will retry");
     }
+    r = ca_bundle_ep_maintain(ctx->bep, now);
+    if (!mf_ok(r)) {
+        mf_log_err_r(r, "bundle endpoint SVID renewal failed; will retry");
+    }
 }
 
 /* Until SIGTERM or SIGINT. */
@@ -266,10 +281,14 @@ static void stop(struct run *run)
     ctx->stopping = true;
     pthread_cond_broadcast(&ctx->ch_cond);
     pthread_mutex_unlock(&ctx->ch_mu);
-    ca_admin_stop(ctx->admin);
+    ca_admin_stop(ctx->admin); /* its handlers use ctx->fed */
     if (ctx->admin != NULL) {
         (void)unlink(ctx->cfg.admin_socket);
     }
+    ca_fed_stop(ctx->fed);
+    ctx->fed = NULL;
+    ca_bundle_ep_stop(ctx->bep);
+    ctx->bep = NULL;
     ca_api_stop(ctx->api);
     ca_issuer_free(ctx->issuer);
     /* the watcher refreshes the keys: it ends before they are freed */

@@ -32,6 +32,7 @@ static struct {
     struct mf_metric *key_expiry;
     struct mf_metric *entries, *agents, *build_info;
     struct mf_metric *ready_gauge;
+    struct mf_metric *fed_fetches;
     struct mf_metrics_life life;
 } g;
 
@@ -112,6 +113,10 @@ static mf_res registry(void)
                             &g.agents));
     MF_TRY(mf_metrics_gauge(g.reg, "mayfly_ca_build_info", "1, labelled with the version",
                             "version", &g.build_info));
+    MF_TRY(mf_metrics_counter(g.reg, "mayfly_ca_federation_fetches_total",
+                              "Foreign bundle fetches, by result (stored, unchanged, failed, "
+                              "refused)",
+                              "result", &g.fed_fetches));
     mf_metric_set(g.build_info, MAYFLY_VERSION, 1.0);
     /* show the usual kinds as 0 from the start, so rates work at once */
     mf_metric_add(g.issued, "workload", 0);
@@ -182,4 +187,10 @@ void ca_metrics_jwt(const char *refused)
     } else {
         mf_metric_inc(g.jwt_refused, refused);
     }
+}
+
+/* see ca_metrics.h */
+void ca_metrics_federation(const char *result)
+{
+    mf_metric_inc(g.fed_fetches, result != NULL ? result : "failed");
 }

@@ -16,6 +16,9 @@
  *   mayfly_ca_signing_key_expiry_seconds seconds until the active CA signing
  *                                        key expires (absent while none is)
  *   mayfly_ca_ready                      1 when /ready would answer 200
+ *   mayfly_ca_federation_fetches_total{result} foreign bundle fetches: stored,
+ *                                        unchanged, failed (the last bundle
+ *                                        kept), refused (older sequence)
  *
  * Ready means: both sockets accept (ca_metrics_ready was called after they
  * were up and ca_metrics_stop was not) and an active signing key that has
@@ -61,5 +64,8 @@ void ca_metrics_denied(const char *reason);
 /* One JWT-SVID was signed (refused NULL), or its request refused for the
  * reason refused. */
 void ca_metrics_jwt(const char *refused);
+/* One fetch of a foreign bundle ended with result (stored, unchanged,
+ * failed, refused). */
+void ca_metrics_federation(const char *result);
 
 #endif /* CA_METRICS_H */

@@ -136,6 +136,38 @@ mf_res ca_policy_selector_canon(const char *s, char *out, size_t cap)
     return r;
 }
 
+/* federates_with: trust domain IDs (spiffe://<td>, no path) of foreign
+ * trust domains, made canonical, sorted, each once. */
+static mf_res fed_check(const char *td, struct ca_entry *e)
+{
+    MF_ENSURE_MSG(e->n_fed <= CA_FED_MAX, MF_ERR_USAGE_ARG,
+                  "an entry federates with at most %d trust domains", CA_FED_MAX);
+    for (size_t i = 0; i < e->n_fed; i++) {
+        struct mf_spiffe_id id;
+        char ftd[MF_TD_MAX + 1];
+        mf_res r = mf_spiffeid_parse_cstr(e->federates_with[i], &id);
+        MF_ENSURE_MSG(mf_ok(r) && mf_spiffeid_path(&id)[0] == '\0', MF_ERR_USAGE_ARG,
+                      "--federates-with '%s' must be a trust domain ID such as "
+                      "spiffe://example.org",
+                      e->federates_with[i]);
+        mf_spiffeid_td(&id, ftd);
+        MF_ENSURE_MSG(strcmp(ftd, td) != 0, MF_ERR_USAGE_ARG,
+                      "--federates-with %s is this CA's own trust domain", e->federates_with[i]);
+        char *c = strdup(id.str);
+        MF_TRY_PTR(c, MF_ERR_NOMEM);
+        free(e->federates_with[i]);
+        e->federates_with[i] = c;
+    }
+    if (e->n_fed > 1) {
+        qsort(e->federates_with, e->n_fed, sizeof(char *), cmp_str);
+    }
+    for (size_t i = 1; i < e->n_fed; i++) {
+        MF_ENSURE_MSG(strcmp(e->federates_with[i - 1], e->federates_with[i]) != 0, MF_ERR_USAGE_ARG,
+                      "trust domain %s is given twice", e->federates_with[i]);
+    }
+    return MF_RES_OK;
+}
+
 mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e)
 {
     MF_ENSURE_REF(td);
@@ -186,7 +218,7 @@ mf_res ca_policy_entry_check(const char *td, int64_t max_ttl, struct ca_entry *e
             MF_ENSURE_MSG(c >= 0x20 && c < 0x7f, MF_ERR_USAGE_ARG, "hint must be printable ASCII");
         }
     }
-    return MF_RES_OK;
+    return fed_check(td, e);
 }
 
 mf_res ca_policy_agent_access(const struct ca_agent *a, const char *agent_id)

@@ -84,6 +84,23 @@ static const char *const migrations[] = {
      * server's JWT keys */
     "ALTER TABLE ca_keys ADD COLUMN server_id TEXT;"
     "ALTER TABLE ca_keys ADD COLUMN jwt_pub {BLOB};",
+    /* federation (ca_fed.h): the foreign trust domains an entry federates
+     * with, the relationships to their bundle endpoints, and the foreign
+     * bundles themselves (fetched or set by an operator) */
+    "ALTER TABLE entries ADD COLUMN federates_with TEXT NOT NULL DEFAULT '[]';" /* JSON array */
+    "CREATE TABLE federations ("
+    " trust_domain TEXT PRIMARY KEY,"
+    " endpoint_url TEXT NOT NULL,"
+    " profile TEXT NOT NULL,"
+    " endpoint_spiffe_id TEXT NOT NULL," /* '' for https_web */
+    " created_at {INT64} NOT NULL,"
+    " updated_at {INT64} NOT NULL);"
+    "CREATE TABLE foreign_bundles ("
+    " trust_domain TEXT PRIMARY KEY,"
+    " jwks TEXT NOT NULL," /* the SPIFFE bundle document as stored */
+    " sequence {INT64} NOT NULL,"
+    " fetched_at {INT64} NOT NULL,"
+    " source TEXT NOT NULL);", /* 'static' or 'endpoint' */
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -508,6 +525,7 @@ void ca_entry_cleanup(struct ca_entry *e)
     free(e->parent_id);
     mf_strv_free(e->selectors, e->n_selectors);
     mf_strv_free(e->dns_names, e->n_dns);
+    mf_strv_free(e->federates_with, e->n_fed);
     free(e->hint);
     memset(e, 0, sizeof(*e));
 }
@@ -545,6 +563,8 @@ mf_res ca_entry_copy(const struct ca_entry *src, struct ca_entry *dst)
     e.n_selectors = src->n_selectors;
     MF_TRY_OUT(mf_strv_dup(src->dns_names, src->n_dns, &e.dns_names));
     e.n_dns = src->n_dns;
+    MF_TRY_OUT(mf_strv_dup(src->federates_with, src->n_fed, &e.federates_with));
+    e.n_fed = src->n_fed;
     *dst = e;
     return MF_RES_OK;
 out:
@@ -615,13 +635,16 @@ static mf_res row_to_entry(const struct ca_db_row *row, struct ca_entry *e)
     }
     e->revision = ca_db_col_int(row, 7);
     e->created_at = ca_db_col_int(row, 8);
+    MF_TRY_OUT(json_to_strs(ca_db_col_text(row, 9), &e->federates_with, &e->n_fed));
     return MF_RES_OK;
 out:
     ca_entry_cleanup(e);
     return rc;
 }
 
-#define ENTRY_COLS "id, spiffe_id, parent_id, selectors, ttl, dns_names, hint, revision, created_at"
+#define ENTRY_COLS                                                                      \
+    "id, spiffe_id, parent_id, selectors, ttl, dns_names, hint, revision, created_at, " \
+    "federates_with"
 /* The revision just taken by bump_revision, inside the same transaction. */
 #define CUR_REVISION "(SELECT value FROM meta WHERE key = 'revision')"
 
@@ -651,9 +674,10 @@ out:
 
 /* An entry's selectors and DNS names as the JSON arrays the table keeps
  * (both freed by the caller, also on failure). */
-static mf_res entry_lists(const struct ca_entry *e, char **sels, char **dns)
+static mf_res entry_lists(const struct ca_entry *e, char **sels, char **dns, char **fed)
 {
     MF_TRY(strs_to_json(e->selectors, e->n_selectors, sels));
+    MF_TRY(strs_to_json(e->federates_with, e->n_fed, fed));
     return strs_to_json(e->dns_names, e->n_dns, dns);
 }
 
@@ -662,17 +686,17 @@ mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
     mf_res rc;
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(e);
-    char *sels = NULL, *dns = NULL;
+    char *sels = NULL, *dns = NULL, *fed = NULL;
     uint8_t rnd[16];
     MF_TRY_OUT(mf_random(rnd, sizeof(rnd)));
     mf_hex(rnd, sizeof(rnd), e->id);
-    MF_TRY_OUT(entry_lists(e, &sels, &dns));
+    MF_TRY_OUT(entry_lists(e, &sels, &dns, &fed));
     rc = write_rev(st, "entry", e->id, false,
                    "INSERT INTO entries (" ENTRY_COLS ") "
-                   "VALUES ($1, $2, $3, $4, $5, $6, $7, " CUR_REVISION ", $8)",
+                   "VALUES ($1, $2, $3, $4, $5, $6, $7, " CUR_REVISION ", $8, $9)",
                    ARGS(ca_db_text(e->id), ca_db_text(e->spiffe_id), ca_db_text(e->parent_id),
                         ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns), ca_db_text(e->hint),
-                        ca_db_int(e->created_at)),
+                        ca_db_int(e->created_at), ca_db_text(fed)),
                    &e->revision);
     if (rc.err == MF_ERR_POLICY_DUPLICATE) {
         rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
@@ -682,6 +706,7 @@ mf_res ca_store_entry_create(struct ca_store *st, struct ca_entry *e)
 out:
     free(sels);
     free(dns);
+    free(fed);
     return rc;
 }
 
@@ -690,13 +715,13 @@ mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e)
     mf_res rc;
     MF_ENSURE_REF(st);
     MF_ENSURE_REF(e);
-    char *sels = NULL, *dns = NULL;
-    MF_TRY_OUT(entry_lists(e, &sels, &dns));
+    char *sels = NULL, *dns = NULL, *fed = NULL;
+    MF_TRY_OUT(entry_lists(e, &sels, &dns, &fed));
     rc = write_rev(st, "entry", e->id, true,
                    "UPDATE entries SET selectors = $1, ttl = $2, dns_names = $3, hint = $4, "
-                   "revision = " CUR_REVISION " WHERE id = $5",
+                   "federates_with = $6, revision = " CUR_REVISION " WHERE id = $5",
                    ARGS(ca_db_text(sels), ca_db_int(e->ttl), ca_db_text(dns), ca_db_text(e->hint),
-                        ca_db_text(e->id)),
+                        ca_db_text(e->id), ca_db_text(fed)),
                    &e->revision);
     if (rc.err == MF_ERR_POLICY_DUPLICATE) {
         rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
@@ -706,6 +731,7 @@ mf_res ca_store_entry_update(struct ca_store *st, struct ca_entry *e)
 out:
     free(sels);
     free(dns);
+    free(fed);
     return rc;
 }
 
@@ -1175,6 +1201,196 @@ mf_res ca_store_key_rows(struct ca_store *st, struct ca_key_row **out, size_t *n
     return MF_RES_OK;
 }
 
+/* ---- federation ---------------------------------------------------------------- */
+
+#define FED_COLS     "trust_domain, endpoint_url, profile, endpoint_spiffe_id, created_at, updated_at"
+#define FBUNDLE_COLS "trust_domain, jwks, sequence, fetched_at, source"
+
+static mf_res collect_fed(void *cls, const struct ca_db_row *row)
+{
+    struct ca_db_vec *vec = cls;
+    struct ca_federation *f = ca_db_vec_push(vec);
+    MF_TRY_PTR(f, MF_ERR_NOMEM);
+    snprintf(f->td, sizeof(f->td), "%s", ca_db_col_text(row, 0));
+    snprintf(f->url, sizeof(f->url), "%s", ca_db_col_text(row, 1));
+    snprintf(f->profile, sizeof(f->profile), "%s", ca_db_col_text(row, 2));
+    snprintf(f->endpoint_id, sizeof(f->endpoint_id), "%s", ca_db_col_text(row, 3));
+    f->created_at = ca_db_col_int(row, 4);
+    f->updated_at = ca_db_col_int(row, 5);
+    return MF_RES_OK;
+}
+
+/* see ca_store.h */
+mf_res ca_store_fed_put(struct ca_store *st, const struct ca_federation *f, bool create)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(f);
+    mf_res rc;
+    if (create) {
+        rc = write_rev(st, "federation", f->td, false,
+                       "INSERT INTO federations (" FED_COLS ") VALUES ($1, $2, $3, $4, $5, $5)",
+                       ARGS(ca_db_text(f->td), ca_db_text(f->url), ca_db_text(f->profile),
+                            ca_db_text(f->endpoint_id), ca_db_int(f->updated_at)),
+                       NULL);
+        if (rc.err == MF_ERR_POLICY_DUPLICATE) {
+            rc = MF_RAISE_MSG(MF_ERR_POLICY_DUPLICATE,
+                              "a federation relationship with %s exists (use federation update)",
+                              f->td);
+        }
+        return rc;
+    }
+    return write_rev(st, "federation relationship with", f->td, true,
+                     "UPDATE federations SET endpoint_url = $2, profile = $3, "
+                     "endpoint_spiffe_id = $4, updated_at = $5 WHERE trust_domain = $1",
+                     ARGS(ca_db_text(f->td), ca_db_text(f->url), ca_db_text(f->profile),
+                          ca_db_text(f->endpoint_id), ca_db_int(f->updated_at)),
+                     NULL);
+}
+
+/* see ca_store.h */
+mf_res ca_store_fed_delete(struct ca_store *st, const char *td)
+{
+    mf_res rc;
+    int64_t r = 0;
+    uint64_t changed = 0;
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(td);
+    /* the relationship and what it fetched go together (SPIFFE.md F14) */
+    MF_TRY(ca_store_begin(st));
+    MF_TRY_OUT(bump_revision(st, &r));
+    MF_TRY_OUT(run(st, "federation", "DELETE FROM federations WHERE trust_domain = $1",
+                   ARGS(ca_db_text(td)), NULL, NULL, &changed));
+    MF_ENSURE_OUT_MSG(changed > 0, MF_ERR_POLICY_NOT_FOUND, "no federation relationship with %s",
+                      td);
+    MF_TRY_OUT(run(st, "foreign bundle", "DELETE FROM foreign_bundles WHERE trust_domain = $1",
+                   ARGS(ca_db_text(td)), NULL, NULL, NULL));
+    return write_commit(st, r);
+out:
+    ca_store_rollback(st);
+    return rc;
+}
+
+/* see ca_store.h */
+mf_res ca_store_fed_get(struct ca_store *st, const char *td, struct ca_federation *out)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(td);
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    struct ca_db_vec vec = {.size = sizeof(struct ca_federation)};
+    mf_res rc =
+        run_locked(st, "federation", "SELECT " FED_COLS " FROM federations WHERE trust_domain = $1",
+                   ARGS(ca_db_text(td)), collect_fed, &vec, NULL);
+    if (mf_ok(rc) && vec.n == 0) {
+        rc = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "no federation relationship with %s", td);
+    }
+    if (mf_ok(rc)) {
+        *out = *(struct ca_federation *)vec.v;
+    }
+    free(vec.v);
+    return rc;
+}
+
+/* see ca_store.h */
+mf_res ca_store_fed_list(struct ca_store *st, struct ca_federation **out, size_t *n_out)
+{
+    MF_ENSURE_REF(st);
+    *out = NULL;
+    *n_out = 0;
+    struct ca_db_vec vec = {.size = sizeof(struct ca_federation)};
+    mf_res rc =
+        run_locked(st, "federations", "SELECT " FED_COLS " FROM federations ORDER BY trust_domain",
+                   NULL, 0, collect_fed, &vec, NULL);
+    if (!mf_ok(rc)) {
+        free(vec.v);
+        return rc;
+    }
+    *out = vec.v;
+    *n_out = vec.n;
+    return MF_RES_OK;
+}
+
+void ca_fbundles_free(struct ca_foreign_bundle *v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        free(v[i].jwks);
+    }
+    free(v);
+}
+
+static mf_res collect_fbundle(void *cls, const struct ca_db_row *row)
+{
+    struct ca_db_vec *vec = cls;
+    struct ca_foreign_bundle *b = ca_db_vec_push(vec);
+    MF_TRY_PTR(b, MF_ERR_NOMEM);
+    snprintf(b->td, sizeof(b->td), "%s", ca_db_col_text(row, 0));
+    b->jwks = strdup(ca_db_col_text(row, 1));
+    if (b->jwks == NULL) {
+        vec->n--;
+        MF_BAIL(MF_ERR_NOMEM);
+    }
+    b->sequence = ca_db_col_int(row, 2);
+    b->fetched_at = ca_db_col_int(row, 3);
+    snprintf(b->source, sizeof(b->source), "%s", ca_db_col_text(row, 4));
+    return MF_RES_OK;
+}
+
+/* see ca_store.h */
+mf_res ca_store_fbundle_put(struct ca_store *st, const struct ca_foreign_bundle *b)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(b);
+    MF_ENSURE_REF(b->jwks);
+    return write_rev(st, "foreign bundle", b->td, false,
+                     "INSERT INTO foreign_bundles (" FBUNDLE_COLS ") VALUES ($1, $2, $3, $4, $5) "
+                     "ON CONFLICT (trust_domain) DO UPDATE SET jwks = excluded.jwks, "
+                     "sequence = excluded.sequence, fetched_at = excluded.fetched_at, "
+                     "source = excluded.source",
+                     ARGS(ca_db_text(b->td), ca_db_text(b->jwks), ca_db_int(b->sequence),
+                          ca_db_int(b->fetched_at), ca_db_text(b->source)),
+                     NULL);
+}
+
+/* see ca_store.h */
+mf_res ca_store_fbundle_delete(struct ca_store *st, const char *td)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(td);
+    return write_rev(st, "foreign bundle for", td, true,
+                     "DELETE FROM foreign_bundles WHERE trust_domain = $1", ARGS(ca_db_text(td)),
+                     NULL);
+}
+
+/* see ca_store.h */
+mf_res ca_store_fbundle_list(struct ca_store *st, const char *td, struct ca_foreign_bundle **out,
+                             size_t *n_out)
+{
+    MF_ENSURE_REF(st);
+    *out = NULL;
+    *n_out = 0;
+    struct ca_db_vec vec = {.size = sizeof(struct ca_foreign_bundle)};
+    mf_res rc;
+    if (td != NULL) {
+        rc = run_locked(st, "foreign bundle",
+                        "SELECT " FBUNDLE_COLS " FROM foreign_bundles WHERE trust_domain = $1",
+                        ARGS(ca_db_text(td)), collect_fbundle, &vec, NULL);
+        if (mf_ok(rc) && vec.n == 0) {
+            rc = MF_RAISE_MSG(MF_ERR_POLICY_NOT_FOUND, "no bundle for trust domain %s", td);
+        }
+    } else {
+        rc = run_locked(st, "foreign bundles",
+                        "SELECT " FBUNDLE_COLS " FROM foreign_bundles ORDER BY trust_domain", NULL,
+                        0, collect_fbundle, &vec, NULL);
+    }
+    if (!mf_ok(rc)) {
+        ca_fbundles_free(vec.v, vec.n);
+        return rc;
+    }
+    *out = vec.v;
+    *n_out = vec.n;
+    return MF_RES_OK;
+}
+
 /* ---- copying a registry ------------------------------------------------------ */
 
 /* Every table of the registry and its columns, in an order that needs no
@@ -1184,9 +1400,13 @@ static const struct {
     const char *cols;
     size_t n_cols;
 } copy_tables[] = {
-    {"meta", "key, value", 2}, {"entries", ENTRY_COLS, 9},
-    {"agents", AGENT_COLS, 6}, {"join_tokens", "hash, spiffe_id, expires_at", 3},
+    {"meta", "key, value", 2},
+    {"entries", ENTRY_COLS, 10},
+    {"agents", AGENT_COLS, 6},
+    {"join_tokens", "hash, spiffe_id, expires_at", 3},
     {"ca_keys", KEY_COLS, 7},
+    {"federations", FED_COLS, 6},
+    {"foreign_bundles", FBUNDLE_COLS, 5},
 };
 
 struct copy_ctx {

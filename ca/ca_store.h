@@ -33,6 +33,7 @@
 #define CA_HINT_MAX     256
 #define CA_DNS_MAX      16
 #define CA_DNS_NAME_MAX 253
+#define CA_FED_MAX      32 /* foreign trust domains one entry federates with */
 
 /* A registration entry. Strings are heap-allocated and owned. selectors are
  * canonical "type:key:value" strings, sorted and unique. */
@@ -48,6 +49,8 @@ struct ca_entry {
     char *hint; /* NULL when none */
     int64_t revision;
     int64_t created_at;
+    char **federates_with; /* "spiffe://<td>" of foreign trust domains, sorted, unique */
+    size_t n_fed;
 };
 
 void ca_entry_cleanup(struct ca_entry *e);
@@ -187,9 +190,54 @@ MF_WUR mf_res ca_store_meta_set(struct ca_store *st, const char *key, int64_t v)
 /* How many entries and agents the registry holds (for the CA's gauges). */
 MF_WUR mf_res ca_store_counts(struct ca_store *st, int64_t *entries, int64_t *agents);
 
+/* ---- federation (ca_fed.h) ------------------------------------------------ */
+
+#define CA_FED_URL_MAX   2048
+#define CA_FED_PROFILE_N 16
+
+/* A relationship with a foreign trust domain's bundle endpoint. */
+struct ca_federation {
+    char td[MF_TD_MAX + 1];                 /* bare name, the key */
+    char url[CA_FED_URL_MAX + 1];           /* https://... */
+    char profile[CA_FED_PROFILE_N];         /* "https_spiffe" or "https_web" */
+    char endpoint_id[MF_SPIFFE_ID_MAX + 1]; /* https_spiffe only, else "" */
+    int64_t created_at;
+    int64_t updated_at;
+};
+
+/* A foreign trust domain's bundle, as last fetched or set. */
+struct ca_foreign_bundle {
+    char td[MF_TD_MAX + 1];
+    char *jwks; /* the SPIFFE bundle document (owned) */
+    int64_t sequence;
+    int64_t fetched_at;
+    char source[CA_FED_PROFILE_N]; /* "static" or "endpoint" */
+};
+
+void ca_fbundles_free(struct ca_foreign_bundle *v, size_t n);
+
+/* Creates (MF_ERR_POLICY_DUPLICATE when one exists) or updates
+ * (MF_ERR_POLICY_NOT_FOUND when none) the relationship f->td, already
+ * validated; updated_at is the time of the write (created_at too, on
+ * create). */
+MF_WUR mf_res ca_store_fed_put(struct ca_store *st, const struct ca_federation *f, bool create);
+/* Deletes the relationship and its trust domain's stored bundle at once. */
+MF_WUR mf_res ca_store_fed_delete(struct ca_store *st, const char *td);
+MF_WUR mf_res ca_store_fed_get(struct ca_store *st, const char *td, struct ca_federation *out);
+/* Every relationship, by trust domain (caller frees *out). */
+MF_WUR mf_res ca_store_fed_list(struct ca_store *st, struct ca_federation **out, size_t *n_out);
+/* Inserts or replaces the bundle of b->td (the caller has checked the
+ * sequence). */
+MF_WUR mf_res ca_store_fbundle_put(struct ca_store *st, const struct ca_foreign_bundle *b);
+MF_WUR mf_res ca_store_fbundle_delete(struct ca_store *st, const char *td);
+/* The bundle of td (one, or MF_ERR_POLICY_NOT_FOUND), or every one when td
+ * is NULL; free with ca_fbundles_free. */
+MF_WUR mf_res ca_store_fbundle_list(struct ca_store *st, const char *td,
+                                    struct ca_foreign_bundle **out, size_t *n_out);
+
 /* ---- copying a registry ------------------------------------------------------ */
 
-#define CA_STORE_TABLES 5
+#define CA_STORE_TABLES 7
 
 /* Copies every row of src (entries, agents with their ban state, join
  * token hashes, the CA key journal and the counters, bundle sequence

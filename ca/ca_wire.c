@@ -35,6 +35,12 @@ mf_res ca_entry_to_json(const struct ca_entry *e, json_t **out)
                   "ttl", (json_int_t)e->ttl, "dns_names", str_array(e->dns_names, e->n_dns), "hint",
                   e->hint, "revision", (json_int_t)e->revision);
     MF_TRY_PTR(o, MF_ERR_NOMEM);
+    /* only when set, so that entries without federation read as before */
+    if (e->n_fed > 0 &&
+        json_object_set_new(o, "federates_with", str_array(e->federates_with, e->n_fed)) != 0) {
+        json_decref(o);
+        MF_BAIL(MF_ERR_NOMEM);
+    }
     *out = o;
     return MF_RES_OK;
 }
@@ -151,9 +157,10 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
 {
     MF_ENSURE_REF(obj);
     MF_ENSURE_REF(e);
-    static const char *const create_keys[] = {"spiffe_id", "parent_id", "selectors", "ttl",
-                                              "dns_names", "hint",      NULL};
-    static const char *const patch_keys[] = {"selectors", "ttl", "dns_names", "hint", NULL};
+    static const char *const create_keys[] = {"spiffe_id", "parent_id",      "selectors", "ttl",
+                                              "dns_names", "federates_with", "hint",      NULL};
+    static const char *const patch_keys[] = {"selectors",      "ttl",  "dns_names",
+                                             "federates_with", "hint", NULL};
     MF_TRY(mf_json_only_keys(obj, patch ? patch_keys : create_keys));
     unsigned mask = 0;
     if (!patch) {
@@ -176,6 +183,8 @@ mf_res ca_entry_from_json(const json_t *obj, bool patch, struct ca_entry *e, uns
     }
     MF_TRY(replace_strs(obj, "dns_names", false, CA_DNS_MAX, CA_DNS_NAME_MAX, &e->dns_names,
                         &e->n_dns, 4, &mask));
+    MF_TRY(replace_strs(obj, "federates_with", false, CA_FED_MAX, MF_SPIFFE_ID_MAX,
+                        &e->federates_with, &e->n_fed, 16, &mask));
     if (json_object_get(obj, "hint") != NULL) {
         const char *hint = NULL;
         MF_TRY(mf_json_str(obj, "hint", false, CA_HINT_MAX, &hint));

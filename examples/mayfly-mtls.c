@@ -6,7 +6,7 @@
  *
  *   mayfly-mtls server --listen 127.0.0.1:PORT (--allow-id ID | --allow-td TD)
  *                      [--once] [--socket ADDR] [--wait DUR]
- *   mayfly-mtls client --connect 127.0.0.1:PORT --expect-id ID
+ *   mayfly-mtls client --connect 127.0.0.1:PORT (--expect-id ID | --expect-td TD)
  *                      [--message TEXT] [--socket ADDR] [--wait DUR]
  *
  * Both get their X509-SVID and trust bundle from the Workload API (--socket,
@@ -73,7 +73,8 @@ static void usage(void)
             "usage:\n"
             "  mayfly-mtls server --listen HOST:PORT (--allow-id ID | --allow-td TD) [--once]\n"
             "                     [--socket ADDR] [--wait DUR]\n"
-            "  mayfly-mtls client --connect HOST:PORT --expect-id ID [--message TEXT]\n"
+            "  mayfly-mtls client --connect HOST:PORT (--expect-id ID | --expect-td TD)\n"
+            "                     [--message TEXT]\n"
             "                     [--socket ADDR] [--wait DUR]\n"
             "The Workload API address comes from --socket or SPIFFE_ENDPOINT_SOCKET\n"
             "(unix:///path). --wait is how long to wait for an identity (default 30s).\n");
@@ -461,6 +462,7 @@ out:
 struct client_opts {
     const char *connect;
     const char *expect_id;
+    const char *expect_td; /* any member of this trust domain, e.g. a federated one */
     const char *message;
     const char *socket;
     int64_t wait_s;
@@ -509,9 +511,11 @@ static int run_client(const struct client_opts *o)
     char line[LINE_MAX_], shown[4 * LINE_MAX_ + 1];
     size_t len = 0;
 
-    mf_res r = mf_authorize_id(o->expect_id, &az);
+    mf_res r = o->expect_id != NULL ? mf_authorize_id(o->expect_id, &az)
+                                    : mf_authorize_member_of(o->expect_td, &az);
     if (!mf_ok(r)) {
-        fprintf(stderr, "mayfly-mtls: bad --expect-id: %s\n", reason(r));
+        fprintf(stderr, "mayfly-mtls: bad %s: %s\n",
+                o->expect_id != NULL ? "--expect-id" : "--expect-td", reason(r));
         return 2;
     }
     if (strchr(o->message, '\n') != NULL || strlen(o->message) + 1 >= LINE_MAX_) {
@@ -644,6 +648,8 @@ int main(int argc, char **argv)
             slot = &co.connect;
         } else if (!server && strcmp(a, "--expect-id") == 0) {
             slot = &co.expect_id;
+        } else if (!server && strcmp(a, "--expect-td") == 0) {
+            slot = &co.expect_td;
         } else if (!server && strcmp(a, "--message") == 0) {
             slot = &co.message;
         } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -666,8 +672,9 @@ int main(int argc, char **argv)
         }
         return run_server(&so);
     }
-    if (co.connect == NULL || co.expect_id == NULL) {
-        fprintf(stderr, "mayfly-mtls: client needs --connect and --expect-id\n");
+    if (co.connect == NULL || (co.expect_id == NULL) == (co.expect_td == NULL)) {
+        fprintf(stderr, "mayfly-mtls: client needs --connect and one of --expect-id or "
+                        "--expect-td\n");
         return 2;
     }
     return run_client(&co);

@@ -437,6 +437,80 @@ out:
 }
 
 /* see mf_http.h */
+mf_res mf_http_connect_web(const char *host_port, const char *ca_file, int timeout_ms,
+                           struct mf_http_conn **out)
+{
+    mf_res rc;
+    int fd = -1;
+    struct mf_http_conn *c = NULL;
+    char host[HOST_MAX];
+    char port[8];
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    MF_ENSURE_REF(host_port);
+    MF_ENSURE_MSG(strlen(host_port) < HOST_MAX, MF_ERR_USAGE_ARG, "address too long");
+    MF_ENSURE_MSG(timeout_ms >= 0, MF_ERR_USAGE_ARG, "negative timeout %d", timeout_ms);
+    MF_TRY(split_host_port(host_port, host, sizeof(host), port, sizeof(port)));
+    int64_t deadline = mf_mono_ms() + timeout_ms;
+
+    mf_x509_global_init();
+    MF_TRY_OUT(tcp_connect(host_port, deadline, &fd));
+    MF_TRY_OUT(conn_new(fd, &c));
+    fd = -1;
+    c->io.deadline = deadline;
+    memcpy(c->host, host_port, strlen(host_port) + 1);
+    c->ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    MF_ENSURE_OUT_MSG(c->ctx != NULL, MF_ERR_NOMEM, "wolfSSL_CTX_new");
+    MF_ENSURE_OUT_MSG(wolfSSL_CTX_SetMinVersion(c->ctx, WOLFSSL_TLSV1_2) == WOLFSSL_SUCCESS,
+                      MF_ERR_CRYPTO, "cannot require TLS 1.2");
+    if (ca_file != NULL && ca_file[0] != '\0') {
+        MF_ENSURE_OUT_MSG(wolfSSL_CTX_load_verify_locations(c->ctx, ca_file, NULL) ==
+                              WOLFSSL_SUCCESS,
+                          MF_ERR_CRYPTO, "cannot load CA certificates from %s", ca_file);
+    } else {
+        MF_ENSURE_OUT_MSG(wolfSSL_CTX_load_system_CA_certs(c->ctx) == WOLFSSL_SUCCESS,
+                          MF_ERR_CRYPTO, "cannot load the system's CA certificates");
+    }
+    wolfSSL_CTX_set_verify(c->ctx, WOLFSSL_VERIFY_PEER, NULL);
+    c->ssl = wolfSSL_new(c->ctx);
+    MF_ENSURE_OUT_MSG(c->ssl != NULL, MF_ERR_NOMEM, "wolfSSL_new");
+    /* RFC 6125: the certificate must name the host we connect to */
+    MF_ENSURE_OUT_MSG(wolfSSL_check_domain_name(c->ssl, host) == WOLFSSL_SUCCESS, MF_ERR_NOMEM,
+                      "wolfSSL_check_domain_name");
+    (void)wolfSSL_UseSNI(c->ssl, WOLFSSL_SNI_HOST_NAME, host, (word16)strlen(host));
+    mf_tls_io_attach(c->ssl, &c->io);
+    for (;;) {
+        int ret = wolfSSL_connect(c->ssl);
+        if (ret == WOLFSSL_SUCCESS) {
+            break;
+        }
+        rc = mf_tls_retry(c->ssl, &c->io, ret, "the handshake");
+        if (!mf_ok(rc)) {
+            int e = wolfSSL_get_error(c->ssl, ret);
+            if (e == DOMAIN_NAME_MISMATCH || e == ASN_NO_SIGNER_E || e == ASN_AFTER_DATE_E ||
+                e == ASN_BEFORE_DATE_E || e == VERIFY_CERT_ERROR || e == IPADDR_MISMATCH) {
+                char why[128];
+                wolfSSL_ERR_error_string_n((unsigned long)e, why, sizeof(why));
+                rc = MF_RAISE_MSG(MF_ERR_AUTH_UNTRUSTED, "refused server %s: %s", host, why);
+            }
+            goto out;
+        }
+    }
+    *out = c;
+    c = NULL;
+    rc = MF_RES_OK;
+out:
+    if (fd >= 0) {
+        close(fd);
+    }
+    if (c != NULL) {
+        c->broken = true;
+    }
+    mf_http_close(c);
+    return rc;
+}
+
+/* see mf_http.h */
 const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c)
 {
     return c != NULL && c->has_peer ? &c->peer_id : NULL;
@@ -497,6 +571,7 @@ void mf_http_resp_init(struct mf_http_resp *r, size_t max_body)
     mf_buf_init(&r->body, max_body, MF_BUF_SECRET);
     r->content_type[0] = '\0';
     r->retry_after = -1;
+    r->location[0] = '\0';
 }
 
 /* see mf_http.h */
@@ -509,6 +584,7 @@ void mf_http_resp_cleanup(struct mf_http_resp *r)
     r->status = 0;
     r->content_type[0] = '\0';
     r->retry_after = -1;
+    r->location[0] = '\0';
 }
 
 /* Next CRLF-terminated line from cur (without the CRLF). A bare CR or LF
@@ -630,6 +706,12 @@ static mf_res parse_header(const uint8_t *p, size_t n, struct head *h, struct mf
                       "Content-Type over %zu bytes", sizeof(resp->content_type) - 1);
         memcpy(resp->content_type, v, vl);
         resp->content_type[vl] = '\0';
+    } else if (ieq(name, nl, "Location")) {
+        /* kept for callers that follow redirects; one too long is dropped */
+        if (vl <= MF_HTTP_LOCATION_MAX) {
+            memcpy(resp->location, v, vl);
+            resp->location[vl] = '\0';
+        }
     } else if (ieq(name, nl, "Retry-After")) {
         /* delta-seconds only; an HTTP-date is left as "not given" */
         uint64_t secs = 0;
@@ -655,6 +737,7 @@ static mf_res parse_head(const uint8_t *p, size_t n, struct head *h, struct mf_h
     memset(h, 0, sizeof(*h));
     resp->content_type[0] = '\0';
     resp->retry_after = -1;
+    resp->location[0] = '\0';
 
     /* status-line = HTTP-version SP status-code SP [ reason-phrase ] */
     MF_TRY(next_line(&cur, &line, &len));

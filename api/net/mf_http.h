@@ -55,6 +55,15 @@ MF_WUR mf_res mf_http_connect_unix(const char *path, int timeout_ms, struct mf_h
 MF_WUR mf_res mf_http_connect_tls(const char *host_port, const struct mf_tls_client_cfg *cfg,
                                   int timeout_ms, struct mf_http_conn **out);
 
+/* Connects to "host:port" over TLS 1.2 or 1.3 authenticated the web way
+ * (the https_web profile of a SPIFFE bundle endpoint): the server's
+ * certificate must chain to a root in ca_file (PEM), or to the system's
+ * roots when ca_file is NULL or "", and name host (DNS or IP SAN, RFC
+ * 6125). A server that fails is MF_ERR_AUTH_UNTRUSTED with wolfSSL's
+ * reason. No client certificate is sent. */
+MF_WUR mf_res mf_http_connect_web(const char *host_port, const char *ca_file, int timeout_ms,
+                                  struct mf_http_conn **out);
+
 /* The server's verified SPIFFE ID (TLS connections only). Borrowed. */
 const struct mf_spiffe_id *mf_http_peer_id(const struct mf_http_conn *c);
 
@@ -71,11 +80,14 @@ bool mf_http_reusable(const struct mf_http_conn *c);
  * send it again once on a fresh connection. A timeout is never stale. */
 bool mf_http_stale(const struct mf_http_conn *c);
 
+#define MF_HTTP_LOCATION_MAX 2048
+
 struct mf_http_resp {
     int status;
     struct mf_buf body;
     char content_type[128];
-    int retry_after; /* seconds from Retry-After, or -1 */
+    int retry_after;                         /* seconds from Retry-After, or -1 */
+    char location[MF_HTTP_LOCATION_MAX + 1]; /* Location, or "" (also when longer) */
 };
 
 void mf_http_resp_init(struct mf_http_resp *r, size_t max_body);

@@ -5,7 +5,8 @@
  * mode 0600; an expired one is dropped; a corrupt file is skipped; symlinks
  * are refused) and for agent_state (selector matching: an entry matches
  * only when all its selectors are the workload's; expired SVIDs and
- * duplicate hints are not served; no match renders nothing).
+ * duplicate hints are not served; no match renders nothing; a workload
+ * gets exactly the foreign bundles its SVIDs federate with).
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -299,6 +300,131 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     mf_selector_cleanup(&have_b[0]);
 }
 
+/* A foreign bundle of trust domain td (one X.509 authority). */
+static struct mf_bundle *foreign(const char *td_id, struct mft_ident *ca)
+{
+    struct mf_bundle *b = NULL;
+    mft_make_ca(ca, td_id, mf_now());
+    ASSERT_OK(mf_bundle_new(td_id, &b));
+    ASSERT_OK(mf_bundle_add_x509(b, ca->cert));
+    b->sequence = 1;
+    return b;
+}
+
+/* Federation: a workload gets exactly the foreign bundles its SVIDs
+ * federate with, each under its own trust domain, through every renderer
+ * and the accessor; the cache keeps them across a restart. */
+static void test_agent_snap_federated_exact(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_snap *s = NULL;
+    struct mf_key *k1 = NULL, *k2 = NULL;
+    struct mf_certs c1, c2;
+    struct mft_ident bca, cca;
+    struct mf_selector s1[1], s2[1];
+    const char *t1[] = {"unix:uid:1"}, *t2[] = {"unix:uid:2"};
+    char fed_b[] = "spiffe://b.test";
+    char *fed1[] = {fed_b};
+    sels(t1, 1, s1);
+    sels(t2, 1, s2);
+    int64_t now = mf_now();
+    issue(f, "spiffe://example.org/one", now, 600, &k1, &c1);
+    issue(f, "spiffe://example.org/two", now, 600, &k2, &c2);
+    struct mf_bundle *bb = foreign("spiffe://b.test", &bca);
+    struct mf_bundle *cb = foreign("spiffe://c.test", &cca);
+    ASSERT_OK(agent_snap_new("example.org", &s));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/one", "", s1, 1, &c1, k1,
+                             mf_cert_not_after(c1.v[0])));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/two", "", s2, 1, &c2, k2,
+                             mf_cert_not_after(c2.v[0])));
+    ASSERT_OK(agent_snap_set_federates(s, 0, fed1, 1));
+    ASSERT_ERR(agent_snap_set_federates(s, 2, fed1, 1), MF_ERR_USAGE_ARG);
+    ASSERT_OK(agent_snap_add_federated(s, bb));
+    ASSERT_OK(agent_snap_add_federated(s, cb));
+
+    /* the accessor */
+    const struct agent_snap_fed *x = agent_state_federated(s, 0, "b.test");
+    assert_non_null(x);
+    assert_string_equal(x->td_id, "spiffe://b.test");
+    assert_ptr_equal(agent_state_federated(s, 0, "spiffe://b.test"), x);
+    assert_null(agent_state_federated(s, 0, "c.test")); /* held, not federated with */
+    assert_null(agent_state_federated(s, 1, "b.test")); /* the other SVID */
+    assert_null(agent_state_federated(s, 2, "b.test")); /* no such SVID */
+    assert_null(agent_state_federated(s, 0, "B.test"));
+    assert_null(agent_state_federated(s, 0, NULL));
+    assert_null(agent_state_federated(NULL, 0, "b.test"));
+
+    /* JSON X.509: uid 1 gets b.test only, uid 2 none */
+    struct mf_buf out;
+    size_t count = 0;
+    json_t *doc = NULL;
+    mf_buf_init(&out, AGENT_RENDER_MAX, MF_BUF_SECRET);
+    ASSERT_OK(agent_snap_render_x509(s, s1, 1, &out, &count));
+    ASSERT_OK(mf_json_parse(mf_buf_cstr(&out), out.len, AGENT_RENDER_MAX, &doc));
+    const json_t *fb = json_object_get(doc, "federated_bundles");
+    assert_int_equal(json_object_size(fb), 1);
+    assert_non_null(
+        strstr(json_string_value(json_object_get(fb, "spiffe://b.test")), "BEGIN CERTIFICATE"));
+    json_decref(doc);
+    mf_buf_reset(&out);
+    ASSERT_OK(agent_snap_render_x509(s, s2, 1, &out, &count));
+    ASSERT_OK(mf_json_parse(mf_buf_cstr(&out), out.len, AGENT_RENDER_MAX, &doc));
+    assert_int_equal(json_object_size(json_object_get(doc, "federated_bundles")), 0);
+    json_decref(doc);
+
+    /* bundles: ours plus b.test for uid 1; ours alone for uid 2 */
+    mf_buf_reset(&out);
+    ASSERT_OK(agent_snap_render_bundles_for(s, s1, 1, &out));
+    assert_non_null(strstr(mf_buf_cstr(&out), "\"spiffe://b.test\""));
+    assert_null(strstr(mf_buf_cstr(&out), "c.test"));
+    mf_buf_reset(&out);
+    ASSERT_OK(agent_snap_render_bundles_for(s, s2, 1, &out));
+    assert_null(strstr(mf_buf_cstr(&out), "b.test"));
+
+    /* the trust set for JWT validation: one slot per trust domain */
+    struct mf_bundle_set set;
+    mf_bundle_set_init(&set);
+    ASSERT_OK(agent_snap_trust(s, s1, 1, &set));
+    assert_int_equal(set.n, 1); /* no own bundle in this snapshot */
+    assert_non_null(mf_bundle_set_find(&set, "b.test"));
+    mf_bundle_set_cleanup(&set);
+    mf_bundle_set_init(&set);
+    ASSERT_OK(agent_snap_trust(s, s2, 1, &set));
+    assert_int_equal(set.n, 0);
+    mf_bundle_set_cleanup(&set);
+
+    /* the cache keeps them (federated.json), and says when they change */
+    struct agent_cache c;
+    bool changed = false;
+    mf_bundle_set_init(&set);
+    ASSERT_OK(mf_bundle_set_put(&set, bb));
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    ASSERT_OK(agent_cache_set_federated(&c, &set, &changed));
+    assert_true(changed);
+    ASSERT_OK(agent_cache_set_federated(&c, &set, &changed));
+    assert_false(changed);
+    agent_cache_close(&c);
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    ASSERT_OK(agent_cache_load(&c, "example.org"));
+    assert_int_equal(c.fed.n, 1);
+    assert_true(mf_bundle_same_keys(mf_bundle_set_find(&c.fed, "b.test"), bb));
+    agent_cache_close(&c);
+    mf_bundle_set_cleanup(&set);
+
+    mf_buf_cleanup(&out);
+    agent_snap_unref(s);
+    mf_bundle_free(bb);
+    mf_bundle_free(cb);
+    mft_free_ident(&bca);
+    mft_free_ident(&cca);
+    mf_key_free(k1);
+    mf_key_free(k2);
+    mf_certs_cleanup(&c1);
+    mf_certs_cleanup(&c2);
+    mf_selector_cleanup(&s1[0]);
+    mf_selector_cleanup(&s2[0]);
+}
+
 static void test_agent_entry_from_json_bad_refused(void **state)
 {
     (void)state;
@@ -310,6 +436,12 @@ static void test_agent_entry_from_json_bad_refused(void **state)
         "{\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"]}",
         "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"],"
         "\"ttl\":-5}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"],"
+        "\"federates_with\":[\"spiffe://b.test/path\"]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"],"
+        "\"federates_with\":[7]}",
+        "{\"id\":\"e\",\"spiffe_id\":\"spiffe://example.org/x\",\"selectors\":[\"unix:uid:1\"],"
+        "\"federates_with\":\"spiffe://b.test\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         json_t *obj = NULL;
@@ -332,6 +464,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_cache_open_removes_interrupted_writes, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_snap_federated_exact, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
     };
     return cmocka_run_group_tests_name("agent_cache", tests, NULL, NULL);
