@@ -6,7 +6,8 @@
  * SPIFFE validator or a trusted_ca list); versions and nonces (a response
  * counts once handed over; an ACK and an unchanged state send nothing; a
  * new snapshot sends a new version); a NACK is not answered with the same
- * resources; a stale nonce is ignored; names the caller may not have are
+ * resources; a bundle change is pushed; a withdrawn identity ends the
+ * stream; a stale nonce is ignored; names the caller may not have are
  * denied; malformed requests (garbage, wrong type_url, cap and cap+1 names,
  * empty and over-long names) are refused.
  */
@@ -407,6 +408,58 @@ static void test_agent_sds_nack_same_resources_not_resent(void **state)
     agent_snap_unref(next);
 }
 
+static void test_agent_sds_bundle_change_pushed_ok(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"ROOTCA"};
+    subscribe(f, names, 1);
+    assert_int_equal(render(f), AGENT_SDS_SEND);
+    agent_sds_sent(f->x);
+    /* a new snapshot whose bundle gains a second CA */
+    struct agent_snap *next = make_snap(f);
+    struct mft_ident ca2;
+    mft_make_ca(&ca2, TD_ID, mf_now());
+    struct mf_certs cas;
+    mf_certs_init(&cas);
+    ASSERT_OK(mf_certs_push(&cas, ca2.cert));
+    ASSERT_OK(mf_certs_to_pem(&cas, &next->bundle_pem));
+    mf_certs_cleanup(&cas);
+    mft_free_ident(&ca2);
+    assert_int_equal(render_as(f, next, f->uid_a, 1), AGENT_SDS_SEND);
+    assert_string_equal(f->resp->version_info, "2");
+    Secret *s = secret_at(f, 0);
+    SpiffeCfg *sc =
+        envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__unpack(
+            NULL, s->validation_context->custom_validator_config->typed_config->value.len,
+            s->validation_context->custom_validator_config->typed_config->value.data);
+    assert_non_null(sc);
+    struct mf_certs got;
+    mf_certs_init(&got);
+    const ProtobufCBinaryData *b = &sc->trust_domains[0]->trust_bundle->inline_bytes;
+    ASSERT_OK(mf_certs_from_pem((const char *)b->data, b->len, &got));
+    assert_int_equal(got.n, 2);
+    mf_certs_cleanup(&got);
+    envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__free_unpacked(sc,
+                                                                                              NULL);
+    free_secret(s);
+    agent_snap_unref(next);
+}
+
+static void test_agent_sds_identity_withdrawn_denied(void **state)
+{
+    struct fixture *f = *state;
+    const char *names[] = {"default"};
+    subscribe(f, names, 1);
+    assert_int_equal(render(f), AGENT_SDS_SEND);
+    agent_sds_sent(f->x);
+    /* the entry is gone from the next snapshot */
+    struct agent_snap *next = NULL;
+    ASSERT_OK(agent_snap_new("example.org", &next));
+    assert_int_equal(render_as(f, next, f->uid_a, 1), AGENT_SDS_DENIED);
+    assert_string_equal(f->why, "no identity issued");
+    agent_snap_unref(next);
+}
+
 static void test_agent_sds_stale_nonce_ignored(void **state)
 {
     struct fixture *f = *state;
@@ -538,6 +591,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_nack_same_resources_not_resent, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_sds_bundle_change_pushed_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_sds_identity_withdrawn_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_stale_nonce_ignored, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_nonce_before_any_response_ignored, setup,
                                         teardown),
