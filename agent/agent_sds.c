@@ -53,6 +53,7 @@ struct agent_sds {
     char sent_version[AGENT_SDS_VERSION_MAX];
     char sent_nonce[AGENT_SDS_NONCE_MAX];
     uint8_t sent_digest[32];
+    bool nack_logged; /* a NACK of the last response was logged already */
     /* rendered, not handed over yet */
     bool pending;
     char pend_version[AGENT_SDS_VERSION_MAX];
@@ -180,6 +181,7 @@ void agent_sds_sent(struct agent_sds *x)
     memcpy(x->sent_nonce, x->pend_nonce, sizeof(x->sent_nonce));
     memcpy(x->sent_digest, x->pend_digest, sizeof(x->sent_digest));
     x->sent_any = true;
+    x->nack_logged = false;
     x->pending = false;
 }
 
@@ -256,8 +258,12 @@ mf_res agent_sds_request(struct agent_sds *x, const uint8_t *msg, size_t len)
     }
     MF_TRY_OUT(set_names(x, req->resource_names, req->n_resource_names));
     if (req->error_detail != NULL) {
+        /* once per response: a client repeating its NACK cannot flood the log */
         x->nacks++;
-        log_nack(req);
+        if (!x->nack_logged) {
+            log_nack(req);
+            x->nack_logged = true;
+        }
     } else if (req->response_nonce[0] != '\0') {
         x->acks++;
     }

@@ -12,7 +12,8 @@
  *     a digest of its resources), and the one rendered but not yet handed
  *     over, which becomes the former once agent_sds_sent() says so;
  *   - an ACK (a request carrying the last nonce and no error_detail)
- *     changes nothing; a NACK (error_detail set) is logged, and the same
+ *     changes nothing; a NACK (error_detail set) is logged (once per
+ *     response, however often the client repeats it), and the same
  *     resources are not sent again: only a change of content or
  *     subscription sends a new version. A request whose nonce is not the
  *     last one sent is stale and ignored, as xDS says.
