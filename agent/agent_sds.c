@@ -463,9 +463,8 @@ static mf_res render_one(struct render_ctx *rx, const char *name, struct mf_buf 
             return secret_tls(name, &snap->svids[i], out);
         }
     }
-    char esc[128];
-    (void)mf_pct_encode(name, MF_PCT_GRPC, esc, sizeof(esc));
-    snprintf(rx->why, rx->why_cap, "resource %s is not available to this workload", esc);
+    /* grpc-message is percent-encoded when sent; a long name is cut short */
+    snprintf(rx->why, rx->why_cap, "resource %.100s is not available to this workload", name);
     MF_BAIL(MF_ERR_POLICY_DENIED);
 }
 
