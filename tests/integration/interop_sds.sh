@@ -14,7 +14,9 @@
 #   - another workload's SPIFFE ID, a foreign trust domain and an unknown
 #     name answer PermissionDenied;
 #   - an agent run with --sds-validator trusted_ca serves ROOTCA as a plain
-#     trusted_ca list.
+#     trusted_ca list;
+#   - a request split over several HTTP/2 DATA frames is read whole, one
+#     over 64 KiB answers ResourceExhausted.
 # A machine without Go, or without access to the Go module proxy, reports
 # the test as skipped.
 # shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
@@ -76,8 +78,9 @@ sds "$AGENT_SOCK_n1" fetch "$APP"
 sds "$AGENT_SOCK_n1" delta
 sds "$AGENT_SOCK_n1" denied "$OTHER"
 sds "$AGENT_SOCK_n1" denied "spiffe://elsewhere.test"
-sds "$AGENT_SOCK_n1" denied "no-such-secret"
+sds "$AGENT_SOCK_n1" denied "no such%secret"
 sds "$AGENT_SOCK_n2" trusted-ca "$TD"
+sds "$AGENT_SOCK_n1" limits
 
 wait "$rot_pid" || { cat "$T/rotate.out"; die "SDS rotation stream"; }
 cat "$T/rotate.out"

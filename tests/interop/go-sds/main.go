@@ -15,6 +15,9 @@
 //	interop-sds denied NAME            StreamSecrets and FetchSecrets of
 //	                                   NAME answer PermissionDenied
 //	interop-sds trusted-ca TD          ROOTCA as a plain trusted_ca list
+//	interop-sds limits                 a request split over several HTTP/2
+//	                                   frames is read whole; one over 64 KiB
+//	                                   answers ResourceExhausted
 //
 // Every check prints "ok: ..." lines; any failure prints "FAIL: ..." and
 // exits 1.
@@ -460,6 +463,9 @@ func cmdDenied(name string) {
 	if status.Code(err) != codes.PermissionDenied {
 		fail("StreamSecrets(%s): %v %v, want PermissionDenied", name, resp, err)
 	}
+	if msg := status.Convert(err).Message(); !strings.Contains(msg, "resource "+name+" is not") {
+		fail("StreamSecrets(%s): message %q does not name it as sent", name, msg)
+	}
 	ok("StreamSecrets(%s): PermissionDenied (%s)", name, status.Convert(err).Message())
 	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 	defer cancel()
@@ -491,10 +497,43 @@ func cmdTrustedCA(td string) {
 	ok("ROOTCA is a trusted_ca list of %s's authorities", td)
 }
 
+// limits: requests of many long names (2000 bytes each, under the 2048
+// limit): 30 of them (about 60 KB, over several 16 KiB DATA frames) are
+// read whole and refused by name; 40 (about 80 KB) exceed the 64 KiB
+// request limit.
+func cmdLimits() {
+	conn, c := dial()
+	defer conn.Close()
+	long := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = fmt.Sprintf("%04d%s", i, strings.Repeat("x", 1996))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		n    int
+		want codes.Code
+	}{{30, codes.PermissionDenied}, {40, codes.ResourceExhausted}} {
+		st := openStream(c, ioTimeout)
+		st.send(&discoveryv3.DiscoveryRequest{ResourceNames: long(tc.n)})
+		resp, err := st.s.Recv()
+		st.cancel()
+		if status.Code(err) != tc.want {
+			fail("%d names of 2000 bytes: %v %v, want %v", tc.n, resp, err, tc.want)
+		}
+		msg := status.Convert(err).Message()
+		if tc.want == codes.PermissionDenied && !strings.Contains(msg, "0000xxxx") {
+			fail("%d names: the refusal does not name the first: %q", tc.n, msg)
+		}
+		ok("%d names of 2000 bytes: %v", tc.n, tc.want)
+	}
+}
+
 func main() {
 	a := os.Args[1:]
 	if len(a) == 0 {
-		fail("usage: interop-sds xds|rotate|fetch|delta|denied|trusted-ca ...")
+		fail("usage: interop-sds xds|rotate|fetch|delta|denied|trusted-ca|limits ...")
 	}
 	arg := func(i int) string {
 		if len(a) <= i {
@@ -519,6 +558,8 @@ func main() {
 		cmdDenied(arg(1))
 	case "trusted-ca":
 		cmdTrustedCA(arg(1))
+	case "limits":
+		cmdLimits()
 	default:
 		fail("unknown command %q", a[0])
 	}
