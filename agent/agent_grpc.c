@@ -921,7 +921,8 @@ static int do_sds_fetch(struct gconn *c, struct gstream *s, const uint8_t *msg, 
                         char *why, size_t why_cap)
 {
     struct agent_sds_cfg scfg = {.validator = c->g->cfg.sds_validator,
-                                 .allow_verifiers = c->g->cfg.allow_verifiers};
+                                 .allow_verifiers = c->g->cfg.allow_verifiers,
+                                 .fetch = true};
     mf_res r = agent_sds_new(&scfg, &s->sds);
     if (mf_ok(r)) {
         r = agent_sds_request(s->sds, msg, len);

@@ -247,7 +247,7 @@ mf_res agent_sds_request(struct agent_sds *x, const uint8_t *msg, size_t len)
     mf_res rc;
     MF_ENSURE_OUT_MSG(req->type_url[0] == '\0' || strcmp(req->type_url, AGENT_SDS_TYPE_SECRET) == 0,
                       MF_ERR_USAGE_ARG, "type_url must be %s", AGENT_SDS_TYPE_SECRET);
-    if (req->response_nonce[0] != '\0' &&
+    if (!x->cfg.fetch && req->response_nonce[0] != '\0' &&
         (!x->sent_any || strcmp(req->response_nonce, x->sent_nonce) != 0)) {
         /* answers a response that a newer one has replaced (or none we
          * sent): xDS says to ignore it; the client answers the newer one */
@@ -257,7 +257,9 @@ mf_res agent_sds_request(struct agent_sds *x, const uint8_t *msg, size_t len)
         goto out;
     }
     MF_TRY_OUT(set_names(x, req->resource_names, req->n_resource_names));
-    if (req->error_detail != NULL) {
+    if (x->cfg.fetch) {
+        /* a unary call answers no earlier response */
+    } else if (req->error_detail != NULL) {
         /* once per response: a client repeating its NACK cannot flood the log */
         x->nacks++;
         if (!x->nack_logged) {

@@ -68,6 +68,7 @@ enum agent_sds_validator {
 struct agent_sds_cfg {
     enum agent_sds_validator validator;
     bool allow_verifiers; /* bundles for callers with no entry */
+    bool fetch;           /* FetchSecrets: one request, whose nonce means nothing */
 };
 
 /* Parses "spiffe" or "trusted_ca" (the --sds-validator values). */

@@ -560,6 +560,22 @@ static void test_agent_sds_request_names_cap_and_cap_plus_one(void **state)
     free(longname);
 }
 
+static void test_agent_sds_fetch_nonce_ignored_ok(void **state)
+{
+    struct fixture *f = *state;
+    agent_sds_free(f->x);
+    struct agent_sds_cfg cfg = {.validator = AGENT_SDS_SPIFFE, .fetch = true};
+    ASSERT_OK(agent_sds_new(&cfg, &f->x));
+    /* a FetchSecrets request may carry what the client last saw: answered */
+    const char *names[] = {"default"};
+    ASSERT_OK(request(f, AGENT_SDS_TYPE_SECRET, names, 1, "7", "abcdef", true));
+    assert_int_equal(render(f), AGENT_SDS_SEND);
+    assert_int_equal(f->resp->n_resources, 1);
+    uint64_t acks, nacks, stale;
+    agent_sds_counts(f->x, &acks, &nacks, &stale);
+    assert_int_equal(acks + nacks + stale, 0);
+}
+
 static void test_agent_sds_validator_parse_ok_and_refused(void **state)
 {
     (void)state;
@@ -604,6 +620,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_sds_request_malformed_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_request_names_cap_and_cap_plus_one, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_sds_fetch_nonce_ignored_ok, setup, teardown),
         cmocka_unit_test(test_agent_sds_validator_parse_ok_and_refused),
     };
     return cmocka_run_group_tests_name("agent_sds", tests, NULL, NULL);
