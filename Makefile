@@ -134,8 +134,9 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: api/proto/%.proto
 $(BUILD)/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 	$(call say,CC,$<)$(CC) $(BASE) $(OPT) -fPIC -I$(BUILD)/gen -MMD -MP -c $< -o $@
 
-# the agent's objects may include generated headers
-$(AGENT_SRC:%.c=$(BUILD)/%.o) $(UNIT_SRC:%.c=$(BUILD)/%.o): | $(PROTO_C)
+# the agent's objects may include generated headers; so may the generated
+# code itself (one proto imports another)
+$(AGENT_SRC:%.c=$(BUILD)/%.o) $(UNIT_SRC:%.c=$(BUILD)/%.o) $(PROTO_OBJ): | $(PROTO_C)
 
 $(LIB): $(LIB_OBJ)
 	$(call say,AR,$@)rm -f $@ && ar rcs $@ $^
@@ -269,6 +270,7 @@ build/fuzz/gen/%.pb-c.o: $(BUILD)/gen/%.pb-c.c
 	    -I$(BUILD)/gen -c $< -o $@
 # fuzz_ca_*.c and fuzz_agent_*.c also link that daemon's modules
 build/fuzz/ca/%.o build/fuzz/agent/%.o: | $(PROTO_C)
+$(FUZZ_PROTO_OBJ): | $(PROTO_C)
 build/fuzz/ca/%.o: ca/%.c
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -c $< -o $@

@@ -56,6 +56,8 @@ const struct mf_opt agent_run_opts[] = {
         "warn when an unrenewed SVID is this close to expiry (0: off)", 0),
     OPT("allow-unauthenticated-verifiers", MF_OPT_BOOL, NULL, "false",
         "let processes with no entry fetch bundles and validate JWT-SVIDs", 0),
+    OPT("sds-validator", MF_OPT_STR, "KIND", "spiffe",
+        "Envoy SDS validation contexts: spiffe (Envoy's SPIFFE validator) or trusted_ca", 0),
     {"config", MF_OPT_STR, "FILE", NULL, "config file of key = value lines", 0, NULL},
 };
 const size_t agent_run_n_opts = sizeof(agent_run_opts) / sizeof(agent_run_opts[0]);
@@ -184,6 +186,9 @@ static mf_res set_opt(struct agent_config *cfg, const char *name, const char *v)
                       "%s must be true or false", name);
         cfg->allow_verifiers = strcmp(v, "true") == 0;
         return MF_RES_OK;
+    }
+    if (strcmp(name, "sds-validator") == 0) {
+        return agent_sds_validator_parse(v, &cfg->sds_validator);
     }
     if (strcmp(name, "hash-max-bytes") == 0) {
         return parse_uint(v, UINT64_MAX, &cfg->hash_max);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "agent/agent_rotate.h"
+#include "agent/agent_sds.h"
 #include "api/core/mf_err.h"
 #include "api/core/mf_log.h"
 #include "api/internal/mf_opt.h"
@@ -36,7 +37,8 @@ struct agent_config {
     int64_t expiry_warning_ms;  /* warn when an unrenewed SVID is this close to expiry */
     const char *log_file;       /* NULL: stderr */
     bool allow_verifiers;       /* bundles and JWT validation for callers with no entry */
-    struct mf_opt_vals *vals;   /* the parsed options (own the file's strings) */
+    enum agent_sds_validator sds_validator; /* Envoy SDS validation contexts */
+    struct mf_opt_vals *vals;               /* the parsed options (own the file's strings) */
 };
 
 /* The options of `run` (mf_opt.h). */

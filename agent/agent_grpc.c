@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "agent/agent_metrics.h"
+#include "agent/agent_sds.h"
 #include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
@@ -42,7 +43,8 @@
 
 #define RECV_CHUNK   16384
 #define STRUCT_DEPTH 32 /* nesting of claims converted to google.protobuf.Struct */
-#define PATH_PREFIX  "/SpiffeWorkloadAPI/"
+#define WL_SERVICE   "/SpiffeWorkloadAPI/"
+#define SDS_SERVICE  "/envoy.service.secret.v3.SecretDiscoveryService/"
 
 /* gRPC status codes (grpc/doc/statuscodes.md) */
 enum gstatus {
@@ -62,18 +64,42 @@ enum rpc {
     RPC_JWT_SVID,
     RPC_JWT_BUNDLES,
     RPC_VALIDATE,
-    RPC_WIT, /* FetchWITSVID, FetchWITBundles: optional profile, not served */
+    RPC_WIT,        /* FetchWITSVID, FetchWITBundles: optional profile, not served */
+    RPC_SDS_STREAM, /* Envoy SDS (agent_sds.h): bidirectional stream */
+    RPC_SDS_FETCH,  /* unary */
+    RPC_SDS_DELTA,  /* incremental xDS: not served */
 };
 
 static const struct {
+    const char *service; /* ":path" is service then name */
     const char *name;
     enum rpc rpc;
 } methods[] = {
-    {"FetchX509SVID", RPC_X509_SVID},  {"FetchX509Bundles", RPC_X509_BUNDLES},
-    {"FetchJWTSVID", RPC_JWT_SVID},    {"FetchJWTBundles", RPC_JWT_BUNDLES},
-    {"ValidateJWTSVID", RPC_VALIDATE}, {"FetchWITSVID", RPC_WIT},
-    {"FetchWITBundles", RPC_WIT},
+    {WL_SERVICE, "FetchX509SVID", RPC_X509_SVID},
+    {WL_SERVICE, "FetchX509Bundles", RPC_X509_BUNDLES},
+    {WL_SERVICE, "FetchJWTSVID", RPC_JWT_SVID},
+    {WL_SERVICE, "FetchJWTBundles", RPC_JWT_BUNDLES},
+    {WL_SERVICE, "ValidateJWTSVID", RPC_VALIDATE},
+    {WL_SERVICE, "FetchWITSVID", RPC_WIT},
+    {WL_SERVICE, "FetchWITBundles", RPC_WIT},
+    {SDS_SERVICE, "StreamSecrets", RPC_SDS_STREAM},
+    {SDS_SERVICE, "FetchSecrets", RPC_SDS_FETCH},
+    {SDS_SERVICE, "DeltaSecrets", RPC_SDS_DELTA},
 };
+
+/* Envoy's SDS: no workload.spiffe.io header (Envoy sends none, and SPIRE
+ * asks none of it), but the same attestation. */
+static bool is_sds(enum rpc r)
+{
+    return r == RPC_SDS_STREAM || r == RPC_SDS_FETCH || r == RPC_SDS_DELTA;
+}
+
+/* Calls whose client keeps sending: dispatched at their HEADERS, each
+ * request message handled as it arrives. */
+static bool is_bidi(enum rpc r)
+{
+    return r == RPC_SDS_STREAM || r == RPC_SDS_DELTA;
+}
 
 /* Label values of mayfly_agent_grpc_requests_total (lower-case). */
 static const char *rpc_label(enum rpc r)
@@ -91,6 +117,12 @@ static const char *rpc_label(enum rpc r)
         return "validate_jwt_svid";
     case RPC_WIT:
         return "wit";
+    case RPC_SDS_STREAM:
+        return "sds_stream_secrets";
+    case RPC_SDS_FETCH:
+        return "sds_fetch_secrets";
+    case RPC_SDS_DELTA:
+        return "sds_delta_secrets";
     case RPC_UNKNOWN:
     default:
         return "unknown";
@@ -138,8 +170,9 @@ struct gstream {
     bool deferred;  /* nghttp2 waits for resume_data */
     bool dirty;     /* render again once out is free */
     struct agent_workload w;
-    struct mf_buf out; /* secret: the message being sent, framed */
-    size_t off;        /* bytes of out handed to nghttp2 */
+    struct agent_sds *sds; /* SDS streams and fetches: the xDS state */
+    struct mf_buf out;     /* secret: the message being sent, framed */
+    size_t off;            /* bytes of out handed to nghttp2 */
     uint8_t out_digest[32];
     uint8_t last_sent[32]; /* digest of the last message fully handed over */
     bool sent_any;
@@ -423,9 +456,41 @@ out:
     return rc;
 }
 
+static void set_final(struct gstream *s, int status, const char *msg);
+
+/* The SDS response due on this stream, if any, into s->out; a denial
+ * also sets the stream's final status. */
+static enum render_res render_sds(struct gconn *c, struct gstream *s)
+{
+    char why[sizeof(s->final_msg)];
+    struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
+    enum agent_sds_out o =
+        agent_sds_render(s->sds, snap, s->w.sels, s->w.n_sels, &s->out, why, sizeof(why));
+    agent_snap_unref(snap);
+    switch (o) {
+    case AGENT_SDS_SEND:
+        return RENDER_NEW;
+    case AGENT_SDS_QUIET:
+        return RENDER_SAME;
+    case AGENT_SDS_DENIED:
+        mf_buf_cleanup(&s->out);
+        log_denial(c, s, "resource not available");
+        set_final(s, GS_PERMISSION_DENIED, why);
+        return RENDER_DENIED;
+    case AGENT_SDS_ERROR:
+    default:
+        mf_log_err("cannot render an SDS response: %s", why);
+        mf_buf_cleanup(&s->out);
+        return RENDER_ERROR;
+    }
+}
+
 /* The current state for a streaming RPC, into s->out (empty on entry). */
 static enum render_res render_stream(struct gconn *c, struct gstream *s)
 {
+    if (s->sds != NULL) {
+        return render_sds(c, s);
+    }
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
     size_t n = snap != NULL ? agent_snap_count(snap, s->w.sels, s->w.n_sels) : 0;
     /* bundles need an entry too unless the operator opened them to all */
@@ -517,8 +582,10 @@ static void refresh(struct gconn *c, struct gstream *s)
     case RENDER_SAME:
         return;
     case RENDER_DENIED:
-        log_denial(c, s, "no identity left");
-        set_final(s, GS_PERMISSION_DENIED, "no identity issued");
+        if (s->final < 0) { /* render_sds has said why already */
+            log_denial(c, s, "no identity left");
+            set_final(s, GS_PERMISSION_DENIED, "no identity issued");
+        }
         break;
     case RENDER_ERROR:
     default:
@@ -540,6 +607,7 @@ static void stream_free(struct gconn *c, struct gstream *s)
     drop_out(c, s);
     mf_buf_cleanup(&s->req);
     agent_workload_cleanup(&s->w);
+    agent_sds_free(s->sds);
     free(s);
 }
 
@@ -581,6 +649,7 @@ static ssize_t read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf
                 /* the whole message is with nghttp2 now */
                 memcpy(s->last_sent, s->out_digest, sizeof(s->last_sent));
                 s->sent_any = true;
+                agent_sds_sent(s->sds);
                 drop_out(c, s);
                 c->drained = true;
             }
@@ -924,7 +993,91 @@ out:
     return st;
 }
 
-/* The request is complete: check it, attest the caller, answer. */
+/* FetchSecrets (unary): one DiscoveryRequest, one DiscoveryResponse. */
+static int do_sds_fetch(struct gconn *c, struct gstream *s, const uint8_t *msg, size_t len,
+                        char *why, size_t why_cap)
+{
+    struct agent_sds_cfg scfg = {.validator = c->g->cfg.sds_validator,
+                                 .allow_verifiers = c->g->cfg.allow_verifiers,
+                                 .fetch = true};
+    mf_res r = agent_sds_new(&scfg, &s->sds);
+    if (mf_ok(r)) {
+        r = agent_sds_request(s->sds, msg, len);
+    }
+    if (!mf_ok(r)) {
+        mf_err_format(r, why, why_cap);
+        return status_of(r);
+    }
+    struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
+    enum agent_sds_out o =
+        agent_sds_render(s->sds, snap, s->w.sels, s->w.n_sels, &s->out, why, why_cap);
+    agent_snap_unref(snap);
+    switch (o) {
+    case AGENT_SDS_SEND:
+        return GS_OK;
+    case AGENT_SDS_DENIED:
+        log_denial(c, s, "resource not available");
+        return GS_PERMISSION_DENIED;
+    case AGENT_SDS_QUIET: /* not after a first request */
+    case AGENT_SDS_ERROR:
+    default:
+        return GS_INTERNAL;
+    }
+}
+
+/* Hands each complete request message of an SDS stream to its xDS state,
+ * then brings the response up to date; a bad message ends the stream. */
+static void sds_feed(struct gconn *c, struct gstream *s)
+{
+    size_t off = 0;
+    bool any = false;
+    while (s->final < 0 && s->req.len - off >= 5) {
+        const uint8_t *p = s->req.data + off;
+        size_t n = ((size_t)p[1] << 24) | ((size_t)p[2] << 16) | ((size_t)p[3] << 8) | p[4];
+        if (p[0] != 0) {
+            set_final(s, GS_UNIMPLEMENTED, "compressed requests are not supported");
+        } else if (n > GRPC_REQ_MAX) {
+            set_final(s, GS_RESOURCE_EXHAUSTED, "request message too large");
+        } else if (s->req.len - off - 5 >= n) {
+            mf_res r = agent_sds_request(s->sds, p + 5, n);
+            off += 5 + n;
+            any = true;
+            if (!mf_ok(r)) {
+                char why[sizeof(s->final_msg)];
+                mf_err_format(r, why, sizeof(why));
+                set_final(s, status_of(r), why);
+            }
+            continue;
+        }
+        break;
+    }
+    mf_buf_consume(&s->req, off);
+    if (s->final >= 0) {
+        kick(c, s);
+    } else if (any) {
+        refresh(c, s);
+    }
+}
+
+/* DATA of a dispatched SDS stream: requests, one after another. */
+static void sds_data(struct gconn *c, struct gstream *s, const uint8_t *data, size_t len)
+{
+    while (len > 0 && s->final < 0) {
+        size_t room = s->req.max - s->req.len;
+        size_t take = len < room ? len : room;
+        if (take == 0 || !mf_ok(mf_buf_append(&s->req, data, take))) {
+            set_final(s, GS_RESOURCE_EXHAUSTED, "request message too large");
+            kick(c, s);
+            return;
+        }
+        data += take;
+        len -= take;
+        sds_feed(c, s);
+    }
+}
+
+/* The request is complete (for a bidirectional call: its HEADERS are):
+ * check it, attest the caller, answer. */
 static void dispatch(struct gconn *c, struct gstream *s)
 {
     const uint8_t *msg = NULL;
@@ -951,8 +1104,13 @@ static void dispatch(struct gconn *c, struct gstream *s)
         reply_status(c, s, GS_UNIMPLEMENTED, "the WIT-SVID profile is not implemented");
         return;
     }
+    if (s->rpc == RPC_SDS_DELTA) {
+        reply_status(c, s, GS_UNIMPLEMENTED,
+                     "DeltaSecrets (incremental xDS) is not implemented; use StreamSecrets");
+        return;
+    }
     /* E5/E6: exactly one security header, exactly "true" (as SPIRE) */
-    if (s->sec_headers != 1 || s->sec_true != 1) {
+    if (!is_sds(s->rpc) && (s->sec_headers != 1 || s->sec_true != 1)) {
         char bad_hdr[96];
         if (s->sec_headers == 0) {
             snprintf(bad_hdr, sizeof(bad_hdr), "security header missing from request");
@@ -968,7 +1126,7 @@ static void dispatch(struct gconn *c, struct gstream *s)
         reply_status(c, s, GS_INVALID_ARGUMENT, bad_hdr);
         return;
     }
-    int st = request_message(s, &msg, &len, &why);
+    int st = is_bidi(s->rpc) ? GS_OK : request_message(s, &msg, &len, &why);
     if (st != GS_OK) {
         reply_status(c, s, st, why);
         return;
@@ -1024,6 +1182,22 @@ static void dispatch(struct gconn *c, struct gstream *s)
         start_response(c, s);
         return;
     }
+    case RPC_SDS_STREAM: {
+        /* nothing to send until the first DiscoveryRequest */
+        struct agent_sds_cfg scfg = {.validator = c->g->cfg.sds_validator,
+                                     .allow_verifiers = c->g->cfg.allow_verifiers};
+        if (!mf_ok(agent_sds_new(&scfg, &s->sds))) {
+            reply_status(c, s, GS_INTERNAL, "out of memory");
+            return;
+        }
+        s->streaming = true;
+        start_response(c, s);
+        sds_feed(c, s);
+        return;
+    }
+    case RPC_SDS_FETCH:
+        st = do_sds_fetch(c, s, msg, len, buf, sizeof(buf));
+        break;
     case RPC_JWT_SVID:
         st = do_jwt_svid(c, s, msg, len, buf, sizeof(buf));
         break;
@@ -1088,13 +1262,12 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     if (hdr_is(name, namelen, ":method")) {
         s->post = hdr_is(value, valuelen, "POST");
     } else if (hdr_is(name, namelen, ":path")) {
-        size_t pl = strlen(PATH_PREFIX);
         s->rpc = RPC_UNKNOWN;
-        if (valuelen > pl && memcmp(value, PATH_PREFIX, pl) == 0) {
-            for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
-                if (hdr_is(value + pl, valuelen - pl, methods[i].name)) {
-                    s->rpc = methods[i].rpc;
-                }
+        for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+            size_t pl = strlen(methods[i].service);
+            if (valuelen > pl && memcmp(value, methods[i].service, pl) == 0 &&
+                hdr_is(value + pl, valuelen - pl, methods[i].name)) {
+                s->rpc = methods[i].rpc;
             }
         }
     } else if (hdr_is(name, namelen, "content-type")) {
@@ -1117,6 +1290,10 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream
     (void)session;
     (void)flags;
     struct gstream *s = stream_of(c, stream_id);
+    if (s != NULL && s->sds != NULL && s->streaming) {
+        sds_data(c, s, data, len);
+        return 0;
+    }
     if (s == NULL || s->dispatched || s->req_too_large) {
         return 0;
     }
@@ -1131,12 +1308,27 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
 {
     struct gconn *c = user_data;
     (void)session;
-    if ((frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS) &&
-        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-        struct gstream *s = stream_of(c, frame->hd.stream_id);
-        if (s != NULL && !s->dispatched) {
-            dispatch(c, s);
+    if (frame->hd.type != NGHTTP2_DATA && frame->hd.type != NGHTTP2_HEADERS) {
+        return 0;
+    }
+    struct gstream *s = stream_of(c, frame->hd.stream_id);
+    if (s == NULL) {
+        return 0;
+    }
+    bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (!s->dispatched &&
+        (end || (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+                 is_bidi(s->rpc)))) {
+        dispatch(c, s);
+    }
+    if (end && s->sds != NULL && s->streaming && s->final < 0) {
+        /* the client is done asking: end the call once what is due is out */
+        if (s->req.len > 0) {
+            set_final(s, GS_INVALID_ARGUMENT, "the last request message is incomplete");
+        } else {
+            set_final(s, GS_OK, "");
         }
+        kick(c, s);
     }
     return 0;
 }

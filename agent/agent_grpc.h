@@ -11,13 +11,24 @@
  *   /SpiffeWorkloadAPI/ValidateJWTSVID    unary ValidateJWTSVIDResponse
  *   FetchWITSVID, FetchWITBundles, any other path: Unimplemented (12)
  *
+ * and Envoy's Secret Discovery Service (agent_sds.h):
+ *
+ *   /envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets
+ *                                         bidirectional stream of
+ *                                         DiscoveryRequest/DiscoveryResponse
+ *   /envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets
+ *                                         unary
+ *   /envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets
+ *                                         Unimplemented (12)
+ *
  * Connections come from agent_sock, which accepts on the one Workload API
  * socket and hands over those that open with the HTTP/2 connection preface;
  * each runs on a thread of its own (like the JSON API's connections), so
  * SO_PEERCRED of the accepted socket identifies the caller.
  *
  * Per RPC: the header "workload.spiffe.io: true" (exactly one, exactly
- * that value) or InvalidArgument (3); the caller is attested once per RPC
+ * that value) or InvalidArgument (3), except for SDS, whose client (Envoy)
+ * sends none; the caller is attested once per RPC
  * (for a stream, once when it starts, as the JSON watch does); a caller with
  * no identity gets PermissionDenied (7), also when its last identity goes
  * away during a stream (E18). Streams send the complete state at once and
@@ -26,7 +37,8 @@
  * caller sends nothing.
  *
  * Memory is bounded whatever the client does:
- *   - a request is at most GRPC_REQ_MAX bytes, headers at most
+ *   - a request message is at most GRPC_REQ_MAX bytes (StreamSecrets
+ *     holds at most one incomplete message at a time), headers at most
  *     GRPC_HEADERS_MAX, at most GRPC_STREAMS_MAX concurrent streams per
  *     connection (SETTINGS_MAX_CONCURRENT_STREAMS, enforced by nghttp2);
  *   - a response message is at most GRPC_MSG_MAX bytes (gRPC's default
@@ -66,6 +78,7 @@
 #include "agent/agent_admit.h"
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
+#include "agent/agent_sds.h"
 #include "agent/agent_state.h"
 #include "api/core/mf_err.h"
 
@@ -84,9 +97,10 @@ struct agent_grpc_cfg {
     struct agent_admit *admit; /* connection counts by uid; NULL: none kept */
     int *long_lived;           /* atomic counter shared with JSON watch streams */
     unsigned max_long_lived;
-    unsigned conn_timeout_s; /* a request complete within, from accept or HEADERS */
-    unsigned idle_timeout_s; /* closed after this long without a call */
-    bool allow_verifiers;    /* bundles and ValidateJWTSVID without an entry */
+    unsigned conn_timeout_s;                /* a request complete within, from accept or HEADERS */
+    unsigned idle_timeout_s;                /* closed after this long without a call */
+    bool allow_verifiers;                   /* bundles and ValidateJWTSVID without an entry */
+    enum agent_sds_validator sds_validator; /* SDS validation contexts (agent_sds.h) */
 };
 
 MF_WUR mf_res agent_grpc_new(const struct agent_grpc_cfg *cfg, struct agent_grpc **out);

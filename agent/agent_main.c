@@ -116,6 +116,7 @@ static int start_socket(struct run *run)
         .idle_timeout_s = run->cfg.idle_timeout_s,
         .jwt = run->jwt,
         .allow_verifiers = run->cfg.allow_verifiers,
+        .sds_validator = run->cfg.sds_validator,
     };
     mf_res r = agent_sock_start(&run->sock, &scfg, &run->state, &run->att);
     if (!mf_ok(r)) {

@@ -867,6 +867,7 @@ mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,
         .conn_timeout_s = cfg->conn_timeout_s,
         .idle_timeout_s = cfg->idle_timeout_s,
         .allow_verifiers = cfg->allow_verifiers,
+        .sds_validator = cfg->sds_validator,
     };
     MF_TRY_OUT(agent_grpc_new(&gcfg, &s->grpc));
     s->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

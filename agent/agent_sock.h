@@ -63,6 +63,7 @@
 #include "agent/agent_admit.h"
 #include "agent/agent_attest.h"
 #include "agent/agent_jwt.h"
+#include "agent/agent_sds.h"
 #include "agent/agent_state.h"
 #include "api/core/mf_err.h"
 
@@ -116,6 +117,7 @@ struct agent_sock_cfg {
      * (--allow-unauthenticated-verifiers); false: only to callers with an
      * entry, as the SVIDs. */
     bool allow_verifiers;
+    enum agent_sds_validator sds_validator; /* Envoy SDS validation contexts */
 };
 
 MF_WUR mf_res agent_sock_start(struct agent_sock *s, const struct agent_sock_cfg *cfg,

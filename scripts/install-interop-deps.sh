@@ -5,7 +5,8 @@
 # everything is there already.
 #
 #   scripts/install-interop-deps.sh go   downloads the Go modules that
-#                                        tests/interop/go/go.sum pins into
+#                                        tests/interop/go/go.sum and
+#                                        tests/interop/go-sds/go.sum pin into
 #                                        the Go module cache (GOMODCACHE)
 #   scripts/install-interop-deps.sh py   makes a venv with the exact versions
 #                                        of tests/interop/python/requirements.txt
@@ -30,10 +31,13 @@ install_go() {
     }
     # go.sum pins every module by hash; a module already in the cache is
     # not fetched again
-    (cd "$ROOT/tests/interop/go" && go mod download) >&2 || {
-        echo "install-interop-deps: cannot download the Go modules of tests/interop/go" >&2
-        return 4
-    }
+    local d
+    for d in go go-sds; do
+        (cd "$ROOT/tests/interop/$d" && go mod download) >&2 || {
+            echo "install-interop-deps: cannot download the Go modules of tests/interop/$d" >&2
+            return 4
+        }
+    done
 }
 
 pick_python() {
