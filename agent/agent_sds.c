@@ -71,18 +71,21 @@ struct td_pem {
 /* ---- federated bundles ------------------------------------------------------ */
 
 /* The federated bundles of the snapshot that a caller with selectors sels
- * may see, into out[0..cap); returns how many. The snapshot carries no
- * federated bundle list yet, so there are none: this is the one place that
- * reads them, and the one to change when agent_state gains the list. */
+ * may see (agent_snap_fed_visible: some SVID it receives federates with
+ * that trust domain), into out[0..cap); returns how many. The one place
+ * SDS reads foreign bundles, so it filters exactly as the other renderers. */
 static size_t snap_federated_bundles(const struct agent_snap *snap, const struct mf_selector *sels,
                                      size_t n_sels, struct td_pem *out, size_t cap)
 {
-    (void)snap;
-    (void)sels;
-    (void)n_sels;
-    (void)out;
-    (void)cap;
-    return 0;
+    size_t n = 0;
+    for (size_t k = 0; k < snap->n_feds && n < cap; k++) {
+        if (agent_snap_fed_visible(snap, k, sels, n_sels)) {
+            out[n].td_id = snap->feds[k].td_id;
+            out[n].pem = &snap->feds[k].pem;
+            n++;
+        }
+    }
+    return n;
 }
 
 #define FEDERATED_MAX 64u /* federated trust domains one response names */

@@ -500,6 +500,83 @@ static void test_agent_sds_other_workloads_names_denied(void **state)
     }
 }
 
+/* Federated bundles: a caller whose SVID federates with b.test gets
+ * "spiffe://b.test" as its own validation context and inside "ALL" (each
+ * trust domain under its own name, never merged); c.test, held by the
+ * snapshot for another SVID, and b.test for a caller that does not
+ * federate with it, are denied. */
+static void test_agent_sds_federated_bundle_exact(void **state)
+{
+    struct fixture *f = *state;
+    struct mft_ident bca, cca;
+    struct mf_bundle *bb = NULL, *cb = NULL;
+    mft_make_ca(&bca, "spiffe://b.test", mf_now());
+    mft_make_ca(&cca, "spiffe://c.test", mf_now());
+    ASSERT_OK(mf_bundle_new("spiffe://b.test", &bb));
+    ASSERT_OK(mf_bundle_add_x509(bb, bca.cert));
+    ASSERT_OK(mf_bundle_new("spiffe://c.test", &cb));
+    ASSERT_OK(mf_bundle_add_x509(cb, cca.cert));
+    char fb[] = "spiffe://b.test", fc[] = "spiffe://c.test";
+    char *to_b[] = {fb}, *to_c[] = {fc};
+    ASSERT_OK(agent_snap_set_federates(f->snap, 0, to_b, 1)); /* ID_A */
+    ASSERT_OK(agent_snap_set_federates(f->snap, 1, to_c, 1)); /* ID_B */
+    ASSERT_OK(agent_snap_add_federated(f->snap, bb));
+    ASSERT_OK(agent_snap_add_federated(f->snap, cb));
+    mf_bundle_free(bb);
+    mf_bundle_free(cb);
+
+    const char *names[] = {"spiffe://b.test", "ALL"};
+    subscribe(f, names, 2);
+    assert_int_equal(render(f), AGENT_SDS_SEND);
+    assert_int_equal(f->resp->n_resources, 2);
+    Secret *s0 = secret_at(f, 0), *s1 = secret_at(f, 1);
+    assert_string_equal(s0->name, "spiffe://b.test");
+    const Envoy__Config__Core__V3__TypedExtensionConfig *cv =
+        s0->validation_context->custom_validator_config;
+    SpiffeCfg *sc =
+        envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__unpack(
+            NULL, cv->typed_config->value.len, cv->typed_config->value.data);
+    assert_non_null(sc);
+    assert_int_equal(sc->n_trust_domains, 1);
+    assert_string_equal(sc->trust_domains[0]->name, "b.test");
+    struct mf_certs got;
+    mf_certs_init(&got);
+    const ProtobufCBinaryData *b = &sc->trust_domains[0]->trust_bundle->inline_bytes;
+    ASSERT_OK(mf_certs_from_pem((const char *)b->data, b->len, &got));
+    assert_int_equal(got.n, 1);
+    size_t la = 0, lb = 0;
+    const uint8_t *da = mf_cert_der(got.v[0], &la), *db = mf_cert_der(bca.cert, &lb);
+    assert_int_equal(la, lb);
+    assert_memory_equal(da, db, la);
+    mf_certs_cleanup(&got);
+    envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__free_unpacked(sc,
+                                                                                              NULL);
+    cv = s1->validation_context->custom_validator_config;
+    sc = envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__unpack(
+        NULL, cv->typed_config->value.len, cv->typed_config->value.data);
+    assert_non_null(sc);
+    assert_int_equal(sc->n_trust_domains, 2); /* ours and b.test, not c.test */
+    assert_string_equal(sc->trust_domains[0]->name, "example.org");
+    assert_string_equal(sc->trust_domains[1]->name, "b.test");
+    envoy__extensions__transport_sockets__tls__v3__spiffecert_validator_config__free_unpacked(sc,
+                                                                                              NULL);
+    free_secret(s0);
+    free_secret(s1);
+
+    const char *other[] = {"spiffe://c.test"};
+    agent_sds_free(f->x);
+    struct agent_sds_cfg cfg = {.validator = AGENT_SDS_SPIFFE};
+    ASSERT_OK(agent_sds_new(&cfg, &f->x));
+    subscribe(f, other, 1);
+    assert_int_equal(render(f), AGENT_SDS_DENIED);
+    agent_sds_free(f->x);
+    ASSERT_OK(agent_sds_new(&cfg, &f->x));
+    subscribe(f, names, 1);
+    assert_int_equal(render_as(f, f->snap, f->nobody, 1), AGENT_SDS_DENIED);
+    mft_free_ident(&bca);
+    mft_free_ident(&cca);
+}
+
 static void test_agent_sds_no_identity_denied(void **state)
 {
     struct fixture *f = *state;
@@ -615,6 +692,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_sds_other_workloads_names_denied, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_no_identity_denied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_sds_federated_bundle_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_verifier_gets_bundles_only_ok,
                                         setup_verifiers, teardown),
         cmocka_unit_test_setup_teardown(test_agent_sds_request_malformed_refused, setup, teardown),
