@@ -169,8 +169,13 @@ int main(int argc, char **argv)
         rc = bench_fail("sign", err);
         goto out;
     }
+    if (done == 0) {
+        fprintf(stderr, "bench_floor: no certificate issued in %.1f s\n", secs);
+        rc = 1;
+        goto out;
+    }
     printf("floor threads=%ld per_s=%.0f cpu_us_per_cert=%.1f\n", nthreads, (double)done / secs,
-           done ? cpu * 1e6 / (double)done : 0.0);
+           cpu * 1e6 / (double)done);
     rc = 0;
 out:
     for (long t = 0; t < threads; t++) {
