@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <link.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -972,6 +973,31 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- start / stop ----------------------------------------------------------------- */
 
+
+/* dl_iterate_phdr callback: adds an object's static TLS block to *data */
+static int add_tls(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            *(size_t *)data += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+        }
+    }
+    return 0;
+}
+
+/* The stack of a connection thread: 512 KiB for the handler itself (TLS
+ * handshakes, JSON parsing at its nesting limit) plus the static TLS of the
+ * loaded objects, which glibc carves out of every thread's stack. The SP
+ * build of wolfSSL alone has some 360 KiB of it (its per-thread point
+ * caches), which would otherwise leave a handler less than 150 KiB. */
+static size_t conn_stack_size(void)
+{
+    size_t tls = 0;
+    dl_iterate_phdr(add_tls, &tls);
+    size_t page = 4096;
+    return (size_t)(512 * 1024) + (tls + page - 1) / page * page;
+}
 mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
 {
     mf_res rc;
@@ -1014,7 +1040,7 @@ mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
         MHD_OPTION_HTTPS_MEM_TRUST, api->trust_pem, MHD_OPTION_HTTPS_PRIORITIES, TLS13_ONLY,
         MHD_OPTION_CONNECTION_LIMIT, ca_gate_mhd_limit(&gc), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(SYNC_WAIT_MAX + 30), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_THREAD_STACK_SIZE, conn_stack_size(), MHD_OPTION_NOTIFY_COMPLETED,
         mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, ca_gate_notify, api->gate,
         MHD_OPTION_END);
     if (api->d == NULL) {
