@@ -54,10 +54,13 @@ for b in mayfly-ca mayfly-agent; do
     rp=$(readelf -d "$P/bin/$b" | sed -n 's/.*R.*PATH.*\[\(.*\)\]/\1/p')
     case "$rp" in *"$ROOT"* | *"$HOME"* | *.cache*) die "$b: RUNPATH points into the build: $rp" ;; esac
 done
-if ldd "$MAYFLY_BIN/mayfly-ca" | grep -q 'wolfssl-sp.*/libwolfssl'; then
+# (ldd's output is read whole: grep -q would end the pipe early)
+built=$(ldd "$MAYFLY_BIN/mayfly-ca")
+if [[ "$built" == *wolfssl-sp*/libwolfssl.so.35* ]]; then
     [ -f "$P/lib/mayfly/libwolfssl.so.35" ] || die "the private libwolfssl is not installed"
-    ldd "$P/bin/mayfly-ca" | grep -q "=> $P/bin/../lib/mayfly/libwolfssl.so.35" ||
-        die "the installed mayfly-ca does not load $P/lib/mayfly/libwolfssl.so.35: $(ldd "$P/bin/mayfly-ca" | grep wolfssl)"
+    inst=$(ldd "$P/bin/mayfly-ca")
+    [[ "$inst" == *"=> $P/bin/../lib/mayfly/libwolfssl.so.35"* ]] ||
+        die "the installed mayfly-ca does not load $P/lib/mayfly/libwolfssl.so.35: $inst"
     "$P/bin/mayfly-ca" --version >/dev/null || die "the installed mayfly-ca does not run"
     "$P/bin/mayfly-agent" --version >/dev/null || die "the installed mayfly-agent does not run"
     echo "measured: installed daemons load $P/lib/mayfly/libwolfssl.so.35"
