@@ -108,6 +108,10 @@ static int open_store(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         return fail("cannot set up signing", r);
     }
+    r = ca_sign_pool_new(ctx->cfg.signers, &ctx->signers);
+    if (!mf_ok(r)) {
+        return fail("cannot start the signer threads", r);
+    }
     return 0;
 }
 
@@ -255,6 +259,8 @@ static void stop(struct run *run)
         (void)unlink(ctx->cfg.admin_socket);
     }
     ca_api_stop(ctx->api);
+    /* no server thread can submit any more */
+    ca_sign_pool_free(ctx->signers);
     ca_issuer_free(ctx->issuer);
     ca_keys_free(ctx->keys);
     ca_store_close(ctx->store);
