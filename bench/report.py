@@ -712,25 +712,26 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
         P('The SP columns were not measured in this run: run `WOLFSSL_SP=1 scripts/bench.sh` '
           '(it builds the library first, about 3 minutes).')
         P('')
-    P('**Using the SP build.** The library keeps Debian\'s soname and option set (the '
-      'struct sizes mayfly sees are identical, checked), so the Debian-built binaries run on it '
-      'unchanged:')
+    P('**The SP build is the default.** `scripts/install-deps.sh` builds it once per Debian '
+      'version into `~/.cache/mayfly/wolfssl-sp-<version>` (`scripts/build-wolfssl-sp.sh`); the '
+      'Makefile compiles against its headers and links with its directory in the binaries\' '
+      'RUNPATH, and `make install` puts a private copy in `PREFIX/lib/mayfly` (docs/operations.md). '
+      'The library keeps Debian\'s soname and option set (the struct sizes mayfly sees are '
+      'identical, checked), so either build runs the same binaries; this script measures the '
+      'other one by putting it first in `LD_LIBRARY_PATH`:')
     P('')
     P('```sh')
-    P('scripts/build-wolfssl-sp.sh                  # once: apt-get source wolfssl, build, install')
-    P('                                             # into build/wolfssl-sp (private prefix)')
-    P('LD_LIBRARY_PATH=$PWD/build/wolfssl-sp/lib bin/mayfly-ca run ...')
-    P('LD_LIBRARY_PATH=$PWD/build/wolfssl-sp/lib bin/mayfly-agent run ...')
-    P('# or build mayfly against its headers:')
-    P('PKG_CONFIG_PATH=$PWD/build/wolfssl-sp/lib/pkgconfig make BUILD=build/sp BINDIR=build/sp/bin')
+    P('make WOLFSSL=system                          # build against Debian\'s libwolfssl instead')
+    P('LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu bin/mayfly-ca run ...   # or swap it at run time')
     P('```')
     P('')
     P('`--disable-sakke` matters: `--enable-distro` turns SAKKE on, and with SP that adds a '
       '1 MiB thread-local point cache (1.35 MiB of static TLS per thread). glibc takes static TLS '
-      'out of each thread\'s stack, so every thread created with a smaller stack fails: mayfly-ca '
-      'asks libmicrohttpd for 512 KiB stacks and could not start. Without SAKKE the TLS is about '
-      '360 KiB (the P-256/384/521 point caches), which still leaves about 150 KiB of each CA '
-      'connection thread\'s 512 KiB stack. mayfly uses no SAKKE or ECCSI.')
+      'out of each thread\'s stack, so every thread created with a smaller stack fails. Without '
+      'SAKKE the TLS is about 360 KiB (the P-256/384/521 point caches); mayfly-ca sizes its '
+      'connection threads\' stacks as 512 KiB plus the static TLS of the loaded libraries, so a '
+      'handler keeps its 512 KiB (JSON at its nesting limit needs more than the 150 KiB a fixed '
+      '512 KiB stack would leave). mayfly uses no SAKKE or ECCSI.')
     P('')
 
     # ------------------------------------------------------------------ findings
@@ -739,25 +740,22 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
     P('Found while building these benchmarks (issue 7); the figures in brackets were measured '
       'with `bench/bench_floor` and `bench/loadgen` on this machine.')
     P('')
-    P('1. **wolfSSL\'s fixed-point cache and `wc_ecc_fp_free()`** (api/mf_key.c). Debian\'s '
-      'wolfSSL is built with FP_ECC: a point met twice in a thread gets a precomputed table of '
-      'about 800 KB. A change in progress in the tree freed that cache after every verification '
-      'to bound memory (one table per connection thread), but the CA signs between two '
-      'verifications, so the base point was met again in the next verification and its table '
-      'rebuilt for every certificate: 5.3 ms of CPU per certificate instead of 0.48 ms (11x), '
-      '125 certificates/s through the API, and 10,000 SVIDs could no longer rotate within a '
-      '60 s TTL. Fixed surgically by also dropping the cache after each signature and each key '
-      'generation (two lines in api/mf_key.c), so that no table is ever built: 0.95-1.0 ms per '
-      'certificate, the figures above. Keeping the base point\'s table (0.48 ms, what the '
-      'committed code did) without the memory cost needs the signing done by a fixed pool of '
-      'threads (as many as cores) instead of on each connection\'s thread; the SP build avoids '
-      'the question, its P-256 point cache is a bounded 67 KB per thread (0.11-0.12 ms per '
-      'certificate either way).')
-    P('2. **A new DRBG per signature** (api/mf_key.c `sign_digest`, `mf_key_generate`): '
-      '`wc_InitRng` runs wolfSSL\'s DRBG health test and reseeds every time, 14 µs per call. '
-      'Small against Debian wolfSSL\'s 1 ms per certificate, but about 10 % of the CA\'s CPU '
-      'per certificate on the SP build (SHA-256 of the health test was the third-largest symbol '
-      'in its profile). A per-thread RNG, reseeded on fork, would remove it.')
+    P('1. **wolfSSL\'s fixed-point cache and `wc_ecc_fp_free()`** (api/pki/mf_key.c), '
+      '*resolved by the signer pool*. Debian\'s wolfSSL is built with FP_ECC: a point met twice '
+      'in a thread gets a precomputed table of about 800 KB. Freeing that cache after every '
+      'verification bounded the memory of the CA\'s connection threads but rebuilt the base '
+      'point\'s table for every certificate (5.3 ms per certificate instead of 0.48 ms), so the '
+      'cache was dropped after every operation (about 1 ms per certificate). The CA now verifies '
+      'and signs on a fixed pool of signer threads (`ca/ca_signer.c`, one per core): each binds '
+      'an `mf_signctx` and keeps its tables, whose memory is bounded by the pool, not by the '
+      'connections. Other threads still drop them. On the SP build (the default) the P-256 '
+      'point cache is a bounded 67 KB per thread either way.')
+    P('2. **A new DRBG per signature** (api/pki/mf_key.c `sign_digest`, `mf_key_generate`), '
+      '*resolved for the CA*: `wc_InitRng` runs wolfSSL\'s DRBG health test and reseeds every '
+      'time, 14 µs per call, about 10 % of the CA\'s CPU per certificate on the SP build. Each '
+      'signer thread now keeps one seeded DRBG for its life (`mf_signctx`; wolfCrypt reseeds it '
+      'itself every RESEED_INTERVAL requests; a forked child falls back to a new one per call); '
+      'other callers (the agent, the CLI) still seed one per signature.')
     P('3. **Per-request attestation on keep-alive connections** (agent/agent_sock.c, '
       'agent_attest.c): about 35-40 system calls per `/v1/x509` request (pidfd_open, '
       'pidfd_send_signal, `/proc/<pid>` opens and reads, readlink of the executable, '
@@ -799,13 +797,16 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
     P('')
     P('```sh')
     P('make bench                                   # = make all && scripts/bench.sh')
-    P('BENCH_QUICK=1 scripts/bench.sh               # 2-3 minute smoke version')
-    P('WOLFSSL_SP=1 scripts/bench.sh                # also the SP build of wolfSSL')
+    P('BENCH_QUICK=1 scripts/bench.sh               # 2-3 minute smoke version, same failure rule')
+    P('WOLFSSL_SP=1 scripts/bench.sh                # builds the SP wolfSSL first if it is missing')
     P('```')
     P('')
     P('Each program in `bench/` runs on its own too; its usage is in the comment at its top '
       '(for example `build/rel/bench/bench_floor --threads 2 --seconds 5`). The raw lines of the '
-      'last run are kept in `build/bench/benchmarks-raw.txt`.')
+      'last run are kept in `build/bench/benchmarks-raw.txt`. A measurement that fails, times '
+      'out (`BENCH_TIMEOUT`, 300 s), prints nothing or measures zero, or a headline figure or '
+      'baseline that is missing, makes the run exit 1 after the others have run, naming each '
+      'on stderr and in a "Failed measurements" section at the top of the report.')
     P('')
     with open(a.out, 'w', encoding='utf-8') as f:
         f.write('\n'.join(L))
