@@ -96,7 +96,7 @@ static void *submit_main(void *arg)
             sb->wrong += BATCH;
         }
         for (int i = 0; i < BATCH; i++) {
-            char m[64], want[64];
+            char m[64], want[96];
             msg_of(&sj[i], m, sizeof(m));
             sb->signers_seen[b * BATCH + i] = sj[i].ran_on;
             if (pthread_equal(sj[i].ran_on, pthread_self())) {
