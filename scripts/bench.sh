@@ -131,7 +131,7 @@ for src in bench/*.c; do
         continue
     fi
     cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -I"$BUILD/gen" $(pkg-config --cflags $PKGS) $WARN $HARDEN \
-        "$src" -o "$BB/$n" $LDH $RPATH "$BUILD/libmayfly.a" $(pkg-config --libs $PKGS) -lpthread -lm
+        "$src" -o "$BB/$n" $LDH $RPATH "$BUILD/libmayfly-internal.a" "$BUILD/libmayfly.a" $(pkg-config --libs $PKGS) -lpthread -lm
 done
 log "bench programs built in $BB"
 
