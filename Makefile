@@ -6,7 +6,8 @@
 #   make check      the same tests built with AddressSanitizer + UBSan
 #   make install    PREFIX (/usr/local) and DESTDIR: binaries, libmayfly.so
 #                   and .a, public headers, mayfly.pc, systemd units,
-#                   example configs, man pages
+#                   example configs, man pages, and the daemons' private
+#                   libwolfssl in PREFIX/lib/mayfly
 #   make lint       layers, banned functions, shellcheck, clang-format
 #   make fuzz       each libFuzzer harness for FUZZ_SECONDS (default 60)
 #   make bench      the benchmarks (writes docs/benchmarks.md)
@@ -14,6 +15,7 @@
 #   make analyze    scan-build over the whole tree
 #   make format     clang-format over every source file
 #   V=1             show every command
+#   WOLFSSL=system  build against Debian's libwolfssl instead of the SP build
 #
 # libmayfly is built in layers (docs/architecture.md): api/core < api/pki <
 # api/net < api/workload make libmayfly, the library a workload links;
@@ -34,6 +36,38 @@ else
   say = @printf '  %-7s %s\n' $(1) $(2);
 endif
 
+# wolfSSL. By default (WOLFSSL=sp) mayfly builds and links against the SP
+# build of wolfSSL: Debian's own source package and configure flags plus
+# --enable-sp --enable-sp-asm (P-256 in x86_64 assembly, about 9x faster
+# than Debian's generic big-number code), same soname, made once per Debian
+# version by scripts/build-wolfssl-sp.sh (scripts/install-deps.sh runs it)
+# into ~/.cache/mayfly. Its pkg-config file comes first and the binaries
+# carry its directory in their RUNPATH, so they need no LD_LIBRARY_PATH; the
+# installed daemons find the copy `make install` puts beside them in
+# PREFIX/lib/mayfly instead. WOLFSSL=system builds against Debian's
+# libwolfssl, as before. libmayfly.so itself carries no RUNPATH: a workload
+# that links it uses the system's libwolfssl (the same ABI).
+WOLFSSL ?= sp
+NOPKG_GOALS := clean deps lint format
+ifeq ($(WOLFSSL),sp)
+  WOLFSSL_SP_PREFIX ?= $(shell scripts/build-wolfssl-sp.sh --prefix 2>/dev/null)
+  WOLFSSL_LIBDIR := $(WOLFSSL_SP_PREFIX)/lib
+  PKG_CONFIG := PKG_CONFIG_PATH=$(WOLFSSL_LIBDIR)/pkgconfig$(if $(PKG_CONFIG_PATH),:$(PKG_CONFIG_PATH)) pkg-config
+  WOLFSSL_RPATH := -Wl,-rpath,$(WOLFSSL_LIBDIR)
+  INST_RPATH := -Wl,-rpath,'$$ORIGIN/../lib/mayfly'
+  ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
+    ifeq ($(wildcard $(WOLFSSL_LIBDIR)/libwolfssl.so.35 $(WOLFSSL_SP_PREFIX)/.mayfly-built),)
+      $(error no SP build of wolfSSL in '$(WOLFSSL_SP_PREFIX)' (run scripts/install-deps.sh, or build against Debian's with make WOLFSSL=system))
+    endif
+  endif
+else ifeq ($(WOLFSSL),system)
+  PKG_CONFIG := pkg-config
+  WOLFSSL_RPATH :=
+  INST_RPATH :=
+else
+  $(error WOLFSSL must be sp (the default) or system, not '$(WOLFSSL)')
+endif
+
 # What each part links. pkg-config's own errors are shown when a package is
 # missing (scripts/install-deps.sh installs them all).
 LIB_PKGS   := wolfssl jansson
@@ -41,14 +75,13 @@ INT_PKGS   := libmicrohttpd
 CA_PKGS    := $(LIB_PKGS) $(INT_PKGS) gnutls sqlite3 libpq
 AGENT_PKGS := $(LIB_PKGS) $(INT_PKGS) libnghttp2 libprotobuf-c
 ALL_PKGS   := $(sort $(CA_PKGS) $(AGENT_PKGS))
-NOPKG_GOALS := clean deps lint format
 ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
-  ifneq ($(shell pkg-config --exists $(ALL_PKGS) && echo ok),ok)
-    $(error $(shell pkg-config --print-errors --exists $(ALL_PKGS) 2>&1 | head -3) (run scripts/install-deps.sh))
+  ifneq ($(shell $(PKG_CONFIG) --exists $(ALL_PKGS) && echo ok),ok)
+    $(error $(shell $(PKG_CONFIG) --print-errors --exists $(ALL_PKGS) 2>&1 | head -3) (run scripts/install-deps.sh))
   endif
 endif
-pkg_cflags = $(shell pkg-config --cflags $(1))
-pkg_libs   = $(shell pkg-config --libs $(1))
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
+pkg_libs   = $(shell $(PKG_CONFIG) --libs $(1))
 
 WARN := -Wall -Wextra -Wpedantic -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
         -Wmissing-prototypes -Wcast-qual -Wwrite-strings -Wvla -Wnull-dereference \
@@ -75,6 +108,13 @@ endif
 
 CFLAGS  += $(BASE) $(OPT) $(WARN) $(HARDEN)
 LDFLAGS += $(LDHARDEN) $(LDSAN)
+
+# Every object is compiled again when the wolfSSL selection changes: the
+# stamp is rewritten (at parse time) only when it differs.
+WOLFSSL_STAMP := $(BUILD)/wolfssl.sel
+ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
+  $(shell mkdir -p $(BUILD) && { [ "$$(cat $(WOLFSSL_STAMP) 2>/dev/null)" = "$(WOLFSSL) $(WOLFSSL_LIBDIR)" ] || echo "$(WOLFSSL) $(WOLFSSL_LIBDIR)" >$(WOLFSSL_STAMP); })
+endif
 
 LAYERS    := core pki net workload
 LIB_SRC   := $(foreach l,$(LAYERS),$(wildcard api/$(l)/*.c))
@@ -105,6 +145,9 @@ SOLIB     := $(BUILD)/libmayfly.so.$(VERSION)
 INT_LIB   := $(BUILD)/libmayfly-internal.a
 SYMS      := $(BUILD)/libmayfly.map
 BINS      := $(BINDIR)/mayfly-ca $(BINDIR)/mayfly-agent
+# the same daemons linked for installation: RUNPATH PREFIX/lib/mayfly
+# (relative to the binary) instead of the build's wolfSSL directory
+INST_BINS := $(BUILD)/inst/mayfly-ca $(BUILD)/inst/mayfly-agent
 UNIT_BINS := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_BINS := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
 EXAMPLE_BINS := $(EXAMPLE_SRC:examples/%.c=$(BINDIR)/%)
@@ -118,11 +161,11 @@ TEST_LIBS  := $(INT_LIB) $(LIB) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
 
 .PHONY: all lib test unit check fuzz fuzz-smoke bench analyze format clean valgrind deps \
         demo install install-files lint man
-all: $(LIB) $(SOLIB) $(INT_LIB) $(BINS) $(TOOL_BINS) $(EXAMPLE_BINS) $(MANS)
+all: $(LIB) $(SOLIB) $(INT_LIB) $(BINS) $(INST_BINS) $(TOOL_BINS) $(EXAMPLE_BINS) $(MANS)
 
 lib: $(LIB) $(SOLIB)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(WOLFSSL_STAMP)
 	@mkdir -p $(dir $@)
 	$(call say,CC,$<)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -156,20 +199,28 @@ $(SOLIB): $(LIB_OBJ) $(SYMS)
 
 $(BINDIR)/mayfly-ca: $(CA_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(CA_OBJ) $(CA_LIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $(CA_OBJ) $(CA_LIBS)
 
 $(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
+
+$(BUILD)/inst/mayfly-ca: $(CA_OBJ) $(INT_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(INST_RPATH) -o $@ $(CA_OBJ) $(CA_LIBS)
+
+$(BUILD)/inst/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(INST_RPATH) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
 $(BUILD)/tools/%: $(BUILD)/tests/tools/%.o $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $< $(TEST_LIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $< $(TEST_LIBS)
 
 # Example workloads built on libmayfly alone (the demo's mTLS client and server).
 $(BINDIR)/%: $(BUILD)/examples/%.o $(LIB)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LIB_LIBS)
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $< $(LIB) $(LIB_LIBS)
 
 # Man pages from the binaries' own --help text.
 $(BUILD)/man/%.8: $(BINDIR)/% scripts/gen-man.sh
@@ -188,7 +239,7 @@ comma := ,
 .SECONDEXPANSION:
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $$(call unit_extra,$$*) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
-	$(call say,LD,$@)$(CC) $(LDFLAGS) $(call unit_wrap,$*) -o $@ $< $(call unit_extra,$*) \
+	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) $(call unit_wrap,$*) -o $@ $< $(call unit_extra,$*) \
 	    $(TEST_LIBS) -lcmocka
 
 unit: $(UNIT_BINS)
@@ -223,7 +274,9 @@ install: all
 install-files:
 	install -d $(BINDIR_I) $(LIBDIR_I) $(PCDIR_I) $(MANDIR_I) $(UNITDIR_I) $(SYSUSERS_I) \
 	    $(ETCDIR_I) $(addprefix $(INCDIR_I)/api/,$(LAYERS))
-	install -m 0755 $(BINS) $(BINDIR_I)/
+	install -m 0755 $(INST_BINS) $(BINDIR_I)/
+	$(if $(INST_RPATH),install -d $(LIBDIR_I)/mayfly && \
+	    install -m 0644 $(WOLFSSL_LIBDIR)/libwolfssl.so.35 $(LIBDIR_I)/mayfly/libwolfssl.so.35)
 	install -m 0644 $(LIB) $(LIBDIR_I)/
 	install -m 0755 $(SOLIB) $(LIBDIR_I)/
 	ln -sf libmayfly.so.$(VERSION) $(LIBDIR_I)/libmayfly.so.$(SOVER)
@@ -281,7 +334,8 @@ fuzz_extra = $(if $(filter fuzz_ca_%,$(1)),$(CA_LIB_OBJ:$(BUILD)/%=build/fuzz/%)
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_API_OBJ) $$(call fuzz_extra,$$*)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)clang $(FUZZ_CFLAGS) -I$(BUILD)/gen -fsanitize=fuzzer -o $@ $< \
-	    $(call fuzz_extra,$*) $(FUZZ_API_OBJ) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
+	    $(call fuzz_extra,$*) $(FUZZ_API_OBJ) $(call pkg_libs,$(ALL_PKGS)) $(WOLFSSL_RPATH) \
+	    -lpthread -lm
 
 fuzz: $(FUZZ_BINS)
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/run-fuzz.sh $(FUZZ_BINS)

@@ -8,7 +8,9 @@
  *   bench_ecc [--threads N] [--seconds S]
  *
  * prints one line per operation:
- *   ecc op=<keygen|sign|verify|verify+sign> threads=N per_s=X lib=<version> sp=<0|1>
+ *   ecc op=<keygen|sign|verify|verify+sign> threads=N per_s=X version=<wolfSSL version>
+ * (the same binary runs on either build of wolfSSL through LD_LIBRARY_PATH:
+ * the caller's tags say which)
  * where verify+sign is one ECDSA verification plus one signature, the
  * public-key work a CA does per CSR (proof of possession, then the leaf).
  *
@@ -27,6 +29,7 @@
 #include <string.h>
 
 #include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 #include <wolfssl/version.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/random.h>
@@ -148,10 +151,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_ecc: wolfCrypt_Init failed\n");
         return 2;
     }
-    int sp = 0;
-#ifdef WOLFSSL_HAVE_SP_ECC
-    sp = 1;
-#endif
     struct job jobs[64];
     for (int op = 0; op < OP_N; op++) {
         int64_t t0 = bench_ns();
@@ -176,8 +175,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_ecc: %s failed\n", op_names[op]);
             return 1;
         }
-        printf("ecc op=%s threads=%ld per_s=%.0f lib=%s sp=%d\n", op_names[op], threads,
-               (double)done / secs, LIBWOLFSSL_VERSION_STRING, sp);
+        printf("ecc op=%s threads=%ld per_s=%.0f version=%s\n", op_names[op], threads,
+               (double)done / secs, wolfSSL_lib_version());
         fflush(stdout);
     }
     wolfCrypt_Cleanup();

@@ -53,7 +53,7 @@ ha_bench() {
     # shellcheck disable=SC2174 # $W exists
     mkdir -m 755 -p "$W/run"
     if ! ha_pg_start "$d/pg"; then
-        note "ha_not_measured=postgresql_missing"
+        fail sec=ha "PostgreSQL could not be started (initdb/pg_ctl from Debian's postgresql)"
         return 0
     fi
     printf '%s\n' "$HA_PG_URI" >"$d/ds"
@@ -76,7 +76,7 @@ ha_bench() {
         --parent-id "$ag" --selector unix:uid:0 >/dev/null
     tok=$("$CA_BIN" token generate --admin-socket "$sock_a" --spiffe-id "$ag")
     start_agent "$d/ag1" "$sock" "$d/bundle.pem" "$addr_b" --join-token "$tok"
-    wait_ready_agent "$d/ag1/agent.log" 0 20 || { note "ha_not_measured=agent_not_ready"; return 0; }
+    wait_ready_agent "$d/ag1/agent.log" 0 20 || { fail sec=ha_prop "the agent on server B never became ready"; return 0; }
     ha_served "$sock" "spiffe://$TD/ha/base" 10 || true
     log "ha: propagation across servers, entry on A, agent on B ($PROP_TRIALS trials)"
     r sec=ha_prop -- "$BB/propagate" --socket "$sock" --ca-bin "$CA_BIN" --admin-socket "$sock_a" \
@@ -93,8 +93,10 @@ ha_bench() {
             --parent-id "$ag" --selector unix:uid:0 >/dev/null
         tok=$("$CA_BIN" token generate --admin-socket "$sock_a" --spiffe-id "$ag")
         start_agent "$d/fo$run" "$sock" "$d/bundle.pem" "$addr_a,$addr_b" --join-token "$tok"
-        wait_ready_agent "$d/fo$run/agent.log" 0 20 || continue
-        ha_served "$sock" "spiffe://$TD/ha/fo$run" 10 || continue
+        wait_ready_agent "$d/fo$run/agent.log" 0 20 ||
+            { fail "sec=ha_failover run=$run" "the agent never became ready"; continue; }
+        ha_served "$sock" "spiffe://$TD/ha/fo$run" 10 ||
+            { fail "sec=ha_failover run=$run" "the first SVID was never served"; continue; }
         drawn=$(sed -n 's/.*CA server drawn server=\([^ ]*\).*/\1/p' "$d/fo$run/agent.log" | tail -1)
         if [ "$drawn" = "$addr_a" ]; then
             victim=a other=b
@@ -111,7 +113,7 @@ ha_bench() {
             ms=$((($(date +%s%N) - t0) / 1000000))
             echo "sec=ha_failover run=$run | failover ms=$ms" >>"$RES"
         else
-            echo "sec=ha_failover run=$run | failover timeout=1" >>"$RES"
+            fail "sec=ha_failover run=$run" "no SVID served through the other server within 30 s"
         fi
         stop "$AGENT_PID"
         # the killed server back, on its own data dir (start_ca waits for

@@ -17,6 +17,7 @@
 #include "ca/ca_config.h"
 #include "ca/ca_issue.h"
 #include "ca/ca_keys.h"
+#include "ca/ca_signer.h"
 #include "ca/ca_store.h"
 
 struct ca_api;
@@ -25,18 +26,19 @@ struct ca_bundle_ep;
 struct ca_fed;
 
 struct ca_ctx {
-    struct ca_config cfg;     /* immutable after start */
-    struct ca_store *store;   /* thread-safe */
-    struct ca_keys *keys;     /* thread-safe */
-    struct ca_issuer *issuer; /* thread-safe */
-    struct ca_api *api;       /* owned by ca_main */
-    struct ca_admin *admin;   /* owned by ca_main */
-    struct ca_bundle_ep *bep; /* owned by ca_main; NULL when off */
-    struct ca_fed *fed;       /* owned by ca_main; thread-safe */
-    pthread_mutex_t ch_mu;    /* protects gen and stopping */
-    pthread_cond_t ch_cond;   /* broadcast when gen moves or stopping is set */
-    uint64_t gen;             /* protected by ch_mu: change generation */
-    bool stopping;            /* protected by ch_mu */
+    struct ca_config cfg;         /* immutable after start */
+    struct ca_store *store;       /* thread-safe */
+    struct ca_keys *keys;         /* thread-safe */
+    struct ca_issuer *issuer;     /* thread-safe */
+    struct ca_sign_pool *signers; /* thread-safe; NULL: sign on the caller's thread */
+    struct ca_api *api;           /* owned by ca_main */
+    struct ca_admin *admin;       /* owned by ca_main */
+    struct ca_bundle_ep *bep;     /* owned by ca_main; NULL when off */
+    struct ca_fed *fed;           /* owned by ca_main; thread-safe */
+    pthread_mutex_t ch_mu;        /* protects gen and stopping */
+    pthread_cond_t ch_cond;       /* broadcast when gen moves or stopping is set */
+    uint64_t gen;                 /* protected by ch_mu: change generation */
+    bool stopping;                /* protected by ch_mu */
 };
 
 /* Tells waiting sync requests that something changed. */

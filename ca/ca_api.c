@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
+#include <link.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -109,6 +110,37 @@ static int cert_cb(gnutls_session_t s, const gnutls_datum_t *req_ca_rdn, int nre
     return 0;
 }
 
+/* ---- signing on the signer pool (ca_signer.h) ---------------------------------- */
+
+struct leaf_job {
+    struct ca_keys *keys;
+    const struct ca_leaf_req *req;
+    int64_t now;
+    struct mf_certs *chain;
+};
+
+static mf_res leaf_job_run(void *arg)
+{
+    struct leaf_job *lj = arg;
+    return ca_issue_leaf(lj->keys, lj->req, lj->now, lj->chain);
+}
+
+/* ca_issue_leaf on a signer thread (on this one when the context has no
+ * pool), waiting for it. */
+static mf_res issue_leaf(struct ca_ctx *ctx, const struct ca_leaf_req *req, int64_t now,
+                         struct mf_certs *chain)
+{
+    if (ctx->signers == NULL) {
+        return ca_issue_leaf(ctx->keys, req, now, chain);
+    }
+    struct leaf_job lj = {.keys = ctx->keys, .req = req, .now = now, .chain = chain};
+    struct ca_sign_job j = {.fn = leaf_job_run, .arg = &lj};
+    /* a stopped pool fails the job itself: its result says it all */
+    mf_res pr = ca_sign_pool_run(ctx->signers, &j, 1);
+    (void)pr;
+    return ca_sign_job_result(&j);
+}
+
 /* Issues a fresh server SVID and makes it the one handed out. */
 static mf_res renew_server(struct ca_api *api, int64_t now)
 {
@@ -133,7 +165,7 @@ static mf_res renew_server(struct ca_api *api, int64_t now)
     MF_TRY_OUT(mf_key_public(key, &pub));
     struct ca_leaf_req req = {
         .id = &id, .pubkey = pub, .ttl = api->ctx->cfg.svid_ttl, .agent = "-"};
-    MF_TRY_OUT(ca_issue_leaf(api->ctx->keys, &req, now, &chain));
+    MF_TRY_OUT(issue_leaf(api->ctx, &req, now, &chain));
     MF_ENSURE_OUT(chain.n > 0 && chain.n <= SRV_CHAIN_MAX, MF_ERR_STATE);
     for (size_t i = 0; i < chain.n; i++) {
         size_t len = 0;
@@ -514,7 +546,7 @@ static enum MHD_Result do_attest(struct ca_ctx *ctx, struct MHD_Connection *conn
     if (mf_ok(r)) {
         struct ca_leaf_req lr = {
             .id = &id, .pubkey = mf_csr_pubkey(csr), .ttl = ctx->cfg.svid_ttl, .agent = agent_id};
-        r = ca_issue_leaf(ctx->keys, &lr, now, &chain);
+        r = issue_leaf(ctx, &lr, now, &chain);
     } else if (why.status == 0) {
         ca_issue_log_denied(agent_id[0] ? agent_id : "-", ip, r);
     }
@@ -572,7 +604,7 @@ static enum MHD_Result do_renew(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                  .pubkey = mf_csr_pubkey(csr),
                                  .ttl = ctx->cfg.svid_ttl,
                                  .agent = agent->str};
-        r = ca_issue_leaf(ctx->keys, &lr, now, &chain);
+        r = issue_leaf(ctx, &lr, now, &chain);
     } else {
         ca_issue_log_denied(agent->str, agent->str, r);
     }
@@ -744,14 +776,93 @@ static mf_res admit_entries(struct ca_ctx *ctx, const struct mf_spiffe_id *agent
     return ca_store_entry_list(ctx->store, agent->str, entries, n_entries);
 }
 
+/* One item of a /v1/sign batch, run on a signer thread: the CSR decoded
+ * and verified, the policy checked, the leaf signed, and its JSON answer
+ * (a result or an error, whose message is formatted on the thread that
+ * raised it) left in res. */
+struct sign_item {
+    struct ca_ctx *ctx;
+    const struct mf_spiffe_id *agent;
+    const struct ca_entry *entries;
+    size_t n_entries;
+    int64_t now;
+    const char *eid;
+    const char *csr_b64;
+    json_t *res;
+};
+
+static mf_res sign_item_run(void *arg)
+{
+    struct sign_item *it = arg;
+    const struct ca_entry *e = NULL;
+    for (size_t k = 0; k < it->n_entries; k++) {
+        if (strcmp(it->entries[k].id, it->eid) == 0) {
+            e = &it->entries[k];
+            break;
+        }
+    }
+    struct mf_csr *csr = NULL;
+    struct mf_certs chain;
+    mf_certs_init(&chain);
+    mf_res ir = MF_RES_OK;
+    struct mf_spiffe_id sid;
+    if (e == NULL) {
+        /* Either no such entry or one parented to another agent: the
+         * caller learns nothing about entries that are not its own. */
+        ir = MF_RAISE_MSG(MF_ERR_POLICY_NOT_PARENT, "agent %s is not the parent of an entry %s",
+                          it->agent->str, it->eid);
+    }
+    if (mf_ok(ir)) {
+        ir = decode_csr(it->csr_b64, &csr);
+    }
+    if (mf_ok(ir)) {
+        ir = ca_policy_sign(it->agent->str, e, mf_csr_spiffe_id(csr));
+    }
+    if (mf_ok(ir)) {
+        ir = mf_spiffeid_parse_cstr(e->spiffe_id, &sid);
+    }
+    if (mf_ok(ir)) {
+        struct ca_leaf_req lr = {
+            .id = &sid,
+            .pubkey = mf_csr_pubkey(csr),
+            .ttl = ca_policy_entry_ttl(e, it->ctx->cfg.svid_ttl),
+            .dns_names = (const char *const *)e->dns_names,
+            .n_dns = e->n_dns,
+            .agent = it->agent->str,
+        };
+        ir = ca_issue_leaf(it->ctx->keys, &lr, it->now, &chain);
+    } else {
+        const struct mf_spiffe_id *cid = csr ? mf_csr_spiffe_id(csr) : NULL;
+        ca_issue_log_denied(e ? e->spiffe_id : (cid ? cid->str : "-"), it->agent->str, ir);
+    }
+    if (mf_ok(ir)) {
+        json_t *arr = NULL;
+        ir = ca_certs_to_json(&chain, &arr);
+        if (mf_ok(ir)) {
+            char exp[MF_RFC3339_LEN];
+            mf_time_format(mf_cert_not_after(chain.v[0]), exp);
+            it->res = json_pack("{s:s,s:s,s:o,s:s}", "entry_id", it->eid, "spiffe_id", e->spiffe_id,
+                                "x509_svid", arr, "expires_at", exp);
+        }
+    }
+    if (!mf_ok(ir)) {
+        it->res = item_error(it->eid, ir);
+    }
+    mf_csr_free(csr);
+    mf_certs_cleanup(&chain);
+    return it->res != NULL ? MF_RES_OK : MF_RAISE(MF_ERR_NOMEM);
+}
+
 static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                                const struct mf_httpd_req *req, const struct mf_spiffe_id *agent)
 {
     json_t *body = NULL, *results = NULL;
     const json_t *reqs = NULL;
     struct ca_entry *entries = NULL;
-    size_t n_entries = 0;
+    size_t n_entries = 0, n = 0;
     struct ca_admit why = {0};
+    struct sign_item *items = NULL;
+    struct ca_sign_job *jobs = NULL;
     bool admitted = false;
     enum MHD_Result ret;
     /* every item's shape is checked first: a malformed batch fails whole */
@@ -760,77 +871,57 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
         r = admit_entries(ctx, agent, &why, &admitted, &entries, &n_entries);
     }
     if (mf_ok(r)) {
+        n = json_array_size(reqs);
         results = json_array();
-        if (results == NULL) {
+        items = calloc(n ? n : 1, sizeof(*items));
+        jobs = calloc(n ? n : 1, sizeof(*jobs));
+        if (results == NULL || items == NULL || jobs == NULL) {
             r = MF_RAISE(MF_ERR_NOMEM);
         }
     }
-    int64_t now = mf_now();
-    for (size_t i = 0; mf_ok(r) && i < json_array_size(reqs); i++) {
-        const json_t *it = json_array_get(reqs, i);
-        const char *eid = json_string_value(json_object_get(it, "entry_id"));
-        const char *csr_b64 = json_string_value(json_object_get(it, "csr"));
-        const struct ca_entry *e = NULL;
-        for (size_t k = 0; k < n_entries; k++) {
-            if (strcmp(entries[k].id, eid) == 0) {
-                e = &entries[k];
-                break;
-            }
-        }
-        struct mf_csr *csr = NULL;
-        struct mf_certs chain;
-        mf_certs_init(&chain);
-        mf_res ir = MF_RES_OK;
-        struct mf_spiffe_id sid;
-        if (e == NULL) {
-            /* Either no such entry or one parented to another agent: the
-             * caller learns nothing about entries that are not its own. */
-            ir = MF_RAISE_MSG(MF_ERR_POLICY_NOT_PARENT, "agent %s is not the parent of an entry %s",
-                              agent->str, eid);
-        }
-        if (mf_ok(ir)) {
-            ir = decode_csr(csr_b64, &csr);
-        }
-        if (mf_ok(ir)) {
-            ir = ca_policy_sign(agent->str, e, mf_csr_spiffe_id(csr));
-        }
-        if (mf_ok(ir)) {
-            ir = mf_spiffeid_parse_cstr(e->spiffe_id, &sid);
-        }
-        if (mf_ok(ir)) {
-            struct ca_leaf_req lr = {
-                .id = &sid,
-                .pubkey = mf_csr_pubkey(csr),
-                .ttl = ca_policy_entry_ttl(e, ctx->cfg.svid_ttl),
-                .dns_names = (const char *const *)e->dns_names,
-                .n_dns = e->n_dns,
-                .agent = agent->str,
+    if (mf_ok(r)) {
+        int64_t now = mf_now();
+        for (size_t i = 0; i < n; i++) {
+            const json_t *it = json_array_get(reqs, i);
+            items[i] = (struct sign_item){
+                .ctx = ctx,
+                .agent = agent,
+                .entries = entries,
+                .n_entries = n_entries,
+                .now = now,
+                .eid = json_string_value(json_object_get(it, "entry_id")),
+                .csr_b64 = json_string_value(json_object_get(it, "csr")),
             };
-            ir = ca_issue_leaf(ctx->keys, &lr, now, &chain);
-        } else {
-            const struct mf_spiffe_id *cid = csr ? mf_csr_spiffe_id(csr) : NULL;
-            ca_issue_log_denied(e ? e->spiffe_id : (cid ? cid->str : "-"), agent->str, ir);
+            jobs[i] = (struct ca_sign_job){.fn = sign_item_run, .arg = &items[i]};
         }
-        json_t *res = NULL;
-        if (mf_ok(ir)) {
-            json_t *arr = NULL;
-            ir = ca_certs_to_json(&chain, &arr);
-            if (mf_ok(ir)) {
-                char exp[MF_RFC3339_LEN];
-                mf_time_format(mf_cert_not_after(chain.v[0]), exp);
-                res = json_pack("{s:s,s:s,s:o,s:s}", "entry_id", eid, "spiffe_id", e->spiffe_id,
-                                "x509_svid", arr, "expires_at", exp);
+        /* the items run on the signer threads, beside other connections'
+         * batches; on this thread when the context has no pool */
+        if (ctx->signers != NULL) {
+            /* a stopped pool fails each job it did not run, in its res */
+            mf_res pr = ca_sign_pool_run(ctx->signers, jobs, n);
+            (void)pr;
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                jobs[i].res = sign_item_run(&items[i]);
             }
         }
-        if (!mf_ok(ir)) {
-            res = item_error(eid, ir);
+        /* answers in the order of the request */
+        for (size_t i = 0; mf_ok(r) && i < n; i++) {
+            json_t *res = items[i].res;
+            items[i].res = NULL;
+            if (res == NULL) {
+                res = item_error(items[i].eid, ca_sign_job_result(&jobs[i]));
+            }
+            if (res == NULL || json_array_append_new(results, res) != 0) {
+                r = MF_RAISE(MF_ERR_NOMEM);
+            }
         }
-        if (res == NULL || json_array_append_new(results, res) != 0) {
-            r = MF_RAISE(MF_ERR_NOMEM);
-        }
-        mf_csr_free(csr);
-        mf_certs_cleanup(&chain);
     }
+    for (size_t i = 0; items != NULL && i < n; i++) {
+        json_decref(items[i].res);
+    }
+    free(items);
+    free(jobs);
     if (admitted) {
         ca_issue_release(ctx->issuer);
     }
@@ -981,6 +1072,30 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
 /* ---- start / stop ----------------------------------------------------------------- */
 
+/* dl_iterate_phdr callback: adds an object's static TLS block to *data */
+static int add_tls(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    for (size_t i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type == PT_TLS) {
+            *(size_t *)data += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+        }
+    }
+    return 0;
+}
+
+/* The stack of a connection thread: 512 KiB for the handler itself (TLS
+ * handshakes, JSON parsing at its nesting limit) plus the static TLS of the
+ * loaded objects, which glibc carves out of every thread's stack. The SP
+ * build of wolfSSL alone has some 360 KiB of it (its per-thread point
+ * caches), which would otherwise leave a handler less than 150 KiB. */
+static size_t conn_stack_size(void)
+{
+    size_t tls = 0;
+    dl_iterate_phdr(add_tls, &tls);
+    size_t page = 4096;
+    return (size_t)(512 * 1024) + (tls + page - 1) / page * page;
+}
 mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
 {
     mf_res rc;
@@ -1023,7 +1138,7 @@ mf_res ca_api_start(struct ca_ctx *ctx, struct ca_api **out)
         MHD_OPTION_HTTPS_MEM_TRUST, api->trust_pem, MHD_OPTION_HTTPS_PRIORITIES, TLS13_ONLY,
         MHD_OPTION_CONNECTION_LIMIT, ca_gate_mhd_limit(&gc), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(SYNC_WAIT_MAX + 30), MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
-        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_THREAD_STACK_SIZE, conn_stack_size(), MHD_OPTION_NOTIFY_COMPLETED,
         mf_httpd_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION, ca_gate_notify, api->gate,
         MHD_OPTION_END);
     if (api->d == NULL) {

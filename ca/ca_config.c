@@ -22,6 +22,7 @@
 #include "api/core/mf_mem.h"
 #include "api/core/mf_time.h"
 #include "ca/ca_keys.h"
+#include "ca/ca_signer.h"
 
 void ca_config_defaults(struct ca_config *c)
 {
@@ -187,6 +188,9 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     if (strcmp(key, "max_signing") == 0) {
         return set_uint(&c->max_signing, key, value, 1, 1024);
     }
+    if (strcmp(key, "signers") == 0) {
+        return set_uint(&c->signers, key, value, 0, CA_SIGNERS_MAX);
+    }
     if (strcmp(key, "agent_rate") == 0) {
         return set_uint(&c->agent_rate, key, value, 1, 1000000);
     }
@@ -274,6 +278,8 @@ const struct mf_opt ca_run_opts[] = {
     RUN_OPT("upstream-ca-key", MF_OPT_STR, "FILE", NULL, "the upstream CA's private key", 0),
     RUN_OPT("max-signing", MF_OPT_NUM, "N", "8", "signing requests at once (1..1024)",
             MF_OPT_RELOAD),
+    RUN_OPT("signers", MF_OPT_NUM, "N", "0",
+            "signer threads: verify CSRs and sign (0 = one per core, up to 256)", 0),
     RUN_OPT("agent-rate", MF_OPT_NUM, "N", "50", "signing requests per second per agent",
             MF_OPT_RELOAD),
     RUN_OPT("agent-burst", MF_OPT_NUM, "N", "100", "depth of that token bucket", MF_OPT_RELOAD),

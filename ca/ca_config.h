@@ -38,6 +38,7 @@ struct ca_config {
     enum mf_log_level log_level;
     enum mf_log_format log_format;
     unsigned max_signing;            /* concurrent signing requests (capacity, 503 beyond) */
+    unsigned signers;                /* signer threads (0 = one per online core) */
     unsigned agent_rate;             /* signing requests per second per agent (429 beyond) */
     unsigned agent_burst;            /* bucket depth per agent */
     unsigned max_connections;        /* agent API connections served at once (threads) */

@@ -126,6 +126,10 @@ static int open_store(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         return fail("cannot set up signing", r);
     }
+    r = ca_sign_pool_new(ctx->cfg.signers, &ctx->signers);
+    if (!mf_ok(r)) {
+        return fail("cannot start the signer threads", r);
+    }
     return 0;
 }
 
@@ -290,6 +294,8 @@ static void stop(struct run *run)
     ca_bundle_ep_stop(ctx->bep);
     ctx->bep = NULL;
     ca_api_stop(ctx->api);
+    /* no server thread can submit any more */
+    ca_sign_pool_free(ctx->signers);
     ca_issuer_free(ctx->issuer);
     /* the watcher refreshes the keys: it ends before they are freed */
     ca_store_unwatch(ctx->store);

@@ -9,15 +9,26 @@
 #   scripts/bench.sh                 full run (what `make bench` runs), ~10-14 min
 #   BENCH_QUICK=1 scripts/bench.sh   smoke run, ~2-3 min, scaled down, writes
 #                                    build/bench/benchmarks.md (not the doc)
-#   WOLFSSL_SP=1 scripts/bench.sh    also builds wolfSSL with SP assembly
-#                                    (scripts/build-wolfssl-sp.sh) and runs the
-#                                    crypto floor and CA signing on it too
+#
+# wolfSSL: the crypto floor and CA signing are measured on both builds of
+# wolfSSL, the SP build (scripts/build-wolfssl-sp.sh, mayfly's default) and
+# Debian's libwolfssl (`make WOLFSSL=system`), whichever the binaries were
+# linked with; the other one is swapped in with LD_LIBRARY_PATH (same
+# soname and ABI). WOLFSSL_SP=1 builds the SP library first when missing.
 #
 # Other knobs: BENCH_RUNS (runs per figure), BENCH_OUT (the markdown file),
-# BENCH_KEEP=1 (keep the work dir). Needs root: the Workload API checks use
+# BENCH_KEEP=1 (keep the work dir), BENCH_TIMEOUT (seconds one measuring
+# program may take, default 300). Needs root: the Workload API checks use
 # other uids (setresuid), and missing tools (cfssl, gnuplot) are installed
-# with apt-get. Nothing here is a pass/fail test: a benchmark that cannot run
-# is reported as not measured.
+# with apt-get.
+#
+# No figure is a pass/fail goal, but a run cannot lie by omission: a
+# measurement that fails (nonzero exit), times out, prints nothing or
+# reports a zero rate, and a headline figure or baseline that is missing,
+# is recorded, the other measurements still run, the report is still
+# written (with a "Failed measurements" section at its top), and then the
+# script exits with status 1, naming each failure and why on stderr.
+# BENCH_QUICK=1 follows the same rule. bench/report.py applies it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -25,7 +36,9 @@ BUILD=${BUILD:-build/rel}
 BINDIR=${BINDIR:-bin}
 QUICK=${BENCH_QUICK:-0}
 SP=${WOLFSSL_SP:-0}
-SP_PREFIX=$ROOT/build/wolfssl-sp
+SP_PREFIX=$(scripts/build-wolfssl-sp.sh --prefix)
+# Debian's libwolfssl, whatever PKG_CONFIG_PATH says
+SYS_LIBDIR=$(env -u PKG_CONFIG_PATH pkg-config --variable=libdir wolfssl)
 BB=$ROOT/$BUILD/bench
 T_START=$(date +%s)
 
@@ -81,6 +94,15 @@ if [ "$SP" = 1 ]; then
 fi
 HAVE_SP=0
 [ -f "$SP_PREFIX/lib/libwolfssl.so.35" ] && [ -f "$SP_PREFIX/include/wolfssl/options.h" ] && HAVE_SP=1
+# the wolfSSL the binaries were linked with (their RUNPATH), the default
+DEFAULT_LIB=debian
+case "$(ldd "$BINDIR/mayfly-ca" | awk '/libwolfssl/ {print $3}')" in
+"$SP_PREFIX"/*) DEFAULT_LIB=sp ;;
+esac
+# libpath LIB: the LD_LIBRARY_PATH that runs a binary on LIB
+libpath() {
+    if [ "$1" = "$DEFAULT_LIB" ]; then echo ""; elif [ "$1" = sp ]; then echo "$SP_PREFIX/lib"; else echo "$SYS_LIBDIR"; fi
+}
 
 # ---- build the bench programs --------------------------------------------------
 # Until the Makefile has a rule for bench/ (requested), the same flags as
@@ -90,6 +112,13 @@ WARN="-Wall -Wextra -Wpedantic -Werror -Wshadow -Wformat=2 -Wstrict-prototypes \
 HARDEN="-D_FORTIFY_SOURCE=2 -fstack-protector-strong -fstack-clash-protection -fcf-protection -fPIE"
 LDH="-pie -Wl,-z,relro,-z,now,-z,noexecstack"
 PKGS="wolfssl jansson libmicrohttpd sqlite3 gnutls"
+BENCH_PCP=${PKG_CONFIG_PATH:-}
+RPATH=
+if [ "$DEFAULT_LIB" = sp ]; then
+    BENCH_PCP=$SP_PREFIX/lib/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+    RPATH=-Wl,-rpath,$SP_PREFIX/lib
+fi
+export PKG_CONFIG_PATH=$BENCH_PCP
 pkg-config --exists libnghttp2 libprotobuf-c 2>/dev/null && PKGS="$PKGS libnghttp2 libprotobuf-c"
 mkdir -p "$BB"
 # flag lists ($WARN, $LDH, pkg-config output) are meant to split into words
@@ -97,16 +126,12 @@ mkdir -p "$BB"
 for src in bench/*.c; do
     n=$(basename "$src" .c)
     if [ "$n" = bench_ecc ]; then
-        cc -std=c11 -D_GNU_SOURCE -O2 -g -I. $WARN $HARDEN "$src" -o "$BB/$n" $LDH \
-            $(pkg-config --libs wolfssl) -lpthread
-        if [ "$HAVE_SP" = 1 ]; then
-            cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -I"$SP_PREFIX/include" $WARN $HARDEN "$src" \
-                -o "$BB/${n}_sp" $LDH -L"$SP_PREFIX/lib" -Wl,-rpath,"$SP_PREFIX/lib" -lwolfssl -lpthread
-        fi
+        cc -std=c11 -D_GNU_SOURCE -O2 -g -I. $(pkg-config --cflags wolfssl) $WARN $HARDEN "$src" \
+            -o "$BB/$n" $LDH $RPATH $(pkg-config --libs wolfssl) -lpthread
         continue
     fi
     cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -I"$BUILD/gen" $(pkg-config --cflags $PKGS) $WARN $HARDEN \
-        "$src" -o "$BB/$n" $LDH "$BUILD/libmayfly.a" $(pkg-config --libs $PKGS) -lpthread -lm
+        "$src" -o "$BB/$n" $LDH $RPATH "$BUILD/libmayfly-internal.a" "$BUILD/libmayfly.a" $(pkg-config --libs $PKGS) -lpthread -lm
 done
 log "bench programs built in $BB"
 
@@ -114,7 +139,10 @@ log "bench programs built in $BB"
 W=$(mktemp -d /tmp/mayfly-bench.XXXXXX)
 chmod 755 "$W"
 RES=$W/results.txt
+FAILS=$W/failures.txt
 : >"$RES"
+: >"$FAILS"
+TIMEOUT=${BENCH_TIMEOUT:-300}
 PIDS=()
 cleanup() {
     local p
@@ -137,18 +165,40 @@ pick_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-# r TAGS... -- CMD...: runs CMD, appends "TAGS | <each output line>" to results
+# fail WHAT WHY: records a failed measurement (the run goes on, then exits 1)
+fail() {
+    printf '%s\t%s\n' "$1" "$2" >>"$FAILS"
+    log "FAILED: $1: $2"
+}
+
+# r TAGS... -- CMD...: runs CMD (a program under `timeout $TIMEOUT`, or a
+# shell function), appends "TAGS | <each output line>" to results. A nonzero
+# exit, a timeout or no output at all is a failed measurement.
 r() {
     local tags=()
     while [ "$1" != -- ]; do tags+=("$1"); shift; done
     shift
-    local out
-    if out=$("$@" 2>>"$W/errors.log"); then :; else
-        echo "bench: failed (${tags[*]}): $*" >>"$W/errors.log"
+    local out rc=0 why
+    local run=(timeout "$TIMEOUT")
+    [ "$(type -t "$1")" = function ] && run=()
+    out=$("${run[@]}" "$@" 2>"$W/last.err") || rc=$?
+    cat "$W/last.err" >>"$W/errors.log"
+    if [ "$rc" != 0 ]; then
+        if [ "$rc" = 124 ] && [ "${#run[@]}" -gt 0 ]; then
+            why="timed out after $TIMEOUT s"
+        else
+            why="exit status $rc"
+        fi
+        why="$why: $(basename "$1")$(tail -1 "$W/last.err" | sed 's/^/: /')"
+        fail "${tags[*]}" "$why"
+    elif [ -z "$out" ]; then
+        fail "${tags[*]}" "$(basename "$1") printed no result"
     fi
     [ -n "$out" ] && printf '%s\n' "$out" | sed "s|^|${tags[*]} \| |" >>"$RES"
     printf '%s\n' "$out"
 }
+[ "$HAVE_SP" = 1 ] ||
+    fail "sec=sp" "no SP build of wolfSSL in $SP_PREFIX (run scripts/install-deps.sh or WOLFSSL_SP=1)"
 note() { printf 'note %s\n' "$*" >>"$RES"; }
 
 # start_ca NAME DIR [LIBPATH] [ARGS...]: sets CA_PID, CA_ADDR, CA_SOCK
@@ -221,7 +271,7 @@ TD=example.org
     echo "cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
     echo "wolfssl $(pkg-config --modversion wolfssl) mhd=$(pkg-config --modversion libmicrohttpd) cfssl=$(dpkg-query -W -f='${Version}' golang-cfssl 2>/dev/null || echo none)"
     echo "git $(git rev-parse --short HEAD 2>/dev/null || echo ?) dirty=$(git status --porcelain 2>/dev/null | grep -c . || true)"
-    echo "mode quick=$QUICK runs=$RUNS sp=$HAVE_SP started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "mode quick=$QUICK runs=$RUNS sp=$HAVE_SP default_lib=$DEFAULT_LIB started=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "load_before $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$RES"
 
@@ -229,9 +279,11 @@ TD=example.org
 log "crypto floor: wolfCrypt P-256 (Debian$([ "$HAVE_SP" = 1 ] && echo ', SP'))"
 for run in $(seq 1 "$RUNS"); do
     for th in 1 2; do
-        r sec=ecc lib=debian run="$run" -- "$BB/bench_ecc" --threads "$th" --seconds "$ECC_S" >/dev/null
+        r sec=ecc lib=debian run="$run" -- env LD_LIBRARY_PATH="$(libpath debian)" \
+            "$BB/bench_ecc" --threads "$th" --seconds "$ECC_S" >/dev/null
         if [ "$HAVE_SP" = 1 ]; then
-            r sec=ecc lib=sp run="$run" -- "$BB/bench_ecc_sp" --threads "$th" --seconds "$ECC_S" >/dev/null
+            r sec=ecc lib=sp run="$run" -- env LD_LIBRARY_PATH="$(libpath sp)" \
+                "$BB/bench_ecc" --threads "$th" --seconds "$ECC_S" >/dev/null
         fi
     done
 done
@@ -246,8 +298,8 @@ floor_runs() { # floor_runs LIB LIBPATH
         done
     done
 }
-floor_runs debian ""
-[ "$HAVE_SP" = 1 ] && floor_runs sp "$SP_PREFIX/lib"
+floor_runs debian "$(libpath debian)"
+[ "$HAVE_SP" = 1 ] && floor_runs sp "$(libpath sp)"
 
 # ---- 1b. CA signing through the mTLS API -------------------------------------------------
 # sign_bench LIB LIBPATH: a CA, an agent identity from a join token
@@ -276,10 +328,10 @@ sign_bench() {
     stop "$CA_PID"
 }
 log "CA signing through the mTLS API (loadgen)"
-sign_bench debian ""
+sign_bench debian "$(libpath debian)" || fail "sec=sign lib=debian" "the CA did not start"
 if [ "$HAVE_SP" = 1 ]; then
-    log "CA signing on the SP build (LD_LIBRARY_PATH=$SP_PREFIX/lib)"
-    sign_bench sp "$SP_PREFIX/lib" || note "sp_sign_failed=1"
+    log "CA signing on the SP build of wolfSSL"
+    sign_bench sp "$(libpath sp)" || fail "sec=sign lib=sp" "the CA did not start"
 fi
 
 # ---- 1c. cfssl -----------------------------------------------------------------------------
@@ -310,6 +362,7 @@ if [ "$HAVE_CFSSL" = 1 ]; then
     stop "$CFSSL_PID"
 else
     note "cfssl=not_installed"
+    fail "sec=cfssl" "golang-cfssl could not be installed: no cfssl baseline"
 fi
 
 # ---- a small chain: Workload API, propagation, agent cold start ---------------------------
@@ -383,7 +436,11 @@ coldstart_agent() { # coldstart_agent TAG DIR SOCK BUNDLE SERVER
         start_agent "$dir" "$sock" "$bundle" "$server"
         t1=$("$BB/firstfetch" --socket "$sock" --header --timeout-ms 120000 |
             sed -n 's/.*realtime_ns=\([0-9]*\).*/\1/p' || true)
-        [ -n "$t1" ] && echo "sec=cold what=$tag run=$run | cold ms=$(( (t1 - t0) / 1000000 ))" >>"$RES"
+        if [ -n "$t1" ]; then
+            echo "sec=cold what=$tag run=$run | cold ms=$(( (t1 - t0) / 1000000 ))" >>"$RES"
+        else
+            fail "sec=cold what=$tag run=$run" "no successful fetch within 120 s of the restart"
+        fi
     done
 }
 log "agent cold start (1 cached SVID)"
@@ -412,6 +469,8 @@ if wait_issued "$d/agent/agent.log" "$MEM_N1" 600; then
     echo "sec=issue what=n1 | issue n=$MEM_N1 ms=$(( ($(date +%s%N) - t0) / 1000000 ))" >>"$RES"
     sleep 2
     r sec=mem what=agent_n1 n="$MEM_N1" -- mem_of "$AGENT_PID" >/dev/null
+else
+    fail "sec=issue what=n1" "the agent did not install $MEM_N1 SVIDs within 600 s"
 fi
 t0=$(date +%s%N)
 r sec=bulk what=agent_entries_2 -- "$BB/bulkload" --admin-socket "$CA_SOCK" \
@@ -427,6 +486,7 @@ if wait_issued "$d/agent/agent.log" "$MEM_N2" 900; then
     r sec=mem what=agent_n2_restarted n="$MEM_N2" -- mem_of "$AGENT_PID" >/dev/null
 else
     note "mem_n2_timeout=1"
+    fail "sec=issue what=n2" "the agent did not install $MEM_N2 SVIDs within 900 s"
 fi
 stop "$AGENT_PID"
 stop "$CA_PID"
@@ -463,10 +523,11 @@ SSOCK=$W/run/storm.sock
 ca_cpu0=$(cpu_of "$CA_PID")
 storm_t0=$(date +%s)
 start_agent "$d/agent" "$SSOCK" "$d/bundle.pem" "$CA_ADDR" --join-token "$tok"
-wait_ready_agent "$d/agent/agent.log" 0 60 || note "storm_agent_slow=1"
+wait_ready_agent "$d/agent/agent.log" 0 60 ||
+    fail "sec=storm" "the storm agent was not ready within 60 s"
 uids=$(seq -s, 10000 $((10000 + STORM_UIDS - 1)))
-"$BB/storm_poll" --socket "$SSOCK" --uids "$uids" --seconds "$STORM_SECS" --interval-ms 1000 \
-    >"$d/poll.out" 2>>"$W/errors.log" &
+timeout "$((STORM_SECS + TIMEOUT))" "$BB/storm_poll" --socket "$SSOCK" --uids "$uids" \
+    --seconds "$STORM_SECS" --interval-ms 1000 >"$d/poll.out" 2>>"$W/errors.log" &
 POLL_PID=$!
 PIDS+=("$POLL_PID")
 # sample memory every 2 s while the storm runs
@@ -475,7 +536,10 @@ while [ "$(date +%s)" -lt "$end" ]; do
     echo "sample t=$(( $(date +%s) - storm_t0 )) ca $(mem_of "$CA_PID") agent $(mem_of "$AGENT_PID")" >>"$d/mem.samples"
     sleep 2
 done
-wait "$POLL_PID" 2>/dev/null || true
+poll_rc=0
+wait "$POLL_PID" 2>/dev/null || poll_rc=$?
+[ "$poll_rc" = 0 ] || fail "sec=storm" "storm_poll exited with status $poll_rc"
+[ -s "$d/poll.out" ] || fail "sec=storm" "storm_poll printed no result"
 storm_t1=$(date +%s)
 ca_cpu1=$(cpu_of "$CA_PID")
 hz=$(getconf CLK_TCK)
@@ -513,13 +577,19 @@ cmd="scripts/bench.sh"
 [ "$SP" = 1 ] && cmd="WOLFSSL_SP=1 $cmd"
 mkdir -p "$ROOT/build/bench"
 cp "$RES" "$ROOT/build/bench/benchmarks-raw.txt"
-python3 bench/report.py --results "$RES" --storm-log "$W/storm_agent.log" \
+report_rc=0
+python3 bench/report.py --results "$RES" --failures "$FAILS" --storm-log "$W/storm_agent.log" \
     --storm-t0 "$(cat "$W/storm_t0.txt" 2>/dev/null || echo 0)" \
     --storm-mem "$W/storm_mem.txt" --out "$OUT" --img "$IMG" \
     --gnuplot "$HAVE_GNUPLOT" --command "$cmd" --storm-ttl "$STORM_TTL" \
-    --storm-secs "$STORM_SECS" --storm-n "$STORM_N"
+    --storm-secs "$STORM_SECS" --storm-n "$STORM_N" || report_rc=$?
 if [ -s "$W/errors.log" ]; then
     log "stderr of the runs (last lines):"
     tail -5 "$W/errors.log" >&2
+fi
+if [ "$report_rc" != 0 ]; then
+    log "FAILED after $(( $(date +%s) - T_START )) s: the measurements above are missing or" \
+        "wrong (the report in $OUT says which)"
+    exit 1
 fi
 log "done in $(( $(date +%s) - T_START )) s"

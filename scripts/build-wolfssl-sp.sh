@@ -1,22 +1,29 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 #
-# Builds wolfSSL from Debian's own source package (the same 5.5.4 with the
-# same Debian patches and configure flags as libwolfssl35), adding
-# --enable-sp --enable-sp-asm: wolfSSL's single-precision P-256 code with
-# x86_64 assembly, and --disable-sakke (see below). Installs into a private prefix (default build/wolfssl-sp);
-# nothing in /usr is touched. The library is ABI-compatible with Debian's
-# (same soname, same option set plus SP), so a mayfly built against Debian's
-# headers runs on it through LD_LIBRARY_PATH:
+# Builds wolfSSL from Debian's own source package (the same version, with
+# the same Debian patches and configure flags as the installed
+# libwolfssl-dev), adding --enable-sp --enable-sp-asm: wolfSSL's
+# single-precision P-256 code with x86_64 assembly, and --disable-sakke (see
+# below). mayfly builds and links against it by default (the Makefile's
+# WOLFSSL=sp; `make WOLFSSL=system` uses Debian's libwolfssl instead).
 #
-#   scripts/build-wolfssl-sp.sh
-#   LD_LIBRARY_PATH=$PWD/build/wolfssl-sp/lib bin/mayfly-ca run ...
+# It installs into a private prefix, nothing in /usr is touched:
+#   ${XDG_CACHE_HOME:-~/.cache}/mayfly/wolfssl-sp-<Debian version>
+# (WOLFSSL_SP_PREFIX overrides it). The prefix is named after the version of
+# the installed libwolfssl-dev, so a clean clone reuses a finished build, and
+# a new Debian version (a security update) gets a build of its own. The
+# library keeps Debian's soname and option set (plus SP), so it is
+# ABI-compatible with Debian's.
+#
+#   scripts/build-wolfssl-sp.sh            build (idempotent: a finished
+#                                          build is reused at once)
+#   scripts/build-wolfssl-sp.sh --prefix   print the prefix, build nothing
 #
 # Needs root for apt-get (deb-src lines are added to
 # /etc/apt/sources.list.d/mayfly-deb-src.sources when missing: one deb-src
 # entry for each `deb` entry the machine already has, same URIs, suites,
 # components and key, so no mirror is named here).
-# Idempotent: a finished build is reused.
 #
 #   scripts/build-wolfssl-sp.sh --print-deb-src ROOTDIR
 #       prints the deb-src entries it would write for the apt configuration
@@ -120,16 +127,53 @@ if [ "${1:-}" = "--print-deb-src" ]; then
     exit
 fi
 
-cd "$(dirname "$0")/.."
-ROOT=$PWD
-PREFIX=${WOLFSSL_SP_PREFIX:-$ROOT/build/wolfssl-sp}
-WORK=${WOLFSSL_SP_WORK:-$ROOT/build/wolfssl-sp-src}
+# deb_version: the version of Debian's wolfSSL this build follows
+deb_version() {
+    dpkg-query -W -f='${Version}' libwolfssl-dev 2>/dev/null ||
+        dpkg-query -W -f='${Version}' libwolfssl35 2>/dev/null || true
+}
 
-if [ -f "$PREFIX/lib/libwolfssl.so.35" ] && [ -f "$PREFIX/include/wolfssl/options.h" ] &&
-    [ -f "$PREFIX/.mayfly-built" ]; then
+# default_prefix: where the build for the installed Debian version lives
+default_prefix() {
+    local v
+    v=$(deb_version)
+    if [ -z "$v" ]; then
+        echo "wolfssl-sp: libwolfssl-dev is not installed (run scripts/install-deps.sh)" >&2
+        return 1
+    fi
+    # a version may hold ':' (epoch) and '+', keep the name plain
+    printf '%s/mayfly/wolfssl-sp-%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}" "${v//[^A-Za-z0-9.+-]/_}"
+}
+
+if [ "${1:-}" = "--prefix" ]; then
+    [ "$#" -eq 1 ] || { echo "usage: $0 --prefix" >&2; exit 2; }
+    if [ -n "${WOLFSSL_SP_PREFIX:-}" ]; then echo "$WOLFSSL_SP_PREFIX"; else default_prefix; fi
+    exit
+fi
+[ "$#" -eq 0 ] || { echo "usage: $0 [--prefix | --print-deb-src ROOTDIR]" >&2; exit 2; }
+
+PREFIX=${WOLFSSL_SP_PREFIX:-$(default_prefix)}
+WORK=${WOLFSSL_SP_WORK:-$PREFIX-src}
+VERSION=$(deb_version)
+
+built() {
+    [ -f "$PREFIX/lib/libwolfssl.so.35" ] && [ -f "$PREFIX/include/wolfssl/options.h" ] &&
+        [ -f "$PREFIX/.mayfly-built" ]
+}
+if built; then
     echo "wolfssl-sp: already built in $PREFIX"
     exit 0
 fi
+# one build at a time per prefix (two checkouts may ask at once): the
+# second waits, then finds the first one's build
+mkdir -p "$(dirname "$PREFIX")"
+exec 9>"$PREFIX.lock"
+flock 9
+if built; then
+    echo "wolfssl-sp: already built in $PREFIX"
+    exit 0
+fi
+rm -rf "$PREFIX"
 
 as_root() {
     if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
@@ -151,14 +195,13 @@ if [ "${#need[@]}" -gt 0 ]; then
     as_root apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# a half-finished build from before is started again from the source
+rm -rf "$WORK"
 mkdir -p "$WORK"
 cd "$WORK"
+echo "wolfssl-sp: apt-get source wolfssl${VERSION:+=$VERSION}"
+apt-get source -qq "wolfssl${VERSION:+=$VERSION}" >/dev/null
 src=$(find . -maxdepth 1 -type d -name 'wolfssl-5.*' | head -1)
-if [ -z "$src" ]; then
-    echo "wolfssl-sp: apt-get source wolfssl"
-    apt-get source -qq wolfssl >/dev/null
-    src=$(find . -maxdepth 1 -type d -name 'wolfssl-5.*' | head -1)
-fi
 [ -n "$src" ] || { echo "wolfssl-sp: no source tree" >&2; exit 1; }
 cd "$src"
 
@@ -193,5 +236,8 @@ make install >install.out 2>&1 || { tail -30 install.out >&2; exit 1; }
 install -m 0644 wolfssl/options.h "$PREFIX/include/wolfssl/options.h"
 grep -q 'WOLFSSL_SP_X86_64_ASM\|WOLFSSL_HAVE_SP_ECC' "$PREFIX/include/wolfssl/options.h" ||
     echo "wolfssl-sp: warning: SP options not in options.h" >&2
-echo "$deb_flags $SP_FLAGS" >"$PREFIX/.mayfly-built"
+echo "$VERSION $deb_flags $SP_FLAGS" >"$PREFIX/.mayfly-built"
+# the sources and objects are not needed any more
+cd "$PREFIX"
+rm -rf "$WORK"
 echo "wolfssl-sp: installed in $PREFIX"

@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
 # Installs, from Debian packages, everything mayfly needs to build, test,
-# lint, fuzz, benchmark and run its demo. Idempotent: when every package is
-# already present it only checks and returns (well under a second).
+# lint, fuzz, benchmark and run its demo, then builds the SP build of
+# wolfSSL that mayfly links by default (scripts/build-wolfssl-sp.sh: from
+# Debian's source package of the installed version, cached in
+# ~/.cache/mayfly/wolfssl-sp-<Debian version>, built again only when that
+# version changes). Idempotent: when every package is present and the SP
+# build is there it only checks and returns (well under a second).
 #
 #   scripts/install-deps.sh          install what is missing (needs root)
 #   scripts/install-deps.sh --check  exit 1 if anything is missing
+#   WOLFSSL=system scripts/install-deps.sh
+#                                    skip the SP build (for `make WOLFSSL=system`)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# sp_build: the SP wolfSSL, unless WOLFSSL=system
+sp_build() {
+    [ "${WOLFSSL:-sp}" = system ] && return 0
+    local prefix
+    prefix=$(scripts/build-wolfssl-sp.sh --prefix)
+    if [ "${1:-}" = --check ]; then
+        [ -f "$prefix/.mayfly-built" ] && return 0
+        echo "missing: the SP build of wolfSSL in $prefix (scripts/build-wolfssl-sp.sh)" >&2
+        return 1
+    fi
+    [ -f "$prefix/.mayfly-built" ] && return 0
+    echo "install-deps: building wolfSSL with SP assembly into $prefix (a few minutes, once)" >&2
+    scripts/build-wolfssl-sp.sh >&2
+}
 
 PACKAGES=(
     build-essential make pkg-config git ca-certificates
@@ -37,7 +59,8 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    exit 0
+    sp_build "${1:-}"
+    exit
 fi
 if [ "${1:-}" = "--check" ]; then
     echo "missing packages: ${missing[*]}" >&2
@@ -58,3 +81,4 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+sp_build

@@ -14,6 +14,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <wolfssl/options.h>
 #include <wolfssl/wolfcrypt/ecc.h>
@@ -23,6 +24,7 @@
 
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
+#include "api/pki/mf_signctx.h"
 #include "api/pki/mf_x509.h"
 #include "api/pki/mf_x509_int.h"
 
@@ -36,6 +38,95 @@ static const struct mf_curve curves[] = {
     {MF_KEY_EC_P256, ECC_SECP256R1, 32, mf_oid_p256, sizeof(mf_oid_p256), "P-256", MF_HASH_SHA256},
     {MF_KEY_EC_P384, ECC_SECP384R1, 48, mf_oid_p384, sizeof(mf_oid_p384), "P-384", MF_HASH_SHA384},
 };
+
+/* ---- signing contexts (mf_signctx.h) -------------------------------------- */
+
+struct mf_signctx {
+    WC_RNG rng;
+    pid_t pid;     /* the process that seeded rng */
+    uint64_t uses; /* draws from rng */
+};
+
+/* the context bound to this thread, if any */
+static _Thread_local struct mf_signctx *bound_ctx;
+
+/* see mf_signctx.h */
+mf_res mf_signctx_new(struct mf_signctx **out)
+{
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    mf_x509_global_init();
+    struct mf_signctx *c = calloc(1, sizeof(*c));
+    MF_TRY_PTR(c, MF_ERR_NOMEM);
+    int ret = wc_InitRng(&c->rng);
+    if (ret != 0) {
+        free(c);
+        MF_BAIL_MSG(MF_ERR_CRYPTO_RNG, "DRBG: %s", mf_wc_errstr(ret));
+    }
+    c->pid = getpid();
+    *out = c;
+    return MF_RES_OK;
+}
+
+/* see mf_signctx.h */
+void mf_signctx_free(struct mf_signctx *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    (void)wc_FreeRng(&c->rng);
+    mf_wipe(c, sizeof(*c));
+    free(c);
+}
+
+/* see mf_signctx.h */
+void mf_signctx_bind(struct mf_signctx *c)
+{
+    bound_ctx = c;
+    if (c == NULL) {
+        wc_ecc_fp_free();
+    }
+}
+
+/* see mf_signctx.h */
+uint64_t mf_signctx_uses(const struct mf_signctx *c)
+{
+    return c == NULL ? 0 : c->uses;
+}
+
+/* The bound context, when this thread has one in this process. */
+static struct mf_signctx *bound(void)
+{
+    struct mf_signctx *c = bound_ctx;
+    return c != NULL && c->pid == getpid() ? c : NULL;
+}
+
+/* A DRBG for one operation: the bound context's, else a new one in *own
+ * (*have_own set; the caller frees it). */
+static mf_res op_rng(WC_RNG *own, bool *have_own, WC_RNG **rng)
+{
+    struct mf_signctx *c = bound();
+    if (c != NULL) {
+        c->uses++;
+        *rng = &c->rng;
+        return MF_RES_OK;
+    }
+    int ret = wc_InitRng(own);
+    MF_ENSURE_MSG(ret == 0, MF_ERR_CRYPTO_RNG, "DRBG: %s", mf_wc_errstr(ret));
+    *have_own = true;
+    *rng = own;
+    return MF_RES_OK;
+}
+
+/* After an operation that used the base point or a public point: drops the
+ * thread's fixed-point tables unless a context keeps them (see
+ * verify_digest). */
+static void drop_tables(void)
+{
+    if (bound() == NULL) {
+        wc_ecc_fp_free();
+    }
+}
 
 /* ---- set-up and helpers --------------------------------------------------- */
 
@@ -363,8 +454,9 @@ out:
      * connection threads held 1.7 MB at once (load_herd.sh: 370 MB for 200
      * agents renewing together). Dropping the cache after each
      * verification keeps every point at its first use: no table is built,
-     * which is also cheaper than building one per thread to use it twice. */
-    wc_ecc_fp_free();
+     * which is also cheaper than building one per thread to use it twice.
+     * A thread with a bound mf_signctx (a fixed signer pool) keeps them. */
+    drop_tables();
     return rc;
 }
 
@@ -385,26 +477,25 @@ static mf_res sign_digest(const struct mf_key *key, const uint8_t *h, size_t hle
                           uint8_t sig[MF_EC_SIG_MAX], size_t *sig_len)
 {
     mf_res rc;
-    WC_RNG rng;
+    WC_RNG own, *rng = NULL;
     ecc_key ecc;
     bool have_rng = false;
     word32 n = MF_EC_SIG_MAX;
     MF_TRY_OUT(mf_ec_load_priv(key, &ecc));
-    MF_TRY_WC_OUT(wc_InitRng(&rng), MF_ERR_CRYPTO_RNG);
-    have_rng = true;
-    MF_TRY_WC_OUT(wc_ecc_sign_hash(h, (word32)hlen, sig, &n, &rng, &ecc), MF_ERR_CRYPTO);
+    MF_TRY_OUT(op_rng(&own, &have_rng, &rng));
+    MF_TRY_WC_OUT(wc_ecc_sign_hash(h, (word32)hlen, sig, &n, rng, &ecc), MF_ERR_CRYPTO);
     *sig_len = n;
     rc = MF_RES_OK;
 out:
     if (have_rng) {
-        (void)wc_FreeRng(&rng);
+        (void)wc_FreeRng(&own);
     }
     mf_ec_release(&ecc);
     /* Signing uses the base point too: without this, a thread that signs
      * between two verifications (the CA, per CSR) meets G a second time in
      * the next verification, which builds its table after all, every time
      * (bench_floor: 5.3 ms per certificate instead of 0.5-0.9). */
-    wc_ecc_fp_free();
+    drop_tables();
     return rc;
 }
 
@@ -545,7 +636,7 @@ mf_res mf_key_generate(enum mf_key_type type, struct mf_key **out)
     MF_ENSURE_MSG(cv != NULL, MF_ERR_USAGE_ARG, "unsupported key type %d", (int)type);
     mf_x509_global_init();
     mf_res rc;
-    WC_RNG rng;
+    WC_RNG own, *rng = NULL;
     ecc_key ecc;
     bool have_rng = false, have_ecc = false;
     struct mf_key *k = NULL;
@@ -554,11 +645,10 @@ mf_res mf_key_generate(enum mf_key_type type, struct mf_key **out)
     memset(&ecc, 0, sizeof(ecc));
     MF_TRY_OUT(key_alloc(&k));
     dl = sizeof(k->d);
-    MF_TRY_WC_OUT(wc_InitRng(&rng), MF_ERR_CRYPTO_RNG);
-    have_rng = true;
+    MF_TRY_OUT(op_rng(&own, &have_rng, &rng));
     MF_TRY_WC_OUT(wc_ecc_init(&ecc), MF_ERR_CRYPTO);
     have_ecc = true;
-    MF_TRY_WC_OUT(wc_ecc_make_key_ex(&rng, (int)cv->coord_len, &ecc, cv->wc_id), MF_ERR_CRYPTO);
+    MF_TRY_WC_OUT(wc_ecc_make_key_ex(rng, (int)cv->coord_len, &ecc, cv->wc_id), MF_ERR_CRYPTO);
     MF_TRY_WC_OUT(wc_ecc_export_private_raw(&ecc, x, &xl, y, &yl, k->d, &dl), MF_ERR_CRYPTO);
     MF_ENSURE_OUT(xl == cv->coord_len && yl == cv->coord_len && dl == cv->coord_len,
                   MF_ERR_INTERNAL);
@@ -572,9 +662,9 @@ out:
         mf_ec_release(&ecc);
     }
     if (have_rng) {
-        (void)wc_FreeRng(&rng);
+        (void)wc_FreeRng(&own);
     }
-    wc_ecc_fp_free(); /* G was used: see sign_digest */
+    drop_tables(); /* G was used: see sign_digest */
     mf_key_free(k);
     return rc;
 }

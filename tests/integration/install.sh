@@ -48,6 +48,23 @@ grep -E '^mf_(der|httpd|metrics|selector|http_)' "$T/exported" &&
     die "internal functions exported"
 grep -qx mf_workload_fetch_x509 "$T/exported" || die "mf_workload_fetch_x509 not exported"
 echo "measured: libmayfly.so exports $n functions"
+# the daemons carry no path of the build machine; on the SP build of
+# wolfSSL (the default) they run on the private copy installed beside them
+for b in mayfly-ca mayfly-agent; do
+    rp=$(readelf -d "$P/bin/$b" | sed -n 's/.*R.*PATH.*\[\(.*\)\]/\1/p')
+    case "$rp" in *"$ROOT"* | *"$HOME"* | *.cache*) die "$b: RUNPATH points into the build: $rp" ;; esac
+done
+# (ldd's output is read whole: grep -q would end the pipe early)
+built=$(ldd "$MAYFLY_BIN/mayfly-ca")
+if [[ "$built" == *wolfssl-sp*/libwolfssl.so.35* ]]; then
+    [ -f "$P/lib/mayfly/libwolfssl.so.35" ] || die "the private libwolfssl is not installed"
+    inst=$(ldd "$P/bin/mayfly-ca")
+    [[ "$inst" == *"=> $P/bin/../lib/mayfly/libwolfssl.so.35"* ]] ||
+        die "the installed mayfly-ca does not load $P/lib/mayfly/libwolfssl.so.35: $inst"
+    "$P/bin/mayfly-ca" --version >/dev/null || die "the installed mayfly-ca does not run"
+    "$P/bin/mayfly-agent" --version >/dev/null || die "the installed mayfly-agent does not run"
+    echo "measured: installed daemons load $P/lib/mayfly/libwolfssl.so.35"
+fi
 # the man page is the --help text
 grep -q 'mayfly-agent run' "$P/share/man/man8/mayfly-agent.8" || die "man page without usage"
 

@@ -13,7 +13,9 @@
 #      stanza, an inline multi-line Signed-By key copied whole, and
 #      stanzas with Enabled: no or Types: deb-src only skipped;
 #   3. no `deb` entry at all (empty, only deb-src, only disabled): refused
-#      with exit status 1 and a message saying why, nothing printed.
+#      with exit status 1 and a message saying why, nothing printed;
+#   4. --prefix: WOLFSSL_SP_PREFIX when set, else a directory of the user's
+#      cache named after the installed Debian version of libwolfssl-dev.
 # The host names are reserved example names (RFC 2606).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -159,4 +161,11 @@ printf 'Types: deb\nURIs: http://m.example/d\nSuites: s\nComponents: main\nEnabl
     >"$r/etc/apt/sources.list.d/off.sources"
 refused "$r"
 
-echo "ok: deb-src derived from one-line and deb822 entries, refused without any"
+# 4. where the build lives
+[ "$(scripts/build-wolfssl-sp.sh --prefix)" = "$T/prefix" ] || die "--prefix ignores WOLFSSL_SP_PREFIX"
+ver=$(dpkg-query -W -f='${Version}' libwolfssl-dev)
+want="$T/cache/mayfly/wolfssl-sp-${ver//[^A-Za-z0-9.+-]/_}"
+got=$(env -u WOLFSSL_SP_PREFIX XDG_CACHE_HOME="$T/cache" scripts/build-wolfssl-sp.sh --prefix)
+[ "$got" = "$want" ] || die "--prefix: got $got, want $want"
+
+echo "ok: deb-src derived from one-line and deb822 entries, refused without any; prefix per version"
