@@ -41,6 +41,7 @@ void ca_config_defaults(struct ca_config *c)
     c->max_connections_per_ip = 256;
     c->handshake_timeout = CA_DEFAULT_HANDSHAKE_TIMEOUT;
     c->federation_min_refresh = 5;
+    c->datastore_grace = CA_DEFAULT_DATASTORE_GRACE;
 }
 
 static mf_res set_str(char *dst, size_t cap, const char *key, const char *value)
@@ -242,6 +243,13 @@ mf_res ca_config_set(struct ca_config *c, const char *key, const char *value)
     if (strcmp(key, "bundle_refresh_hint") == 0) {
         return set_dur(&c->bundle_refresh_hint, key, value);
     }
+    if (strcmp(key, "datastore_grace") == 0) {
+        if (strcmp(value, "0") == 0) {
+            c->datastore_grace = 0;
+            return MF_RES_OK;
+        }
+        return set_dur(&c->datastore_grace, key, value);
+    }
     if (strcmp(key, "federation_min_refresh") == 0) {
         return set_dur(&c->federation_min_refresh, key, value);
     }
@@ -298,6 +306,8 @@ const struct mf_opt ca_run_opts[] = {
             "registry: sqlite:PATH or postgresql://... (default: SQLite in data-dir)", 0),
     RUN_OPT("datastore-file", MF_OPT_STR, "FILE", NULL,
             "a 0600 file holding the datastore (for a URI with a password)", 0),
+    RUN_OPT("datastore-grace", MF_OPT_STR, "DUR", "10m",
+            "PostgreSQL unreachable: renew from what it said at most this long ago (0: off)", 0),
     RUN_OPT("bundle-endpoint", MF_OPT_STR, "HOST:PORT", NULL,
             "serve the SPIFFE bundle to federated trust domains here (default: off)", 0),
     RUN_OPT("bundle-endpoint-cert", MF_OPT_STR, "FILE", NULL,

@@ -20,6 +20,7 @@
 #include "api/pki/mf_spiffeid.h"
 
 #define CA_DEFAULT_SVID_TTL          3600
+#define CA_DEFAULT_DATASTORE_GRACE   600 /* 10 min */
 #define CA_DEFAULT_CA_TTL            86400
 #define CA_DEFAULT_TOKEN_TTL         600
 #define CA_DEFAULT_HANDSHAKE_TIMEOUT 10
@@ -50,6 +51,7 @@ struct ca_config {
      * postgresql:// URI (ca_store.h); may hold a password when it came from
      * datastore_file, so it is never logged, and wiped by ca_config_wipe */
     char datastore[2048];
+    int64_t datastore_grace; /* seconds a recalled registry answer lives (ca_recall.h); 0 = off */
     /* federation (ca_bundle_ep.h, ca_fed.h) */
     char bundle_endpoint[256];           /* host:port of the bundle endpoint; "" = off */
     char bundle_endpoint_cert[PATH_MAX]; /* https_web: certificate chain PEM ("" = https_spiffe) */

@@ -104,6 +104,10 @@ static int open_store(struct ca_ctx *ctx)
     if (!mf_ok(r)) {
         return fail("cannot open the registry", r);
     }
+    r = ca_store_set_recall(ctx->store, ctx->cfg.datastore_grace);
+    if (!mf_ok(r)) {
+        return fail("cannot keep the registry's last answers", r);
+    }
     r = ca_keys_open(&ctx->cfg, ctx->store, &ctx->keys);
     if (!mf_ok(r)) {
         return fail("cannot load the CA keys", r);

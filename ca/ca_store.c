@@ -21,10 +21,13 @@
 #include <jansson.h>
 
 #include "api/core/mf_json.h"
+#include "api/core/mf_log.h"
 #include "api/core/mf_mem.h"
+#include "api/core/mf_time.h"
 #include "api/pki/mf_spiffeid.h"
 #include "api/pki/mf_x509.h"
 #include "ca/ca_db.h"
+#include "ca/ca_recall.h"
 
 #define DB_NAME "mayfly-ca.db"
 
@@ -41,6 +44,10 @@ struct ca_store {
     void (*changed)(void *cls);
     void *changed_cls;
     struct ca_db *listener; /* handed from ca_store_watch to the watcher */
+    /* the last answers about agents and their entries, given back while
+     * the database is unreachable (ca_store_set_recall); NULL: none */
+    struct ca_recall *recall;
+    int64_t recall_logged_ms; /* atomic: when a recalled answer was last logged */
 };
 
 /* Migration i takes the schema from version i to version i + 1. Never edit
@@ -447,6 +454,9 @@ static void *watch_main(void *arg)
                 st->revision = rev;
             }
             unlock(st);
+            /* another server changed something: no recalled answer may
+             * outlive a change this server has heard of */
+            ca_recall_forget_all(st->recall);
             st->changed(st->changed_cls);
         }
     }
@@ -510,8 +520,21 @@ void ca_store_close(struct ca_store *st)
     if (st->db != NULL) {
         st->db->ops->close(st->db);
     }
+    ca_recall_free(st->recall);
     pthread_mutex_destroy(&st->mu);
     free(st);
+}
+
+mf_res ca_store_set_recall(struct ca_store *st, int64_t grace_s)
+{
+    MF_ENSURE_REF(st);
+    MF_ENSURE(st->recall == NULL, MF_ERR_STATE);
+    MF_ENSURE_MSG(grace_s >= 0, MF_ERR_USAGE_ARG, "datastore grace must not be negative");
+    /* a SQLite file is not unreachable while the process runs */
+    if (grace_s == 0 || strcmp(st->db->ops->name, "sqlite") == 0) {
+        return MF_RES_OK;
+    }
+    return ca_recall_new(grace_s * 1000, &st->recall);
 }
 
 /* ---- entries --------------------------------------------------------------- */
@@ -662,6 +685,14 @@ static mf_res write_rev(struct ca_store *st, const char *what, const char *key, 
     MF_TRY_OUT(bump_revision(st, &r));
     MF_TRY_OUT(run(st, what, sql, args, n_args, NULL, NULL, &changed));
     MF_ENSURE_OUT_MSG(!must_change || changed > 0, MF_ERR_POLICY_NOT_FOUND, "no %s %s", what, key);
+    /* dropped before the commit, whatever its outcome: a commit cut short
+     * by a lost connection may still have landed (a write refused before
+     * this point changed nothing, and keeps what was recalled) */
+    if (strcmp(what, "entry") == 0) {
+        ca_recall_forget_entries(st->recall);
+    } else if (strcmp(what, "agent") == 0) {
+        ca_recall_forget_agent(st->recall, key);
+    }
     MF_TRY(write_commit(st, r));
     if (rev != NULL) {
         *rev = r;
@@ -776,6 +807,57 @@ mf_res ca_store_entry_get(struct ca_store *st, const char *id, struct ca_entry *
     return rc;
 }
 
+/* Logs, at most every 10 s, that an answer came from the recall. */
+static void recalled(struct ca_store *st, mf_res why, const char *what, const char *key,
+                     int64_t age_ms)
+{
+    int64_t now = mf_mono_ms();
+    int64_t last = __atomic_load_n(&st->recall_logged_ms, __ATOMIC_RELAXED);
+    if (last != 0 && now - last < 10000) {
+        return;
+    }
+    if (__atomic_compare_exchange_n(&st->recall_logged_ms, &last, now, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
+        mf_log_warn_r(why, "registry unreachable: %s of %s answered from what it said %lld ms ago",
+                      what, key, (long long)age_ms);
+    }
+}
+
+static mf_res ca_store_recall_put_agent(struct ca_store *st, const struct ca_agent *a, int64_t now)
+{
+    mf_res r = ca_recall_put_agent(st->recall, a, now);
+    if (!mf_ok(r)) {
+        mf_log_warn_r(r, "cannot remember the record of agent %s", a->spiffe_id);
+    }
+    return r;
+}
+
+/* The end of ca_store_entry_list for one parent with a recall: a fresh
+ * answer is remembered, and an unreachable database answered from the
+ * last one when it is recent enough. */
+static mf_res recall_entries(struct ca_store *st, const char *parent, mf_res rc,
+                             struct ca_db_vec *vec, struct ca_entry **out, size_t *n_out)
+{
+    int64_t now = mf_mono_ms(), age = 0;
+    if (mf_ok(rc)) {
+        mf_res p = ca_recall_put_entries(st->recall, parent, vec->v, vec->n, now);
+        if (!mf_ok(p)) {
+            mf_log_warn_r(p, "cannot remember the entries of %s", parent);
+        }
+        *out = vec->v;
+        *n_out = vec->n;
+        return MF_RES_OK;
+    }
+    ca_entries_free(vec->v, vec->n);
+    bool found = false;
+    if (rc.err == MF_ERR_IO_CONNECT &&
+        mf_ok(ca_recall_entries(st->recall, parent, now, out, n_out, &age, &found)) && found) {
+        recalled(st, rc, "entries", parent, age);
+        return MF_RES_OK;
+    }
+    return rc;
+}
+
 mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id, struct ca_entry **out,
                            size_t *n_out)
 {
@@ -790,6 +872,9 @@ mf_res ca_store_entry_list(struct ca_store *st, const char *parent_id, struct ca
         rc = run_locked(st, "entries",
                         "SELECT " ENTRY_COLS " FROM entries WHERE parent_id = $1 ORDER BY id",
                         ARGS(ca_db_text(parent_id)), collect_entry, &vec, NULL);
+        if (st->recall != NULL) {
+            return recall_entries(st, parent_id, rc, &vec, out, n_out);
+        }
     } else {
         rc = run_locked(st, "entries", "SELECT " ENTRY_COLS " FROM entries ORDER BY id", NULL, 0,
                         collect_entry, &vec, NULL);
@@ -960,6 +1045,17 @@ mf_res ca_store_agent_get(struct ca_store *st, const char *spiffe_id, struct ca_
     lock(st);
     mf_res r = agent_get_locked(st, spiffe_id, out);
     unlock(st);
+    if (st->recall == NULL) {
+        return r;
+    }
+    int64_t now = mf_mono_ms(), age = 0;
+    if (mf_ok(r)) {
+        (void)ca_store_recall_put_agent(st, out, now);
+    } else if (r.err == MF_ERR_IO_CONNECT &&
+               ca_recall_agent(st->recall, spiffe_id, now, out, &age)) {
+        recalled(st, r, "agent", spiffe_id, age);
+        return MF_RES_OK;
+    }
     return r;
 }
 

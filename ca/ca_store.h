@@ -77,6 +77,13 @@ MF_WUR mf_res ca_store_open(const char *data_dir, struct ca_store **out);
 MF_WUR mf_res ca_store_open_ds(const char *data_dir, const char *datastore, struct ca_store **out);
 void ca_store_close(struct ca_store *st);
 
+/* While a shared database (PostgreSQL) is unreachable, answer the reads
+ * that renewals need (an agent's record, the entries parented to it) from
+ * what the database said at most grace_s seconds ago, unless a change made
+ * or heard of since dropped it (ca_recall.h). 0 turns it off; a SQLite
+ * registry never needs it and ignores it. Call once, before serving. */
+MF_WUR mf_res ca_store_set_recall(struct ca_store *st, int64_t grace_s);
+
 /* Several servers on one database: from now until ca_store_close, a thread
  * calls changed(cls) soon after any server (this one included) commits a
  * change, and once more after the connection for change notices comes back

@@ -5,7 +5,8 @@
 # package, started here): the URI from a 0600 --datastore-file, a full
 # chain served from it, PostgreSQL crashed (writes refused with a clear
 # error, the agent keeps serving) and restarted (the CA reconnects by
-# itself, nothing acknowledged is lost), a password on the command line
+# itself, nothing acknowledged is lost), a short-lived SVID renewed while
+# PostgreSQL is down (the server's recall of its last reads), a password on the command line
 # and a readable datastore file refused, and a second server on the same
 # registry refused with a message that says why.
 # shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
@@ -32,8 +33,14 @@ grep -q "$PG_URI" "$T/ca/ca.log" && die "the datastore was logged"
 [ ! -e "$T/ca/data/mayfly-ca.db" ] || die "a SQLite file was made as well"
 AG=spiffe://example.org/mayfly/agent/n1
 add_entry a spiffe://example.org/web $AG unix:uid:0 >/dev/null
+"$CA_BIN" entry create --admin-socket "$CA_SOCK_a" --spiffe-id spiffe://example.org/short \
+    --parent-id $AG --selector unix:uid:0 --ttl 6s >/dev/null
 start_agent n1 "$T/n1" a --join-token "$(fresh_token a $AG)"
 wait_until 10 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/web
+wait_until 10 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/short
+# the short SVID's expiry, as the workload sees it
+short_exp() { fetch_as root "$AGENT_SOCK_n1" 2>/dev/null | grep /short | sed -n 's/.*expires_at=\([^ ]*\).*/\1/p'; }
+renewed_since() { local e; e=$(short_exp); [ -n "$e" ] && [ "$e" != "$1" ]; }
 : >"$T/acked"
 for i in 1 2 3 4 5; do
     add_entry a "spiffe://example.org/w$i" $AG "unix:uid:$((1000 + i))" >>"$T/acked"
@@ -46,6 +53,15 @@ if out=$("$CA_BIN" entry create --admin-socket "$CA_SOCK_a" --spiffe-id spiffe:/
 echo "$out" | grep -qi 'database is unreachable' || die "unclear refusal: $out"
 fetch_has root "$AGENT_SOCK_n1" spiffe://example.org/web || die "not served with the database down"
 echo "ok (refused): database down: $out"
+# renewals of what the server already knows go on (--datastore-grace):
+# the 6 s SVID is renewed twice while PostgreSQL stays down
+e0=$(short_exp)
+wait_until 15 renewed_since "$e0" || die "the short SVID was not renewed with the database down"
+e1=$(short_exp)
+wait_until 15 renewed_since "$e1" || die "no second renewal with the database down"
+grep -q 'registry unreachable: .* answered from what it said' "$T/ca/ca.log" ||
+    die "the CA did not log that it answered from its last registry reads"
+echo "ok: renewed with the database down: expiry $e0 -> $e1 -> $(short_exp)"
 
 # back: the CA reconnects by itself; nothing acknowledged was lost
 start_pg_again
