@@ -343,14 +343,19 @@ int main(int argc, char **argv)
     pthread_barrier_init(&start, NULL, (unsigned)o.clients + 1);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 128 * 1024);
+    /* glibc carves each thread's static TLS out of its stack: the SP build
+     * of wolfSSL has some 360 KiB of it, more under AddressSanitizer, so a
+     * small stack would leave nothing (pthread_create fails); 1 MiB is
+     * address space, not memory, until touched */
+    pthread_attr_setstacksize(&attr, 1024 * 1024);
     long started = 0;
     for (long i = 0; i < o.clients; i++) {
         cs[i].o = &o;
         cs[i].start = &start;
         cs[i].lat_us = lat + i * o.requests;
-        if (pthread_create(&ts[i], &attr, client_main, &cs[i]) != 0) {
-            fprintf(stderr, "wl_load: cannot start client %ld\n", i);
+        int err = pthread_create(&ts[i], &attr, client_main, &cs[i]);
+        if (err != 0) {
+            fprintf(stderr, "wl_load: cannot start client %ld: %s\n", i, strerror(err));
             return 2;
         }
         started++;
