@@ -153,6 +153,7 @@ struct gconn {
     int fd;
     int evfd;
     struct agent_conn_stamp stamp;
+    struct agent_attest_cache acache; /* this connection's thread only */
     struct ucred cred;
     bool have_cred;
     nghttp2_session *sess;
@@ -897,8 +898,8 @@ static void dispatch(struct gconn *c, struct gstream *s)
         return;
     }
     {
-        mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
-                                                   c->cred.gid, &c->stamp, &s->w)
+        mf_res r = c->have_cred ? agent_attest_conn(c->g->cfg.att, &c->acache, c->cred.pid,
+                                                    c->cred.uid, c->cred.gid, &c->stamp, &s->w)
                                 : MF_RAISE_MSG(MF_ERR_AUTH_MISSING, "no peer credentials");
         if (!mf_ok(r)) {
             mf_err_format(r, buf, sizeof(buf));
@@ -1260,6 +1261,7 @@ static void conn_free(struct gconn *c)
     if (c->evfd >= 0) {
         close(c->evfd);
     }
+    agent_attest_cache_cleanup(&c->acache);
     free(c);
 }
 

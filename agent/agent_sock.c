@@ -76,6 +76,8 @@ static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid,
 /* Forgets a slot and the connection's count. */
 static void conn_drop(struct agent_sock *s, struct agent_sock_conn *c)
 {
+    /* before the slot is freed: the accept thread may reuse it at once */
+    agent_attest_cache_cleanup(&c->acache);
     pthread_mutex_lock(&s->conns_mu);
     uid_t uid = c->uid;
     bool live = c->fd >= 0;
@@ -168,15 +170,16 @@ static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
 {
     struct ucred cred;
     MF_TRY(mf_httpd_peer_cred(conn, &cred));
-    struct agent_conn_stamp none;
-    const struct agent_conn_stamp *stamp = &none;
-    memset(&none, 0, sizeof(none)); /* names no pid: refused */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci != NULL && ci->socket_context != NULL) {
-        stamp = &((const struct agent_sock_conn *)ci->socket_context)->stamp;
+        /* thread per connection: this thread alone uses the cache */
+        struct agent_sock_conn *c = ci->socket_context;
+        return agent_attest_conn(s->att, &c->acache, cred.pid, cred.uid, cred.gid, &c->stamp, w);
     }
-    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, stamp, w);
+    struct agent_conn_stamp none;
+    memset(&none, 0, sizeof(none)); /* names no pid: refused */
+    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, &none, w);
 }
 
 static void free_secret_buf(void *cls)
