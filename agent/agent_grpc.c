@@ -270,8 +270,12 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     struct mf_buf bder;
     X509SVID *items = calloc(n, sizeof(*items));
     X509SVID **ptrs = calloc(n, sizeof(*ptrs));
+    struct mf_buf *chains = calloc(n, sizeof(*chains)); /* DER, made here */
     mf_buf_init(&bder, MF_MAX_BUNDLE, 0);
-    MF_ENSURE_OUT(items != NULL && ptrs != NULL, MF_ERR_NOMEM);
+    MF_ENSURE_OUT(items != NULL && ptrs != NULL && chains != NULL, MF_ERR_NOMEM);
+    for (size_t j = 0; j < n; j++) {
+        mf_buf_init(&chains[j], MF_MAX_BUNDLE, 0);
+    }
     MF_TRY_OUT(bundle_der(snap, &bder));
     size_t k = 0;
     for (size_t i = 0; i < snap->n && k < n; i++) {
@@ -280,8 +284,9 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
         }
         const struct agent_snap_svid *v = &snap->svids[i];
         x509_svid__init(&items[k]);
+        MF_TRY_OUT(mf_certs_to_der_concat(&v->chain, &chains[k]));
         items[k].spiffe_id = mutable_str(v->spiffe_id);
-        items[k].x509_svid = bin(&v->chain_der);
+        items[k].x509_svid = bin(&chains[k]);
         items[k].x509_svid_key = bin(&v->key_der);
         items[k].bundle = bin(&bder);
         items[k].hint = mutable_str(v->hint);
@@ -295,10 +300,25 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     MF_TRY_OUT(frame_msg(&resp.base, out));
     rc = MF_RES_OK;
 out:
+    for (size_t j = 0; chains != NULL && j < n; j++) {
+        mf_buf_cleanup(&chains[j]);
+    }
+    free(chains);
     free(items);
     free(ptrs);
     mf_buf_cleanup(&bder);
     return rc;
+}
+
+/* agent_answer_fn of AGENT_ANSWER_X509_GRPC: rendered once per snapshot and
+ * selector set (agent_snap_answer). */
+static mf_res render_x509_svid_fn(const struct agent_snap *snap, const struct mf_selector *have,
+                                  size_t n_have, struct mf_buf *out, size_t *count, void *arg)
+{
+    (void)arg;
+    struct agent_workload w = {.sels = (struct mf_selector *)(uintptr_t)have, .n_sels = n_have};
+    *count = agent_snap_count(snap, have, n_have);
+    return *count > 0 ? render_x509_svid(snap, &w, *count, out) : MF_RES_OK;
 }
 
 static mf_res render_x509_bundles(const struct agent_snap *snap, struct mf_buf *out)
@@ -361,9 +381,16 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
     }
     mf_res r;
     switch (s->rpc) {
-    case RPC_X509_SVID:
-        r = render_x509_svid(snap, &s->w, n, &s->out);
+    case RPC_X509_SVID: {
+        struct agent_answer *ans = NULL;
+        r = agent_snap_answer(snap, AGENT_ANSWER_X509_GRPC, s->w.sels, s->w.n_sels,
+                              render_x509_svid_fn, NULL, &ans);
+        if (mf_ok(r)) {
+            r = mf_buf_append(&s->out, ans->body.data, ans->body.len);
+        }
+        agent_answer_unref(ans);
         break;
+    }
     case RPC_X509_BUNDLES:
         r = render_x509_bundles(snap, &s->out);
         break;
