@@ -490,8 +490,8 @@ static mf_res load_one(struct agent_cache *c, const char *name)
     MF_TRY_OUT(mf_json_object(h, "entry", true, &eobj));
     MF_TRY_OUT(mf_json_int(h, "renew_at_ms", true, 0, INT64_MAX, &renew));
     MF_TRY_OUT(agent_entry_from_json(eobj, &e));
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain.v[0]);
-    MF_ENSURE_OUT_MSG(id != NULL && strcmp(id->str, e.spiffe_id) == 0, MF_ERR_AUTH_SVID,
+    const char *id = mf_cert_spiffe_id_str(chain.v[0]);
+    MF_ENSURE_OUT_MSG(id != NULL && strcmp(id, e.spiffe_id) == 0, MF_ERR_AUTH_SVID,
                       "SVID does not carry the entry's SPIFFE ID");
     int64_t na = mf_cert_not_after(chain.v[0]);
     if (!agent_svid_servable(na)) {
@@ -625,8 +625,8 @@ mf_res agent_cache_save_agent(struct agent_cache *c, const struct mf_key *key,
     json_t *h = NULL;
     MF_ENSURE(chain != NULL && chain->n > 0, MF_ERR_STATE);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain->v[0]);
-    h = json_pack("{s:s,s:I}", "spiffe_id", id != NULL ? id->str : "", "renew_at_ms",
+    const char *id = mf_cert_spiffe_id_str(chain->v[0]);
+    h = json_pack("{s:s,s:I}", "spiffe_id", id != NULL ? id : "", "renew_at_ms",
                   (json_int_t)renew_at_ms);
     MF_ENSURE_OUT(h != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(svid_file_encode(h, key, chain, &file));

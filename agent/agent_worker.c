@@ -72,11 +72,11 @@ static mf_res bundle_file(const struct agent_config *cfg, char td[MF_TD_MAX + 1]
         MF_TRY_OUT(mf_td_parse(cfg->trust_domain, strlen(cfg->trust_domain), td));
     } else {
         MF_TRY_OUT(mf_certs_from_pem(mf_buf_cstr(&text), text.len, &cs));
-        const struct mf_spiffe_id *id = mf_cert_spiffe_id(cs.v[0]);
-        MF_ENSURE_OUT_MSG(id != NULL, MF_ERR_USAGE_ARG,
+        struct mf_spiffe_id id;
+        MF_ENSURE_OUT_MSG(mf_cert_spiffe_id(cs.v[0], &id), MF_ERR_USAGE_ARG,
                           "cannot tell the trust domain from %s; pass --trust-domain",
                           cfg->trust_bundle);
-        mf_spiffeid_td(id, td);
+        mf_spiffeid_td(&id, td);
     }
     MF_TRY_OUT(mf_bundle_from_pem(td, mf_buf_cstr(&text), text.len, out));
     rc = MF_RES_OK;
@@ -103,9 +103,9 @@ static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key, str
         /* still usable in memory; a restart would need a new token */
         mf_log_err_r(r, "cannot save the agent identity");
     }
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(leaf);
-    if (id != NULL) {
-        w->agent_id = *id;
+    struct mf_spiffe_id id;
+    if (mf_cert_spiffe_id(leaf, &id)) {
+        w->agent_id = id;
     }
     mf_key_free(w->agent_key);
     mf_certs_cleanup(&w->agent_chain);
@@ -824,8 +824,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
 
     rc = agent_cache_load_agent(&w->cache, &key, &chain, &renew);
     if (mf_ok(rc) && agent_svid_servable(mf_cert_not_after(chain.v[0])) &&
-        mf_cert_spiffe_id(chain.v[0]) != NULL) {
-        w->agent_id = *mf_cert_spiffe_id(chain.v[0]);
+        mf_cert_spiffe_id(chain.v[0], &w->agent_id)) {
         w->agent_key = key;
         key = NULL;
         w->agent_chain = chain;
