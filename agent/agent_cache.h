@@ -88,6 +88,13 @@ struct agent_cache {
     size_t n;
     size_t cap;
     struct mf_bundle *bundle; /* own trust domain's bundle, or NULL */
+    /* entry id -> position in v, for agent_cache_find: open addressing,
+     * slot value position + 1 (0: empty); NULL until built, and dropped
+     * when positions move (agent_cache_remove) */
+    size_t *index;
+    size_t index_cap; /* a power of two, at least twice n */
+    /* when set, agent_cache_load reads and checks the files on it */
+    struct agent_pool *pool;
 };
 
 /* Opens (creating, 0700) the data dir and its svids/ subdir. Refuses a data
@@ -99,7 +106,8 @@ void agent_cache_close(struct agent_cache *c);
  * whose SVID expired are removed; unreadable ones are skipped with a warning. */
 MF_WUR mf_res agent_cache_load(struct agent_cache *c, const char *td);
 
-/* The record for entry id, or NULL. */
+/* The record for entry id, or NULL. Hashed: a cache of 10,000 entries is
+ * loaded and synced without a scan per entry. */
 struct agent_rec *agent_cache_find(struct agent_cache *c, const char *id);
 /* Adds a record for entry (takes ownership of *entry's contents, which is
  * cleared), returning it. */

@@ -933,6 +933,9 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
 
     MF_TRY_OUT(agent_cache_open(cfg->data_dir, &w->cache));
     MF_TRY_OUT(bundle_file(cfg, w->td, &file_b));
+    MF_TRY_OUT(agent_pool_init(&w->pool, AGENT_POOL_AUTO));
+    w->pool_ok = true;
+    w->cache.pool = &w->pool; /* the cached SVIDs are read in parallel */
     MF_TRY_OUT(agent_cache_load(&w->cache, w->td));
     /* trust what the CA last told us plus what the operator gave us now */
     if (w->cache.bundle != NULL) {
@@ -1048,6 +1051,7 @@ void agent_worker_cleanup(struct agent_worker *w)
         return;
     }
     if (w->pool_ok) {
+        w->cache.pool = NULL;
         agent_pool_cleanup(&w->pool);
         w->pool_ok = false;
     }

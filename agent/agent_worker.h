@@ -60,7 +60,8 @@ struct agent_worker {
     pthread_t thread;
     bool started;
     /* keys, CSRs and result checks of a signing batch, in parallel: as many
-     * threads as cores with the worker's own (started with the worker) */
+     * threads as cores with the worker's own (started by agent_worker_init, which
+     * reads the cached SVIDs on it too) */
     struct agent_pool pool;
     bool pool_ok;
     /* fresh keys made by the pool while the previous batch was at the CA,

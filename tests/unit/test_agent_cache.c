@@ -300,6 +300,56 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     mf_selector_cleanup(&have_b[0]);
 }
 
+/* agent_cache_find through its hash index: every entry of a big cache is
+ * found (the right record), across growth and after removals, and unknown
+ * ids are not. */
+static void test_agent_cache_find_indexed_ok(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_cache c;
+    enum { N = 3000 };
+    char json[256], id[64];
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    for (int i = 0; i < N; i++) {
+        struct agent_entry e;
+        snprintf(json, sizeof(json),
+                 "{\"id\":\"e%d\",\"spiffe_id\":\"spiffe://example.org/w%d\","
+                 "\"selectors\":[\"unix:uid:%d\"]}",
+                 i, i, 1000 + i);
+        entry(json, &e);
+        struct agent_rec *r = NULL;
+        ASSERT_OK(agent_cache_add(&c, &e, &r));
+        if (i % 500 == 0) { /* finds between additions keep the index live */
+            assert_ptr_equal(agent_cache_find(&c, r->entry.id), r);
+        }
+    }
+    assert_int_equal(c.n, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        struct agent_rec *r = agent_cache_find(&c, id);
+        assert_non_null(r);
+        assert_string_equal(r->entry.id, id);
+    }
+    assert_null(agent_cache_find(&c, "e-none"));
+    /* remove every third one, from the end as a sync does */
+    for (size_t i = c.n; i > 0; i--) {
+        if ((i - 1) % 3 == 0) {
+            agent_cache_remove(&c, i - 1);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        struct agent_rec *r = agent_cache_find(&c, id);
+        if (i % 3 == 0) {
+            assert_null(r);
+        } else {
+            assert_non_null(r);
+            assert_string_equal(r->entry.id, id);
+        }
+    }
+    agent_cache_close(&c);
+}
+
 static int renders;
 static mf_res counting_render(const struct agent_snap *s, const struct mf_selector *have,
                               size_t n_have, struct mf_buf *out, size_t *count, void *arg)
@@ -430,6 +480,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_cache_open_removes_interrupted_writes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_cache_find_indexed_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_answer_once_per_snapshot, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
