@@ -372,25 +372,27 @@ static mf_res render_jwt_bundles(const struct agent_snap *snap, struct mf_buf *o
 static enum render_res render_stream(struct gconn *c, struct gstream *s)
 {
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
-    size_t n = snap != NULL ? agent_snap_count(snap, s->w.sels, s->w.n_sels) : 0;
+    struct agent_answer *ans = NULL; /* X509-SVIDs: rendered once per snapshot */
+    mf_res r = MF_RES_OK;
+    size_t n = 0;
+    if (s->rpc == RPC_X509_SVID && snap != NULL) {
+        r = agent_snap_answer(snap, AGENT_ANSWER_X509_GRPC, s->w.sels, s->w.n_sels,
+                              render_x509_svid_fn, NULL, &ans);
+        n = ans != NULL ? ans->count : 0;
+    } else if (snap != NULL) {
+        n = agent_snap_count(snap, s->w.sels, s->w.n_sels);
+    }
     /* bundles need an entry too unless the operator opened them to all */
     bool open_to_all = s->rpc != RPC_X509_SVID && c->g->cfg.allow_verifiers && snap != NULL;
-    if (n == 0 && !open_to_all) {
+    if (mf_ok(r) && n == 0 && !open_to_all) {
+        agent_answer_unref(ans);
         agent_snap_unref(snap);
         return RENDER_DENIED;
     }
-    mf_res r;
-    switch (s->rpc) {
-    case RPC_X509_SVID: {
-        struct agent_answer *ans = NULL;
-        r = agent_snap_answer(snap, AGENT_ANSWER_X509_GRPC, s->w.sels, s->w.n_sels,
-                              render_x509_svid_fn, NULL, &ans);
-        if (mf_ok(r)) {
-            r = mf_buf_append(&s->out, ans->body.data, ans->body.len);
-        }
-        agent_answer_unref(ans);
+    switch (mf_ok(r) ? s->rpc : RPC_UNKNOWN) {
+    case RPC_X509_SVID:
+        r = mf_buf_append(&s->out, ans->body.data, ans->body.len);
         break;
-    }
     case RPC_X509_BUNDLES:
         r = render_x509_bundles(snap, &s->out);
         break;
@@ -398,9 +400,12 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         r = render_jwt_bundles(snap, &s->out);
         break;
     default:
-        r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
+        if (mf_ok(r)) {
+            r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
+        }
         break;
     }
+    agent_answer_unref(ans);
     agent_snap_unref(snap);
     if (!mf_ok(r)) {
         mf_log_err_r(r, "cannot render %s", rpc_name(s->rpc));
