@@ -44,7 +44,7 @@ void agent_entry_cleanup(struct agent_entry *e)
         free(e->dns[i]);
     }
     free(e->dns);
-    json_decref(e->raw);
+    free(e->raw);
     memset(e, 0, sizeof(*e));
 }
 
@@ -72,7 +72,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
     e.id = strdup(id);
     e.spiffe_id = strdup(sid);
     e.hint = strdup(hint != NULL ? hint : "");
-    e.raw = json_deep_copy(obj);
+    e.raw = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
     MF_ENSURE_OUT(e.id != NULL && e.spiffe_id != NULL && e.hint != NULL && e.raw != NULL,
                   MF_ERR_NOMEM);
 
@@ -528,8 +528,10 @@ mf_res agent_cache_store(struct agent_cache *c, struct agent_rec *rec)
     MF_ENSURE(rec->key != NULL && rec->chain.n > 0, MF_ERR_STATE);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
     MF_TRY_OUT(rec_file_name(rec->entry.id, name));
-    h = json_pack("{s:O,s:I}", "entry", rec->entry.raw, "renew_at_ms",
-                  (json_int_t)rec->renew_at_ms);
+    MF_ENSURE_OUT(rec->entry.raw != NULL, MF_ERR_STATE);
+    json_t *entry = json_loads(rec->entry.raw, 0, NULL);
+    MF_ENSURE_OUT(entry != NULL, MF_ERR_NOMEM);
+    h = json_pack("{s:o,s:I}", "entry", entry, "renew_at_ms", (json_int_t)rec->renew_at_ms);
     MF_ENSURE_OUT(h != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(svid_file_encode(h, rec->key, &rec->chain, &file));
     MF_TRY_OUT(agent_file_write_atomic(c->svids_fd, name, file.data, file.len, 0600, false));

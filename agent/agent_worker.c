@@ -326,7 +326,7 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
             continue;
         }
         rec->seen = true;
-        if (json_equal(rec->entry.raw, e.raw)) {
+        if (strcmp(rec->entry.raw, e.raw) == 0) { /* both sorted, compact */
             agent_entry_cleanup(&e);
             continue;
         }
