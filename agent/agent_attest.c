@@ -416,7 +416,6 @@ static int cmp_sel(const void *x, const void *y)
     return mf_selector_cmp(x, y);
 }
 
-/* see agent_attest.h */
 /* The executable pid runs now (st, from /proc/<pid>/exe) must be the one
  * stamped at accept. */
 static mf_res same_exe(const struct agent_conn_stamp *stamp, const struct stat *st, pid_t pid)
@@ -427,8 +426,12 @@ static mf_res same_exe(const struct agent_conn_stamp *stamp, const struct stat *
     return MF_RES_OK;
 }
 
-mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
-                        const struct agent_conn_stamp *stamp, struct agent_workload *out)
+/* The full attestation. With keep (empty on entry), a success also hands
+ * over the pinned process and what the cheap re-checks compare
+ * (agent_attest_cache); keep stays empty without pidfds. */
+static mf_res attest_full(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
+                          const struct agent_conn_stamp *stamp, struct agent_workload *out,
+                          struct agent_attest_cache *keep)
 {
     mf_res rc;
     int pidfd = -1, dirfd = -1, exefd = -1;
@@ -436,6 +439,9 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     struct sel_list l = {0};
     uint64_t start1 = 0, start2 = 0, v = 0;
     char dir[64];
+    struct stat owner, exe_kept;
+    bool exe_seen = false;
+    memset(&exe_kept, 0, sizeof(exe_kept));
 
     MF_ENSURE_REF(a);
     MF_ENSURE_REF(stamp);
@@ -459,6 +465,9 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     MF_ENSURE_OUT(n > 0 && (size_t)n < sizeof(dir), MF_ERR_INTERNAL);
     dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     MF_ENSURE_OUT_MSG(dirfd >= 0, MF_ERR_AUTH, "open %s: %s", dir, strerror(errno));
+    /* the owner before the credentials are read: a change after this one
+     * shows in the next cheap check */
+    MF_ENSURE_OUT_MSG(fstat(dirfd, &owner) == 0, MF_ERR_AUTH, "stat %s: %s", dir, strerror(errno));
 
     /* 2. the start time: the process must be older than the connection */
     MF_TRY_OUT(read_at(dirfd, "stat", &stat1));
@@ -501,6 +510,8 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     struct stat xst;
     if (fstatat(dirfd, "exe", &xst, 0) == 0) {
         MF_TRY_OUT(same_exe(stamp, &xst, pid));
+        exe_seen = true;
+        exe_kept = xst;
         char path[PATH_MAX];
         ssize_t pl = readlinkat(dirfd, "exe", path, sizeof(path) - 1);
         if (pl > 0) {
@@ -517,6 +528,7 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
             bool have = false;
             MF_ENSURE_OUT(fstat(exefd, &xst) == 0, MF_ERR_IO);
             MF_TRY_OUT(same_exe(stamp, &xst, pid));
+            exe_kept = xst; /* the file hashed */
             MF_TRY_OUT(exe_digest(a, exefd, digest, &have));
             if (have) {
                 char hex[65];
@@ -558,6 +570,24 @@ mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gi
     out->n_sels = l.n;
     l.v = NULL;
     l.n = 0;
+    __atomic_add_fetch(&a->full, 1, __ATOMIC_RELAXED);
+    if (keep != NULL && pidfd >= 0) {
+        keep->pidfd = pidfd;
+        keep->dirfd = dirfd;
+        pidfd = -1;
+        dirfd = -1;
+        keep->exe_seen = exe_seen;
+        if (exe_seen) {
+            keep->exe_dev = exe_kept.st_dev;
+            keep->exe_ino = exe_kept.st_ino;
+            keep->exe_size = exe_kept.st_size;
+            keep->exe_mtime_ns =
+                (int64_t)exe_kept.st_mtim.tv_sec * 1000000000 + exe_kept.st_mtim.tv_nsec;
+        }
+        keep->owner_uid = owner.st_uid;
+        keep->owner_gid = owner.st_gid;
+        keep->valid = true;
+    }
     rc = MF_RES_OK;
 out:
     mf_selectors_free(l.v, l.n);
@@ -574,4 +604,104 @@ out:
     mf_buf_cleanup(&stat2);
     mf_buf_cleanup(&status);
     return rc;
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, gid_t gid,
+                        const struct agent_conn_stamp *stamp, struct agent_workload *out)
+{
+    return attest_full(a, pid, uid, gid, stamp, out, NULL);
+}
+
+/* see agent_attest.h */
+mf_res agent_workload_copy(const struct agent_workload *src, struct agent_workload *out)
+{
+    MF_ENSURE_REF(src);
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    if (src->n_sels > 0) {
+        out->sels = calloc(src->n_sels, sizeof(*out->sels));
+        MF_TRY_PTR(out->sels, MF_ERR_NOMEM);
+        for (size_t i = 0; i < src->n_sels; i++) {
+            mf_res r = mf_selector_copy(&src->sels[i], &out->sels[i]);
+            if (!mf_ok(r)) {
+                agent_workload_cleanup(out);
+                return r;
+            }
+            out->n_sels++;
+        }
+    }
+    out->pid = src->pid;
+    out->uid = src->uid;
+    out->gid = src->gid;
+    return MF_RES_OK;
+}
+
+/* see agent_attest.h */
+void agent_attest_cache_cleanup(struct agent_attest_cache *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->valid) {
+        close(c->pidfd);
+        close(c->dirfd);
+        agent_workload_cleanup(&c->w);
+    }
+    memset(c, 0, sizeof(*c));
+}
+
+/* The cheap re-check of a kept attestation (agent_attest.h): true when
+ * nothing that attestation relied on has changed. */
+static bool cache_holds(const struct agent_attest_cache *c, pid_t pid, uid_t uid, gid_t gid,
+                        const struct agent_conn_stamp *stamp)
+{
+    struct stat st;
+    if (!c->valid || c->w.pid != pid || c->w.uid != uid || c->w.gid != gid || stamp->pid != pid) {
+        return false;
+    }
+    if (syscall(SYS_pidfd_send_signal, c->pidfd, 0, NULL, 0) != 0) {
+        return false; /* gone: the full attestation says so */
+    }
+    bool seen = fstatat(c->dirfd, "exe", &st, 0) == 0;
+    if (seen != c->exe_seen) {
+        return false;
+    }
+    if (seen) {
+        int64_t mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (st.st_dev != c->exe_dev || st.st_ino != c->exe_ino || st.st_size != c->exe_size ||
+            mtime_ns != c->exe_mtime_ns) {
+            return false;
+        }
+    }
+    return fstat(c->dirfd, &st) == 0 && st.st_uid == c->owner_uid && st.st_gid == c->owner_gid;
+}
+
+/* see agent_attest.h */
+mf_res agent_attest_conn(struct agent_attestor *a, struct agent_attest_cache *c, pid_t pid,
+                         uid_t uid, gid_t gid, const struct agent_conn_stamp *st,
+                         struct agent_workload *out)
+{
+    MF_ENSURE_REF(a);
+    MF_ENSURE_REF(c);
+    MF_ENSURE_REF(st);
+    MF_ENSURE_REF(out);
+    memset(out, 0, sizeof(*out));
+    if (cache_holds(c, pid, uid, gid, st)) {
+        __atomic_add_fetch(&a->reused, 1, __ATOMIC_RELAXED);
+        return agent_workload_copy(&c->w, out);
+    }
+    agent_attest_cache_cleanup(c);
+    struct agent_attest_cache fresh;
+    memset(&fresh, 0, sizeof(fresh));
+    MF_TRY(attest_full(a, pid, uid, gid, st, out, &fresh));
+    if (fresh.valid) {
+        mf_res r = agent_workload_copy(out, &fresh.w);
+        if (!mf_ok(r)) {
+            agent_attest_cache_cleanup(&fresh); /* serve this one, keep nothing */
+            return MF_RES_OK;
+        }
+    }
+    *c = fresh;
+    return MF_RES_OK;
 }

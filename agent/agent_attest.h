@@ -68,6 +68,8 @@ struct agent_attestor {
     uint64_t clock;
     uint64_t hash_max; /* executables larger than this get no unix:sha256 */
     uint64_t hashes;   /* digests computed (not served from cache); tests */
+    uint64_t full;     /* full attestations done (atomic); tests, metrics */
+    uint64_t reused;   /* answered from a connection's cache (atomic) */
 };
 
 /* A discovered workload: its selectors, sorted. Caller-owned storage. */
@@ -136,6 +138,56 @@ MF_WUR mf_res agent_attest_pid(struct agent_attestor *a, pid_t pid, uid_t uid, g
                                const struct agent_conn_stamp *st, struct agent_workload *out);
 
 void agent_workload_cleanup(struct agent_workload *w);
+
+/* A copy of src (selectors included) into out. Errors: MF_ERR_NOMEM. */
+MF_WUR mf_res agent_workload_copy(const struct agent_workload *src, struct agent_workload *out);
+
+/*
+ * Per-connection attestation cache. A connection's peer is attested fully
+ * once; what that proved (the workload and its selectors) is kept with the
+ * process pinned by a pidfd, its /proc/<pid> directory held open, and the
+ * identity of its executable (device, inode, size, mtime) and of its
+ * /proc directory's owner (which follows the process's effective ids).
+ * Each further request on the connection re-checks only what can change,
+ * in three system calls:
+ *   - the pinned process is alive (pidfd_send_signal 0): a pidfd names one
+ *     process for its whole life, so the pid was not recycled and its start
+ *     time is still the one checked at the full attestation;
+ *   - /proc/<pid>/exe is still the same file, unchanged (an exec, or the
+ *     binary rewritten in place, changes one of device, inode, size, mtime);
+ *   - /proc/<pid> still has the same owner (a change of credentials).
+ * Any difference, or any failure, drops the cache and attests fully again
+ * (which refuses an exec since the connection was made, as before). Without
+ * pidfds (kernels before 5.3) nothing is kept: every request is attested
+ * fully. User and group names are those of the full attestation.
+ *
+ * A zeroed struct is an empty cache. One connection's cache is used by one
+ * thread at a time (the connection's own).
+ */
+struct agent_attest_cache {
+    bool valid;
+    int pidfd;
+    int dirfd;
+    bool exe_seen; /* /proc/<pid>/exe could be stat'ed */
+    dev_t exe_dev;
+    ino_t exe_ino;
+    off_t exe_size;
+    int64_t exe_mtime_ns;
+    uid_t owner_uid; /* of /proc/<pid> */
+    gid_t owner_gid;
+    struct agent_workload w;
+};
+
+/* Closes what the cache holds and empties it. NULL is a no-op. */
+void agent_attest_cache_cleanup(struct agent_attest_cache *c);
+
+/* As agent_attest_pid, through the connection's cache c: out (caller-owned,
+ * agent_workload_cleanup) is a copy of the kept workload when the cheap
+ * checks pass, else the result of a full attestation, which then refills
+ * c. On failure c is left empty. */
+MF_WUR mf_res agent_attest_conn(struct agent_attestor *a, struct agent_attest_cache *c, pid_t pid,
+                                uid_t uid, gid_t gid, const struct agent_conn_stamp *st,
+                                struct agent_workload *out);
 
 /* The boot-time clock now, in the clock ticks of /proc/<pid>/stat. */
 uint64_t agent_attest_boot_ticks(void);

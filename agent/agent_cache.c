@@ -47,7 +47,7 @@ void agent_entry_cleanup(struct agent_entry *e)
     }
     free(e->dns);
     mf_strv_free(e->fed, e->n_fed);
-    json_decref(e->raw);
+    free(e->raw);
     memset(e, 0, sizeof(*e));
 }
 
@@ -76,7 +76,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
     e.id = strdup(id);
     e.spiffe_id = strdup(sid);
     e.hint = strdup(hint != NULL ? hint : "");
-    e.raw = json_deep_copy(obj);
+    e.raw = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
     MF_ENSURE_OUT(e.id != NULL && e.spiffe_id != NULL && e.hint != NULL && e.raw != NULL,
                   MF_ERR_NOMEM);
 
@@ -408,6 +408,7 @@ void agent_cache_close(struct agent_cache *c)
         rec_cleanup(&c->v[i]);
     }
     free(c->v);
+    free(c->index);
     mf_bundle_free(c->bundle);
     mf_bundle_set_cleanup(&c->fed);
     if (c->svids_fd >= 0) {
@@ -422,11 +423,71 @@ void agent_cache_close(struct agent_cache *c)
 }
 
 /* see agent_cache.h */
+/* FNV-1a of an entry id. */
+static size_t id_hash(const char *id)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)id; *p != '\0'; p++) {
+        h = (h ^ *p) * 1099511628211ull;
+    }
+    return (size_t)h;
+}
+
+/* Puts position pos into the index (which has room). */
+static void index_put(struct agent_cache *c, size_t pos)
+{
+    size_t mask = c->index_cap - 1;
+    size_t s = id_hash(c->v[pos].entry.id) & mask;
+    while (c->index[s] != 0) {
+        s = (s + 1) & mask;
+    }
+    c->index[s] = pos + 1;
+}
+
+/* (Re)builds the index for n records; false when memory is short (callers
+ * then scan). */
+static bool index_build(struct agent_cache *c)
+{
+    size_t cap = 16;
+    while (cap < 2 * c->n + 2) {
+        cap *= 2;
+    }
+    size_t *ix = calloc(cap, sizeof(*ix));
+    if (ix == NULL) {
+        return false;
+    }
+    free(c->index);
+    c->index = ix;
+    c->index_cap = cap;
+    for (size_t i = 0; i < c->n; i++) {
+        index_put(c, i);
+    }
+    return true;
+}
+
+static void index_drop(struct agent_cache *c)
+{
+    free(c->index);
+    c->index = NULL;
+    c->index_cap = 0;
+}
+
+/* see agent_cache.h */
 struct agent_rec *agent_cache_find(struct agent_cache *c, const char *id)
 {
-    for (size_t i = 0; i < c->n; i++) {
-        if (strcmp(c->v[i].entry.id, id) == 0) {
-            return &c->v[i];
+    if (c->index == NULL && !index_build(c)) {
+        for (size_t i = 0; i < c->n; i++) {
+            if (strcmp(c->v[i].entry.id, id) == 0) {
+                return &c->v[i];
+            }
+        }
+        return NULL;
+    }
+    size_t mask = c->index_cap - 1;
+    for (size_t s = id_hash(id) & mask; c->index[s] != 0; s = (s + 1) & mask) {
+        struct agent_rec *r = &c->v[c->index[s] - 1];
+        if (strcmp(r->entry.id, id) == 0) {
+            return r;
         }
     }
     return NULL;
@@ -451,6 +512,13 @@ mf_res agent_cache_add(struct agent_cache *c, struct agent_entry *entry, struct 
     mf_certs_init(&r->chain);
     r->entry = *entry;
     memset(entry, 0, sizeof(*entry));
+    if (c->index != NULL) {
+        if (2 * c->n + 2 <= c->index_cap) {
+            index_put(c, c->n - 1);
+        } else if (!index_build(c)) {
+            index_drop(c); /* scanned until memory allows */
+        }
+    }
     *out = r;
     return MF_RES_OK;
 }
@@ -468,6 +536,7 @@ void agent_cache_remove(struct agent_cache *c, size_t i)
     rec_cleanup(&c->v[i]);
     memmove(&c->v[i], &c->v[i + 1], (c->n - i - 1) * sizeof(*c->v));
     c->n--;
+    index_drop(c); /* positions moved: rebuilt at the next find */
 }
 
 /* see agent_cache.h */
@@ -482,8 +551,10 @@ mf_res agent_cache_store(struct agent_cache *c, struct agent_rec *rec)
     MF_ENSURE(rec->key != NULL && rec->chain.n > 0, MF_ERR_STATE);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
     MF_TRY_OUT(rec_file_name(rec->entry.id, name));
-    h = json_pack("{s:O,s:I}", "entry", rec->entry.raw, "renew_at_ms",
-                  (json_int_t)rec->renew_at_ms);
+    MF_ENSURE_OUT(rec->entry.raw != NULL, MF_ERR_STATE);
+    json_t *entry = json_loads(rec->entry.raw, 0, NULL);
+    MF_ENSURE_OUT(entry != NULL, MF_ERR_NOMEM);
+    h = json_pack("{s:o,s:I}", "entry", entry, "renew_at_ms", (json_int_t)rec->renew_at_ms);
     MF_ENSURE_OUT(h != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(svid_file_encode(h, rec->key, &rec->chain, &file));
     MF_TRY_OUT(agent_file_write_atomic(c->svids_fd, name, file.data, file.len, 0600, false));
@@ -495,55 +566,83 @@ out:
 }
 
 /* Loads one per-entry file into the cache. */
-static mf_res load_one(struct agent_cache *c, const char *name)
+/* One cached SVID file, read and checked off the worker thread (on the
+ * pool when there is one), then put in the cache in directory order. */
+struct load_item {
+    char *name;
+    struct agent_entry e;
+    struct mf_key *key;
+    struct mf_certs chain;
+    int64_t renew;
+    int64_t not_after;
+    mf_res r;
+    char why[256];
+};
+
+struct load_job {
+    struct agent_cache *c;
+    struct load_item *v;
+};
+
+static void load_decode(void *arg, size_t i)
 {
+    struct load_job *job = arg;
+    struct agent_cache *c = job->c;
+    struct load_item *it = &job->v[i];
     mf_res rc;
     struct mf_buf file;
     json_t *h = NULL;
-    struct mf_key *key = NULL;
-    struct mf_certs chain;
-    struct agent_entry e = {0};
-    int64_t renew = 0;
     const json_t *eobj = NULL;
 
-    mf_certs_init(&chain);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
-    MF_TRY_OUT(agent_file_read(c->svids_fd, name, &file));
-    MF_TRY_OUT(svid_file_decode(&file, &h, &key, &chain));
+    MF_TRY_OUT(agent_file_read(c->svids_fd, it->name, &file));
+    MF_TRY_OUT(svid_file_decode(&file, &h, &it->key, &it->chain));
     MF_TRY_OUT(mf_json_object(h, "entry", true, &eobj));
-    MF_TRY_OUT(mf_json_int(h, "renew_at_ms", true, 0, INT64_MAX, &renew));
-    MF_TRY_OUT(agent_entry_from_json(eobj, &e));
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain.v[0]);
-    MF_ENSURE_OUT_MSG(id != NULL && strcmp(id->str, e.spiffe_id) == 0, MF_ERR_AUTH_SVID,
+    MF_TRY_OUT(mf_json_int(h, "renew_at_ms", true, 0, INT64_MAX, &it->renew));
+    MF_TRY_OUT(agent_entry_from_json(eobj, &it->e));
+    const char *id = mf_cert_spiffe_id_str(it->chain.v[0]);
+    MF_ENSURE_OUT_MSG(id != NULL && strcmp(id, it->e.spiffe_id) == 0, MF_ERR_AUTH_SVID,
                       "SVID does not carry the entry's SPIFFE ID");
-    int64_t na = mf_cert_not_after(chain.v[0]);
-    if (!agent_svid_servable(na)) {
-        /* an expired SVID is never served: forget it, the entry returns
-         * with the CA's next full list */
-        (void)unlinkat(c->svids_fd, name, 0);
-        rc = MF_RES_OK;
-        goto out;
-    }
-    if (agent_cache_find(c, e.id) != NULL) {
-        rc = MF_RES_OK;
-        goto out;
-    }
-    struct agent_rec *r = NULL;
-    MF_TRY_OUT(agent_cache_add(c, &e, &r));
-    r->key = key;
-    key = NULL;
-    r->chain = chain;
-    mf_certs_init(&chain);
-    r->not_after = na;
-    r->renew_at_ms = renew;
+    it->not_after = mf_cert_not_after(it->chain.v[0]);
     rc = MF_RES_OK;
 out:
-    agent_entry_cleanup(&e);
     json_decref(h);
-    mf_key_free(key);
-    mf_certs_cleanup(&chain);
     mf_buf_cleanup(&file);
-    return rc;
+    it->r = rc;
+    if (!mf_ok(rc)) {
+        mf_err_format(rc, it->why, sizeof(it->why));
+    }
+}
+
+static void load_item_cleanup(struct load_item *it)
+{
+    free(it->name);
+    agent_entry_cleanup(&it->e);
+    mf_key_free(it->key);
+    mf_certs_cleanup(&it->chain);
+}
+
+/* Puts a decoded file into the cache (takes its key and chain). */
+static mf_res load_insert(struct agent_cache *c, struct load_item *it)
+{
+    if (!agent_svid_servable(it->not_after)) {
+        /* an expired SVID is never served: forget it, the entry returns
+         * with the CA's next full list */
+        (void)unlinkat(c->svids_fd, it->name, 0);
+        return MF_RES_OK;
+    }
+    if (agent_cache_find(c, it->e.id) != NULL) {
+        return MF_RES_OK;
+    }
+    struct agent_rec *r = NULL;
+    MF_TRY(agent_cache_add(c, &it->e, &r));
+    r->key = it->key;
+    it->key = NULL;
+    r->chain = it->chain;
+    mf_certs_init(&it->chain);
+    r->not_after = it->not_after;
+    r->renew_at_ms = it->renew;
+    return MF_RES_OK;
 }
 
 /* see agent_cache.h */
@@ -552,6 +651,8 @@ mf_res agent_cache_load(struct agent_cache *c, const char *td)
     mf_res rc = MF_RES_OK;
     struct mf_buf text;
     DIR *d = NULL;
+    struct load_item *items = NULL;
+    size_t n = 0, cap = 0;
 
     mf_buf_init(&text, MF_MAX_BUNDLE, 0);
     mf_res r = agent_file_read(c->dirfd, BUNDLE_FILE, &text);
@@ -596,13 +697,47 @@ mf_res agent_cache_load(struct agent_cache *c, const char *td)
         if (de->d_name[0] == '.' || l < 6 || strcmp(de->d_name + l - 5, ".svid") != 0) {
             continue;
         }
-        r = load_one(c, de->d_name);
+        if (n == cap) {
+            size_t ncap = cap == 0 ? 64 : cap * 2, bytes;
+            MF_ENSURE_OUT(mf_mul_size(ncap, sizeof(*items), &bytes), MF_ERR_OVERFLOW);
+            struct load_item *nv = realloc(items, bytes);
+            MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
+            items = nv;
+            cap = ncap;
+        }
+        memset(&items[n], 0, sizeof(items[n]));
+        mf_certs_init(&items[n].chain);
+        items[n].name = strdup(de->d_name);
+        MF_ENSURE_OUT(items[n].name != NULL, MF_ERR_NOMEM);
+        n++;
+    }
+    /* reading, parsing and checking every file (the key's public half is
+     * computed from its scalar) is most of an agent's start: in parallel */
+    struct load_job job = {.c = c, .v = items};
+    if (c->pool != NULL) {
+        agent_pool_run(c->pool, n, load_decode, &job);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            load_decode(&job, i);
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        r = items[i].r;
+        if (mf_ok(r)) {
+            r = load_insert(c, &items[i]);
+        } else {
+            r = MF_RAISE_MSG(r.err, "%s", items[i].why);
+        }
         if (!mf_ok(r)) {
-            mf_log_warn_r(r, "ignoring cached SVID file %s", de->d_name);
+            mf_log_warn_r(r, "ignoring cached SVID file %s", items[i].name);
         }
     }
     rc = MF_RES_OK;
 out:
+    for (size_t i = 0; i < n; i++) {
+        load_item_cleanup(&items[i]);
+    }
+    free(items);
     if (d != NULL) {
         closedir(d);
     }
@@ -707,8 +842,8 @@ mf_res agent_cache_save_agent(struct agent_cache *c, const struct mf_key *key,
     json_t *h = NULL;
     MF_ENSURE(chain != NULL && chain->n > 0, MF_ERR_STATE);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain->v[0]);
-    h = json_pack("{s:s,s:I}", "spiffe_id", id != NULL ? id->str : "", "renew_at_ms",
+    const char *id = mf_cert_spiffe_id_str(chain->v[0]);
+    h = json_pack("{s:s,s:I}", "spiffe_id", id != NULL ? id : "", "renew_at_ms",
                   (json_int_t)renew_at_ms);
     MF_ENSURE_OUT(h != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(svid_file_encode(h, key, chain, &file));

@@ -61,7 +61,10 @@ struct agent_entry {
     int64_t ttl; /* seconds; 0 = the CA's default */
     char **fed;  /* "spiffe://<td>" of the trust domains it federates with */
     size_t n_fed;
-    json_t *raw; /* the object as received, for persisting */
+    /* the object as received, for persisting and for telling a changed
+     * entry: compact JSON text with sorted keys (a parsed copy costs about
+     * a kilobyte per entry) */
+    char *raw;
 };
 
 /* Parses an entry object. Unknown members are tolerated because the CA is an
@@ -93,6 +96,13 @@ struct agent_cache {
     size_t cap;
     struct mf_bundle *bundle; /* own trust domain's bundle, or NULL */
     struct mf_bundle_set fed; /* foreign bundles the CA sent (federated.json) */
+    /* entry id -> position in v, for agent_cache_find: open addressing,
+     * slot value position + 1 (0: empty); NULL until built, and dropped
+     * when positions move (agent_cache_remove) */
+    size_t *index;
+    size_t index_cap; /* a power of two, at least twice n */
+    /* when set, agent_cache_load reads and checks the files on it */
+    struct agent_pool *pool;
 };
 
 /* Opens (creating, 0700) the data dir and its svids/ subdir. Refuses a data
@@ -104,7 +114,8 @@ void agent_cache_close(struct agent_cache *c);
  * whose SVID expired are removed; unreadable ones are skipped with a warning. */
 MF_WUR mf_res agent_cache_load(struct agent_cache *c, const char *td);
 
-/* The record for entry id, or NULL. */
+/* The record for entry id, or NULL. Hashed: a cache of 10,000 entries is
+ * loaded and synced without a scan per entry. */
 struct agent_rec *agent_cache_find(struct agent_cache *c, const char *id);
 /* Adds a record for entry (takes ownership of *entry's contents, which is
  * cleared), returning it. */

@@ -186,6 +186,7 @@ struct gconn {
     int fd;
     int evfd;
     struct agent_conn_stamp stamp;
+    struct agent_attest_cache acache; /* this connection's thread only */
     struct ucred cred;
     bool have_cred;
     nghttp2_session *sess;
@@ -303,8 +304,12 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     X509SVID *items = calloc(n, sizeof(*items));
     X509SVID **ptrs = calloc(n, sizeof(*ptrs));
     X509SVIDResponse__FederatedBundlesEntry *fitems = NULL, **fptrs = NULL;
+    struct mf_buf *chains = calloc(n, sizeof(*chains)); /* DER, made here */
     mf_buf_init(&bder, MF_MAX_BUNDLE, 0);
-    MF_ENSURE_OUT(items != NULL && ptrs != NULL, MF_ERR_NOMEM);
+    MF_ENSURE_OUT(items != NULL && ptrs != NULL && chains != NULL, MF_ERR_NOMEM);
+    for (size_t j = 0; j < n; j++) {
+        mf_buf_init(&chains[j], MF_MAX_BUNDLE, 0);
+    }
     MF_TRY_OUT(bundle_der(snap, &bder));
     size_t k = 0;
     for (size_t i = 0; i < snap->n && k < n; i++) {
@@ -313,8 +318,9 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
         }
         const struct agent_snap_svid *v = &snap->svids[i];
         x509_svid__init(&items[k]);
+        MF_TRY_OUT(mf_certs_to_der_concat(&v->chain, &chains[k]));
         items[k].spiffe_id = mutable_str(v->spiffe_id);
-        items[k].x509_svid = bin(&v->chain_der);
+        items[k].x509_svid = bin(&chains[k]);
         items[k].x509_svid_key = bin(&v->key_der);
         items[k].bundle = bin(&bder);
         items[k].hint = mutable_str(v->hint);
@@ -348,12 +354,27 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     MF_TRY_OUT(frame_msg(&resp.base, out));
     rc = MF_RES_OK;
 out:
+    for (size_t j = 0; chains != NULL && j < n; j++) {
+        mf_buf_cleanup(&chains[j]);
+    }
+    free(chains);
     free(items);
     free(ptrs);
     free(fitems);
     free(fptrs);
     mf_buf_cleanup(&bder);
     return rc;
+}
+
+/* agent_answer_fn of AGENT_ANSWER_X509_GRPC: rendered once per snapshot and
+ * selector set (agent_snap_answer). */
+static mf_res render_x509_svid_fn(const struct agent_snap *snap, const struct mf_selector *have,
+                                  size_t n_have, struct mf_buf *out, size_t *count, void *arg)
+{
+    (void)arg;
+    struct agent_workload w = {.sels = (struct mf_selector *)(uintptr_t)have, .n_sels = n_have};
+    *count = agent_snap_count(snap, have, n_have);
+    return *count > 0 ? render_x509_svid(snap, &w, *count, out) : MF_RES_OK;
 }
 
 /* Ours first, then the foreign bundles visible to the workload w. */
@@ -492,17 +513,26 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         return render_sds(c, s);
     }
     struct agent_snap *snap = agent_state_get(c->g->cfg.state, NULL);
-    size_t n = snap != NULL ? agent_snap_count(snap, s->w.sels, s->w.n_sels) : 0;
+    struct agent_answer *ans = NULL; /* X509-SVIDs: rendered once per snapshot */
+    mf_res r = MF_RES_OK;
+    size_t n = 0;
+    if (s->rpc == RPC_X509_SVID && snap != NULL) {
+        r = agent_snap_answer(snap, AGENT_ANSWER_X509_GRPC, s->w.sels, s->w.n_sels,
+                              render_x509_svid_fn, NULL, &ans);
+        n = ans != NULL ? ans->count : 0;
+    } else if (snap != NULL) {
+        n = agent_snap_count(snap, s->w.sels, s->w.n_sels);
+    }
     /* bundles need an entry too unless the operator opened them to all */
     bool open_to_all = s->rpc != RPC_X509_SVID && c->g->cfg.allow_verifiers && snap != NULL;
-    if (n == 0 && !open_to_all) {
+    if (mf_ok(r) && n == 0 && !open_to_all) {
+        agent_answer_unref(ans);
         agent_snap_unref(snap);
         return RENDER_DENIED;
     }
-    mf_res r;
-    switch (s->rpc) {
+    switch (mf_ok(r) ? s->rpc : RPC_UNKNOWN) {
     case RPC_X509_SVID:
-        r = render_x509_svid(snap, &s->w, n, &s->out);
+        r = mf_buf_append(&s->out, ans->body.data, ans->body.len);
         break;
     case RPC_X509_BUNDLES:
         r = render_x509_bundles(snap, &s->w, &s->out);
@@ -511,9 +541,12 @@ static enum render_res render_stream(struct gconn *c, struct gstream *s)
         r = render_jwt_bundles(snap, &s->w, &s->out);
         break;
     default:
-        r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
+        if (mf_ok(r)) {
+            r = MF_RAISE_MSG(MF_ERR_INTERNAL, "not a stream");
+        }
         break;
     }
+    agent_answer_unref(ans);
     agent_snap_unref(snap);
     if (!mf_ok(r)) {
         mf_log_err_r(r, "cannot render %s", rpc_name(s->rpc));
@@ -1132,8 +1165,8 @@ static void dispatch(struct gconn *c, struct gstream *s)
         return;
     }
     {
-        mf_res r = c->have_cred ? agent_attest_pid(c->g->cfg.att, c->cred.pid, c->cred.uid,
-                                                   c->cred.gid, &c->stamp, &s->w)
+        mf_res r = c->have_cred ? agent_attest_conn(c->g->cfg.att, &c->acache, c->cred.pid,
+                                                    c->cred.uid, c->cred.gid, &c->stamp, &s->w)
                                 : MF_RAISE_MSG(MF_ERR_AUTH_MISSING, "no peer credentials");
         if (!mf_ok(r)) {
             mf_err_format(r, buf, sizeof(buf));
@@ -1529,6 +1562,7 @@ static void conn_free(struct gconn *c)
     if (c->evfd >= 0) {
         close(c->evfd);
     }
+    agent_attest_cache_cleanup(&c->acache);
     free(c);
 }
 

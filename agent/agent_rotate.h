@@ -25,7 +25,9 @@
 #ifndef AGENT_ROTATE_H
 #define AGENT_ROTATE_H
 
+#include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "api/core/mf_err.h"
@@ -62,5 +64,44 @@ bool agent_svid_servable(int64_t not_after);
 /* The wait (ms) before retry number attempt (0 = first retry). */
 MF_WUR mf_res agent_backoff_delay(const struct agent_rotate_cfg *cfg, unsigned attempt,
                                   int64_t *delay_ms);
+
+/*
+ * A fixed pool of threads for the work of a renewal batch that does not
+ * touch shared state: key generation, CSRs, and parsing and verifying what
+ * the CA returned. agent_pool_run(p, n, fn, arg) calls fn(arg, i) once for
+ * every i in [0, n), spread over the pool's threads and the caller's own,
+ * and returns when every call has returned; fn must be safe to run
+ * concurrently with itself for different i. A pool of 0 threads runs
+ * everything in the caller. One caller at a time.
+ *
+ * agent_pool_start posts the same job and returns at once, so that the
+ * pool works while the caller does something else (waits for the CA);
+ * agent_pool_wait then takes whatever indices are left and returns when
+ * every call has returned. One job at a time: start, then wait, before the
+ * next run or start.
+ */
+struct agent_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* a job was posted, or stop */
+    pthread_cond_t idle; /* a thread finished its share */
+    pthread_t *threads;
+    unsigned n_threads;
+    void (*fn)(void *arg, size_t i);
+    void *arg;
+    size_t n, next; /* indices of the job, the next one to take */
+    unsigned busy;  /* threads inside the job */
+    uint64_t job;   /* bumped per job */
+    bool stop;
+};
+
+/* Starts threads threads (AGENT_POOL_AUTO: one fewer than the online CPUs,
+ * since the caller works too; at most AGENT_POOL_MAX). */
+#define AGENT_POOL_AUTO UINT32_MAX
+#define AGENT_POOL_MAX  64u
+MF_WUR mf_res agent_pool_init(struct agent_pool *p, unsigned threads);
+void agent_pool_run(struct agent_pool *p, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+void agent_pool_start(struct agent_pool *p, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+void agent_pool_wait(struct agent_pool *p);
+void agent_pool_cleanup(struct agent_pool *p); /* joins the threads */
 
 #endif /* AGENT_ROTATE_H */

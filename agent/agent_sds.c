@@ -317,9 +317,23 @@ static void inline_bytes(DataSource *ds, const struct mf_buf *b)
 /* Secret{name, tls_certificate{certificate_chain, private_key}} (PEM). */
 static mf_res secret_tls(const char *name, const struct agent_snap_svid *v, struct mf_buf *out)
 {
+    /* the snapshot keeps DER; Envoy wants PEM, made here (the key's copy
+     * is secret storage, wiped when done) */
+    struct mf_buf chain_pem, key_pem;
+    mf_buf_init(&chain_pem, MF_MAX_BUNDLE, 0);
+    mf_buf_init(&key_pem, MF_MAX_CERT, MF_BUF_SECRET);
+    mf_res rc = mf_certs_to_pem(&v->chain, &chain_pem);
+    if (mf_ok(rc)) {
+        rc = mf_pem_encode("PRIVATE KEY", v->key_der.data, v->key_der.len, &key_pem);
+    }
+    if (!mf_ok(rc)) {
+        mf_buf_cleanup(&chain_pem);
+        mf_buf_cleanup(&key_pem);
+        return rc;
+    }
     DataSource chain, key;
-    inline_bytes(&chain, &v->chain_pem);
-    inline_bytes(&key, &v->key_pem);
+    inline_bytes(&chain, &chain_pem);
+    inline_bytes(&key, &key_pem);
     TlsCertificate tc;
     envoy__extensions__transport_sockets__tls__v3__tls_certificate__init(&tc);
     tc.certificate_chain = &chain;
@@ -329,7 +343,10 @@ static mf_res secret_tls(const char *name, const struct agent_snap_svid *v, stru
     s.name = mutable_str(name);
     s.type_case = ENVOY__EXTENSIONS__TRANSPORT_SOCKETS__TLS__V3__SECRET__TYPE_TLS_CERTIFICATE;
     s.tls_certificate = &tc;
-    return pack_into(&s.base, out);
+    rc = pack_into(&s.base, out);
+    mf_buf_cleanup(&chain_pem);
+    mf_buf_cleanup(&key_pem);
+    return rc;
 }
 
 /* Secret{name, validation_context} for the bundles tds[0..n): Envoy's

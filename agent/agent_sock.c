@@ -76,6 +76,8 @@ static struct agent_sock_conn *conn_put(struct agent_sock *s, int fd, uid_t uid,
 /* Forgets a slot and the connection's count. */
 static void conn_drop(struct agent_sock *s, struct agent_sock_conn *c)
 {
+    /* before the slot is freed: the accept thread may reuse it at once */
+    agent_attest_cache_cleanup(&c->acache);
     pthread_mutex_lock(&s->conns_mu);
     uid_t uid = c->uid;
     bool live = c->fd >= 0;
@@ -168,15 +170,16 @@ static mf_res attest_conn(struct agent_sock *s, struct MHD_Connection *conn,
 {
     struct ucred cred;
     MF_TRY(mf_httpd_peer_cred(conn, &cred));
-    struct agent_conn_stamp none;
-    const struct agent_conn_stamp *stamp = &none;
-    memset(&none, 0, sizeof(none)); /* names no pid: refused */
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (ci != NULL && ci->socket_context != NULL) {
-        stamp = &((const struct agent_sock_conn *)ci->socket_context)->stamp;
+        /* thread per connection: this thread alone uses the cache */
+        struct agent_sock_conn *c = ci->socket_context;
+        return agent_attest_conn(s->att, &c->acache, cred.pid, cred.uid, cred.gid, &c->stamp, w);
     }
-    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, stamp, w);
+    struct agent_conn_stamp none;
+    memset(&none, 0, sizeof(none)); /* names no pid: refused */
+    return agent_attest_pid(s->att, cred.pid, cred.uid, cred.gid, &none, w);
 }
 
 static void free_secret_buf(void *cls)
@@ -200,6 +203,29 @@ static enum MHD_Result reply_secret(struct MHD_Connection *conn, unsigned status
     (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static void answer_done(void *cls)
+{
+    agent_answer_unref(cls);
+}
+
+/* Replies with a rendered answer (it may hold keys): MHD sends its bytes
+ * from where the snapshot keeps them, and the reference taken for this
+ * reply is dropped when MHD is done. Takes the reference a. */
+static enum MHD_Result reply_answer(struct MHD_Connection *conn, struct agent_answer *a)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback_cls(
+        a->body.len, a->body.data, answer_done, a);
+    if (r == NULL) {
+        agent_answer_unref(a);
+        return MHD_NO;
+    }
+    (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    (void)MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -545,6 +571,25 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
     }
     struct agent_snap *snap = agent_state_get(s->state, NULL);
+    const char *watch = is_x509 ? mf_httpd_query(conn, "watch") : NULL;
+    bool is_watch = watch != NULL && strcmp(watch, "true") == 0;
+    if (is_x509 && !is_watch) {
+        /* the common case: rendered once per snapshot and selector set */
+        struct agent_answer *a = NULL;
+        r = snap != NULL ? agent_snap_answer(snap, AGENT_ANSWER_X509_JSON, w.sels, w.n_sels,
+                                             agent_snap_render_x509_fn, NULL, &a)
+                         : MF_RES_OK;
+        agent_snap_unref(snap);
+        if (!mf_ok(r) || a == NULL || a->count == 0) {
+            agent_answer_unref(a);
+            log_denial(&w, url, !mf_ok(r) ? "no servable SVID" : "no matching entry");
+            agent_workload_cleanup(&w);
+            return mf_httpd_reply_error(conn, 403, "permission_denied", "no identity issued");
+        }
+        agent_workload_cleanup(&w);
+        agent_metrics_fetch_done(t0);
+        return reply_answer(conn, a);
+    }
     size_t count = agent_snap_count(snap, w.sels, w.n_sels);
     /* Verifiers (bundles, validation) need an entry too, as in SPIRE,
      * unless the operator opened them to every local process. */
@@ -570,14 +615,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         agent_workload_cleanup(&w);
         return ret;
     }
-    if (is_x509) {
-        const char *watch = mf_httpd_query(conn, "watch");
-        if (watch != NULL && strcmp(watch, "true") == 0) {
-            agent_snap_unref(snap);
-            ret = start_watch(s, conn, &w);
-            agent_workload_cleanup(&w);
-            return ret;
-        }
+    if (is_watch) {
+        agent_snap_unref(snap);
+        ret = start_watch(s, conn, &w);
+        agent_workload_cleanup(&w);
+        return ret;
     }
     struct mf_buf *b = calloc(1, sizeof(*b));
     if (b == NULL) {
@@ -586,13 +628,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return MHD_NO;
     }
     mf_buf_init(b, AGENT_RENDER_MAX, MF_BUF_SECRET);
-    if (is_x509) {
-        r = agent_snap_render_x509(snap, w.sels, w.n_sels, b, &count);
-    } else {
-        r = agent_snap_render_bundles_for(snap, w.sels, w.n_sels, b);
-    }
+    r = agent_snap_render_bundles_for(snap, w.sels, w.n_sels, b);
     agent_snap_unref(snap);
-    if (!mf_ok(r) || (is_x509 && count == 0)) {
+    if (!mf_ok(r)) {
         free_secret_buf(b);
         log_denial(&w, url, "no servable SVID");
         agent_workload_cleanup(&w);

@@ -76,10 +76,13 @@ struct agent_sock_conn {
     int fd; /* -1: the slot is free */
     uid_t uid;
     struct agent_conn_stamp stamp; /* agent_attest_stamp() at accept */
-    int64_t accept_ms;             /* mf_mono_ms() at accept */
-    int64_t deadline_ms;           /* the request under way must be complete by then; 0: none */
-    bool started;                  /* MHD reported it started */
-    bool shut;                     /* shut down by us for a missed deadline */
+    /* what attesting the peer proved, re-checked cheaply on every request;
+     * used by the connection's own thread only, emptied in conn_drop */
+    struct agent_attest_cache acache;
+    int64_t accept_ms;   /* mf_mono_ms() at accept */
+    int64_t deadline_ms; /* the request under way must be complete by then; 0: none */
+    bool started;        /* MHD reported it started */
+    bool shut;           /* shut down by us for a missed deadline */
 };
 
 struct agent_sock {

@@ -30,6 +30,10 @@ mf_res agent_snap_new(const char *td, struct agent_snap **out)
         MF_BAIL(MF_ERR_USAGE_ARG);
     }
     mf_buf_init(&s->bundle_pem, MF_MAX_BUNDLE, 0);
+    if (pthread_mutex_init(&s->answers_mu, NULL) != 0) {
+        free(s);
+        MF_BAIL(MF_ERR_INTERNAL);
+    }
     s->refs = 1;
     *out = s;
     return MF_RES_OK;
@@ -49,9 +53,7 @@ static void snap_svid_cleanup(struct agent_snap_svid *v)
     free(v->spiffe_id);
     free(v->hint);
     mf_selectors_free(v->sels, v->n_sels);
-    mf_buf_cleanup(&v->chain_pem);
-    mf_buf_cleanup(&v->key_pem);
-    mf_buf_cleanup(&v->chain_der);
+    mf_certs_cleanup(&v->chain);
     mf_buf_cleanup(&v->key_der);
     mf_strv_free(v->fed, v->n_fed);
     memset(v, 0, sizeof(*v));
@@ -75,6 +77,12 @@ void agent_snap_unref(struct agent_snap *s)
     free(s->feds);
     mf_buf_cleanup(&s->bundle_pem);
     mf_bundle_free(s->bundle);
+    while (s->answers != NULL) {
+        struct agent_answer *a = s->answers;
+        s->answers = a->next;
+        agent_answer_unref(a);
+    }
+    pthread_mutex_destroy(&s->answers_mu);
     free(s);
 }
 
@@ -87,10 +95,9 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
     struct agent_snap_svid v;
     MF_ENSURE_REF(s);
     MF_ENSURE_REF(spiffe_id);
+    MF_ENSURE_REF(chain);
     memset(&v, 0, sizeof(v));
-    mf_buf_init(&v.chain_pem, MF_MAX_BUNDLE, 0);
-    mf_buf_init(&v.key_pem, MF_MAX_CERT, MF_BUF_SECRET);
-    mf_buf_init(&v.chain_der, MF_MAX_BUNDLE, 0);
+    mf_certs_init(&v.chain);
     mf_buf_init(&v.key_der, MF_MAX_CERT, MF_BUF_SECRET);
     if (s->n == s->cap) {
         size_t ncap = s->cap == 0 ? 8 : s->cap * 2;
@@ -112,9 +119,9 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
             v.n_sels++;
         }
     }
-    MF_TRY_OUT(mf_certs_to_pem(chain, &v.chain_pem));
-    MF_TRY_OUT(mf_key_to_pem(key, &v.key_pem));
-    MF_TRY_OUT(mf_certs_to_der_concat(chain, &v.chain_der));
+    for (size_t i = 0; i < chain->n; i++) {
+        MF_TRY_OUT(mf_certs_push(&v.chain, chain->v[i]));
+    }
     MF_TRY_OUT(mf_key_to_der(key, &v.key_der));
     v.not_after = not_after;
     s->svids[s->n++] = v;
@@ -317,6 +324,9 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
     size_t start = out->len;
     size_t n = 0;
     char when[MF_RFC3339_LEN];
+    struct mf_buf chain_pem, key_pem; /* rendered here: the snapshot keeps DER */
+    mf_buf_init(&chain_pem, MF_MAX_BUNDLE, 0);
+    mf_buf_init(&key_pem, MF_MAX_CERT, MF_BUF_SECRET);
     mf_res rc = mf_buf_append_str(out, "{\"svids\":[");
     for (size_t i = 0; mf_ok(rc) && i < s->n; i++) {
         const struct agent_snap_svid *v = &s->svids[i];
@@ -324,6 +334,15 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
             continue;
         }
         mf_time_format(v->not_after, when);
+        mf_buf_reset(&chain_pem);
+        mf_buf_reset(&key_pem);
+        rc = mf_certs_to_pem(&v->chain, &chain_pem);
+        if (mf_ok(rc)) {
+            rc = mf_pem_encode("PRIVATE KEY", v->key_der.data, v->key_der.len, &key_pem);
+        }
+        if (!mf_ok(rc)) {
+            break;
+        }
         if (n > 0) {
             rc = mf_buf_append_u8(out, ',');
         }
@@ -337,13 +356,13 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
             rc = mf_buf_append_str(out, ",\"x509_svid\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&v->chain_pem));
+            rc = agent_json_str(out, mf_buf_cstr(&chain_pem));
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_str(out, ",\"x509_svid_key\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&v->key_pem));
+            rc = agent_json_str(out, mf_buf_cstr(&key_pem));
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_str(out, ",\"bundle\":");
@@ -362,6 +381,8 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
         }
         n++;
     }
+    mf_buf_cleanup(&chain_pem);
+    mf_buf_cleanup(&key_pem);
     if (mf_ok(rc)) {
         rc = mf_buf_append_str(out, "],\"federated_bundles\":{");
     }
@@ -397,6 +418,145 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
         return rc;
     }
     *count = n;
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
+mf_res agent_snap_render_x509_fn(const struct agent_snap *s, const struct mf_selector *have,
+                                 size_t n_have, struct mf_buf *out, size_t *count, void *arg)
+{
+    (void)arg;
+    return agent_snap_render_x509(s, have, n_have, out, count);
+}
+
+/* ---- answers rendered once per snapshot ---------------------------------- */
+
+/* FNV-1a over the kind and the selectors. */
+static uint64_t answer_hash(enum agent_answer_kind kind, const struct mf_selector *have,
+                            size_t n_have)
+{
+    uint64_t h = 14695981039346656037ull;
+    h = (h ^ (uint64_t)kind) * 1099511628211ull;
+    for (size_t i = 0; i < n_have; i++) {
+        h = (h ^ (uint64_t)have[i].kind) * 1099511628211ull;
+        for (size_t k = 0; k < have[i].value_len; k++) {
+            h = (h ^ (uint8_t)have[i].value[k]) * 1099511628211ull;
+        }
+        h = (h ^ 0xffu) * 1099511628211ull; /* separator */
+    }
+    return h;
+}
+
+static bool answer_is(const struct agent_answer *a, enum agent_answer_kind kind, uint64_t hash,
+                      const struct mf_selector *have, size_t n_have)
+{
+    if (a->kind != kind || a->hash != hash || a->n_sels != n_have) {
+        return false;
+    }
+    for (size_t i = 0; i < n_have; i++) {
+        if (mf_selector_cmp(&a->sels[i], &have[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* An answer stays right until an SVID of the snapshot crosses its NotAfter
+ * (agent_svid_servable), or the clock goes back before its making. */
+static bool answer_fresh(const struct agent_answer *a, int64_t now)
+{
+    return now >= a->made_ms && now < a->until_ms;
+}
+
+/* see agent_state.h */
+void agent_answer_unref(struct agent_answer *a)
+{
+    if (a == NULL || __atomic_sub_fetch(&a->refs, 1, __ATOMIC_ACQ_REL) != 0) {
+        return;
+    }
+    mf_selectors_free(a->sels, a->n_sels);
+    mf_buf_cleanup(&a->body); /* secret: wiped */
+    free(a);
+}
+
+/* see agent_state.h */
+mf_res agent_snap_answer(struct agent_snap *s, enum agent_answer_kind kind,
+                         const struct mf_selector *have, size_t n_have, agent_answer_fn render,
+                         void *arg, struct agent_answer **out)
+{
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    MF_ENSURE_REF(s);
+    MF_ENSURE_REF(render);
+    MF_ENSURE(kind < AGENT_ANSWER_KINDS && (n_have == 0 || have != NULL), MF_ERR_USAGE_ARG);
+    uint64_t hash = answer_hash(kind, have, n_have);
+    int64_t now = mf_now_ms();
+    pthread_mutex_lock(&s->answers_mu);
+    for (struct agent_answer *a = s->answers; a != NULL; a = a->next) {
+        if (answer_is(a, kind, hash, have, n_have) && answer_fresh(a, now)) {
+            __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+            pthread_mutex_unlock(&s->answers_mu);
+            *out = a;
+            return MF_RES_OK;
+        }
+    }
+    pthread_mutex_unlock(&s->answers_mu);
+
+    struct agent_answer *a = calloc(1, sizeof(*a));
+    MF_TRY_PTR(a, MF_ERR_NOMEM);
+    a->refs = 1;
+    a->kind = kind;
+    a->hash = hash;
+    a->made_ms = now;
+    a->until_ms = INT64_MAX;
+    mf_buf_init(&a->body, AGENT_RENDER_MAX, MF_BUF_SECRET);
+    mf_res r = render(s, have, n_have, &a->body, &a->count, arg);
+    if (!mf_ok(r)) {
+        agent_answer_unref(a);
+        return r;
+    }
+    for (size_t i = 0; i < s->n; i++) {
+        int64_t t = s->svids[i].not_after * 1000;
+        if (t > now && t < a->until_ms) {
+            a->until_ms = t;
+        }
+    }
+    bool keep = n_have == 0;
+    if (n_have > 0) {
+        a->sels = calloc(n_have, sizeof(*a->sels));
+        keep = a->sels != NULL;
+        for (size_t i = 0; keep && i < n_have; i++) {
+            keep = mf_ok(mf_selector_copy(&have[i], &a->sels[i]));
+            a->n_sels += keep ? 1 : 0;
+        }
+    }
+    if (keep) {
+        /* replaces a stale answer for the same workload; another thread
+         * may have kept a fresh one meanwhile: then this one is not kept */
+        struct agent_answer *stale = NULL;
+        pthread_mutex_lock(&s->answers_mu);
+        for (struct agent_answer **pp = &s->answers; *pp != NULL; pp = &(*pp)->next) {
+            if (answer_is(*pp, kind, hash, have, n_have)) {
+                if (answer_fresh(*pp, now)) {
+                    keep = false;
+                } else {
+                    stale = *pp;
+                    *pp = stale->next;
+                    s->n_answers--;
+                }
+                break;
+            }
+        }
+        if (keep && s->n_answers < AGENT_ANSWERS_MAX) {
+            __atomic_add_fetch(&a->refs, 1, __ATOMIC_RELAXED);
+            a->next = s->answers;
+            s->answers = a;
+            s->n_answers++;
+        }
+        pthread_mutex_unlock(&s->answers_mu);
+        agent_answer_unref(stale);
+    }
+    *out = a;
     return MF_RES_OK;
 }
 

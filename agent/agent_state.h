@@ -3,12 +3,12 @@
  * agent_state: what the Workload API serves, as immutable snapshots.
  *
  * The worker thread builds a complete snapshot (every entry's selectors,
- * SVID chain and key as PEM for the JSON API and as DER for the gRPC API,
- * the bundle) and publishes it; request threads
- * take a reference under the lock and then read it without any lock. A
- * snapshot is never changed after publication, and it is freed (its key
- * PEMs wiped) when the last reference goes. Each publication bumps a version
- * counter and wakes the watch streams waiting on the condition variable.
+ * a reference to its SVID chain, its key as PKCS#8 DER in secret storage,
+ * the bundle) and publishes it; request threads take a reference under the
+ * lock and then read it without any lock. What the snapshot serves is never
+ * changed after publication, and it is freed (its keys wiped) when the last
+ * reference goes. Each publication bumps a version counter and wakes the
+ * watch streams waiting on the condition variable.
  *
  * Federation: a snapshot also holds the foreign bundles that the entries
  * federate with (agent_snap_fed), and each SVID the list of its entry's
@@ -20,6 +20,13 @@
  * selectors are all among the workload's, and that have not expired, are
  * written, so an SVID that expires while the CA is unreachable disappears
  * even before the worker publishes again.
+ *
+ * Answers are rendered once per snapshot (agent_snap_answer): the first
+ * request of a workload with a given selector set renders its answer (PEM
+ * and JSON, or protobuf) and the snapshot keeps it, refcounted, for every
+ * later request with the same selectors, until an SVID of the snapshot
+ * reaches its NotAfter or the clock goes back (then it is rendered again).
+ * At most AGENT_ANSWERS_MAX answers are kept per snapshot; they go with it.
  */
 #ifndef AGENT_STATE_H
 #define AGENT_STATE_H
@@ -38,17 +45,17 @@
 
 #define AGENT_RENDER_MAX (8u * 1024u * 1024u) /* one /v1/x509 document */
 
+#define AGENT_ANSWERS_MAX 256 /* rendered answers kept per snapshot */
+
 struct agent_snap_svid {
     char *spiffe_id;
     char *hint; /* "" when none */
     struct mf_selector *sels;
     size_t n_sels;
-    struct mf_buf chain_pem; /* leaf first */
-    struct mf_buf key_pem;   /* PKCS#8, MF_BUF_SECRET */
-    struct mf_buf chain_der; /* the same chain, concatenated DER (gRPC) */
-    struct mf_buf key_der;   /* the same key, PKCS#8 DER, MF_BUF_SECRET (gRPC) */
-    int64_t not_after;       /* seconds */
-    char **fed;              /* "spiffe://<td>" it federates with (its entry's) */
+    struct mf_certs chain; /* leaf first; references, shared with the cache */
+    struct mf_buf key_der; /* PKCS#8 DER, MF_BUF_SECRET */
+    int64_t not_after;     /* seconds */
+    char **fed;            /* "spiffe://<td>" it federates with (its entry's) */
     size_t n_fed;
 };
 
@@ -59,6 +66,28 @@ struct agent_snap_fed {
     struct mf_bundle *bundle;         /* X.509 and JWT authorities */
     struct mf_buf pem;                /* its X.509 authorities, PEM */
     struct mf_buf der;                /* the same, concatenated DER (gRPC) */
+};
+
+/* What kind of answer agent_snap_answer renders. */
+enum agent_answer_kind {
+    AGENT_ANSWER_X509_JSON, /* GET /v1/x509 */
+    AGENT_ANSWER_X509_GRPC, /* X509SVIDResponse, framed */
+    AGENT_ANSWER_KINDS
+};
+
+/* A rendered answer: immutable once made, refcounted (a snapshot's list
+ * holds one reference, each request that sends it another). */
+struct agent_answer {
+    int refs; /* atomic */
+    struct agent_answer *next;
+    enum agent_answer_kind kind;
+    uint64_t hash; /* of kind and selectors */
+    struct mf_selector *sels;
+    size_t n_sels;
+    int64_t made_ms;    /* wall clock when rendered */
+    int64_t until_ms;   /* the first NotAfter of the snapshot after made_ms */
+    size_t count;       /* SVIDs in it; 0: the workload gets none */
+    struct mf_buf body; /* MF_BUF_SECRET */
 };
 
 struct agent_snap {
@@ -72,6 +101,9 @@ struct agent_snap {
     size_t cap;
     struct agent_snap_fed *feds; /* foreign bundles some SVID federates with */
     size_t n_feds;
+    pthread_mutex_t answers_mu; /* protects answers, n_answers */
+    struct agent_answer *answers;
+    size_t n_answers;
 };
 
 /* A new empty snapshot with one reference, for trust domain td (bare). */
@@ -79,8 +111,8 @@ MF_WUR mf_res agent_snap_new(const char *td, struct agent_snap **out);
 struct agent_snap *agent_snap_ref(struct agent_snap *s);
 void agent_snap_unref(struct agent_snap *s); /* NULL is a no-op */
 
-/* Adds one SVID (copies everything; the key is written as PEM into secret
- * storage). */
+/* Adds one SVID (copies the strings and selectors, takes references to the
+ * chain's certificates, writes the key as DER into secret storage). */
 MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *hint,
                              const struct mf_selector *sels, size_t n_sels,
                              const struct mf_certs *chain, const struct mf_key *key,
@@ -125,6 +157,27 @@ size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *ha
  * SVIDs written; with 0 the caller answers 403 and out is left empty. */
 MF_WUR mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_selector *have,
                                      size_t n_have, struct mf_buf *out, size_t *count);
+
+/* Renders an answer of one kind for a workload with selectors
+ * have[0..n_have), into out (MF_BUF_SECRET, empty on entry); *count as for
+ * agent_snap_render_x509. arg is the renderer's own. */
+typedef mf_res (*agent_answer_fn)(const struct agent_snap *s, const struct mf_selector *have,
+                                  size_t n_have, struct mf_buf *out, size_t *count, void *arg);
+
+/* The answer of kind for a workload with selectors have[0..n_have) (sorted,
+ * as attestation gives them), from s: the one kept in s when there is one
+ * still valid, else rendered now with render(arg) and kept (when there is
+ * room). *out is a reference: agent_answer_unref it. A render failure is
+ * returned as is and nothing is kept. */
+MF_WUR mf_res agent_snap_answer(struct agent_snap *s, enum agent_answer_kind kind,
+                                const struct mf_selector *have, size_t n_have,
+                                agent_answer_fn render, void *arg, struct agent_answer **out);
+void agent_answer_unref(struct agent_answer *a); /* NULL is a no-op */
+
+/* agent_answer_fn for AGENT_ANSWER_X509_JSON (agent_snap_render_x509). */
+MF_WUR mf_res agent_snap_render_x509_fn(const struct agent_snap *s, const struct mf_selector *have,
+                                        size_t n_have, struct mf_buf *out, size_t *count,
+                                        void *arg);
 
 /* {"bundles":{"spiffe://td":"PEM"}} */
 MF_WUR mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out);

@@ -72,11 +72,11 @@ static mf_res bundle_file(const struct agent_config *cfg, char td[MF_TD_MAX + 1]
         MF_TRY_OUT(mf_td_parse(cfg->trust_domain, strlen(cfg->trust_domain), td));
     } else {
         MF_TRY_OUT(mf_certs_from_pem(mf_buf_cstr(&text), text.len, &cs));
-        const struct mf_spiffe_id *id = mf_cert_spiffe_id(cs.v[0]);
-        MF_ENSURE_OUT_MSG(id != NULL, MF_ERR_USAGE_ARG,
+        struct mf_spiffe_id id;
+        MF_ENSURE_OUT_MSG(mf_cert_spiffe_id(cs.v[0], &id), MF_ERR_USAGE_ARG,
                           "cannot tell the trust domain from %s; pass --trust-domain",
                           cfg->trust_bundle);
-        mf_spiffeid_td(id, td);
+        mf_spiffeid_td(&id, td);
     }
     MF_TRY_OUT(mf_bundle_from_pem(td, mf_buf_cstr(&text), text.len, out));
     rc = MF_RES_OK;
@@ -103,9 +103,9 @@ static mf_res set_agent_identity(struct agent_worker *w, struct mf_key *key, str
         /* still usable in memory; a restart would need a new token */
         mf_log_err_r(r, "cannot save the agent identity");
     }
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(leaf);
-    if (id != NULL) {
-        w->agent_id = *id;
+    struct mf_spiffe_id id;
+    if (mf_cert_spiffe_id(leaf, &id)) {
+        w->agent_id = id;
     }
     mf_key_free(w->agent_key);
     mf_certs_cleanup(&w->agent_chain);
@@ -369,7 +369,7 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
             continue;
         }
         rec->seen = true;
-        if (json_equal(rec->entry.raw, e.raw)) {
+        if (strcmp(rec->entry.raw, e.raw) == 0) { /* both sorted, compact */
             agent_entry_cleanup(&e);
             continue;
         }
@@ -431,33 +431,119 @@ static void rec_failed(struct agent_worker *w, struct agent_rec *r, mf_res why)
                   r->attempts, (long long)d);
 }
 
-/* Installs one successful result for rec, whose new key is *key. */
-static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const json_t *res,
-                          struct mf_key **key)
+/* One SVID of a signing batch. The parallel steps (agent_pool) write only
+ * their own item; everything that touches the cache, the logs or the
+ * metrics happens afterwards, on the worker thread. */
+struct batch_item {
+    const struct agent_rec *rec;
+    struct mf_key *key;    /* the new key */
+    struct mf_buf csr;     /* its CSR, base64 */
+    const json_t *res;     /* the CA's result for it */
+    struct mf_certs chain; /* what the CA signed, verified */
+    mf_res r;
+    char why[256]; /* the failure, formatted in the thread that saw it */
+};
+
+struct batch {
+    struct agent_worker *w;
+    struct batch_item *v;
+};
+
+static void item_done(struct batch_item *it, mf_res r)
 {
-    mf_res rc;
+    it->r = r;
+    if (!mf_ok(r)) {
+        mf_err_format(r, it->why, sizeof(it->why));
+    }
+}
+
+/* Parallel: a fresh key for the SVID (a rotated SVID never reuses a key)
+ * and its CSR. */
+static void make_csr(void *arg, size_t i)
+{
+    struct batch_item *it = &((struct batch *)arg)->v[i];
+    struct mf_buf der;
+    mf_buf_init(&der, MF_MAX_CSR, 0);
+    mf_res r = it->key != NULL ? MF_RES_OK : mf_key_generate(MF_KEY_EC_P256, &it->key);
+    if (mf_ok(r)) {
+        r = mf_csr_create(it->key, it->rec->entry.spiffe_id, &der);
+    }
+    if (mf_ok(r)) {
+        r = mf_b64_encode(der.data, der.len, &it->csr);
+    }
+    mf_buf_cleanup(&der);
+    item_done(it, r);
+}
+
+/* Parallel, while a batch is at the CA: keys for the next one. */
+struct spare_job {
+    struct mf_key *keys[MF_MAX_BATCH];
+};
+
+static void make_spare(void *arg, size_t i)
+{
+    struct spare_job *j = arg;
+    if (!mf_ok(mf_key_generate(MF_KEY_EC_P256, &j->keys[i]))) {
+        j->keys[i] = NULL; /* made later, in the batch itself */
+    }
+}
+
+/* Parallel: the chain the CA returned, parsed and verified as a relying
+ * party would (E27), for the entry's ID and the new key. */
+static void check_result(void *arg, size_t i)
+{
+    struct batch *b = arg;
+    struct batch_item *it = &b->v[i];
+    if (it->res == NULL || !mf_ok(it->r)) {
+        return;
+    }
     const json_t *arr = NULL;
-    struct mf_certs chain;
     struct mf_spiffe_id got;
-    mf_certs_init(&chain);
-    MF_TRY_OUT(mf_json_array(res, "x509_svid", true, 8, &arr));
-    MF_TRY_OUT(agent_chain_from_b64(arr, &chain));
-    /* E27: never hand a workload an SVID that a relying party would refuse */
-    MF_TRY_OUT(mf_svid_verify(&chain, &w->client.trust, mf_now(), &got));
-    MF_ENSURE_OUT_MSG(strcmp(got.str, rec->entry.spiffe_id) == 0, MF_ERR_AUTH_SVID,
-                      "CA signed %s for entry %s", got.str, rec->entry.spiffe_id);
-    MF_ENSURE_OUT(mf_cert_matches_key(chain.v[0], *key), MF_ERR_CRYPTO_MISMATCH);
-    const struct mf_cert *leaf = chain.v[0];
+    mf_res r = mf_json_array(it->res, "x509_svid", true, 8, &arr);
+    if (mf_ok(r)) {
+        r = agent_chain_from_b64(arr, &it->chain);
+    }
+    if (mf_ok(r)) {
+        r = mf_svid_verify(&it->chain, &b->w->client.trust, mf_now(), &got);
+    }
+    if (mf_ok(r) && strcmp(got.str, it->rec->entry.spiffe_id) != 0) {
+        r = MF_RAISE_MSG(MF_ERR_AUTH_SVID, "CA signed %s for entry %s", got.str,
+                         it->rec->entry.spiffe_id);
+    }
+    if (mf_ok(r) && !mf_cert_matches_key(it->chain.v[0], it->key)) {
+        r = MF_RAISE_MSG(MF_ERR_CRYPTO_MISMATCH, "the SVID for %s is not for its new key",
+                         it->rec->entry.spiffe_id);
+    }
+    item_done(it, r);
+}
+
+/* fn for every item of the batch: on the pool when the worker runs, else
+ * (tests that drive the worker without its thread) here. */
+static void run_all(struct agent_worker *w, size_t n, void (*fn)(void *, size_t), void *arg)
+{
+    if (w->pool_ok) {
+        agent_pool_run(&w->pool, n, fn, arg);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        fn(arg, i);
+    }
+}
+
+/* Installs one verified result for rec (takes the item's key and chain). */
+static mf_res install_result(struct agent_worker *w, struct agent_rec *rec, struct batch_item *it)
+{
+    const struct mf_cert *leaf = it->chain.v[0];
     int64_t renew = 0;
-    MF_TRY_OUT(
+    MF_TRY(
         agent_rotate_draw(&w->cfg->rot, mf_cert_not_before(leaf), mf_cert_not_after(leaf), &renew));
     agent_metrics_svid_signed(rec->key != NULL ? rec->renew_at_ms : 0);
     mf_key_free(rec->key);
     mf_certs_cleanup(&rec->chain);
-    rec->key = *key;
-    *key = NULL;
-    rec->chain = chain;
-    mf_certs_init(&chain);
+    rec->key = it->key;
+    it->key = NULL;
+    rec->chain = it->chain;
+    mf_certs_init(&it->chain);
     rec->not_after = mf_cert_not_after(rec->chain.v[0]);
     rec->renew_at_ms = renew;
     rec->attempts = 0;
@@ -472,50 +558,81 @@ static mf_res take_result(struct agent_worker *w, struct agent_rec *rec, const j
     mf_time_format(renew / 1000, at);
     mf_log_event(MF_LOG_INFO, __func__, "svid issued", "spiffe_id", rec->entry.spiffe_id, "serial",
                  serial, "not_after", when, "renew_at", at, NULL);
-    rc = MF_RES_OK;
-out:
-    mf_certs_cleanup(&chain);
-    return rc;
+    return MF_RES_OK;
 }
 
-/* Signs up to MF_MAX_BATCH due records in one request. *did says whether any
- * SVID changed. Returns an error only when the request as a whole failed. */
+/* Signs up to MF_MAX_BATCH due records in one request. Keys and CSRs are
+ * made, and the results verified, on the worker pool (as many threads as
+ * cores). *did says whether any SVID changed. Returns an error only when
+ * the request as a whole failed. */
 static mf_res sign_due(struct agent_worker *w, bool *did)
 {
     mf_res rc;
     size_t idx[MF_MAX_BATCH];
-    struct mf_key *keys[MF_MAX_BATCH];
+    struct batch_item *items = NULL;
     size_t n = 0;
     json_t *reqs = NULL, *reply = NULL;
-    struct mf_buf der, b64;
     int64_t now = mf_now_ms();
 
+    size_t more = 0; /* due beyond this batch */
+    struct spare_job *spare = NULL;
+
     *did = false;
-    memset(keys, 0, sizeof(keys));
-    mf_buf_init(&der, MF_MAX_CSR, 0);
-    mf_buf_init(&b64, 2 * MF_MAX_CSR, 0);
-    reqs = json_array();
-    MF_ENSURE_OUT(reqs != NULL, MF_ERR_NOMEM);
-    for (size_t i = 0; i < w->cache.n && n < MF_MAX_BATCH; i++) {
-        struct agent_rec *r = &w->cache.v[i];
-        if (!rec_due(r, now)) {
-            continue;
+    for (size_t i = 0; i < w->cache.n; i++) {
+        if (rec_due(&w->cache.v[i], now)) {
+            if (n < MF_MAX_BATCH) {
+                idx[n++] = i;
+            } else {
+                more++;
+            }
         }
-        /* a fresh key for every SVID: a rotated SVID never reuses a key */
-        MF_TRY_OUT(mf_key_generate(MF_KEY_EC_P256, &keys[n]));
-        mf_buf_reset(&der);
-        mf_buf_reset(&b64);
-        MF_TRY_OUT(mf_csr_create(keys[n], r->entry.spiffe_id, &der));
-        MF_TRY_OUT(mf_b64_encode(der.data, der.len, &b64));
-        json_t *one = json_pack("{s:s,s:s}", "entry_id", r->entry.id, "csr", mf_buf_cstr(&b64));
-        MF_ENSURE_OUT(one != NULL && json_array_append_new(reqs, one) == 0, MF_ERR_NOMEM);
-        idx[n++] = i;
     }
     if (n == 0) {
-        rc = MF_RES_OK;
-        goto out;
+        return MF_RES_OK;
+    }
+    items = calloc(n, sizeof(*items));
+    MF_TRY_PTR(items, MF_ERR_NOMEM);
+    for (size_t k = 0; k < n; k++) {
+        items[k].rec = &w->cache.v[idx[k]];
+        mf_buf_init(&items[k].csr, 2 * MF_MAX_CSR, 0);
+        mf_certs_init(&items[k].chain);
+        if (w->n_spare > 0) {
+            items[k].key = w->spare[--w->n_spare];
+            w->spare[w->n_spare] = NULL;
+        }
+    }
+    struct batch b = {.w = w, .v = items};
+    run_all(w, n, make_csr, &b);
+    for (size_t k = 0; k < n; k++) {
+        MF_ENSURE_OUT_MSG(mf_ok(items[k].r), items[k].r.err, "%s", items[k].why);
+    }
+    reqs = json_array();
+    MF_ENSURE_OUT(reqs != NULL, MF_ERR_NOMEM);
+    for (size_t k = 0; k < n; k++) {
+        json_t *one = json_pack("{s:s,s:s}", "entry_id", items[k].rec->entry.id, "csr",
+                                mf_buf_cstr(&items[k].csr));
+        MF_ENSURE_OUT(one != NULL && json_array_append_new(reqs, one) == 0, MF_ERR_NOMEM);
+    }
+    /* pipelined: while this batch is at the CA, the pool makes the keys of
+     * the next one */
+    size_t ahead = more < MF_MAX_BATCH - w->n_spare ? more : MF_MAX_BATCH - w->n_spare;
+    if (ahead > 0 && w->pool_ok && w->pool.n_threads > 0) {
+        spare = calloc(1, sizeof(*spare));
+        if (spare != NULL) {
+            agent_pool_start(&w->pool, ahead, make_spare, spare);
+        }
     }
     rc = agent_client_sign(&w->client, reqs, &reply);
+    if (spare != NULL) {
+        agent_pool_wait(&w->pool);
+        for (size_t k = 0; k < ahead; k++) {
+            if (spare->keys[k] != NULL) {
+                w->spare[w->n_spare++] = spare->keys[k];
+            }
+        }
+        free(spare);
+        spare = NULL;
+    }
     if (!mf_ok(rc) && w->client.denial != AGENT_DENIAL_NONE) {
         goto out; /* the agent itself was refused: ca_denied says so once */
     }
@@ -528,33 +645,42 @@ static mf_res sign_due(struct agent_worker *w, bool *did)
     const json_t *results = NULL;
     MF_TRY_OUT(mf_json_array(reply, "results", true, MF_MAX_BATCH, &results));
     for (size_t k = 0; k < n; k++) {
-        struct agent_rec *r = &w->cache.v[idx[k]];
+        struct batch_item *it = &items[k];
         const json_t *res = NULL;
         /* results come in request order; still match by entry_id */
         for (size_t j = 0; j < json_array_size(results); j++) {
             const json_t *c = json_array_get(results, j);
             const char *eid = NULL;
             if (mf_ok(mf_json_str(c, "entry_id", true, AGENT_ENTRY_ID_MAX, &eid)) &&
-                strcmp(eid, r->entry.id) == 0) {
+                strcmp(eid, it->rec->entry.id) == 0) {
                 res = c;
                 break;
             }
         }
         const char *err = NULL, *msg = NULL;
         if (res == NULL) {
-            rec_failed(w, r, MF_RAISE_MSG(MF_ERR_PROTO, "no result for entry %s", r->entry.id));
+            item_done(it, MF_RAISE_MSG(MF_ERR_PROTO, "no result for entry %s", it->rec->entry.id));
             continue;
         }
         if (mf_ok(mf_json_str(res, "error", false, 64, &err)) && err != NULL) {
             if (!mf_ok(mf_json_str(res, "message", false, 512, &msg))) {
                 msg = NULL;
             }
-            rec_failed(
-                w, r,
-                MF_RAISE_MSG(MF_ERR_POLICY, "CA refused: %s: %s", err, msg != NULL ? msg : ""));
+            item_done(
+                it, MF_RAISE_MSG(MF_ERR_POLICY, "CA refused: %s: %s", err, msg != NULL ? msg : ""));
             continue;
         }
-        mf_res tr = take_result(w, r, res, &keys[k]);
+        it->res = res;
+    }
+    run_all(w, n, check_result, &b);
+    for (size_t k = 0; k < n; k++) {
+        struct agent_rec *r = &w->cache.v[idx[k]];
+        mf_res tr = items[k].r;
+        if (mf_ok(tr)) {
+            tr = install_result(w, r, &items[k]);
+        } else {
+            tr = MF_RAISE_MSG(tr.err, "%s", items[k].why);
+        }
         if (!mf_ok(tr)) {
             rec_failed(w, r, tr);
             continue;
@@ -563,13 +689,14 @@ static mf_res sign_due(struct agent_worker *w, bool *did)
     }
     rc = MF_RES_OK;
 out:
-    for (size_t k = 0; k < MF_MAX_BATCH; k++) {
-        mf_key_free(keys[k]);
+    for (size_t k = 0; k < n; k++) {
+        mf_key_free(items[k].key);
+        mf_buf_cleanup(&items[k].csr);
+        mf_certs_cleanup(&items[k].chain);
     }
+    free(items);
     json_decref(reqs);
     json_decref(reply);
-    mf_buf_cleanup(&der);
-    mf_buf_cleanup(&b64);
     return rc;
 }
 
@@ -849,6 +976,9 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
 
     MF_TRY_OUT(agent_cache_open(cfg->data_dir, &w->cache));
     MF_TRY_OUT(bundle_file(cfg, w->td, &file_b));
+    MF_TRY_OUT(agent_pool_init(&w->pool, AGENT_POOL_AUTO));
+    w->pool_ok = true;
+    w->cache.pool = &w->pool; /* the cached SVIDs are read in parallel */
     MF_TRY_OUT(agent_cache_load(&w->cache, w->td));
     /* trust what the CA last told us plus what the operator gave us now */
     if (w->cache.bundle != NULL) {
@@ -868,8 +998,7 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
 
     rc = agent_cache_load_agent(&w->cache, &key, &chain, &renew);
     if (mf_ok(rc) && agent_svid_servable(mf_cert_not_after(chain.v[0])) &&
-        mf_cert_spiffe_id(chain.v[0]) != NULL) {
-        w->agent_id = *mf_cert_spiffe_id(chain.v[0]);
+        mf_cert_spiffe_id(chain.v[0], &w->agent_id)) {
         w->agent_key = key;
         key = NULL;
         w->agent_chain = chain;
@@ -902,6 +1031,10 @@ out:
 /* see agent_worker.h */
 mf_res agent_worker_start(struct agent_worker *w)
 {
+    if (!w->pool_ok) {
+        MF_TRY(agent_pool_init(&w->pool, AGENT_POOL_AUTO));
+        w->pool_ok = true;
+    }
     MF_ENSURE(pthread_create(&w->thread, NULL, worker_main, w) == 0, MF_ERR_INTERNAL);
     w->started = true;
     return MF_RES_OK;
@@ -960,6 +1093,14 @@ void agent_worker_cleanup(struct agent_worker *w)
     if (w == NULL || w->started) {
         /* the thread still runs: leave its memory alone, exit will do */
         return;
+    }
+    if (w->pool_ok) {
+        w->cache.pool = NULL;
+        agent_pool_cleanup(&w->pool);
+        w->pool_ok = false;
+    }
+    for (size_t i = 0; i < w->n_spare; i++) {
+        mf_key_free(w->spare[i]);
     }
     agent_client_cleanup(&w->client);
     agent_cache_close(&w->cache);

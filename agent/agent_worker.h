@@ -59,6 +59,15 @@ struct agent_worker {
     pthread_cond_t cv;
     pthread_t thread;
     bool started;
+    /* keys, CSRs and result checks of a signing batch, in parallel: as many
+     * threads as cores with the worker's own (started by agent_worker_init, which
+     * reads the cached SVIDs on it too) */
+    struct agent_pool pool;
+    bool pool_ok;
+    /* fresh keys made by the pool while the previous batch was at the CA,
+     * for the next batch (each is used once) */
+    struct mf_key *spare[MF_MAX_BATCH];
+    size_t n_spare;
 };
 
 /* Opens the data dir, loads the cached identity and SVIDs, attests with the

@@ -234,6 +234,13 @@ def main():
                 wl[(server, m, c)] = {f: med(rows, f, sec='wl', server=server, mode=m, clients=c)
                                       for f in ('fetches_per_s', 'p50_us', 'p99_us', 'max_us',
                                                 'server_cpu_us_per_fetch', 'errors')}
+    gr = {}
+    for proto in ('grpc', 'json'):
+        for m in ('keepalive', 'newconn'):
+            for c in ('1', '16', '64'):
+                gr[(proto, m, c)] = {f: med(rows, f, sec='grpc', proto=proto, mode=m, clients=c)
+                                     for f in ('fetches_per_s', 'p50_us', 'p99_us',
+                                               'server_cpu_us_per_fetch', 'errors', 'goaways')}
     body = med(rows, 'body_bytes', sec='probe')
     mem = {}
     for r in rows:
@@ -333,6 +340,19 @@ def main():
           f'bare: {f0(None if bp99 is None else bp99 / 1000)} ms', xr(r5), '<= 2x bare',
           verdict(None if r5 is None else r5 <= 2)],
          [('agent p99', p99), ('bare server p99', bp99)])
+    g1, j1 = gr[('grpc', 'keepalive', '1')], gr[('json', 'keepalive', '1')]
+    g64, j64 = gr[('grpc', 'keepalive', '64')], gr[('json', 'keepalive', '64')]
+    gp50, jp50 = g1['p50_us'], j1['p50_us']
+    head('Workload API, gRPC FetchX509SVID, first message p50 (1 client, keep-alive)',
+         [f'{f0(None if gp50 is None else gp50 / 1000)} ms',
+          f'JSON API: {f0(None if jp50 is None else jp50 / 1000)} ms', '', '< 1 ms',
+          verdict(None if gp50 is None else gp50 < 1000)],
+         [('gRPC first message p50', gp50), ('JSON p50', jp50)])
+    r6 = ratio(g64['fetches_per_s'], j64['fetches_per_s'])
+    head('Workload API, gRPC, keep-alive, 64 clients (calls/s)',
+         [f0(g64['fetches_per_s']), f'JSON API: {f0(j64["fetches_per_s"])}', pct(r6), 'measured',
+          verdict(None if r6 is None else True)],
+         [('gRPC call rate', g64['fetches_per_s']), ('JSON fetch rate', j64['fetches_per_s'])])
     m0, m1 = mem.get('agent_idle_0svid', {}), mem.get('agent_n1', {})
     rss0, rss1 = mib(num(m0.get('rss_kb'))), mib(num(m1.get('rss_kb')))
     head(f'agent RSS with {m1.get("n", "1000")} SVIDs',
@@ -509,6 +529,34 @@ plot $d using 2:xtic(1) title "agent, keep-alive", '' using 3 title "bare MHD, k
                 P('')
 
     # ------------------------------------------------------------------ 3 memory
+    if any(v['fetches_per_s'] is not None for v in gr.values()):
+        P('### The gRPC Workload API')
+        P('')
+        P('`bench/grpcload` calls `SpiffeWorkloadAPI/FetchX509SVID` over HTTP/2 (nghttp2 as the '
+          'client, one connection per client thread) and stops the clock at the first complete '
+          '`X509SVIDResponse` of each call, then cancels the stream; in `newconn` mode every call '
+          'has a connection (and an attestation) of its own. `bench/wlload` runs against the same '
+          'agent right after each gRPC run, so the two protocols are compared in the same run.')
+        P('')
+        P('| mode | clients | gRPC calls/s | JSON fetches/s | gRPC / JSON | gRPC first message p50 / p99 (µs) | JSON p50 / p99 (µs) | agent CPU per gRPC call (µs) | per JSON fetch (µs) |')
+        P('|---|---|---|---|---|---|---|---|---|')
+        for m in ('keepalive', 'newconn'):
+            for c in ('1', '16', '64'):
+                x, y = gr[('grpc', m, c)], gr[('json', m, c)]
+                if x['fetches_per_s'] is None:
+                    continue
+                P(f'| {m} | {c} | {f0(x["fetches_per_s"])} | {f0(y["fetches_per_s"])} | '
+                  f'{pct(ratio(x["fetches_per_s"], y["fetches_per_s"]))} | {f0(x["p50_us"])} / '
+                  f'{f0(x["p99_us"])} | {f0(y["p50_us"])} / {f0(y["p99_us"])} | '
+                  f'{f0(x["server_cpu_us_per_fetch"])} | {f0(y["server_cpu_us_per_fetch"])} |')
+        P('')
+        ga = sum(int(num(v['goaways']) or 0) for k, v in gr.items() if k[0] == 'grpc')
+        if ga:
+            P(f'The keep-alive gRPC clients were sent away (GOAWAY) {ga} time(s) in all (medians '
+              'of the runs): the agent\'s nghttp2 bounds how fast a client may reset streams, and '
+              'the load generator resets every call after its first message. It reconnects; '
+              'those calls are not counted.')
+            P('')
     P('## 3. Memory')
     P('')
     P('VmRSS and VmHWM from `/proc/<pid>/status`, read 2 s after the last SVID was installed. '
@@ -811,8 +859,6 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
     # ------------------------------------------------------------------ not measured
     P('## Not measured here')
     P('')
-    P('- The gRPC Workload API (SpiffeWorkloadAPI over HTTP/2): the load generator speaks the '
-      'JSON API only.')
     P('- Several agents against one CA (a herd after a partition); the storm above is one agent.')
     P('- Latency under a CA outage, and anything across real network hops: all traffic is '
       'loopback.')

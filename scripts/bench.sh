@@ -131,7 +131,8 @@ for src in bench/*.c; do
         continue
     fi
     cc -std=c11 -D_GNU_SOURCE -O2 -g -I. -I"$BUILD/gen" $(pkg-config --cflags $PKGS) $WARN $HARDEN \
-        "$src" -o "$BB/$n" $LDH $RPATH "$BUILD/libmayfly-internal.a" "$BUILD/libmayfly.a" $(pkg-config --libs $PKGS) -lpthread -lm
+        "$src" -o "$BB/$n" $LDH $RPATH "$BUILD/libmayfly-internal.a" "$BUILD/libmayfly.a" \
+        $(pkg-config --libs $PKGS) -lpthread -lm
 done
 log "bench programs built in $BB"
 
@@ -420,6 +421,22 @@ stop "$BARE_PID"
 r sec=mem what=agent_after_wl -- mem_of "$AGENT_PID" >/dev/null
 ensure_agent
 note "wl_agent_restarts=$STUCK"
+
+# ---- 2b. Workload API over gRPC, against the JSON API in the same run -----------------------
+# bench/grpcload: FetchX509SVID over HTTP/2 (nghttp2 client), the time to the
+# first message of each call; bench/wlload on the same agent right after.
+log "Workload API: gRPC FetchX509SVID vs the JSON API"
+for run in $(seq 1 "$RUNS"); do
+    for mode in keepalive newconn; do
+        for c in $WL_CLIENTS; do
+            ensure_agent
+            r sec=grpc proto=grpc run="$run" -- "$BB/grpcload" --socket "$ASOCK" --clients "$c" \
+                --mode "$mode" --seconds "$WL_S" --warmup 1 --server-pid "$AGENT_PID" >/dev/null
+            r sec=grpc proto=json run="$run" -- "$BB/wlload" --socket "$ASOCK" --clients "$c" \
+                --mode "$mode" --seconds "$WL_S" --warmup 1 --server-pid "$AGENT_PID" >/dev/null
+        done
+    done
+done
 
 # ---- 4. propagation -----------------------------------------------------------------------
 log "propagation: CLI entry create -> watch stream ($PROP_TRIALS trials)"

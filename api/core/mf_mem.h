@@ -26,11 +26,18 @@ void mf_wipe(void *p, size_t n);
  * only. */
 bool mf_ct_eq(const void *a, const void *b, size_t n);
 
-/* Page-aligned, mlock'd (best effort), MADV_DONTDUMP storage for key
- * material. Returns NULL on failure. mf_secret_free wipes then unmaps;
- * mf_secret_free(NULL, n) is a no-op. */
+/* mlock'd (best effort), MADV_DONTDUMP storage for key material, all zero
+ * when handed out. Up to MF_SECRET_SLAB_MAX bytes come from locked slab
+ * pages shared by several secrets (16-byte aligned slots); larger sizes get
+ * page-aligned mappings of their own. Returns NULL on failure.
+ * mf_secret_free, with the size given to mf_secret_alloc, wipes the storage
+ * at once and unmaps a page nothing else uses any more;
+ * mf_secret_free(NULL, n) is a no-op. Thread-safe. */
+#define MF_SECRET_SLAB_MAX 1024u
 void *mf_secret_alloc(size_t n);
 void mf_secret_free(void *p, size_t n);
+/* Slab pages mapped now (tests, diagnostics). */
+size_t mf_secret_slab_pages(void);
 
 /* Overflow-checked size arithmetic: store a+b (a*b) in *out and return true,
  * or return false and leave *out untouched. */

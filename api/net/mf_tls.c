@@ -272,11 +272,10 @@ static mf_res check_peer(const struct mf_tls_policy *p, const WOLFSSL_BUFFER_INF
     rc = MF_RES_OK;
 out:
     if (!mf_ok(rc)) {
-        const struct mf_spiffe_id *claimed = chain->n > 0 ? mf_cert_spiffe_id(chain->v[0]) : NULL;
+        const char *claimed = chain->n > 0 ? mf_cert_spiffe_id_str(chain->v[0]) : NULL;
         const char *detail = mf_err_detail();
-        snprintf(why, cap, "refused peer %s: %s%s",
-                 claimed != NULL ? claimed->str : "(no SPIFFE ID)", step,
-                 detail[0] != '\0' ? detail : mf_err_str(rc.err));
+        snprintf(why, cap, "refused peer %s: %s%s", claimed != NULL ? claimed : "(no SPIFFE ID)",
+                 step, detail[0] != '\0' ? detail : mf_err_str(rc.err));
         memset(id, 0, sizeof(*id));
     }
     return rc;

@@ -858,10 +858,11 @@ mf_res mf_svid_verify(const struct mf_certs *chain, const struct mf_bundle_set *
     MF_ENSURE_REF(chain);
     MF_ENSURE_REF(set);
     MF_ENSURE_MSG(chain->n > 0 && chain->v != NULL, MF_ERR_AUTH_MISSING, "empty chain");
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain->v[0]);
-    MF_ENSURE_MSG(id != NULL, MF_ERR_AUTH_SVID, "leaf has no valid SPIFFE ID URI SAN");
+    struct mf_spiffe_id id;
+    MF_ENSURE_MSG(mf_cert_spiffe_id(chain->v[0], &id), MF_ERR_AUTH_SVID,
+                  "leaf has no valid SPIFFE ID URI SAN");
     char td[MF_TD_MAX + 1];
-    mf_spiffeid_td(id, td);
+    mf_spiffeid_td(&id, td);
     /* B23: only the authorities of the leaf's own trust domain; never the
      * union of every bundle we hold */
     const struct mf_bundle *b = mf_bundle_set_find(set, td);

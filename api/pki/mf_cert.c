@@ -444,8 +444,11 @@ static mf_res parse_cert(struct mf_cert *cert)
     if (cert->ext.n_uri == 1) {
         struct mf_spiffe_id id;
         if (mf_ok(mf_spiffeid_parse((const char *)cert->ext.uri, cert->ext.uri_len, &id))) {
-            cert->id = id;
-            cert->has_id = true;
+            cert->id = malloc(id.len + 1);
+            MF_TRY_PTR(cert->id, MF_ERR_NOMEM);
+            memcpy(cert->id, id.str, id.len + 1);
+            cert->id_len = id.len;
+            cert->id_td_len = id.td_len;
         }
     }
     return MF_RES_OK;
@@ -474,6 +477,7 @@ mf_res mf_cert_from_der(const uint8_t *der, size_t len, struct mf_cert **out)
     rc = MF_RES_OK;
 out:
     if (cert != NULL) {
+        free(cert->id);
         free(cert->der);
         free(cert);
     }
@@ -498,6 +502,7 @@ void mf_cert_free(struct mf_cert *cert)
     if (atomic_fetch_sub_explicit(&cert->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
+    free(cert->id);
     free(cert->der);
     free(cert);
 }
@@ -528,9 +533,22 @@ bool mf_cert_is_ca(const struct mf_cert *cert)
 }
 
 /* see mf_x509.h */
-const struct mf_spiffe_id *mf_cert_spiffe_id(const struct mf_cert *cert)
+bool mf_cert_spiffe_id(const struct mf_cert *cert, struct mf_spiffe_id *out)
 {
-    return cert->has_id ? &cert->id : NULL;
+    memset(out, 0, sizeof(*out));
+    if (cert->id == NULL) {
+        return false;
+    }
+    memcpy(out->str, cert->id, cert->id_len + 1);
+    out->len = cert->id_len;
+    out->td_len = cert->id_td_len;
+    return true;
+}
+
+/* see mf_x509.h */
+const char *mf_cert_spiffe_id_str(const struct mf_cert *cert)
+{
+    return cert->id;
 }
 
 /* see mf_x509.h */

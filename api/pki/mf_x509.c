@@ -274,9 +274,11 @@ mf_res mf_x509_issue(const struct mf_issue_req *req, const struct mf_cert *issue
                   "issuer key does not match the issuer certificate");
     MF_ENSURE_MSG(req->now >= issuer->not_before && req->now < issuer->not_after,
                   MF_ERR_AUTH_EXPIRED, "issuer certificate is not valid now");
-    if (!req->is_ca && issuer->has_id) {
+    if (!req->is_ca && issuer->id != NULL) {
         char td[MF_TD_MAX + 1];
-        mf_spiffeid_td(&issuer->id, td);
+        struct mf_spiffe_id iid;
+        (void)mf_cert_spiffe_id(issuer, &iid);
+        mf_spiffeid_td(&iid, td);
         MF_ENSURE_MSG(mf_spiffeid_member_of(id, td), MF_ERR_ID_WRONG_TD,
                       "ID is outside the issuer's trust domain %s", td);
     }
@@ -336,9 +338,11 @@ static mf_res check_leaf(const struct mf_cert *leaf)
     MF_ENSURE_MSG(x->n_uri > 0, MF_ERR_AUTH_SVID, "leaf has no URI SAN (B21)");
     MF_ENSURE_MSG(x->n_uri == 1, MF_ERR_AUTH_SVID, "leaf has %zu URI SANs, not one (B21)",
                   x->n_uri);
-    MF_ENSURE_MSG(leaf->has_id, MF_ERR_AUTH_SVID, "leaf URI SAN is not a valid SPIFFE ID (B21)");
-    MF_ENSURE_MSG(!mf_spiffeid_is_td(&leaf->id), MF_ERR_AUTH_SVID,
-                  "leaf SPIFFE ID %s has no path (B21)", leaf->id.str);
+    MF_ENSURE_MSG(leaf->id != NULL, MF_ERR_AUTH_SVID,
+                  "leaf URI SAN is not a valid SPIFFE ID (B21)");
+    /* the ID is the trust domain alone when it has no path */
+    MF_ENSURE_MSG(leaf->id_len != MF_SPIFFE_SCHEME_LEN + leaf->id_td_len, MF_ERR_AUTH_SVID,
+                  "leaf SPIFFE ID %s has no path (B21)", leaf->id);
     MF_ENSURE_MSG(!(x->has_bc && x->is_ca), MF_ERR_AUTH_SVID, "leaf has cA=TRUE (B22)");
     MF_ENSURE_MSG(x->has_ku, MF_ERR_AUTH_SVID, "leaf has no keyUsage (B6)");
     MF_ENSURE_MSG(!(x->ku & (MF_KU_KEY_CERT_SIGN | MF_KU_CRL_SIGN)), MF_ERR_AUTH_SVID,
@@ -620,7 +624,7 @@ mf_res mf_x509_verify_chain(const struct mf_certs *chain, const struct mf_certs 
             }
             if (mf_ok(r)) {
                 if (id_out != NULL) {
-                    *id_out = leaf->id;
+                    (void)mf_cert_spiffe_id(leaf, id_out);
                 }
                 return MF_RES_OK;
             }

@@ -140,9 +140,12 @@ const uint8_t *mf_cert_der(const struct mf_cert *cert, size_t *len);
 int64_t mf_cert_not_before(const struct mf_cert *cert);
 int64_t mf_cert_not_after(const struct mf_cert *cert);
 bool mf_cert_is_ca(const struct mf_cert *cert);
-/* The single URI SAN parsed as a SPIFFE ID, or NULL when there is none or
- * it is not valid. Borrowed. */
-const struct mf_spiffe_id *mf_cert_spiffe_id(const struct mf_cert *cert);
+/* The single URI SAN parsed as a SPIFFE ID, copied into out: true, or false
+ * (out cleared) when there is none or it is not valid. The certificate
+ * keeps only the ID's own bytes, so that parsed certificates stay small. */
+bool mf_cert_spiffe_id(const struct mf_cert *cert, struct mf_spiffe_id *out);
+/* The same ID as a NUL-terminated string, or NULL. Borrowed from cert. */
+const char *mf_cert_spiffe_id_str(const struct mf_cert *cert);
 /* Serial number as lowercase hex, no leading zeros. */
 void mf_cert_serial_hex(const struct mf_cert *cert, char out[MF_SERIAL_HEX_MAX]);
 /* Public key. Borrowed. */

@@ -150,8 +150,11 @@ struct mf_cert {
     int64_t not_before;
     int64_t not_after;
     struct mf_exts ext;
-    bool has_id;
-    struct mf_spiffe_id id;
+    /* the single URI SAN when it is a valid SPIFFE ID: a heap copy sized to
+     * fit (NUL-terminated), else NULL; lengths as in struct mf_spiffe_id */
+    char *id;
+    size_t id_len;
+    size_t id_td_len;
     struct mf_pubkey pub;
 };
 

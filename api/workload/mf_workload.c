@@ -117,12 +117,13 @@ static mf_res check_leaf_and_key(const struct mf_certs *chain, const struct mf_k
     MF_ENSURE_MSG(chain->n > 0, MF_ERR_AUTH_MISSING, "empty certificate chain");
     MF_ENSURE_MSG(chain->n <= MF_WORKLOAD_CHAIN_MAX, MF_ERR_PROTO_TOO_LARGE,
                   "chain of %zu certificates (at most %u)", chain->n, MF_WORKLOAD_CHAIN_MAX);
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(chain->v[0]);
-    MF_ENSURE_MSG(id != NULL, MF_ERR_AUTH_SVID, "leaf has no valid SPIFFE ID URI SAN");
-    MF_ENSURE_MSG(!mf_spiffeid_is_td(id), MF_ERR_ID_NO_PATH, "leaf ID %s has no path", id->str);
+    struct mf_spiffe_id id;
+    MF_ENSURE_MSG(mf_cert_spiffe_id(chain->v[0], &id), MF_ERR_AUTH_SVID,
+                  "leaf has no valid SPIFFE ID URI SAN");
+    MF_ENSURE_MSG(!mf_spiffeid_is_td(&id), MF_ERR_ID_NO_PATH, "leaf ID %s has no path", id.str);
     MF_ENSURE_MSG(mf_cert_matches_key(chain->v[0], key), MF_ERR_CRYPTO_MISMATCH,
-                  "private key does not match the leaf of %s", id->str);
-    *id_out = *id;
+                  "private key does not match the leaf of %s", id.str);
+    *id_out = id;
     return MF_RES_OK;
 }
 

@@ -39,7 +39,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 __builtin_trap();
             }
             struct agent_entry e2;
-            if (mf_ok(agent_entry_from_json(e.raw, &e2))) {
+            json_t *again = json_loads(e.raw, 0, NULL);
+            mf_res r2 =
+                again != NULL ? agent_entry_from_json(again, &e2) : MF_RAISE(MF_ERR_PROTO_JSON);
+            json_decref(again);
+            if (mf_ok(r2)) {
                 if (agent_entry_needs_resign(&e, &e2)) {
                     __builtin_trap(); /* the persisted form reads back the same */
                 }

@@ -28,8 +28,10 @@ static void exercise(struct mf_certs *cs)
         (void)mf_cert_not_before(c);
         (void)mf_cert_not_after(c);
         (void)mf_cert_is_ca(c);
-        const struct mf_spiffe_id *id = mf_cert_spiffe_id(c);
-        if (id != NULL && strlen(id->str) != id->len) {
+        struct mf_spiffe_id id;
+        const char *ids = mf_cert_spiffe_id_str(c);
+        if (mf_cert_spiffe_id(c, &id) != (ids != NULL) ||
+            (ids != NULL && (strlen(id.str) != id.len || strcmp(ids, id.str) != 0))) {
             __builtin_trap();
         }
         mf_pubkey_fingerprint(mf_cert_pubkey(c), fp);

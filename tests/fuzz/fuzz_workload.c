@@ -40,10 +40,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     for (size_t i = 0; i < ctx->n_svids; i++) {
         const struct mf_x509_svid *sv = &ctx->svids[i];
-        const struct mf_spiffe_id *leaf_id = mf_cert_spiffe_id(sv->chain.v[0]);
+        const char *leaf_id = sv->chain.n > 0 ? mf_cert_spiffe_id_str(sv->chain.v[0]) : NULL;
         if (sv->chain.n == 0 || sv->key == NULL || leaf_id == NULL ||
-            strcmp(leaf_id->str, sv->id.str) != 0 ||
-            !mf_cert_matches_key(sv->chain.v[0], sv->key)) {
+            strcmp(leaf_id, sv->id.str) != 0 || !mf_cert_matches_key(sv->chain.v[0], sv->key)) {
             __builtin_trap();
         }
         if (sv->hint[0] != '\0' && mf_x509_context_by_hint(ctx, sv->hint) == NULL) {

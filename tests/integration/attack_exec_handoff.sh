@@ -9,7 +9,10 @@
 #     no key, over both protocols, both when the helper writes the first
 #     bytes and when the connecting process said hello itself before the
 #     exec (the agent has then surely accepted the connection: 403, "the
-#     executable changed since the connection was made").
+#     executable changed since the connection was made");
+#   - the same after the connecting process fetched its own SVID on the
+#     connection (an entry trusts the attacking binary too), so that the
+#     agent keeps that attestation for the connection: still refused.
 # The exec_handoff tool (tests/tools/exec_handoff.c) plays both roles.
 # shellcheck disable=SC2154 # CA_*_<n>, AGENT_*_<n> are set by lib.sh (printf -v)
 set -euo pipefail
@@ -27,6 +30,7 @@ start_ca a "$T/ca"
 LOG_ON_FAIL="$T/ca/ca.log"
 AG=spiffe://example.org/mayfly/agent/n1
 add_entry a spiffe://example.org/trusted $AG unix:uid:$U "unix:path:$T/trusted" >/dev/null
+add_entry a spiffe://example.org/handoff $AG unix:uid:$U "unix:path:$T/handoff" >/dev/null
 start_agent n1 "$T/n1" a --join-token "$(fresh_token a $AG)"
 chmod 755 "$T/n1"
 LOG_ON_FAIL="$T/n1/agent.log"
@@ -54,6 +58,13 @@ for proto in http grpc; do
             echo after a hello || echo first): $out"
     done
 done
+# an attested, kept-alive connection: what attestation proved is kept for it,
+# and an exec since is still caught
+rc=0
+out=$(as_user "$T/handoff" handoff http "$S" "$T/trusted" fetch) || rc=$?
+[ "$rc" = 3 ] || die "exec hand-off after an attested fetch: rc=$rc, want 3 (no key): $out"
+grep -q 'status=403 key=0' <<<"$out" || die "exec hand-off after an attested fetch: $out"
+echo "ok (refused): exec hand-off, JSON, after the connecting process fetched its own SVID: $out"
 grep -q 'the executable changed since the connection was made' "$T/n1/agent.log" ||
     die "the changed executable was not logged"
 grep -q 'were written by pid' "$T/n1/agent.log" || die "the other writer was not logged"

@@ -31,6 +31,10 @@ sec=sign lib=debian run=1 | loadgen target=mayfly conns=2 batch=500 certs_per_s=
 sec=cfssl run=1 | loadgen target=cfssl conns=2 batch=1 certs_per_s=3000 req_p50_ms=0.6 req_p99_ms=3.0 requests=6000 errors=0 rejected=0 server_cpu_us_per_cert=350.0 client_cpu_us_per_cert=20.0
 sec=wl server=agent run=1 | wlload mode=keepalive clients=64 fetches_per_s=50000 p50_us=900 p99_us=3000 max_us=5000 errors=0 server_cpu_us_per_fetch=15.0
 sec=wl server=bare run=1 | wlload mode=keepalive clients=64 fetches_per_s=80000 p50_us=500 p99_us=2000 max_us=4000 errors=0 server_cpu_us_per_fetch=10.0
+sec=grpc proto=grpc run=1 | grpcload mode=keepalive clients=1 fetches_per_s=18000 p50_us=40 p99_us=90 max_us=400 errors=0 goaways=0 server_cpu_us_per_fetch=30.0
+sec=grpc proto=json run=1 | wlload mode=keepalive clients=1 fetches_per_s=30000 p50_us=30 p99_us=60 max_us=300 errors=0 server_cpu_us_per_fetch=15.0
+sec=grpc proto=grpc run=1 | grpcload mode=keepalive clients=64 fetches_per_s=40000 p50_us=1500 p99_us=4000 max_us=6000 errors=0 goaways=0 server_cpu_us_per_fetch=30.0
+sec=grpc proto=json run=1 | wlload mode=keepalive clients=64 fetches_per_s=70000 p50_us=900 p99_us=3000 max_us=5000 errors=0 server_cpu_us_per_fetch=15.0
 sec=mem what=agent_idle_0svid | rss_kb=6000 hwm_kb=6500 anon_kb=2000 threads=5
 sec=mem what=agent_n1 n=1000 | rss_kb=7800 hwm_kb=8000 anon_kb=3800 threads=5
 sec=prop | propagate trials=20 p50_ms=25.0 p90_ms=30.0 max_ms=45.0 mean_ms=26.0 cli_p50_ms=9.0 timeouts=0

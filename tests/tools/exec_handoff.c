@@ -7,14 +7,18 @@
  *       the control: this very process connects, says hello (GET /health,
  *       or the HTTP/2 preface and SETTINGS), then asks for its X.509-SVID
  *       on the same connection.
- *   exec_handoff handoff http|grpc SOCK TRUSTED [hello]
+ *   exec_handoff handoff http|grpc SOCK TRUSTED [hello|fetch]
  *       the attack: connect, fork a helper that keeps the socket, then exec
  *       TRUSTED (a copy of this program that an entry trusts by unix:path),
  *       which just waits for the helper. The helper waits until the exec is
  *       done, then asks for the SVID. With "hello" the connecting process
  *       says hello itself and reads the answer before it execs, so the
  *       agent has surely accepted (and stamped) the connection by then and
- *       the helper's request is not the first bytes on it.
+ *       the helper's request is not the first bytes on it. With "fetch"
+ *       (JSON API only) the opening exchange is a GET /v1/x509 that must
+ *       succeed (an entry trusts this program too): the agent has then
+ *       attested the connection and keeps what that proved for its later
+ *       requests, and the helper's request must still be refused.
  *   exec_handoff wait
  *       what TRUSTED runs after the exec: wait for the helper (still our
  *       child across exec) and exit with its status.
@@ -316,7 +320,8 @@ int main(int argc, char **argv)
         return WIFEXITED(st) ? WEXITSTATUS(st) : 2;
     }
     if (argc < 4 || (strcmp(argv[2], "http") != 0 && strcmp(argv[2], "grpc") != 0)) {
-        fprintf(stderr, "usage: exec_handoff direct|handoff http|grpc SOCK [TRUSTED [hello]]\n");
+        fprintf(stderr,
+                "usage: exec_handoff direct|handoff http|grpc SOCK [TRUSTED [hello|fetch]]\n");
         return 2;
     }
     bool grpc = strcmp(argv[2], "grpc") == 0;
@@ -330,8 +335,16 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *trusted = argv[4];
-    bool said_hello = argc > 5 && strcmp(argv[5], "hello") == 0;
-    if (said_hello) {
+    bool fetched = argc > 5 && strcmp(argv[5], "fetch") == 0;
+    bool said_hello = fetched || (argc > 5 && strcmp(argv[5], "hello") == 0);
+    if (fetched) {
+        static char body[RESP_MAX];
+        if (grpc || http_get(fd, "/v1/x509", body, sizeof(body)) != 200 ||
+            strstr(body, "PRIVATE KEY") == NULL) {
+            fprintf(stderr, "exec_handoff: the first fetch was not served\n");
+            return 2;
+        }
+    } else if (said_hello) {
         must_hello(grpc, fd);
     }
     fflush(stdout);

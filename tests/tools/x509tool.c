@@ -289,8 +289,9 @@ static mf_res cmd_mkinter(const struct opts *o)
     mf_certs_init(&extra);
     MF_TRY_OUT(join(path, o->pos[0], "ca", ".pem"));
     MF_TRY_OUT(load_certs(path, &ca));
-    const struct mf_spiffe_id *td = mf_cert_spiffe_id(ca.v[0]);
-    MF_ENSURE_OUT_MSG(td != NULL, MF_ERR_USAGE_ARG, "CA has no SPIFFE ID");
+    struct mf_spiffe_id tdid;
+    const struct mf_spiffe_id *td = &tdid;
+    MF_ENSURE_OUT_MSG(mf_cert_spiffe_id(ca.v[0], &tdid), MF_ERR_USAGE_ARG, "CA has no SPIFFE ID");
     MF_TRY_OUT(mf_key_generate(o->p384 ? MF_KEY_EC_P384 : MF_KEY_EC_P256, &key));
     MF_TRY_OUT(mf_key_public(key, &pub));
     MF_TRY_OUT(issue_common(o, td, pub, true, &cert, &extra));
@@ -470,9 +471,9 @@ static mf_res cmd_show(const struct opts *o)
         const struct mf_cert *c = cs.v[0];
         char serial[MF_SERIAL_HEX_MAX];
         mf_cert_serial_hex(c, serial);
-        const struct mf_spiffe_id *id = mf_cert_spiffe_id(c);
+        const char *id = mf_cert_spiffe_id_str(c);
         printf("id %s\nserial %s\nnot_before %lld\nnot_after %lld\nca %s\n",
-               id != NULL ? id->str : "(none)", serial, (long long)mf_cert_not_before(c),
+               id != NULL ? id : "(none)", serial, (long long)mf_cert_not_before(c),
                (long long)mf_cert_not_after(c), mf_cert_is_ca(c) ? "true" : "false");
     }
     mf_certs_cleanup(&cs);

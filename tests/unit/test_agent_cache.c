@@ -6,7 +6,8 @@
  * are refused) and for agent_state (selector matching: an entry matches
  * only when all its selectors are the workload's; expired SVIDs and
  * duplicate hints are not served; no match renders nothing; a workload
- * gets exactly the foreign bundles its SVIDs federate with).
+ * gets exactly the foreign bundles its SVIDs federate with; answers are
+ * rendered once per snapshot and selector set).
  */
 #include <fcntl.h>
 #include <setjmp.h>
@@ -300,6 +301,154 @@ static void test_agent_snap_match_all_selectors_ok(void **state)
     mf_selector_cleanup(&have_b[0]);
 }
 
+/* agent_cache_find through its hash index: every entry of a big cache is
+ * found (the right record), across growth and after removals, and unknown
+ * ids are not. */
+static void test_agent_cache_find_indexed_ok(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_cache c;
+    enum { N = 3000 };
+    char json[256], id[64];
+    ASSERT_OK(agent_cache_open(f->dir, &c));
+    for (int i = 0; i < N; i++) {
+        struct agent_entry e;
+        snprintf(json, sizeof(json),
+                 "{\"id\":\"e%d\",\"spiffe_id\":\"spiffe://example.org/w%d\","
+                 "\"selectors\":[\"unix:uid:%d\"]}",
+                 i, i, 1000 + i);
+        entry(json, &e);
+        struct agent_rec *r = NULL;
+        ASSERT_OK(agent_cache_add(&c, &e, &r));
+        if (i % 500 == 0) { /* finds between additions keep the index live */
+            assert_ptr_equal(agent_cache_find(&c, r->entry.id), r);
+        }
+    }
+    assert_int_equal(c.n, N);
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        struct agent_rec *r = agent_cache_find(&c, id);
+        assert_non_null(r);
+        assert_string_equal(r->entry.id, id);
+    }
+    assert_null(agent_cache_find(&c, "e-none"));
+    /* remove every third one, from the end as a sync does */
+    for (size_t i = c.n; i > 0; i--) {
+        if ((i - 1) % 3 == 0) {
+            agent_cache_remove(&c, i - 1);
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        snprintf(id, sizeof(id), "e%d", i);
+        struct agent_rec *r = agent_cache_find(&c, id);
+        if (i % 3 == 0) {
+            assert_null(r);
+        } else {
+            assert_non_null(r);
+            assert_string_equal(r->entry.id, id);
+        }
+    }
+    agent_cache_close(&c);
+}
+
+static int renders;
+static mf_res counting_render(const struct agent_snap *s, const struct mf_selector *have,
+                              size_t n_have, struct mf_buf *out, size_t *count, void *arg)
+{
+    renders++;
+    return agent_snap_render_x509_fn(s, have, n_have, out, count, arg);
+}
+
+/* Answers are rendered once per snapshot and selector set, kept by
+ * reference (also past the snapshot's own last reference), and rendered
+ * again once an SVID of the snapshot expires or the clock goes back. */
+static void test_agent_snap_answer_once_per_snapshot(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_snap *s = NULL;
+    struct mf_key *k1 = NULL, *k2 = NULL;
+    struct mf_certs c1, c2;
+    struct mf_selector want1[1], want2[1];
+    const char *w1[] = {"unix:uid:1000"};
+    const char *w2[] = {"unix:uid:1001"};
+    sels(w1, 1, want1);
+    sels(w2, 1, want2);
+    int64_t now = mf_now();
+    issue(f, "spiffe://example.org/a", now, 600, &k1, &c1);
+    issue(f, "spiffe://example.org/b", now, 1200, &k2, &c2);
+    ASSERT_OK(agent_snap_new("example.org", &s));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/a", "", want1, 1, &c1, k1,
+                             mf_cert_not_after(c1.v[0])));
+    ASSERT_OK(agent_snap_add(s, "spiffe://example.org/b", "", want2, 1, &c2, k2,
+                             mf_cert_not_after(c2.v[0])));
+    mf_time_set_clock(fake_clock);
+    fake_now = now;
+    renders = 0;
+
+    struct agent_answer *a1 = NULL, *a2 = NULL, *b = NULL, *g = NULL;
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_JSON, want1, 1, counting_render, NULL, &a1));
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_JSON, want1, 1, counting_render, NULL, &a2));
+    assert_int_equal(renders, 1);
+    assert_ptr_equal(a1, a2);
+    assert_int_equal(a1->count, 1);
+    /* the same bytes as a direct rendering, the key as mf_key_to_pem has it */
+    struct mf_buf direct, pem;
+    size_t count = 0;
+    mf_buf_init(&direct, AGENT_RENDER_MAX, MF_BUF_SECRET);
+    mf_buf_init(&pem, 4096, MF_BUF_SECRET);
+    ASSERT_OK(agent_snap_render_x509(s, want1, 1, &direct, &count));
+    assert_int_equal(direct.len, a1->body.len);
+    assert_memory_equal(direct.data, a1->body.data, direct.len);
+    ASSERT_OK(mf_key_to_pem(k1, &pem));
+    json_t *doc = NULL;
+    ASSERT_OK(mf_json_parse(mf_buf_cstr(&direct), direct.len, AGENT_RENDER_MAX, &doc));
+    const json_t *v = json_array_get(json_object_get(doc, "svids"), 0);
+    assert_string_equal(json_string_value(json_object_get(v, "x509_svid_key")), mf_buf_cstr(&pem));
+    json_decref(doc);
+
+    /* another workload, another kind: answers of their own */
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_JSON, want2, 1, counting_render, NULL, &b));
+    assert_int_equal(renders, 2);
+    assert_ptr_not_equal(a1, b);
+    assert_non_null(strstr(mf_buf_cstr(&b->body), "spiffe://example.org/b"));
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_GRPC, want1, 1, counting_render, NULL, &g));
+    assert_int_equal(renders, 3);
+    assert_ptr_not_equal(a1, g);
+    agent_answer_unref(a2);
+    agent_answer_unref(b);
+    agent_answer_unref(g);
+
+    /* /a reaches its NotAfter: rendered again, without it */
+    fake_now = mf_cert_not_after(c1.v[0]);
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_JSON, want1, 1, counting_render, NULL, &a2));
+    assert_int_equal(renders, 4);
+    assert_ptr_not_equal(a1, a2);
+    assert_int_equal(a2->count, 0);
+    assert_int_equal(a2->body.len, 0);
+    agent_answer_unref(a2);
+    /* the clock goes back before that rendering: rendered again */
+    fake_now = now;
+    ASSERT_OK(agent_snap_answer(s, AGENT_ANSWER_X509_JSON, want1, 1, counting_render, NULL, &a2));
+    assert_int_equal(renders, 5);
+    assert_int_equal(a2->count, 1);
+    agent_answer_unref(a2);
+
+    /* an answer outlives the snapshot while a request still sends it */
+    agent_snap_unref(s);
+    assert_non_null(strstr(mf_buf_cstr(&a1->body), "spiffe://example.org/a"));
+    agent_answer_unref(a1);
+    mf_time_set_clock(NULL);
+
+    mf_buf_cleanup(&direct);
+    mf_buf_cleanup(&pem);
+    mf_key_free(k1);
+    mf_key_free(k2);
+    mf_certs_cleanup(&c1);
+    mf_certs_cleanup(&c2);
+    mf_selector_cleanup(&want1[0]);
+    mf_selector_cleanup(&want2[0]);
+}
+
 /* A foreign bundle of trust domain td (one X.509 authority). */
 static struct mf_bundle *foreign(const char *td_id, struct mft_ident *ca)
 {
@@ -463,8 +612,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_cache_open_removes_interrupted_writes, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_agent_cache_find_indexed_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_federated_exact, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_snap_answer_once_per_snapshot, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
     };
     return cmocka_run_group_tests_name("agent_cache", tests, NULL, NULL);

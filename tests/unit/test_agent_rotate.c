@@ -3,12 +3,18 @@
  * Unit tests for agent_rotate: the renewal instant is drawn once inside
  * [45 %, 55 %] of the validity window and spreads over it; backoff grows,
  * is capped and jittered; nothing expired is servable. Driven on an
- * injected clock (mf_time_set_clock).
+ * injected clock (mf_time_set_clock). And the pool that makes a signing
+ * batch's keys and checks its results in parallel.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -151,6 +157,86 @@ static void test_agent_backoff_grows_capped_jittered_ok(void **state)
     assert_true(differ);
 }
 
+/* ---- the pool of a signing batch ----------------------------------------- */
+
+#define POOL_N 1000
+
+struct pool_probe {
+    _Atomic int calls[POOL_N];
+    _Atomic int inside;     /* calls running now */
+    _Atomic int overlapped; /* a call saw another one running */
+    pthread_t caller;
+    _Atomic int off_caller; /* calls made on another thread than the caller */
+};
+
+/* Counts the call; the first calls wait (bounded) for a second one to be
+ * inside at the same time, which only a second thread can do. */
+static void probe(void *arg, size_t i)
+{
+    struct pool_probe *p = arg;
+    atomic_fetch_add(&p->calls[i], 1);
+    if (!pthread_equal(pthread_self(), p->caller)) {
+        atomic_fetch_add(&p->off_caller, 1);
+    }
+    int now = atomic_fetch_add(&p->inside, 1) + 1;
+    if (now > 1) {
+        atomic_store(&p->overlapped, 1);
+    }
+    for (int k = 0; k < 5000 && atomic_load(&p->overlapped) == 0 && i < 8; k++) {
+        usleep(1000);
+    }
+    atomic_fetch_sub(&p->inside, 1);
+}
+
+/* Every index exactly once, on more than one thread at a time, job after
+ * job; with no helper thread, everything in the caller. */
+static void test_agent_pool_runs_each_index_once_in_parallel(void **state)
+{
+    (void)state;
+    struct agent_pool pool;
+    struct pool_probe *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    p->caller = pthread_self();
+    ASSERT_OK(agent_pool_init(&pool, 3));
+    assert_int_equal(pool.n_threads, 3);
+    agent_pool_run(&pool, POOL_N, probe, p);
+    for (size_t i = 0; i < POOL_N; i++) {
+        assert_int_equal(atomic_load(&p->calls[i]), 1);
+    }
+    assert_int_equal(atomic_load(&p->overlapped), 1);
+    assert_true(atomic_load(&p->off_caller) > 0);
+    assert_int_equal(atomic_load(&p->inside), 0);
+    /* many small jobs back to back (the pipeline's two steps per batch) */
+    for (int job = 0; job < 200; job++) {
+        size_t n = (size_t)(job % 7);
+        for (size_t i = 0; i < n; i++) {
+            atomic_store(&p->calls[i], 0);
+        }
+        agent_pool_run(&pool, n, probe, p);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(atomic_load(&p->calls[i]), 1);
+        }
+    }
+    agent_pool_cleanup(&pool);
+
+    /* no helpers: the caller does it all */
+    memset(p, 0, sizeof(*p));
+    p->caller = pthread_self();
+    ASSERT_OK(agent_pool_init(&pool, 0));
+    agent_pool_run(&pool, 50, probe, p);
+    for (size_t i = 0; i < 50; i++) {
+        assert_int_equal(atomic_load(&p->calls[i]), 1);
+    }
+    assert_int_equal(atomic_load(&p->off_caller), 0);
+    agent_pool_cleanup(&pool);
+    /* AGENT_POOL_AUTO: one fewer than the CPUs */
+    ASSERT_OK(agent_pool_init(&pool, AGENT_POOL_AUTO));
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    assert_int_equal(pool.n_threads, cpus > 1 ? (unsigned)(cpus - 1) : 0u);
+    agent_pool_cleanup(&pool);
+    free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -160,6 +246,7 @@ int main(void)
         cmocka_unit_test_teardown(test_agent_rotate_schedule_fake_clock_ok, teardown),
         cmocka_unit_test_teardown(test_agent_rotate_due_stable_over_checks_ok, teardown),
         cmocka_unit_test(test_agent_backoff_grows_capped_jittered_ok),
+        cmocka_unit_test(test_agent_pool_runs_each_index_once_in_parallel),
     };
     return cmocka_run_group_tests_name("agent_rotate", tests, NULL, NULL);
 }

@@ -225,7 +225,7 @@ static void check_tls(Secret *s, const char *name, const char *id)
     mf_certs_init(&cs);
     ASSERT_OK(mf_certs_from_pem((const char *)chain->data, chain->len, &cs));
     assert_int_equal(cs.n, 1);
-    assert_string_equal(mf_cert_spiffe_id(cs.v[0])->str, id);
+    assert_string_equal(mf_cert_spiffe_id_str(cs.v[0]), id);
     struct mf_key *k = NULL;
     ASSERT_OK(mf_key_from_pem((const char *)key->data, key->len, &k));
     assert_true(mf_cert_matches_key(cs.v[0], k));

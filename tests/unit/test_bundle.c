@@ -1271,9 +1271,11 @@ static void test_mf_bundle_d15_names(void **state)
     /* the trailing-slash trust domain ID of TB App. A is refused */
     assert_false(mf_ok(mf_bundle_new("spiffe://example.org/", &b)));
     /* and our CA certificates carry the ID without it */
-    const struct mf_spiffe_id *id = mf_cert_spiffe_id(F.ca);
-    assert_non_null(id);
-    assert_string_equal(id->str, "spiffe://example.org");
+    struct mf_spiffe_id id;
+    assert_true(mf_cert_spiffe_id(F.ca, &id));
+    assert_string_equal(id.str, "spiffe://example.org");
+    assert_true(mf_spiffeid_is_td(&id));
+    assert_string_equal(mf_cert_spiffe_id_str(F.ca), "spiffe://example.org");
 }
 
 /* ---- malformed JSON ------------------------------------------------------------------- */

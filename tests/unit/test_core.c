@@ -311,11 +311,20 @@ static void test_mf_secret_alloc_free_ok(void **state)
     (void)state;
     long page = sysconf(_SC_PAGESIZE);
     assert_true(page > 0);
-    size_t sizes[] = {0, 1, 32, (size_t)page, (size_t)page + 1, 3 * (size_t)page};
+    size_t sizes[] = {0,
+                      1,
+                      32,
+                      MF_SECRET_SLAB_MAX,
+                      MF_SECRET_SLAB_MAX + 1,
+                      (size_t)page,
+                      (size_t)page + 1,
+                      3 * (size_t)page};
     for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
         uint8_t *p = mf_secret_alloc(sizes[i]);
         assert_non_null(p);
-        assert_int_equal((uintptr_t)p % (uintptr_t)page, 0);
+        /* slab slots are 16-byte aligned, larger secrets page-aligned */
+        assert_int_equal((uintptr_t)p % (sizes[i] <= MF_SECRET_SLAB_MAX ? 16u : (uintptr_t)page),
+                         0);
         /* fresh pages are zero and the whole size is writable */
         for (size_t j = 0; j < sizes[i]; j++) {
             assert_int_equal(p[j], 0);
@@ -325,6 +334,66 @@ static void test_mf_secret_alloc_free_ok(void **state)
     }
     mf_secret_free(NULL, 32); /* no-op */
     assert_null(mf_secret_alloc(SIZE_MAX));
+}
+
+/* Small secrets share locked slab pages: 13 keys of 304 bytes per 4 KiB
+ * page, slots that never overlap, a freed slot wiped and handed out again,
+ * a page unmapped once its last slot goes, sizes kept apart. */
+static void test_mf_secret_slab_pack_wipe_reuse_ok(void **state)
+{
+    (void)state;
+    enum { N = 1000, KEY = 304 };
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t per = (page - 96) / KEY; /* at least this many per page */
+    size_t base = mf_secret_slab_pages();
+    uint8_t **v = calloc(N, sizeof(*v));
+    assert_non_null(v);
+    for (size_t i = 0; i < N; i++) {
+        v[i] = mf_secret_alloc(KEY);
+        assert_non_null(v[i]);
+        assert_int_equal((uintptr_t)v[i] % 16u, 0);
+        for (size_t j = 0; j < KEY; j++) {
+            assert_int_equal(v[i][j], 0);
+        }
+        memset(v[i], (int)(i % 251) + 1, KEY);
+    }
+    size_t used = mf_secret_slab_pages() - base;
+    assert_true(used <= (N + per - 1) / per);
+    assert_true(used >= N / (page / KEY));
+    /* no two slots overlap: every pattern is intact */
+    for (size_t i = 0; i < N; i++) {
+        for (size_t j = 0; j < KEY; j++) {
+            assert_int_equal(v[i][j], (uint8_t)((i % 251) + 1));
+        }
+    }
+    /* free every other one: no page empties, the freed slots are wiped in
+     * place (the pages are still mapped) and handed out again */
+    for (size_t i = 0; i < N; i += 2) {
+        uint8_t *p = v[i];
+        mf_secret_free(p, KEY);
+        for (size_t j = 0; j < KEY; j++) {
+            assert_int_equal(p[j], 0);
+        }
+    }
+    assert_int_equal(mf_secret_slab_pages() - base, used);
+    for (size_t i = 0; i < N; i += 2) {
+        v[i] = mf_secret_alloc(KEY);
+        for (size_t j = 0; j < KEY; j++) {
+            assert_int_equal(v[i][j], 0);
+        }
+    }
+    assert_int_equal(mf_secret_slab_pages() - base, used); /* reused, no new page */
+    /* another size gets slabs of its own */
+    uint8_t *small = mf_secret_alloc(32);
+    assert_non_null(small);
+    assert_int_equal(mf_secret_slab_pages() - base, used + 1);
+    mf_secret_free(small, 32);
+    assert_int_equal(mf_secret_slab_pages() - base, used);
+    for (size_t i = 0; i < N; i++) {
+        mf_secret_free(v[i], KEY);
+    }
+    assert_int_equal(mf_secret_slab_pages(), base);
+    free(v);
 }
 
 static void test_mf_random_fills_ok(void **state)
@@ -942,6 +1011,7 @@ int main(void)
         cmocka_unit_test(test_mf_ct_eq_compares_ok),
         cmocka_unit_test(test_mf_wipe_zeroes_ok),
         cmocka_unit_test(test_mf_secret_alloc_free_ok),
+        cmocka_unit_test(test_mf_secret_slab_pack_wipe_reuse_ok),
         cmocka_unit_test(test_mf_random_fills_ok),
         cmocka_unit_test(test_mf_random_range_bounds_ok),
         cmocka_unit_test(test_mf_random_range_distribution_sane),

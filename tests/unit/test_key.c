@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <sys/mman.h>
 
@@ -244,13 +245,25 @@ static void test_mf_key_der_buffer_wiped_on_cleanup_ok(void **state)
 static void test_mf_key_free_wipes_page_ok(void **state)
 {
     (void)state;
-    struct mf_key *k = NULL;
+    struct mf_key *k = NULL, *k2 = NULL;
+    size_t pages = mf_secret_slab_pages();
     ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &k));
-    /* the key is the start of its own locked page */
-    watch(k, 4096);
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P384, &k2));
+    /* keys share locked slab pages (mf_secret_alloc) */
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    void *slab = (void *)((uintptr_t)k / page * page);
+    assert_ptr_equal(slab, (void *)((uintptr_t)k2 / page * page));
+    assert_int_equal(mf_secret_slab_pages(), pages + 1);
+    /* a key freed while its page lives on is wiped in place at once */
+    assert_false(all_zero(k2, 64));
+    mf_key_free(k2);
+    assert_true(all_zero(k2, 64));
+    /* the last key of a page: the page is wiped, then unmapped */
+    watch(slab, (size_t)page);
     mf_key_free(k);
     assert_int_equal(watch_seen, 1);
     assert_int_equal(watch_zeroed, 1);
+    assert_int_equal(mf_secret_slab_pages(), pages);
     mf_key_free(NULL);
 }
 

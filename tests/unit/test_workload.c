@@ -126,7 +126,7 @@ static json_t *svid_obj(const struct spec *s)
     char *chain = pem_of_cert(s->leaf->cert);
     char *bundle = pem_of_cert((s->bundle_ca != NULL ? s->bundle_ca : &F.ca)->cert);
     mf_time_format(mf_cert_not_after(s->leaf->cert), when);
-    const char *id = s->spiffe_id != NULL ? s->spiffe_id : mf_cert_spiffe_id(s->leaf->cert)->str;
+    const char *id = s->spiffe_id != NULL ? s->spiffe_id : mf_cert_spiffe_id_str(s->leaf->cert);
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s}", "spiffe_id", id, "x509_svid", chain,
                           "x509_svid_key", key, "bundle", bundle, "expires_at", when);
     assert_non_null(o);
