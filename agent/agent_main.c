@@ -11,8 +11,9 @@
  *
  * `run` order: harden the process, set the umask, block signals before any
  * thread exists (they are read from a signalfd), attest or reload the
- * identity, start the CA worker, wait briefly for the first sync so the
- * first workloads are not refused needlessly, then open the socket and
+ * identity, start the CA worker, wait for the first sync (briefly when the
+ * disk cache had SVIDs to serve) so the first workloads are not refused
+ * needlessly, then open the socket and
  * print the readiness line. SIGTERM/SIGINT shut down cleanly; SIGHUP
  * reloads the log settings. Each step is a function below, and run() reads
  * as the list of them.
@@ -40,7 +41,13 @@
 #include "api/internal/mf_logfile.h"
 #include "api/internal/mf_opt.h"
 
-#define FIRST_SYNC_WAIT_MS 5000
+/* How long the socket waits for the first sync with the CA: the whole wait
+ * when the disk cache had nothing to serve (every workload would be refused
+ * until then), a short one when it had SVIDs (they are served at once; the
+ * short wait lets a small registry's changes made while the agent was down
+ * apply before the first answer) */
+#define FIRST_SYNC_WAIT_MS      5000
+#define FIRST_SYNC_WAIT_WARM_MS 100
 
 /* Everything `run` holds, so that each step is a small function. */
 struct run {
@@ -99,7 +106,14 @@ static int start_identity(struct run *run)
     if (!mf_ok(r)) {
         return fail("start", r);
     }
-    if (!agent_worker_wait_synced(&run->worker, FIRST_SYNC_WAIT_MS)) {
+    size_t cached = run->worker.n_loaded;
+    if (agent_worker_wait_synced(&run->worker,
+                                 cached > 0 ? FIRST_SYNC_WAIT_WARM_MS : FIRST_SYNC_WAIT_MS)) {
+        return 0;
+    }
+    if (cached > 0) {
+        mf_log_info("serving %zu cached SVIDs while the first sync with the CA goes on", cached);
+    } else {
         mf_log_warn("CA not reached yet; serving the cached SVIDs meanwhile");
     }
     return 0;

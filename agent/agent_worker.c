@@ -980,6 +980,11 @@ mf_res agent_worker_init(struct agent_worker *w, const struct agent_config *cfg,
     w->pool_ok = true;
     w->cache.pool = &w->pool; /* the cached SVIDs are read in parallel */
     MF_TRY_OUT(agent_cache_load(&w->cache, w->td));
+    for (size_t i = 0; i < w->cache.n; i++) {
+        if (w->cache.v[i].chain.n > 0 && agent_svid_servable(w->cache.v[i].not_after)) {
+            w->n_loaded++;
+        }
+    }
     /* trust what the CA last told us plus what the operator gave us now */
     if (w->cache.bundle != NULL) {
         MF_TRY_OUT(mf_bundle_copy(w->cache.bundle, &trust));

@@ -55,6 +55,7 @@ struct agent_worker {
     int wake_fd;            /* eventfd: shutdown */
     bool stop;              /* protected by mu */
     bool synced;            /* protected by mu: first sync done */
+    size_t n_loaded;        /* servable SVIDs read from the disk cache at init */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     pthread_t thread;

@@ -94,6 +94,9 @@ stop_pid "$AGENT_PID_n1"
 start_agent n1 "$T/n1" a
 fetch_as root "$SOCK" | grep -q root-app || die "not served after a restart with the CA down"
 fetch_as nobody "$SOCK" | grep -q nobody-app || die "nobody not served after restart"
+# with SVIDs in its disk cache, it opened its socket without the whole first-sync wait
+grep -Eq 'serving [0-9]+ cached SVIDs while the first sync with the CA goes on' "$T/n1/agent.log" ||
+    die "the restarted agent did not say it serves its cache before the first sync"
 
 # 6. CA back: renewals resume (a new SVID appears)
 old=$(fetch_as root "$SOCK" | sed -n 's/.*expires_at=\([^ ]*\).*/\1/p' | head -1)
