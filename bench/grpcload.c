@@ -19,7 +19,8 @@
  * except a call cut short by the server's GOAWAY: the server's nghttp2
  * bounds the rate of streams a client resets (about 1,000 in a burst), so
  * a keep-alive client is sent away now and then; it reconnects, and the
- * count is printed as goaways=N.
+ * count is printed as goaways=N (also when the call failed on sending
+ * and the GOAWAY was still unread).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -254,6 +255,20 @@ static bool call(struct client *c)
     return true;
 }
 
+/* After a failed call: reads what the server already sent, so that a GOAWAY
+ * that arrived before its connection was closed is seen (the call may have
+ * failed on sending first, the frame still unread). */
+static void read_pending(struct client *c)
+{
+    uint8_t buf[16384];
+    for (int i = 0; i < 64 && c->sess != NULL && c->fd >= 0 && !c->goaway; i++) {
+        ssize_t n = recv(c->fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n <= 0 || nghttp2_session_mem_recv(c->sess, buf, (size_t)n) < 0) {
+            return;
+        }
+    }
+}
+
 static void *run(void *arg)
 {
     struct client *c = arg;
@@ -267,6 +282,9 @@ static void *run(void *arg)
             good = connect_to(c);
         }
         good = good && call(c);
+        if (!good && !c->goaway) {
+            read_pending(c);
+        }
         if (!good || sh->newconn || c->goaway) {
             bool ended = c->goaway;
             disconnect(c);

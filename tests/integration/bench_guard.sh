@@ -37,6 +37,9 @@ sec=grpc proto=grpc run=1 | grpcload mode=keepalive clients=64 fetches_per_s=400
 sec=grpc proto=json run=1 | wlload mode=keepalive clients=64 fetches_per_s=70000 p50_us=900 p99_us=3000 max_us=5000 errors=0 server_cpu_us_per_fetch=15.0
 sec=mem what=agent_idle_0svid | rss_kb=6000 hwm_kb=6500 anon_kb=2000 threads=5
 sec=mem what=agent_n1 n=1000 | rss_kb=7800 hwm_kb=8000 anon_kb=3800 threads=5
+sec=mem what=agent_n2 n=10000 | rss_kb=40000 hwm_kb=41000 anon_kb=36000 threads=5
+sec=cold what=agent_1svid run=1 | cold ms=20
+sec=cold what=agent_10000svid run=1 | cold ms=450
 sec=prop | propagate trials=20 p50_ms=25.0 p90_ms=30.0 max_ms=45.0 mean_ms=26.0 cli_p50_ms=9.0 timeouts=0
 sec=storm | storm_poll fetches=400 svids_checked=40000 expired=0 last_second=0 min_remaining_s=26 denied=0 errors=0
 load_after 1 1 1 elapsed_s=10
