@@ -16,6 +16,8 @@
 #   make format     clang-format over every source file
 #   V=1             show every command
 #   WOLFSSL=system  build against Debian's libwolfssl instead of the SP build
+#   MHD=system      link mayfly-agent with Debian's shared libmicrohttpd
+#                   (and so GnuTLS) instead of the HTTPS-less static build
 #
 # libmayfly is built in layers (docs/architecture.md): api/core < api/pki <
 # api/net < api/workload make libmayfly, the library a workload links;
@@ -68,12 +70,40 @@ else
   $(error WOLFSSL must be sp (the default) or system, not '$(WOLFSSL)')
 endif
 
+# libmicrohttpd of the agent. mayfly-agent serves plain HTTP only (its
+# Unix socket, its metrics port), but Debian's libmicrohttpd.so.12 is built
+# with HTTPS and loads GnuTLS and eight more libraries into every process
+# that links it (about 2.3 MiB resident). By default (MHD=lite) the agent
+# links a static libmicrohttpd of the same Debian version built without
+# HTTPS, made once per Debian version by scripts/build-mhd-lite.sh
+# (scripts/install-deps.sh runs it) into ~/.cache/mayfly. Everything else
+# (mayfly-ca, which serves HTTPS, the tests, tools and fuzzers) links
+# Debian's shared library, and every object compiles against Debian's
+# microhttpd.h, which the build script checks is the one it built.
+# MHD=system links the agent with Debian's library too, as before.
+MHD ?= lite
+ifeq ($(MHD),lite)
+  MHD_LITE_PREFIX := $(or $(MHD_LITE_PREFIX),$(shell scripts/build-mhd-lite.sh --prefix 2>/dev/null))
+  MHD_AGENT_LIB := $(MHD_LITE_PREFIX)/lib/libmicrohttpd.a
+  ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
+    ifneq ($(words $(wildcard $(MHD_AGENT_LIB) $(MHD_LITE_PREFIX)/.mayfly-built)),2)
+      $(error no HTTPS-less libmicrohttpd for the agent in '$(MHD_LITE_PREFIX)' (run scripts/install-deps.sh, or link Debian's with make MHD=system))
+    endif
+  endif
+else ifeq ($(MHD),system)
+  MHD_AGENT_LIB :=
+else
+  $(error MHD must be lite (the default) or system, not '$(MHD)')
+endif
+
 # What each part links. pkg-config's own errors are shown when a package is
 # missing (scripts/install-deps.sh installs them all).
 LIB_PKGS   := wolfssl jansson
 INT_PKGS   := libmicrohttpd
 CA_PKGS    := $(LIB_PKGS) $(INT_PKGS) gnutls sqlite3 libpq
 AGENT_PKGS := $(LIB_PKGS) $(INT_PKGS) libnghttp2 libprotobuf-c
+# with MHD=lite the agent takes libmicrohttpd from $(MHD_AGENT_LIB) instead
+AGENT_LINK_PKGS := $(if $(MHD_AGENT_LIB),$(filter-out libmicrohttpd,$(AGENT_PKGS)),$(AGENT_PKGS))
 ALL_PKGS   := $(sort $(CA_PKGS) $(AGENT_PKGS))
 ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
   ifneq ($(shell $(PKG_CONFIG) --exists $(ALL_PKGS) && echo ok),ok)
@@ -109,11 +139,14 @@ endif
 CFLAGS  += $(BASE) $(OPT) $(WARN) $(HARDEN)
 LDFLAGS += $(LDHARDEN) $(LDSAN)
 
-# Every object is compiled again when the wolfSSL selection changes: the
+# Every object is compiled again when the wolfSSL selection changes, and
+# the agent is linked again when the libmicrohttpd selection does: each
 # stamp is rewritten (at parse time) only when it differs.
 WOLFSSL_STAMP := $(BUILD)/wolfssl.sel
+MHD_STAMP     := $(BUILD)/mhd.sel
 ifneq ($(filter-out $(NOPKG_GOALS),$(or $(MAKECMDGOALS),all)),)
   $(shell mkdir -p $(BUILD) && { [ "$$(cat $(WOLFSSL_STAMP) 2>/dev/null)" = "$(WOLFSSL) $(WOLFSSL_LIBDIR)" ] || echo "$(WOLFSSL) $(WOLFSSL_LIBDIR)" >$(WOLFSSL_STAMP); })
+  $(shell mkdir -p $(BUILD) && { [ "$$(cat $(MHD_STAMP) 2>/dev/null)" = "$(MHD) $(MHD_AGENT_LIB)" ] || echo "$(MHD) $(MHD_AGENT_LIB)" >$(MHD_STAMP); })
 endif
 
 LAYERS    := core pki net workload
@@ -155,7 +188,7 @@ MANS      := $(BUILD)/man/mayfly-ca.8 $(BUILD)/man/mayfly-agent.8
 
 LIB_LIBS   := $(call pkg_libs,$(LIB_PKGS)) -lpthread -lm
 CA_LIBS    := $(INT_LIB) $(LIB) $(call pkg_libs,$(CA_PKGS)) -lpthread -lm
-AGENT_LIBS := $(INT_LIB) $(LIB) $(call pkg_libs,$(AGENT_PKGS)) -lpthread -lm
+AGENT_LIBS := $(INT_LIB) $(LIB) $(MHD_AGENT_LIB) $(call pkg_libs,$(AGENT_LINK_PKGS)) -lpthread -lm
 # test programs may use anything the daemons use
 TEST_LIBS  := $(INT_LIB) $(LIB) $(call pkg_libs,$(ALL_PKGS)) -lpthread -lm
 
@@ -201,7 +234,7 @@ $(BINDIR)/mayfly-ca: $(CA_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $(CA_OBJ) $(CA_LIBS)
 
-$(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB)
+$(BINDIR)/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB) $(MHD_AGENT_LIB) $(MHD_STAMP)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) $(WOLFSSL_RPATH) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
@@ -209,7 +242,7 @@ $(BUILD)/inst/mayfly-ca: $(CA_OBJ) $(INT_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) $(INST_RPATH) -o $@ $(CA_OBJ) $(CA_LIBS)
 
-$(BUILD)/inst/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB)
+$(BUILD)/inst/mayfly-agent: $(AGENT_OBJ) $(INT_LIB) $(LIB) $(MHD_AGENT_LIB) $(MHD_STAMP)
 	@mkdir -p $(dir $@)
 	$(call say,LD,$@)$(CC) $(LDFLAGS) $(INST_RPATH) -o $@ $(AGENT_OBJ) $(AGENT_LIBS)
 
@@ -292,7 +325,7 @@ install-files:
 
 # ---- lint ---------------------------------------------------------------------
 
-SH_FILES := $(wildcard scripts/*.sh tests/integration/*.sh .ci/run)
+SH_FILES := $(wildcard scripts/*.sh scripts/lib/*.sh tests/integration/*.sh .ci/run)
 C_FILES  := $(wildcard api/*/*.[ch] ca/*.[ch] agent/*.[ch] examples/*.c tests/unit/*.c \
                        tests/fuzz/*.c tests/tools/*.c)
 lint:

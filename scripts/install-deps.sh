@@ -3,14 +3,20 @@
 # lint, fuzz, benchmark and run its demo, then builds the SP build of
 # wolfSSL that mayfly links by default (scripts/build-wolfssl-sp.sh: from
 # Debian's source package of the installed version, cached in
-# ~/.cache/mayfly/wolfssl-sp-<Debian version>, built again only when that
-# version changes). Idempotent: when every package is present and the SP
-# build is there it only checks and returns (well under a second).
+# ~/.cache/mayfly/wolfssl-sp-<Debian version>-r<rev>, built again only when
+# that version or the script's options change), and the static libmicrohttpd
+# without HTTPS that mayfly-agent links by default (scripts/build-mhd-lite.sh:
+# the same way, in ~/.cache/mayfly/mhd-lite-<Debian version>-r<rev>).
+# Idempotent: when every package is present and both builds are there it
+# only checks and returns (well under a second).
 #
 #   scripts/install-deps.sh          install what is missing (needs root)
 #   scripts/install-deps.sh --check  exit 1 if anything is missing
 #   WOLFSSL=system scripts/install-deps.sh
 #                                    skip the SP build (for `make WOLFSSL=system`)
+#   MHD=system scripts/install-deps.sh
+#                                    skip the agent's libmicrohttpd (for
+#                                    `make MHD=system`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,11 +35,27 @@ sp_build() {
     scripts/build-wolfssl-sp.sh >&2
 }
 
+# mhd_build: the agent's libmicrohttpd without HTTPS, unless MHD=system
+mhd_build() {
+    [ "${MHD:-lite}" = system ] && return 0
+    local prefix
+    prefix=$(scripts/build-mhd-lite.sh --prefix) || return 1
+    if [ "${1:-}" = --check ]; then
+        [ -f "$prefix/.mayfly-built" ] && return 0
+        echo "missing: the agent's libmicrohttpd without HTTPS in $prefix (scripts/build-mhd-lite.sh)" >&2
+        return 1
+    fi
+    [ -f "$prefix/.mayfly-built" ] && return 0
+    echo "install-deps: building libmicrohttpd without HTTPS for the agent into $prefix (once)" >&2
+    scripts/build-mhd-lite.sh >&2
+}
+
 PACKAGES=(
     build-essential make pkg-config git ca-certificates
     libwolfssl-dev          # X.509, keys, CSRs, ECDSA, TLS 1.3 (client)
     libjansson-dev          # JSON
-    libmicrohttpd-dev       # HTTP servers (CA API, admin, Workload API)
+    libmicrohttpd-dev       # HTTP servers (CA API, admin, Workload API); its
+                            # source package makes the agent's static copy
     libgnutls28-dev         # TLS backend of libmicrohttpd (CA API)
     libsqlite3-dev sqlite3  # registry and agent state
     libpq-dev postgresql    # the registry on PostgreSQL, and the server its tests start
@@ -59,7 +81,14 @@ for p in "${PACKAGES[@]}"; do
 done
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    sp_build "${1:-}"
+    if [ "${1:-}" = "--check" ]; then
+        rc=0
+        sp_build --check || rc=1
+        mhd_build --check || rc=1
+        exit "$rc"
+    fi
+    sp_build
+    mhd_build
     exit
 fi
 if [ "${1:-}" = "--check" ]; then
@@ -82,3 +111,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 sp_build
+mhd_build

@@ -15,7 +15,11 @@
 #   3. no `deb` entry at all (empty, only deb-src, only disabled): refused
 #      with exit status 1 and a message saying why, nothing printed;
 #   4. --prefix: WOLFSSL_SP_PREFIX when set, else a directory of the user's
-#      cache named after the installed Debian version of libwolfssl-dev.
+#      cache named after the installed Debian version of libwolfssl-dev;
+#   5. the same for scripts/build-mhd-lite.sh (the agent's libmicrohttpd,
+#      whose deb-src handling is the same code, scripts/lib/debsrc.sh):
+#      MHD_LITE_PREFIX when set, else the cache named after the installed
+#      libmicrohttpd-dev and the script's BUILD_REV; anything else refused.
 # The host names are reserved example names (RFC 2606).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -164,8 +168,29 @@ refused "$r"
 # 4. where the build lives
 [ "$(scripts/build-wolfssl-sp.sh --prefix)" = "$T/prefix" ] || die "--prefix ignores WOLFSSL_SP_PREFIX"
 ver=$(dpkg-query -W -f='${Version}' libwolfssl-dev)
-want="$T/cache/mayfly/wolfssl-sp-${ver//[^A-Za-z0-9.+-]/_}"
+rev=$(sed -n 's/^BUILD_REV=\([0-9]*\)$/\1/p' scripts/build-wolfssl-sp.sh)
+[ -n "$rev" ] || die "no BUILD_REV in scripts/build-wolfssl-sp.sh"
+want="$T/cache/mayfly/wolfssl-sp-${ver//[^A-Za-z0-9.+-]/_}-r$rev"
 got=$(env -u WOLFSSL_SP_PREFIX XDG_CACHE_HOME="$T/cache" scripts/build-wolfssl-sp.sh --prefix)
 [ "$got" = "$want" ] || die "--prefix: got $got, want $want"
 
-echo "ok: deb-src derived from one-line and deb822 entries, refused without any; prefix per version"
+# 5. where the agent's libmicrohttpd lives (a finished build again, so
+# that an argument not understood cannot start one)
+export MHD_LITE_PREFIX=$T/mhd
+mkdir -p "$T/mhd/lib" "$T/mhd/include"
+touch "$T/mhd/lib/libmicrohttpd.a" "$T/mhd/include/microhttpd.h" "$T/mhd/.mayfly-built"
+[ "$(scripts/build-mhd-lite.sh --prefix)" = "$T/mhd" ] || die "--prefix ignores MHD_LITE_PREFIX"
+ver=$(dpkg-query -W -f='${Version}' libmicrohttpd-dev)
+rev=$(sed -n 's/^BUILD_REV=\([0-9]*\)$/\1/p' scripts/build-mhd-lite.sh)
+[ -n "$rev" ] || die "no BUILD_REV in scripts/build-mhd-lite.sh"
+want="$T/cache/mayfly/mhd-lite-${ver//[^A-Za-z0-9.+-]/_}-r$rev"
+got=$(env -u MHD_LITE_PREFIX XDG_CACHE_HOME="$T/cache" scripts/build-mhd-lite.sh --prefix)
+[ "$got" = "$want" ] || die "mhd-lite --prefix: got $got, want $want"
+[ ! -e "$T/cache/mayfly" ] || die "mhd-lite --prefix created $T/cache/mayfly"
+rc=0
+scripts/build-mhd-lite.sh --bogus >"$T/out" 2>&1 || rc=$?
+if [ "$rc" != 2 ] || ! grep -q usage "$T/out"; then
+    die "mhd-lite --bogus: exit $rc, want 2 and the usage: $(cat "$T/out")"
+fi
+
+echo "ok: deb-src derived from one-line and deb822 entries, refused without any; prefix per version and option revision (wolfSSL SP and the agent's libmicrohttpd)"
