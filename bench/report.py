@@ -102,6 +102,13 @@ def verdict(ok):
     return 'met' if ok else '**missed**'
 
 
+def per_svid_us(cpu_s, n):
+    """CPU microseconds per SVID, or None when either figure is missing."""
+    if cpu_s is None or not n:
+        return None
+    return cpu_s * 1e6 / n
+
+
 # fields that hold a measured rate: zero means nothing was measured
 RATE_FIELDS = ('certs_per_s', 'per_s', 'fetches_per_s')
 
@@ -385,12 +392,16 @@ def main():
     exp = num(storm_poll.get('expired'))
     left = num(storm_poll.get('min_remaining_s'))
     frac = None if left is None else left / a.storm_ttl
+    ca_us = per_svid_us(num(storm_cpu.get('ca_cpu_s')), num(storm_iss.get('ca_issued')))
+    agent_us = per_svid_us(num(storm_cpu.get('agent_cpu_s')), num(storm_iss.get('n')))
     head('rotation storm: expired SVIDs served / least lifetime left',
          [f'{f0(exp)} / {f0(left)} s ({pct(frac)} of the TTL)',
-          f'SVIDs checked: {f0(num(storm_poll.get("svids_checked")))}', '', '0 / >= 40 %',
+          f'SVIDs checked: {f0(num(storm_poll.get("svids_checked")))}; CPU per SVID: '
+          f'CA {f0(ca_us)} µs, agent {f0(agent_us)} µs', '', '0 / >= 40 %',
           verdict(None if exp is None or frac is None else exp == 0 and frac >= 0.4)],
          [('expired SVIDs served', exp), ('least lifetime left', left),
-          ('SVIDs checked', num(storm_poll.get('svids_checked')))])
+          ('SVIDs checked', num(storm_poll.get('svids_checked'))),
+          ('CA CPU per SVID', ca_us), ('agent CPU per SVID', agent_us)])
     fsp, fdeb = floor.get(('sp', '1')), floor.get(('debian', '1'))
     head('wolfSSL SP build: signing floor (1 thread)',
          [f'{f0(fsp)} /s', f'Debian wolfSSL: {f0(fdeb)} /s', xr(ratio(fsp, fdeb)),
@@ -730,6 +741,14 @@ plot $d using 2:xtic(1) title "agent, keep-alive", '' using 3 title "bare MHD, k
         P(f'That is {f0(ca_cpu * 1e6 / issued_ca)} µs of CA CPU per certificate issued '
           f'({issued_ca:.0f} certificates including the agent\'s own).')
         P('')
+    agent_cpu = num(storm_cpu.get('agent_cpu_s'))
+    issued_agent = num(storm_iss.get('n'))
+    if agent_cpu and issued_agent:
+        P(f'The agent used {f0(agent_cpu)} s of CPU from its start to the end of the storm: '
+          f'{f0(agent_cpu * 1e6 / issued_agent)} µs per SVID installed ({issued_agent:.0f}), '
+          'for its key, its CSR, the CA round trip on its side, the check of the answer, the '
+          'disk cache and the snapshots, and serving the pollers\' fetches in the same time.')
+        P('')
     ren = renewals(a.storm_log, a.storm_t0)
     if ren:
         width = 2 if a.storm_secs <= 60 else 5
@@ -814,7 +833,7 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
           '(it builds the library first, about 3 minutes).')
         P('')
     P('**The SP build is the default.** `scripts/install-deps.sh` builds it once per Debian '
-      'version into `~/.cache/mayfly/wolfssl-sp-<version>` (`scripts/build-wolfssl-sp.sh`); the '
+      'version into `~/.cache/mayfly/wolfssl-sp-<version>-r<rev>` (`scripts/build-wolfssl-sp.sh`); the '
       'Makefile compiles against its headers and links with its directory in the binaries\' '
       'RUNPATH, and `make install` puts a private copy in `PREFIX/lib/mayfly` (docs/operations.md). '
       'The library keeps Debian\'s soname and option set (the struct sizes mayfly sees are '

@@ -562,10 +562,12 @@ wait "$POLL_PID" 2>/dev/null || poll_rc=$?
 [ -s "$d/poll.out" ] || fail "sec=storm" "storm_poll printed no result"
 storm_t1=$(date +%s)
 ca_cpu1=$(cpu_of "$CA_PID")
+# the agent started inside the storm: all its CPU time is the storm's
+agent_cpu=$(cpu_of "$AGENT_PID")
 hz=$(getconf CLK_TCK)
 sed 's/^/sec=storm | /' "$d/poll.out" >>"$RES"
 {
-    echo "sec=storm | storm_cpu ca_cpu_s=$(python3 -c "print(round(($ca_cpu1-$ca_cpu0)/$hz,1))") wall_s=$((storm_t1 - storm_t0)) n=$STORM_N ttl=$STORM_TTL"
+    echo "sec=storm | storm_cpu ca_cpu_s=$(python3 -c "print(round(($ca_cpu1-$ca_cpu0)/$hz,1))") agent_cpu_s=$(python3 -c "print(round($agent_cpu/$hz,1))") wall_s=$((storm_t1 - storm_t0)) n=$STORM_N ttl=$STORM_TTL"
     echo "sec=storm | storm_mem ca $(mem_of "$CA_PID" | sed 's/\([a-z_]*\)=/ca_\1=/g') $(mem_of "$AGENT_PID" | sed 's/\([a-z_]*\)=/agent_\1=/g')"
     echo "sec=storm | storm_issued n=$(grep -c 'svid issued' "$d/agent/agent.log" || true) ca_issued=$(grep -c 'ca_issue_leaf: issued' "$d/ca.log" || true) agent_warnings=$(grep -c ' warn ' "$d/agent/agent.log" || true)"
 } >>"$RES"

@@ -42,6 +42,8 @@ sec=cold what=agent_1svid run=1 | cold ms=20
 sec=cold what=agent_10000svid run=1 | cold ms=450
 sec=prop | propagate trials=20 p50_ms=25.0 p90_ms=30.0 max_ms=45.0 mean_ms=26.0 cli_p50_ms=9.0 timeouts=0
 sec=storm | storm_poll fetches=400 svids_checked=40000 expired=0 last_second=0 min_remaining_s=26 denied=0 errors=0
+sec=storm | storm_cpu ca_cpu_s=5.1 agent_cpu_s=9.8 wall_s=40 n=1000 ttl=60
+sec=storm | storm_issued n=3000 ca_issued=3001 agent_warnings=0
 load_after 1 1 1 elapsed_s=10
 EOF
 }
@@ -77,7 +79,7 @@ head_rows=$(sed -n '/^## Headline figures/,/^## 1\./p' "$OUT" | grep -c '^| [^m-
 [ "$head_rows" -ge 8 ] || die "only $head_rows headline rows in the complete report"
 for b in 'in-process floor, 2 threads: 15,000' 'cfssl serve: 3,000' 'bare libmicrohttpd: 80,000' \
     'no SVIDs: 5.86 MiB' 'the CLI process alone (p50): 9' 'SVIDs checked: 40,000' \
-    'Debian wolfSSL: 900 /s'; do
+    'Debian wolfSSL: 900 /s' 'CPU per SVID: CA 1,699 µs, agent 3,267 µs'; do
     grep -qF -- "$b" "$OUT" || die "complete report: no baseline '$b'"
 done
 
@@ -94,6 +96,10 @@ failed "timeout" 'headline "propagation, CLI to watch stream (p50 / max)": propa
 # 4. a baseline missing
 report nocfssl "$(good | grep -v '^sec=cfssl')"
 failed "no baseline" 'headline "CA signing vs cfssl (certs/s)": cfssl signing rate not measured'
+
+# 4b. the storm's CPU figures missing
+report nocpu "$(good | grep -v '^sec=storm | storm_cpu')"
+failed "no storm CPU" 'rotation storm: expired SVIDs served / least lifetime left": agent CPU per SVID not measured'
 
 # 5. failed requests inside a measurement
 report errors "$(good | sed '/server=agent/s/errors=0/errors=3/')"
