@@ -47,8 +47,84 @@ void agent_entry_cleanup(struct agent_entry *e)
     }
     free(e->dns);
     mf_strv_free(e->fed, e->n_fed);
-    free(e->raw);
     memset(e, 0, sizeof(*e));
+}
+
+/* Appends each string of v[0..n) to the array arr. */
+static mf_res json_push_strs(json_t *arr, char *const *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        MF_ENSURE(json_array_append_new(arr, json_string(v[i])) == 0, MF_ERR_NOMEM);
+    }
+    return MF_RES_OK;
+}
+
+/* see agent_cache.h */
+mf_res agent_entry_to_json(const struct agent_entry *e, json_t **out)
+{
+    mf_res rc;
+    MF_ENSURE_REF(e);
+    MF_ENSURE_REF(out);
+    *out = NULL;
+    char *sel = NULL;
+    json_t *o = json_object(), *sels = json_array(), *dns = NULL, *fed = NULL;
+    MF_ENSURE_OUT(o != NULL && sels != NULL, MF_ERR_NOMEM);
+    MF_ENSURE_OUT(json_object_set_new(o, "id", json_string(e->id)) == 0 &&
+                      json_object_set_new(o, "spiffe_id", json_string(e->spiffe_id)) == 0,
+                  MF_ERR_NOMEM);
+    if (e->hint != NULL && e->hint[0] != '\0') {
+        MF_ENSURE_OUT(json_object_set_new(o, "hint", json_string(e->hint)) == 0, MF_ERR_NOMEM);
+    }
+    if (e->ttl > 0) {
+        MF_ENSURE_OUT(json_object_set_new(o, "ttl", json_integer((json_int_t)e->ttl)) == 0,
+                      MF_ERR_NOMEM);
+    }
+    sel = malloc(MF_SELECTOR_STR_MAX);
+    MF_ENSURE_OUT(sel != NULL, MF_ERR_NOMEM);
+    for (size_t i = 0; i < e->n_sels; i++) {
+        MF_TRY_OUT(mf_selector_format(&e->sels[i], sel, MF_SELECTOR_STR_MAX));
+        MF_ENSURE_OUT(json_array_append_new(sels, json_string(sel)) == 0, MF_ERR_NOMEM);
+    }
+    MF_ENSURE_OUT(json_object_set(o, "selectors", sels) == 0, MF_ERR_NOMEM);
+    if (e->n_dns > 0) {
+        dns = json_array();
+        MF_ENSURE_OUT(dns != NULL, MF_ERR_NOMEM);
+        MF_TRY_OUT(json_push_strs(dns, e->dns, e->n_dns));
+        MF_ENSURE_OUT(json_object_set(o, "dns_names", dns) == 0, MF_ERR_NOMEM);
+    }
+    if (e->n_fed > 0) {
+        fed = json_array();
+        MF_ENSURE_OUT(fed != NULL, MF_ERR_NOMEM);
+        MF_TRY_OUT(json_push_strs(fed, e->fed, e->n_fed));
+        MF_ENSURE_OUT(json_object_set(o, "federates_with", fed) == 0, MF_ERR_NOMEM);
+    }
+    *out = o;
+    o = NULL;
+    rc = MF_RES_OK;
+out:
+    free(sel);
+    json_decref(sels);
+    json_decref(dns);
+    json_decref(fed);
+    json_decref(o);
+    return rc;
+}
+
+/* The digest of e's canonical JSON (agent_entry_to_json). */
+static mf_res entry_digest(const struct agent_entry *e, uint8_t out[32])
+{
+    mf_res rc;
+    json_t *o = NULL;
+    char *text = NULL;
+    MF_TRY(agent_entry_to_json(e, &o));
+    text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    MF_ENSURE_OUT(text != NULL, MF_ERR_NOMEM);
+    MF_TRY_OUT(mf_sha256((const uint8_t *)text, strlen(text), out));
+    rc = MF_RES_OK;
+out:
+    free(text);
+    json_decref(o);
+    return rc;
 }
 
 /* see agent_cache.h */
@@ -76,9 +152,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
     e.id = strdup(id);
     e.spiffe_id = strdup(sid);
     e.hint = strdup(hint != NULL ? hint : "");
-    e.raw = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-    MF_ENSURE_OUT(e.id != NULL && e.spiffe_id != NULL && e.hint != NULL && e.raw != NULL,
-                  MF_ERR_NOMEM);
+    MF_ENSURE_OUT(e.id != NULL && e.spiffe_id != NULL && e.hint != NULL, MF_ERR_NOMEM);
 
     size_t ns = json_array_size(sels);
     MF_ENSURE_OUT_MSG(ns > 0, MF_ERR_PROTO_JSON, "entry %s has no selectors", id);
@@ -122,6 +196,7 @@ mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out)
             e.n_fed++;
         }
     }
+    MF_TRY_OUT(entry_digest(&e, e.digest));
     *out = e;
     memset(&e, 0, sizeof(e));
     rc = MF_RES_OK;
@@ -551,9 +626,8 @@ mf_res agent_cache_store(struct agent_cache *c, struct agent_rec *rec)
     MF_ENSURE(rec->key != NULL && rec->chain.n > 0, MF_ERR_STATE);
     mf_buf_init(&file, AGENT_SVID_FILE_MAX, MF_BUF_SECRET);
     MF_TRY_OUT(rec_file_name(rec->entry.id, name));
-    MF_ENSURE_OUT(rec->entry.raw != NULL, MF_ERR_STATE);
-    json_t *entry = json_loads(rec->entry.raw, 0, NULL);
-    MF_ENSURE_OUT(entry != NULL, MF_ERR_NOMEM);
+    json_t *entry = NULL;
+    MF_TRY_OUT(agent_entry_to_json(&rec->entry, &entry));
     h = json_pack("{s:o,s:I}", "entry", entry, "renew_at_ms", (json_int_t)rec->renew_at_ms);
     MF_ENSURE_OUT(h != NULL, MF_ERR_NOMEM);
     MF_TRY_OUT(svid_file_encode(h, rec->key, &rec->chain, &file));

@@ -61,10 +61,11 @@ struct agent_entry {
     int64_t ttl; /* seconds; 0 = the CA's default */
     char **fed;  /* "spiffe://<td>" of the trust domains it federates with */
     size_t n_fed;
-    /* the object as received, for persisting and for telling a changed
-     * entry: compact JSON text with sorted keys (a parsed copy costs about
-     * a kilobyte per entry) */
-    char *raw;
+    /* SHA-256 of the entry's canonical JSON (agent_entry_to_json, compact,
+     * keys sorted): a changed entry is told by comparing digests, and the
+     * disk cache writes that JSON again from the fields, so no copy of the
+     * text received is kept (it cost about 220 bytes per entry) */
+    uint8_t digest[32];
 };
 
 /* Parses an entry object. Unknown members are tolerated because the CA is an
@@ -72,6 +73,10 @@ struct agent_entry {
  * is type- and size-checked. out filled only on success. */
 MF_WUR mf_res agent_entry_from_json(const json_t *obj, struct agent_entry *out);
 void agent_entry_cleanup(struct agent_entry *e);
+/* The entry as a JSON object holding only what agent_entry_from_json reads
+ * (id, spiffe_id, selectors; hint, ttl, dns_names and federates_with when
+ * set): agent_entry_from_json of it gives the same entry and digest. */
+MF_WUR mf_res agent_entry_to_json(const struct agent_entry *e, json_t **out);
 /* True when an SVID made for a must be made again for b (ID, TTL or DNS
  * names changed). Selectors and hint changes need no new SVID. */
 bool agent_entry_needs_resign(const struct agent_entry *a, const struct agent_entry *b);

@@ -305,10 +305,12 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
     X509SVID **ptrs = calloc(n, sizeof(*ptrs));
     X509SVIDResponse__FederatedBundlesEntry *fitems = NULL, **fptrs = NULL;
     struct mf_buf *chains = calloc(n, sizeof(*chains)); /* DER, made here */
+    struct mf_buf *keys = calloc(n, sizeof(*keys));     /* PKCS#8 DER, secret */
     mf_buf_init(&bder, MF_MAX_BUNDLE, 0);
-    MF_ENSURE_OUT(items != NULL && ptrs != NULL && chains != NULL, MF_ERR_NOMEM);
+    MF_ENSURE_OUT(items != NULL && ptrs != NULL && chains != NULL && keys != NULL, MF_ERR_NOMEM);
     for (size_t j = 0; j < n; j++) {
         mf_buf_init(&chains[j], MF_MAX_BUNDLE, 0);
+        mf_buf_init(&keys[j], MF_MAX_CERT, MF_BUF_SECRET);
     }
     MF_TRY_OUT(bundle_der(snap, &bder));
     size_t k = 0;
@@ -319,9 +321,10 @@ static mf_res render_x509_svid(const struct agent_snap *snap, const struct agent
         const struct agent_snap_svid *v = &snap->svids[i];
         x509_svid__init(&items[k]);
         MF_TRY_OUT(mf_certs_to_der_concat(&v->chain, &chains[k]));
+        MF_TRY_OUT(mf_key_to_der(v->key, &keys[k]));
         items[k].spiffe_id = mutable_str(v->spiffe_id);
         items[k].x509_svid = bin(&chains[k]);
-        items[k].x509_svid_key = bin(&v->key_der);
+        items[k].x509_svid_key = bin(&keys[k]);
         items[k].bundle = bin(&bder);
         items[k].hint = mutable_str(v->hint);
         ptrs[k] = &items[k];
@@ -357,7 +360,11 @@ out:
     for (size_t j = 0; chains != NULL && j < n; j++) {
         mf_buf_cleanup(&chains[j]);
     }
+    for (size_t j = 0; keys != NULL && j < n; j++) {
+        mf_buf_cleanup(&keys[j]);
+    }
     free(chains);
+    free(keys);
     free(items);
     free(ptrs);
     free(fitems);

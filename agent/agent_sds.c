@@ -317,14 +317,14 @@ static void inline_bytes(DataSource *ds, const struct mf_buf *b)
 /* Secret{name, tls_certificate{certificate_chain, private_key}} (PEM). */
 static mf_res secret_tls(const char *name, const struct agent_snap_svid *v, struct mf_buf *out)
 {
-    /* the snapshot keeps DER; Envoy wants PEM, made here (the key's copy
-     * is secret storage, wiped when done) */
+    /* the snapshot keeps DER and the key; Envoy wants PEM, made here (the
+     * key's copy is secret storage, wiped when done) */
     struct mf_buf chain_pem, key_pem;
     mf_buf_init(&chain_pem, MF_MAX_BUNDLE, 0);
     mf_buf_init(&key_pem, MF_MAX_CERT, MF_BUF_SECRET);
     mf_res rc = mf_certs_to_pem(&v->chain, &chain_pem);
     if (mf_ok(rc)) {
-        rc = mf_pem_encode("PRIVATE KEY", v->key_der.data, v->key_der.len, &key_pem);
+        rc = mf_key_to_pem(v->key, &key_pem);
     }
     if (!mf_ok(rc)) {
         mf_buf_cleanup(&chain_pem);

@@ -54,7 +54,7 @@ static void snap_svid_cleanup(struct agent_snap_svid *v)
     free(v->hint);
     mf_selectors_free(v->sels, v->n_sels);
     mf_certs_cleanup(&v->chain);
-    mf_buf_cleanup(&v->key_der);
+    mf_key_free(v->key);
     mf_strv_free(v->fed, v->n_fed);
     memset(v, 0, sizeof(*v));
 }
@@ -87,6 +87,22 @@ void agent_snap_unref(struct agent_snap *s)
 }
 
 /* see agent_state.h */
+mf_res agent_snap_reserve(struct agent_snap *s, size_t n)
+{
+    MF_ENSURE_REF(s);
+    if (n <= s->cap) {
+        return MF_RES_OK;
+    }
+    size_t bytes;
+    MF_ENSURE(mf_mul_size(n, sizeof(*s->svids), &bytes), MF_ERR_OVERFLOW);
+    struct agent_snap_svid *nv = realloc(s->svids, bytes);
+    MF_TRY_PTR(nv, MF_ERR_NOMEM);
+    s->svids = nv;
+    s->cap = n;
+    return MF_RES_OK;
+}
+
+/* see agent_state.h */
 mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *hint,
                       const struct mf_selector *sels, size_t n_sels, const struct mf_certs *chain,
                       const struct mf_key *key, int64_t not_after)
@@ -96,17 +112,11 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
     MF_ENSURE_REF(s);
     MF_ENSURE_REF(spiffe_id);
     MF_ENSURE_REF(chain);
+    MF_ENSURE_REF(key);
     memset(&v, 0, sizeof(v));
     mf_certs_init(&v.chain);
-    mf_buf_init(&v.key_der, MF_MAX_CERT, MF_BUF_SECRET);
     if (s->n == s->cap) {
-        size_t ncap = s->cap == 0 ? 8 : s->cap * 2;
-        size_t bytes;
-        MF_ENSURE_OUT(mf_mul_size(ncap, sizeof(*s->svids), &bytes), MF_ERR_OVERFLOW);
-        struct agent_snap_svid *nv = realloc(s->svids, bytes);
-        MF_ENSURE_OUT(nv != NULL, MF_ERR_NOMEM);
-        s->svids = nv;
-        s->cap = ncap;
+        MF_TRY(agent_snap_reserve(s, s->cap == 0 ? 8 : s->cap * 2));
     }
     v.spiffe_id = strdup(spiffe_id);
     v.hint = strdup(hint != NULL ? hint : "");
@@ -122,7 +132,9 @@ mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *h
     for (size_t i = 0; i < chain->n; i++) {
         MF_TRY_OUT(mf_certs_push(&v.chain, chain->v[i]));
     }
-    MF_TRY_OUT(mf_key_to_der(key, &v.key_der));
+    /* immutable and refcounted: the snapshot shares the cache's key, which
+     * stays in locked memory; PEM and DER are made when an answer is */
+    v.key = mf_key_ref((struct mf_key *)(uintptr_t)key);
     v.not_after = not_after;
     s->svids[s->n++] = v;
     memset(&v, 0, sizeof(v));
@@ -324,7 +336,7 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
     size_t start = out->len;
     size_t n = 0;
     char when[MF_RFC3339_LEN];
-    struct mf_buf chain_pem, key_pem; /* rendered here: the snapshot keeps DER */
+    struct mf_buf chain_pem, key_pem; /* rendered here: the snapshot keeps DER and the key */
     mf_buf_init(&chain_pem, MF_MAX_BUNDLE, 0);
     mf_buf_init(&key_pem, MF_MAX_CERT, MF_BUF_SECRET);
     mf_res rc = mf_buf_append_str(out, "{\"svids\":[");
@@ -338,7 +350,7 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
         mf_buf_reset(&key_pem);
         rc = mf_certs_to_pem(&v->chain, &chain_pem);
         if (mf_ok(rc)) {
-            rc = mf_pem_encode("PRIVATE KEY", v->key_der.data, v->key_der.len, &key_pem);
+            rc = mf_key_to_pem(v->key, &key_pem);
         }
         if (!mf_ok(rc)) {
             break;

@@ -3,8 +3,8 @@
  * agent_state: what the Workload API serves, as immutable snapshots.
  *
  * The worker thread builds a complete snapshot (every entry's selectors,
- * a reference to its SVID chain, its key as PKCS#8 DER in secret storage,
- * the bundle) and publishes it; request threads take a reference under the
+ * references to its SVID chain and to its key, which stays in locked secret
+ * storage, the bundle) and publishes it; request threads take a reference under the
  * lock and then read it without any lock. What the snapshot serves is never
  * changed after publication, and it is freed (its keys wiped) when the last
  * reference goes. Each publication bumps a version counter and wakes the
@@ -53,7 +53,7 @@ struct agent_snap_svid {
     struct mf_selector *sels;
     size_t n_sels;
     struct mf_certs chain; /* leaf first; references, shared with the cache */
-    struct mf_buf key_der; /* PKCS#8 DER, MF_BUF_SECRET */
+    struct mf_key *key;    /* a reference, shared with the cache (locked memory) */
     int64_t not_after;     /* seconds */
     char **fed;            /* "spiffe://<td>" it federates with (its entry's) */
     size_t n_fed;
@@ -108,11 +108,14 @@ struct agent_snap {
 
 /* A new empty snapshot with one reference, for trust domain td (bare). */
 MF_WUR mf_res agent_snap_new(const char *td, struct agent_snap **out);
+/* Makes room for n SVIDs in all (agent_snap_add), so that a snapshot built
+ * with a known count holds no spare slots. */
+MF_WUR mf_res agent_snap_reserve(struct agent_snap *s, size_t n);
 struct agent_snap *agent_snap_ref(struct agent_snap *s);
 void agent_snap_unref(struct agent_snap *s); /* NULL is a no-op */
 
 /* Adds one SVID (copies the strings and selectors, takes references to the
- * chain's certificates, writes the key as DER into secret storage). */
+ * chain's certificates and to the key). */
 MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const char *hint,
                              const struct mf_selector *sels, size_t n_sels,
                              const struct mf_certs *chain, const struct mf_key *key,

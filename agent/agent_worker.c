@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -259,6 +260,12 @@ mf_res agent_worker_publish(struct agent_worker *w)
     struct agent_snap *s = NULL;
     int64_t next = INT64_MAX;
     MF_TRY(agent_snap_new(w->td, &s));
+    size_t n = 0;
+    for (size_t i = 0; i < w->cache.n; i++) {
+        const struct agent_rec *r = &w->cache.v[i];
+        n += r->key != NULL && r->chain.n > 0 && agent_svid_servable(r->not_after);
+    }
+    MF_TRY_OUT(agent_snap_reserve(s, n));
     if (w->cache.bundle != NULL) {
         MF_TRY_OUT(mf_bundle_to_pem(w->cache.bundle, &s->bundle_pem));
         s->bundle = mf_bundle_ref(w->cache.bundle);
@@ -282,6 +289,7 @@ mf_res agent_worker_publish(struct agent_worker *w)
     agent_metrics_published(w);
     agent_state_publish(w->state, s);
     s = NULL;
+    w->trim_due = true;
     rc = MF_RES_OK;
 out:
     agent_snap_unref(s);
@@ -369,7 +377,7 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
             continue;
         }
         rec->seen = true;
-        if (strcmp(rec->entry.raw, e.raw) == 0) { /* both sorted, compact */
+        if (memcmp(rec->entry.digest, e.digest, sizeof(e.digest)) == 0) {
             agent_entry_cleanup(&e);
             continue;
         }
@@ -842,6 +850,17 @@ static void mark_synced(struct agent_worker *w)
     pthread_mutex_unlock(&w->mu);
 }
 
+/* Returns the free pages inside malloc's arenas to the kernel. glibc frees
+ * into per-thread arenas and gives memory back only from the top of each, so
+ * the holes left by a sync answer, a signing batch and an old snapshot would
+ * stay resident; malloc_trim releases every whole free page. */
+static void trim_heap(void)
+{
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
+}
+
 static void *worker_main(void *arg)
 {
     struct agent_worker *w = arg;
@@ -899,6 +918,12 @@ static void *worker_main(void *arg)
         /* rounded up: a zero wait would turn into a busy loop of 204s */
         int wait_s = (int)(wait_ms <= 0 ? 0 : min64((wait_ms + 999) / 1000, AGENT_SYNC_WAIT_MAX));
         json_t *obj = NULL;
+        if (wait_ms > 0 && w->trim_due) {
+            /* idle until the next event: the memory of the round that made
+             * the last snapshot (and of the snapshot it replaced) goes back */
+            trim_heap();
+            w->trim_due = false;
+        }
         if (wait_ms > 0 || w->revision == NULL || !w->synced) {
             r = agent_client_sync(&w->client, w->revision, w->revision == NULL ? 0 : wait_s, &obj);
             if (!mf_ok(r)) {

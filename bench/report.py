@@ -636,9 +636,9 @@ plot $d using 2:xtic(1) title "agent, keep-alive", '' using 3 title "bare MHD, k
         per = (a2 - a1) * 1024 / (n2 - n1)
         P(f'The agent grows by about **{per / 1024:.1f} KiB per cached SVID** (between {n1:.0f} and '
           f'{n2:.0f}); SPIRE\'s is reported at about 3 KB. Each private key takes a 304-byte slot '
-          'in a locked, MADV_DONTDUMP slab page (`mf_secret_alloc`); the snapshot holds references '
-          'to the parsed chains and each key as DER, and renders PEM or protobuf only when asked '
-          '(finding 5).')
+          'in a locked, MADV_DONTDUMP slab page (`mf_secret_alloc`), shared by reference between '
+          'the cache and every snapshot; the snapshot holds references to the parsed chains and '
+          'the keys, and renders PEM or protobuf only when asked (finding 5).')
         P('')
     for k, r in issue.items():
         P(f'Issuing {r.get("n")} SVIDs on the agent (entries created, then synced, signed in '
@@ -885,14 +885,19 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
       'their socket is closed, per uid and in all, below libmicrohttpd\'s own limit, so the '
       'count comes back down after a flood (tests/integration/attack_wl_flood.sh).')
     P('5. **Memory per cached SVID** (15.2 KiB), *reduced*: keys share locked slab pages (13 '
-      'keys of 304 bytes per page, each slot wiped when freed), a certificate keeps its SPIFFE '
-      'ID as a heap string sized to fit, a snapshot holds references to the cached chains and '
-      'each key as DER (PEM and protobuf are rendered once per snapshot, on demand), and each '
-      'cached entry keeps its JSON as compact text. What is left per SVID is mostly the parsed '
-      'leaf and its DER, the entry\'s strings and selectors (in the cache and again in the '
-      'snapshot), the key\'s slot and the allocator\'s overhead. The idle agent is above 8 MiB '
-      'before it holds an SVID: VmRSS minus RssAnon (section 3) is the shared libraries\' '
-      'resident pages, GnuTLS among them because Debian\'s libmicrohttpd links it.')
+      'keys of 304 bytes per page, each slot wiped when freed), and a snapshot holds references '
+      'to them and to the cached chains instead of copies (PEM and protobuf are rendered once '
+      'per snapshot, on demand); a certificate keeps its SPIFFE ID as a heap string sized to '
+      'fit; a cached entry keeps a SHA-256 of its canonical JSON instead of the text; and the '
+      'worker returns the free pages of malloc\'s arenas to the kernel (`malloc_trim`) before '
+      'it waits, after each round that published a snapshot. What is left per SVID is mostly '
+      'the parsed leaf (672 bytes) and its DER, the entry\'s strings and selectors (in the '
+      'cache and again in the snapshot), the key\'s slot and the allocator\'s overhead. The '
+      'idle agent no longer loads GnuTLS: it links a static libmicrohttpd built without HTTPS '
+      '(`scripts/build-mhd-lite.sh`), and the SP build of wolfSSL keeps 94 KiB of '
+      'thread-local point caches per thread instead of 358 KiB (`FP_ENTRIES=4`). Most of what '
+      'remains of an idle agent is the resident pages of wolfSSL and glibc (VmRSS minus '
+      'RssAnon, section 3).')
     P('')
 
     # ------------------------------------------------------------------ not measured

@@ -622,8 +622,24 @@ static mf_res key_alloc(struct mf_key **out)
 }
 
 /* see mf_x509.h */
+struct mf_key *mf_key_ref(struct mf_key *key)
+{
+    if (key != NULL) {
+        atomic_fetch_add_explicit(&key->extra_refs, 1, memory_order_relaxed);
+    }
+    return key;
+}
+
+/* see mf_x509.h */
 void mf_key_free(struct mf_key *key)
 {
+    if (key == NULL) {
+        return;
+    }
+    /* the holder that finds no other reference frees it */
+    if (atomic_fetch_sub_explicit(&key->extra_refs, 1, memory_order_acq_rel) > 0) {
+        return;
+    }
     mf_secret_free(key, sizeof(*key));
 }
 

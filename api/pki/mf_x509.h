@@ -84,6 +84,11 @@ MF_WUR mf_res mf_key_public(const struct mf_key *key, struct mf_pubkey **out);
  * written raw as r||s (JOSE form, 64 or 96 bytes), appended to out. */
 MF_WUR mf_res mf_key_sign_jose(const struct mf_key *key, const uint8_t *msg, size_t len,
                                struct mf_buf *out);
+/* Another reference to key (NULL gives NULL): each is released with
+ * mf_key_free, and the key is wiped and freed with the last one. A key is
+ * immutable, so holders on any thread may use it at once. */
+struct mf_key *mf_key_ref(struct mf_key *key);
+/* Releases one reference; NULL is a no-op. */
 void mf_key_free(struct mf_key *key);
 
 /* SubjectPublicKeyInfo DER. */

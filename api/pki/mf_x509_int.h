@@ -73,8 +73,10 @@ struct mf_pubkey {
     size_t spki_len;
 };
 
-/* Lives entirely in mf_secret storage (one locked page), wiped on free. */
+/* Lives entirely in mf_secret storage (one locked page), wiped when the
+ * last reference goes (mf_key_ref, mf_key_free). */
 struct mf_key {
+    atomic_int extra_refs; /* references beyond the first */
     enum mf_key_type type;
     uint8_t d[MF_EC_COORD_MAX]; /* private scalar, big-endian, coord_len bytes */
     struct mf_pubkey pub;

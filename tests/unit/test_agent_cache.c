@@ -93,6 +93,8 @@ static void test_agent_cache_store_reload_ok(void **state)
           "\"spiffe://example.org/mayfly/agent/n\",\"selectors\":[\"unix:uid:1000\"],"
           "\"ttl\":600,\"hint\":\"web\",\"revision\":3,\"future_member\":true}",
           &e);
+    uint8_t digest[32];
+    memcpy(digest, e.digest, sizeof(digest));
     ASSERT_OK(agent_cache_add(&c, &e, &r));
     r->key = key;
     r->chain = chain;
@@ -113,6 +115,10 @@ static void test_agent_cache_store_reload_ok(void **state)
     assert_string_equal(r->entry.hint, "web");
     assert_int_equal(r->entry.n_sels, 1);
     assert_int_equal(r->renew_at_ms, 1234567);
+    assert_int_equal(r->entry.ttl, 600);
+    /* the entry read back equals the one the CA sent: the first sync after
+     * a restart rewrites no file */
+    assert_memory_equal(r->entry.digest, digest, sizeof(digest));
     assert_true(mf_cert_matches_key(r->chain.v[0], r->key));
     snprintf(path, sizeof(path), "%s/svids", f->dir);
     assert_int_equal(stat(path, &st), 0);
@@ -602,6 +608,71 @@ static void test_agent_entry_from_json_bad_refused(void **state)
     }
 }
 
+/* The digest tells a changed entry: what the agent reads counts, member
+ * order and members it does not read do not; the canonical JSON parses back
+ * to the same entry. */
+static void test_agent_entry_digest_canonical(void **state)
+{
+    (void)state;
+    struct agent_entry a, b;
+    const char *base = "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\","
+                       "\"selectors\":[\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":600,"
+                       "\"hint\":\"web\",\"dns_names\":[\"web.example\"],"
+                       "\"federates_with\":[\"spiffe://peer.test\"]}";
+    entry(base, &a);
+    entry("{\"revision\":9,\"federates_with\":[\"spiffe://peer.test\"],\"hint\":\"web\","
+          "\"ttl\":600,\"dns_names\":[\"web.example\"],\"selectors\":[\"unix:uid:1000\","
+          "\"unix:gid:5\"],\"spiffe_id\":\"spiffe://example.org/web\",\"id\":\"e1\","
+          "\"parent_id\":\"spiffe://example.org/mayfly/agent/n\"}",
+          &b);
+    assert_memory_equal(a.digest, b.digest, sizeof(a.digest));
+    agent_entry_cleanup(&b);
+
+    /* round trip through the canonical JSON */
+    json_t *o = NULL;
+    ASSERT_OK(agent_entry_to_json(&a, &o));
+    ASSERT_OK(agent_entry_from_json(o, &b));
+    json_decref(o);
+    assert_memory_equal(a.digest, b.digest, sizeof(a.digest));
+    assert_string_equal(b.id, "e1");
+    assert_string_equal(b.hint, "web");
+    assert_int_equal(b.ttl, 600);
+    assert_int_equal(b.n_sels, 2);
+    assert_int_equal(b.n_dns, 1);
+    assert_string_equal(b.dns[0], "web.example");
+    assert_int_equal(b.n_fed, 1);
+    assert_string_equal(b.fed[0], "spiffe://peer.test");
+    agent_entry_cleanup(&b);
+
+    /* each field the agent reads changes it */
+    static const char *const changed[] = {
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"selectors\":["
+        "\"unix:uid:1000\"],\"ttl\":600,\"hint\":\"web\",\"dns_names\":[\"web.example\"],"
+        "\"federates_with\":[\"spiffe://peer.test\"]}",
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"selectors\":["
+        "\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":601,\"hint\":\"web\",\"dns_names\":["
+        "\"web.example\"],\"federates_with\":[\"spiffe://peer.test\"]}",
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"selectors\":["
+        "\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":600,\"dns_names\":[\"web.example\"],"
+        "\"federates_with\":[\"spiffe://peer.test\"]}",
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"selectors\":["
+        "\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":600,\"hint\":\"web\","
+        "\"federates_with\":[\"spiffe://peer.test\"]}",
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/web\",\"selectors\":["
+        "\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":600,\"hint\":\"web\",\"dns_names\":["
+        "\"web.example\"]}",
+        "{\"id\":\"e1\",\"spiffe_id\":\"spiffe://example.org/api\",\"selectors\":["
+        "\"unix:uid:1000\",\"unix:gid:5\"],\"ttl\":600,\"hint\":\"web\",\"dns_names\":["
+        "\"web.example\"],\"federates_with\":[\"spiffe://peer.test\"]}",
+    };
+    for (size_t i = 0; i < sizeof(changed) / sizeof(changed[0]); i++) {
+        entry(changed[i], &b);
+        assert_memory_not_equal(a.digest, b.digest, sizeof(a.digest));
+        agent_entry_cleanup(&b);
+    }
+    agent_entry_cleanup(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +688,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_agent_snap_federated_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_answer_once_per_snapshot, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
+        cmocka_unit_test(test_agent_entry_digest_canonical),
     };
     return cmocka_run_group_tests_name("agent_cache", tests, NULL, NULL);
 }

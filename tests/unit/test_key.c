@@ -267,6 +267,30 @@ static void test_mf_key_free_wipes_page_ok(void **state)
     mf_key_free(NULL);
 }
 
+/* A key shared by reference (the agent's cache and its snapshots) stays
+ * whole until its last holder lets go, then is wiped. */
+static void test_mf_key_ref_last_free_wipes_ok(void **state)
+{
+    (void)state;
+    struct mf_key *k = NULL, *keep = NULL;
+    struct mf_buf sig;
+    mf_buf_init(&sig, 256, 0);
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &k));
+    ASSERT_OK(mf_key_generate(MF_KEY_EC_P256, &keep)); /* holds the slab page */
+    assert_ptr_equal(mf_key_ref(k), k);
+    assert_ptr_equal(mf_key_ref(k), k);
+    assert_null(mf_key_ref(NULL));
+    mf_key_free(k);
+    mf_key_free(k);
+    assert_false(all_zero(k, 64));
+    ASSERT_OK(mf_key_sign_jose(k, (const uint8_t *)"m", 1, &sig));
+    assert_int_equal(sig.len, 64);
+    mf_key_free(k); /* the last one */
+    assert_true(all_zero(k, 64));
+    mf_key_free(keep);
+    mf_buf_cleanup(&sig);
+}
+
 static void test_mf_key_from_pem_openssl_forms_ok(void **state)
 {
     (void)state;
@@ -523,6 +547,7 @@ int main(void)
         cmocka_unit_test(test_mf_key_generate_roundtrip_der_pem_ok),
         cmocka_unit_test(test_mf_key_to_der_non_secret_buffer_refused),
         cmocka_unit_test(test_mf_key_der_buffer_wiped_on_cleanup_ok),
+        cmocka_unit_test(test_mf_key_ref_last_free_wipes_ok),
         cmocka_unit_test(test_mf_key_free_wipes_page_ok),
         cmocka_unit_test(test_mf_key_from_pem_openssl_forms_ok),
         cmocka_unit_test(test_mf_key_from_der_other_algorithms_refused),
