@@ -322,10 +322,7 @@ static mf_res secret_tls(const char *name, const struct agent_snap_svid *v, stru
     struct mf_buf chain_pem, key_pem;
     mf_buf_init(&chain_pem, MF_MAX_BUNDLE, 0);
     mf_buf_init(&key_pem, MF_MAX_CERT, MF_BUF_SECRET);
-    mf_res rc = mf_certs_to_pem(&v->chain, &chain_pem);
-    if (mf_ok(rc)) {
-        rc = mf_key_to_pem(v->key, &key_pem);
-    }
+    mf_res rc = agent_snap_svid_pem(v, &chain_pem, &key_pem);
     if (!mf_ok(rc)) {
         mf_buf_cleanup(&chain_pem);
         mf_buf_cleanup(&key_pem);

@@ -145,6 +145,17 @@ out:
 }
 
 /* see agent_state.h */
+mf_res agent_snap_svid_pem(const struct agent_snap_svid *v, struct mf_buf *chain_pem,
+                           struct mf_buf *key_pem)
+{
+    MF_ENSURE_REF(v);
+    mf_buf_reset(chain_pem);
+    mf_buf_reset(key_pem);
+    MF_TRY(mf_certs_to_pem(&v->chain, chain_pem));
+    return mf_key_to_pem(v->key, key_pem);
+}
+
+/* see agent_state.h */
 mf_res agent_snap_add_federated(struct agent_snap *s, struct mf_bundle *b)
 {
     mf_res rc;
@@ -346,12 +357,7 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
             continue;
         }
         mf_time_format(v->not_after, when);
-        mf_buf_reset(&chain_pem);
-        mf_buf_reset(&key_pem);
-        rc = mf_certs_to_pem(&v->chain, &chain_pem);
-        if (mf_ok(rc)) {
-            rc = mf_key_to_pem(v->key, &key_pem);
-        }
+        rc = agent_snap_svid_pem(v, &chain_pem, &key_pem);
         if (!mf_ok(rc)) {
             break;
         }

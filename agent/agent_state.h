@@ -121,6 +121,12 @@ MF_WUR mf_res agent_snap_add(struct agent_snap *s, const char *spiffe_id, const 
                              const struct mf_certs *chain, const struct mf_key *key,
                              int64_t not_after);
 
+/* The PEM forms of SVID v of a snapshot, which keeps DER and the key:
+ * its chain into chain_pem and its key into key_pem (MF_BUF_SECRET), both
+ * emptied first. Every PEM renderer (JSON, SDS) goes through here. */
+MF_WUR mf_res agent_snap_svid_pem(const struct agent_snap_svid *v, struct mf_buf *chain_pem,
+                                  struct mf_buf *key_pem);
+
 /* Adds a foreign bundle (a reference; its PEM and DER are made here). */
 MF_WUR mf_res agent_snap_add_federated(struct agent_snap *s, struct mf_bundle *b);
 /* Sets the trust domains SVID i federates with (copied; "spiffe://<td>"). */
