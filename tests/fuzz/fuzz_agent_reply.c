@@ -34,18 +34,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t i = 0; i < json_array_size(entries) && i < 64; i++) {
         struct agent_entry e;
         if (mf_ok(agent_entry_from_json(json_array_get(entries, i), &e))) {
-            if (e.id == NULL || e.id[0] == '\0' || e.spiffe_id == NULL || e.n_sels == 0 ||
-                e.raw == NULL) {
+            if (e.id == NULL || e.id[0] == '\0' || e.spiffe_id == NULL || e.n_sels == 0) {
                 __builtin_trap();
             }
             struct agent_entry e2;
-            json_t *again = json_loads(e.raw, 0, NULL);
-            mf_res r2 =
-                again != NULL ? agent_entry_from_json(again, &e2) : MF_RAISE(MF_ERR_PROTO_JSON);
+            json_t *again = NULL;
+            mf_res r2 = agent_entry_to_json(&e, &again);
+            if (mf_ok(r2)) {
+                r2 = agent_entry_from_json(again, &e2);
+            }
             json_decref(again);
             if (mf_ok(r2)) {
-                if (agent_entry_needs_resign(&e, &e2)) {
-                    __builtin_trap(); /* the persisted form reads back the same */
+                /* the persisted form reads back the same, digest included */
+                if (agent_entry_needs_resign(&e, &e2) ||
+                    memcmp(e.digest, e2.digest, sizeof(e.digest)) != 0) {
+                    __builtin_trap();
                 }
                 agent_entry_cleanup(&e2);
             } else {
