@@ -45,15 +45,7 @@ deb_version() {
 
 # default_prefix: where the build for the installed Debian version lives
 default_prefix() {
-    local v
-    v=$(deb_version)
-    if [ -z "$v" ]; then
-        echo "mhd-lite: libmicrohttpd-dev is not installed (run scripts/install-deps.sh)" >&2
-        return 1
-    fi
-    # a version may hold ':' (epoch) and '+', keep the name plain
-    printf '%s/mayfly/mhd-lite-%s-r%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}" \
-        "${v//[^A-Za-z0-9.+-]/_}" "$BUILD_REV"
+    cache_prefix mhd-lite "$(deb_version)" "$BUILD_REV" libmicrohttpd-dev
 }
 
 if [ "${1:-}" = "--prefix" ]; then
@@ -71,20 +63,7 @@ built() {
     [ -f "$PREFIX/lib/libmicrohttpd.a" ] && [ -f "$PREFIX/include/microhttpd.h" ] &&
         [ -f "$PREFIX/.mayfly-built" ]
 }
-if built; then
-    echo "mhd-lite: already built in $PREFIX"
-    exit 0
-fi
-# one build at a time per prefix (two checkouts may ask at once): the
-# second waits, then finds the first one's build
-mkdir -p "$(dirname "$PREFIX")"
-exec 9>"$PREFIX.lock"
-flock 9
-if built; then
-    echo "mhd-lite: already built in $PREFIX"
-    exit 0
-fi
-rm -rf "$PREFIX"
+build_once "$PREFIX" built
 
 ensure_deb_src
 ensure_packages dpkg-dev build-essential

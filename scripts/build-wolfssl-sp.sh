@@ -55,15 +55,7 @@ deb_version() {
 
 # default_prefix: where the build for the installed Debian version lives
 default_prefix() {
-    local v
-    v=$(deb_version)
-    if [ -z "$v" ]; then
-        echo "wolfssl-sp: libwolfssl-dev is not installed (run scripts/install-deps.sh)" >&2
-        return 1
-    fi
-    # a version may hold ':' (epoch) and '+', keep the name plain
-    printf '%s/mayfly/wolfssl-sp-%s-r%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}" \
-        "${v//[^A-Za-z0-9.+-]/_}" "$BUILD_REV"
+    cache_prefix wolfssl-sp "$(deb_version)" "$BUILD_REV" libwolfssl-dev
 }
 
 if [ "${1:-}" = "--prefix" ]; then
@@ -81,20 +73,7 @@ built() {
     [ -f "$PREFIX/lib/libwolfssl.so.35" ] && [ -f "$PREFIX/include/wolfssl/options.h" ] &&
         [ -f "$PREFIX/.mayfly-built" ]
 }
-if built; then
-    echo "wolfssl-sp: already built in $PREFIX"
-    exit 0
-fi
-# one build at a time per prefix (two checkouts may ask at once): the
-# second waits, then finds the first one's build
-mkdir -p "$(dirname "$PREFIX")"
-exec 9>"$PREFIX.lock"
-flock 9
-if built; then
-    echo "wolfssl-sp: already built in $PREFIX"
-    exit 0
-fi
-rm -rf "$PREFIX"
+build_once "$PREFIX" built
 
 # deb-src for the suites the machine already uses
 ensure_deb_src

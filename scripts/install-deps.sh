@@ -20,34 +20,31 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# private_build SCRIPT WHAT [--check]: the library SCRIPT builds into its
+# cache (WHAT names it in messages): built when missing, or with --check
+# only reported missing
+private_build() {
+    local prefix
+    prefix=$("$1" --prefix) || return 1
+    [ -f "$prefix/.mayfly-built" ] && return 0
+    if [ "${3:-}" = --check ]; then
+        echo "missing: $2 in $prefix ($1)" >&2
+        return 1
+    fi
+    echo "install-deps: building $2 into $prefix (once)" >&2
+    "$1" >&2
+}
+
 # sp_build: the SP wolfSSL, unless WOLFSSL=system
 sp_build() {
     [ "${WOLFSSL:-sp}" = system ] && return 0
-    local prefix
-    prefix=$(scripts/build-wolfssl-sp.sh --prefix)
-    if [ "${1:-}" = --check ]; then
-        [ -f "$prefix/.mayfly-built" ] && return 0
-        echo "missing: the SP build of wolfSSL in $prefix (scripts/build-wolfssl-sp.sh)" >&2
-        return 1
-    fi
-    [ -f "$prefix/.mayfly-built" ] && return 0
-    echo "install-deps: building wolfSSL with SP assembly into $prefix (a few minutes, once)" >&2
-    scripts/build-wolfssl-sp.sh >&2
+    private_build scripts/build-wolfssl-sp.sh "the SP build of wolfSSL" "$@"
 }
 
 # mhd_build: the agent's libmicrohttpd without HTTPS, unless MHD=system
 mhd_build() {
     [ "${MHD:-lite}" = system ] && return 0
-    local prefix
-    prefix=$(scripts/build-mhd-lite.sh --prefix) || return 1
-    if [ "${1:-}" = --check ]; then
-        [ -f "$prefix/.mayfly-built" ] && return 0
-        echo "missing: the agent's libmicrohttpd without HTTPS in $prefix (scripts/build-mhd-lite.sh)" >&2
-        return 1
-    fi
-    [ -f "$prefix/.mayfly-built" ] && return 0
-    echo "install-deps: building libmicrohttpd without HTTPS for the agent into $prefix (once)" >&2
-    scripts/build-mhd-lite.sh >&2
+    private_build scripts/build-mhd-lite.sh "the agent's libmicrohttpd without HTTPS" "$@"
 }
 
 PACKAGES=(

@@ -12,6 +12,13 @@
 #   ensure_deb_src          adds deb-src entries to this machine's apt
 #                           configuration when it has none, then updates
 #   ensure_packages PKG...  installs whichever of PKG is not installed
+#   cache_prefix NAME VERSION REV PKG
+#                           where the build of NAME for Debian version
+#                           VERSION (of PKG) and option revision REV lives
+#   build_once PREFIX BUILT_FN
+#                           exits 0 when BUILT_FN says PREFIX holds a
+#                           finished build, else takes PREFIX's build lock
+#                           (checking again under it) and clears PREFIX
 #
 # No mirror is named anywhere: the deb-src entries copy the URIs, suites,
 # components and key of the machine's own `deb` entries.
@@ -134,4 +141,37 @@ ensure_packages() {
     if [ "${#need[@]}" -gt 0 ]; then
         as_root apt-get install -y -qq "${need[@]}" >/dev/null
     fi
+}
+
+# cache_prefix NAME VERSION REV PKG: the private prefix of a build, named
+# after the Debian version it follows and the revision of the options it
+# was built with, so that a security update or a change of options gets a
+# build of its own and a clean clone reuses a finished one
+cache_prefix() {
+    if [ -z "$2" ]; then
+        echo "$DEBSRC_TAG: $4 is not installed (run scripts/install-deps.sh)" >&2
+        return 1
+    fi
+    # a version may hold ':' (epoch) and '+', keep the name plain
+    printf '%s/mayfly/%s-%s-r%s\n' "${XDG_CACHE_HOME:-$HOME/.cache}" "$1" "${2//[^A-Za-z0-9.+-]/_}" "$3"
+}
+
+# build_once PREFIX BUILT_FN: exits the calling script (status 0) when
+# BUILT_FN finds a finished build in PREFIX. Otherwise takes the build lock
+# of PREFIX (fd 9, held until the script ends: two checkouts may ask at
+# once, the second waits and then finds the first one's build), checks
+# again under it, and removes whatever a half-finished build left there.
+build_once() {
+    if "$2"; then
+        echo "$DEBSRC_TAG: already built in $1"
+        exit 0
+    fi
+    mkdir -p "$(dirname "$1")"
+    exec 9>"$1.lock"
+    flock 9
+    if "$2"; then
+        echo "$DEBSRC_TAG: already built in $1"
+        exit 0
+    fi
+    rm -rf "$1"
 }

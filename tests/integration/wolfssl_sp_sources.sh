@@ -165,28 +165,30 @@ printf 'Types: deb\nURIs: http://m.example/d\nSuites: s\nComponents: main\nEnabl
     >"$r/etc/apt/sources.list.d/off.sources"
 refused "$r"
 
+# prefix_ok SCRIPT ENVVAR NAME PKG: SCRIPT --prefix follows ENVVAR when set,
+# else names the cache after PKG's installed version and SCRIPT's BUILD_REV,
+# without creating anything
+prefix_ok() {
+    local script=$1 var=$2 name=$3 pkg=$4 ver rev want got
+    [ "$(scripts/"$script" --prefix)" = "${!var}" ] || die "$script --prefix ignores $var"
+    ver=$(dpkg-query -W -f='${Version}' "$pkg")
+    rev=$(sed -n 's/^BUILD_REV=\([0-9]*\)$/\1/p' "scripts/$script")
+    [ -n "$rev" ] || die "no BUILD_REV in scripts/$script"
+    want="$T/cache/mayfly/$name-${ver//[^A-Za-z0-9.+-]/_}-r$rev"
+    got=$(env -u "$var" XDG_CACHE_HOME="$T/cache" "scripts/$script" --prefix)
+    [ "$got" = "$want" ] || die "$script --prefix: got $got, want $want"
+    [ ! -e "$T/cache/mayfly" ] || die "$script --prefix created $T/cache/mayfly"
+}
+
 # 4. where the build lives
-[ "$(scripts/build-wolfssl-sp.sh --prefix)" = "$T/prefix" ] || die "--prefix ignores WOLFSSL_SP_PREFIX"
-ver=$(dpkg-query -W -f='${Version}' libwolfssl-dev)
-rev=$(sed -n 's/^BUILD_REV=\([0-9]*\)$/\1/p' scripts/build-wolfssl-sp.sh)
-[ -n "$rev" ] || die "no BUILD_REV in scripts/build-wolfssl-sp.sh"
-want="$T/cache/mayfly/wolfssl-sp-${ver//[^A-Za-z0-9.+-]/_}-r$rev"
-got=$(env -u WOLFSSL_SP_PREFIX XDG_CACHE_HOME="$T/cache" scripts/build-wolfssl-sp.sh --prefix)
-[ "$got" = "$want" ] || die "--prefix: got $got, want $want"
+prefix_ok build-wolfssl-sp.sh WOLFSSL_SP_PREFIX wolfssl-sp libwolfssl-dev
 
 # 5. where the agent's libmicrohttpd lives (a finished build again, so
 # that an argument not understood cannot start one)
 export MHD_LITE_PREFIX=$T/mhd
 mkdir -p "$T/mhd/lib" "$T/mhd/include"
 touch "$T/mhd/lib/libmicrohttpd.a" "$T/mhd/include/microhttpd.h" "$T/mhd/.mayfly-built"
-[ "$(scripts/build-mhd-lite.sh --prefix)" = "$T/mhd" ] || die "--prefix ignores MHD_LITE_PREFIX"
-ver=$(dpkg-query -W -f='${Version}' libmicrohttpd-dev)
-rev=$(sed -n 's/^BUILD_REV=\([0-9]*\)$/\1/p' scripts/build-mhd-lite.sh)
-[ -n "$rev" ] || die "no BUILD_REV in scripts/build-mhd-lite.sh"
-want="$T/cache/mayfly/mhd-lite-${ver//[^A-Za-z0-9.+-]/_}-r$rev"
-got=$(env -u MHD_LITE_PREFIX XDG_CACHE_HOME="$T/cache" scripts/build-mhd-lite.sh --prefix)
-[ "$got" = "$want" ] || die "mhd-lite --prefix: got $got, want $want"
-[ ! -e "$T/cache/mayfly" ] || die "mhd-lite --prefix created $T/cache/mayfly"
+prefix_ok build-mhd-lite.sh MHD_LITE_PREFIX mhd-lite libmicrohttpd-dev
 rc=0
 scripts/build-mhd-lite.sh --bogus >"$T/out" 2>&1 || rc=$?
 if [ "$rc" != 2 ] || ! grep -q usage "$T/out"; then
