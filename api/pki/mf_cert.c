@@ -219,7 +219,7 @@ static mf_res parse_ski(const struct mf_der *v, struct mf_exts *x)
     MF_TRY(mf_der_end(&c, "subjectKeyIdentifier"));
     MF_ENSURE_MSG(d.len >= 1 && d.len <= MF_KEYID_MAX, MF_ERR_PROTO_DER,
                   "subjectKeyIdentifier of %zu bytes", d.len);
-    memcpy(x->ski, d.p, d.len);
+    x->ski = d.p;
     x->ski_len = d.len;
     return MF_RES_OK;
 }
@@ -239,7 +239,7 @@ static mf_res parse_aki(const struct mf_der *v, struct mf_exts *x)
         MF_TRY(mf_der_next(&s, &d));
         MF_ENSURE_MSG(d.len >= 1 && d.len <= MF_KEYID_MAX, MF_ERR_PROTO_DER,
                       "authority keyIdentifier of %zu bytes", d.len);
-        memcpy(x->aki, d.p, d.len);
+        x->aki = d.p;
         x->aki_len = d.len;
     }
     if (mf_der_peek(&s, 0xa1)) {

@@ -159,7 +159,8 @@ mf_res mf_ec_load_pub(const struct mf_pubkey *pk, ecc_key *ecc)
     const struct mf_curve *cv = mf_curve_by_type(pk->type);
     MF_ENSURE(cv != NULL, MF_ERR_CRYPTO_KEY);
     MF_TRY_WC(wc_ecc_init(ecc), MF_ERR_CRYPTO);
-    MF_TRY_WC(wc_ecc_import_unsigned(ecc, pk->x, pk->y, NULL, cv->wc_id), MF_ERR_CRYPTO_KEY);
+    MF_TRY_WC(wc_ecc_import_unsigned(ecc, mf_pubkey_x(pk), mf_pubkey_y(pk), NULL, cv->wc_id),
+              MF_ERR_CRYPTO_KEY);
     return MF_RES_OK;
 }
 
@@ -171,7 +172,8 @@ mf_res mf_ec_load_priv(const struct mf_key *key, ecc_key *ecc)
     const struct mf_curve *cv = mf_curve_by_type(key->type);
     MF_ENSURE(cv != NULL, MF_ERR_CRYPTO_KEY);
     MF_TRY_WC(wc_ecc_init(ecc), MF_ERR_CRYPTO);
-    MF_TRY_WC(wc_ecc_import_unsigned(ecc, key->pub.x, key->pub.y, key->d, cv->wc_id),
+    MF_TRY_WC(wc_ecc_import_unsigned(ecc, mf_pubkey_x(&key->pub), mf_pubkey_y(&key->pub), key->d,
+                                     cv->wc_id),
               MF_ERR_CRYPTO_KEY);
     return MF_RES_OK;
 }
@@ -185,7 +187,8 @@ void mf_ec_release(ecc_key *ecc)
 
 /* ---- public keys ---------------------------------------------------------- */
 
-static mf_res spki_encode(struct mf_pubkey *pk, const struct mf_curve *cv)
+static mf_res spki_encode(struct mf_pubkey *pk, const struct mf_curve *cv, const uint8_t *x,
+                          const uint8_t *y)
 {
     /* SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE {
      *     id-ecPublicKey, namedCurve OID }, subjectPublicKey BIT STRING }
@@ -201,13 +204,13 @@ static mf_res spki_encode(struct mf_pubkey *pk, const struct mf_curve *cv)
     MF_TRY_OUT(mf_der_wrap(&body, MF_DER_SEQUENCE, &alg));
     bits[0] = 0;
     bits[1] = 0x04;
-    memcpy(bits + 2, pk->x, cv->coord_len);
-    memcpy(bits + 2 + cv->coord_len, pk->y, cv->coord_len);
+    memcpy(bits + 2, x, cv->coord_len);
+    memcpy(bits + 2 + cv->coord_len, y, cv->coord_len);
     MF_TRY_OUT(mf_der_put(&body, MF_DER_BIT_STRING, bits, 2 + 2 * cv->coord_len));
     MF_TRY_OUT(mf_der_wrap(&spki, MF_DER_SEQUENCE, &body));
     MF_ENSURE_OUT(spki.len <= sizeof(pk->spki), MF_ERR_INTERNAL);
     memcpy(pk->spki, spki.data, spki.len);
-    pk->spki_len = spki.len;
+    pk->spki_len = (uint16_t)spki.len;
     rc = MF_RES_OK;
 out:
     mf_buf_cleanup(&alg);
@@ -243,9 +246,7 @@ mf_res mf_pubkey_set(enum mf_key_type type, const uint8_t *x, const uint8_t *y,
     MF_ENSURE_MSG(cv != NULL, MF_ERR_CRYPTO_KEY, "unsupported key type %d", (int)type);
     memset(pk, 0, sizeof(*pk));
     pk->type = type;
-    pk->coord_len = cv->coord_len;
-    memcpy(pk->x, x, cv->coord_len);
-    memcpy(pk->y, y, cv->coord_len);
+    pk->coord_len = (uint16_t)cv->coord_len;
     /* SEC 1 3.2.2.1: coordinates in the field and the point on the curve.
      * The cofactor of P-256 and P-384 is 1 and an uncompressed point cannot
      * encode the identity, so the costly n*Q check of wc_ecc_check_key adds
@@ -256,13 +257,16 @@ mf_res mf_pubkey_set(enum mf_key_type type, const uint8_t *x, const uint8_t *y,
                   "public key coordinates are not %s field elements", cv->jwk_crv);
     ecc_key ecc;
     mf_res rc;
+    MF_TRY(spki_encode(pk, cv, x, y));
     MF_TRY_OUT(mf_ec_load_pub(pk, &ecc));
     MF_TRY_WC_OUT(wc_ecc_point_is_on_curve(&ecc.pubkey, idx), MF_ERR_CRYPTO_KEY);
     rc = MF_RES_OK;
 out:
     mf_ec_release(&ecc);
-    MF_TRY(rc);
-    return spki_encode(pk, cv);
+    if (!mf_ok(rc)) {
+        memset(pk, 0, sizeof(*pk));
+    }
+    return rc;
 }
 
 /* see mf_x509_int.h */
@@ -359,8 +363,8 @@ mf_res mf_pubkey_ec_coords(const struct mf_pubkey *pk, const char **crv, uint8_t
     const struct mf_curve *cv = mf_curve_by_type(pk->type);
     MF_ENSURE(cv != NULL, MF_ERR_CRYPTO_KEY);
     *crv = cv->jwk_crv;
-    memcpy(x, pk->x, pk->coord_len);
-    memcpy(y, pk->y, pk->coord_len);
+    memcpy(x, mf_pubkey_x(pk), pk->coord_len);
+    memcpy(y, mf_pubkey_y(pk), pk->coord_len);
     *coord_len = pk->coord_len;
     return MF_RES_OK;
 }
@@ -401,8 +405,8 @@ mf_res mf_pubkey_keyid(const struct mf_pubkey *pk, uint8_t out[MF_KEYID_LEN])
     uint8_t pt[1 + 2 * MF_EC_COORD_MAX];
     uint8_t h[32];
     pt[0] = 0x04;
-    memcpy(pt + 1, pk->x, pk->coord_len);
-    memcpy(pt + 1 + pk->coord_len, pk->y, pk->coord_len);
+    memcpy(pt + 1, mf_pubkey_x(pk), pk->coord_len);
+    memcpy(pt + 1 + pk->coord_len, mf_pubkey_y(pk), pk->coord_len);
     MF_TRY(mf_sha256(pt, 1 + 2 * pk->coord_len, h));
     memcpy(out, h, MF_KEYID_LEN);
     return MF_RES_OK;
@@ -870,8 +874,8 @@ mf_res mf_key_to_der(const struct mf_key *key, struct mf_buf *out)
     mf_buf_init(&body, 1024, MF_BUF_SECRET);
     bits[0] = 0;
     bits[1] = 0x04;
-    memcpy(bits + 2, key->pub.x, cv->coord_len);
-    memcpy(bits + 2 + cv->coord_len, key->pub.y, cv->coord_len);
+    memcpy(bits + 2, mf_pubkey_x(&key->pub), cv->coord_len);
+    memcpy(bits + 2 + cv->coord_len, mf_pubkey_y(&key->pub), cv->coord_len);
     MF_TRY_OUT(mf_buf_append(&ec, version1, sizeof(version1)));
     MF_TRY_OUT(mf_der_put(&ec, MF_DER_OCTET, key->d, cv->coord_len));
     MF_TRY_OUT(mf_der_put(&pubw, MF_DER_BIT_STRING, bits, 2 + 2 * cv->coord_len));

@@ -64,14 +64,25 @@ const struct mf_curve *mf_curve_by_type(enum mf_key_type type);
 
 /* ---- opaque types ------------------------------------------------------- */
 
+/* The point is kept once, inside the SPKI: its BIT STRING ends with the
+ * uncompressed point 0x04 || x || y, so x and y are the last 2 * coord_len
+ * bytes (mf_pubkey_x, mf_pubkey_y). */
 struct mf_pubkey {
     enum mf_key_type type;
-    size_t coord_len;
-    uint8_t x[MF_EC_COORD_MAX];
-    uint8_t y[MF_EC_COORD_MAX];
+    uint16_t coord_len;
+    uint16_t spki_len;
     uint8_t spki[MF_SPKI_MAX]; /* canonical SubjectPublicKeyInfo DER */
-    size_t spki_len;
 };
+
+static inline const uint8_t *mf_pubkey_x(const struct mf_pubkey *pk)
+{
+    return pk->spki + pk->spki_len - 2u * pk->coord_len;
+}
+
+static inline const uint8_t *mf_pubkey_y(const struct mf_pubkey *pk)
+{
+    return pk->spki + pk->spki_len - pk->coord_len;
+}
 
 /* Lives entirely in mf_secret storage (one locked page), wiped when the
  * last reference goes (mf_key_ref, mf_key_free). */
@@ -104,10 +115,10 @@ struct mf_exts {
     const uint8_t *uri; /* first URI SAN (slice of the parsed DER) */
     size_t uri_len;
     size_t n_dns;
-    uint8_t ski[MF_KEYID_MAX];
-    size_t ski_len; /* 0: absent */
-    uint8_t aki[MF_KEYID_MAX];
-    size_t aki_len; /* 0: absent or no keyIdentifier */
+    const uint8_t *ski; /* slice of the parsed DER, at most MF_KEYID_MAX */
+    size_t ski_len;     /* 0: absent */
+    const uint8_t *aki; /* slice of the parsed DER, at most MF_KEYID_MAX */
+    size_t aki_len;     /* 0: absent or no keyIdentifier */
     /* nameConstraints (RFC 5280 4.2.1.10), critical or not: the contents of
      * the NameConstraints SEQUENCE (slice of the parsed DER), already
      * checked for structure. nc_unsupported: a subtree we do not enforce
