@@ -45,7 +45,7 @@ fi
 
 # The revision of the options below: bump it when SP_FLAGS or SP_CPPFLAGS
 # change, so that every checkout builds the library again.
-BUILD_REV=2
+BUILD_REV=3
 
 # deb_version: the version of Debian's wolfSSL this build follows
 deb_version() {
@@ -94,23 +94,32 @@ cd "$src"
 deb_flags=$(sed -n '/dh_auto_configure/,/^[^\t ]/p' debian/rules |
     grep -o -- '--enable-[A-Za-z0-9_=-]*\|--disable-[A-Za-z0-9_=-]*\|--with-[A-Za-z0-9_=-]*\|C[A-Z]*FLAGS=[^ \\]*' |
     tr '\n' ' ')
+# --enable-sp=...: what --enable-sp turns on (SP code for RSA and DH of
+# 2048, 3072 and 4096 bits, and for P-256, P-384 and P-521) without P-521,
+# which mayfly never uses (its keys are P-256 or P-384): P-521 stays on
+# wolfSSL's generic code, and its SP code and thread-local point cache
+# (37 KiB a thread) are left out.
 # --disable-sakke: --enable-distro turns SAKKE on, and with SP that adds
 # sp_cache_1024, a 1 MiB thread-local table (1.35 MiB of static TLS per
 # thread in all). glibc carves static TLS out of each thread's stack, so
 # every pthread_create with a smaller stack fails: the CA's MHD threads ask
 # for 512 KiB and mayfly-ca could not start. mayfly uses no SAKKE/ECCSI.
-SP_FLAGS="--enable-sp --enable-sp-asm --disable-sakke"
-# FP_ENTRIES=4: with FP_ECC (Debian's --enable-fpecc) every thread keeps a
+# --enable-static and -ffunction-sections -fdata-sections (CFLAGS below):
+# mayfly-agent links the static archive with --gc-sections and so carries
+# only the functions it calls (the Makefile's WOLFSSL_AGENT_LIB).
+SP_FLAGS="--enable-sp=2048,3072,4096,ec256,ec384 --enable-sp-asm --disable-sakke --enable-static"
+# FP_ENTRIES=2: with FP_ECC (Debian's --enable-fpecc) every thread keeps a
 # cache of precomputed tables for the last points it multiplied, one array
-# per curve (P-256, P-384, P-521, and ecc.c's own), all thread-local. With
+# per curve (P-256, P-384, and ecc.c's own), all thread-local. With
 # wolfSSL's default of 16 (15 in ecc.c) they come to 358 KiB of static TLS,
 # which glibc zeroes in every new thread: 360 KiB resident per thread of
-# every process linked with the library. Four entries keep the tables of
-# the keys a process verifies over and over (its CA's, a few servers' in a
-# cluster) and make the TLS about 95 KiB. Signing with the base point uses
-# SP's static table and is not affected; FP_ENTRIES sizes only static
-# arrays inside the library, never a struct in its headers.
-SP_CPPFLAGS="-DFP_ENTRIES=4"
+# every process linked with the library. The cache evicts the entry used
+# least, so two entries keep the table of the key a process verifies over
+# and over (its CA's) while the other entry takes the keys seen once (each
+# CSR's); the TLS comes to 30 KiB. Signing with the base point uses SP's
+# static table and is not affected; FP_ENTRIES sizes only static arrays
+# inside the library, never a struct in its headers.
+SP_CPPFLAGS="-DFP_ENTRIES=2"
 
 # The compiler flags dpkg-buildpackage would use (debian/rules asks for
 # hardening=+all).
@@ -118,7 +127,7 @@ bf() { DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --get "$1"; }
 echo "wolfssl-sp: Debian configure flags: $deb_flags"
 [ -f configure ] || ./autogen.sh >/dev/null 2>&1 || autoreconf -fi >/dev/null
 # shellcheck disable=SC2086
-CFLAGS="$(bf CFLAGS)" CPPFLAGS="$(bf CPPFLAGS) $SP_CPPFLAGS" LDFLAGS="$(bf LDFLAGS)" \
+CFLAGS="$(bf CFLAGS) -ffunction-sections -fdata-sections" CPPFLAGS="$(bf CPPFLAGS) $SP_CPPFLAGS" LDFLAGS="$(bf LDFLAGS)" \
     ./configure --prefix="$PREFIX" --libdir="$PREFIX/lib" \
     $deb_flags $SP_FLAGS >configure.out 2>&1 ||
     { tail -30 configure.out >&2; exit 1; }

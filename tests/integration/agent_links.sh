@@ -18,6 +18,12 @@
 #      anywhere in the tree of libraries ldd resolves. The same ldd check
 #      on mayfly-ca, which serves HTTPS, must find GnuTLS and SQLite, so the
 #      check is seen to catch them when they are there.
+#   3. with the SP build of wolfSSL (WOLFSSL=sp, the default) the agent
+#      links that build's static archive with --gc-sections: both agent
+#      links name the archive and not -lwolfssl, the CA keeps -lwolfssl;
+#      the built agent needs no libwolfssl and holds wolfSSL's code, and
+#      the CA's ldd tree has libwolfssl (the control). Under
+#      WOLFSSL=system the agent must need Debian's libwolfssl instead.
 # A tree built with `make MHD=system` links Debian's libmicrohttpd, and so
 # GnuTLS, by choice: the test is skipped there, never passed.
 set -euo pipefail
@@ -131,5 +137,37 @@ all=$(libs "$AGENT")
 [[ "$all" == *libjansson.so* && "$all" == *libnghttp2.so* ]] ||
     die "ldd does not list the agent's own libraries: $all"
 
+# ---- 3. wolfSSL ---------------------------------------------------------------
+
+case "$wsel" in
+sp)
+    warchive=$wlib/libwolfssl.a
+    [ -f "$warchive" ] || die "the SP build in $wlib has no static archive (run scripts/install-deps.sh)"
+    plan lite "${targets[@]}" >"$T/plan" || die "make -n failed: $(tail -3 "$T/plan")"
+    for a in "$T/bin/mayfly-agent" "$T/b/inst/mayfly-agent"; do
+        l=$(link_of "$a")
+        [[ "$l" == *" $warchive "* && "$l" == *--gc-sections* ]] ||
+            die "WOLFSSL=sp: $a is not linked with $warchive and --gc-sections: $l"
+        [[ "$l" != *-lwolfssl* ]] || die "WOLFSSL=sp: $a is linked with -lwolfssl: $l"
+    done
+    [[ "$(link_of "$T/bin/mayfly-ca")" == *-lwolfssl* ]] ||
+        die "mayfly-ca is no longer linked with the shared wolfSSL"
+    for a in "$AGENT" "$INST_AGENT"; do
+        case "$(needed "$a")" in *libwolfssl*) die "$a needs a shared libwolfssl" ;; esac
+    done
+    grep -q ' T wolfSSL_new$' <<<"$syms" || die "$AGENT does not hold wolfSSL_new"
+    grep -q ' T wc_ecc_verify_hash$' <<<"$syms" || die "$AGENT does not hold wc_ecc_verify_hash"
+    [[ "$(libs "$CA_BIN")" == *libwolfssl.so* ]] || die "ldd finds no libwolfssl in mayfly-ca"
+    [[ "$all" != *libwolfssl* ]] || die "mayfly-agent loads a shared libwolfssl: $all"
+    wmsg="wolfSSL linked in from $warchive"
+    ;;
+system)
+    [[ "$(needed "$AGENT")" == *libwolfssl.so* ]] ||
+        die "WOLFSSL=system: $AGENT does not need Debian's libwolfssl"
+    wmsg="Debian's shared libwolfssl (WOLFSSL=system)"
+    ;;
+*) die "$MAYFLY_BUILD/wolfssl.sel holds '$wsel $wlib'" ;;
+esac
+
 echo "measured: mayfly-agent loads $(echo "$all" | grep -c '\.so') libraries: $(echo "$all" | grep '\.so' | tr '\n' ' ')"
-echo "ok: agent links $archive, not -lmicrohttpd (CA does); stamp relinks; no GnuTLS/SQLite/p11-kit/nettle/GMP in its ldd tree"
+echo "ok: agent links $archive, not -lmicrohttpd (CA does); stamp relinks; no GnuTLS/SQLite/p11-kit/nettle/GMP in its ldd tree; $wmsg"
