@@ -569,18 +569,28 @@ struct agent_rec *agent_cache_find(struct agent_cache *c, const char *id)
 }
 
 /* see agent_cache.h */
+mf_res agent_cache_reserve(struct agent_cache *c, size_t n)
+{
+    MF_ENSURE_REF(c);
+    if (n <= c->cap) {
+        return MF_RES_OK;
+    }
+    size_t bytes;
+    MF_ENSURE(mf_mul_size(n, sizeof(*c->v), &bytes), MF_ERR_OVERFLOW);
+    struct agent_rec *nv = realloc(c->v, bytes);
+    MF_TRY_PTR(nv, MF_ERR_NOMEM);
+    c->v = nv;
+    c->cap = n;
+    return MF_RES_OK;
+}
+
+/* see agent_cache.h */
 mf_res agent_cache_add(struct agent_cache *c, struct agent_entry *entry, struct agent_rec **out)
 {
     MF_ENSURE_REF(entry);
     *out = NULL;
     if (c->n == c->cap) {
-        size_t ncap = c->cap == 0 ? 8 : c->cap * 2;
-        size_t bytes;
-        MF_ENSURE(mf_mul_size(ncap, sizeof(*c->v), &bytes), MF_ERR_OVERFLOW);
-        struct agent_rec *nv = realloc(c->v, bytes);
-        MF_TRY_PTR(nv, MF_ERR_NOMEM);
-        c->v = nv;
-        c->cap = ncap;
+        MF_TRY(agent_cache_reserve(c, c->cap == 0 ? 8 : c->cap * 2));
     }
     struct agent_rec *r = &c->v[c->n++];
     memset(r, 0, sizeof(*r));

@@ -122,6 +122,9 @@ MF_WUR mf_res agent_cache_load(struct agent_cache *c, const char *td);
 /* The record for entry id, or NULL. Hashed: a cache of 10,000 entries is
  * loaded and synced without a scan per entry. */
 struct agent_rec *agent_cache_find(struct agent_cache *c, const char *id);
+/* Makes room for n records in all, so that a cache whose size is known (the
+ * CA's full entry list) holds no spare slots; a no-op when it has room. */
+MF_WUR mf_res agent_cache_reserve(struct agent_cache *c, size_t n);
 /* Adds a record for entry (takes ownership of *entry's contents, which is
  * cleared), returning it. */
 MF_WUR mf_res agent_cache_add(struct agent_cache *c, struct agent_entry *entry,

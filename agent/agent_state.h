@@ -48,11 +48,12 @@
 #define AGENT_ANSWERS_MAX 256 /* rendered answers kept per snapshot */
 
 struct agent_snap_svid {
-    char *spiffe_id;
-    char *hint; /* "" when none */
-    struct mf_selector *sels;
+    void *mem;                /* one block: chain.v, sels and the strings */
+    const char *spiffe_id;    /* in mem */
+    const char *hint;         /* in mem; "" when none */
+    struct mf_selector *sels; /* in mem, values too: never mf_selectors_free */
     size_t n_sels;
-    struct mf_certs chain; /* leaf first; references, shared with the cache */
+    struct mf_certs chain; /* leaf first; array in mem, certificates shared with the cache */
     struct mf_key *key;    /* a reference, shared with the cache (locked memory) */
     int64_t not_after;     /* seconds */
     char **fed;            /* "spiffe://<td>" it federates with (its entry's) */

@@ -361,6 +361,8 @@ static mf_res apply_sync(struct agent_worker *w, const json_t *obj, bool *change
     for (size_t i = 0; i < w->cache.n; i++) {
         w->cache.v[i].seen = false;
     }
+    /* the list is the whole set: what is not in it goes below */
+    MF_TRY(agent_cache_reserve(&w->cache, json_array_size(entries)));
     for (size_t i = 0; i < json_array_size(entries); i++) {
         mf_res r = agent_entry_from_json(json_array_get(entries, i), &e);
         if (!mf_ok(r)) {
@@ -919,8 +921,9 @@ static void *worker_main(void *arg)
         int wait_s = (int)(wait_ms <= 0 ? 0 : min64((wait_ms + 999) / 1000, AGENT_SYNC_WAIT_MAX));
         json_t *obj = NULL;
         if (wait_ms > 0 && w->trim_due) {
-            /* idle until the next event: the memory of the round that made
-             * the last snapshot (and of the snapshot it replaced) goes back */
+            /* idle until the next event: the memory of the last exchange
+             * with the CA, of the round that made the last snapshot and of
+             * the snapshot it replaced goes back */
             trim_heap();
             w->trim_due = false;
         }
@@ -935,6 +938,9 @@ static void *worker_main(void *arg)
                 }
                 continue;
             }
+            /* the exchange's buffers (TLS records, the answer's JSON) are
+             * freed by now: give their pages back before the next wait */
+            w->trim_due = true;
             if (obj != NULL) {
                 bool changed = false;
                 r = apply_sync(w, obj, &changed);

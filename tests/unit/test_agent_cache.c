@@ -469,6 +469,59 @@ static struct mf_bundle *foreign(const char *td_id, struct mft_ident *ca)
 /* Federation: a workload gets exactly the foreign bundles its SVIDs
  * federate with, each under its own trust domain, through every renderer
  * and the accessor; the cache keeps them across a restart. */
+/* A snapshot SVID keeps its strings, selectors and chain array in one block
+ * of its own: the caller's copies can go at once, the chain's certificates
+ * and the key stay alive through the snapshot's references, and unref
+ * releases them all (the sanitizer build sees a leak or a stale read). */
+static void test_agent_snap_add_owns_its_copies(void **state)
+{
+    struct fixture *f = *state;
+    struct agent_snap *s = NULL;
+    struct mf_key *k = NULL;
+    struct mf_certs c, empty;
+    struct mf_selector want[2], have[2];
+    const char *w[] = {"unix:uid:1000", "unix:gid:50"};
+    sels(w, 2, want);
+    sels(w, 2, have);
+    char *id = strdup("spiffe://example.org/packed");
+    assert_non_null(id);
+    issue(f, id, mf_now(), 600, &k, &c);
+    ASSERT_OK(agent_snap_new("example.org", &s));
+    mf_certs_init(&empty);
+    ASSERT_ERR(agent_snap_add(s, id, NULL, want, 2, &empty, k, 0), MF_ERR_USAGE_ARG);
+    ASSERT_OK(agent_snap_add(s, id, NULL, want, 2, &c, k, mf_cert_not_after(c.v[0])));
+    /* the caller's strings, selectors, chain and key all go now */
+    memset(id, 'x', strlen(id));
+    free(id);
+    for (size_t i = 0; i < 2; i++) {
+        mf_selector_cleanup(&want[i]);
+    }
+    mf_certs_cleanup(&c);
+    mf_key_free(k);
+
+    assert_int_equal(s->n, 1);
+    const struct agent_snap_svid *v = &s->svids[0];
+    assert_string_equal(v->spiffe_id, "spiffe://example.org/packed");
+    assert_string_equal(v->hint, "");
+    assert_int_equal(v->n_sels, 2);
+    assert_string_equal(v->sels[0].value, "1000");
+    assert_int_equal(v->sels[0].value_len, 4);
+    assert_string_equal(v->sels[1].value, "50");
+    assert_int_equal(v->chain.n, 1);
+    struct mf_buf out;
+    size_t count = 0;
+    mf_buf_init(&out, AGENT_RENDER_MAX, MF_BUF_SECRET);
+    ASSERT_OK(agent_snap_render_x509(s, have, 2, &out, &count));
+    assert_int_equal(count, 1);
+    assert_non_null(strstr(mf_buf_cstr(&out), "spiffe://example.org/packed"));
+    assert_non_null(strstr(mf_buf_cstr(&out), "BEGIN PRIVATE KEY"));
+    mf_buf_cleanup(&out);
+    agent_snap_unref(s);
+    for (size_t i = 0; i < 2; i++) {
+        mf_selector_cleanup(&have[i]);
+    }
+}
+
 static void test_agent_snap_federated_exact(void **state)
 {
     struct fixture *f = *state;
@@ -685,6 +738,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_agent_cache_find_indexed_ok, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_match_all_selectors_ok, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_agent_snap_add_owns_its_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_federated_exact, setup, teardown),
         cmocka_unit_test_setup_teardown(test_agent_snap_answer_once_per_snapshot, setup, teardown),
         cmocka_unit_test(test_agent_entry_from_json_bad_refused),
