@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "agent/agent_rotate.h"
+#include "api/core/mf_json.h"
 #include "api/core/mf_mem.h"
 #include "api/core/mf_text.h"
 #include "api/core/mf_time.h"
@@ -335,27 +336,6 @@ size_t agent_snap_count(const struct agent_snap *s, const struct mf_selector *ha
 }
 
 /* see agent_state.h */
-mf_res agent_json_str(struct mf_buf *out, const char *s)
-{
-    MF_TRY(mf_buf_append_u8(out, '"'));
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            MF_TRY(mf_buf_append_u8(out, '\\'));
-            MF_TRY(mf_buf_append_u8(out, *p));
-        } else if (*p == '\n') {
-            MF_TRY(mf_buf_append(out, "\\n", 2));
-        } else if (*p < 0x20 || *p == 0x7f) {
-            char esc[6] = {'\\', 'u', '0', '0', 0, 0};
-            mf_hex_byte(*p, esc + 4);
-            MF_TRY(mf_buf_append(out, esc, sizeof(esc)));
-        } else {
-            MF_TRY(mf_buf_append_u8(out, *p));
-        }
-    }
-    return mf_buf_append_u8(out, '"');
-}
-
-/* see agent_state.h */
 mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_selector *have,
                               size_t n_have, struct mf_buf *out, size_t *count)
 {
@@ -390,31 +370,31 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
             rc = mf_buf_append_str(out, "{\"spiffe_id\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, v->spiffe_id);
+            rc = mf_json_put_str(out, v->spiffe_id);
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_str(out, ",\"x509_svid\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&chain_pem));
+            rc = mf_json_put_str(out, mf_buf_cstr(&chain_pem));
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_str(out, ",\"x509_svid_key\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&key_pem));
+            rc = mf_json_put_str(out, mf_buf_cstr(&key_pem));
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_str(out, ",\"bundle\":");
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&s->bundle_pem));
+            rc = mf_json_put_str(out, mf_buf_cstr(&s->bundle_pem));
         }
         if (mf_ok(rc)) {
             rc = mf_buf_printf(out, ",\"expires_at\":\"%s\",\"hint\":", when);
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, v->hint);
+            rc = mf_json_put_str(out, v->hint);
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_u8(out, '}');
@@ -435,13 +415,13 @@ mf_res agent_snap_render_x509(const struct agent_snap *s, const struct mf_select
             rc = mf_buf_append_u8(out, ',');
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, s->feds[k].td_id);
+            rc = mf_json_put_str(out, s->feds[k].td_id);
         }
         if (mf_ok(rc)) {
             rc = mf_buf_append_u8(out, ':');
         }
         if (mf_ok(rc)) {
-            rc = agent_json_str(out, mf_buf_cstr(&s->feds[k].pem));
+            rc = mf_json_put_str(out, mf_buf_cstr(&s->feds[k].pem));
         }
     }
     if (mf_ok(rc)) {
@@ -605,9 +585,9 @@ mf_res agent_snap_render_bundles(const struct agent_snap *s, struct mf_buf *out)
 {
     MF_ENSURE_REF(s);
     MF_TRY(mf_buf_append_str(out, "{\"bundles\":{"));
-    MF_TRY(agent_json_str(out, s->td_id));
+    MF_TRY(mf_json_put_str(out, s->td_id));
     MF_TRY(mf_buf_append_u8(out, ':'));
-    MF_TRY(agent_json_str(out, mf_buf_cstr(&s->bundle_pem)));
+    MF_TRY(mf_json_put_str(out, mf_buf_cstr(&s->bundle_pem)));
     return mf_buf_append_str(out, "}}");
 }
 
@@ -617,17 +597,17 @@ mf_res agent_snap_render_bundles_for(const struct agent_snap *s, const struct mf
 {
     MF_ENSURE_REF(s);
     MF_TRY(mf_buf_append_str(out, "{\"bundles\":{"));
-    MF_TRY(agent_json_str(out, s->td_id));
+    MF_TRY(mf_json_put_str(out, s->td_id));
     MF_TRY(mf_buf_append_u8(out, ':'));
-    MF_TRY(agent_json_str(out, mf_buf_cstr(&s->bundle_pem)));
+    MF_TRY(mf_json_put_str(out, mf_buf_cstr(&s->bundle_pem)));
     for (size_t k = 0; k < s->n_feds; k++) {
         if (!agent_snap_fed_visible(s, k, have, n_have)) {
             continue;
         }
         MF_TRY(mf_buf_append_u8(out, ','));
-        MF_TRY(agent_json_str(out, s->feds[k].td_id));
+        MF_TRY(mf_json_put_str(out, s->feds[k].td_id));
         MF_TRY(mf_buf_append_u8(out, ':'));
-        MF_TRY(agent_json_str(out, mf_buf_cstr(&s->feds[k].pem)));
+        MF_TRY(mf_json_put_str(out, mf_buf_cstr(&s->feds[k].pem)));
     }
     return mf_buf_append_str(out, "}}");
 }

@@ -197,9 +197,6 @@ MF_WUR mf_res agent_snap_render_bundles_for(const struct agent_snap *s,
                                             const struct mf_selector *have, size_t n_have,
                                             struct mf_buf *out);
 
-/* Appends s as a JSON string literal (quotes and escapes included). */
-MF_WUR mf_res agent_json_str(struct mf_buf *out, const char *s);
-
 struct agent_state {
     pthread_mutex_t mu;
     pthread_cond_t cv;

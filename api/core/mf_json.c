@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "api/core/mf_mem.h"
+#include "api/core/mf_text.h"
 
 /* Longest piece of untrusted text (a member name, jansson's "near '...'")
  * copied into an error detail. */
@@ -253,4 +254,38 @@ mf_res mf_json_dump(const json_t *v, struct mf_buf *out)
         MF_BAIL_MSG(MF_ERR_PROTO_JSON, "value cannot be encoded");
     }
     return MF_RES_OK;
+}
+
+/* see mf_json.h */
+mf_res mf_json_put_str(struct mf_buf *out, const char *s)
+{
+    MF_ENSURE_REF(out);
+    MF_ENSURE_REF(s);
+    MF_TRY(mf_buf_append_u8(out, '"'));
+    const unsigned char *p = (const unsigned char *)s;
+    for (;;) {
+        /* the longest run that needs no escape goes in one append */
+        const unsigned char *run = p;
+        while (*p >= 0x20 && *p != '"' && *p != '\\' && *p != 0x7f) {
+            p++;
+        }
+        if (p > run) {
+            MF_TRY(mf_buf_append(out, run, (size_t)(p - run)));
+        }
+        if (*p == '\0') {
+            break;
+        }
+        if (*p == '"' || *p == '\\') {
+            char esc[2] = {'\\', (char)*p};
+            MF_TRY(mf_buf_append(out, esc, sizeof(esc)));
+        } else if (*p == '\n') {
+            MF_TRY(mf_buf_append(out, "\\n", 2));
+        } else {
+            char esc[6] = {'\\', 'u', '0', '0', 0, 0};
+            mf_hex_byte(*p, esc + 4);
+            MF_TRY(mf_buf_append(out, esc, sizeof(esc)));
+        }
+        p++;
+    }
+    return mf_buf_append_u8(out, '"');
 }

@@ -50,4 +50,10 @@ MF_WUR mf_res mf_json_object(const json_t *obj, const char *key, bool required, 
  * off, insertion order kept). */
 MF_WUR mf_res mf_json_dump(const json_t *v, struct mf_buf *out);
 
+/* Appends s as a JSON string (quoted; '"', '\\' and control characters
+ * escaped, everything else copied as is): for answers written straight
+ * into a buffer rather than built as jansson values. s must be valid
+ * UTF-8; what the daemons write this way is. */
+MF_WUR mf_res mf_json_put_str(struct mf_buf *out, const char *s);
+
 #endif /* MF_JSON_H */

@@ -349,10 +349,45 @@ static void test_mf_json_dump_parse_round_trip_ok(void **state)
     mf_buf_cleanup(&b);
 }
 
+/* mf_json_put_str: runs copied whole, '"', '\\' and control characters
+ * escaped; what it writes parses back to the same string; a buffer too
+ * small is refused. */
+static void test_mf_json_put_str_escapes_and_round_trips(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"", "\"\""},
+        {"spiffe://example.org/a", "\"spiffe://example.org/a\""},
+        {"a\"b\\c", "\"a\\\"b\\\\c\""},
+        {"x\ny\tz\x7f\x01", "\"x\\ny\\u0009z\\u007f\\u0001\""},
+        {"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct mf_buf b;
+        mf_buf_init(&b, 256, 0);
+        ASSERT_OK(mf_buf_append_str(&b, "{\"k\":"));
+        ASSERT_OK(mf_json_put_str(&b, cases[i].in));
+        assert_string_equal(mf_buf_cstr(&b) + 5, cases[i].want);
+        ASSERT_OK(mf_buf_append_str(&b, "}"));
+        json_t *doc = NULL;
+        ASSERT_OK(mf_json_parse(mf_buf_cstr(&b), b.len, 256, &doc));
+        assert_string_equal(json_string_value(json_object_get(doc, "k")), cases[i].in);
+        json_decref(doc);
+        mf_buf_cleanup(&b);
+    }
+    struct mf_buf small;
+    mf_buf_init(&small, 4, 0);
+    ASSERT_ERR(mf_json_put_str(&small, "too long"), MF_ERR_PROTO_TOO_LARGE);
+    mf_buf_cleanup(&small);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mf_json_parse_object_ok),
+        cmocka_unit_test(test_mf_json_put_str_escapes_and_round_trips),
         cmocka_unit_test(test_mf_json_parse_not_object_refused),
         cmocka_unit_test(test_mf_json_parse_any_array_ok),
         cmocka_unit_test(test_mf_json_parse_cap_ok_cap_plus_one_refused),
