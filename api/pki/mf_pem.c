@@ -60,32 +60,27 @@ static mf_res b64_encode(const uint8_t *in, size_t len, bool url, bool pad, stru
     size_t need;
     MF_ENSURE(mf_mul_size(groups, 4, &need), MF_ERR_OVERFLOW);
     MF_TRY(mf_buf_reserve(out, need));
-    char q[4];
+    /* written in place: the buffer has room for every group */
+    char *dst = (char *)out->data + out->len;
+    uint32_t acc = 0;
     for (size_t i = 0; i < len; i += 3) {
         size_t n = len - i < 3 ? len - i : 3;
-        uint32_t acc = (uint32_t)in[i] << 16;
+        acc = (uint32_t)in[i] << 16;
         if (n > 1) {
             acc |= (uint32_t)in[i + 1] << 8;
         }
         if (n > 2) {
             acc |= in[i + 2];
         }
-        q[0] = b64_char((acc >> 18) & 63, url);
-        q[1] = b64_char((acc >> 12) & 63, url);
-        q[2] = b64_char((acc >> 6) & 63, url);
-        q[3] = b64_char(acc & 63, url);
-        size_t emit = n + 1;
-        if (pad) {
-            for (size_t k = emit; k < 4; k++) {
-                q[k] = '=';
-            }
-            emit = 4;
-        }
-        mf_res r = mf_buf_append(out, q, emit);
-        mf_wipe(&acc, sizeof(acc));
-        mf_wipe(q, sizeof(q));
-        MF_TRY(r);
+        dst[0] = b64_char((acc >> 18) & 63, url);
+        dst[1] = b64_char((acc >> 12) & 63, url);
+        dst[2] = n > 1 ? b64_char((acc >> 6) & 63, url) : '=';
+        dst[3] = n > 2 ? b64_char(acc & 63, url) : '=';
+        dst += n < 3 && !pad ? n + 1 : 4;
     }
+    mf_wipe(&acc, sizeof(acc));
+    out->len = (size_t)(dst - (char *)out->data);
+    out->data[out->len] = '\0';
     return MF_RES_OK;
 }
 
