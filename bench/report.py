@@ -466,7 +466,9 @@ def main():
           f'2-thread floor**. By CPU time, the server spends {f0(sc)} µs per certificate against '
           f'the floor\'s {f0(floor_cpu[dl])} µs, i.e. the crypto is '
           f'{pct(ratio(floor_cpu[dl], sc))} of the CA\'s work; the rest is TLS, JSON, base64, the '
-          'registry read and one log line per issuance. cfssl spends '
+          'registry read and one log line per issuance (each item\'s answer is written '
+          'straight into a buffer on its signer thread, not built and encoded with jansson). '
+          'cfssl spends '
           f'{f0(cfssl[best_cf_k]["server_cpu_us_per_cert"] if best_cf_k else None)} µs per '
           'certificate. The CA verifies and signs on a fixed pool of signer threads (one per '
           'core, `--signers`), each with its own DRBG and wolfSSL tables.')
@@ -635,7 +637,7 @@ plot $d using 2:xtic(1) title "agent, keep-alive", '' using 3 title "bare MHD, k
     if a1 and a2 and n1 and n2 and n2 > n1:
         per = (a2 - a1) * 1024 / (n2 - n1)
         P(f'The agent grows by about **{per / 1024:.1f} KiB per cached SVID** (between {n1:.0f} and '
-          f'{n2:.0f}); SPIRE\'s is reported at about 3 KB. Each private key takes a 304-byte slot '
+          f'{n2:.0f}); SPIRE\'s is reported at about 3 KB. Each private key takes a 192-byte slot '
           'in a locked, MADV_DONTDUMP slab page (`mf_secret_alloc`), shared by reference between '
           'the cache and every snapshot; the snapshot holds references to the parsed chains and '
           'the keys, and renders PEM or protobuf only when asked (finding 5).')
@@ -848,7 +850,9 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
     P('`--disable-sakke` matters: `--enable-distro` turns SAKKE on, and with SP that adds a '
       '1 MiB thread-local point cache (1.35 MiB of static TLS per thread). glibc takes static TLS '
       'out of each thread\'s stack, so every thread created with a smaller stack fails. Without '
-      'SAKKE the TLS is about 360 KiB (the P-256/384/521 point caches); mayfly-ca sizes its '
+      'SAKKE the TLS is about 360 KiB (the P-256/384/521 point caches with wolfSSL\'s default '
+      'of 16 entries); the SP build also leaves out P-521 and keeps two entries per curve, '
+      'which makes it 30 KiB (finding 5). mayfly-ca sizes its '
       'connection threads\' stacks as 512 KiB plus the static TLS of the loaded libraries, so a '
       'handler keeps its 512 KiB (JSON at its nesting limit needs more than the 150 KiB a fixed '
       '512 KiB stack would leave). mayfly uses no SAKKE or ECCSI.')
@@ -884,20 +888,25 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
       'by the admission rework (agent/agent_admit.c): connections are counted from accept until '
       'their socket is closed, per uid and in all, below libmicrohttpd\'s own limit, so the '
       'count comes back down after a flood (tests/integration/attack_wl_flood.sh).')
-    P('5. **Memory per cached SVID** (15.2 KiB), *reduced*: keys share locked slab pages (13 '
-      'keys of 304 bytes per page, each slot wiped when freed), and a snapshot holds references '
+    P('5. **Memory per cached SVID** (15.2 KiB), *reduced*: keys share locked slab pages (20 '
+      'keys of 192 bytes per page, each slot wiped when freed), and a snapshot holds references '
       'to them and to the cached chains instead of copies (PEM and protobuf are rendered once '
       'per snapshot, on demand); a certificate keeps its SPIFFE ID as a heap string sized to '
       'fit; a cached entry keeps a SHA-256 of its canonical JSON instead of the text; and the '
       'worker returns the free pages of malloc\'s arenas to the kernel (`malloc_trim`) before '
-      'it waits, after each round that published a snapshot. What is left per SVID is mostly '
-      'the parsed leaf (672 bytes) and its DER, the entry\'s strings and selectors (in the '
-      'cache and again in the snapshot), the key\'s slot and the allocator\'s overhead. The '
-      'idle agent no longer loads GnuTLS: it links a static libmicrohttpd built without HTTPS '
-      '(`scripts/build-mhd-lite.sh`), and the SP build of wolfSSL keeps 94 KiB of '
-      'thread-local point caches per thread instead of 358 KiB (`FP_ENTRIES=4`). Most of what '
-      'remains of an idle agent is the resident pages of wolfSSL and glibc (VmRSS minus '
-      'RssAnon, section 3).')
+      'it waits after each exchange with the CA. A public key keeps its point once (inside '
+      'its SPKI) and a certificate its key identifiers as slices of its DER, so a parsed '
+      'leaf takes 448 bytes instead of 672; a snapshot keeps each SVID\'s ID, hint, selectors '
+      'and chain array in one block; the cache is sized to the CA\'s entry list instead of '
+      'doubling. What is left per SVID is mostly the parsed leaf and its DER, the entry\'s '
+      'strings and selectors (in the cache and again in the snapshot\'s block), the key\'s '
+      'slot and the allocator\'s overhead. The idle agent no longer loads GnuTLS: it links a '
+      'static libmicrohttpd built without HTTPS (`scripts/build-mhd-lite.sh`), and the static '
+      'archive of the SP build of wolfSSL with `--gc-sections`, carrying only the wolfSSL code '
+      'it calls (0.9 MiB less resident than the shared library); that build leaves out P-521 '
+      'and keeps two point-cache entries per curve, 30 KiB of thread-local storage per thread '
+      'instead of 358 KiB. Most of what remains of an idle agent is the resident pages of its '
+      'own code, wolfSSL\'s and glibc\'s (VmRSS minus RssAnon, section 3).')
     P('')
 
     # ------------------------------------------------------------------ not measured
