@@ -817,7 +817,8 @@ plot $d using ($1+{width / 2}):2 with boxes notitle
       'which verifying with one key would measure instead), and one verification plus one '
       'signature (the public-key work per CSR). The SP build is wolfSSL 5.5.4 from Debian\'s '
       'source package with Debian\'s configure flags plus `--enable-sp --enable-sp-asm '
-      '--disable-sakke` (`scripts/build-wolfssl-sp.sh`).')
+      '--disable-sakke` and, on x86_64, `--enable-intelasm` (AES-NI for TLS, AVX2 for SHA-2; '
+      '`scripts/build-wolfssl-sp.sh`).')
     P('')
     have_sp = any(ecc[('sp', t, o)] for t in ('1', '2') for o in ('sign',))
     P('| operation (per second) | Debian, 1 thread | Debian, 2 threads | SP, 1 thread | SP, 2 threads | SP / Debian (1 thread) |')

@@ -45,7 +45,7 @@ fi
 
 # The revision of the options below: bump it when SP_FLAGS or SP_CPPFLAGS
 # change, so that every checkout builds the library again.
-BUILD_REV=3
+BUILD_REV=4
 
 # deb_version: the version of Debian's wolfSSL this build follows
 deb_version() {
@@ -108,6 +108,19 @@ deb_flags=$(sed -n '/dh_auto_configure/,/^[^\t ]/p' debian/rules |
 # mayfly-agent links the static archive with --gc-sections and so carries
 # only the functions it calls (the Makefile's WOLFSSL_AGENT_LIB).
 SP_FLAGS="--enable-sp=2048,3072,4096,ec256,ec384 --enable-sp-asm --disable-sakke --enable-static"
+# --enable-intelasm (x86_64 only): AES-GCM with AES-NI and PCLMULQDQ, and
+# SHA-256/384/512 with AVX2, each chosen at run time from CPUID with the
+# plain C code as fallback. Debian's build has neither, so every mayfly TLS
+# client (the agent, ca_client, bench/loadgen) spent most of its CPU in
+# table-driven AES and GHASH: 11 us per certificate of a /v1/sign answer
+# against 1 us with AES-NI. A CPU without AES-NI or AVX2 runs the C code
+# (configure adds only -maes, for the intrinsics of the AES-NI key
+# schedule, which run only when CPUID says so). It adds fields to wolfSSL
+# structs mayfly never holds by value (wc_Sha512, Poly1305); the ones it
+# does hold keep their layout (tests/integration/wolfssl_abi.sh).
+case "$(uname -m)" in
+x86_64) SP_FLAGS="$SP_FLAGS --enable-intelasm" ;;
+esac
 # FP_ENTRIES=2: with FP_ECC (Debian's --enable-fpecc) every thread keeps a
 # cache of precomputed tables for the last points it multiplied, one array
 # per curve (P-256, P-384, and ecc.c's own), all thread-local. With
