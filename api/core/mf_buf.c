@@ -72,14 +72,22 @@ mf_res mf_buf_reserve(struct mf_buf *b, size_t n)
     }
     size_t alloc;
     MF_ENSURE(mf_add_size(cap, 1, &alloc), MF_ERR_OVERFLOW);
-    uint8_t *p = malloc(alloc);
-    MF_TRY_PTR(p, MF_ERR_NOMEM);
-    if (b->data != NULL) {
-        memcpy(p, b->data, b->len);
-        if (b->flags & MF_BUF_SECRET) {
+    uint8_t *p;
+    if (b->flags & MF_BUF_SECRET) {
+        /* a new block, and the old one wiped: realloc could leave a copy
+         * of the secret behind in memory it frees */
+        p = malloc(alloc);
+        MF_TRY_PTR(p, MF_ERR_NOMEM);
+        if (b->data != NULL) {
+            memcpy(p, b->data, b->len);
             mf_wipe(b->data, b->cap + 1);
+            free(b->data);
         }
-        free(b->data);
+    } else {
+        /* grows in place when it can (large blocks are remapped, not
+         * copied); on failure the old block is left as it was */
+        p = realloc(b->data, alloc);
+        MF_TRY_PTR(p, MF_ERR_NOMEM);
     }
     p[b->len] = '\0';
     b->data = p;

@@ -164,10 +164,34 @@ static size_t utf8_len(const unsigned char *p)
  * close its quotes and forge a key=value pair. Stops before the line passes
  * TEXT_STOP and then appends "..." (the reserve guarantees the room); returns
  * false when it stopped early. */
+/* True when c goes into the line as it is. */
+static bool plain_byte(unsigned char c, bool json, bool quoted)
+{
+    if (json) {
+        return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+    }
+    return c >= 0x20 && c != 0x7f && c != '\\' && !(quoted && c == '"');
+}
+
 static bool put_escaped(struct mf_buf *b, const char *s, bool json, bool quoted)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p != '\0') {
+        /* a run of bytes that need no escape, in one append */
+        size_t run = 0;
+        while (p[run] != '\0' && plain_byte(p[run], json, quoted)) {
+            run++;
+        }
+        if (run > 0) {
+            size_t room = b->len < TEXT_STOP ? TEXT_STOP - b->len : 0;
+            bool cut = run > room;
+            if (!mf_ok(mf_buf_append(b, p, cut ? room : run)) || cut) {
+                IGNORE(mf_buf_append_str(b, "..."));
+                return false;
+            }
+            p += run;
+            continue;
+        }
         char esc[8];
         const void *src = esc;
         size_t n;
@@ -211,32 +235,58 @@ static bool put_escaped(struct mf_buf *b, const char *s, bool json, bool quoted)
     return true;
 }
 
+/* The time now as "YYYY-MM-DDThh:mm:ss.mmmZ" (RFC 3339 with
+ * milliseconds), without snprintf: the CA logs a line per certificate. */
+#define MF_LOG_TS_LEN (MF_RFC3339_LEN + 4)
+static void format_ts(char ts[MF_LOG_TS_LEN])
+{
+    struct timespec now;
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    mf_time_format((int64_t)now.tv_sec, ts);
+    size_t n = strlen(ts); /* ends in 'Z' */
+    long ms = now.tv_nsec / 1000000;
+    char *p = ts + n - 1;
+    *p++ = '.';
+    *p++ = (char)('0' + ms / 100);
+    *p++ = (char)('0' + ms / 10 % 10);
+    *p++ = (char)('0' + ms % 10);
+    *p++ = 'Z';
+    *p = '\0';
+}
+
 static void put_prefix(struct mf_buf *b, enum mf_log_level level, const char *func, bool json)
 {
-    char ts[96];
-    struct timespec now;
-    struct mf_civil c;
-    (void)clock_gettime(CLOCK_REALTIME, &now);
-    mf_civil_from_time((int64_t)now.tv_sec, &c);
-    (void)snprintf(ts, sizeof(ts), "%04lld-%02d-%02dT%02d:%02d:%02d.%03ldZ", (long long)c.year,
-                   c.month, c.day, c.hour, c.min, c.sec, now.tv_nsec / 1000000);
+    char ts[MF_LOG_TS_LEN];
     const char *lvl = level_names[(int)level & 3];
     if (func == NULL) {
         func = "?";
     }
+    /* one block for a line of usual length */
+    IGNORE(mf_buf_reserve(b, 256));
     if (json) {
-        IGNORE(mf_buf_printf(b, "{\"ts\":\"%s\",\"level\":\"%s\",\"func\":\"", ts, lvl));
+        format_ts(ts);
+        IGNORE(mf_buf_append_str(b, "{\"ts\":\""));
+        IGNORE(mf_buf_append_str(b, ts));
+        IGNORE(mf_buf_append_str(b, "\",\"level\":\""));
+        IGNORE(mf_buf_append_str(b, lvl));
+        IGNORE(mf_buf_append_str(b, "\",\"func\":\""));
         (void)put_escaped(b, func, true, false);
         IGNORE(mf_buf_append_u8(b, '"'));
     } else if (atomic_load(&log_journal)) {
         /* sd-daemon(3) priority prefix (err 3, warning 4, info 6, debug 7);
          * the journal stamps the time itself */
-        static const int prio[] = {3, 4, 6, 7};
-        IGNORE(mf_buf_printf(b, "<%d>%s ", prio[(int)level & 3], lvl));
+        static const char *const prio[] = {"<3>", "<4>", "<6>", "<7>"};
+        IGNORE(mf_buf_append_str(b, prio[(int)level & 3]));
+        IGNORE(mf_buf_append_str(b, lvl));
+        IGNORE(mf_buf_append_u8(b, ' '));
         (void)put_escaped(b, func, false, false);
         IGNORE(mf_buf_append_str(b, ": "));
     } else {
-        IGNORE(mf_buf_printf(b, "%s %s ", ts, lvl));
+        format_ts(ts);
+        IGNORE(mf_buf_append_str(b, ts));
+        IGNORE(mf_buf_append_u8(b, ' '));
+        IGNORE(mf_buf_append_str(b, lvl));
+        IGNORE(mf_buf_append_u8(b, ' '));
         (void)put_escaped(b, func, false, false);
         IGNORE(mf_buf_append_str(b, ": "));
     }

@@ -170,6 +170,18 @@ static void test_mf_time_format_known_ok(void **state)
     assert_string_equal(out, "2038-01-19T03:14:08Z");
     mf_time_format(253402300799LL, out);
     assert_string_equal(out, "9999-12-31T23:59:59Z");
+    mf_time_format(253402300800LL, out); /* five digits of year */
+    assert_string_equal(out, "10000-01-01T00:00:00Z");
+    /* the same text as the C library's calendar, across the four-digit years */
+    for (int64_t t = -86400; t < 253402300799LL; t += 7919LL * 86400 + 3607) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+        char want[64];
+        assert_non_null(gmtime_r(&tt, &tm));
+        assert_true(strftime(want, sizeof(want), "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
+        mf_time_format(t, out);
+        assert_string_equal(out, want);
+    }
 }
 
 static void test_mf_time_parse_round_trip_ok(void **state)
