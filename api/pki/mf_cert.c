@@ -355,7 +355,7 @@ static mf_res parse_serial(const struct mf_der *d, struct mf_cert *cert)
 }
 
 static mf_res parse_tbs(const struct mf_der *tbs, const struct mf_der *outer_alg,
-                        struct mf_cert *cert)
+                        const struct mf_pubkey *known, struct mf_cert *cert)
 {
     /* TBSCertificate ::= SEQUENCE {
      *     version [0] EXPLICIT Version (v3 = 2), serialNumber INTEGER,
@@ -398,7 +398,13 @@ static mf_res parse_tbs(const struct mf_der *tbs, const struct mf_der *outer_alg
     cert->subject = d.tlv;
     cert->subject_len = d.tlv_len;
     MF_TRY(mf_der_get(&c, MF_DER_SEQUENCE, &spki));
-    MF_TRY(mf_pubkey_parse_into(spki.tlv, spki.tlv_len, &cert->pub));
+    if (known != NULL && spki.tlv_len == known->spki_len &&
+        memcmp(spki.tlv, known->spki, spki.tlv_len) == 0) {
+        /* the very key, already checked: no second on-curve check */
+        cert->pub = *known;
+    } else {
+        MF_TRY(mf_pubkey_parse_into(spki.tlv, spki.tlv_len, &cert->pub));
+    }
     if (mf_der_peek(&c, 0x81)) {
         MF_TRY(mf_der_next(&c, &d));
     }
@@ -417,7 +423,7 @@ static mf_res parse_tbs(const struct mf_der *tbs, const struct mf_der *outer_alg
     return MF_RES_OK;
 }
 
-static mf_res parse_cert(struct mf_cert *cert)
+static mf_res parse_cert(struct mf_cert *cert, const struct mf_pubkey *known)
 {
     /* Certificate ::= SEQUENCE { tbsCertificate TBSCertificate,
      *     signatureAlgorithm AlgorithmIdentifier, signatureValue BIT STRING } */
@@ -440,7 +446,7 @@ static mf_res parse_cert(struct mf_cert *cert)
     cert->sig_len = nbits;
     cert->tbs = tbs.tlv;
     cert->tbs_len = tbs.tlv_len;
-    MF_TRY(parse_tbs(&tbs, &alg, cert));
+    MF_TRY(parse_tbs(&tbs, &alg, known, cert));
     if (cert->ext.n_uri == 1) {
         struct mf_spiffe_id id;
         if (mf_ok(mf_spiffeid_parse((const char *)cert->ext.uri, cert->ext.uri_len, &id))) {
@@ -457,6 +463,13 @@ static mf_res parse_cert(struct mf_cert *cert)
 /* see mf_x509.h */
 mf_res mf_cert_from_der(const uint8_t *der, size_t len, struct mf_cert **out)
 {
+    return mf_cert_from_der_key(der, len, NULL, out);
+}
+
+/* see mf_x509_int.h */
+mf_res mf_cert_from_der_key(const uint8_t *der, size_t len, const struct mf_pubkey *known,
+                            struct mf_cert **out)
+{
     MF_ENSURE_REF(out);
     *out = NULL;
     MF_ENSURE_REF(der);
@@ -471,7 +484,7 @@ mf_res mf_cert_from_der(const uint8_t *der, size_t len, struct mf_cert **out)
     memcpy(cert->der, der, len);
     cert->der_len = len;
     atomic_init(&cert->refs, 1);
-    MF_TRY_OUT(parse_cert(cert));
+    MF_TRY_OUT(parse_cert(cert, known));
     *out = cert;
     cert = NULL;
     rc = MF_RES_OK;

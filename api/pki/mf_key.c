@@ -187,36 +187,41 @@ void mf_ec_release(ecc_key *ecc)
 
 /* ---- public keys ---------------------------------------------------------- */
 
+/* A DER header (tag, short-form length) at p; returns the end. */
+static uint8_t *put_hdr(uint8_t *p, uint8_t tag, size_t len)
+{
+    p[0] = tag;
+    p[1] = (uint8_t)len;
+    return p + 2;
+}
+
 static mf_res spki_encode(struct mf_pubkey *pk, const struct mf_curve *cv, const uint8_t *x,
                           const uint8_t *y)
 {
     /* SubjectPublicKeyInfo ::= SEQUENCE { algorithm SEQUENCE {
      *     id-ecPublicKey, namedCurve OID }, subjectPublicKey BIT STRING }
-     * with the point uncompressed: 0x04 || x || y (SEC 1 2.3.3). */
-    mf_res rc;
-    struct mf_buf alg, body, spki;
-    uint8_t bits[2 + 2 * MF_EC_COORD_MAX];
-    mf_buf_init(&alg, 64, 0);
-    mf_buf_init(&body, MF_SPKI_MAX, 0);
-    mf_buf_init(&spki, MF_SPKI_MAX, 0);
-    MF_TRY_OUT(mf_der_put(&alg, MF_DER_OID, mf_oid_ec_public_key, sizeof(mf_oid_ec_public_key)));
-    MF_TRY_OUT(mf_der_put(&alg, MF_DER_OID, cv->oid, cv->oid_len));
-    MF_TRY_OUT(mf_der_wrap(&body, MF_DER_SEQUENCE, &alg));
-    bits[0] = 0;
-    bits[1] = 0x04;
-    memcpy(bits + 2, x, cv->coord_len);
-    memcpy(bits + 2 + cv->coord_len, y, cv->coord_len);
-    MF_TRY_OUT(mf_der_put(&body, MF_DER_BIT_STRING, bits, 2 + 2 * cv->coord_len));
-    MF_TRY_OUT(mf_der_wrap(&spki, MF_DER_SEQUENCE, &body));
-    MF_ENSURE_OUT(spki.len <= sizeof(pk->spki), MF_ERR_INTERNAL);
-    memcpy(pk->spki, spki.data, spki.len);
-    pk->spki_len = (uint16_t)spki.len;
-    rc = MF_RES_OK;
-out:
-    mf_buf_cleanup(&alg);
-    mf_buf_cleanup(&body);
-    mf_buf_cleanup(&spki);
-    return rc;
+     * with the point uncompressed: 0x04 || x || y (SEC 1 2.3.3). Written
+     * straight into pk->spki: for P-256 and P-384 every length is below
+     * 128, so each header is two bytes (short form). */
+    size_t alg_len = 2 + sizeof(mf_oid_ec_public_key) + 2 + cv->oid_len;
+    size_t bits_len = 2 + 2 * cv->coord_len;
+    size_t body_len = 2 + alg_len + 2 + bits_len;
+    MF_ENSURE(body_len < 128 && 2 + body_len <= sizeof(pk->spki), MF_ERR_INTERNAL);
+    uint8_t *p = put_hdr(pk->spki, MF_DER_SEQUENCE, body_len);
+    p = put_hdr(p, MF_DER_SEQUENCE, alg_len);
+    p = put_hdr(p, MF_DER_OID, sizeof(mf_oid_ec_public_key));
+    memcpy(p, mf_oid_ec_public_key, sizeof(mf_oid_ec_public_key));
+    p += sizeof(mf_oid_ec_public_key);
+    p = put_hdr(p, MF_DER_OID, cv->oid_len);
+    memcpy(p, cv->oid, cv->oid_len);
+    p += cv->oid_len;
+    p = put_hdr(p, MF_DER_BIT_STRING, bits_len);
+    *p++ = 0; /* no unused bits */
+    *p++ = 0x04;
+    memcpy(p, x, cv->coord_len);
+    memcpy(p + cv->coord_len, y, cv->coord_len);
+    pk->spki_len = (uint16_t)(2 + body_len);
+    return MF_RES_OK;
 }
 
 /* True when both coordinates are below the field prime of the curve (SEC 1

@@ -3,9 +3,10 @@
  * mf_pem: PEM (RFC 7468), base64 and base64url (RFC 4648). It needs only
  * api/core (its place in api/pki is in mf_der.h).
  *
- * PEM bodies may hold private keys, so the base64 alphabet is mapped with
- * arithmetic instead of table lookups (no secret-dependent memory access),
- * and every intermediate text buffer is an MF_BUF_SECRET buffer. The decoders
+ * PEM bodies may hold private keys, so every intermediate text buffer is an
+ * MF_BUF_SECRET buffer, and base64 into or out of such a buffer maps the
+ * alphabet with arithmetic instead of table lookups (no secret-dependent
+ * memory access). Public data (any other buffer) goes through tables. The decoders
  * are strict: padding where RFC 4648 requires it, zero trailing bits, and no
  * characters outside the alphabet; a PEM block may not carry RFC 1421
  * headers (that is how encrypted keys are written, which we do not read).
@@ -54,14 +55,61 @@ static char b64_char(unsigned v, bool url)
     return (char)c;
 }
 
-static mf_res b64_encode(const uint8_t *in, size_t len, bool url, bool pad, struct mf_buf *out)
+/* The same mappings as tables, for public data (a buffer without
+ * MF_BUF_SECRET): certificates, CSRs and JWT parts, the bulk of what the
+ * CA encodes and decodes. -1 marks a character outside the alphabet. */
+static const char b64_std_chars[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char b64_url_chars[65] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const int8_t b64_std_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+static const int8_t b64_url_values[256] = {
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1, -1, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, 63,
+    -1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+    -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
+
+/* One base64 character for v (0..63): by arithmetic for secrets (ct), by
+ * table otherwise. Inlined into loops that each pass a constant ct. */
+static inline char b64_enc(unsigned v, bool url, bool ct)
 {
-    size_t groups = len / 3 + (len % 3 != 0);
-    size_t need;
-    MF_ENSURE(mf_mul_size(groups, 4, &need), MF_ERR_OVERFLOW);
-    MF_TRY(mf_buf_reserve(out, need));
-    /* written in place: the buffer has room for every group */
-    char *dst = (char *)out->data + out->len;
+    if (ct) {
+        return b64_char(v, url);
+    }
+    return url ? b64_url_chars[v] : b64_std_chars[v];
+}
+
+static inline int b64_dec(uint8_t c, bool url, bool ct)
+{
+    if (ct) {
+        return b64_value(c, url);
+    }
+    return url ? b64_url_values[c] : b64_std_values[c];
+}
+
+static inline char *b64_encode_run(const uint8_t *in, size_t len, bool url, bool pad, bool ct,
+                                   char *dst)
+{
     uint32_t acc = 0;
     for (size_t i = 0; i < len; i += 3) {
         size_t n = len - i < 3 ? len - i : 3;
@@ -72,16 +120,55 @@ static mf_res b64_encode(const uint8_t *in, size_t len, bool url, bool pad, stru
         if (n > 2) {
             acc |= in[i + 2];
         }
-        dst[0] = b64_char((acc >> 18) & 63, url);
-        dst[1] = b64_char((acc >> 12) & 63, url);
-        dst[2] = n > 1 ? b64_char((acc >> 6) & 63, url) : '=';
-        dst[3] = n > 2 ? b64_char(acc & 63, url) : '=';
+        dst[0] = b64_enc((acc >> 18) & 63, url, ct);
+        dst[1] = b64_enc((acc >> 12) & 63, url, ct);
+        dst[2] = n > 1 ? b64_enc((acc >> 6) & 63, url, ct) : '=';
+        dst[3] = n > 2 ? b64_enc(acc & 63, url, ct) : '=';
         dst += n < 3 && !pad ? n + 1 : 4;
     }
     mf_wipe(&acc, sizeof(acc));
+    return dst;
+}
+
+static mf_res b64_encode(const uint8_t *in, size_t len, bool url, bool pad, struct mf_buf *out)
+{
+    size_t groups = len / 3 + (len % 3 != 0);
+    size_t need;
+    MF_ENSURE(mf_mul_size(groups, 4, &need), MF_ERR_OVERFLOW);
+    MF_TRY(mf_buf_reserve(out, need));
+    /* written in place: the buffer has room for every group */
+    char *dst = (char *)out->data + out->len;
+    if (out->flags & MF_BUF_SECRET) {
+        dst = b64_encode_run(in, len, url, pad, true, dst);
+    } else {
+        dst = b64_encode_run(in, len, url, pad, false, dst);
+    }
     out->len = (size_t)(dst - (char *)out->data);
     out->data[out->len] = '\0';
     return MF_RES_OK;
+}
+
+/* Decodes the whole groups of in[0..full) into dst; ORs -1 into *bad on a
+ * character outside the alphabet. Returns the end of what it wrote. */
+static inline uint8_t *b64_decode_run(const char *in, size_t full, bool url, bool ct, uint8_t *dst,
+                                      int *bad)
+{
+    uint32_t acc = 0;
+    int b = 0;
+    for (size_t i = 0; i < full; i += 4) {
+        acc = 0;
+        for (size_t k = 0; k < 4; k++) {
+            int v = b64_dec((uint8_t)in[i + k], url, ct);
+            b |= v;
+            acc = (acc << 6) | (uint32_t)(v & 63);
+        }
+        *dst++ = (uint8_t)(acc >> 16);
+        *dst++ = (uint8_t)(acc >> 8);
+        *dst++ = (uint8_t)acc;
+    }
+    mf_wipe(&acc, sizeof(acc));
+    *bad |= b;
+    return dst;
 }
 
 /* Decodes len characters (no whitespace). With pad, len is a multiple of 4
@@ -111,23 +198,18 @@ static mf_res b64_decode(const char *in, size_t len, bool url, bool pad, struct 
     size_t out_n = full / 4 * 3 + nbytes;
     MF_TRY(mf_buf_reserve(out, out_n));
     uint8_t *dst = out->data + out->len;
+    const bool ct = (out->flags & MF_BUF_SECRET) != 0;
     int bad = 0;
     uint32_t acc = 0;
-    for (size_t i = 0; i < full; i += 4) {
-        acc = 0;
-        for (size_t k = 0; k < 4; k++) {
-            int v = b64_value((uint8_t)in[i + k], url);
-            bad |= v;
-            acc = (acc << 6) | (uint32_t)(v & 63);
-        }
-        *dst++ = (uint8_t)(acc >> 16);
-        *dst++ = (uint8_t)(acc >> 8);
-        *dst++ = (uint8_t)acc;
+    if (ct) {
+        dst = b64_decode_run(in, full, url, true, dst, &bad);
+    } else {
+        dst = b64_decode_run(in, full, url, false, dst, &bad);
     }
     if (tail > 0) {
         acc = 0;
         for (size_t k = 0; k < tail; k++) {
-            int v = b64_value((uint8_t)in[full + k], url);
+            int v = b64_dec((uint8_t)in[full + k], url, ct);
             bad |= v;
             acc = (acc << 6) | (uint32_t)(v & 63);
         }

@@ -196,7 +196,8 @@ static mf_res make_cert(const struct tbs_params *p, const struct mf_key *signer,
     mf_buf_init(&der, MF_MAX_CERT, 0);
     MF_TRY_OUT(put_tbs(p, &tbs));
     MF_TRY_OUT(mf_x509_sign_tbs(signer, &tbs, &der));
-    MF_TRY_OUT(mf_cert_from_der(der.data, der.len, out));
+    /* the subject key came checked (a CSR's, or a key of ours) */
+    MF_TRY_OUT(mf_cert_from_der_key(der.data, der.len, p->subject_key, out));
     rc = MF_RES_OK;
 out:
     mf_buf_cleanup(&tbs);

@@ -200,6 +200,14 @@ MF_WUR mf_res mf_sigalg_put(struct mf_buf *out, enum mf_key_type signer);
 MF_WUR mf_res mf_ec_verify_msg(const struct mf_pubkey *pk, enum mf_hash alg, const uint8_t *msg,
                                size_t len, const uint8_t *sig, size_t sig_len);
 
+/* mf_cert_from_der for a certificate whose subject key the caller has
+ * already checked (known, or NULL): when the certificate's
+ * SubjectPublicKeyInfo is byte for byte known's, known is copied instead of
+ * parsed and checked on the curve again. mf_x509_issue parses what it has
+ * just signed this way. */
+MF_WUR mf_res mf_cert_from_der_key(const uint8_t *der, size_t len, const struct mf_pubkey *known,
+                                   struct mf_cert **out);
+
 /* Fills pk from a SubjectPublicKeyInfo DER; only EC P-256/P-384 with an
  * uncompressed point on the curve. */
 MF_WUR mf_res mf_pubkey_parse_into(const uint8_t *der, size_t len, struct mf_pubkey *pk);

@@ -1258,6 +1258,44 @@ static void test_mf_cert_from_der_malformed_refused(void **state)
     free(buf);
 }
 
+/* mf_cert_from_der_key skips the on-curve check only for the very key it is
+ * given: another known key is ignored, and a point moved off the curve is
+ * refused with or without a known key. */
+static void test_mf_cert_from_der_key_trusts_only_the_same_key(void **state)
+{
+    struct fx *f = *state;
+    struct mf_spiffe_id lid = parse_id(LEAF_ID);
+    struct mf_issue_req req = {.id = &lid, .subject_key = f->leaf_pub, .now = f->now, .ttl = 600};
+    struct mf_cert *leaf = NULL, *c = NULL;
+    ASSERT_OK(mf_x509_issue(&req, f->ca, f->ca_key, &leaf));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(leaf), f->leaf_pub));
+    size_t len;
+    const uint8_t *der = mf_cert_der(leaf, &len);
+
+    ASSERT_OK(mf_cert_from_der_key(der, len, f->leaf_pub, &c));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
+    mf_cert_free(c);
+    /* another key: the certificate's own is parsed */
+    ASSERT_OK(mf_cert_from_der_key(der, len, mf_cert_pubkey(f->ca), &c));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
+    assert_false(mf_pubkey_eq(mf_cert_pubkey(c), mf_cert_pubkey(f->ca)));
+    mf_cert_free(c);
+
+    /* the last byte of y changed: no longer on the curve */
+    uint8_t *buf = malloc(len);
+    assert_non_null(buf);
+    memcpy(buf, der, len);
+    uint8_t *spki = memmem(buf, len, f->leaf_pub->spki, f->leaf_pub->spki_len);
+    assert_non_null(spki);
+    spki[f->leaf_pub->spki_len - 1] ^= 1;
+    c = NULL;
+    ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_cert_from_der_key(buf, len, f->leaf_pub, &c), MF_ERR_CRYPTO_KEY);
+    assert_null(c);
+    free(buf);
+    mf_cert_free(leaf);
+}
+
 /* X.690 10.1: a DER length takes the fewest octets, so a length below 128
  * is always the one-octet short form; 81 xx with xx < 0x80 is BER, not DER,
  * and would give one certificate two encodings (two fingerprints). */
@@ -1386,6 +1424,7 @@ int main(void)
         cmocka_unit_test(test_mf_x509_issue_not_after_capped_ok),
         cmocka_unit_test(test_mf_x509_issue_bad_requests_refused),
         cmocka_unit_test(test_mf_x509_issue_p384_ca_ok),
+        cmocka_unit_test(test_mf_cert_from_der_key_trusts_only_the_same_key),
         cmocka_unit_test(test_mf_x509_wolfssl_cert_manager_accepts_ok),
         cmocka_unit_test(test_mf_x509_verify_chain_validity_edges),
         cmocka_unit_test(test_mf_x509_verify_chain_wrong_trust_domain_refused),
