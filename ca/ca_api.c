@@ -789,6 +789,14 @@ static mf_res put_item_result(struct mf_buf *out, const char *eid, const char *s
 {
     char exp[MF_RFC3339_LEN];
     mf_time_format(mf_cert_not_after(chain->v[0]), exp);
+    /* room for the whole answer at once, unless the IDs need escapes */
+    size_t need = 96 + strlen(eid) + strlen(sid) + sizeof(exp);
+    for (size_t i = 0; i < chain->n; i++) {
+        size_t len = 0;
+        (void)mf_cert_der(chain->v[i], &len);
+        need += (len + 2) / 3 * 4 + 3;
+    }
+    MF_TRY(mf_buf_reserve(out, need));
     MF_TRY(mf_buf_append_str(out, "{\"entry_id\":"));
     MF_TRY(mf_json_put_str(out, eid));
     MF_TRY(mf_buf_append_str(out, ",\"spiffe_id\":"));
@@ -943,14 +951,23 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                 jobs[i].res = sign_item_run(&items[i]);
             }
         }
-        /* answers in the order of the request */
-        r = mf_buf_append_str(&results, "{\"results\":[");
+        /* answers in the order of the request, in a buffer sized once */
+        size_t total = 16;
         for (size_t i = 0; mf_ok(r) && i < n; i++) {
             if (items[i].out.len == 0) {
                 /* not run (a stopped pool), or its answer could not be made */
                 r = put_item_error(&items[i].out, items[i].eid, ca_sign_job_result(&jobs[i]));
             }
-            if (mf_ok(r) && i > 0) {
+            total += items[i].out.len + 1;
+        }
+        if (mf_ok(r)) {
+            r = mf_buf_reserve(&results, total);
+        }
+        if (mf_ok(r)) {
+            r = mf_buf_append_str(&results, "{\"results\":[");
+        }
+        for (size_t i = 0; mf_ok(r) && i < n; i++) {
+            if (i > 0) {
                 r = mf_buf_append_u8(&results, ',');
             }
             if (mf_ok(r)) {
@@ -972,7 +989,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     if (why.status != 0) {
         ret = reply_limit(conn, &why);
     } else if (mf_ok(r)) {
-        ret = mf_httpd_reply_buf(conn, 200, "application/json", results.data, results.len);
+        ret = mf_httpd_reply_take(conn, 200, "application/json", &results);
     } else {
         ret = mf_httpd_reply_res(conn, r);
     }

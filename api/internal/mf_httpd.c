@@ -255,6 +255,33 @@ enum MHD_Result mf_httpd_reply_buf(struct MHD_Connection *conn, unsigned status,
     return r;
 }
 
+/* see mf_httpd.h */
+enum MHD_Result mf_httpd_reply_take(struct MHD_Connection *conn, unsigned status,
+                                    const char *content_type, struct mf_buf *b)
+{
+    if (b->data == NULL || (b->flags & MF_BUF_SECRET)) {
+        /* nothing to take, or a block that must be wiped, not just freed */
+        return mf_httpd_reply_buf(conn, status, content_type, mf_buf_cstr(b), b->len);
+    }
+    /* MUST_FREE: MHD free()s the block with the response */
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(b->len, b->data, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+    if (content_type != NULL &&
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
+        MHD_destroy_response(resp);
+        return MHD_NO;
+    }
+    enum MHD_Result r = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
 /* The last resort when even the error body cannot be built. */
 static enum MHD_Result reply_internal(struct MHD_Connection *conn)
 {

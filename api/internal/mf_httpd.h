@@ -112,6 +112,11 @@ enum MHD_Result mf_httpd_reply_error(struct MHD_Connection *conn, unsigned statu
 enum MHD_Result mf_httpd_reply_res(struct MHD_Connection *conn, mf_res r);
 enum MHD_Result mf_httpd_reply_buf(struct MHD_Connection *conn, unsigned status,
                                    const char *content_type, const void *data, size_t len);
+/* The same with the contents of b (a buffer that is not MF_BUF_SECRET),
+ * whose block MHD takes over and frees once sent: no copy of a large
+ * answer. b is left empty, and cleaning it up stays safe. */
+enum MHD_Result mf_httpd_reply_take(struct MHD_Connection *conn, unsigned status,
+                                    const char *content_type, struct mf_buf *b);
 
 /* The value of a request header or query argument, or NULL. */
 const char *mf_httpd_header(struct MHD_Connection *conn, const char *name);

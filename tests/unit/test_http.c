@@ -59,7 +59,8 @@
 static char g_dir[64];
 static char g_sock[PATH_CAP];
 static struct MHD_Daemon *g_mhd;
-static atomic_int g_conns; /* connections the plain server accepted */
+static atomic_int g_conns;     /* connections the plain server accepted */
+static atomic_int g_take_left; /* /take: bytes its buffer still held after the reply */
 
 static void join_path(char *out, const char *name)
 {
@@ -182,6 +183,23 @@ static enum MHD_Result plain_handler(void *cls, struct MHD_Connection *conn, con
         memset(buf, 'x', n);
         res = mf_httpd_reply_buf(conn, MHD_HTTP_OK, "text/plain", buf, n);
         free(buf);
+        return res;
+    }
+    if (strcmp(url, "/take") == 0) {
+        /* n bytes of "0123456789..." handed to MHD without a copy (or, with
+         * ?secret, copied and wiped) */
+        struct mf_buf b;
+        mf_buf_init(&b, 1024u * 1024u, mf_httpd_query(conn, "secret") != NULL ? MF_BUF_SECRET : 0);
+        size_t n = query_size(conn, "n", 0);
+        for (size_t i = 0; i < n; i++) {
+            if (!mf_ok(mf_buf_append_u8(&b, (uint8_t)('0' + i % 10)))) {
+                mf_buf_cleanup(&b);
+                return MHD_NO;
+            }
+        }
+        res = mf_httpd_reply_take(conn, MHD_HTTP_OK, "text/plain", &b);
+        atomic_store(&g_take_left, b.data != NULL ? (int)b.len : 0);
+        mf_buf_cleanup(&b);
         return res;
     }
     if (strcmp(url, "/peer") == 0) {
@@ -607,6 +625,37 @@ static void test_mf_httpd_peer_cred_reports_uid(void **state)
     /* a plain connection has no TLS client chain */
     assert_string_equal(json_string_value(json_object_get(o, "chain")), "AUTH_MISSING");
     json_decref(o);
+    mf_http_resp_cleanup(&r);
+    mf_http_close(c);
+}
+
+/* mf_httpd_reply_take: MHD sends the buffer's own block and frees it (the
+ * buffer is left empty, so cleaning it up frees nothing twice: ASan would
+ * say); a secret buffer is sent as a copy and stays with its owner, who
+ * wipes it. */
+static void test_mf_httpd_reply_take_sends_the_buffer(void **state)
+{
+    (void)state;
+    struct mf_http_conn *c = NULL;
+    struct mf_http_resp r;
+    mf_http_resp_init(&r, 1024u * 1024u);
+    ASSERT_OK(mf_http_connect_unix(g_sock, T_MS, &c));
+    static const char *const paths[] = {"/take?n=300000", "/take?n=300000&secret=1", "/take?n=0",
+                                        "/take?n=7"};
+    static const size_t lens[] = {300000, 300000, 0, 7};
+    static const int kept[] = {0, 300000, 0, 0}; /* the secret one is copied */
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        atomic_store(&g_take_left, -1);
+        ASSERT_OK(mf_http_request(c, "GET", paths[k], NULL, NULL, 0, T_MS, &r));
+        assert_int_equal(r.status, 200);
+        assert_string_equal(r.content_type, "text/plain");
+        assert_int_equal(r.body.len, lens[k]);
+        for (size_t i = 0; i < r.body.len; i++) {
+            assert_int_equal(r.body.data[i], '0' + i % 10);
+        }
+        /* taken: nothing left in the handler's buffer */
+        assert_int_equal(atomic_load(&g_take_left), kept[k]);
+    }
     mf_http_resp_cleanup(&r);
     mf_http_close(c);
 }
@@ -1685,6 +1734,7 @@ int main(void)
         cmocka_unit_test(test_mf_http_stream_line_over_max_refused),
         cmocka_unit_test(test_mf_http_stream_begin_error_body_kept),
         cmocka_unit_test(test_mf_httpd_peer_cred_reports_uid),
+        cmocka_unit_test(test_mf_httpd_reply_take_sends_the_buffer),
         cmocka_unit_test(test_mf_httpd_reply_res_error_shape),
         cmocka_unit_test(test_mf_http_request_retry_after_parsed),
         cmocka_unit_test(test_mf_http_request_connection_close_not_reusable),
