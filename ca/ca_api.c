@@ -779,6 +779,8 @@ static mf_res admit_entries(struct ca_ctx *ctx, const struct mf_spiffe_id *agent
 /* The most one item's answer may take: a chain of a few certificates of at
  * most MF_MAX_CERT each, in base64, and the item's strings. */
 #define CA_SIGN_ITEM_MAX (128u * 1024u)
+/* and its log line (one line of mf_log, at most 8 KiB) */
+#define CA_SIGN_LOG_MAX (16u * 1024u)
 
 /* An item's answer in a /v1/sign reply: {"entry_id", "spiffe_id",
  * "x509_svid": [base64 DER, leaf first], "expires_at"}, written straight
@@ -837,6 +839,7 @@ struct sign_item {
     const char *eid;
     const char *csr_b64;
     struct mf_buf out;
+    struct mf_buf log; /* its "issued" line, written with the batch's */
 };
 
 static mf_res sign_item_run(void *arg)
@@ -877,6 +880,7 @@ static mf_res sign_item_run(void *arg)
             .dns_names = (const char *const *)e->dns_names,
             .n_dns = e->n_dns,
             .agent = it->agent->str,
+            .log = &it->log,
         };
         ir = ca_issue_leaf(it->ctx->keys, &lr, it->now, &chain);
     } else {
@@ -938,6 +942,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                 .csr_b64 = json_string_value(json_object_get(it, "csr")),
             };
             mf_buf_init(&items[i].out, CA_SIGN_ITEM_MAX, 0);
+            mf_buf_init(&items[i].log, CA_SIGN_LOG_MAX, 0);
             jobs[i] = (struct ca_sign_job){.fn = sign_item_run, .arg = &items[i]};
         }
         /* the items run on the signer threads, beside other connections'
@@ -951,6 +956,23 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
                 jobs[i].res = sign_item_run(&items[i]);
             }
         }
+        /* the batch's "issued" lines, in order, in a few writes */
+        struct mf_buf lines;
+        size_t log_total = 0;
+        for (size_t i = 0; i < n; i++) {
+            log_total += items[i].log.len;
+        }
+        mf_buf_init(&lines, log_total, 0);
+        for (size_t i = 0; i < n; i++) {
+            if (items[i].log.len == 0) {
+                continue;
+            }
+            if (!mf_ok(mf_buf_append(&lines, items[i].log.data, items[i].log.len))) {
+                mf_log_lines(&items[i].log); /* no memory: item by item */
+            }
+        }
+        mf_log_lines(&lines);
+        mf_buf_cleanup(&lines);
         /* answers in the order of the request, in a buffer sized once */
         size_t total = 16;
         for (size_t i = 0; mf_ok(r) && i < n; i++) {
@@ -980,6 +1002,7 @@ static enum MHD_Result do_sign(struct ca_ctx *ctx, struct MHD_Connection *conn,
     }
     for (size_t i = 0; items != NULL && i < n; i++) {
         mf_buf_cleanup(&items[i].out);
+        mf_buf_cleanup(&items[i].log);
     }
     free(items);
     free(jobs);

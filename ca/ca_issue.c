@@ -231,8 +231,14 @@ mf_res ca_issue_leaf(struct ca_keys *keys, const struct ca_leaf_req *req, int64_
     char serial[MF_SERIAL_HEX_MAX], na[MF_RFC3339_LEN];
     mf_cert_serial_hex(leaf, serial);
     mf_time_format(mf_cert_not_after(leaf), na);
-    mf_log_event(MF_LOG_INFO, __func__, "issued", "spiffe_id", req->id->str, "serial", serial,
-                 "not_after", na, "agent", req->agent ? req->agent : "-", "ca_key", sg->id, NULL);
+    const char *agent = req->agent ? req->agent : "-";
+    if (req->log != NULL) {
+        mf_log_event_to(req->log, MF_LOG_INFO, __func__, "issued", "spiffe_id", req->id->str,
+                        "serial", serial, "not_after", na, "agent", agent, "ca_key", sg->id, NULL);
+    } else {
+        mf_log_event(MF_LOG_INFO, __func__, "issued", "spiffe_id", req->id->str, "serial", serial,
+                     "not_after", na, "agent", agent, "ca_key", sg->id, NULL);
+    }
     ca_metrics_issued(req, t0);
     *chain_out = chain;
     mf_certs_init(&chain);

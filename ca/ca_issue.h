@@ -60,6 +60,9 @@ struct ca_leaf_req {
     const char *const *dns_names;
     size_t n_dns;
     const char *agent; /* "-" for the server's own SVID */
+    /* where the "issued" line goes (mf_log_event_to), for the caller to
+     * write with the rest of its batch; NULL: logged at once */
+    struct mf_buf *log;
 };
 MF_WUR mf_res ca_issue_leaf(struct ca_keys *keys, const struct ca_leaf_req *req, int64_t now,
                             struct mf_certs *chain_out);

@@ -11,6 +11,8 @@
  */
 #include "api/core/mf_log.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -302,6 +304,24 @@ static void emit(struct mf_buf *b)
     (void)w;
 }
 
+/* p[0..n) in as few writes as it takes; gives up on an error (a full disk
+ * or a closed pipe loses log lines, never the caller's work). */
+static void write_all(const uint8_t *p, size_t n)
+{
+    int fd = atomic_load(&log_fd);
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+}
+
 static void vwrite(enum mf_log_level level, const char *func, const char *suffix, const char *fmt,
                    va_list ap) __attribute__((format(printf, 4, 0)));
 
@@ -355,15 +375,12 @@ void mf_log_write_r(enum mf_log_level level, const char *func, mf_res r, const c
     va_end(ap);
 }
 
-/* see mf_log.h */
-void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ...)
+/* One event line (see mf_log_event) into b, which starts empty. */
+static void vevent(struct mf_buf *b_out, enum mf_log_level level, const char *func, const char *msg,
+                   va_list ap)
 {
-    if (!mf_log_enabled(level)) {
-        return;
-    }
     bool json = atomic_load(&log_format) == MF_LOG_JSON;
-    struct mf_buf b;
-    mf_buf_init(&b, LINE_MAX_BYTES, 0);
+    struct mf_buf b = *b_out;
     put_prefix(&b, level, func, json);
     if (msg == NULL) {
         msg = "";
@@ -376,8 +393,6 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
     } else {
         room = put_escaped(&b, msg, false, false);
     }
-    va_list ap;
-    va_start(ap, msg);
     /* Once the line is full, the remaining pairs are dropped whole: the pair
      * being written is closed, so the line stays well-formed. */
     while (room) {
@@ -411,8 +426,68 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
             }
         }
     }
-    va_end(ap);
     IGNORE(mf_buf_append_str(&b, json ? "}\n" : "\n"));
+    *b_out = b;
+}
+
+/* see mf_log.h */
+void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ...)
+{
+    if (!mf_log_enabled(level)) {
+        return;
+    }
+    struct mf_buf b;
+    mf_buf_init(&b, LINE_MAX_BYTES, 0);
+    va_list ap;
+    va_start(ap, msg);
+    vevent(&b, level, func, msg, ap);
+    va_end(ap);
     emit(&b);
     mf_buf_cleanup(&b);
+}
+
+/* see mf_log.h */
+void mf_log_event_to(struct mf_buf *lines, enum mf_log_level level, const char *func,
+                     const char *msg, ...)
+{
+    if (!mf_log_enabled(level)) {
+        return;
+    }
+    struct mf_buf b;
+    mf_buf_init(&b, LINE_MAX_BYTES, 0);
+    va_list ap;
+    va_start(ap, msg);
+    vevent(&b, level, func, msg, ap);
+    va_end(ap);
+    if (!mf_ok(mf_buf_append(lines, b.data, b.len))) {
+        /* no room: the line goes out now rather than not at all */
+        emit(&b);
+    }
+    mf_buf_cleanup(&b);
+}
+
+/* see mf_log.h */
+void mf_log_lines(struct mf_buf *lines)
+{
+    if (lines->data == NULL) {
+        return;
+    }
+    size_t off = 0;
+    while (off < lines->len) {
+        /* whole lines up to PIPE_BUF bytes a write, so that a pipe (the
+         * journal, a supervisor) never splits one between writers; a longer
+         * line goes alone */
+        size_t end = off;
+        while (end < lines->len) {
+            const uint8_t *nl = memchr(lines->data + end, '\n', lines->len - end);
+            size_t next = nl != NULL ? (size_t)(nl - lines->data) + 1 : lines->len;
+            if (end > off && next - off > PIPE_BUF) {
+                break;
+            }
+            end = next;
+        }
+        write_all(lines->data + off, end - off);
+        off = end;
+    }
+    mf_buf_reset(lines);
 }

@@ -18,13 +18,15 @@
  * prefix "<N>" instead of the timestamp: journald records the time and the
  * priority itself. JSON lines are unchanged.
  *
- * Thread-safe: each line is written with a single write(2).
+ * Thread-safe: each line is written with a single write(2) (mf_log_lines
+ * writes several whole lines in one).
  */
 #ifndef MF_LOG_H
 #define MF_LOG_H
 
 #include <stdbool.h>
 
+#include "api/core/mf_buf.h"
 #include "api/core/mf_err.h"
 
 enum mf_log_level {
@@ -55,6 +57,17 @@ void mf_log_write(enum mf_log_level level, const char *func, const char *fmt, ..
 /* Key/value pairs follow msg as const char * arguments, ending with NULL. */
 void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ...)
     __attribute__((sentinel));
+
+/* mf_log_event's line appended to lines instead of written (nothing when
+ * level is off; written at once when lines is full). A caller that logs a
+ * line per item of a batch writes them with mf_log_lines: a few writes
+ * instead of one per line. */
+void mf_log_event_to(struct mf_buf *lines, enum mf_log_level level, const char *func,
+                     const char *msg, ...) __attribute__((sentinel));
+/* Writes the whole lines in lines, at most PIPE_BUF bytes a write (a line
+ * longer than that in a write of its own, as mf_log_event would), and
+ * empties lines. */
+void mf_log_lines(struct mf_buf *lines);
 
 #define mf_log_at(lvl, ...)                             \
     do {                                                \

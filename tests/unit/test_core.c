@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <cmocka.h>
@@ -981,6 +983,64 @@ static void test_mf_log_event_long_pairs_cut_ok(void **state)
     assert_true(strlen(line) <= 8192);
 }
 
+/* mf_log_event_to keeps lines back (and drops the ones below the level);
+ * mf_log_lines writes them in order, whole, at most PIPE_BUF bytes a write
+ * except for a longer line, which goes alone. A SOCK_SEQPACKET socket keeps
+ * each write a message of its own, so the writes can be counted. */
+static void test_mf_log_lines_batched_whole_lines(void **state)
+{
+    (void)state;
+    int sp[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sp), 0);
+    mf_log_set_fd(sp[1]);
+    struct mf_buf lines;
+    mf_buf_init(&lines, 1u << 20, 0);
+    static char big[6000];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    for (int i = 0; i < 200; i++) {
+        char num[16];
+        (void)snprintf(num, sizeof(num), "%d", i);
+        mf_log_event_to(&lines, MF_LOG_INFO, "f", "issued", "i", num, "big", i == 100 ? big : "-",
+                        NULL);
+        mf_log_event_to(&lines, MF_LOG_DEBUG, "f", "hidden", NULL);
+    }
+    static char buf[16384];
+    assert_int_equal(recv(sp[0], buf, sizeof(buf), MSG_DONTWAIT), -1); /* nothing yet */
+    mf_log_lines(&lines);
+    assert_int_equal(lines.len, 0);
+    int next = 0, writes = 0;
+    for (;;) {
+        ssize_t r = recv(sp[0], buf, sizeof(buf) - 1, MSG_DONTWAIT);
+        if (r < 0) {
+            assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+            break;
+        }
+        writes++;
+        assert_true(r > 0 && buf[r - 1] == '\n');
+        buf[r] = '\0';
+        assert_true(r <= PIPE_BUF ||
+                    (strstr(buf, "big=xxx") != NULL && count_char(buf, '\n') == 1));
+        for (char *l = buf; *l != '\0';) {
+            char *nl = strchr(l, '\n');
+            *nl = '\0';
+            char want[40];
+            (void)snprintf(want, sizeof(want), " info f: issued i=%d big=", next);
+            assert_non_null(strstr(l, want));
+            next++;
+            l = nl + 1;
+        }
+    }
+    assert_int_equal(next, 200);
+    assert_true(writes >= 3 && writes <= 10);
+    mf_log_lines(&lines); /* empty: writes nothing */
+    assert_int_equal(recv(sp[0], buf, sizeof(buf), MSG_DONTWAIT), -1);
+    mf_buf_cleanup(&lines);
+    mf_log_set_fd(log_pipe[1]);
+    close(sp[0]);
+    close(sp[1]);
+}
+
 static void test_mf_log_level_parse_names_ok(void **state)
 {
     (void)state;
@@ -1050,6 +1110,7 @@ int main(void)
         LOG_TEST(test_mf_log_write_r_appends_error),
         LOG_TEST(test_mf_log_write_long_line_cut_ok),
         LOG_TEST(test_mf_log_event_long_pairs_cut_ok),
+        LOG_TEST(test_mf_log_lines_batched_whole_lines),
         LOG_TEST(test_mf_log_level_parse_names_ok),
     };
     return cmocka_run_group_tests_name("mf_core", tests, NULL, NULL);
