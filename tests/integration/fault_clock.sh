@@ -27,7 +27,9 @@ faked() {
         ASAN_OPTIONS="verify_asan_link_order=0:${ASAN_OPTIONS:-detect_leaks=1}")
 }
 vg_wrap() { :; } # keep MAYFLY_WRAP as set by faked (start_ca/start_agent call vg_wrap)
-jump() { echo "$2" >"$T/$1.ft"; }
+# jump NAME OFFSET: a new offset, written aside and renamed into place, so
+# that libfaketime (which reads the file on every call) never sees it empty
+jump() { echo "$2" >"$T/$1.ft.new" && mv "$T/$1.ft.new" "$T/$1.ft"; }
 served() { fetch_as root "$1" 2>/dev/null | grep -q "$2"; }
 issued() { grep -c 'svid issued' "$1/agent.log" || true; }
 no_expired() {
