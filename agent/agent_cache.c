@@ -354,7 +354,9 @@ static mf_res svid_file_decode(const struct mf_buf *file, json_t **header, struc
             MF_TRY_OUT(mf_key_from_der(der.data, der.len, &k));
         } else if (strcmp(label, "CERTIFICATE") == 0) {
             struct mf_cert *c = NULL;
-            MF_TRY_OUT(mf_cert_from_der(der.data, der.len, &c));
+            /* the leaf carries the key read above: its point is not
+             * checked on the curve twice */
+            MF_TRY_OUT(mf_cert_from_der_with_key(der.data, der.len, k, &c));
             rc = mf_certs_push(&cs, c);
             mf_cert_free(c);
             MF_TRY_OUT(rc);

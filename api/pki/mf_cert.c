@@ -466,6 +466,13 @@ mf_res mf_cert_from_der(const uint8_t *der, size_t len, struct mf_cert **out)
     return mf_cert_from_der_key(der, len, NULL, out);
 }
 
+/* see mf_x509.h */
+mf_res mf_cert_from_der_with_key(const uint8_t *der, size_t len, const struct mf_key *key,
+                                 struct mf_cert **out)
+{
+    return mf_cert_from_der_key(der, len, key != NULL ? &key->pub : NULL, out);
+}
+
 /* see mf_x509_int.h */
 mf_res mf_cert_from_der_key(const uint8_t *der, size_t len, const struct mf_pubkey *known,
                             struct mf_cert **out)

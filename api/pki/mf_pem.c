@@ -6,7 +6,9 @@
  * PEM bodies may hold private keys, so every intermediate text buffer is an
  * MF_BUF_SECRET buffer, and base64 into or out of such a buffer maps the
  * alphabet with arithmetic instead of table lookups (no secret-dependent
- * memory access). Public data (any other buffer) goes through tables. The decoders
+ * memory access). Public data (any other buffer, or a PEM block whose label
+ * is a certificate's, a CSR's, a CRL's or a public key's) goes through
+ * tables. The decoders
  * are strict: padding where RFC 4648 requires it, zero trailing bits, and no
  * characters outside the alphabet; a PEM block may not carry RFC 1421
  * headers (that is how encrypted keys are written, which we do not read).
@@ -175,7 +177,8 @@ static inline uint8_t *b64_decode_run(const char *in, size_t full, bool url, boo
  * and the last group may end in "=" or "=="; without, there is no "=" and
  * len % 4 != 1. Bits past the last whole octet must be zero. On failure out
  * is left as it was. */
-static mf_res b64_decode(const char *in, size_t len, bool url, bool pad, struct mf_buf *out)
+static mf_res b64_decode(const char *in, size_t len, bool url, bool pad, bool ct,
+                         struct mf_buf *out)
 {
     size_t full;
     size_t tail; /* characters in a final partial group */
@@ -198,7 +201,6 @@ static mf_res b64_decode(const char *in, size_t len, bool url, bool pad, struct 
     size_t out_n = full / 4 * 3 + nbytes;
     MF_TRY(mf_buf_reserve(out, out_n));
     uint8_t *dst = out->data + out->len;
-    const bool ct = (out->flags & MF_BUF_SECRET) != 0;
     int bad = 0;
     uint32_t acc = 0;
     if (ct) {
@@ -246,7 +248,7 @@ mf_res mf_b64_decode(const char *in, size_t len, struct mf_buf *out)
 {
     MF_ENSURE_REF(out);
     MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
-    return b64_decode(in, len, false, true, out);
+    return b64_decode(in, len, false, true, (out->flags & MF_BUF_SECRET) != 0, out);
 }
 
 /* see mf_x509.h */
@@ -262,7 +264,7 @@ mf_res mf_b64url_decode(const char *in, size_t len, struct mf_buf *out)
 {
     MF_ENSURE_REF(out);
     MF_ENSURE(in != NULL || len == 0, MF_ERR_USAGE_NULL);
-    return b64_decode(in, len, true, false, out);
+    return b64_decode(in, len, true, false, (out->flags & MF_BUF_SECRET) != 0, out);
 }
 
 /* ---- PEM --------------------------------------------------------------------- */
@@ -279,6 +281,20 @@ static bool label_ok(const char *s, size_t n)
         }
     }
     return s[0] != ' ' && s[n - 1] != ' ';
+}
+
+/* Labels whose blocks never hold a secret (RFC 7468): anything else read
+ * into a secret buffer is decoded in constant time. */
+static bool public_label(const char *s, size_t n)
+{
+    static const char *const pub[] = {"CERTIFICATE", "PUBLIC KEY", "CERTIFICATE REQUEST",
+                                      "X509 CRL"};
+    for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++) {
+        if (strlen(pub[i]) == n && memcmp(s, pub[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* see mf_x509.h */
@@ -375,7 +391,10 @@ mf_res mf_pem_next(struct mf_cur *cur, char *label, size_t label_cap, struct mf_
         off += ll < end - off ? ll + 1 : ll;
     }
     MF_ENSURE_OUT_MSG(text.len > 0, MF_ERR_PROTO_PEM, "empty PEM body");
-    rc = b64_decode((const char *)text.data, text.len, false, true, der);
+    /* a block with a public label is decoded by table even into a secret
+     * buffer (one buffer often reads a key and its certificates) */
+    rc = b64_decode((const char *)text.data, text.len, false, true,
+                    (der->flags & MF_BUF_SECRET) != 0 && !public_label(lab, lab_len), der);
     if (rc.err == MF_ERR_PROTO_TOO_LARGE) {
         MF_BAIL_OUT(MF_ERR_PROTO_TOO_LARGE, "PEM block over %zu bytes", der->max);
     }

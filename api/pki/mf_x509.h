@@ -137,6 +137,13 @@ void mf_csr_free(struct mf_csr *csr);
 struct mf_cert; /* a parsed X.509 certificate (opaque, immutable) */
 
 MF_WUR mf_res mf_cert_from_der(const uint8_t *der, size_t len, struct mf_cert **out);
+/* The same for the certificate of a key the caller holds (key may be NULL):
+ * when the certificate's public key is key's public half, byte for byte, it
+ * is taken from key instead of being checked on the curve again, the
+ * costliest step of a parse. Whether they match is still the caller's to
+ * check (mf_cert_matches_key). */
+MF_WUR mf_res mf_cert_from_der_with_key(const uint8_t *der, size_t len, const struct mf_key *key,
+                                        struct mf_cert **out);
 /* Another reference to the same immutable certificate (refcounted). */
 struct mf_cert *mf_cert_ref(struct mf_cert *cert);
 void mf_cert_free(struct mf_cert *cert); /* drops one reference */

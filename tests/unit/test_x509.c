@@ -1280,6 +1280,18 @@ static void test_mf_cert_from_der_key_trusts_only_the_same_key(void **state)
     assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
     assert_false(mf_pubkey_eq(mf_cert_pubkey(c), mf_cert_pubkey(f->ca)));
     mf_cert_free(c);
+    /* the public form, with the private key the caller holds (or none) */
+    ASSERT_OK(mf_cert_from_der_with_key(der, len, f->leaf_key, &c));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
+    assert_true(mf_cert_matches_key(c, f->leaf_key));
+    mf_cert_free(c);
+    ASSERT_OK(mf_cert_from_der_with_key(der, len, f->ca_key, &c));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
+    assert_false(mf_cert_matches_key(c, f->ca_key));
+    mf_cert_free(c);
+    ASSERT_OK(mf_cert_from_der_with_key(der, len, NULL, &c));
+    assert_true(mf_pubkey_eq(mf_cert_pubkey(c), f->leaf_pub));
+    mf_cert_free(c);
 
     /* the last byte of y changed: no longer on the curve */
     uint8_t *buf = malloc(len);
@@ -1291,6 +1303,7 @@ static void test_mf_cert_from_der_key_trusts_only_the_same_key(void **state)
     c = NULL;
     ASSERT_ERR(mf_cert_from_der(buf, len, &c), MF_ERR_CRYPTO_KEY);
     ASSERT_ERR(mf_cert_from_der_key(buf, len, f->leaf_pub, &c), MF_ERR_CRYPTO_KEY);
+    ASSERT_ERR(mf_cert_from_der_with_key(buf, len, f->leaf_key, &c), MF_ERR_CRYPTO_KEY);
     assert_null(c);
     free(buf);
     mf_cert_free(leaf);
