@@ -45,6 +45,9 @@ renewed_since() { local e; e=$(short_exp); [ -n "$e" ] && [ "$e" != "$1" ]; }
 for i in 1 2 3 4 5; do
     add_entry a "spiffe://example.org/w$i" $AG "unix:uid:$((1000 + i))" >>"$T/acked"
 done
+# the agent's sync after these writes re-reads its entry list (an entry
+# write drops the server's recalled lists): the outage below starts after
+wait_for_log "$T/n1/agent.log" 'entry added .*spiffe://example.org/w5' 10
 
 # PostgreSQL away: writes refused with a clear error, serving goes on
 stop_pg immediate # a crash: no shutdown checkpoint
