@@ -106,6 +106,9 @@ cc -std=c11 "$T/sig.c" -o "$T/sig" $(env -u PKG_CONFIG_PATH pkg-config --libs wo
 deb=$("$T/sig") || die "on Debian's wolfSSL: exit status $?"
 on_sp=$(LD_LIBRARY_PATH="$sp/lib" "$T/sig") || die "on $sp/lib: exit status $?"
 [ "$deb" = "$on_sp" ] || die "SHA-256 differs: Debian $deb, SP $on_sp"
-LD_LIBRARY_PATH="$sp/lib" ldd "$T/sig" | grep -q "$sp/lib/libwolfssl" || die "the SP run did not load $sp/lib"
+# (ldd's output is read whole first: with pipefail, grep -q quitting early
+# could fail the pipeline through ldd's SIGPIPE)
+deps=$(LD_LIBRARY_PATH="$sp/lib" ldd "$T/sig")
+grep -qF "$sp/lib/libwolfssl" <<<"$deps" || die "the SP run did not load $sp/lib: $deps"
 
 echo "ok: same struct layouts on Debian's and the SP wolfSSL headers; x86_64 speed-ups in; a Debian-built program signs and verifies on both"
