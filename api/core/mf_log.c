@@ -375,12 +375,14 @@ void mf_log_write_r(enum mf_log_level level, const char *func, mf_res r, const c
     va_end(ap);
 }
 
-/* One event line (see mf_log_event) into b, which starts empty. */
-static void vevent(struct mf_buf *b_out, enum mf_log_level level, const char *func, const char *msg,
+/* One event line (see mf_log_event) appended to lines, or written at once
+ * when lines is NULL or has no room for it. */
+static void vevent(struct mf_buf *lines, enum mf_log_level level, const char *func, const char *msg,
                    va_list ap)
 {
     bool json = atomic_load(&log_format) == MF_LOG_JSON;
-    struct mf_buf b = *b_out;
+    struct mf_buf b;
+    mf_buf_init(&b, LINE_MAX_BYTES, 0);
     put_prefix(&b, level, func, json);
     if (msg == NULL) {
         msg = "";
@@ -427,7 +429,11 @@ static void vevent(struct mf_buf *b_out, enum mf_log_level level, const char *fu
         }
     }
     IGNORE(mf_buf_append_str(&b, json ? "}\n" : "\n"));
-    *b_out = b;
+    if (lines == NULL || !mf_ok(mf_buf_append(lines, b.data, b.len))) {
+        /* no room in lines: the line goes out now rather than not at all */
+        emit(&b);
+    }
+    mf_buf_cleanup(&b);
 }
 
 /* see mf_log.h */
@@ -436,14 +442,10 @@ void mf_log_event(enum mf_log_level level, const char *func, const char *msg, ..
     if (!mf_log_enabled(level)) {
         return;
     }
-    struct mf_buf b;
-    mf_buf_init(&b, LINE_MAX_BYTES, 0);
     va_list ap;
     va_start(ap, msg);
-    vevent(&b, level, func, msg, ap);
+    vevent(NULL, level, func, msg, ap);
     va_end(ap);
-    emit(&b);
-    mf_buf_cleanup(&b);
 }
 
 /* see mf_log.h */
@@ -453,17 +455,10 @@ void mf_log_event_to(struct mf_buf *lines, enum mf_log_level level, const char *
     if (!mf_log_enabled(level)) {
         return;
     }
-    struct mf_buf b;
-    mf_buf_init(&b, LINE_MAX_BYTES, 0);
     va_list ap;
     va_start(ap, msg);
-    vevent(&b, level, func, msg, ap);
+    vevent(lines, level, func, msg, ap);
     va_end(ap);
-    if (!mf_ok(mf_buf_append(lines, b.data, b.len))) {
-        /* no room: the line goes out now rather than not at all */
-        emit(&b);
-    }
-    mf_buf_cleanup(&b);
 }
 
 /* see mf_log.h */

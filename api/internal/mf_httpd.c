@@ -235,24 +235,31 @@ void mf_httpd_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
 /* ---- replies ---------------------------------------------------------- */
 
+/* Queues resp (NULL: could not be made) with its Content-Type, and drops
+ * this reference to it. */
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, const char *content_type,
+                             struct MHD_Response *resp)
+{
+    if (resp == NULL) {
+        return MHD_NO;
+    }
+    enum MHD_Result r = MHD_NO;
+    if (content_type == NULL ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) == MHD_YES) {
+        r = MHD_queue_response(conn, status, resp);
+    }
+    MHD_destroy_response(resp);
+    return r;
+}
+
 /* see mf_httpd.h */
 enum MHD_Result mf_httpd_reply_buf(struct MHD_Connection *conn, unsigned status,
                                    const char *content_type, const void *data, size_t len)
 {
     /* MUST_COPY: MHD owns its copy, so the caller's buffer may go now */
-    struct MHD_Response *resp =
-        MHD_create_response_from_buffer(len, (void *)(uintptr_t)data, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL) {
-        return MHD_NO;
-    }
-    if (content_type != NULL &&
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return queue(
+        conn, status, content_type,
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)data, MHD_RESPMEM_MUST_COPY));
 }
 
 /* see mf_httpd.h */
@@ -272,14 +279,7 @@ enum MHD_Result mf_httpd_reply_take(struct MHD_Connection *conn, unsigned status
     b->data = NULL;
     b->len = 0;
     b->cap = 0;
-    if (content_type != NULL &&
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES) {
-        MHD_destroy_response(resp);
-        return MHD_NO;
-    }
-    enum MHD_Result r = MHD_queue_response(conn, status, resp);
-    MHD_destroy_response(resp);
-    return r;
+    return queue(conn, status, content_type, resp);
 }
 
 /* The last resort when even the error body cannot be built. */
